@@ -1,0 +1,1 @@
+"""declare_app package (under construction)."""

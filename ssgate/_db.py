@@ -1,0 +1,154 @@
+"""The database: engine construction, the dedicated thread pool, and migrations.
+
+SQLAlchemy Core only.  Every store function in the feature packages has the shape
+``fn(conn: Connection, *args) -> plain value`` and runs inside one transaction that
+:class:`Database` opens on its own thread pool, never on the reactor thread and never on
+the reactor's shared pool (DNS and metrics live there).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class DatabaseURLError(ValueError):
+    """The configured database URL names a backend ssgate does not support."""
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def make_engine(url: str) -> Engine:
+    """Build the engine for *url*: SQLite (embedded default) or PostgreSQL via psycopg 3.
+
+    SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for every transaction:
+    with deferred ``BEGIN`` a reader that later writes cannot wait for the lock and
+    fails with "database is locked" under threads (measured in STACK.md).
+    """
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as e:
+        raise DatabaseURLError(f"database.url {url!r} is not a database URL") from e
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url, in_memory=parsed.database in (None, "", ":memory:"))
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            raise DatabaseURLError(
+                f"database.url {parsed.render_as_string(hide_password=True)!r}: "
+                "write postgresql+psycopg://… (psycopg 3 is the supported driver)"
+            )
+        return create_engine(
+            parsed,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 10},
+        )
+    raise DatabaseURLError(
+        f"database.url {parsed.render_as_string(hide_password=True)!r}: "
+        "only sqlite:///PATH and postgresql+psycopg://… are supported"
+    )
+
+
+def _sqlite_engine(url: str, *, in_memory: bool) -> Engine:
+    if in_memory:
+        engine = create_engine(
+            url,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+    else:
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        if not in_memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def in_transaction(
+    engine: Engine,
+    fn: Callable[Concatenate[Connection, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """Run ``fn(conn, ...)`` in one transaction, retrying briefly on lock contention."""
+    delay = 0.05
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                return fn(conn, *args, **kwargs)
+        except exc.OperationalError as e:
+            if attempt == 4 or not _is_transient(e):
+                raise
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _is_transient(e: exc.OperationalError) -> bool:
+    text = str(e.orig).lower()
+    return "database is locked" in text or "deadlock detected" in text or "could not serialize" in text
+
+
+class Database:
+    """An engine plus the dedicated thread pool its transactions run on.
+
+    ``run(fn, *args)`` returns a Deferred firing with ``fn(conn, *args)``'s plain result.
+    The pool is started lazily and stopped (and the engine disposed) by :meth:`close`.
+    """
+
+    def __init__(self, engine: Engine, reactor: Any, *, max_threads: int = 8) -> None:
+        from twisted.python.threadpool import ThreadPool
+
+        self.engine = engine
+        self._reactor = reactor
+        # SQLite serialises writers anyway; more threads only add lock waits.
+        threads = 1 if engine.dialect.name == "sqlite" else max_threads
+        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name="ssgate-db")
+        self._started = False
+
+    def run(
+        self,
+        fn: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Any:  # Deferred[T]; Any keeps call sites free of Twisted generics
+        from twisted.internet.threads import deferToThreadPool
+
+        if not self._started:
+            self._pool.start()
+            self._started = True
+        return deferToThreadPool(
+            self._reactor, self._pool, in_transaction, self.engine, fn, *args, **kwargs
+        )
+
+    def close(self) -> None:
+        if self._started:
+            self._pool.stop()
+            self._started = False
+        self.engine.dispose()
