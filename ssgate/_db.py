@@ -112,7 +112,9 @@ def in_transaction(
 
 def _is_transient(e: exc.OperationalError) -> bool:
     text = str(e.orig).lower()
-    return "database is locked" in text or "deadlock detected" in text or "could not serialize" in text
+    return (
+        "database is locked" in text or "deadlock detected" in text or "could not serialize" in text
+    )
 
 
 class Database:
@@ -143,9 +145,10 @@ class Database:
         if not self._started:
             self._pool.start()
             self._started = True
-        return deferToThreadPool(
-            self._reactor, self._pool, in_transaction, self.engine, fn, *args, **kwargs
-        )
+        def work() -> T:
+            return in_transaction(self.engine, fn, *args, **kwargs)
+
+        return deferToThreadPool(self._reactor, self._pool, work)
 
     def close(self) -> None:
         if self._started:

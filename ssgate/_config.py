@@ -1,0 +1,291 @@
+"""``ssgate.toml``: the schema, its defaults, and validation that names file, key and form.
+
+The file is read with :mod:`tomllib`.  Every key is declared below with its type and
+allowed form; an unknown key or a bad value is a :class:`ConfigError` whose message
+names the file, the dotted key and what is allowed, so an operator can fix it at once.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "ssgate.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    listen: str = "tcp:8443"
+    public_host: str = "localhost"
+    public_port: int = 8443
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    listen: str = "tcp:8444:interface=127.0.0.1"
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = ""  # empty: SQLite file ssgate.db in the state directory
+
+
+@dataclass(frozen=True)
+class AccountsConfig:
+    realms: tuple[str, ...] = ("sxlss",)
+    regions: tuple[str, ...] = ("330682", "330604")
+
+
+@dataclass(frozen=True)
+class PasswordsConfig:
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    argon2_parallelism: int = 1
+
+
+@dataclass(frozen=True)
+class LockoutConfig:
+    threshold: int = 5
+    base_lock_seconds: float = 60.0
+    max_lock_seconds: float = 3600.0
+    hard_cap: int = 20
+    source_window_seconds: float = 900.0
+    source_max_failures: int = 30
+
+
+@dataclass(frozen=True)
+class TotpConfig:
+    issuer: str = "ssgate"
+
+
+@dataclass(frozen=True)
+class PkiConfig:
+    client_cert_days: int = 730
+    server_cert_days: int = 365
+    crl_next_update_days: int = 7
+
+
+@dataclass(frozen=True)
+class Config:
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    passwords: PasswordsConfig = field(default_factory=PasswordsConfig)
+    lockout: LockoutConfig = field(default_factory=LockoutConfig)
+    totp: TotpConfig = field(default_factory=TotpConfig)
+    pki: PkiConfig = field(default_factory=PkiConfig)
+
+
+# -- the schema: (section, key) -> (form description, checker) -----------------------------
+
+Checker = Callable[[Any], bool]
+
+_ENDPOINT = re.compile(r"^(tcp|unix|ssl|haproxy|systemd|tcp6):\S+$")
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9A-Fa-f:.]+\]?$")
+_REALM = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_REGION = re.compile(r"^[1-9][0-9]{5}$")
+
+
+def _int_in(lo: int, hi: int) -> tuple[str, Checker]:
+    return (
+        f"an integer from {lo} to {hi}",
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi,
+    )
+
+
+def _number_in(lo: float, hi: float) -> tuple[str, Checker]:
+    return (
+        f"a number from {lo:g} to {hi:g}",
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi,
+    )
+
+
+def _matching(pattern: re.Pattern[str], form: str) -> tuple[str, Checker]:
+    return form, lambda v: isinstance(v, str) and pattern.fullmatch(v) is not None
+
+
+def _list_of(pattern: re.Pattern[str], form: str) -> tuple[str, Checker]:
+    return (
+        f"a non-empty list of {form}",
+        lambda v: (
+            isinstance(v, list)
+            and len(v) > 0
+            and all(isinstance(x, str) and pattern.fullmatch(x) for x in v)
+        ),
+    )
+
+
+_SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
+    "gateway": {
+        "listen": _matching(_ENDPOINT, 'a Twisted endpoint string such as "tcp:8443"'),
+        "public_host": _matching(_HOST, "a host name or IP address clients dial"),
+        "public_port": _int_in(1, 65535),
+    },
+    "console": {
+        "listen": _matching(
+            _ENDPOINT, 'a Twisted endpoint string such as "tcp:8444:interface=127.0.0.1"'
+        ),
+    },
+    "database": {
+        "url": (
+            '"" (SQLite in the state directory), sqlite:///PATH or postgresql+psycopg://…',
+            lambda v: (
+                isinstance(v, str)
+                and (v == "" or v.startswith(("sqlite:///", "postgresql+psycopg://")))
+            ),
+        ),
+    },
+    "accounts": {
+        "realms": _list_of(_REALM, 'lowercase realm names such as "sxlss"'),
+        "regions": _list_of(_REGION, '6-digit region codes such as "330682"'),
+    },
+    "passwords": {
+        # OWASP minimum for argon2id: m=19 MiB, t=2, p=1.
+        "argon2_time_cost": _int_in(2, 20),
+        "argon2_memory_kib": _int_in(19456, 4 * 1024 * 1024),
+        "argon2_parallelism": _int_in(1, 16),
+    },
+    "lockout": {
+        "threshold": _int_in(1, 100),
+        "base_lock_seconds": _number_in(1, 86400),
+        "max_lock_seconds": _number_in(1, 30 * 86400),
+        "hard_cap": _int_in(1, 100),
+        "source_window_seconds": _number_in(1, 86400),
+        "source_max_failures": _int_in(1, 100000),
+    },
+    "totp": {
+        "issuer": _matching(
+            re.compile(r"^[A-Za-z0-9 ._-]{1,32}$"),
+            "1-32 letters, digits, spaces, '.', '_' or '-' (no ':')",
+        ),
+    },
+    "pki": {
+        "client_cert_days": _int_in(1, 825),
+        "server_cert_days": _int_in(1, 366),
+        "crl_next_update_days": _int_in(1, 30),
+    },
+}
+
+_SECTIONS: Mapping[str, type[Any]] = {
+    "gateway": GatewayConfig,
+    "console": ConsoleConfig,
+    "database": DatabaseConfig,
+    "accounts": AccountsConfig,
+    "passwords": PasswordsConfig,
+    "lockout": LockoutConfig,
+    "totp": TotpConfig,
+    "pki": PkiConfig,
+}
+
+
+def parse_config(text: str, *, source: str) -> Config:
+    """Parse and validate configuration text; *source* names the file in messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    sections: dict[str, Any] = {}
+    for name, table in raw.items():
+        if name not in _SCHEMA:
+            raise ConfigError(
+                f"{source}: unknown section [{name}]; known sections: {', '.join(_SCHEMA)}"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: {name} must be a table ([{name}])")
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            spec = _SCHEMA[name].get(key)
+            if spec is None:
+                raise ConfigError(
+                    f"{source}: unknown key {name}.{key}; "
+                    f"[{name}] takes: {', '.join(_SCHEMA[name])}"
+                )
+            form, check = spec
+            if not check(value):
+                raise ConfigError(f"{source}: {name}.{key} = {value!r} is invalid; expected {form}")
+            values[key] = tuple(value) if isinstance(value, list) else value
+        sections[name] = _SECTIONS[name](**values)
+    config = Config(**sections)
+    lockout = config.lockout
+    if lockout.hard_cap < lockout.threshold:
+        raise ConfigError(
+            f"{source}: lockout.hard_cap ({lockout.hard_cap}) must be at least "
+            f"lockout.threshold ({lockout.threshold})"
+        )
+    if lockout.max_lock_seconds < lockout.base_lock_seconds:
+        raise ConfigError(
+            f"{source}: lockout.max_lock_seconds must be at least lockout.base_lock_seconds"
+        )
+    return config
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; run 'ssgate init' first") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    return parse_config(text, source=str(path))
+
+
+def render_default_config(*, hostname: str) -> str:
+    """The commented ``ssgate.toml`` that ``ssgate init`` writes."""
+    return f"""\
+# ssgate configuration.  Every key is optional; the values below are the defaults
+# (except public_host, set by 'ssgate init --hostname').  Unknown keys are refused.
+
+[gateway]
+# Where the gateway listens for employers' 'ssgate connect' (TLS is added by ssgate).
+listen = "tcp:8443"
+# The address written into each account's profile.toml.
+public_host = "{hostname}"
+public_port = 8443
+
+[console]
+# Staff console (carriers, auditors, officers), TLS with the server certificate.
+listen = "tcp:8444:interface=127.0.0.1"
+
+[database]
+# Empty: SQLite file ssgate.db in the state directory.  Several gateway nodes share
+# one PostgreSQL: url = "postgresql+psycopg://user@db.example/ssgate"
+url = ""
+
+[accounts]
+# Account names are <6-digit region><8-digit unit code>@<realm>.
+realms = ["sxlss"]
+regions = ["330682", "330604"]
+
+[passwords]
+# argon2id cost; the OWASP minimum (m=19 MiB, t=2, p=1) is the floor.
+argon2_time_cost = 2
+argon2_memory_kib = 19456
+argon2_parallelism = 1
+
+[lockout]
+# 'threshold' consecutive failures lock an account for a growing period; 'hard_cap'
+# failures since the last reset lock it until a carrier resets it (at most 100).
+threshold = 5
+base_lock_seconds = 60
+max_lock_seconds = 3600
+hard_cap = 20
+source_window_seconds = 900
+source_max_failures = 30
+
+[totp]
+issuer = "ssgate"
+
+[pki]
+client_cert_days = 730
+server_cert_days = 365
+crl_next_update_days = 7
+"""
