@@ -1,0 +1,58 @@
+"""ssgate.toml validation: every problem names the file, the key and the allowed form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ssgate._config import ConfigError, load_config, parse_config, render_default_config
+
+
+def test_the_template_init_writes_is_valid_and_carries_the_hostname() -> None:
+    config = parse_config(render_default_config(hostname="gw.example.cn"), source="ssgate.toml")
+    assert config.gateway.public_host == "gw.example.cn"
+    assert config.accounts.realms == ("sxlss",)
+    assert config.lockout.threshold == 5 and config.lockout.hard_cap == 20
+
+
+def test_an_empty_file_means_all_defaults() -> None:
+    config = parse_config("", source="ssgate.toml")
+    assert config.gateway.listen == "tcp:8443"
+    assert config.database.url == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[nosuch]\nx = 1", "unknown section [nosuch]"),
+        ("[gateway]\nlisten_port = 1", "unknown key gateway.listen_port"),
+        ("[gateway]\nlisten = 8443", "gateway.listen = 8443 is invalid; expected a Twisted endpoint"),
+        ("[lockout]\nhard_cap = 101", "lockout.hard_cap = 101 is invalid; expected an integer from 1 to 100"),
+        ("[lockout]\nthreshold = true", "lockout.threshold = True is invalid"),
+        ("[lockout]\nthreshold = 10\nhard_cap = 5", "hard_cap (5) must be at least lockout.threshold (10)"),
+        ("[passwords]\nargon2_memory_kib = 1024", "passwords.argon2_memory_kib = 1024 is invalid"),
+        ("[accounts]\nrealms = []", "accounts.realms = [] is invalid; expected a non-empty list"),
+        ("[accounts]\nregions = ['33068']", "accounts.regions = ['33068'] is invalid"),
+        ("[database]\nurl = 'mysql://x'", "database.url = 'mysql://x' is invalid"),
+        ("gateway = 3", "gateway must be a table"),
+        ("[gateway", "not valid TOML"),
+    ],
+)
+def test_bad_configuration_is_refused_naming_file_key_and_form(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="/etc/ssgate/ssgate.toml")
+    assert str(info.value).startswith("/etc/ssgate/ssgate.toml: ")
+    assert expected in str(info.value)
+
+
+def test_a_missing_file_says_to_run_init(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="run 'ssgate init' first"):
+        load_config(tmp_path / "ssgate.toml")
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "ssgate.toml"
+    path.write_bytes(b"\xff\xfe[gateway]")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(path)
