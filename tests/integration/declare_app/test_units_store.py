@@ -15,10 +15,18 @@ def db(engine: Engine) -> Engine:
     return engine
 
 
-def _register(db: Engine, code: str = "12345678", credit: str | None = "91350100M000100Y43") -> None:
+def _register(
+    db: Engine, code: str = "12345678", credit: str | None = "91350100M000100Y43"
+) -> None:
     with db.begin() as conn:
         declare_app.register_unit(
-            conn, code, name="上虞示范", region="330682", credit_code=credit, actor="os:t", now=100.0
+            conn,
+            code,
+            name="上虞示范",
+            region="330682",
+            credit_code=credit,
+            actor="os:t",
+            now=100.0,
         )
 
 

@@ -62,7 +62,10 @@ def test_letter_authorities_pass_where_stdnum_would_refuse() -> None:
     assert not stdnum_uscc.is_valid(code)
 
 
-@given(st.text(alphabet="0123456789", min_size=8, max_size=8), st.text(alphabet=USCC_CHARSET, min_size=9, max_size=9))
+@given(
+    st.text(alphabet="0123456789", min_size=8, max_size=8),
+    st.text(alphabet=USCC_CHARSET, min_size=9, max_size=9),
+)
 def test_check_character_agrees_with_python_stdnum(prefix: str, rest: str) -> None:
     first17 = prefix + rest
     code = first17 + uscc_check_char(first17)

@@ -27,10 +27,19 @@ def test_an_empty_file_means_all_defaults() -> None:
     [
         ("[nosuch]\nx = 1", "unknown section [nosuch]"),
         ("[gateway]\nlisten_port = 1", "unknown key gateway.listen_port"),
-        ("[gateway]\nlisten = 8443", "gateway.listen = 8443 is invalid; expected a Twisted endpoint"),
-        ("[lockout]\nhard_cap = 101", "lockout.hard_cap = 101 is invalid; expected an integer from 1 to 100"),
+        (
+            "[gateway]\nlisten = 8443",
+            "gateway.listen = 8443 is invalid; expected a Twisted endpoint",
+        ),
+        (
+            "[lockout]\nhard_cap = 101",
+            "lockout.hard_cap = 101 is invalid; expected an integer from 1 to 100",
+        ),
         ("[lockout]\nthreshold = true", "lockout.threshold = True is invalid"),
-        ("[lockout]\nthreshold = 10\nhard_cap = 5", "hard_cap (5) must be at least lockout.threshold (10)"),
+        (
+            "[lockout]\nthreshold = 10\nhard_cap = 5",
+            "hard_cap (5) must be at least lockout.threshold (10)",
+        ),
         ("[passwords]\nargon2_memory_kib = 1024", "passwords.argon2_memory_kib = 1024 is invalid"),
         ("[accounts]\nrealms = []", "accounts.realms = [] is invalid; expected a non-empty list"),
         ("[accounts]\nregions = ['33068']", "accounts.regions = ['33068'] is invalid"),
