@@ -1,0 +1,49 @@
+"""Tables owned by the gateway.  Instants are Float epoch seconds UTC (``*_at``)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    text,
+)
+
+metadata = MetaData()
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), nullable=False),  # 128-bit random, hex
+    Column("account", String(128), nullable=False),
+    Column("unit_code", String(8), nullable=False),
+    Column("peer", String(64), nullable=False),  # host:port the employer connected from
+    Column("cert_serial", String(40), nullable=False),
+    Column("node", String(128), nullable=False),  # which gateway process holds it
+    Column("status", String(16), nullable=False),  # live | detached | ended
+    Column("started_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Column("end_reason", String(32), nullable=True),
+    Column("bytes_in", BigInteger, nullable=False, server_default=text("0")),
+    Column("bytes_out", BigInteger, nullable=False, server_default=text("0")),
+    Column("streams_opened", Integer, nullable=False, server_default=text("0")),
+    Column("resume_generation", Integer, nullable=False, server_default=text("0")),
+    Column("kill_requested_at", Float, nullable=True),
+    Column("kill_reason", String(32), nullable=True),
+    Column("kill_note", String(500), nullable=True),
+    Column("kill_actor", String(128), nullable=True),
+    PrimaryKeyConstraint("id", name="pk_sessions"),
+    CheckConstraint("status IN ('live', 'detached', 'ended')", name="ck_sessions_status"),
+    Index("ix_sessions_account", "account"),
+    Index("ix_sessions_unit_code", "unit_code"),
+    Index("ix_sessions_status", "status"),
+    Index("ix_sessions_started_at", "started_at"),
+)

@@ -1,0 +1,312 @@
+"""The session registry: every channel session, live or ended, in the database.
+
+Everything that must hold across gateway nodes lives here and changes atomically:
+the concurrent-session limit (checked and taken under a per-account lock), kill
+requests (any node or ``ssgate audit kill`` writes one; the node holding the session
+acts on it within seconds), and single-use resume tokens (a generation counter).
+
+A session is ``live`` while its tunnel is up, ``detached`` after the network dropped
+(the client may resume it for a short while) and ``ended`` with a reason code.
+"""
+
+from __future__ import annotations
+
+import secrets
+import zlib
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
+
+from auth._schema import accounts
+from certs._schema import certificates
+from gateway._schema import sessions
+
+# A session whose node has not reported for this long is considered gone (node crash).
+STALE_AFTER_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    id: str
+    account: str
+    unit_code: str
+    peer: str
+    cert_serial: str
+    node: str
+    status: str
+    started_at: float
+    last_seen_at: float
+    ended_at: float | None
+    end_reason: str | None
+    bytes_in: int
+    bytes_out: int
+    streams_opened: int
+    resume_generation: int
+    kill_requested_at: float | None
+    kill_reason: str | None
+    kill_note: str | None
+    kill_actor: str | None
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(16)  # 128 bits
+
+
+def _record(row: object) -> SessionRecord:
+    m = row._mapping  # type: ignore[attr-defined]
+    return SessionRecord(**{k: m[k] for k in SessionRecord.__dataclass_fields__})
+
+
+def _lock_account(conn: Connection, account: str) -> None:
+    """Serialise session starts per account: SQLite's BEGIN IMMEDIATE already does."""
+    if conn.dialect.name == "postgresql":
+        key = zlib.crc32(account.encode()) - 2**31
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def _open_clause(now: float) -> object:
+    return and_(
+        sessions.c.status.in_(("live", "detached")),
+        sessions.c.last_seen_at > now - STALE_AFTER_SECONDS,
+    )
+
+
+def count_open(conn: Connection, account: str, *, now: float) -> int:
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(sessions)
+            .where(sessions.c.account == account, _open_clause(now))  # type: ignore[arg-type]
+        ).scalar_one()
+    )
+
+
+def start_session(
+    conn: Connection,
+    *,
+    session_id: str,
+    account: str,
+    unit_code: str,
+    peer: str,
+    cert_serial: str,
+    node: str,
+    now: float,
+    max_concurrent: int,
+) -> bool:
+    """Record a new live session unless the account already has *max_concurrent* open."""
+    _lock_account(conn, account)
+    if count_open(conn, account, now=now) >= max_concurrent:
+        return False
+    conn.execute(
+        insert(sessions).values(
+            id=session_id,
+            account=account,
+            unit_code=unit_code,
+            peer=peer[:64],
+            cert_serial=cert_serial,
+            node=node,
+            status="live",
+            started_at=now,
+            last_seen_at=now,
+        )
+    )
+    return True
+
+
+def get_session(conn: Connection, session_id: str) -> SessionRecord | None:
+    row = conn.execute(select(sessions).where(sessions.c.id == session_id)).first()
+    return None if row is None else _record(row)
+
+
+def end_session(
+    conn: Connection,
+    session_id: str,
+    *,
+    reason: str,
+    now: float,
+    bytes_in: int = 0,
+    bytes_out: int = 0,
+    streams_opened: int = 0,
+) -> bool:
+    result = conn.execute(
+        update(sessions)
+        .where(sessions.c.id == session_id, sessions.c.status != "ended")
+        .values(
+            status="ended",
+            ended_at=now,
+            end_reason=reason,
+            last_seen_at=now,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            streams_opened=streams_opened,
+        )
+    )
+    return result.rowcount == 1
+
+
+def detach_session(conn: Connection, session_id: str, *, now: float) -> None:
+    """The tunnel dropped without a goodbye: keep the session resumable for a while."""
+    conn.execute(
+        update(sessions)
+        .where(sessions.c.id == session_id, sessions.c.status == "live")
+        .values(status="detached", last_seen_at=now)
+    )
+
+
+def resume_session(
+    conn: Connection, session_id: str, *, generation: int, node: str, peer: str, now: float
+) -> SessionRecord | None:
+    """Reattach a session, consuming resume token *generation* (single use)."""
+    result = conn.execute(
+        update(sessions)
+        .where(
+            sessions.c.id == session_id,
+            sessions.c.resume_generation == generation,
+            sessions.c.status.in_(("live", "detached")),
+            sessions.c.kill_requested_at.is_(None),
+        )
+        .values(
+            resume_generation=generation + 1,
+            status="live",
+            node=node,
+            peer=peer[:64],
+            last_seen_at=now,
+        )
+    )
+    if result.rowcount != 1:
+        return None
+    return get_session(conn, session_id)
+
+
+def heartbeat(conn: Connection, stats: dict[str, tuple[int, int, int]], *, now: float) -> None:
+    """Refresh ``last_seen_at`` and counters (bytes in, bytes out, streams) of live sessions."""
+    for session_id, (bytes_in, bytes_out, streams) in stats.items():
+        conn.execute(
+            update(sessions)
+            .where(sessions.c.id == session_id, sessions.c.status != "ended")
+            .values(
+                last_seen_at=now, bytes_in=bytes_in, bytes_out=bytes_out, streams_opened=streams
+            )
+        )
+
+
+def request_kill(
+    conn: Connection, session_id: str, *, reason: str, note: str, actor: str, now: float
+) -> SessionRecord | None:
+    """Ask the node holding the session to end it; ``None`` if it is not open."""
+    result = conn.execute(
+        update(sessions)
+        .where(
+            sessions.c.id == session_id,
+            sessions.c.status.in_(("live", "detached")),
+            sessions.c.kill_requested_at.is_(None),
+        )
+        .values(kill_requested_at=now, kill_reason=reason, kill_note=note[:500], kill_actor=actor)
+    )
+    if result.rowcount != 1:
+        return None
+    return get_session(conn, session_id)
+
+
+def request_kill_account(
+    conn: Connection, account: str, *, reason: str, actor: str, now: float
+) -> int:
+    result = conn.execute(
+        update(sessions)
+        .where(
+            sessions.c.account == account,
+            sessions.c.status.in_(("live", "detached")),
+            sessions.c.kill_requested_at.is_(None),
+        )
+        .values(kill_requested_at=now, kill_reason=reason, kill_actor=actor)
+    )
+    return int(result.rowcount)
+
+
+def sessions_to_end(conn: Connection, session_ids: list[str]) -> dict[str, str]:
+    """Which of these sessions must end now, with the reason code.
+
+    A kill request, an account that is no longer active, or a revoked certificate all
+    end a session — whichever node or command caused it.
+    """
+    if not session_ids:
+        return {}
+    rows = conn.execute(
+        select(
+            sessions.c.id,
+            sessions.c.kill_reason,
+            sessions.c.kill_requested_at,
+            accounts.c.status,
+            certificates.c.status.label("cert_status"),
+        )
+        .select_from(
+            sessions.outerjoin(accounts, accounts.c.name == sessions.c.account).outerjoin(
+                certificates, certificates.c.serial == sessions.c.cert_serial
+            )
+        )
+        .where(sessions.c.id.in_(session_ids))
+        .where(
+            or_(
+                sessions.c.kill_requested_at.is_not(None),
+                accounts.c.status.is_(None),
+                accounts.c.status != "active",
+                certificates.c.status == "revoked",
+                sessions.c.status == "ended",
+            )
+        )
+    )
+    verdict: dict[str, str] = {}
+    for row in rows:
+        if row.kill_requested_at is not None:
+            verdict[row.id] = row.kill_reason or "officer-kill"
+        elif row.status == "suspended":
+            verdict[row.id] = "account-suspended"
+        elif row.status in ("cancelled", None):
+            verdict[row.id] = "account-cancelled"
+        elif row.cert_status == "revoked":
+            verdict[row.id] = "cert-revoked"
+        else:
+            verdict[row.id] = "gateway-shutdown"
+    return verdict
+
+
+def list_sessions(
+    conn: Connection,
+    *,
+    open_only: bool = False,
+    account: str | None = None,
+    unit: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    now: float | None = None,
+    limit: int = 1000,
+) -> list[SessionRecord]:
+    query = select(sessions).order_by(sessions.c.started_at.desc()).limit(limit)
+    if open_only:
+        assert now is not None
+        query = query.where(_open_clause(now))  # type: ignore[arg-type]
+    if account is not None:
+        query = query.where(sessions.c.account == account)
+    if unit is not None:
+        query = query.where(sessions.c.unit_code == unit)
+    if since is not None:
+        query = query.where(sessions.c.started_at >= since)
+    if until is not None:
+        query = query.where(sessions.c.started_at < until)
+    return [_record(r) for r in conn.execute(query)]
+
+
+def reap_stale(conn: Connection, *, now: float) -> int:
+    """End sessions nobody resumed in time, and those whose node stopped reporting."""
+    ended = 0
+    for status, reason in (("detached", "network-lost"), ("live", "node-lost")):
+        result = conn.execute(
+            update(sessions)
+            .where(
+                sessions.c.status == status,
+                sessions.c.last_seen_at <= now - STALE_AFTER_SECONDS,
+            )
+            .values(status="ended", ended_at=now, end_reason=reason)
+        )
+        ended += int(result.rowcount)
+    return ended
