@@ -1,1 +1,127 @@
-"""auth package (under construction)."""
+"""Channel accounts and staff identities with two factors (password + TOTP).
+
+The public face of the auth package: account-name rules, argon2id passwords, TOTP,
+secrets sealed at rest, the account / staff / credential store (functions on a
+SQLAlchemy ``Connection``), and the :class:`Authenticator` with lockout, source
+throttling and the TOTP replay guard.  Nothing here imports Twisted: these are
+blocking library calls for a thread pool.  Time is always passed in as ``now``
+(epoch seconds UTC).
+"""
+
+from ._authenticator import (
+    REASONS,
+    Authenticator,
+    AuthOutcome,
+    WeakPasswordError,
+)
+from ._lockout import LockoutPolicy, LockoutPolicyError
+from ._names import (
+    AccountName,
+    AccountNameError,
+    is_valid_region_code,
+    is_valid_unit_code,
+    parse_account_name,
+)
+from ._passwords import (
+    Argon2Params,
+    Argon2ParamsError,
+    PasswordHasher,
+    check_password_strength,
+    generate_password,
+)
+from ._schema import metadata
+from ._secretbox import SecretBox, SecretBoxError
+from ._store import (
+    ACCOUNT_STATUSES,
+    STAFF_ROLES,
+    STAFF_STATUSES,
+    AccountExistsError,
+    AccountRecord,
+    AccountStateError,
+    AuthStoreError,
+    CredentialFormatError,
+    CredentialState,
+    PrincipalNotFoundError,
+    StaffExistsError,
+    StaffNameError,
+    StaffRecord,
+    check_staff_name,
+    clear_lockout,
+    create_account,
+    create_staff,
+    get_account,
+    get_credential_state,
+    get_staff,
+    list_accounts,
+    list_staff,
+    prune_source_failures,
+    reset_password,
+    reset_totp,
+    set_account_status,
+    set_staff_status,
+)
+from ._totp import (
+    TotpSecretError,
+    current_code,
+    match_totp,
+    new_totp_secret,
+    totp_secret_context,
+    totp_step,
+    totp_uri,
+)
+
+__all__ = [
+    "ACCOUNT_STATUSES",
+    "REASONS",
+    "STAFF_ROLES",
+    "STAFF_STATUSES",
+    "AccountExistsError",
+    "AccountName",
+    "AccountNameError",
+    "AccountRecord",
+    "AccountStateError",
+    "Argon2Params",
+    "Argon2ParamsError",
+    "AuthOutcome",
+    "AuthStoreError",
+    "Authenticator",
+    "CredentialFormatError",
+    "CredentialState",
+    "LockoutPolicy",
+    "LockoutPolicyError",
+    "PasswordHasher",
+    "PrincipalNotFoundError",
+    "SecretBox",
+    "SecretBoxError",
+    "StaffExistsError",
+    "StaffNameError",
+    "StaffRecord",
+    "TotpSecretError",
+    "WeakPasswordError",
+    "check_password_strength",
+    "check_staff_name",
+    "clear_lockout",
+    "create_account",
+    "create_staff",
+    "current_code",
+    "generate_password",
+    "get_account",
+    "get_credential_state",
+    "get_staff",
+    "is_valid_region_code",
+    "is_valid_unit_code",
+    "list_accounts",
+    "list_staff",
+    "match_totp",
+    "metadata",
+    "new_totp_secret",
+    "parse_account_name",
+    "prune_source_failures",
+    "reset_password",
+    "reset_totp",
+    "set_account_status",
+    "set_staff_status",
+    "totp_secret_context",
+    "totp_step",
+    "totp_uri",
+]

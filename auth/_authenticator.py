@@ -1,0 +1,271 @@
+"""The two-factor login: password (argon2id) + TOTP, lockout, throttling, replay guard.
+
+:meth:`Authenticator.authenticate` blocks (database and argon2): the gateway calls it on
+a dedicated thread pool.  One login is two short transactions around the slow part:
+
+1. *Decide and reserve.*  A throttled source address is refused first, before anything
+   about the principal is looked at (a throttled source learns nothing and costs no
+   hashing).  An empty password, an unknown principal or a suspended / cancelled /
+   disabled one is refused after :meth:`PasswordHasher.burn` — the same cost as a
+   wrong password.  Otherwise one attempt is *reserved*: a failure is pre-charged by a
+   conditional UPDATE that only succeeds while the principal is not locked, and that
+   sets the lock itself when it reaches the threshold.  At most ``threshold`` password
+   evaluations can therefore run per lock period, however many arrive in parallel, on
+   one node or many.
+2. *Evaluate*, outside any transaction: verify the password, open the sealed TOTP
+   secret and match the code (±1 step).
+3. *Commit the result.*  A correct password and code are accepted only if the code's
+   time-step is greater than the last accepted one (conditional UPDATE: the same code
+   is accepted once, even by two nodes at the same instant); a success refunds the
+   reservation and resets all lockout counters.  Anything else leaves the pre-charged
+   failure in place.
+
+Every refusal that guessed a credential counts against the source address.  Reasons in
+:class:`AuthOutcome` are for the audit log: never tell a client which factor was wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine
+
+from ._lockout import LockoutPolicy
+from ._passwords import PasswordHasher, check_password_strength
+from ._secretbox import SecretBox
+from ._store import (
+    PRINCIPAL_KINDS,
+    LoginRecord,
+    accept_totp_step,
+    load_login,
+    record_source_failure,
+    reserve_attempt,
+    reset_password,
+    source_failure_count,
+)
+from ._totp import match_totp, totp_secret_context
+
+OK = "ok"
+UNKNOWN_ACCOUNT = "unknown-account"
+ACCOUNT_SUSPENDED = "account-suspended"
+ACCOUNT_CANCELLED = "account-cancelled"
+STAFF_DISABLED = "staff-disabled"
+LOCKED = "locked"
+THROTTLED = "throttled"
+BAD_PASSWORD = "bad-password"  # noqa: S105 - a reason code, not a password
+BAD_OTP = "bad-otp"
+OTP_REUSED = "otp-reused"
+EMPTY_PASSWORD = "empty-password"  # noqa: S105 - a reason code, not a password
+
+REASONS = frozenset(
+    {
+        OK,
+        UNKNOWN_ACCOUNT,
+        ACCOUNT_SUSPENDED,
+        ACCOUNT_CANCELLED,
+        STAFF_DISABLED,
+        LOCKED,
+        THROTTLED,
+        BAD_PASSWORD,
+        BAD_OTP,
+        OTP_REUSED,
+        EMPTY_PASSWORD,
+    }
+)
+
+_STATUS_REFUSALS = {
+    "suspended": ACCOUNT_SUSPENDED,
+    "cancelled": ACCOUNT_CANCELLED,
+    "disabled": STAFF_DISABLED,
+}
+
+
+class WeakPasswordError(ValueError):
+    """A new password breaks the strength rule; the message says which part."""
+
+
+@dataclass(frozen=True)
+class AuthOutcome:
+    """The result of one login attempt.
+
+    ``reason`` is one of :data:`REASONS` (``"ok"`` when ``ok``).  ``unit_code`` is the
+    account's unit once the principal is known (None for staff and unknown principals);
+    ``totp_step`` is the matched time-step on success and on ``otp-reused``.
+    """
+
+    ok: bool
+    reason: str
+    principal: str
+    unit_code: str | None
+    totp_step: int | None
+
+
+class Authenticator:
+    """Checks password + TOTP for accounts and staff against the database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        hasher: PasswordHasher,
+        box: SecretBox,
+        policy: LockoutPolicy | None = None,
+    ) -> None:
+        self._engine = engine
+        self._hasher = hasher
+        self._box = box
+        self.policy = policy if policy is not None else LockoutPolicy()
+        self.policy.validate()
+
+    def __repr__(self) -> str:
+        return f"Authenticator({self._engine.url.render_as_string()!r}, {self.policy!r})"
+
+    def authenticate(
+        self,
+        principal: str,
+        password: str,
+        otp: str,
+        *,
+        source: str,
+        now: float,
+        kind: str = "account",
+    ) -> AuthOutcome:
+        """Check *password* and *otp* for *principal* arriving from *source* at *now*.
+
+        Blocking; never raises for bad input (the outcome says why it was refused).
+        """
+        if kind not in PRINCIPAL_KINDS:
+            raise ValueError(f"kind must be one of {PRINCIPAL_KINDS}, got {kind!r}")
+
+        # 1. Decide and reserve, in one short transaction.
+        with self._engine.begin() as conn:
+            refusal, login = self._decide(
+                conn, principal, password, kind=kind, source=source, now=now
+            )
+        if refusal in (THROTTLED, LOCKED):
+            return _outcome(refusal, principal, login)  # nothing evaluated, nothing burnt
+        if refusal is not None:
+            self._hasher.burn(password)  # the same cost as a wrong password
+            return _outcome(refusal, principal, login)
+        assert login is not None
+
+        # 2. Evaluate, outside any transaction (argon2 is the slow part).
+        password_ok = self._hasher.verify(login.password_hash, password)
+        secret = self._box.open(
+            login.totp_secret_sealed, context=totp_secret_context(login.principal)
+        )
+        step = match_totp(secret, otp, now=now)
+        del secret
+
+        # 3. Commit the result.
+        with self._engine.begin() as conn:
+            if not password_ok:
+                reason = BAD_PASSWORD
+            elif step is None:
+                reason = BAD_OTP
+            else:
+                reason = self._accept(conn, login, step, now)
+                if reason == OK:
+                    return AuthOutcome(
+                        ok=True,
+                        reason=OK,
+                        principal=login.principal,
+                        unit_code=login.unit_code,
+                        totp_step=step,
+                    )
+            self._count_source_failure(conn, source, now)
+        return _outcome(reason, principal, login, step if reason == OTP_REUSED else None)
+
+    def change_password(
+        self,
+        principal: str,
+        old_password: str,
+        otp: str,
+        new_password: str,
+        *,
+        source: str,
+        now: float,
+        kind: str = "account",
+    ) -> AuthOutcome:
+        """Replace the password after a full login with the old one and a fresh code.
+
+        Raises :class:`WeakPasswordError` (before any login attempt) if the new password
+        breaks the strength rule or equals the old one.
+        """
+        problem = check_password_strength(new_password)
+        if problem is not None:
+            raise WeakPasswordError(problem)
+        if new_password == old_password:
+            raise WeakPasswordError("the new password must differ from the current one")
+        outcome = self.authenticate(principal, old_password, otp, source=source, now=now, kind=kind)
+        if outcome.ok:
+            new_hash = self._hasher.hash(new_password)
+            with self._engine.begin() as conn:
+                reset_password(conn, principal, new_hash, now=now)
+        return outcome
+
+    # -- pieces ------------------------------------------------------------------------
+
+    def _decide(
+        self,
+        conn: Connection,
+        principal: str,
+        password: str,
+        *,
+        kind: str,
+        source: str,
+        now: float,
+    ) -> tuple[str | None, LoginRecord | None]:
+        """(refusal reason or None if an attempt was reserved, the login record if known)."""
+        # The source first: a throttled source learns nothing and costs no hashing.
+        if self._is_throttled(conn, source, now):
+            return THROTTLED, None
+        login = None if password == "" else load_login(conn, principal, kind)
+        if password == "":
+            refusal = EMPTY_PASSWORD
+        elif login is None:
+            refusal = UNKNOWN_ACCOUNT
+        elif login.status != "active":
+            refusal = _STATUS_REFUSALS[login.status]
+        elif reserve_attempt(conn, principal, policy=self.policy, now=now):
+            return None, login
+        else:
+            return LOCKED, login
+        self._count_source_failure(conn, source, now)
+        return refusal, login
+
+    def _is_throttled(self, conn: Connection, source: str, now: float) -> bool:
+        count = source_failure_count(
+            conn, source, now=now, window_seconds=self.policy.source_window_seconds
+        )
+        return count >= self.policy.source_max_failures
+
+    def _count_source_failure(self, conn: Connection, source: str, now: float) -> None:
+        record_source_failure(
+            conn, source, now=now, window_seconds=self.policy.source_window_seconds
+        )
+
+    def _accept(self, conn: Connection, login: LoginRecord, step: int, now: float) -> str:
+        # Look again, row locked on PostgreSQL: the account may have been suspended, or
+        # its password or TOTP secret reset by a carrier, while we were hashing.
+        current = load_login(conn, login.principal, login.kind, for_update=True)
+        if current is None:
+            return UNKNOWN_ACCOUNT
+        if current.status != "active":
+            return _STATUS_REFUSALS[current.status]
+        if not current.same_proofs(login):
+            return BAD_PASSWORD
+        if accept_totp_step(conn, login.principal, step, now=now):
+            return OK
+        return OTP_REUSED
+
+
+def _outcome(
+    reason: str, principal: str, login: LoginRecord | None = None, step: int | None = None
+) -> AuthOutcome:
+    return AuthOutcome(
+        ok=False,
+        reason=reason,
+        principal=principal,
+        unit_code=None if login is None else login.unit_code,
+        totp_step=step,
+    )
