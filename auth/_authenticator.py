@@ -132,6 +132,9 @@ class Authenticator:
         """Check *password* and *otp* for *principal* arriving from *source* at *now*.
 
         Blocking; never raises for bad input (the outcome says why it was refused).
+        Raises :class:`SecretBoxError` if the stored TOTP secret does not open with this
+        authenticator's key: a configuration error, not a login failure (the attempt
+        stays counted).
         """
         if kind not in PRINCIPAL_KINDS:
             raise ValueError(f"kind must be one of {PRINCIPAL_KINDS}, got {kind!r}")

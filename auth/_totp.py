@@ -11,6 +11,7 @@ because pyotp NFKC-normalises both sides (a full-width ``１２３４５６`` wo
 from __future__ import annotations
 
 import base64
+import math
 import re
 import secrets
 
@@ -70,8 +71,11 @@ def totp_step(now: float) -> int:
 def match_totp(secret: str, code: str, *, now: float) -> int | None:
     """The time-step *code* is valid for (within ±1 step of *now*), or None.
 
-    None also for anything that is not exactly six ASCII digits.
+    None also for anything that is not exactly six ASCII digits.  Raises ValueError for
+    a *now* that is not a finite time after the first two steps of the epoch.
     """
+    if not math.isfinite(now) or now < VALID_WINDOW * TOTP_INTERVAL:
+        raise ValueError(f"now must be epoch seconds (UTC), got {now!r}")
     if not isinstance(code, str) or _CODE.fullmatch(code) is None:
         return None
     try:

@@ -422,6 +422,23 @@ def test_the_hard_cap_locks_until_a_carrier_resets_the_password_or_clears_the_lo
     assert login.attempt(now=now + 10**7 + STEP, password="Fresh-Password-7").reason == "ok"
 
 
+def test_the_attempt_that_reaches_the_caps_is_still_evaluated_and_a_success_refunds_it(
+    db: Engine, counting_hasher: CountingHasher, box: SecretBox
+) -> None:
+    """Reserving the third of threshold = hard_cap = 3 sets both locks; the right
+    password and code on that very attempt log in and clear them."""
+    policy = dataclasses.replace(POLICY, threshold=3, hard_cap=3)
+    login = _enrol(db, counting_hasher, box, policy)
+    for _ in range(2):
+        assert login.attempt(now=NOW, password="Wrong-Password-1").reason == "bad-password"
+    assert login.attempt(now=NOW).reason == "ok"
+    assert _state(login) == (0, 0, 0, None, False)
+    for _ in range(3):
+        assert login.attempt(now=NOW, password="Wrong-Password-1").reason == "bad-password"
+    assert _state(login) == (3, 3, 1, NOW + 60.0, True)
+    assert login.attempt(now=NOW + 10**6).reason == "locked"
+
+
 def test_fifty_parallel_wrong_passwords_get_at_most_threshold_evaluations(login: Login) -> None:
     """The pre-charge: attempts beyond the threshold are never evaluated, even at once."""
     with ThreadPoolExecutor(max_workers=16) as pool:

@@ -125,3 +125,9 @@ def test_an_unusable_secret_is_refused_without_echoing_it(secret: str) -> None:
 def test_the_sealing_context_names_the_principal() -> None:
     assert totp_secret_context("33068212345678@sxlss") == "totp-secret:33068212345678@sxlss"
     assert totp_secret_context("alice") != totp_secret_context("bob")
+
+
+@pytest.mark.parametrize("now", [float("nan"), float("inf"), -1.0, 29.0])
+def test_an_impossible_now_is_a_programming_error_not_a_mismatch(now: float) -> None:
+    with pytest.raises(ValueError, match="now must be epoch seconds"):
+        match_totp(new_totp_secret(), "123456", now=now)
