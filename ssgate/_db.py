@@ -145,6 +145,7 @@ class Database:
         if not self._started:
             self._pool.start()
             self._started = True
+
         def work() -> T:
             return in_transaction(self.engine, fn, *args, **kwargs)
 

@@ -1,0 +1,477 @@
+"""The carrier's workflows: open, suspend, resume, cancel, reset, reissue, show, list.
+
+Each workflow is one database transaction that also appends its audit event, so an
+action and its record commit together.  A refusal rolls the action back and then
+appends a ``refused`` event with the reason in a transaction of its own.  Nothing
+here prints: results come back as values, and the ``ssgate`` command shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine
+
+import audit
+import auth
+import certs
+from provisioning._bundle import (
+    BundleError,
+    check_bundle_dir,
+    qr_files,
+    remove_bundle,
+    render_profile,
+    write_bundle,
+)
+from provisioning.interfaces import SessionTerminator, UnitDirectory
+
+
+class ProvisioningRefused(Exception):
+    """The operation is not allowed in the current state; ``reason`` is a code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ProvisioningInputError(ValueError):
+    """The operator's input is malformed."""
+
+
+@dataclass(frozen=True)
+class ProvisioningSettings:
+    realms: tuple[str, ...]
+    regions: tuple[str, ...]
+    gateway_host: str
+    gateway_port: int
+    totp_issuer: str
+    client_cert_days: int = 730
+    crl_next_update_days: int = 7
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What an operation hands out once: shown to the carrier, never stored in clear."""
+
+    account: str
+    password: str | None = field(default=None, repr=False)
+    p12_passphrase: str | None = field(default=None, repr=False)
+    otp_uri: str | None = field(default=None, repr=False)
+    certificate_serial: str | None = None
+    bundle_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class AccountView:
+    account: auth.AccountRecord
+    unit_status: str | None
+    certificates: list[certs.CertificateRecord]
+    credential: auth.CredentialState | None
+
+
+class _Transaction:
+    """An open transaction plus the bundle directories written during it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.bundles: list[Path] = []
+
+    def write_bundle(self, path: Path, files: dict[str, bytes]) -> None:
+        write_bundle(path, files)
+        self.bundles.append(path)
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class Provisioner:
+    """Carrier workflows over the auth, certs and audit stores."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        ca: certs.CertificateAuthority,
+        box: auth.SecretBox,
+        hasher: auth.PasswordHasher,
+        units: UnitDirectory,
+        settings: ProvisioningSettings,
+        publish_crl: Callable[[bytes], None],
+        clock: Callable[[], float],
+        actor: str,
+        sessions: SessionTerminator | None = None,
+    ) -> None:
+        self._engine = engine
+        self._ca = ca
+        self._box = box
+        self._hasher = hasher
+        self._units = units
+        self._settings = settings
+        self._publish_crl = publish_crl
+        self._clock = clock
+        self._actor = actor
+        self._sessions = sessions
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def parse(self, account: str) -> auth.AccountName:
+        try:
+            return auth.parse_account_name(
+                account, realms=self._settings.realms, regions=self._settings.regions
+            )
+        except auth.AccountNameError as e:
+            raise ProvisioningInputError(str(e)) from None
+
+    @staticmethod
+    def _check_out(out: Path | None) -> None:
+        if out is None:
+            return
+        try:
+            check_bundle_dir(out)
+        except BundleError as e:
+            raise ProvisioningInputError(str(e)) from None
+
+    def _check_password(self, password: str) -> None:
+        problem = auth.check_password_strength(password)
+        if problem:
+            raise ProvisioningInputError(f"password refused: {problem}")
+
+    def _event(
+        self,
+        conn: Connection,
+        action: str,
+        subject: str,
+        *,
+        outcome: str = "ok",
+        reason: str = "",
+        unit: str = "",
+        **details: str | int | None,
+    ) -> None:
+        audit.append(
+            conn,
+            audit.AuditEvent(
+                at=self._clock(),
+                actor=self._actor,
+                action=action,
+                subject=subject,
+                outcome=outcome,
+                reason=reason,
+                unit=unit,
+                details=details,
+            ),
+        )
+
+    @contextmanager
+    def _action(self, action: str, subject: str, unit: str = "") -> Iterator[_Transaction]:
+        """One transaction for an action.
+
+        Bundles written inside it are removed again if the transaction does not commit,
+        and a refusal is recorded as an audit event after the rollback.
+        """
+        tx: _Transaction | None = None
+        try:
+            with self._engine.begin() as conn:
+                tx = _Transaction(conn)
+                yield tx
+        except BaseException as failure:
+            if tx is not None:
+                for path in tx.bundles:
+                    remove_bundle(path)
+            if isinstance(failure, ProvisioningRefused):
+                with self._engine.begin() as conn:
+                    self._event(
+                        conn,
+                        action,
+                        subject,
+                        outcome="refused",
+                        reason=failure.reason,
+                        unit=unit,
+                    )
+            raise
+
+    def _account(self, conn: Connection, name: auth.AccountName) -> auth.AccountRecord:
+        record = auth.get_account(conn, str(name))
+        if record is None:
+            raise ProvisioningRefused("unknown-account", f"account {name} does not exist")
+        return record
+
+    def _client_bundle(
+        self, name: auth.AccountName, p12_passphrase: str
+    ) -> tuple[certs.IssuedCertificate, dict[str, bytes]]:
+        now = _utc(self._clock())
+        issued = self._ca.issue_client(
+            str(name), now=now, validity_days=self._settings.client_cert_days
+        )
+        files = {
+            "client.p12": certs.make_pkcs12(
+                issued, self._ca.certificate, p12_passphrase.encode(), friendly_name=str(name)
+            ),
+            "ca.pem": self._ca.cert_pem(),
+            "profile.toml": render_profile(
+                account=str(name),
+                gateway_host=self._settings.gateway_host,
+                gateway_port=self._settings.gateway_port,
+                ca_fingerprint=self._ca.fingerprint_sha256(),
+            ),
+        }
+        return issued, files
+
+    def _refresh_crl(self, conn: Connection) -> None:
+        now = _utc(self._clock())
+        crl = self._ca.build_crl(
+            certs.revoked_entries(conn),
+            now=now,
+            next_update=timedelta(days=self._settings.crl_next_update_days),
+            crl_number=certs.next_crl_number(conn),
+        )
+        self._publish_crl(certs.crl_pem(crl))
+
+    def _end_sessions(self, conn: Connection, account: str, reason: str) -> None:
+        if self._sessions is not None:
+            self._sessions.end_sessions(conn, account, reason=reason, now=self._clock())
+
+    # -- workflows ---------------------------------------------------------------------
+
+    def open(
+        self,
+        account: str,
+        out: Path,
+        *,
+        password: str | None = None,
+        p12_passphrase: str | None = None,
+    ) -> Issued:
+        """Open a channel account for an approved unit and write its enrolment bundle."""
+        name = self.parse(account)
+        self._check_out(out)
+        if password is not None:
+            self._check_password(password)
+        password = password or auth.generate_password()
+        p12_passphrase = p12_passphrase or auth.generate_password()
+        secret = auth.new_totp_secret()
+        uri = auth.totp_uri(secret, account=str(name), issuer=self._settings.totp_issuer)
+        password_hash = self._hasher.hash(password)
+        with self._action("provision.open", str(name), name.unit_code) as tx:
+            conn = tx.conn
+            unit = self._units.unit_status(conn, name.unit_code)
+            if unit is None:
+                raise ProvisioningRefused(
+                    "unit-unregistered",
+                    f"unit {name.unit_code} is not registered; the agency must register "
+                    "and approve it first (ssgate units register / approve)",
+                )
+            status, region = unit
+            if status != "approved":
+                raise ProvisioningRefused(
+                    "unit-unapproved",
+                    f"unit {name.unit_code} is registered but not approved for online service "
+                    "(ssgate units approve)",
+                )
+            if region != name.region:
+                raise ProvisioningRefused(
+                    "region-mismatch",
+                    f"unit {name.unit_code} is registered in region {region}, not {name.region}",
+                )
+            if auth.get_account(conn, str(name)) is not None:
+                raise ProvisioningRefused("account-exists", f"account {name} already exists")
+            now = self._clock()
+            auth.create_account(
+                conn,
+                name,
+                password_hash=password_hash,
+                totp_secret_sealed=self._box.seal(
+                    secret, context=auth.totp_secret_context(str(name))
+                ),
+                now=now,
+            )
+            issued, files = self._client_bundle(name, p12_passphrase)
+            certs.record_certificate(
+                conn, issued.certificate, kind="client", subject=str(name), now=_utc(now)
+            )
+            files.update(qr_files(uri))
+            self._event(
+                conn,
+                "provision.open",
+                str(name),
+                unit=name.unit_code,
+                certificate=issued.serial_hex,
+            )
+            tx.write_bundle(out, files)
+        return Issued(
+            account=str(name),
+            password=password,
+            p12_passphrase=p12_passphrase,
+            otp_uri=uri,
+            certificate_serial=issued.serial_hex,
+            bundle_dir=out,
+        )
+
+    def _set_status(
+        self, account: str, status: str, action: str, reason: str
+    ) -> auth.AccountRecord:
+        name = self.parse(account)
+        with self._action(action, str(name), name.unit_code) as tx:
+            conn = tx.conn
+            self._account(conn, name)
+            try:
+                record = auth.set_account_status(
+                    conn, str(name), status, reason=reason, now=self._clock()
+                )
+            except auth.AccountStateError as e:
+                raise ProvisioningRefused("bad-transition", str(e)) from None
+            if status == "cancelled":
+                revoked = certs.revoke_subject(
+                    conn, str(name), reason="cessation_of_operation", now=_utc(self._clock())
+                )
+                self._refresh_crl(conn)
+                self._event(
+                    conn,
+                    action,
+                    str(name),
+                    unit=name.unit_code,
+                    reason=reason,
+                    certificates=",".join(revoked),
+                )
+            else:
+                self._event(conn, action, str(name), unit=name.unit_code, reason=reason)
+            if status != "active":
+                self._end_sessions(conn, str(name), "account-" + status)
+        return record
+
+    def suspend(self, account: str, *, reason: str = "") -> auth.AccountRecord:
+        return self._set_status(account, "suspended", "provision.suspend", reason)
+
+    def resume(self, account: str, *, reason: str = "") -> auth.AccountRecord:
+        return self._set_status(account, "active", "provision.resume", reason)
+
+    def cancel(self, account: str, *, reason: str = "") -> auth.AccountRecord:
+        return self._set_status(account, "cancelled", "provision.cancel", reason)
+
+    def _require_not_cancelled(self, record: auth.AccountRecord) -> None:
+        if record.status == "cancelled":
+            raise ProvisioningRefused(
+                "account-cancelled", f"account {record.name} is cancelled; open a new account"
+            )
+
+    def reset_password(self, account: str, *, password: str | None = None) -> Issued:
+        name = self.parse(account)
+        if password is not None:
+            self._check_password(password)
+        password = password or auth.generate_password()
+        password_hash = self._hasher.hash(password)
+        with self._action("provision.reset-password", str(name), name.unit_code) as tx:
+            conn = tx.conn
+            self._require_not_cancelled(self._account(conn, name))
+            auth.reset_password(conn, str(name), password_hash, now=self._clock())
+            self._event(conn, "provision.reset-password", str(name), unit=name.unit_code)
+        return Issued(account=str(name), password=password)
+
+    def reset_otp(self, account: str, *, out: Path | None = None) -> Issued:
+        name = self.parse(account)
+        self._check_out(out)
+        secret = auth.new_totp_secret()
+        uri = auth.totp_uri(secret, account=str(name), issuer=self._settings.totp_issuer)
+        with self._action("provision.reset-otp", str(name), name.unit_code) as tx:
+            conn = tx.conn
+            self._require_not_cancelled(self._account(conn, name))
+            auth.reset_totp(
+                conn,
+                str(name),
+                self._box.seal(secret, context=auth.totp_secret_context(str(name))),
+                now=self._clock(),
+            )
+            self._event(conn, "provision.reset-otp", str(name), unit=name.unit_code)
+            if out is not None:
+                tx.write_bundle(out, qr_files(uri))
+        return Issued(account=str(name), otp_uri=uri, bundle_dir=out)
+
+    def reissue_cert(self, account: str, out: Path, *, p12_passphrase: str | None = None) -> Issued:
+        """Revoke the account's certificates (superseded) and issue a new bundle."""
+        name = self.parse(account)
+        self._check_out(out)
+        p12_passphrase = p12_passphrase or auth.generate_password()
+        with self._action("provision.reissue-cert", str(name), name.unit_code) as tx:
+            conn = tx.conn
+            self._require_not_cancelled(self._account(conn, name))
+            revoked = certs.revoke_subject(
+                conn, str(name), reason="superseded", now=_utc(self._clock())
+            )
+            issued, files = self._client_bundle(name, p12_passphrase)
+            certs.record_certificate(
+                conn,
+                issued.certificate,
+                kind="client",
+                subject=str(name),
+                now=_utc(self._clock()),
+            )
+            self._refresh_crl(conn)
+            self._end_sessions(conn, str(name), "cert-revoked")
+            self._event(
+                conn,
+                "provision.reissue-cert",
+                str(name),
+                unit=name.unit_code,
+                certificate=issued.serial_hex,
+                revoked=",".join(revoked),
+            )
+            tx.write_bundle(out, files)
+        return Issued(
+            account=str(name),
+            p12_passphrase=p12_passphrase,
+            certificate_serial=issued.serial_hex,
+            bundle_dir=out,
+        )
+
+    def show(self, account: str) -> AccountView:
+        name = self.parse(account)
+        with self._engine.begin() as conn:
+            record = self._account(conn, name)
+            unit = self._units.unit_status(conn, name.unit_code)
+            return AccountView(
+                account=record,
+                unit_status=None if unit is None else unit[0],
+                certificates=certs.list_certificates(conn, subject=str(name)),
+                credential=auth.get_credential_state(conn, str(name)),
+            )
+
+    def list(self, *, status: str | None = None) -> list[auth.AccountRecord]:
+        if status is not None and status not in ("active", "suspended", "cancelled"):
+            raise ProvisioningInputError(
+                f"--status {status!r}: choose active, suspended or cancelled"
+            )
+        with self._engine.begin() as conn:
+            return auth.list_accounts(conn, status=status)
+
+    def add_staff(
+        self, name: str, role: str, *, password: str | None = None, out: Path | None = None
+    ) -> Issued:
+        self._check_out(out)
+        if password is not None:
+            self._check_password(password)
+        password = password or auth.generate_password()
+        secret = auth.new_totp_secret()
+        uri = auth.totp_uri(secret, account=name, issuer=self._settings.totp_issuer)
+        password_hash = self._hasher.hash(password)
+        with self._action("staff.add", name) as tx:
+            conn = tx.conn
+            try:
+                auth.create_staff(
+                    conn,
+                    name,
+                    role,
+                    password_hash=password_hash,
+                    totp_secret_sealed=self._box.seal(
+                        secret, context=auth.totp_secret_context(name)
+                    ),
+                    now=self._clock(),
+                )
+            except auth.AuthStoreError as e:
+                raise ProvisioningRefused("staff-refused", str(e)) from None
+            self._event(conn, "staff.add", name, role=role)
+            if out is not None:
+                tx.write_bundle(out, qr_files(uri))
+        return Issued(account=name, password=password, otp_uri=uri, bundle_dir=out)

@@ -1,0 +1,98 @@
+"""``ssgate demo``: a ready-to-try installation on the embedded SQLite default."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+import audit
+import auth
+import declare_app
+from auth._store import load_login
+from ssgate._app import App, operator_name
+from ssgate._init import init_state
+from ssgate._state import StateDir
+
+DEMO_REGION = "330682"
+DEMO_UNIT = "12345678"
+DEMO_UNIT_NAME = "绍兴市上虞示范制造有限公司"
+DEMO_CREDIT_PREFIX = "91330604MA2BCDEF"  # 16 characters; org check char and USCC check appended
+DEMO_ACCOUNT = f"{DEMO_REGION}{DEMO_UNIT}@sxlss"
+LOGINS_FILE = "demo-logins.txt"  # 0600; the demo's own logins, so a rerun can show them again
+
+
+def demo_credit_code() -> str:
+    from declare_app._identifiers import org_code_check_char, uscc_check_char
+
+    first17 = DEMO_CREDIT_PREFIX + org_code_check_char(DEMO_CREDIT_PREFIX[8:16])
+    return first17 + uscc_check_char(first17)
+
+
+def run_demo(state: StateDir, out: TextIO) -> int:
+    if not state.is_initialised():
+        init_state(state.path, hostname="localhost", clock=time.time, actor=operator_name())
+        out.write(f"initialised {state.path}\n")
+    logins = state.path / LOGINS_FILE
+    if not logins.exists():
+        text = _load_demo(App(state))
+        state.write_secret(LOGINS_FILE, text.encode())
+    out.write(logins.read_text(encoding="utf-8"))
+    app = App(state)
+    try:
+        with app.engine.begin() as conn:
+            login = load_login(conn, DEMO_ACCOUNT, "account")
+        if login is not None:
+            secret = app.box.open(
+                login.totp_secret_sealed, context=auth.totp_secret_context(DEMO_ACCOUNT)
+            )
+            code = auth.current_code(secret, time.time())
+            out.write(f"current one-time code:  {code}   (changes every 30 s)\n")
+    finally:
+        app.close()
+    out.write(
+        "\nnot yet: the secure-channel gateway ('ssgate serve', 'ssgate connect') comes next "
+        "(issue #3); the account above is ready for it.\n"
+    )
+    return 0
+
+
+def _load_demo(app: App) -> str:
+    actor, now = operator_name(), app.clock()
+    try:
+        with app.engine.begin() as conn:
+            if declare_app.get_unit(conn, DEMO_UNIT) is None:
+                declare_app.register_unit(
+                    conn,
+                    DEMO_UNIT,
+                    name=DEMO_UNIT_NAME,
+                    region=DEMO_REGION,
+                    credit_code=demo_credit_code(),
+                    actor=actor,
+                    now=now,
+                )
+                declare_app.approve_unit(conn, DEMO_UNIT, actor=actor, now=now)
+                for action in ("units.register", "units.approve"):
+                    audit.append(
+                        conn,
+                        audit.AuditEvent(
+                            at=now,
+                            actor=actor,
+                            action=action,
+                            subject=DEMO_UNIT,
+                            outcome="ok",
+                            unit=DEMO_UNIT,
+                            details={"region": DEMO_REGION},
+                        ),
+                    )
+        bundle = app.state.path / "demo-bundle"
+        issued = app.provisioner().open(DEMO_ACCOUNT, bundle)
+    finally:
+        app.close()
+    return (
+        f"demo unit:              {DEMO_UNIT} {DEMO_UNIT_NAME} (region {DEMO_REGION})\n"
+        f"channel account:        {issued.account}\n"
+        f"password:               {issued.password}\n"
+        f"TOTP URI:               {issued.otp_uri}\n"
+        f"client.p12 passphrase:  {issued.p12_passphrase}\n"
+        f"enrolment bundle:       {bundle}/\n"
+    )

@@ -1,0 +1,801 @@
+"""The ``ssgate`` command (ARCHITECTURE §5).
+
+Exit status: 0 ok, 1 operation refused or failed (the message says why), 2 bad usage
+or input.  Every error is one line on stderr; a traceback is shown only with
+``SSGATE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from sqlalchemy import exc as sa_exc
+
+import audit
+import auth
+import certs
+import declare_app
+import provisioning
+from ssgate import __version__
+from ssgate._app import App
+from ssgate._config import ConfigError
+from ssgate._db import DatabaseURLError
+from ssgate._init import InitInputError, InitRefused
+from ssgate._state import StateDir, StateError, resolve_state_dir
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# Error classes by exit status: input problems are 2, refusals and failures 1.
+_USAGE_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    DatabaseURLError,
+    InitInputError,
+    auth.AccountNameError,
+    declare_app.UnitInputError,
+    provisioning.ProvisioningInputError,
+)
+_REFUSALS: tuple[type[BaseException], ...] = (
+    InitRefused,
+    StateError,
+    declare_app.UnitError,
+    provisioning.ProvisioningRefused,
+    provisioning.BundleError,
+    certs.CertificateError,
+    auth.AuthStoreError,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"ssgate: error: {message}\n")
+
+
+def _fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _read_secret_file(path: str, what: str) -> str:
+    """The first line of a password file; never echoed back in messages."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            line = f.readline().rstrip("\r\n")
+    except OSError as e:
+        raise CliError(EXIT_USAGE, f"cannot read {what} file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise CliError(EXIT_USAGE, f"{what} file {path} is not UTF-8 text") from None
+    if not line:
+        raise CliError(EXIT_USAGE, f"{what} file {path} is empty (the first line is used)")
+    return line
+
+
+def _table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
+    for row in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from ssgate._app import operator_name
+    from ssgate._init import init_state
+
+    init_state(
+        state.path,
+        hostname=args.hostname,
+        database_url=args.database_url or "",
+        clock=time.time,
+        actor=operator_name(),
+    )
+    out.write(
+        f"initialised {state.path}: configuration {state.config_path.name}, CA, server "
+        f"certificate for {args.hostname}, keys and database\n"
+        "next: register and approve a unit (ssgate units …), then open its account "
+        "(ssgate provision open …)\n"
+    )
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from ssgate._demo import run_demo
+
+    return run_demo(state, out)
+
+
+def cmd_not_yet(what: str) -> Callable[[argparse.Namespace, StateDir, TextIO], int]:
+    def run(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+        raise CliError(EXIT_REFUSED, f"not yet: {what}")
+
+    return run
+
+
+def cmd_units(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    app = App(state)
+    try:
+        if args.units_command == "list":
+            with app.engine.begin() as conn:
+                rows = declare_app.list_units(conn, status=args.status)
+            _table(
+                [
+                    [
+                        u.code,
+                        u.region,
+                        u.status,
+                        u.credit_code or "-",
+                        _fmt_time(u.approved_at),
+                        u.name,
+                    ]
+                    for u in rows
+                ],
+                ["CODE", "REGION", "STATUS", "CREDIT CODE", "APPROVED", "NAME"],
+                out,
+            )
+            return EXIT_OK
+        return _units_change(app, args, out)
+    finally:
+        app.close()
+
+
+def _units_change(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    from ssgate._app import operator_name
+
+    actor, now = operator_name(), app.clock()
+    code = args.code
+    action = f"units.{args.units_command}"
+    warnings: list[declare_app.Finding] = []
+    try:
+        with app.engine.begin() as conn:
+            if args.units_command == "register":
+                warnings = declare_app.validate_registration(
+                    code,
+                    name=args.name,
+                    region=args.region,
+                    credit_code=args.credit_code,
+                    regions=app.config.accounts.regions,
+                )
+                unit = declare_app.register_unit(
+                    conn,
+                    code,
+                    name=args.name,
+                    region=args.region,
+                    credit_code=args.credit_code,
+                    actor=actor,
+                    now=now,
+                )
+            else:
+                declare_app.validate_unit_code(code)
+                unit = declare_app.approve_unit(conn, code, actor=actor, now=now)
+            audit.append(
+                conn,
+                audit.AuditEvent(
+                    at=now,
+                    actor=actor,
+                    action=action,
+                    subject=code,
+                    outcome="ok",
+                    unit=code,
+                    details={"region": unit.region},
+                ),
+            )
+    except declare_app.UnitError as e:
+        with app.engine.begin() as conn:
+            audit.append(
+                conn,
+                audit.AuditEvent(
+                    at=now,
+                    actor=actor,
+                    action=action,
+                    subject=code[:64],
+                    outcome="refused",
+                    reason="bad-input" if isinstance(e, declare_app.UnitInputError) else "refused",
+                ),
+            )
+        raise
+    for w in warnings:
+        out.write(f"warning: credit code {w.rule}: {w.message}\n")
+    verb = "registered" if args.units_command == "register" else "approved for online service"
+    out.write(f"unit {unit.code} ({unit.name}, region {unit.region}) {verb}\n")
+    return EXIT_OK
+
+
+def _print_issued(issued: provisioning.Issued, out: TextIO) -> None:
+    out.write(f"account:          {issued.account}\n")
+    if issued.password:
+        out.write(f"initial password: {issued.password}   (shown once; give it to the unit)\n")
+    if issued.p12_passphrase:
+        out.write(f"client.p12 pass:  {issued.p12_passphrase}   (shown once)\n")
+    if issued.otp_uri:
+        out.write(f"TOTP URI:         {issued.otp_uri}\n")
+    if issued.certificate_serial:
+        out.write(f"certificate:      serial {issued.certificate_serial}\n")
+    if issued.bundle_dir:
+        files = ", ".join(sorted(p.name for p in issued.bundle_dir.iterdir()))
+        out.write(f"bundle:           {issued.bundle_dir}/ ({files})\n")
+
+
+def cmd_provision(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    app = App(state)
+    try:
+        return _provision(app, args, out)
+    finally:
+        app.close()
+
+
+def _provision(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    command = args.provision_command
+    if command == "list":
+        p = app.provisioner()
+        rows = p.list(status=args.status)
+        _table(
+            [
+                [r.name, r.unit_code, r.status, _fmt_time(r.created_at), _fmt_time(r.updated_at)]
+                for r in rows
+            ],
+            ["ACCOUNT", "UNIT", "STATUS", "CREATED", "UPDATED"],
+            out,
+        )
+        return EXIT_OK
+    password = (
+        _read_secret_file(args.password_file, "password")
+        if getattr(args, "password_file", None)
+        else None
+    )
+    p12 = (
+        _read_secret_file(args.p12_password_file, "PKCS#12 passphrase")
+        if getattr(args, "p12_password_file", None)
+        else None
+    )
+    p = app.provisioner()
+    if command == "open":
+        _print_issued(
+            p.open(args.account, Path(args.out), password=password, p12_passphrase=p12), out
+        )
+    elif command in ("suspend", "resume", "cancel"):
+        record = getattr(p, command)(args.account, reason=args.reason or "")
+        out.write(f"account {record.name} is now {record.status}\n")
+    elif command == "reset-password":
+        _print_issued(p.reset_password(args.account, password=password), out)
+        out.write("lockout cleared\n")
+    elif command == "reset-otp":
+        _print_issued(p.reset_otp(args.account, out=Path(args.out) if args.out else None), out)
+    elif command == "reissue-cert":
+        _print_issued(p.reissue_cert(args.account, Path(args.out), p12_passphrase=p12), out)
+    elif command == "show":
+        _show_account(p.show(args.account), out)
+    return EXIT_OK
+
+
+def _show_account(view: provisioning.AccountView, out: TextIO) -> None:
+    a = view.account
+    out.write(f"account:   {a.name}\n")
+    out.write(f"status:    {a.status}{f' ({a.status_reason})' if a.status_reason else ''}\n")
+    out.write(
+        f"unit:      {a.unit_code} (region {a.region}; unit status {view.unit_status or 'unregistered'})\n"
+    )
+    out.write(f"created:   {_fmt_time(a.created_at)}\nupdated:   {_fmt_time(a.updated_at)}\n")
+    c = view.credential
+    if c is not None:
+        locked = (
+            "hard-locked until a carrier reset"
+            if c.hard_locked
+            else (
+                f"locked until {_fmt_time(c.locked_until_at)}"
+                if c.locked_until_at
+                else "not locked"
+            )
+        )
+        out.write(
+            f"lockout:   {locked}; {c.consecutive_failures} consecutive failures, "
+            f"{c.total_failures} since last reset\n"
+        )
+    for cert in view.certificates:
+        out.write(
+            f"cert:      {cert.serial} {cert.status} valid to {_fmt_time(cert.not_after_at)}"
+            f"{f' revoked {_fmt_time(cert.revoked_at)} ({cert.revocation_reason})' if cert.revoked_at else ''}\n"
+        )
+
+
+def cmd_staff(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    app = App(state)
+    try:
+        password = _read_secret_file(args.password_file, "password") if args.password_file else None
+        issued = app.provisioner().add_staff(
+            args.name, args.role, password=password, out=Path(args.out) if args.out else None
+        )
+        out.write(f"staff {args.name} added with role {args.role}\n")
+        _print_issued(issued, out)
+        return EXIT_OK
+    finally:
+        app.close()
+
+
+def cmd_audit(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    app = App(state)
+    try:
+        return _audit(app, args, out)
+    finally:
+        app.close()
+
+
+def _parse_when(text: str | None, flag: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(
+            EXIT_USAGE,
+            f"{flag} {text!r}: use an ISO date or time, e.g. 2026-11-23 or 2026-11-23T08:00",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def _audit(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    command = args.audit_command
+    with app.engine.begin() as conn:
+        if command == "verify":
+            report = audit.verify(conn)
+            if not report.ok:
+                raise CliError(EXIT_REFUSED, f"audit log NOT intact: {report.problem}")
+            out.write(f"audit log intact: {report.checked} records verified\n")
+            return EXIT_OK
+        records = audit.query(
+            conn,
+            subject=getattr(args, "account", None),
+            unit=getattr(args, "unit", None),
+            since=_parse_when(getattr(args, "since", None), "--since"),
+            until=_parse_when(getattr(args, "until", None), "--until"),
+        )
+    if command == "logins":
+        records = [r for r in records if r.event.action.startswith("login")]
+    fmt = {"json": "jsonl"}.get(args.format, args.format)
+    if fmt == "table":
+        _table(
+            [
+                [
+                    str(r.seq),
+                    _fmt_time(r.event.at),
+                    r.event.actor,
+                    r.event.action,
+                    r.event.subject,
+                    r.event.outcome,
+                    r.event.reason,
+                    r.event.unit,
+                ]
+                for r in records
+            ],
+            ["SEQ", "TIME", "ACTOR", "ACTION", "SUBJECT", "OUTCOME", "REASON", "UNIT"],
+            out,
+        )
+        return EXIT_OK
+    if fmt == "syslog":
+        lines = audit.export_syslog(records, hostname=os.uname().nodename)
+    else:
+        lines = audit.export_jsonl(records) if fmt == "jsonl" else audit.export_csv(records)
+    for line in lines:
+        out.write(line if line.endswith("\n") else line + "\n")
+    return EXIT_OK
+
+
+def cmd_sessions(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from gateway import _sessions
+    from ssgate._app import operator_name
+
+    app = App(state)
+    try:
+        now = app.clock()
+        with app.engine.begin() as conn:
+            if args.audit_command == "kill":
+                actor = operator_name()
+                record = _sessions.request_kill(
+                    conn,
+                    args.session_id,
+                    reason="officer-kill",
+                    note=args.reason or "",
+                    actor=actor,
+                    now=now,
+                )
+                audit.append(
+                    conn,
+                    audit.AuditEvent(
+                        at=now,
+                        actor=actor,
+                        action="session.kill",
+                        subject=args.session_id[:64],
+                        outcome="ok" if record else "refused",
+                        reason="" if record else "not-live",
+                        unit=record.unit_code if record else "",
+                        session_id=args.session_id[:64] if record else "",
+                        details={"note": args.reason or ""},
+                    ),
+                )
+                if record is None:
+                    raise CliError(
+                        EXIT_REFUSED,
+                        f"session {args.session_id} is not live (see 'ssgate audit live')",
+                    )
+                out.write(f"session {record.id} of {record.account} will end within seconds\n")
+                return EXIT_OK
+            if args.audit_command == "live":
+                rows = _sessions.list_sessions(conn, open_only=True, now=now)
+            else:
+                rows = _sessions.list_sessions(
+                    conn,
+                    account=args.account,
+                    unit=args.unit,
+                    since=_parse_when(args.since, "--since"),
+                    until=_parse_when(args.until, "--until"),
+                )
+    finally:
+        app.close()
+    if args.format == "table":
+        _table(
+            [
+                [
+                    r.id,
+                    r.account,
+                    r.status,
+                    r.peer,
+                    _fmt_time(r.started_at),
+                    _fmt_time(r.ended_at),
+                    r.end_reason or "-",
+                    str(r.bytes_in),
+                    str(r.bytes_out),
+                    str(r.streams_opened),
+                ]
+                for r in rows
+            ],
+            [
+                "SESSION",
+                "ACCOUNT",
+                "STATUS",
+                "PEER",
+                "STARTED",
+                "ENDED",
+                "END REASON",
+                "IN",
+                "OUT",
+                "STREAMS",
+            ],
+            out,
+        )
+    else:
+        import csv
+        import dataclasses
+
+        dicts = [dataclasses.asdict(r) for r in rows]
+        if args.format == "json":
+            for d in dicts:
+                out.write(_json_dump(d) + "\n")
+        else:
+            writer = csv.DictWriter(out, fieldnames=list(dicts[0]) if dicts else ["id"])
+            writer.writeheader()
+            writer.writerows(dicts)
+    return EXIT_OK
+
+
+def cmd_pki(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    app = App(state)
+    try:
+        if args.pki_command == "list":
+            with app.engine.begin() as conn:
+                rows = certs.list_certificates(conn)
+            _table(
+                [[c.serial, c.kind, c.status, _fmt_time(c.not_after_at), c.subject] for c in rows],
+                ["SERIAL", "KIND", "STATUS", "NOT AFTER", "SUBJECT"],
+                out,
+            )
+            return EXIT_OK
+        return _pki_crl(app, args, out)
+    finally:
+        app.close()
+
+
+def _pki_crl(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    from datetime import timedelta
+
+    from cryptography import x509
+
+    from ssgate._app import operator_name
+
+    if args.renew:
+        with app.engine.begin() as conn:
+            crl = app.ca.build_crl(
+                certs.revoked_entries(conn),
+                now=datetime.fromtimestamp(app.clock(), UTC),
+                next_update=timedelta(days=app.config.pki.crl_next_update_days),
+                crl_number=certs.next_crl_number(conn),
+            )
+            audit.append(
+                conn,
+                audit.AuditEvent(
+                    at=app.clock(),
+                    actor=operator_name(),
+                    action="pki.crl-renew",
+                    subject="crl",
+                    outcome="ok",
+                ),
+            )
+            app.state.write_public("crl.pem", certs.crl_pem(crl))
+    try:
+        pem = app.state.crl_path.read_bytes()
+        crl = x509.load_pem_x509_crl(pem)
+    except (OSError, ValueError) as e:
+        raise CliError(
+            EXIT_REFUSED, f"{app.state.crl_path}: no valid CRL ({e}); run 'ssgate pki crl --renew'"
+        ) from None
+    if args.pem:
+        out.write(pem.decode())
+        return EXIT_OK
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    out.write(f"CRL file:     {app.state.crl_path}\n")
+    out.write(f"CRL number:   {number}\n")
+    out.write(f"this update:  {crl.last_update_utc:%Y-%m-%d %H:%M:%SZ}\n")
+    next_update = crl.next_update_utc
+    out.write(
+        f"next update:  {next_update:%Y-%m-%d %H:%M:%SZ}" if next_update else "next update:  -"
+    )
+    if next_update and next_update.timestamp() < app.clock():
+        out.write("  EXPIRED: every client is refused until 'ssgate pki crl --renew'")
+    out.write(f"\nrevoked:      {len(crl)} certificate(s)\n")
+    for revoked in crl:
+        out.write(
+            f"  serial {revoked.serial_number:x}  revoked {revoked.revocation_date_utc:%Y-%m-%d %H:%M:%SZ}\n"
+        )
+    return EXIT_OK
+
+
+def cmd_db(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from ssgate._db import make_engine
+    from ssgate._schema import schema_status, upgrade
+
+    config = state.load_config()
+    engine = make_engine(state.database_url(config))
+    try:
+        before, head = schema_status(engine)
+        if args.db_command == "upgrade":
+            upgrade(engine)
+            out.write(f"database schema: {before or 'empty'} -> {head}\n")
+        else:
+            out.write(f"database schema: {before or 'empty'} (newest {head})\n")
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
+# -- the parser --------------------------------------------------------------------------
+
+_STATE_HELP = "state directory (default: $SSGATE_STATE, else ./ssgate-state)"
+_FORMATS = ["table", "json", "csv"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--state", metavar="DIR", default=argparse.SUPPRESS, help=_STATE_HELP)
+    parser = _Parser(
+        prog="ssgate",
+        description="Secure dedicated network for social-insurance online declaration.",
+        epilog="Exit status: 0 ok, 1 refused or failed, 2 bad usage or input.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"ssgate {__version__}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+
+    def add(
+        name: str,
+        help: str,
+        fn: Callable[..., int],
+        parent: argparse._SubParsersAction[_Parser] = sub,
+    ) -> _Parser:
+        p = parent.add_parser(name, help=help, description=help, parents=[common])
+        p.set_defaults(func=fn)
+        return p
+
+    p = add(
+        "init",
+        "create the state directory: configuration, CA, server certificate, keys, database",
+        cmd_init,
+    )
+    p.add_argument(
+        "--hostname",
+        default="localhost",
+        help="the gateway's public DNS name or IP (server certificate, profiles)",
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="postgresql+psycopg://… instead of SQLite in the state directory",
+    )
+    add("demo", "init if needed, load demo data and print every login", cmd_demo)
+    add(
+        "serve",
+        "run the gateway, declaration service and staff console",
+        cmd_not_yet("the gateway and 'ssgate serve' arrive with the secure-channel issue (#3)"),
+    )
+    p = add(
+        "connect",
+        "the employer's secure-channel client",
+        cmd_not_yet("'ssgate connect' arrives with the secure-channel issue (#3)"),
+    )
+    p.add_argument("--profile", metavar="FILE")
+    p.add_argument("--listen", metavar="HOST:PORT")
+    p.add_argument("--password-file", metavar="F")
+    p.add_argument("--otp", metavar="CODE")
+
+    units = add("units", "agency: register units and approve them for online service", cmd_units)
+    us = units.add_subparsers(
+        dest="units_command", metavar="ACTION", required=True, parser_class=_Parser
+    )
+    p = add("register", "register a unit", cmd_units, us)
+    p.add_argument("code", metavar="CODE", help="8-digit unit social-insurance code")
+    p.add_argument("--name", required=True, help="the unit's registered name")
+    p.add_argument("--region", required=True, help="6-digit region code, e.g. 330682")
+    p.add_argument("--credit-code", metavar="USCC", help="18-character unified social credit code")
+    p = add("approve", "approve a registered unit for online service", cmd_units, us)
+    p.add_argument("code", metavar="CODE")
+    p = add("list", "list units", cmd_units, us)
+    p.add_argument("--status", choices=["registered", "approved"])
+
+    prov = add("provision", "carrier: channel accounts and enrolment bundles", cmd_provision)
+    ps = prov.add_subparsers(
+        dest="provision_command", metavar="ACTION", required=True, parser_class=_Parser
+    )
+    p = add(
+        "open",
+        "open an account for an approved unit and write its bundle to --out",
+        cmd_provision,
+        ps,
+    )
+    p.add_argument("account", metavar="ACCOUNT", help="e.g. 33068212345678@sxlss")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="new directory for the enrolment bundle"
+    )
+    p.add_argument(
+        "--password-file", metavar="F", help="initial password (first line); default: generated"
+    )
+    p.add_argument(
+        "--p12-password-file",
+        metavar="F",
+        help="client.p12 passphrase (first line); default: generated",
+    )
+    for name, help in (
+        ("suspend", "suspend an account (ends its sessions)"),
+        ("resume", "resume a suspended account"),
+        ("cancel", "cancel an account for good and revoke its certificate"),
+    ):
+        p = add(name, help, cmd_provision, ps)
+        p.add_argument("account", metavar="ACCOUNT")
+        p.add_argument("--reason", help="recorded in the audit log")
+    p = add("reset-password", "set a new password and clear the lockout", cmd_provision, ps)
+    p.add_argument("account", metavar="ACCOUNT")
+    p.add_argument("--password-file", metavar="F")
+    p = add("reset-otp", "issue a new TOTP secret", cmd_provision, ps)
+    p.add_argument("account", metavar="ACCOUNT")
+    p.add_argument("--out", metavar="DIR", help="new directory for otpauth.txt and the QR codes")
+    p = add(
+        "reissue-cert", "revoke the client certificate and issue a new bundle", cmd_provision, ps
+    )
+    p.add_argument("account", metavar="ACCOUNT")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--p12-password-file", metavar="F")
+    p = add("show", "show an account, its certificates and lockout state", cmd_provision, ps)
+    p.add_argument("account", metavar="ACCOUNT")
+    p = add("list", "list accounts", cmd_provision, ps)
+    p.add_argument("--status", choices=["active", "suspended", "cancelled"])
+
+    staff = add("staff", "enrol staff with password and TOTP", cmd_staff)
+    ss = staff.add_subparsers(
+        dest="staff_command", metavar="ACTION", required=True, parser_class=_Parser
+    )
+    p = add("add", "add a staff member", cmd_staff, ss)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--role", required=True, choices=["carrier", "auditor", "officer", "admin"])
+    p.add_argument("--password-file", metavar="F")
+    p.add_argument("--out", metavar="DIR", help="new directory for otpauth.txt and the QR codes")
+
+    aud = add("audit", "security officer: review and verify the audit log", cmd_audit)
+    aus = aud.add_subparsers(
+        dest="audit_command", metavar="ACTION", required=True, parser_class=_Parser
+    )
+    for name, help in (("actions", "every recorded action"), ("logins", "login attempts")):
+        p = add(name, help, cmd_audit, aus)
+        p.add_argument("--account", metavar="A")
+        p.add_argument("--unit", metavar="U")
+        p.add_argument("--since", metavar="T")
+        p.add_argument("--until", metavar="T")
+        p.add_argument("--format", choices=_FORMATS, default="table")
+    p = add("sessions", "channel sessions, newest first", cmd_sessions, aus)
+    p.add_argument("--account", metavar="A")
+    p.add_argument("--unit", metavar="U")
+    p.add_argument("--since", metavar="T")
+    p.add_argument("--until", metavar="T")
+    p.add_argument("--format", choices=_FORMATS, default="table")
+    p = add("live", "live sessions", cmd_sessions, aus)
+    p.add_argument("--format", choices=_FORMATS, default="table")
+    p = add(
+        "kill", "end a live session (the client is told an officer ended it)", cmd_sessions, aus
+    )
+    p.add_argument("session_id", metavar="SESSION_ID")
+    p.add_argument("--reason", help="a note kept in the session record and the audit log")
+    add("verify", "check the hash chain; exit 1 naming the first bad record", cmd_audit, aus)
+    p = add("export", "export the whole log", cmd_audit, aus)
+    p.add_argument("--format", required=True, choices=["jsonl", "csv", "syslog"])
+
+    pki = add("pki", "the private CA: certificates and revocation list", cmd_pki)
+    pks = pki.add_subparsers(
+        dest="pki_command", metavar="ACTION", required=True, parser_class=_Parser
+    )
+    p = add("crl", "show the current CRL", cmd_pki, pks)
+    p.add_argument(
+        "--renew", action="store_true", help="re-sign the CRL now (do this before 'next update')"
+    )
+    p.add_argument("--pem", action="store_true", help="print the CRL in PEM")
+    add("list", "list issued certificates", cmd_pki, pks)
+
+    db = add("db", "database schema status and upgrade", cmd_db)
+    ds = db.add_subparsers(dest="db_command", metavar="ACTION", required=True, parser_class=_Parser)
+    add("status", "show the schema revision", cmd_db, ds)
+    add("upgrade", "migrate to the newest schema", cmd_db, ds)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    state = StateDir(resolve_state_dir(getattr(args, "state", None)))
+    try:
+        result: int = args.func(args, state, out)
+        return result
+    except CliError as e:
+        return _fail(e.code, str(e))
+    except _USAGE_ERRORS as e:
+        return _fail(EXIT_USAGE, str(e))
+    except _REFUSALS as e:
+        return _fail(EXIT_REFUSED, str(e))
+    except sa_exc.OperationalError as e:
+        return _fail(EXIT_REFUSED, f"database unavailable: {str(e.orig).strip().splitlines()[0]}")
+    except KeyboardInterrupt:
+        return _fail(EXIT_REFUSED, "interrupted")
+    except Exception as e:  # the one place that turns bugs into one line
+        if os.environ.get("SSGATE_DEBUG"):
+            traceback.print_exc()
+        return _fail(
+            EXIT_REFUSED,
+            f"internal error ({type(e).__name__}); rerun with SSGATE_DEBUG=1 for details",
+        )
+
+
+def _fail(code: int, message: str) -> int:
+    sys.stderr.write(f"ssgate: {message}\n")
+    return code
+
+
+def _json_dump(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
