@@ -31,7 +31,7 @@ def pg_url() -> Iterator[str]:
     try:
         with admin.begin() as conn:
             conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as e:  # noqa: BLE001 - any connection failure means "no PostgreSQL here"
+    except Exception as e:  # any connection failure means "no PostgreSQL here"
         admin.dispose()
         if os.environ.get("CI"):
             raise
