@@ -1,0 +1,1 @@
+"""Alembic migrations of the ssgate schema (run through ssgate._schema)."""
