@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,34 @@ class PkiConfig:
 
 
 @dataclass(frozen=True)
+class DeclareConfig:
+    # Empty: a Unix socket declare.sock in the state directory, reachable only locally.
+    listen: str = ""
+
+
+@dataclass(frozen=True)
+class AccountPolicy:
+    """What one channel account may do; ``[policy]`` holds the defaults."""
+
+    max_sessions: int = 2
+    idle_timeout_seconds: float = 1800.0
+    max_lifetime_seconds: float = 43200.0
+    allowed_sources: tuple[str, ...] = ()  # CIDR networks; empty: anywhere
+    services: tuple[str, ...] = ("declare",)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    default: AccountPolicy = field(default_factory=AccountPolicy)
+    accounts: Mapping[str, AccountPolicy] = field(default_factory=dict)
+    handshake_timeout_seconds: float = 10.0
+    auth_timeout_seconds: float = 60.0
+
+    def for_account(self, account: str) -> AccountPolicy:
+        return self.accounts.get(account, self.default)
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -83,6 +111,8 @@ class Config:
     lockout: LockoutConfig = field(default_factory=LockoutConfig)
     totp: TotpConfig = field(default_factory=TotpConfig)
     pki: PkiConfig = field(default_factory=PkiConfig)
+    declare: DeclareConfig = field(default_factory=DeclareConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -123,6 +153,30 @@ def _list_of(pattern: re.Pattern[str], form: str) -> tuple[str, Checker]:
         ),
     )
 
+
+def _is_network(value: object) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+_POLICY_KEYS: Mapping[str, tuple[str, Checker]] = {
+    "max_sessions": _int_in(1, 100),
+    "idle_timeout_seconds": _number_in(10, 7 * 86400),
+    "max_lifetime_seconds": _number_in(60, 30 * 86400),
+    "allowed_sources": (
+        'a list of CIDR networks such as ["10.20.0.0/16"] (empty: anywhere)',
+        lambda v: isinstance(v, list) and all(_is_network(x) for x in v),
+    ),
+    "services": (
+        'a list of service names such as ["declare"]',
+        lambda v: isinstance(v, list) and all(isinstance(x, str) and x == "declare" for x in v),
+    ),
+}
 
 _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
     "gateway": {
@@ -168,12 +222,25 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
             "1-32 letters, digits, spaces, '.', '_' or '-' (no ':')",
         ),
     },
+    "declare": {
+        "listen": (
+            '"" (a Unix socket in the state directory) or "tcp:PORT:interface=127.0.0.1"',
+            lambda v: isinstance(v, str) and (v == "" or _ENDPOINT.fullmatch(v) is not None),
+        ),
+    },
+    "policy": {
+        **_POLICY_KEYS,
+        "handshake_timeout_seconds": _number_in(1, 120),
+        "auth_timeout_seconds": _number_in(5, 600),
+        "account": ("[[policy.account]] tables", lambda v: isinstance(v, list)),
+    },
     "pki": {
         "client_cert_days": _int_in(1, 825),
         "server_cert_days": _int_in(1, 366),
         "crl_next_update_days": _int_in(1, 30),
     },
 }
+
 
 _SECTIONS: Mapping[str, type[Any]] = {
     "gateway": GatewayConfig,
@@ -184,6 +251,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "lockout": LockoutConfig,
     "totp": TotpConfig,
     "pki": PkiConfig,
+    "declare": DeclareConfig,
 }
 
 
@@ -213,6 +281,9 @@ def parse_config(text: str, *, source: str) -> Config:
             if not check(value):
                 raise ConfigError(f"{source}: {name}.{key} = {value!r} is invalid; expected {form}")
             values[key] = tuple(value) if isinstance(value, list) else value
+        if name == "policy":
+            sections[name] = _parse_policy(values, source)
+            continue
         sections[name] = _SECTIONS[name](**values)
     config = Config(**sections)
     lockout = config.lockout
@@ -226,6 +297,41 @@ def parse_config(text: str, *, source: str) -> Config:
             f"{source}: lockout.max_lock_seconds must be at least lockout.base_lock_seconds"
         )
     return config
+
+
+def _parse_policy(values: dict[str, Any], source: str) -> PolicyConfig:
+    overrides = values.pop("account", ())
+    timeouts = {
+        k: values.pop(k)
+        for k in list(values)
+        if k.endswith("timeout_seconds") and k not in _POLICY_KEYS
+    }
+    default = AccountPolicy(**values)
+    accounts: dict[str, AccountPolicy] = {}
+    for i, table in enumerate(overrides):
+        where = f"{source}: [[policy.account]] #{i + 1}"
+        if not isinstance(table, dict) or not isinstance(table.get("name"), str):
+            raise ConfigError(f'{where} needs name = "<account>"')
+        name = table["name"]
+        own: dict[str, Any] = {}
+        for key, value in table.items():
+            if key == "name":
+                continue
+            spec = _POLICY_KEYS.get(key)
+            if spec is None:
+                raise ConfigError(
+                    f"{where} ({name}): unknown key {key}; takes: name, {', '.join(_POLICY_KEYS)}"
+                )
+            form, check = spec
+            if not check(value):
+                raise ConfigError(
+                    f"{where} ({name}): {key} = {value!r} is invalid; expected {form}"
+                )
+            own[key] = tuple(value) if isinstance(value, list) else value
+        if name in accounts:
+            raise ConfigError(f"{where}: account {name} appears twice")
+        accounts[name] = replace(default, **own)
+    return PolicyConfig(default=default, accounts=accounts, **timeouts)
 
 
 def load_config(path: Path) -> Config:
@@ -283,6 +389,26 @@ source_max_failures = 30
 
 [totp]
 issuer = "ssgate"
+
+[declare]
+# The declaration service, reached only by the gateway.  Empty: a Unix socket
+# declare.sock in the state directory.
+listen = ""
+
+[policy]
+# Defaults for every channel account; override per account with [[policy.account]].
+max_sessions = 2
+idle_timeout_seconds = 1800
+max_lifetime_seconds = 43200
+allowed_sources = []        # CIDR networks, e.g. ["10.20.0.0/16"]; empty: anywhere
+services = ["declare"]
+handshake_timeout_seconds = 10
+auth_timeout_seconds = 60
+
+# [[policy.account]]
+# name = "33068212345678@sxlss"
+# max_sessions = 1
+# allowed_sources = ["10.20.30.0/24"]
 
 [pki]
 client_cert_days = 730
