@@ -151,6 +151,15 @@ class Database:
 
         return deferToThreadPool(self._reactor, self._pool, work)
 
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Any:
+        """``fn(*args)`` on the pool, for blocking work that manages its own transactions."""
+        from twisted.internet.threads import deferToThreadPool
+
+        if not self._started:
+            self._pool.start()
+            self._started = True
+        return deferToThreadPool(self._reactor, self._pool, fn, *args, **kwargs)
+
     def close(self) -> None:
         if self._started:
             self._pool.stop()
