@@ -1,0 +1,297 @@
+"""The Twisted side of a tunnel, shared by the gateway and the client.
+
+:class:`TunnelProtocol` feeds the TLS transport's bytes to a sans-IO machine
+(:mod:`gateway._machine`), writes what the machine queues, and bridges each stream to
+a local TCP connection (:class:`StreamConnection`): the service on the gateway, the
+browser on the client.  Back-pressure, both ways, with nothing buffered without bound:
+
+- tunnel → local: DATA is written to the local transport; its credit is returned to
+  the peer (``consume``) only while that transport is not asking us to pause, so a
+  slow local reader stops the peer after at most one window.
+- local → tunnel: bytes beyond the stream's credit are kept (at most one read) and the
+  local transport is paused until ``StreamCredit`` arrives; and when the TLS transport
+  itself is full, every local transport is paused until it drains.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, ITransport
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gateway._machine import (
+    SessionClosed,
+    StreamCredit,
+    StreamData,
+    StreamFin,
+    StreamReset,
+)
+from gateway._reasons import Reason
+
+
+@implementer(IPushProducer, IHalfCloseableProtocol)
+class StreamConnection(Protocol):
+    """One local TCP connection carried as one tunnel stream."""
+
+    log = Logger()
+
+    def __init__(self, tunnel: TunnelProtocol, stream_id: int | None = None) -> None:
+        self.tunnel = tunnel
+        self.stream_id = stream_id
+        self.pending = b""  # read from local, waiting for credit (at most one read)
+        self.unacked = 0  # written to local while it asked us to pause
+        self.local_paused = False  # the local transport's buffer is full
+        self.reading_paused = False
+        self.closed = False
+        self.fin_after_pending = False  # local EOF while data still waited for credit
+        self.sent_fin = False
+        self.got_fin = False
+        self._early: list[bytes] = []  # read before the stream id was known
+
+    # -- the local transport produces into us (we consume it into the tunnel)
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        # The local transport calls pauseProducing/resumeProducing on us when its
+        # write buffer fills or drains: that is the tunnel → local back-pressure.
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.stream_id is None:
+            self._early.append(data)
+            self._set_reading()
+            return
+        self.tunnel.send_stream(self, data)
+
+    def stream_ready(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+        early, self._early = b"".join(self._early), []
+        self._set_reading()
+        if early:
+            self.tunnel.send_stream(self, early)
+
+    def readConnectionLost(self) -> None:
+        """The local side finished sending (half-close): FIN the stream."""
+        self.tunnel.local_eof(self)
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        self.closed = True
+        self.tunnel.local_closed(self)
+
+    # -- IPushProducer: the local transport pushes back on what we write to it
+
+    def pauseProducing(self) -> None:
+        self.local_paused = True
+
+    def resumeProducing(self) -> None:
+        self.local_paused = False
+        if self.unacked and self.stream_id is not None:
+            n, self.unacked = self.unacked, 0
+            self.tunnel.consumed(self.stream_id, n)
+
+    def stopProducing(self) -> None:
+        self.closed = True
+
+    # -- reading from the local side is paused while data waits for credit
+
+    def _set_reading(self) -> None:
+        want_paused = bool(self.pending) or self.tunnel.tunnel_paused or (
+            self.stream_id is None and bool(self._early)
+        )
+        if self.transport is None or self.closed or want_paused == self.reading_paused:
+            return
+        self.reading_paused = want_paused
+        if want_paused:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        else:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def write_from_tunnel(self, payload: bytes) -> None:
+        assert self.transport is not None and self.stream_id is not None
+        self.transport.write(payload)
+        if self.local_paused:
+            self.unacked += len(payload)
+        else:
+            self.tunnel.consumed(self.stream_id, len(payload))
+
+    def buffered(self) -> int:
+        """Bytes this stream holds in user space (for the bounded-memory tests)."""
+        return len(self.pending) + sum(len(b) for b in self._early)
+
+
+@implementer(IPushProducer)
+class TunnelProtocol(Protocol):
+    """Machine + streams over one TLS connection.  Subclasses handle the login events."""
+
+    log = Logger()
+    machine: Any  # GatewayMachine or ClientMachine
+
+    def __init__(self) -> None:
+        self.streams: dict[int, StreamConnection] = {}
+        self.tunnel_paused = False
+        self._closing = False
+
+    # -- bytes in and out ----------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+        self.flush()
+
+    def flush(self) -> None:
+        chunks = self.machine.data_to_send()
+        if chunks and self.transport is not None:
+            self.transport.writeSequence(chunks)
+
+    def dataReceived(self, data: bytes) -> None:
+        for event in self.machine.receive(data):
+            self.handle_event(event)
+        self.flush()
+
+    def handle_event(self, event: object) -> None:
+        if isinstance(event, StreamData):
+            self.on_stream_data(event)
+        elif isinstance(event, StreamCredit):
+            self.on_stream_credit(event)
+        elif isinstance(event, StreamFin):
+            self.on_stream_fin(event)
+        elif isinstance(event, StreamReset):
+            stream = self.streams.pop(event.stream_id, None)
+            if stream is not None and stream.transport is not None:
+                stream.transport.abortConnection()  # type: ignore[attr-defined]
+        elif isinstance(event, SessionClosed):
+            self.session_closed(event.reason, event.message, by_peer=event.by_peer)
+        else:
+            self.handle_side_event(event)
+
+    def on_stream_credit(self, event: StreamCredit) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None and stream.pending:
+            data, stream.pending = stream.pending, b""
+            self.send_stream(stream, data)
+            if stream.fin_after_pending and not stream.pending:
+                self._fin(stream)
+
+    def on_stream_fin(self, event: StreamFin) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            return
+        stream.got_fin = True
+        self._forget_if_done(stream)
+        if stream.transport is not None and not stream.closed:
+            half_close = getattr(stream.transport, "loseWriteConnection", None)
+            if half_close is not None:
+                half_close()
+            else:
+                stream.transport.loseConnection()
+
+    def handle_side_event(self, event: object) -> None:
+        raise NotImplementedError
+
+    def session_closed(self, reason: Reason, message: str, *, by_peer: bool) -> None:
+        """The machine ended the session; flush the GOAWAY and close."""
+        self.close_transport()
+
+    def close_transport(self) -> None:
+        self._closing = True
+        self.flush()
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def terminate(self, reason: Reason, message: str = "") -> None:
+        """End the session from this side with GOAWAY(*reason*)."""
+        self.machine.close(reason, message)
+        self.close_transport()
+
+    # -- streams -----------------------------------------------------------------------------
+
+    def on_stream_data(self, event: StreamData) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None or stream.closed or stream.transport is None:
+            return
+        stream.write_from_tunnel(event.payload)
+
+    def send_stream(self, stream: StreamConnection, data: bytes) -> None:
+        assert stream.stream_id is not None
+        taken = self.machine.send_data(stream.stream_id, data)
+        stream.pending = data[taken:] if taken < len(data) else b""
+        stream._set_reading()
+        self.flush()
+
+    def consumed(self, stream_id: int, n: int) -> None:
+        self.machine.consume(stream_id, n)
+        self.flush()
+
+    def _fin(self, stream: StreamConnection) -> None:
+        assert stream.stream_id is not None
+        stream.sent_fin = True
+        self.machine.send_fin(stream.stream_id)
+        self._forget_if_done(stream)
+        self.flush()
+
+    def _forget_if_done(self, stream: StreamConnection) -> None:
+        if stream.sent_fin and stream.got_fin and stream.stream_id is not None:
+            self.streams.pop(stream.stream_id, None)
+
+    def local_eof(self, stream: StreamConnection) -> None:
+        if stream.stream_id is None or stream.stream_id not in self.streams or stream.sent_fin:
+            return
+        if stream.pending:
+            stream.fin_after_pending = True  # deliver what was read first
+        else:
+            self._fin(stream)
+
+    def local_closed(self, stream: StreamConnection) -> None:
+        if stream.stream_id is None or stream.stream_id not in self.streams:
+            return
+        if not stream.got_fin and (stream.sent_fin or not stream.pending):
+            # Nobody is left to read what the peer might still send: cancel the stream.
+            del self.streams[stream.stream_id]
+            self.machine.reset_stream(stream.stream_id, Reason.STREAM_CANCELLED)
+            self.flush()
+            return
+        self.local_eof(stream)
+
+    def drop_streams(self) -> None:
+        for stream in list(self.streams.values()):
+            if stream.transport is not None:
+                stream.transport.loseConnection()
+        self.streams.clear()
+
+    def buffered(self) -> int:
+        """User-space bytes held for all streams (the memory-bound tests assert on this)."""
+        return sum(s.buffered() for s in self.streams.values())
+
+    # -- IPushProducer: the TLS transport pushes back when the peer reads slowly ------------
+
+    def pauseProducing(self) -> None:
+        self.tunnel_paused = True
+        for stream in self.streams.values():
+            stream._set_reading()
+
+    def resumeProducing(self) -> None:
+        self.tunnel_paused = False
+        for stream in list(self.streams.values()):
+            stream._set_reading()
+
+    def stopProducing(self) -> None:
+        self.tunnel_paused = True
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        self.drop_streams()
+
+
+def transport_peer(transport: ITransport | None) -> str:
+    """``host:port`` of the peer, for session records and logs."""
+    if transport is None:
+        return "unknown"
+    peer = transport.getPeer()
+    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+    return f"{host}:{port}" if host is not None else str(peer)
