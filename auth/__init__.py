@@ -8,6 +8,14 @@ blocking library calls for a thread pool.  Time is always passed in as ``now``
 (epoch seconds UTC).
 """
 
+from ._assertion import (
+    Identity,
+    IdentityHeaderError,
+    IdentityHeaderReader,
+    encode_assertion,
+    new_nonce,
+    verify_assertion,
+)
 from ._authenticator import (
     REASONS,
     Authenticator,
@@ -87,6 +95,9 @@ __all__ = [
     "Authenticator",
     "CredentialFormatError",
     "CredentialState",
+    "Identity",
+    "IdentityHeaderError",
+    "IdentityHeaderReader",
     "LockoutPolicy",
     "LockoutPolicyError",
     "PasswordHasher",
@@ -104,6 +115,7 @@ __all__ = [
     "create_account",
     "create_staff",
     "current_code",
+    "encode_assertion",
     "generate_password",
     "get_account",
     "get_credential_state",
@@ -114,6 +126,7 @@ __all__ = [
     "list_staff",
     "match_totp",
     "metadata",
+    "new_nonce",
     "new_totp_secret",
     "parse_account_name",
     "prune_source_failures",
@@ -124,4 +137,5 @@ __all__ = [
     "totp_secret_context",
     "totp_step",
     "totp_uri",
+    "verify_assertion",
 ]
