@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from auth import Identity, IdentityHeaderError, IdentityHeaderReader
+from auth._assertion import DEFAULT_MAX_SKEW
 
 TIMEOUT_REASON = "header-timeout"
 
@@ -94,6 +95,9 @@ class IdentityGuard(Protocol):
         if result is None:
             return
         identity, rest = result
+        if not self._factory.first_use(identity.nonce):
+            self._refuse("replayed", f"nonce of session {identity.session_id} seen before")
+            return
         self._cancel_timeout()
         transport = self.transport
         assert transport is not None
@@ -152,6 +156,21 @@ class IdentityGuardFactory(Factory):
         self.max_age = max_age
         self.header_timeout = header_timeout
         self.refused = 0
+        # Nonces admitted within the freshness window: a header captured on the way
+        # to the service cannot be replayed while it would still count as fresh.
+        self._seen: dict[str, float] = {}
+
+    def first_use(self, nonce: str) -> bool:
+        """Record *nonce*; False if it was already admitted while still fresh."""
+        now = self.clock.seconds()
+        horizon = self.max_age + DEFAULT_MAX_SKEW
+        if len(self._seen) > 1024:  # prune now and then, not on every connection
+            self._seen = {n: t for n, t in self._seen.items() if now - t <= horizon}
+        seen_at = self._seen.get(nonce)
+        if seen_at is not None and now - seen_at <= horizon:
+            return False
+        self._seen[nonce] = now
+        return True
 
     def buildProtocol(self, addr: Any) -> IdentityGuard:
         return IdentityGuard(self)

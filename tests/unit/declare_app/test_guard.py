@@ -305,6 +305,30 @@ REFUSALS = [
 ]
 
 
+def test_a_replayed_header_is_refused_on_a_second_connection(
+    clock: MemoryReactorClock, logged: list[LogEvent]
+) -> None:
+    """The same header (same nonce) on a second connection while it is still fresh is a
+    replay: refused with reason ``replayed``; the first connection stays admitted."""
+    wrapped = RecordingFactory()
+    factory = IdentityGuardFactory(wrapped, key=KEY, clock=clock)
+    captured = header()
+    first = factory.buildProtocol(PEER)
+    first.makeConnection(StringTransport(peerAddress=PEER))
+    first.dataReceived(captured)
+    assert len(wrapped.built) == 1
+
+    second_transport = StringTransport(peerAddress=PEER)
+    second = factory.buildProtocol(PEER)
+    second.makeConnection(second_transport)
+    second.dataReceived(captured)
+    assert len(wrapped.built) == 1
+    assert second_transport.value() == b""
+    assert factory.refused == 1
+    [event] = refusals(logged)
+    assert event["reason"] == "replayed"
+
+
 @pytest.mark.parametrize(("data", "reason"), REFUSALS)
 def test_a_bad_start_is_refused_with_its_reason(
     clock: MemoryReactorClock, logged: list[LogEvent], data: bytes, reason: str
