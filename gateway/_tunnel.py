@@ -11,6 +11,12 @@ browser on the client.  Back-pressure, both ways, with nothing buffered without 
 - local → tunnel: bytes beyond the stream's credit are kept (at most one read) and the
   local transport is paused until ``StreamCredit`` arrives; and when the TLS transport
   itself is full, every local transport is paused until it drains.
+
+Closing follows Twisted's rules for a half-closeable protocol: a FIN from the tunnel
+half-closes the local connection, and once both directions have ended we close it
+ourselves (Twisted never does, and the socket would stay open).  The stream stops
+being the local transport's producer first: Twisted does not finish a close while a
+paused streaming producer is registered.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class StreamConnection(Protocol):
         self.sent_fin = False
         self.got_fin = False
         self._early: list[bytes] = []  # read before the stream id was known
+        self._to_local: list[bytes] = []  # tunnel data before the local side connected
+        self._producing = False  # registered as the local transport's producer
 
     # -- the local transport produces into us (we consume it into the tunnel)
 
@@ -59,6 +67,7 @@ class StreamConnection(Protocol):
         # The local transport calls pauseProducing/resumeProducing on us when its
         # write buffer fills or drains: that is the tunnel → local back-pressure.
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+        self._producing = True
 
     def dataReceived(self, data: bytes) -> None:
         if self.stream_id is None:
@@ -83,7 +92,41 @@ class StreamConnection(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self.closed = True
+        self._producing = False
         self.tunnel.local_closed(self)
+
+    # -- closing the local connection
+
+    def _stop_producing_for_local(self) -> None:
+        """No more tunnel data for the local side: stop being its producer.
+
+        Twisted finishes neither ``loseConnection`` nor ``loseWriteConnection`` while
+        a paused streaming producer is registered, so this comes first.
+        """
+        if self._producing and self.transport is not None:
+            self._producing = False
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+
+    def half_close_local(self) -> None:
+        """The peer sent FIN: end the local direction once what was written is sent."""
+        if self.transport is None or self.closed:
+            return
+        self._stop_producing_for_local()
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is not None:
+            half_close()
+        else:
+            self.transport.loseConnection()
+
+    def close_local(self, *, abort: bool = False) -> None:
+        """Close the local connection: flushed, or at once (RST) when *abort*."""
+        if self.transport is None or self.closed:
+            return
+        self._stop_producing_for_local()
+        if abort:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+        else:
+            self.transport.loseConnection()
 
     # -- IPushProducer: the local transport pushes back on what we write to it
 
@@ -102,8 +145,10 @@ class StreamConnection(Protocol):
     # -- reading from the local side is paused while data waits for credit
 
     def _set_reading(self) -> None:
-        want_paused = bool(self.pending) or self.tunnel.tunnel_paused or (
-            self.stream_id is None and bool(self._early)
+        want_paused = (
+            bool(self.pending)
+            or self.tunnel.tunnel_paused
+            or (self.stream_id is None and bool(self._early))
         )
         if self.transport is None or self.closed or want_paused == self.reading_paused:
             return
@@ -114,16 +159,32 @@ class StreamConnection(Protocol):
             self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def write_from_tunnel(self, payload: bytes) -> None:
-        assert self.transport is not None and self.stream_id is not None
+        assert self.stream_id is not None
+        if self.transport is None:
+            # Not connected yet: keep it without returning credit, so at most a window.
+            self._to_local.append(payload)
+            return
         self.transport.write(payload)
         if self.local_paused:
             self.unacked += len(payload)
         else:
             self.tunnel.consumed(self.stream_id, len(payload))
 
+    def deliver_early(self) -> None:
+        """Write what the tunnel sent before the local connection was made."""
+        early, self._to_local = self._to_local, []
+        for payload in early:
+            self.write_from_tunnel(payload)
+        if self.got_fin:  # and the FIN that followed it
+            self.half_close_local()
+
     def buffered(self) -> int:
         """Bytes this stream holds in user space (for the bounded-memory tests)."""
-        return len(self.pending) + sum(len(b) for b in self._early)
+        return (
+            len(self.pending)
+            + sum(len(b) for b in self._early)
+            + sum(len(b) for b in self._to_local)
+        )
 
 
 @implementer(IPushProducer)
@@ -164,8 +225,8 @@ class TunnelProtocol(Protocol):
             self.on_stream_fin(event)
         elif isinstance(event, StreamReset):
             stream = self.streams.pop(event.stream_id, None)
-            if stream is not None and stream.transport is not None:
-                stream.transport.abortConnection()  # type: ignore[attr-defined]
+            if stream is not None:
+                stream.close_local(abort=True)
         elif isinstance(event, SessionClosed):
             self.session_closed(event.reason, event.message, by_peer=event.by_peer)
         else:
@@ -184,13 +245,8 @@ class TunnelProtocol(Protocol):
         if stream is None:
             return
         stream.got_fin = True
+        stream.half_close_local()  # before connecting: deliver_early does it
         self._forget_if_done(stream)
-        if stream.transport is not None and not stream.closed:
-            half_close = getattr(stream.transport, "loseWriteConnection", None)
-            if half_close is not None:
-                half_close()
-            else:
-                stream.transport.loseConnection()
 
     def handle_side_event(self, event: object) -> None:
         raise NotImplementedError
@@ -203,6 +259,9 @@ class TunnelProtocol(Protocol):
         self._closing = True
         self.flush()
         if self.transport is not None:
+            # TLSMemoryBIOProtocol defers its close_notify until no producer is
+            # registered; without this a GOAWAY is sent but the connection stays up.
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
 
     def terminate(self, reason: Reason, message: str = "") -> None:
@@ -214,12 +273,20 @@ class TunnelProtocol(Protocol):
 
     def on_stream_data(self, event: StreamData) -> None:
         stream = self.streams.get(event.stream_id)
-        if stream is None or stream.closed or stream.transport is None:
+        if stream is None:
+            return
+        if stream.closed:
+            # Nobody left to read it (we still deliver our last bytes and FIN): drop it
+            # but return the credit, so the peer is not stalled until it gives up.
+            self.consumed(event.stream_id, len(event.payload))
             return
         stream.write_from_tunnel(event.payload)
 
     def send_stream(self, stream: StreamConnection, data: bytes) -> None:
         assert stream.stream_id is not None
+        if stream.pending:
+            # Only if the local transport delivered data after we paused it: keep order.
+            data = stream.pending + data
         taken = self.machine.send_data(stream.stream_id, data)
         stream.pending = data[taken:] if taken < len(data) else b""
         stream._set_reading()
@@ -237,8 +304,10 @@ class TunnelProtocol(Protocol):
         self.flush()
 
     def _forget_if_done(self, stream: StreamConnection) -> None:
+        """Both directions ended: forget the stream and close its local connection."""
         if stream.sent_fin and stream.got_fin and stream.stream_id is not None:
             self.streams.pop(stream.stream_id, None)
+            stream.close_local()
 
     def local_eof(self, stream: StreamConnection) -> None:
         if stream.stream_id is None or stream.stream_id not in self.streams or stream.sent_fin:
@@ -260,10 +329,12 @@ class TunnelProtocol(Protocol):
         self.local_eof(stream)
 
     def drop_streams(self) -> None:
-        for stream in list(self.streams.values()):
-            if stream.transport is not None:
-                stream.transport.loseConnection()
+        """The session is gone: cut every local connection (RST, so no one mistakes a
+        truncated response for a complete one)."""
+        streams = list(self.streams.values())
         self.streams.clear()
+        for stream in streams:
+            stream.close_local(abort=True)
 
     def buffered(self) -> int:
         """User-space bytes held for all streams (the memory-bound tests assert on this)."""

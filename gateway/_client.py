@@ -1,0 +1,434 @@
+"""``ssgate connect``: the employer's end of the secure channel.
+
+:class:`ConnectClient` dials the gateway once (mutual TLS with the certificate from the
+enrolment bundle), logs in with password + one-time code, then listens on loopback
+and carries each local TCP connection as a stream to the ``declare`` service.  After a
+network drop it reconnects by itself with the single-use resume token, without a new
+code, keeping the session id.  Every end is told in one plain sentence (Chinese and
+English) and a distinct exit status (:attr:`Reason.exit_code`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ServerEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+import certs
+from gateway._machine import (
+    AuthAccepted,
+    AuthRejected,
+    ClientMachine,
+    HandshakeCompleted,
+    MachineUsageError,
+    PongReceived,
+    StreamOpened,
+    StreamRefused,
+)
+from gateway._reasons import Reason
+from gateway._tls import client_tls_options
+from gateway._tunnel import StreamConnection, TunnelProtocol
+
+RESUME_WINDOW = 110.0  # a little under the token's 120 s validity
+KEEPALIVE_INTERVAL = 15.0
+KEEPALIVE_DEAD_AFTER = 45.0
+SERVICE = "declare"
+
+# Exit statuses of 'ssgate connect' for failures before any session exists.
+EXIT_SETUP = 2  # bad profile, bundle or passphrase
+EXIT_UNREACHABLE = 3  # the gateway cannot be reached or its certificate is wrong
+
+
+class ClientSetupError(Exception):
+    """The profile, bundle or passphrase cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: Path
+    account: str
+    gateway_host: str
+    gateway_port: int
+    ca_fingerprint_sha256: str
+    ca_file: Path
+    client_bundle: Path
+
+
+def load_profile(path: Path) -> Profile:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ClientSetupError(f"{path}: no such profile") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ClientSetupError(f"{path}: not a readable profile ({e})") from None
+    expected = {
+        "account": str,
+        "gateway_host": str,
+        "gateway_port": int,
+        "ca_fingerprint_sha256": str,
+        "ca_file": str,
+        "client_bundle": str,
+    }
+    for key, kind in expected.items():
+        if not isinstance(raw.get(key), kind):
+            raise ClientSetupError(f"{path}: {key} missing or not a {kind.__name__}")
+    unknown = set(raw) - set(expected)
+    if unknown:
+        raise ClientSetupError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+    if not 1 <= raw["gateway_port"] <= 65535:
+        raise ClientSetupError(f"{path}: gateway_port must be 1-65535")
+    base = path.parent
+    return Profile(
+        path=path,
+        account=raw["account"],
+        gateway_host=raw["gateway_host"],
+        gateway_port=raw["gateway_port"],
+        ca_fingerprint_sha256=raw["ca_fingerprint_sha256"].lower(),
+        ca_file=base / raw["ca_file"],
+        client_bundle=base / raw["client_bundle"],
+    )
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    ca: x509.Certificate
+    key: PrivateKeyTypes = field(repr=False)
+    certificate: x509.Certificate
+
+
+def load_identity(profile: Profile, passphrase: bytes) -> ClientIdentity:
+    """The CA (checked against the profile's fingerprint) and the client key pair."""
+    try:
+        ca_pem = profile.ca_file.read_bytes()
+        ca = x509.load_pem_x509_certificate(ca_pem)
+    except OSError as e:
+        raise ClientSetupError(f"{profile.ca_file}: cannot read ({e.strerror})") from None
+    except ValueError:
+        raise ClientSetupError(f"{profile.ca_file}: not a PEM certificate") from None
+    fingerprint = hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest()
+    if fingerprint != profile.ca_fingerprint_sha256.replace(":", ""):
+        raise ClientSetupError(
+            f"{profile.ca_file}: CA fingerprint does not match the profile; "
+            "ask your carrier for a new enrolment bundle"
+        )
+    try:
+        data = profile.client_bundle.read_bytes()
+    except OSError as e:
+        raise ClientSetupError(f"{profile.client_bundle}: cannot read ({e.strerror})") from None
+    try:
+        key, cert, _chain = certs.load_pkcs12(data, passphrase)
+    except certs.CertificateError:
+        raise ClientSetupError(
+            f"{profile.client_bundle}: wrong passphrase or damaged file / 证书密码错误或文件损坏"
+        ) from None
+    if certs.account_of(cert) != profile.account:
+        raise ClientSetupError(
+            f"{profile.client_bundle}: the certificate is not for {profile.account}"
+        )
+    return ClientIdentity(ca=ca, key=key, certificate=cert)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``127.0.0.1:8080`` → (host, port); only loopback, so no one else can use the session."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ClientSetupError(f"--listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:8080")
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise ClientSetupError(f"--listen {text!r}: HOST must be an IP address") from None
+    if not address.is_loopback:
+        raise ClientSetupError(
+            f"--listen {text!r}: only a loopback address (127.0.0.1) is allowed, "
+            "so nobody else on the network can use your session"
+        )
+    return str(address), int(port_text)
+
+
+class LocalConnection(StreamConnection):
+    """A browser connection on 127.0.0.1, carried as one stream."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        tunnel = self.tunnel
+        try:
+            sid = tunnel.machine.open_stream(SERVICE)
+        except MachineUsageError:  # the stream limit, or the session is ending
+            self.close_local()
+            return
+        tunnel.streams[sid] = self
+        self.stream_ready(sid)
+        tunnel.flush()
+
+
+class ClientTunnel(TunnelProtocol):
+    log = Logger()
+
+    def __init__(self, client: ConnectClient, *, resume_token: bytes | None) -> None:
+        super().__init__()
+        self.client = client
+        self.machine = ClientMachine()
+        self.open = False
+        self.last_heard = client.clock.seconds()
+        self.last_ping = self.last_heard
+        if resume_token is not None:
+            self.machine.resume(resume_token)
+        else:
+            self.machine.authenticate(client.profile.account, client.password, client.otp)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.last_heard = self.client.clock.seconds()
+        super().dataReceived(data)
+
+    def handle_side_event(self, event: object) -> None:
+        if isinstance(event, AuthAccepted):
+            self.open = True
+            self.client.connected(self, event)
+        elif isinstance(event, AuthRejected):
+            self.client.rejected(event)
+        elif isinstance(event, StreamRefused):
+            stream = self.streams.pop(event.stream_id, None)
+            self.client.say(f"{event.reason.bilingual}")
+            if stream is not None:
+                stream.close_local()
+        elif isinstance(event, StreamOpened | HandshakeCompleted | PongReceived):
+            pass
+
+    def session_closed(self, reason: Reason, message: str, *, by_peer: bool) -> None:
+        self.open = False
+        self.client.ended(reason)
+        super().session_closed(reason, message, by_peer=by_peer)
+
+    def terminate(self, reason: Reason, message: str = "") -> None:
+        self.open = False
+        super().terminate(reason, message)
+
+    def tick(self, now: float) -> None:
+        if now - self.last_heard > KEEPALIVE_DEAD_AFTER:
+            if self.transport is not None:
+                self.transport.abortConnection()  # type: ignore[attr-defined]
+        elif self.open and now - self.last_ping > KEEPALIVE_INTERVAL:
+            self.last_ping = now
+            self.machine.ping(b"ssgate!!")
+            self.flush()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        self.open = False
+        super().connectionLost(reason)
+        self.client.tunnel_lost(self)
+
+
+class ConnectClient:
+    """Dial, log in, listen locally, resume after drops; ``done`` fires with the exit status."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        reactor: Any,
+        profile: Profile,
+        identity: ClientIdentity,
+        password: str,
+        otp: str,
+        listen: tuple[str, int],
+        out: TextIO,
+        endpoint_for: Callable[[], Any] | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.clock = reactor
+        self.profile = profile
+        self.password = password
+        self.otp = otp
+        self.listen = listen
+        self.out = out
+        self.done: Deferred[int] = Deferred()
+        self.tunnel: ClientTunnel | None = None
+        self.session_id: str | None = None
+        self.resume_token: bytes | None = None
+        self.port: IListeningPort | None = None
+        self.ending: Reason | None = None
+        self.lost_at: float | None = None
+        self._retry_delay = 1.0
+        tls = client_tls_options(
+            hostname=profile.gateway_host,
+            ca=identity.ca,
+            client_key=identity.key,
+            client_certificate=identity.certificate,
+        )
+        self._endpoint_for = endpoint_for or (
+            lambda: wrapClientTLS(
+                tls,
+                HostnameEndpoint(reactor, profile.gateway_host, profile.gateway_port, timeout=10),
+            )
+        )
+        self._keepalive: Any = None
+        self._retry: Any = None  # the pending redial
+        self._told: Reason | None = None  # already printed
+
+    def say(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    # -- connecting --------------------------------------------------------------------------
+
+    def start(self) -> Deferred[int]:
+        self._dial()
+        return self.done
+
+    def _dial(self) -> None:
+        self._retry = None
+        if self.done.called:
+            return
+        token = self.resume_token
+        d = self._endpoint_for().connect(
+            Factory.forProtocol(lambda: ClientTunnel(self, resume_token=token))
+        )
+        d.addCallbacks(self._dialled, self._dial_failed)
+
+    def _dialled(self, tunnel: Protocol) -> None:
+        assert isinstance(tunnel, ClientTunnel)
+        if self.done.called:  # the user quit while we were dialling
+            tunnel.terminate(Reason.CLIENT_QUIT)
+            return
+        self.tunnel = tunnel
+
+    def _dial_failed(self, failure: Failure) -> None:
+        if self.done.called:
+            return
+        if self.lost_at is not None:
+            self._retry_later()
+            return
+        self.say(
+            f"无法连接安全专网网关 {self.profile.gateway_host}:{self.profile.gateway_port}。"
+            f" Cannot reach the gateway: {failure.getErrorMessage()}"
+        )
+        self._finish(EXIT_UNREACHABLE)
+
+    def _retry_later(self) -> None:
+        assert self.lost_at is not None
+        if self.clock.seconds() - self.lost_at > RESUME_WINDOW:
+            self.say(f"{Reason.NETWORK_LOST.bilingual}")
+            self._finish(Reason.NETWORK_LOST.exit_code)
+            return
+        delay, self._retry_delay = self._retry_delay, min(self._retry_delay * 2, 8.0)
+        self._retry = self.clock.callLater(delay, self._dial)
+
+    # -- what the tunnel reports -------------------------------------------------------------
+
+    def connected(self, tunnel: ClientTunnel, event: AuthAccepted) -> None:
+        self.resume_token = event.resume_token
+        self._retry_delay = 1.0
+        if self.lost_at is not None:
+            self.lost_at = None
+            self.say(f"已重新连接，会话不变 / reconnected, same session {event.session_id}")
+            return
+        self.session_id = event.session_id
+        self.password = self.otp = ""  # not needed again: resumes use the token
+        host, port = self.listen
+        try:
+            self.port = self.reactor.listenTCP(
+                port, Factory.forProtocol(self._local_connection), interface=host
+            )
+        except Exception as e:  # CannotListenError and friends
+            self.say(f"无法在 {host}:{port} 监听 / cannot listen on {host}:{port}: {e}")
+            self.ending = Reason.CLIENT_QUIT
+            tunnel.terminate(Reason.CLIENT_QUIT)
+            self._finish(EXIT_SETUP)
+            return
+        bound = getattr(self.port.getHost(), "port", port)
+        self.say(
+            f"connected as {event.account} (unit {event.unit_code}, session {event.session_id}); "
+            f"open http://{host}:{bound}/"
+        )
+        from twisted.internet.task import LoopingCall
+
+        self._keepalive = LoopingCall(self._tick)
+        self._keepalive.clock = self.clock
+        self._keepalive.start(1.0, now=False)
+
+    def _local_connection(self) -> Protocol:
+        tunnel = self.tunnel
+        if tunnel is None or not tunnel.open:
+            return _Refuse()
+        return LocalConnection(tunnel)
+
+    def _tick(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.tick(self.clock.seconds())
+
+    def rejected(self, event: AuthRejected) -> None:
+        self._told = event.reason
+        self.say(event.reason.bilingual)
+        self.ending = event.reason
+        if event.attempts_left > 0 and self.tunnel is not None:
+            # No new factors to offer non-interactively: leave rather than wait.
+            self.tunnel.terminate(Reason.CLIENT_QUIT)
+
+    def ended(self, reason: Reason) -> None:
+        self.ending = reason
+
+    def tunnel_lost(self, tunnel: ClientTunnel) -> None:
+        if tunnel is not self.tunnel or self.done.called:
+            return
+        self.tunnel = None
+        if self.ending is not None:
+            if self.ending not in (Reason.CLIENT_QUIT, self._told):
+                self.say(self.ending.bilingual)
+            self._finish(self.ending.exit_code)
+            return
+        if self.resume_token is None:
+            self.say("连接在登录完成前中断 / the connection closed before the login completed")
+            self._finish(EXIT_UNREACHABLE)
+            return
+        if self.lost_at is None:  # not when a reconnection attempt fails: keep the window
+            self.lost_at = self.clock.seconds()
+            self.say("网络中断，正在重新连接… / network lost, reconnecting…")
+        self._retry_later()
+
+    def quit(self) -> None:
+        """Ctrl-C: end the session cleanly with GOAWAY(client-quit)."""
+        self.ending = Reason.CLIENT_QUIT
+        if self.tunnel is not None and self.tunnel.transport is not None:
+            self.tunnel.terminate(Reason.CLIENT_QUIT)
+            self.say(Reason.CLIENT_QUIT.bilingual)
+        else:
+            self._finish(0)
+
+    def _finish(self, status: int) -> None:
+        if self._keepalive is not None and self._keepalive.running:
+            self._keepalive.stop()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self.port is not None:
+            self.port.stopListening()
+            self.port = None
+        if not self.done.called:
+            self.done.callback(status)
+
+
+class _Refuse(Protocol):
+    """A local connection while the tunnel is down: close it at once."""
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+
+def listen_endpoint(reactor: Any, host: str, port: int) -> TCP4ServerEndpoint:
+    return TCP4ServerEndpoint(reactor, port, interface=host)

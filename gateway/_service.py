@@ -1,0 +1,610 @@
+"""The gateway: one :class:`GatewayTunnel` per employer connection, one :class:`GatewayNode`.
+
+A tunnel is the thin adapter between the TLS transport and :class:`GatewayMachine`: it
+reads the client certificate when the handshake completes, logs in through the
+twisted.cred portal, opens each stream to the configured service endpoint preceded
+by the signed identity header, and keeps the timers (TLS handshake, login deadline,
+idle, lifetime, keepalive) that the sans-IO machine leaves to it.
+
+The node keeps the live tunnels of this process and, once a second, asks the session
+registry which of them must end (officer kill, suspended or cancelled account,
+revoked certificate, whichever node or command asked), so a kill takes effect within
+seconds everywhere.  Every login attempt, refusal and session end is an audit event.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from twisted.application.service import Service
+from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.interfaces import IHandshakeListener, IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory, ServerFactory
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+import audit
+import certs
+from auth import Identity, IdentityHeaderError, encode_assertion, new_nonce
+from gateway import _sessions
+from gateway._cred import (
+    AccountPolicyView,
+    BlockingRunner,
+    ChannelCredentials,
+    ChannelSession,
+    IChannelSession,
+    LoginRefused,
+)
+from gateway._machine import (
+    AuthRequested,
+    GatewayMachine,
+    HandshakeCompleted,
+    PongReceived,
+    ResumeRequested,
+    StreamData,
+    StreamOpenRequested,
+)
+from gateway._reasons import Reason, for_auth_outcome
+from gateway._resume import ResumeTokenError, issue_resume_token, verify_resume_token
+from gateway._tls import HandshakeDeadline, ReloadingServerTLS, peer_certificate
+from gateway._tunnel import StreamConnection, TunnelProtocol, transport_peer
+
+KEEPALIVE_INTERVAL = 30.0
+KEEPALIVE_DEAD_AFTER = 90.0
+STREAM_CONNECT_TIMEOUT = 10.0
+# On stop, how long tunnels get to deliver their GOAWAY before they are cut.
+SHUTDOWN_GRACE = 5.0
+
+# Refusals decided by the gateway itself (not by auth.Authenticator).
+_GATEWAY_REFUSALS = {
+    "cert-mismatch": Reason.AUTH_FAILED,
+    "cert-revoked": Reason.CERT_REVOKED,
+    "source-denied": Reason.SOURCE_DENIED,
+    "too-many-sessions": Reason.TOO_MANY_SESSIONS,
+}
+
+
+def refusal_reason(code: str) -> Reason:
+    """What the employer is told for an auth refusal code (never which factor failed)."""
+    return _GATEWAY_REFUSALS.get(code) or for_auth_outcome(code)
+
+
+def default_node_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class GatewayContext:
+    """Everything the tunnels of one gateway process share."""
+
+    clock: IReactorTime
+    portal: Portal
+    db: BlockingRunner
+    identity_key: bytes = field(repr=False)
+    resume_key: bytes = field(repr=False)
+    services: Mapping[str, Callable[[], IStreamClientEndpoint]]
+    policy_for: Callable[[str], AccountPolicyView]
+    node: str = field(default_factory=default_node_name)
+    handshake_timeout: float = 10.0
+    auth_timeout: float = 60.0
+    live: dict[str, GatewayTunnel] = field(default_factory=dict)
+
+    def record(self, event: audit.AuditEvent) -> Deferred[Any]:
+        d: Deferred[Any] = self.db.run(audit.append, event)
+        d.addErrback(lambda f: GatewayTunnel.log.failure("audit append failed", f))
+        return d
+
+
+class UpstreamConnection(StreamConnection):
+    """The gateway's connection to a service: the identity header goes first."""
+
+    def __init__(self, tunnel: GatewayTunnel, stream_id: int, header: bytes) -> None:
+        super().__init__(tunnel, stream_id)
+        self._header = header
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        assert self.transport is not None
+        self.transport.write(self._header)
+        self.deliver_early()
+
+
+@implementer(IHandshakeListener)
+class GatewayTunnel(TunnelProtocol):
+    log = Logger()
+
+    def __init__(self, ctx: GatewayContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.machine = GatewayMachine()
+        self.session: ChannelSession | None = None
+        self.certificate: x509.Certificate | None = None
+        self.cert_account: str | None = None
+        self.cert_serial = ""
+        self.cert_fingerprint = ""
+        self.peer = "unknown"
+        self.replaced = False  # resumed on another connection: don't end the session
+        self.last_activity = 0.0
+        self.last_heard = 0.0
+        self.last_ping = 0.0
+        self._offsets = (0, 0, 0)  # counters carried over from before a resume
+        self._handshake = HandshakeDeadline(ctx.clock, ctx.handshake_timeout)
+        self._login_deadline: Any = None
+        self._is_finished = False
+        self._finish_waiters: list[Deferred[None]] = []
+
+    # -- connection and TLS --------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        now = self.ctx.clock.seconds()
+        self.last_activity = self.last_heard = self.last_ping = now
+        self.peer = transport_peer(self.transport)
+        assert self.transport is not None
+        self._handshake.start(self.transport)
+        self._login_deadline = self.ctx.clock.callLater(self.ctx.auth_timeout, self._login_timeout)
+
+    def handshakeCompleted(self) -> None:
+        self._handshake.stop()
+        cert = peer_certificate(self.transport)
+        if cert is None:  # the TLS options require one; never trust a missing one
+            self.terminate(Reason.AUTH_FAILED, "no client certificate")
+            return
+        self.certificate = cert
+        self.cert_account = certs.account_of(cert)
+        self.cert_serial = certs.serial_hex_of(cert.serial_number)
+        self.cert_fingerprint = certs.fingerprint_sha256_of(cert)
+
+    def _login_timeout(self) -> None:
+        self._login_deadline = None
+        if self.session is None:
+            self._audit("login", self.cert_account or "-", "refused", "auth-timeout")
+            self.terminate(Reason.AUTH_TIMEOUT)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.last_heard = self.ctx.clock.seconds()
+        super().dataReceived(data)
+
+    # -- events --------------------------------------------------------------------------
+
+    def handle_side_event(self, event: object) -> None:
+        if isinstance(event, AuthRequested):
+            self._login(event)
+        elif isinstance(event, ResumeRequested):
+            self._resume(event)
+        elif isinstance(event, StreamOpenRequested):
+            self._open_stream(event)
+        elif isinstance(event, HandshakeCompleted | PongReceived):
+            pass
+
+    def on_stream_data(self, event: StreamData) -> None:
+        self.last_activity = self.ctx.clock.seconds()
+        super().on_stream_data(event)
+
+    def send_stream(self, stream: StreamConnection, data: bytes) -> None:
+        self.last_activity = self.ctx.clock.seconds()
+        super().send_stream(stream, data)
+
+    # -- login ---------------------------------------------------------------------------
+
+    def _audit(
+        self, action: str, subject: str, outcome: str, reason: str = "", **details: str | int
+    ) -> Deferred[Any]:
+        session = self.session
+        # *subject* may be the account name a client sent: any UTF-8, NUL or empty.
+        subject = subject.replace("\x00", "\\x00") or "-"
+        try:
+            event = audit.AuditEvent(
+                at=self.ctx.clock.seconds(),
+                actor=f"channel:{subject}"[:255],
+                action=action,
+                subject=subject[:255],
+                outcome=outcome,
+                reason=reason,
+                unit=session.unit_code if session else "",
+                session_id=session.session_id if session else "",
+                details={"peer": self.peer, "certificate": self.cert_serial, **details},
+            )
+        except audit.AuditEventError:
+            # Never let a bad value break the tunnel; the failure says what it was.
+            self.log.failure("cannot record audit event {action}", action=action)
+            d: Deferred[Any] = Deferred()
+            d.callback(None)
+            return d
+        return self.ctx.record(event)
+
+    def _login(self, event: AuthRequested) -> None:
+        credentials = ChannelCredentials(
+            account=event.account,
+            password=event.password,
+            otp=event.otp,
+            source=self.peer,
+            certificate_account=self.cert_account,
+            certificate_serial=self.cert_serial,
+        )
+        d = self.ctx.portal.login(credentials, None, IChannelSession)  # type: ignore[arg-type]
+        d.addCallbacks(self._logged_in, self._login_refused, errbackArgs=(event.account,))
+
+    def _logged_in(self, result: tuple[Any, ChannelSession, Callable[[], None]]) -> None:
+        _, session, _logout = result
+        ended_by = self.machine.close_reason
+        if ended_by is not None:
+            # The deadline, the peer or the network ended the connection while we
+            # checked: the session the realm just started must not stay live.
+            self.ctx.db.run(
+                _sessions.end_session,
+                session.session_id,
+                reason=ended_by.slug,
+                now=self.ctx.clock.seconds(),
+            )
+            self._audit("login", session.account, "failed", ended_by.slug)
+            return
+        self._open_session(session, generation=0)
+        self._audit("login", session.account, "ok")
+
+    def _open_session(self, session: ChannelSession, *, generation: int) -> None:
+        self.session = session
+        if self._login_deadline is not None and self._login_deadline.active():
+            self._login_deadline.cancel()
+        self._login_deadline = None
+        token = issue_resume_token(
+            self.ctx.resume_key,
+            session_id=session.session_id,
+            generation=generation,
+            fingerprint=self.cert_fingerprint,
+            now=self.ctx.clock.seconds(),
+        )
+        self.machine.accept_auth(
+            session_id=session.session_id,
+            account=session.account,
+            unit_code=session.unit_code,
+            resume_token=token,
+            idle_timeout=int(session.policy.idle_timeout_seconds),
+            max_lifetime=int(session.policy.max_lifetime_seconds),
+        )
+        self.flush()
+        previous = self.ctx.live.get(session.session_id)
+        if previous is not None and previous is not self:
+            previous.replaced = True
+            previous.close_transport()
+        self.ctx.live[session.session_id] = self
+        self.last_activity = self.ctx.clock.seconds()
+
+    def _login_refused(self, failure: Failure, account: str) -> None:
+        if isinstance(failure.value, LoginRefused):
+            code = failure.value.reason
+        else:
+            self.log.failure("login error for {account}", failure, account=account)
+            code = "internal-error"
+        self._audit("login", account, "refused", code)
+        reason = Reason.INTERNAL_ERROR if code == "internal-error" else refusal_reason(code)
+        left = self.machine.reject_auth(reason)
+        self.flush()
+        if left == 0:
+            self.close_transport()
+
+    def _resume(self, event: ResumeRequested) -> None:
+        now = self.ctx.clock.seconds()
+        try:
+            claim = verify_resume_token(
+                self.ctx.resume_key, event.token, fingerprint=self.cert_fingerprint, now=now
+            )
+        except ResumeTokenError as e:
+            self._resume_refused(str(e))
+            return
+        d = self.ctx.db.run(
+            _sessions.resume_session,
+            claim.session_id,
+            generation=claim.generation,
+            node=self.ctx.node,
+            peer=self.peer,
+            now=now,
+        )
+        d.addCallback(self._resumed, claim.generation)
+        d.addErrback(self._resume_error)
+
+    def _resume_error(self, failure: Failure) -> None:
+        self.log.failure("resume error", failure)
+        self._resume_refused("error")
+
+    def _resumed(self, record: _sessions.SessionRecord | None, generation: int) -> None:
+        if record is None or record.account != self.cert_account:
+            self._resume_refused("session not resumable")
+            return
+        if self.machine.close_reason is not None:
+            # Gone while we reattached it: leave it detached again (the reaper ends it).
+            now = self.ctx.clock.seconds()
+            self.ctx.db.run(_sessions.detach_session, record.id, now=now)
+            return
+        session = ChannelSession(
+            record.id,
+            record.account,
+            record.unit_code,
+            self.ctx.policy_for(record.account),
+            record.started_at,
+        )
+        self._offsets = (record.bytes_in, record.bytes_out, record.streams_opened)
+        self._open_session(session, generation=generation + 1)
+        self._audit("login.resume", record.account, "ok")
+
+    def _resume_refused(self, why: str) -> None:
+        self._audit("login.resume", self.cert_account or "-", "refused", "resume-invalid", why=why)
+        if self.machine.reject_auth(Reason.RESUME_INVALID) == 0:
+            self.close_transport()
+        self.flush()
+
+    # -- streams -------------------------------------------------------------------------
+
+    def _open_stream(self, event: StreamOpenRequested) -> None:
+        session = self.session
+        assert session is not None  # the machine only opens streams in a session
+        sid, service = event.stream_id, event.service
+        if service not in session.policy.services:
+            self._refuse_stream(sid, service, Reason.SERVICE_DENIED)
+            return
+        endpoint_for = self.ctx.services.get(service)
+        if endpoint_for is None:
+            self._refuse_stream(sid, service, Reason.SERVICE_UNAVAILABLE)
+            return
+        try:
+            header = encode_assertion(self._identity(session), key=self.ctx.identity_key)
+        except IdentityHeaderError:
+            # E.g. a listener whose addresses are not IP: a configuration problem.
+            self.log.failure("cannot vouch for stream {sid} of {peer}", sid=sid, peer=self.peer)
+            self._refuse_stream(sid, service, Reason.SERVICE_UNAVAILABLE)
+            return
+        upstream = UpstreamConnection(self, sid, header)
+        self.streams[sid] = upstream
+        d = maybeDeferred(lambda: endpoint_for().connect(Factory.forProtocol(lambda: upstream)))
+        d.addTimeout(STREAM_CONNECT_TIMEOUT, self.ctx.clock)
+        d.addCallbacks(
+            lambda _: self._stream_connected(sid, upstream),
+            lambda f: self._stream_failed(sid, service, f),
+        )
+
+    def _refuse_stream(self, sid: int, service: str, reason: Reason) -> None:
+        assert self.session is not None
+        self._audit("stream.refused", self.session.account, "refused", reason.slug, service=service)
+        self.machine.reject_open(sid, reason)
+        self.flush()
+
+    def _identity(self, session: ChannelSession) -> Identity:
+        assert self.transport is not None
+        source, dest = self.transport.getPeer(), self.transport.getHost()
+        return Identity(
+            account=session.account,
+            unit_code=session.unit_code,
+            session_id=session.session_id,
+            issued_at=self.ctx.clock.seconds(),
+            source_host=getattr(source, "host", "127.0.0.1"),
+            source_port=getattr(source, "port", 0),
+            dest_host=getattr(dest, "host", "127.0.0.1"),
+            dest_port=getattr(dest, "port", 0),
+            nonce=new_nonce(),
+        )
+
+    def _stream_connected(self, sid: int, upstream: UpstreamConnection) -> None:
+        if self.streams.get(sid) is not upstream:
+            # The client reset the stream, or the session ended, while we connected.
+            upstream.close_local()
+            return
+        self.machine.accept_open(sid)
+        upstream.stream_ready(sid)
+        self.flush()
+
+    def _stream_failed(self, sid: int, service: str, failure: Failure) -> None:
+        if self.streams.get(sid) is None:
+            return  # reset by the client or dropped with the session meanwhile
+        del self.streams[sid]
+        self.log.warn(
+            "service {service} for stream {sid} unavailable: {why}",
+            service=service,
+            sid=sid,
+            why=failure.getErrorMessage(),
+        )
+        self._refuse_stream(sid, service, Reason.SERVICE_UNAVAILABLE)
+
+    # -- timers (driven by the node once a second) ---------------------------------------
+
+    def tick(self, now: float) -> None:
+        session = self.session
+        if session is None:
+            return
+        idle, lifetime = session.policy.idle_timeout_seconds, session.policy.max_lifetime_seconds
+        if idle and now - self.last_activity > idle:  # 0 means none, as in AUTH_OK
+            self.terminate(Reason.IDLE_TIMEOUT)
+        elif lifetime and now - session.started_at > lifetime:
+            self.terminate(Reason.MAX_LIFETIME)
+        elif now - self.last_heard > KEEPALIVE_DEAD_AFTER:
+            if self.transport is not None:
+                self.transport.abortConnection()  # type: ignore[attr-defined]
+        elif now - self.last_ping > KEEPALIVE_INTERVAL:
+            self.last_ping = now
+            self.machine.ping(secrets.token_bytes(8))
+            self.flush()
+
+    def counters(self) -> tuple[int, int, int]:
+        b_in, b_out, streams = self._offsets
+        return (
+            b_in + self.machine.bytes_received,
+            b_out + self.machine.bytes_sent,
+            streams + self.machine.streams_opened,
+        )
+
+    # -- the end -------------------------------------------------------------------------
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        super().connectionLost(reason)
+        self._handshake.stop()
+        if self._login_deadline is not None and self._login_deadline.active():
+            self._login_deadline.cancel()
+        ended_by = self.machine.close_reason  # None: no GOAWAY either way
+        # From now on the machine says the session is over, also to a login or resume
+        # still being checked (they look at close_reason when they complete).
+        self.machine.connection_lost()
+        session = self.session
+        if session is None:
+            self._finished([])
+            return
+        if self.ctx.live.get(session.session_id) is self:
+            del self.ctx.live[session.session_id]
+        if self.replaced:
+            self._finished([])
+            return
+        now = self.ctx.clock.seconds()
+        b_in, b_out, streams = self.counters()
+        if ended_by is None:
+            # The network dropped without GOAWAY: keep the session resumable for a while.
+            stats = {session.session_id: (b_in, b_out, streams)}
+            self._finished(
+                [
+                    self.ctx.db.run(_sessions.detach_session, session.session_id, now=now),
+                    self.ctx.db.run(_sessions.heartbeat, stats, now=now),
+                    self._audit("session.detach", session.account, "ok", "network-lost"),
+                ]
+            )
+            return
+        ended = self.ctx.db.run(
+            _sessions.end_session,
+            session.session_id,
+            reason=ended_by.slug,
+            now=now,
+            bytes_in=b_in,
+            bytes_out=b_out,
+            streams_opened=streams,
+        )
+        self._finished([ended, self._audit("session.end", session.account, "ok", ended_by.slug)])
+
+    def _finished(self, writes: list[Deferred[Any]]) -> None:
+        """Fire :meth:`when_finished` once the session's final records are written."""
+        done = gatherResults(writes, consumeErrors=True)
+        done.addErrback(lambda f: self.log.failure("recording the end of a session failed", f))
+        done.addBoth(lambda _: self._fire_finished())
+
+    def _fire_finished(self) -> None:
+        self._is_finished = True
+        waiting, self._finish_waiters = self._finish_waiters, []
+        for d in waiting:
+            d.callback(None)
+
+    def when_finished(self) -> Deferred[None]:
+        """Fires once the connection is gone and the session's end is recorded."""
+        d: Deferred[None] = Deferred()
+        if self._is_finished:
+            d.callback(None)
+        else:
+            self._finish_waiters.append(d)
+        return d
+
+
+class GatewayNode(Service):
+    """This process's gateway: live tunnels, kill requests, timers, heartbeats."""
+
+    log = Logger()
+
+    def __init__(self, ctx: GatewayContext, *, poll_interval: float = 1.0) -> None:
+        self.ctx = ctx
+        self._poll_interval = poll_interval
+        self._loop: LoopingCall | None = None
+        self._ticks = 0
+        self._polling = False
+
+    def factory(self, tls: ReloadingServerTLS) -> TLSMemoryBIOFactory:
+        inner = ServerFactory.forProtocol(lambda: GatewayTunnel(self.ctx))
+        return TLSMemoryBIOFactory(tls, False, inner)
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._loop = LoopingCall(self._poll)
+        self._loop.clock = self.ctx.clock
+        self._loop.start(self._poll_interval, now=False).addErrback(
+            lambda f: self.log.failure("gateway poll loop died", f)
+        )
+
+    def stopService(self) -> Deferred[None]:
+        """GOAWAY(gateway-shutdown) to every session; fires once their ends are recorded.
+
+        A tunnel that has not closed within :data:`SHUTDOWN_GRACE` seconds is cut.  Wait
+        for this before closing the database, or the sessions stay ``live`` and count
+        against their accounts' limits until another node reaps them.
+        """
+        Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        tunnels = list(self.ctx.live.values())
+        for tunnel in tunnels:
+            tunnel.terminate(Reason.GATEWAY_SHUTDOWN)
+        if not tunnels:
+            d: Deferred[None] = Deferred()
+            d.callback(None)
+            return d
+
+        def cut() -> None:
+            for tunnel in tunnels:
+                if tunnel.transport is not None and not tunnel._is_finished:
+                    tunnel.transport.abortConnection()  # type: ignore[attr-defined]
+
+        deadline = self.ctx.clock.callLater(SHUTDOWN_GRACE, cut)
+        done = gatherResults([t.when_finished() for t in tunnels], consumeErrors=True)
+
+        def stopped(_: object) -> None:
+            if deadline.active():
+                deadline.cancel()
+
+        return done.addBoth(stopped)
+
+    def _poll(self) -> None:
+        now = self.ctx.clock.seconds()
+        for tunnel in list(self.ctx.live.values()):
+            try:
+                tunnel.tick(now)
+            except Exception:
+                # One broken tunnel must not stop the loop that ends all the others.
+                self.log.failure("tick failed for {peer}", peer=tunnel.peer)
+        self._ticks += 1
+        if self._polling:
+            return  # the database is slow; don't pile up queries
+        self._polling = True
+        ids = list(self.ctx.live)
+        d: Deferred[Any] = self.ctx.db.run(_sessions.sessions_to_end, ids)
+        d.addCallback(self._end_sessions)
+        if self._ticks % 10 == 0:
+            stats = {sid: t.counters() for sid, t in self.ctx.live.items()}
+            d.addCallback(lambda _: self.ctx.db.run(_sessions.heartbeat, stats, now=now))
+        if self._ticks % 30 == 0:
+            d.addCallback(lambda _: self.ctx.db.run(_sessions.reap_stale, now=now))
+        d.addErrback(lambda f: self.log.failure("session poll failed", f))
+        d.addBoth(self._polled)
+
+    def _polled(self, result: object) -> None:
+        self._polling = False
+
+    def _end_sessions(self, verdict: dict[str, str]) -> None:
+        for session_id, slug in verdict.items():
+            tunnel = self.ctx.live.get(session_id)
+            if tunnel is None:
+                continue
+            try:
+                reason = Reason.from_slug(slug)
+            except ValueError:
+                # A kill reason written by another version or by hand: still a kill.
+                reason = Reason.OFFICER_KILL
+            self.log.info("ending session {sid}: {reason}", sid=session_id, reason=reason.slug)
+            tunnel.terminate(reason)
+
+    def revoked(self, crl: x509.CertificateRevocationList) -> None:
+        """A new CRL: end at once the live sessions whose certificate it lists."""
+        serials = {certs.serial_hex_of(entry.serial_number) for entry in crl}
+        for tunnel in list(self.ctx.live.values()):
+            if tunnel.cert_serial in serials:
+                tunnel.terminate(Reason.CERT_REVOKED)

@@ -1,0 +1,761 @@
+"""The gateway and ``ssgate connect`` wired together in memory: login, streams, ends.
+
+Everything is the real code — :class:`GatewayTunnel`, :class:`GatewayNode`,
+:class:`ConnectClient`, the twisted.cred checker and realm, argon2 + TOTP, the session
+registry, resume tokens, the audit log, the identity header — except three things
+(:mod:`gateway.testing`): the network (:class:`MemoryNetwork`, whose transports pause
+producers and half-close as Twisted's TCP transports do), the clock
+(``MemoryReactorClock``) and the database thread pool (:class:`SynchronousRunner`, on
+an SQLite file).
+
+TLS is not run: the gateway's transport is a :class:`MemoryTLSTransport`, which
+provides ``ISSLTransport`` and presents the client certificate, and the testbed calls
+``handshakeCompleted()`` as ``TLSMemoryBIOProtocol`` would.  So
+``gateway._tls.peer_certificate`` runs unchanged and nothing is monkeypatched; TLS
+itself is covered by ``test_tls.py`` and the openssl interop tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import Engine
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError, ConnectionLost, ConnectionRefusedError
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+
+from gateway import _sessions
+from gateway._client import RESUME_WINDOW, ConnectClient
+from gateway._frames import DEFAULT_INITIAL_WINDOW
+from gateway._machine import (
+    AuthAccepted,
+    AuthRejected,
+    ClientMachine,
+    Event,
+    SessionClosed,
+    StreamRefused,
+)
+from gateway._reasons import Reason
+from gateway._service import STREAM_CONNECT_TIMEOUT, GatewayTunnel
+from gateway._tunnel import StreamConnection, TunnelProtocol
+from gateway.testing import (
+    EMPLOYER_ADDRESS,
+    GATEWAY_ADDRESS,
+    TESTBED_ACCOUNT,
+    TESTBED_UNIT,
+    ChannelTestbed,
+    MemoryTransport,
+)
+
+ACCOUNT = TESTBED_ACCOUNT
+# The client gives up resuming after RESUME_WINDOW seconds, at its next redial (≤ 8 s).
+RESUME_WINDOW_GIVE_UP = int(RESUME_WINDOW) + 10
+
+
+@pytest.fixture
+def bed(sqlite_engine: Engine) -> ChannelTestbed:
+    return ChannelTestbed(sqlite_engine)
+
+
+def record_events(tunnel: TunnelProtocol) -> list[object]:
+    """Every event *tunnel*'s machine produces from now on, in order."""
+    seen: list[object] = []
+    handle = tunnel.handle_event
+
+    def spy(event: object) -> None:
+        seen.append(event)
+        handle(event)
+
+    tunnel.handle_event = spy  # type: ignore[method-assign]
+    return seen
+
+
+def result_of(d: Deferred[int]) -> int:
+    assert d.called, "the client has not finished"
+    box: list[int] = []
+    d.addCallback(box.append)
+    return box[0]
+
+
+def tunnel_transport(tunnel: TunnelProtocol) -> MemoryTransport:
+    assert isinstance(tunnel.transport, MemoryTransport)
+    return tunnel.transport
+
+
+class Connected:
+    """A client logged in through the testbed, with the gateway's side of it."""
+
+    def __init__(self, bed: ChannelTestbed, client: ConnectClient) -> None:
+        self.client = client
+        self.done = client.start()
+        assert client.tunnel is not None
+        self.client_events = record_events(client.tunnel)
+        bed.run()
+        self.gateway = bed.tunnels[-1]
+        assert self.gateway.session is not None, client.out.getvalue()
+        self.session_id = self.gateway.session.session_id
+
+    @property
+    def out(self) -> str:
+        text: str = self.client.out.getvalue()  # type: ignore[attr-defined]
+        return text
+
+
+def connect(bed: ChannelTestbed, **kwargs: str) -> Connected:
+    return Connected(bed, bed.client(**kwargs))  # type: ignore[arg-type]
+
+
+class RawClient(Protocol):
+    """A client speaking the protocol by hand, to do what ``ssgate connect`` never does."""
+
+    def __init__(self, on_event: Callable[[RawClient, Event], None] | None = None) -> None:
+        self.machine = ClientMachine()
+        self.events: list[Event] = []
+        self.on_event = on_event
+        self.lost: Failure | None = None
+
+    def connectionMade(self) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        assert self.transport is not None
+        self.transport.writeSequence(self.machine.data_to_send())
+
+    def dataReceived(self, data: bytes) -> None:
+        for event in self.machine.receive(data):
+            self.events.append(event)
+            if self.on_event is not None:
+                self.on_event(self, event)
+        self.flush()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionLost())) -> None:  # noqa: B008
+        self.lost = reason
+
+
+def raw_connect(bed: ChannelTestbed, raw: RawClient) -> GatewayTunnel:
+    bed.gateway_endpoint.connect(Factory.forProtocol(lambda: raw))
+    return bed.tunnels[-1]
+
+
+# -- login and relay ---------------------------------------------------------------------
+
+
+def test_login_opens_a_session_and_a_stream_carries_bytes_both_ways_after_the_identity_header(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+
+    [accepted] = [e for e in c.client_events if isinstance(e, AuthAccepted)]
+    assert (accepted.session_id, accepted.account, accepted.unit_code) == (
+        c.session_id,
+        ACCOUNT,
+        TESTBED_UNIT,
+    )
+    assert (accepted.idle_timeout, accepted.max_lifetime) == (1800, 43200)
+    assert c.client.session_id == c.session_id and c.client.resume_token
+    assert (
+        f"connected as {ACCOUNT} (unit {TESTBED_UNIT}, session {c.session_id}); "
+        "open http://127.0.0.1:8080/"
+    ) in c.out
+    record = bed.session(c.session_id)
+    assert record is not None
+    assert (record.status, record.account, record.node) == ("live", ACCOUNT, "test-node")
+    assert record.peer == f"{EMPLOYER_ADDRESS.host}:{EMPLOYER_ADDRESS.port}"
+    [login] = bed.audit_events("login")
+    assert (login.outcome, login.subject, login.unit, login.session_id) == (
+        "ok",
+        ACCOUNT,
+        TESTBED_UNIT,
+        c.session_id,
+    )
+
+    browser, _ = bed.browse(c.client)
+    request = b"GET /units HTTP/1.1\r\nHost: x\r\n\r\n"
+    browser.transport.write(request)  # type: ignore[union-attr]
+    bed.run()
+
+    [service] = bed.services
+    # IdentifiedService raises unless the stream starts with a valid, fresh header.
+    identity = service.identity
+    assert identity is not None
+    assert (identity.account, identity.unit_code, identity.session_id) == (
+        ACCOUNT,
+        TESTBED_UNIT,
+        c.session_id,
+    )
+    assert (identity.source_host, identity.source_port) == (
+        EMPLOYER_ADDRESS.host,
+        EMPLOYER_ADDRESS.port,
+    )
+    assert (identity.dest_host, identity.dest_port) == (GATEWAY_ADDRESS.host, GATEWAY_ADDRESS.port)
+    assert identity.issued_at == bed.clock.seconds()
+    assert bytes(service.received) == request
+
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    service.transport.write(response)  # type: ignore[union-attr]
+    bed.run()
+    assert bytes(browser.received) == response
+    assert not c.done.called
+    assert c.gateway.counters() == (len(request), len(response), 1)
+
+
+def test_every_stream_gets_its_own_connection_and_header_with_a_fresh_nonce(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    first, _ = bed.browse(c.client)
+    second, _ = bed.browse(c.client)
+    first.transport.write(b"one")  # type: ignore[union-attr]
+    second.transport.write(b"two")  # type: ignore[union-attr]
+    bed.run()
+    one, two = bed.services
+    assert (bytes(one.received), bytes(two.received)) == (b"one", b"two")
+    assert one.identity is not None and two.identity is not None
+    assert one.identity.nonce != two.identity.nonce
+    two.transport.write(b"2")  # type: ignore[union-attr]
+    one.transport.write(b"1")  # type: ignore[union-attr]
+    bed.run()
+    assert (bytes(first.received), bytes(second.received)) == (b"1", b"2")
+
+
+def test_half_close_travels_as_fin_and_both_local_connections_close_when_both_ends_are_done(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    browser, local_end = bed.browse(c.client)
+    browser.transport.write(b"request")  # type: ignore[union-attr]
+    browser.transport.loseWriteConnection()  # type: ignore[union-attr]
+    bed.run()
+    [service] = bed.services
+    assert bytes(service.received) == b"request" and service.eof
+    upstream_end = bed.service_endpoint.connections[-1][0]
+
+    service.transport.write(b"response")  # type: ignore[union-attr]
+    bed.run()
+    assert bytes(browser.received) == b"response" and not browser.eof
+    assert local_end.connected and upstream_end.connected  # one direction still open
+
+    service.transport.loseWriteConnection()  # type: ignore[union-attr]
+    bed.run()
+    assert browser.eof
+    # Twisted never closes a half-closeable connection by itself: the relay must, or
+    # every finished stream would leave a socket open on both hosts.
+    assert not local_end.connected and not upstream_end.connected
+    assert c.gateway.streams == {}
+    assert c.client.tunnel is not None and c.client.tunnel.streams == {}
+
+
+def test_a_browser_that_went_away_resets_the_stream_and_the_service_connection_is_cut(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    browser, local_end = bed.browse(c.client)
+    browser.transport.write(b"request")  # type: ignore[union-attr]
+    bed.run()
+    [service] = bed.services
+    browser.transport.loseConnection()  # type: ignore[union-attr]
+    bed.run()
+    assert service.eof and service.lost is None  # a close reads as EOF, as in TCP
+    service.transport.write(b"response")  # type: ignore[union-attr]
+    bed.run()
+    # Writing to the closed browser fails (RST): the client resets the stream and the
+    # gateway cuts the service connection.
+    assert not local_end.connected
+    assert service.lost is not None and service.lost.check(ConnectionLost)
+    assert c.gateway.streams == {}
+
+
+def test_a_reply_to_a_browser_that_aborted_is_drained_so_the_service_is_not_stalled(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    browser, local_end = bed.browse(c.client)
+    browser.transport.write(b"u")  # type: ignore[union-attr]
+    bed.run()
+    [service] = bed.services
+    service.transport.pauseProducing()  # type: ignore[union-attr]  # busy: not reading
+    browser.transport.write(b"u" * (400 * 1024))  # type: ignore[union-attr]
+    bed.run()
+    assert c.client.tunnel is not None and c.client.tunnel.buffered() > 0  # upload waits
+    browser.transport.abortConnection()  # type: ignore[union-attr]
+    bed.run()
+    assert not local_end.connected
+
+    # The client still owes the gateway the bytes it read, so the stream stays; what
+    # the service answers meanwhile has no reader but must not stall the service.
+    service.transport.write(b"d" * (1024 * 1024))  # type: ignore[union-attr]
+    bed.run()
+    assert len(service.memory_transport.buffer) == 0
+    service.transport.resumeProducing()  # type: ignore[union-attr]
+    bed.run()
+    assert service.eof and service.count > DEFAULT_INITIAL_WINDOW  # what was read, then FIN
+    service.transport.loseWriteConnection()  # type: ignore[union-attr]
+    bed.run()
+    assert c.gateway.streams == {} and c.client.tunnel.streams == {}
+    assert not bed.service_endpoint.connections[-1][0].connected
+
+
+def test_bytes_a_local_transport_delivers_after_being_paused_are_kept_in_order(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    _, local_end = bed.browse(c.client)
+    bed.run()
+    local = local_end.protocol
+    assert isinstance(local, StreamConnection)
+    local.dataReceived(b"a" * (DEFAULT_INITIAL_WINDOW + 10))  # the credit takes a window
+    assert local.pending == b"a" * 10 and not local_end.reading
+    local.dataReceived(b"b" * 5)  # a transport that does not stop at once
+    assert local.pending == b"a" * 10 + b"b" * 5
+    bed.run()
+    [service] = bed.services
+    assert bytes(service.received) == b"a" * (DEFAULT_INITIAL_WINDOW + 10) + b"b" * 5
+    assert local_end.reading
+
+
+# -- streams the gateway refuses ------------------------------------------------------
+
+
+def test_a_service_outside_the_accounts_policy_is_refused_and_audited(
+    bed: ChannelTestbed,
+) -> None:
+    bed.policy = replace(bed.policy, services=("query",))
+    c = connect(bed)
+    browser, local_end = bed.browse(c.client)
+    browser.transport.write(b"GET / HTTP/1.1\r\n\r\n")  # type: ignore[union-attr]
+    bed.run()
+
+    [refused] = [e for e in c.client_events if isinstance(e, StreamRefused)]
+    assert refused.reason is Reason.SERVICE_DENIED
+    assert Reason.SERVICE_DENIED.bilingual in c.out
+    assert bed.services == [] and bed.service_endpoint.attempts == 0
+    assert not local_end.connected
+    assert browser.eof or browser.lost is not None
+    [event] = bed.audit_events("stream.refused")
+    assert (event.outcome, event.reason, event.subject) == ("refused", "service-denied", ACCOUNT)
+    assert (event.session_id, event.unit) == (c.session_id, TESTBED_UNIT)
+    assert event.details["service"] == "declare"
+    assert not c.done.called  # the session goes on
+
+
+def test_a_service_that_refuses_the_connection_gives_service_unavailable(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    bed.service_endpoint.refuse = ConnectionRefusedError()
+    bed.browse(c.client)
+    bed.run()
+    [refused] = [e for e in c.client_events if isinstance(e, StreamRefused)]
+    assert refused.reason is Reason.SERVICE_UNAVAILABLE
+    [event] = bed.audit_events("stream.refused")
+    assert event.reason == "service-unavailable"
+    assert c.gateway.streams == {}
+
+
+def test_a_service_that_does_not_answer_in_time_gives_service_unavailable(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    bed.service_endpoint.hold = True
+    bed.browse(c.client)
+    bed.run()
+    assert bed.service_endpoint.pending == 1
+    bed.clock.advance(STREAM_CONNECT_TIMEOUT)
+    bed.run()
+    [refused] = [e for e in c.client_events if isinstance(e, StreamRefused)]
+    assert refused.reason is Reason.SERVICE_UNAVAILABLE
+    assert bed.service_endpoint.pending == 0  # the attempt was cancelled
+
+
+def test_data_and_fin_sent_before_the_service_is_connected_arrive_after_the_header(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    bed.service_endpoint.hold = True
+    browser, _ = bed.browse(c.client)
+    browser.transport.write(b"early bytes")  # type: ignore[union-attr]
+    browser.transport.loseWriteConnection()  # type: ignore[union-attr]
+    bed.run()
+    assert c.gateway.buffered() == len(b"early bytes")  # held without returning credit
+    bed.service_endpoint.release()
+    bed.run()
+    [service] = bed.services
+    assert service.identity is not None
+    assert bytes(service.received) == b"early bytes" and service.eof
+    service.transport.write(b"late reply")  # type: ignore[union-attr]
+    bed.run()
+    assert bytes(browser.received) == b"late reply"
+
+
+def test_a_service_connection_completed_after_the_stream_was_reset_is_closed(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    bed.service_endpoint.hold = True
+    browser, _ = bed.browse(c.client)
+    browser.transport.write(b"x")  # type: ignore[union-attr]
+    bed.run()
+    browser.transport.abortConnection()  # type: ignore[union-attr]
+    bed.run()
+    assert c.gateway.streams == {}
+    bed.service_endpoint.release()
+    bed.run()
+    [service] = bed.services
+    upstream_end = bed.service_endpoint.connections[-1][0]
+    assert not upstream_end.connected and service.eof
+
+
+# -- logins the gateway refuses -------------------------------------------------------
+
+
+def test_a_wrong_password_is_refused_in_words_and_the_client_exits_with_the_reason_code(
+    bed: ChannelTestbed,
+) -> None:
+    client = bed.client(password="not the password")
+    done = client.start()
+    bed.run()
+    assert result_of(done) == Reason.AUTH_FAILED.exit_code == 20
+    out = client.out.getvalue()  # type: ignore[attr-defined]
+    assert out.count(Reason.AUTH_FAILED.bilingual) == 1
+    [login] = bed.audit_events("login")
+    assert (login.outcome, login.reason) == ("refused", "bad-password")
+    assert client.port is None and bed.clock.tcpServers == []
+
+
+def test_three_failed_attempts_end_the_connection_with_too_many_attempts(
+    bed: ChannelTestbed,
+) -> None:
+    def again(raw: RawClient, event: Event) -> None:
+        if isinstance(event, AuthRejected) and event.attempts_left:
+            raw.machine.authenticate(ACCOUNT, "wrong password", bed.otp())
+
+    raw = RawClient(again)
+    raw.machine.authenticate(ACCOUNT, "wrong password", bed.otp())
+    tunnel = raw_connect(bed, raw)
+    bed.run()
+
+    assert [e for e in raw.events if isinstance(e, AuthRejected)] == [
+        AuthRejected(Reason.AUTH_FAILED, 2),
+        AuthRejected(Reason.AUTH_FAILED, 1),
+        AuthRejected(Reason.AUTH_FAILED, 0),
+    ]
+    assert raw.events[-1] == SessionClosed(Reason.TOO_MANY_ATTEMPTS, "", by_peer=True)
+    assert raw.lost is not None and not tunnel_transport(tunnel).connected
+    logins = bed.audit_events("login")
+    assert [(e.outcome, e.reason) for e in logins] == [("refused", "bad-password")] * 3
+    assert tunnel.session is None and bed.ctx.live == {}
+
+
+def test_an_empty_account_name_is_refused_like_any_other_not_left_unanswered(
+    bed: ChannelTestbed,
+) -> None:
+    raw = RawClient()
+    raw.machine.authenticate("", "x", "123456")
+    raw_connect(bed, raw)
+    bed.run()
+    assert AuthRejected(Reason.AUTH_FAILED, 2) in raw.events
+    [login] = bed.audit_events("login")
+    assert (login.subject, login.reason) == ("-", "cert-mismatch")
+
+
+def test_a_connection_that_does_not_log_in_within_the_deadline_is_closed(
+    bed: ChannelTestbed,
+) -> None:
+    raw = RawClient()  # HELLO only
+    tunnel = raw_connect(bed, raw)
+    bed.run()
+    bed.clock.advance(59)
+    bed.run()
+    assert raw.lost is None
+    bed.clock.advance(1)
+    bed.run()
+    assert raw.events[-1] == SessionClosed(Reason.AUTH_TIMEOUT, "", by_peer=True)
+    assert raw.lost is not None and not tunnel_transport(tunnel).connected
+    [login] = bed.audit_events("login")
+    assert (login.outcome, login.reason) == ("refused", "auth-timeout")
+
+
+def test_a_login_that_completes_after_the_connection_dropped_leaves_no_live_session(
+    bed: ChannelTestbed,
+) -> None:
+    bed.runner.hold()  # the database is slow: the login is still being checked
+    client = bed.client()
+    done = client.start()
+    bed.run()
+    [tunnel] = bed.tunnels
+    tunnel_transport(tunnel).cut()
+    bed.run()
+    assert result_of(done) == 3  # lost before the login completed
+    bed.runner.release()
+    bed.run()
+    assert bed.ctx.live == {}
+    with bed.engine.begin() as conn:
+        [record] = _sessions.list_sessions(conn)
+    assert (record.status, record.end_reason) == ("ended", "network-lost")
+
+
+# -- timers ------------------------------------------------------------------------------
+
+
+def test_the_idle_timeout_counts_stream_data_only_not_keepalives(bed: ChannelTestbed) -> None:
+    bed.policy = replace(bed.policy, idle_timeout_seconds=30.0)
+    c = connect(bed)
+    browser, _ = bed.browse(c.client)
+    bed.elapse(20)
+    browser.transport.write(b"still here")  # type: ignore[union-attr]
+    bed.run()
+    bed.elapse(30)  # keepalive PINGs and PONGs went both ways meanwhile
+    assert not c.done.called
+    bed.elapse(1)
+    assert result_of(c.done) == Reason.IDLE_TIMEOUT.exit_code == 11
+    assert SessionClosed(Reason.IDLE_TIMEOUT, "", by_peer=True) in c.client_events
+    assert Reason.IDLE_TIMEOUT.bilingual in c.out
+    record = bed.session(c.session_id)
+    assert record is not None and (record.status, record.end_reason) == ("ended", "idle-timeout")
+    [end] = bed.audit_events("session.end")
+    assert (end.reason, end.session_id) == ("idle-timeout", c.session_id)
+
+
+def test_the_maximum_lifetime_ends_a_busy_session(bed: ChannelTestbed) -> None:
+    bed.policy = replace(bed.policy, idle_timeout_seconds=30.0, max_lifetime_seconds=60.0)
+    c = connect(bed)
+    browser, _ = bed.browse(c.client)
+    for _ in range(6):
+        bed.elapse(10)
+        assert not c.done.called
+        browser.transport.write(b".")  # type: ignore[union-attr]
+        bed.run()
+    bed.elapse(1)
+    assert result_of(c.done) == Reason.MAX_LIFETIME.exit_code == 12
+    record = bed.session(c.session_id)
+    assert record is not None and record.end_reason == "max-lifetime"
+    assert record.bytes_in == 6 and record.streams_opened == 1
+
+
+def test_zero_timeouts_mean_none(bed: ChannelTestbed) -> None:
+    bed.policy = replace(bed.policy, idle_timeout_seconds=0.0, max_lifetime_seconds=0.0)
+    c = connect(bed)
+    bed.elapse(100)
+    assert not c.done.called
+
+
+# -- ends decided elsewhere ----------------------------------------------------------------
+
+
+def test_an_officer_kill_in_the_registry_ends_the_session_within_a_second(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    with bed.engine.begin() as conn:
+        _sessions.request_kill(
+            conn, c.session_id, reason="officer-kill", note="", actor="officer:o", now=1.0
+        )
+    bed.elapse(1)
+    assert SessionClosed(Reason.OFFICER_KILL, "", by_peer=True) in c.client_events
+    assert result_of(c.done) == Reason.OFFICER_KILL.exit_code == 13
+    assert Reason.OFFICER_KILL.bilingual in c.out
+    record = bed.session(c.session_id)
+    assert record is not None and (record.status, record.end_reason) == ("ended", "officer-kill")
+
+
+def test_end_sessions_terminates_with_the_verdicts_reason_and_treats_unknown_ones_as_a_kill(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    bed.node._end_sessions({c.session_id: "account-suspended", "gone": "officer-kill"})
+    bed.run()
+    assert SessionClosed(Reason.ACCOUNT_SUSPENDED, "", by_peer=True) in c.client_events
+    assert result_of(c.done) == 14
+
+    bed.elapse(30)  # a new one-time code
+    other = connect(bed)
+    bed.node._end_sessions({other.session_id: "a note someone typed"})
+    bed.run()
+    assert SessionClosed(Reason.OFFICER_KILL, "", by_peer=True) in other.client_events
+
+
+def test_stopping_the_node_says_gateway_shutdown_and_waits_until_the_ends_are_recorded(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    stopped = bed.node.stopService()
+    assert not stopped.called
+    bed.run()
+    assert stopped.called
+    assert result_of(c.done) == Reason.GATEWAY_SHUTDOWN.exit_code
+    record = bed.session(c.session_id)
+    assert record is not None and record.end_reason == "gateway-shutdown"
+
+
+def test_the_client_quitting_ends_the_session_with_client_quit_and_exit_status_0(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    c.client.quit()
+    bed.run()
+    assert result_of(c.done) == 0
+    assert Reason.CLIENT_QUIT.bilingual in c.out
+    record = bed.session(c.session_id)
+    assert record is not None and record.end_reason == "client-quit"
+    [end] = bed.audit_events("session.end")
+    assert end.reason == "client-quit"
+
+
+def test_a_client_that_cannot_listen_quits_the_session_and_does_not_reconnect(
+    bed: ChannelTestbed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def busy(*args: object, **kwargs: object) -> None:
+        raise CannotListenError("127.0.0.1", 8080, OSError("address in use"))
+
+    monkeypatch.setattr(bed.clock, "listenTCP", busy)
+    client = bed.client()
+    done = client.start()
+    bed.run()
+    assert result_of(done) == 2
+    bed.elapse(10)
+    assert bed.gateway_endpoint.attempts == 1
+    assert "reconnecting" not in client.out.getvalue()  # type: ignore[attr-defined]
+    with bed.engine.begin() as conn:
+        [record] = _sessions.list_sessions(conn)
+    assert record.end_reason == "client-quit"
+
+
+# -- network loss and resume -------------------------------------------------------------
+
+
+def test_a_dropped_connection_detaches_the_session_and_the_client_resumes_it_with_its_token(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    browser, _ = bed.browse(c.client)
+    browser.transport.write(b"before")  # type: ignore[union-attr]
+    bed.run()
+    [service] = bed.services
+    token = c.client.resume_token
+
+    tunnel_transport(c.gateway).cut()  # no GOAWAY: the network failed
+    bed.run()
+    record = bed.session(c.session_id)
+    assert record is not None and record.status == "detached" and record.bytes_in == 6
+    [detach] = bed.audit_events("session.detach")
+    assert (detach.reason, detach.session_id) == ("network-lost", c.session_id)
+    assert bed.audit_events("session.end") == []
+    assert bed.ctx.live == {}
+    assert "network lost, reconnecting" in c.out
+    assert isinstance(browser.lost, Failure) and service.lost is not None  # streams do not survive
+    assert not c.done.called
+
+    bed.elapse(1)  # the first retry comes after a second
+    assert bed.gateway_endpoint.attempts == 2
+    resumed = bed.tunnels[-1]
+    assert resumed is not c.gateway
+    assert resumed.session is not None and resumed.session.session_id == c.session_id
+    assert f"reconnected, same session {c.session_id}" in c.out
+    assert c.client.resume_token not in (None, token)  # each token works once
+    record = bed.session(c.session_id)
+    assert record is not None and (record.status, record.resume_generation) == ("live", 1)
+    [resume] = bed.audit_events("login.resume")
+    assert (resume.outcome, resume.session_id) == ("ok", c.session_id)
+
+    again, _ = bed.browse(c.client)
+    again.transport.write(b"after")  # type: ignore[union-attr]
+    bed.run()
+    assert bed.services[-1].identity is not None
+    assert bed.services[-1].identity.session_id == c.session_id
+    assert bytes(bed.services[-1].received) == b"after"
+    assert resumed.counters()[0] == 11  # bytes in, carried over from before the drop
+
+
+def test_a_resume_token_works_once(bed: ChannelTestbed) -> None:
+    c = connect(bed)
+    token = c.client.resume_token
+    assert token is not None
+    tunnel_transport(c.gateway).cut()
+    bed.run()
+    bed.elapse(1)  # the client resumes with the token
+    raw = RawClient()
+    raw.machine.resume(token)
+    raw_connect(bed, raw)
+    bed.run()
+    assert AuthRejected(Reason.RESUME_INVALID, 2) in raw.events
+    refusals = [e for e in bed.audit_events("login.resume") if e.outcome == "refused"]
+    assert [e.reason for e in refusals] == ["resume-invalid"]
+
+
+def test_resuming_before_the_gateway_noticed_the_drop_replaces_the_old_connection(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    old = c.gateway
+    tunnel_transport(c.client.tunnel).vanish()  # type: ignore[arg-type]
+    bed.run()
+    assert tunnel_transport(old).connected  # the gateway has not noticed
+    bed.elapse(1)
+    new = bed.tunnels[-1]
+    assert new is not old and new.session is not None
+    assert new.session.session_id == c.session_id
+    assert not tunnel_transport(old).connected  # closed by the resume
+    assert bed.ctx.live == {c.session_id: new}
+    record = bed.session(c.session_id)
+    assert record is not None and record.status == "live"
+    assert bed.audit_events("session.end", "session.detach") == []
+
+
+def test_the_client_gives_up_resuming_after_the_resume_window(bed: ChannelTestbed) -> None:
+    c = connect(bed)
+    bed.gateway_endpoint.refuse = ConnectionRefusedError()
+    tunnel_transport(c.gateway).cut()
+    bed.run()
+    bed.elapse(120)
+    assert result_of(c.done) == Reason.NETWORK_LOST.exit_code == 18
+    assert Reason.NETWORK_LOST.bilingual in c.out
+    attempts = bed.gateway_endpoint.attempts
+    bed.elapse(30)
+    assert bed.gateway_endpoint.attempts == attempts
+
+
+def test_reconnections_that_fail_before_the_resume_do_not_extend_the_resume_window(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    tunnel_transport(c.gateway).cut()
+    bed.run()
+    for _ in range(RESUME_WINDOW_GIVE_UP):
+        bed.clock.advance(1)
+        for _client_end, gateway_end in bed.gateway_endpoint.connections:
+            gateway_end.cut()  # each new connection dies before the resume gets through
+        bed.network.run()
+        if c.done.called:
+            break
+    assert result_of(c.done) == Reason.NETWORK_LOST.exit_code
+    assert bed.gateway_endpoint.attempts > 5
+
+
+def test_quitting_while_reconnecting_stops_the_redials(bed: ChannelTestbed) -> None:
+    c = connect(bed)
+    bed.gateway_endpoint.refuse = ConnectionRefusedError()
+    tunnel_transport(c.gateway).cut()
+    bed.run()
+    bed.elapse(2)
+    c.client.quit()
+    assert result_of(c.done) == 0
+    attempts = bed.gateway_endpoint.attempts
+    bed.gateway_endpoint.refuse = None
+    bed.elapse(30)
+    assert bed.gateway_endpoint.attempts == attempts
+
+
+def test_local_connections_during_a_reconnection_are_closed_at_once(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    bed.gateway_endpoint.refuse = ConnectionRefusedError()
+    tunnel_transport(c.gateway).cut()
+    bed.run()
+    browser, _ = bed.browse(c.client)
+    bed.run()
+    assert browser.eof or browser.lost is not None
+    assert bed.service_endpoint.attempts == 0
