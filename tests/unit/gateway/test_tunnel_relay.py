@@ -669,6 +669,25 @@ def test_a_dropped_connection_detaches_the_session_and_the_client_resumes_it_wit
     assert resumed.counters()[0] == 11  # bytes in, carried over from before the drop
 
 
+def test_a_resume_that_completes_after_the_new_connection_dropped_leaves_it_detached(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    tunnel_transport(c.gateway).cut()
+    bed.run()
+    bed.runner.hold()  # the registry is slow to reattach the session
+    bed.elapse(1)
+    resuming = bed.tunnels[-1]
+    assert resuming is not c.gateway and bed.runner.held
+    tunnel_transport(resuming).cut()
+    bed.network.run()
+    bed.runner.release()
+    record = bed.session(c.session_id)
+    assert record is not None and record.status == "detached"
+    assert bed.ctx.live == {}
+    assert not c.done.called  # the client keeps trying within its window
+
+
 def test_a_resume_token_works_once(bed: ChannelTestbed) -> None:
     c = connect(bed)
     token = c.client.resume_token
