@@ -19,6 +19,9 @@ DEMO_UNIT_NAME = "绍兴市上虞示范制造有限公司"
 DEMO_CREDIT_PREFIX = "91330604MA2BCDEF"  # 16 characters; org check char and USCC check appended
 DEMO_ACCOUNT = f"{DEMO_REGION}{DEMO_UNIT}@sxlss"
 LOGINS_FILE = "demo-logins.txt"  # 0600; the demo's own logins, so a rerun can show them again
+PASSWORD_FILE = "demo-password.txt"  # noqa: S105 (a file name; 0600, for the paste command)
+P12_PASSWORD_FILE = "demo-p12-password.txt"  # noqa: S105
+BUNDLE_DIR = "demo-bundle"
 
 
 def demo_credit_code() -> str:
@@ -28,7 +31,34 @@ def demo_credit_code() -> str:
     return first17 + uscc_check_char(first17)
 
 
-def run_demo(state: StateDir, out: TextIO) -> int:
+def current_demo_code(state: StateDir) -> str | None:
+    """The demo account's one-time code right now (None before the demo was loaded)."""
+    app = App(state)
+    try:
+        with app.engine.begin() as conn:
+            login = load_login(conn, DEMO_ACCOUNT, "account")
+        if login is None:
+            return None
+        secret = app.box.open(
+            login.totp_secret_sealed, context=auth.totp_secret_context(DEMO_ACCOUNT)
+        )
+        return auth.current_code(secret, time.time())
+    finally:
+        app.close()
+
+
+def connect_command(state: StateDir) -> str:
+    """The exact command an employer would paste to dial the demo gateway."""
+    base = state.path.absolute()
+    return (
+        f"ssgate connect --profile {base / BUNDLE_DIR / 'profile.toml'} "
+        f"--password-file {base / PASSWORD_FILE} "
+        f"--p12-password-file {base / P12_PASSWORD_FILE} "
+        f'--otp "$(ssgate --state {base} demo --code)"'
+    )
+
+
+def run_demo(state: StateDir, out: TextIO, *, serve: bool = True) -> int:
     if not state.is_initialised():
         init_state(state.path, hostname="localhost", clock=time.time, actor=operator_name())
         out.write(f"initialised {state.path}\n")
@@ -37,23 +67,21 @@ def run_demo(state: StateDir, out: TextIO) -> int:
         text = _load_demo(App(state))
         state.write_secret(LOGINS_FILE, text.encode())
     out.write(logins.read_text(encoding="utf-8"))
-    app = App(state)
-    try:
-        with app.engine.begin() as conn:
-            login = load_login(conn, DEMO_ACCOUNT, "account")
-        if login is not None:
-            secret = app.box.open(
-                login.totp_secret_sealed, context=auth.totp_secret_context(DEMO_ACCOUNT)
-            )
-            code = auth.current_code(secret, time.time())
-            out.write(f"current one-time code:  {code}   (changes every 30 s)\n")
-    finally:
-        app.close()
-    out.write(
-        "\nnot yet: the secure-channel gateway ('ssgate serve', 'ssgate connect') comes next "
-        "(issue #3); the account above is ready for it.\n"
+    code = current_demo_code(state)
+    if code is not None:
+        out.write(f"current one-time code:  {code}   (changes every 30 s; 'ssgate demo --code')\n")
+    banner = (
+        "\nIn another terminal, dial the secure channel as the demo employer:\n\n"
+        f"  {connect_command(state)}\n\n"
+        "then open http://127.0.0.1:8080/ — the page shows the unit the gateway vouched for.\n"
     )
-    return 0
+    if not serve:
+        out.write(banner.replace("In another terminal, dial", "Start 'ssgate serve', then dial"))
+        return 0
+    from ssgate._serve import run_serve
+
+    out.write("\n")
+    return run_serve(state, out, banner=banner + "\n")
 
 
 def _load_demo(app: App) -> str:
@@ -84,8 +112,11 @@ def _load_demo(app: App) -> str:
                             details={"region": DEMO_REGION},
                         ),
                     )
-        bundle = app.state.path / "demo-bundle"
+        bundle = app.state.path / BUNDLE_DIR
         issued = app.provisioner().open(DEMO_ACCOUNT, bundle)
+        assert issued.password is not None and issued.p12_passphrase is not None  # generated
+        app.state.write_secret(PASSWORD_FILE, issued.password.encode() + b"\n")
+        app.state.write_secret(P12_PASSWORD_FILE, issued.p12_passphrase.encode() + b"\n")
     finally:
         app.close()
     return (

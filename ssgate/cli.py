@@ -120,16 +120,43 @@ def cmd_init(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
-    from ssgate._demo import run_demo
+    from ssgate._demo import current_demo_code, run_demo
+    from ssgate._serve import ServeError
 
-    return run_demo(state, out)
+    if args.code:
+        state.require()
+        code = current_demo_code(state)
+        if code is None:
+            raise CliError(EXIT_REFUSED, "the demo is not loaded here; run 'ssgate demo' first")
+        out.write(code + "\n")
+        return EXIT_OK
+    try:
+        return run_demo(state, out, serve=not args.no_serve)
+    except ServeError as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
 
 
-def cmd_not_yet(what: str) -> Callable[[argparse.Namespace, StateDir, TextIO], int]:
-    def run(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
-        raise CliError(EXIT_REFUSED, f"not yet: {what}")
+def cmd_serve(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from ssgate._serve import ServeError, run_serve
 
-    return run
+    state.require()
+    try:
+        return run_serve(state, out)
+    except ServeError as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
+
+
+def cmd_connect(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from ssgate._connect import run_connect
+
+    return run_connect(
+        profile_path=args.profile,
+        listen=args.listen,
+        password_file=args.password_file,
+        otp=args.otp,
+        p12_password_file=args.p12_password_file,
+        out=out,
+    )
 
 
 def cmd_units(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
@@ -373,6 +400,13 @@ def _audit(app: App, args: argparse.Namespace, out: TextIO) -> int:
         )
     if command == "logins":
         records = [r for r in records if r.event.action.startswith("login")]
+    wanted = getattr(args, "action", None)
+    if wanted:
+        records = [
+            r
+            for r in records
+            if r.event.action == wanted or r.event.action.startswith(wanted + ".")
+        ]
     fmt = {"json": "jsonl"}.get(args.format, args.format)
     if fmt == "table":
         _table(
@@ -633,21 +667,46 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="postgresql+psycopg://… instead of SQLite in the state directory",
     )
-    add("demo", "init if needed, load demo data and print every login", cmd_demo)
-    add(
-        "serve",
-        "run the gateway, declaration service and staff console",
-        cmd_not_yet("the gateway and 'ssgate serve' arrive with the secure-channel issue (#3)"),
+    p = add(
+        "demo",
+        "init if needed, load demo data, print every login and the 'ssgate connect' "
+        "command, then serve until Ctrl-C",
+        cmd_demo,
     )
+    p.add_argument("--no-serve", action="store_true", help="load and print, but do not serve")
+    p.add_argument(
+        "--code", action="store_true", help="print the demo account's current one-time code"
+    )
+    add("serve", "run the gateway and the declare service until Ctrl-C / SIGTERM", cmd_serve)
+    from ssgate._connect import DEFAULT_LISTEN, exit_status_help
+
     p = add(
         "connect",
-        "the employer's secure-channel client",
-        cmd_not_yet("'ssgate connect' arrives with the secure-channel issue (#3)"),
+        "the employer's secure-channel client: dial the gateway, log in, "
+        "serve the declaration pages on a loopback address",
+        cmd_connect,
     )
-    p.add_argument("--profile", metavar="FILE")
-    p.add_argument("--listen", metavar="HOST:PORT")
-    p.add_argument("--password-file", metavar="F")
-    p.add_argument("--otp", metavar="CODE")
+    p.epilog = exit_status_help()
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument(
+        "--profile",
+        required=True,
+        metavar="FILE",
+        help="profile.toml from the enrolment bundle (client.p12 and ca.pem beside it)",
+    )
+    p.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"loopback address for the browser (default {DEFAULT_LISTEN}; port 0: any free)",
+    )
+    p.add_argument("--password-file", metavar="F", help="password (first line); default: prompt")
+    p.add_argument("--otp", metavar="CODE", help="the current one-time code; default: prompt")
+    p.add_argument(
+        "--p12-password-file",
+        metavar="F",
+        help="client.p12 passphrase (first line); default: prompt",
+    )
 
     units = add("units", "agency: register units and approve them for online service", cmd_units)
     us = units.add_subparsers(
@@ -726,6 +785,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name, help in (("actions", "every recorded action"), ("logins", "login attempts")):
         p = add(name, help, cmd_audit, aus)
+        p.add_argument(
+            "--action", metavar="NAME", help="only this action and its sub-actions (e.g. login)"
+        )
         p.add_argument("--account", metavar="A")
         p.add_argument("--unit", metavar="U")
         p.add_argument("--since", metavar="T")

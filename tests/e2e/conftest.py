@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,9 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 def run(tmp_path: Path) -> Run:
     """``run("provision", "open", ...)`` against a state directory in tmp_path."""
 
-    def _run(*args: str, state: Path | None = None, check_rc: int | None = None) -> subprocess.CompletedProcess[str]:
+    def _run(
+        *args: str, state: Path | None = None, check_rc: int | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
         result = subprocess.run(
             [SSGATE, "--state", str(state or tmp_path / "state"), *args],
@@ -36,3 +39,249 @@ def run(tmp_path: Path) -> Run:
         return result
 
     return _run
+
+
+# -- the secure channel with real processes --------------------------------------------
+
+import re  # noqa: E402
+import selectors  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+import urllib.parse  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+import pyotp  # noqa: E402
+
+WAIT = 30.0  # seconds any single step may take on a loaded CI machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """A child process whose output lines we can wait for (no sleeps, bounded waits)."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.popen = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # stop() ends the whole group (socat forks per client)
+        )
+        assert self.popen.stdout is not None
+        os.set_blocking(self.popen.stdout.fileno(), False)
+        self._buffer = b""
+        self.lines: list[str] = []
+
+    def _pump(self, timeout: float) -> bool:
+        """Read what is there (waiting up to *timeout*); False at end of output."""
+        assert self.popen.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.popen.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout):
+                return True
+        chunk = self.popen.stdout.read()
+        if not chunk:
+            return False
+        self._buffer += chunk
+        *done, self._buffer = self._buffer.split(b"\n")
+        self.lines += [line.decode("utf-8", "replace") for line in done]
+        return True
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
+        """The first output line matching *pattern*; fails with the output so far."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for line in self.lines[seen:]:
+                m = re.search(pattern, line)
+                if m:
+                    return m
+            seen = len(self.lines)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no line matching {pattern!r} in:\n{self.output}")
+            if not self._pump(min(left, 0.5)) and self.popen.poll() is not None:
+                for line in self.lines[seen:]:
+                    m = re.search(pattern, line)
+                    if m:
+                        return m
+                raise AssertionError(
+                    f"exited {self.popen.returncode} before {pattern!r}:\n{self.output}"
+                )
+
+    def wait_exit(self, timeout: float = WAIT) -> int:
+        deadline = time.monotonic() + timeout
+        while self.popen.poll() is None or self._pump(0):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"still running after {timeout} s:\n{self.output}")
+            self._pump(min(left, 0.2))
+        return self.popen.returncode
+
+    def stop(self) -> None:
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+        assert self.popen.stdout is not None
+        self.popen.stdout.close()
+
+
+@dataclass
+class Account:
+    name: str
+    bundle: Path
+    password_file: Path
+    p12_password_file: Path
+    totp: pyotp.TOTP
+
+    @property
+    def profile(self) -> Path:
+        return self.bundle / "profile.toml"
+
+    def code(self, offset_steps: int = 0) -> str:
+        return str(self.totp.at(time.time() + 30 * offset_steps))
+
+
+@dataclass
+class Channel:
+    """A state directory with ``ssgate serve`` running on a free loopback port."""
+
+    WAIT = WAIT
+    ssgate = SSGATE
+    free_port = staticmethod(free_port)
+
+    tmp: Path
+    state: Path
+    run: Run
+    port: int = 0
+    serve: Proc | None = None
+    children: list[Proc] = field(default_factory=list)
+    _units: int = 0
+
+    def configure(self, extra: str = "") -> None:
+        self.port = free_port()
+        config = self.state / "ssgate.toml"
+        text = config.read_text(encoding="utf-8")
+        text = text.replace(
+            'listen = "tcp:8443"', f'listen = "tcp:{self.port}:interface=127.0.0.1"'
+        )
+        text = text.replace("public_port = 8443", f"public_port = {self.port}")
+        config.write_text(text + extra, encoding="utf-8")
+
+    def start(self) -> Proc:
+        env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
+        self.serve = Proc([SSGATE, "--state", str(self.state), "serve"], env=env)
+        self.serve.wait_for(r"gateway listening on")
+        return self.serve
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.stop()
+        if self.serve is not None:
+            self.serve.stop()
+
+    def open_account(self, unit: str | None = None) -> Account:
+        self._units += 1
+        unit = unit or f"{10000000 + self._units}"
+        name = f"330682{unit}@sxlss"
+        self.run(
+            "units", "register", unit, "--name", f"单位{unit}", "--region", "330682", check_rc=0
+        )
+        self.run("units", "approve", unit, check_rc=0)
+        secrets_dir = self.tmp / f"secrets-{unit}"
+        secrets_dir.mkdir()
+        password_file = secrets_dir / "password"
+        password_file.write_text(f"Correct-Horse-{unit}!\n", encoding="utf-8")
+        p12_file = secrets_dir / "p12"
+        p12_file.write_text("bundle-pass-123\n", encoding="utf-8")
+        bundle = self.tmp / f"bundle-{unit}"
+        self.run(
+            "provision",
+            "open",
+            name,
+            "--out",
+            str(bundle),
+            "--password-file",
+            str(password_file),
+            "--p12-password-file",
+            str(p12_file),
+            check_rc=0,
+        )
+        uri = (bundle / "otpauth.txt").read_text(encoding="utf-8").strip()
+        secret = urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0]
+        return Account(name, bundle, password_file, p12_file, pyotp.TOTP(secret))
+
+    def spawn(self, args: list[str]) -> Proc:
+        """Any other child process, stopped with the channel."""
+        env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
+        # The printed commands say plain 'ssgate': find this venv's first.
+        env["PATH"] = f"{Path(SSGATE).parent}{os.pathsep}{env.get('PATH', '')}"
+        proc = Proc(args, env=env)
+        self.children.append(proc)
+        return proc
+
+    def connect(
+        self,
+        account: Account,
+        *,
+        otp: str | None = None,
+        password_file: Path | None = None,
+        profile: Path | None = None,
+        listen: str = "127.0.0.1:0",
+    ) -> Proc:
+        env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
+        proc = Proc(
+            [
+                SSGATE,
+                "connect",
+                "--profile",
+                str(profile or account.profile),
+                "--password-file",
+                str(password_file or account.password_file),
+                "--p12-password-file",
+                str(account.p12_password_file),
+                "--otp",
+                otp if otp is not None else account.code(),
+                "--listen",
+                listen,
+            ],
+            env=env,
+        )
+        self.children.append(proc)
+        return proc
+
+    def connected(self, proc: Proc) -> tuple[str, int]:
+        """Wait for 'connected as …'; the session id and the local port."""
+        m = proc.wait_for(
+            r"connected as \S+ \(unit \d+, session ([0-9a-f]+)\); open http://127\.0\.0\.1:(\d+)/"
+        )
+        return m.group(1), int(m.group(2))
+
+
+@pytest.fixture
+def channel(tmp_path: Path, run: Run) -> Iterator[Channel]:
+    run("init", "--hostname", "localhost", check_rc=0)
+    ch = Channel(tmp_path, tmp_path / "state", run)
+    ch.configure()
+    try:
+        yield ch
+    finally:
+        ch.stop()

@@ -52,23 +52,42 @@ def secrets_files(tmp_path: Path) -> tuple[Path, Path]:
     return pw, p12
 
 
-def _open(run: Run, tmp_path: Path, files: tuple[Path, Path], rc: int = 0) -> subprocess.CompletedProcess[str]:
+def _open(
+    run: Run, tmp_path: Path, files: tuple[Path, Path], rc: int = 0
+) -> subprocess.CompletedProcess[str]:
     return run(
-        "provision", "open", ACCOUNT, "--out", str(tmp_path / "bundle"),
-        "--password-file", str(files[0]), "--p12-password-file", str(files[1]),
+        "provision",
+        "open",
+        ACCOUNT,
+        "--out",
+        str(tmp_path / "bundle"),
+        "--password-file",
+        str(files[0]),
+        "--p12-password-file",
+        str(files[1]),
         check_rc=rc,
     )
 
 
 def test_init_creates_the_state_directory_with_safe_modes(state: Path) -> None:
     assert _mode(state) == 0o700
-    for secret in ("ssgate.toml", "ca-key.pem", "server-key.pem", "totp.key", "identity.key", "resume.key", "ssgate.db"):
+    for secret in (
+        "ssgate.toml",
+        "ca-key.pem",
+        "server-key.pem",
+        "totp.key",
+        "identity.key",
+        "resume.key",
+        "ssgate.db",
+    ):
         assert _mode(state / secret) == 0o600, secret
     for public in ("ca.pem", "server.pem", "crl.pem"):
         assert _mode(state / public) == 0o644, public
     text = subprocess.run(
         ["openssl", "x509", "-in", str(state / "server.pem"), "-noout", "-ext", "subjectAltName"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "DNS:gw.example.test" in text
 
@@ -86,27 +105,65 @@ def test_open_writes_a_complete_bundle_that_openssl_accepts(
     _open(run, tmp_path, secrets_files)
     bundle = tmp_path / "bundle"
     assert sorted(p.name for p in bundle.iterdir()) == [
-        "ca.pem", "client.p12", "otp-qr.png", "otp-qr.svg", "otpauth.txt", "profile.toml",
+        "ca.pem",
+        "client.p12",
+        "otp-qr.png",
+        "otp-qr.svg",
+        "otpauth.txt",
+        "profile.toml",
     ]
     cert = subprocess.run(
-        ["openssl", "pkcs12", "-in", str(bundle / "client.p12"), "-passin", f"pass:{P12_PASS}",
-         "-nokeys", "-clcerts"],
-        capture_output=True, text=True, check=True,
+        [
+            "openssl",
+            "pkcs12",
+            "-in",
+            str(bundle / "client.p12"),
+            "-passin",
+            f"pass:{P12_PASS}",
+            "-nokeys",
+            "-clcerts",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     (tmp_path / "client.pem").write_text(cert)
     verify = subprocess.run(
         ["openssl", "verify", "-CAfile", str(bundle / "ca.pem"), str(tmp_path / "client.pem")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert verify.returncode == 0, verify.stderr
     subject = subprocess.run(
-        ["openssl", "x509", "-in", str(tmp_path / "client.pem"), "-noout", "-subject", "-ext", "subjectAltName"],
-        capture_output=True, text=True, check=True,
+        [
+            "openssl",
+            "x509",
+            "-in",
+            str(tmp_path / "client.pem"),
+            "-noout",
+            "-subject",
+            "-ext",
+            "subjectAltName",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert ACCOUNT in subject
     wrong = subprocess.run(
-        ["openssl", "pkcs12", "-in", str(bundle / "client.p12"), "-passin", "pass:wrong", "-nokeys"],
-        capture_output=True, text=True, check=False,
+        [
+            "openssl",
+            "pkcs12",
+            "-in",
+            str(bundle / "client.p12"),
+            "-passin",
+            "pass:wrong",
+            "-nokeys",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert wrong.returncode != 0
     uri = urllib.parse.urlparse((bundle / "otpauth.txt").read_text().strip())
@@ -151,14 +208,18 @@ def test_cancel_revokes_the_certificate_into_the_crl(
 ) -> None:
     opened = _open(run, tmp_path, secrets_files)
     serial = next(
-        line.split("serial")[1].strip() for line in opened.stdout.splitlines() if line.startswith("certificate:")
+        line.split("serial")[1].strip()
+        for line in opened.stdout.splitlines()
+        if line.startswith("certificate:")
     )
     run("provision", "cancel", ACCOUNT, "--reason", "unit closed", check_rc=0)
     crl = run("pki", "crl", check_rc=0).stdout
     assert f"serial {serial}" in crl
     text = subprocess.run(
         ["openssl", "crl", "-in", str(state / "crl.pem"), "-noout", "-text"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert serial.upper().lstrip("0") in text.replace(":", "").upper()
     show = run("provision", "show", ACCOUNT, check_rc=0).stdout
@@ -214,7 +275,9 @@ def test_audit_verify_names_an_edited_deleted_or_swapped_row(
 
 
 def test_staff_are_enrolled_with_password_and_totp(state: Path, run: Run, tmp_path: Path) -> None:
-    result = run("staff", "add", "wang.li", "--role", "auditor", "--out", str(tmp_path / "otp"), check_rc=0)
+    result = run(
+        "staff", "add", "wang.li", "--role", "auditor", "--out", str(tmp_path / "otp"), check_rc=0
+    )
     assert "otpauth://totp/" in result.stdout
     assert (tmp_path / "otp" / "otp-qr.png").exists()
     assert run("staff", "add", "wang.li", "--role", "auditor", check_rc=1).returncode == 1
@@ -226,5 +289,6 @@ def test_commands_on_a_missing_state_directory_say_to_run_init(run: Run, tmp_pat
     assert "ssgate init" in result.stderr
 
 
-def test_unfinished_commands_answer_not_yet(state: Path, run: Run) -> None:
-    assert "not yet" in run("serve", check_rc=1).stderr
+def test_serve_on_a_missing_state_directory_says_to_run_init(run: Run, tmp_path: Path) -> None:
+    result = run("serve", state=tmp_path / "nowhere", check_rc=1)
+    assert "ssgate init" in result.stderr

@@ -1,0 +1,293 @@
+"""``ssgate serve``: the gateway and the services behind it, in one process.
+
+Wiring only; every part is built and tested in its own package.  The gateway listens
+with TLS 1.2/1.3 and required client certificates on ``[gateway] listen``; the
+``declare`` service listens on ``[declare] listen`` (default: a Unix socket in the
+state directory, so only this host can reach it) behind the identity guard, which
+admits only connections that start with the gateway's signed identity header.  A
+watcher reloads the TLS files and the CRL within seconds and ends the sessions of
+revoked certificates.
+
+Threads: database transactions on one pool, logins (argon2 hashing plus their own
+short transactions) on another, so a burst of logins cannot starve the session
+registry's polling and a slow database cannot stall hashing.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from cryptography import x509
+from twisted.application.service import MultiService
+from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    UNIXClientEndpoint,
+    serverFromString,
+)
+from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    jsonFileLogObserver,
+    textFileLogObserver,
+)
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+import auth
+from declare_app._guard import IdentityGuardFactory
+from declare_app._identity_page import identity_site
+from gateway._cred import AccountPolicyView, ChannelChecker, ChannelRealm
+from gateway._service import GatewayContext, GatewayNode, default_node_name
+from gateway._tls import ReloadingServerTLS, load_state_server_tls, state_crl_watcher
+from ssgate._app import App
+from ssgate._db import Database
+from ssgate._state import StateDir, StateError
+
+DECLARE_SOCKET = "declare.sock"
+LOGIN_THREADS = 4
+
+
+class ServeError(Exception):
+    """The gateway cannot start; the message says why (a bad file, a busy port…)."""
+
+
+class Runner:
+    """:class:`gateway._cred.BlockingRunner`: transactions on the database pool,
+    logins (hashing) on their own pool."""
+
+    def __init__(self, db: Database, reactor: Any, *, login_threads: int = LOGIN_THREADS) -> None:
+        self._db = db
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=0, maxthreads=login_threads, name="ssgate-login")
+        self._started = False
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+        d: Deferred[Any] = self._db.run(fn, *args, **kwargs)
+        return d
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+        if not self._started:
+            self._pool.start()
+            self._started = True
+        return deferToThreadPool(self._reactor, self._pool, fn, *args, **kwargs)
+
+    def close(self) -> None:
+        if self._started:
+            self._pool.stop()
+            self._started = False
+        self._db.close()
+
+
+def client_endpoint_for(reactor: Any, port: IListeningPort) -> Callable[[], IStreamClientEndpoint]:
+    """How the gateway reaches a service: the address the service actually bound."""
+    address = port.getHost()
+    kind = type(address).__name__
+    if kind == "UNIXAddress":
+        path = address.name  # type: ignore[attr-defined]
+        name = path.decode() if isinstance(path, bytes) else str(path)
+        return lambda: UNIXClientEndpoint(reactor, name)
+    host, number = address.host, address.port  # type: ignore[attr-defined]
+    if kind == "IPv6Address":
+        target6 = "::1" if host in ("::", "") else host
+        return lambda: TCP6ClientEndpoint(reactor, target6, number)
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 (not a bind)
+    return lambda: TCP4ClientEndpoint(reactor, target, number)
+
+
+def describe(port: IListeningPort) -> str:
+    address = port.getHost()
+    if type(address).__name__ == "UNIXAddress":
+        name = address.name  # type: ignore[attr-defined]
+        return "unix:" + (name.decode() if isinstance(name, bytes) else str(name))
+    return f"{address.host}:{address.port}"  # type: ignore[attr-defined]
+
+
+@dataclass
+class Serving:
+    """A running gateway: what tests and ``ssgate demo`` need to reach it."""
+
+    gateway: IListeningPort
+    declare: IListeningPort
+    services: MultiService
+    node: GatewayNode
+    runner: Runner
+
+    def stop(self) -> Deferred[Any]:
+        """Stop listening, end the live sessions (GOAWAY, recorded), then the pools."""
+        from twisted.internet.defer import gatherResults, maybeDeferred
+
+        waits = [
+            maybeDeferred(self.gateway.stopListening),
+            maybeDeferred(self.declare.stopListening),
+            maybeDeferred(self.services.stopService),  # the node waits for session ends
+        ]
+        d: Deferred[Any] = gatherResults(waits, consumeErrors=True)
+        d.addBoth(self._closed)
+        return d
+
+    def _closed(self, result: object) -> None:
+        self.runner.close()
+
+
+def policy_view(app: App) -> Callable[[str], AccountPolicyView]:
+    policies = app.config.policy
+
+    def policy_for(account: str) -> AccountPolicyView:
+        p = policies.for_account(account)
+        return AccountPolicyView(
+            max_sessions=p.max_sessions,
+            allowed_sources=p.allowed_sources,
+            services=p.services,
+            idle_timeout_seconds=p.idle_timeout_seconds,
+            max_lifetime_seconds=p.max_lifetime_seconds,
+        )
+
+    return policy_for
+
+
+def start(app: App, reactor: Any) -> Serving:
+    """Listen and start everything; raise :class:`ServeError` on bad files or busy ports."""
+    from twisted.internet.error import CannotListenError
+
+    config, state = app.config, app.state
+    try:
+        material = load_state_server_tls(state.path)
+    except FileNotFoundError as e:
+        raise ServeError(f"{e.filename}: missing; run 'ssgate init' first") from None
+    except (OSError, ValueError) as e:
+        raise ServeError(f"TLS files cannot be used: {e}") from None
+    identity_key = state.key("identity.key")
+    resume_key = state.key("resume.key")
+    lock = config.lockout
+    authenticator = auth.Authenticator(
+        app.engine,
+        app.hasher,
+        app.box,
+        auth.LockoutPolicy(
+            threshold=lock.threshold,
+            base_lock_seconds=lock.base_lock_seconds,
+            max_lock_seconds=lock.max_lock_seconds,
+            hard_cap=lock.hard_cap,
+            source_window_seconds=lock.source_window_seconds,
+            source_max_failures=lock.source_max_failures,
+        ),
+    )
+    runner = Runner(Database(app.engine, reactor), reactor)
+    policy_for = policy_view(app)
+    node_name = default_node_name()
+    clock = reactor.seconds
+    portal = Portal(
+        ChannelRealm(
+            db=runner, policy_for=policy_for, clock=clock, node=node_name, end_session=_no_op
+        ),
+        [
+            ChannelChecker(
+                authenticator=authenticator, db=runner, policy_for=policy_for, clock=clock
+            )
+        ],
+    )
+
+    declare_spec = (
+        config.declare.listen or f"unix:{state.path / DECLARE_SOCKET}:mode=600:lockfile=1"
+    )
+    site: Any = identity_site()  # a Site is a Factory; Twisted's generics disagree
+    guarded = IdentityGuardFactory(site, key=identity_key, clock=reactor)
+    try:
+        declare_port = _listen_now(reactor, declare_spec, guarded)
+    except (CannotListenError, OSError, ValueError) as e:
+        runner.close()
+        raise ServeError(f"declare service cannot listen on {declare_spec}: {e}") from None
+
+    ctx = GatewayContext(
+        clock=reactor,
+        portal=portal,
+        db=runner,
+        identity_key=identity_key,
+        resume_key=resume_key,
+        services={"declare": client_endpoint_for(reactor, declare_port)},
+        policy_for=policy_for,
+        node=node_name,
+        handshake_timeout=config.policy.handshake_timeout_seconds,
+        auth_timeout=config.policy.auth_timeout_seconds,
+    )
+    node = GatewayNode(ctx)
+    tls = ReloadingServerTLS(material.options)
+
+    def on_crl(crl: x509.CertificateRevocationList | None) -> None:
+        if crl is not None:
+            node.revoked(crl)
+
+    services = MultiService()
+    services.addService(node)
+    services.addService(state_crl_watcher(reactor, tls, state.path, on_change=on_crl))
+    try:
+        gateway_port = _listen_now(reactor, config.gateway.listen, node.factory(tls))
+    except (CannotListenError, OSError, ValueError) as e:
+        declare_port.stopListening()
+        runner.close()
+        raise ServeError(f"gateway cannot listen on {config.gateway.listen}: {e}") from None
+    services.startService()
+    return Serving(gateway_port, declare_port, services, node, runner)
+
+
+def _no_op(session_id: str) -> None:
+    """The realm's logout: the tunnel ends its session itself, with the reason."""
+
+
+def _listen_now(reactor: Any, spec: str, factory: Any) -> IListeningPort:
+    """Listen synchronously (endpoints for tcp/unix listen at once) and return the port."""
+    result: list[Any] = []
+    serverFromString(reactor, spec).listen(factory).addBoth(result.append)
+    if not result:
+        raise ValueError(f"{spec}: this endpoint type is not supported here")
+    outcome = result[0]
+    if isinstance(outcome, Failure):
+        outcome.raiseException()
+    return outcome  # type: ignore[no-any-return]
+
+
+def start_logging(out: TextIO) -> None:
+    """Human lines on a terminal; one JSON object per line otherwise (for log shippers)."""
+    observer: ILogObserver = textFileLogObserver(out) if out.isatty() else jsonFileLogObserver(out)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(observer, [predicate])], redirectStandardIO=False
+    )
+
+
+def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
+    """Run until SIGINT/SIGTERM; 0 after an orderly stop."""
+    from twisted.internet import reactor
+
+    app = App(state)
+    try:
+        serving = start(app, reactor)
+    except StateError:
+        app.close()
+        raise
+    out.write(
+        f"ssgate gateway listening on {describe(serving.gateway)} "
+        "(TLS 1.2/1.3, client certificate + password + one-time code)\n"
+        f"declare service on {describe(serving.declare)} (identity-guarded)\n"
+        "staff console: not yet (the declaration service issue, #4)\n"
+    )
+    if banner:
+        out.write(banner)
+    out.write("Ctrl-C stops the gateway.\n")
+    out.flush()
+    start_logging(sys.stderr)
+    reactor.addSystemEventTrigger("before", "shutdown", serving.stop)
+    reactor.run()
+    app.close()
+    return 0
