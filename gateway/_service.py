@@ -56,7 +56,12 @@ from gateway._machine import (
 )
 from gateway._reasons import Reason, for_auth_outcome
 from gateway._resume import ResumeTokenError, issue_resume_token, verify_resume_token
-from gateway._tls import HandshakeDeadline, ReloadingServerTLS, peer_certificate
+from gateway._tls import (
+    HandshakeDeadline,
+    ReloadingServerTLS,
+    peer_certificate,
+    tls_refusal_reason,
+)
 from gateway._tunnel import StreamConnection, TunnelProtocol, transport_peer
 
 KEEPALIVE_INTERVAL = 30.0
@@ -454,6 +459,8 @@ class GatewayTunnel(TunnelProtocol):
         self.machine.connection_lost()
         session = self.session
         if session is None:
+            if self.certificate is None:
+                self._tls_refused(reason)
             self._finished([])
             return
         if self.ctx.live.get(session.session_id) is self:
@@ -484,6 +491,17 @@ class GatewayTunnel(TunnelProtocol):
             streams_opened=streams,
         )
         self._finished([ended, self._audit("session.end", session.account, "ok", ended_by.slug)])
+
+    def _tls_refused(self, reason: Failure) -> None:
+        # Logged, not audited: anyone can open a TCP connection, and the audit log must
+        # not be a scanner's to fill.  The reason code is in the structured log line.
+        code = tls_refusal_reason(reason.value, timed_out=self._handshake.expired)
+        self.log.warn(
+            "refused TLS connection from {peer}: {reason}",
+            peer=self.peer,
+            reason=code,
+            detail=reason.getErrorMessage()[:200],
+        )
 
     def _finished(self, writes: list[Deferred[Any]]) -> None:
         """Fire :meth:`when_finished` once the session's final records are written."""

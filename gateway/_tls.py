@@ -397,6 +397,35 @@ def state_crl_watcher(
     )
 
 
+# OpenSSL's words for why a handshake failed → our reason codes (first match wins).
+_TLS_REFUSALS = (
+    ("revoked", "cert-revoked"),
+    ("peer did not return a certificate", "no-client-cert"),
+    ("certificate required", "no-client-cert"),
+    ("certificate verify failed", "cert-untrusted"),
+    ("unknown ca", "cert-untrusted"),
+    ("unsupported protocol", "tls-version"),
+    ("version too low", "tls-version"),
+    ("wrong version number", "tls-version"),
+    ("no shared cipher", "tls-cipher"),
+    ("no suitable signature algorithm", "tls-cipher"),
+    ("http request", "not-tls"),
+)
+
+
+def tls_refusal_reason(error: BaseException | None, *, timed_out: bool = False) -> str:
+    """The reason code for a connection that ended before its TLS handshake completed."""
+    if timed_out:
+        return "tls-timeout"
+    if isinstance(error, SSL.Error):
+        text = str(error).lower()
+        for needle, code in _TLS_REFUSALS:
+            if needle in text:
+                return code
+        return "tls-failed"
+    return "closed-before-handshake"
+
+
 def peer_certificate(transport: ITransport | None) -> x509.Certificate | None:
     """The peer's certificate on a TLS transport, once the handshake is done.
 

@@ -643,3 +643,34 @@ def test_handshake_deadline_is_cancelled_by_a_completed_handshake(pki: Pki) -> N
     pump.flush()
     assert not deadline.expired
     assert server.lost is None
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ("unsupported protocol", "tls-version"),
+        ("peer did not return a certificate", "no-client-cert"),
+        ("tlsv13 alert certificate required", "no-client-cert"),
+        ("certificate verify failed", "cert-untrusted"),
+        ("tlsv1 alert unknown ca", "cert-untrusted"),
+        ("no shared cipher", "tls-cipher"),
+        ("http request", "not-tls"),
+        ("something new in OpenSSL 9", "tls-failed"),
+    ],
+)
+def test_a_failed_handshake_gets_a_reason_code_from_openssls_words(message: str, code: str) -> None:
+    """Refused handshakes are logged with a reason code, not OpenSSL's raw text."""
+    from OpenSSL import SSL
+
+    from gateway._tls import tls_refusal_reason
+
+    assert tls_refusal_reason(SSL.Error([("SSL routines", "", message)])) == code
+
+
+def test_a_handshake_that_never_came_or_timed_out_has_its_own_reason_code() -> None:
+    from twisted.internet.error import ConnectionDone
+
+    from gateway._tls import tls_refusal_reason
+
+    assert tls_refusal_reason(ConnectionDone()) == "closed-before-handshake"
+    assert tls_refusal_reason(None, timed_out=True) == "tls-timeout"
