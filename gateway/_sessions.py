@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
 
@@ -205,7 +206,18 @@ def request_kill(
     )
     if result.rowcount != 1:
         return None
+    _end_detached(conn, sessions.c.id == session_id, reason=reason, now=now)
     return get_session(conn, session_id)
+
+
+def _end_detached(conn: Connection, which: Any, *, reason: str, now: float) -> None:
+    """A detached session has no node to tell: a kill ends it here, with its reason
+    (not later by the reaper as ``network-lost``); its resume token dies with it."""
+    conn.execute(
+        update(sessions)
+        .where(which, sessions.c.status == "detached")
+        .values(status="ended", ended_at=now, end_reason=reason)
+    )
 
 
 def request_kill_account(
@@ -220,6 +232,7 @@ def request_kill_account(
         )
         .values(kill_requested_at=now, kill_reason=reason, kill_actor=actor)
     )
+    _end_detached(conn, sessions.c.account == account, reason=reason, now=now)
     return int(result.rowcount)
 
 

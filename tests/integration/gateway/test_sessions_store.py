@@ -151,6 +151,23 @@ def test_an_ended_or_killed_session_cannot_be_resumed(db: Engine) -> None:
         assert s.resume_session(conn, "b", generation=0, node="n", peer="p", now=3.0) is None
 
 
+def test_killing_a_detached_session_ends_it_at_once_with_the_kill_reason(db: Engine) -> None:
+    """No node holds a detached session to be told: the kill itself ends it, so the
+    record says officer-kill (not the reaper's network-lost later) and it cannot resume."""
+    _start(db, "a")
+    _start(db, "b")
+    with db.begin() as conn:
+        s.detach_session(conn, "a", now=5.0)
+        s.detach_session(conn, "b", now=5.0)
+        assert s.request_kill(conn, "a", reason="officer-kill", note="", actor="o", now=6.0)
+        assert s.request_kill_account(conn, ACCOUNT, reason="account-suspended", actor="c", now=7.0)
+        a, b = s.get_session(conn, "a"), s.get_session(conn, "b")
+        assert a is not None and b is not None
+        assert (a.status, a.end_reason, a.ended_at) == ("ended", "officer-kill", 6.0)
+        assert (b.status, b.end_reason, b.ended_at) == ("ended", "account-suspended", 7.0)
+        assert s.resume_session(conn, "b", generation=0, node="n", peer="p", now=8.0) is None
+
+
 def test_live_listing_and_counters(db: Engine) -> None:
     _start(db, "a")
     with db.begin() as conn:
