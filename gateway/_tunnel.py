@@ -187,6 +187,13 @@ class StreamConnection(Protocol):
         )
 
 
+# While the transport has paused us (the peer is not reading), what we may still
+# write is bounded by the credit the peer granted (at most 100 streams x 256 KiB
+# windows) plus small control frames.  A peer that keeps sending PINGs without
+# reading the PONGs would grow that without end; past this many bytes we cut it off.
+PAUSED_WRITE_LIMIT = 32 * 1024 * 1024
+
+
 @implementer(IPushProducer)
 class TunnelProtocol(Protocol):
     """Machine + streams over one TLS connection.  Subclasses handle the login events."""
@@ -198,6 +205,7 @@ class TunnelProtocol(Protocol):
         self.streams: dict[int, StreamConnection] = {}
         self.tunnel_paused = False
         self._closing = False
+        self.written_while_paused = 0
 
     # -- bytes in and out ----------------------------------------------------------------
 
@@ -208,8 +216,18 @@ class TunnelProtocol(Protocol):
 
     def flush(self) -> None:
         chunks = self.machine.data_to_send()
-        if chunks and self.transport is not None:
-            self.transport.writeSequence(chunks)
+        if not chunks or self.transport is None:
+            return
+        if self.tunnel_paused and not self._closing:
+            self.written_while_paused += sum(len(c) for c in chunks)
+            if self.written_while_paused > PAUSED_WRITE_LIMIT:
+                self.log.warn(
+                    "peer {peer} does not read what it asks for; cutting the connection",
+                    peer=transport_peer(self.transport),
+                )
+                self.transport.abortConnection()  # type: ignore[attr-defined]
+                return
+        self.transport.writeSequence(chunks)
 
     def dataReceived(self, data: bytes) -> None:
         for event in self.machine.receive(data):
@@ -349,6 +367,7 @@ class TunnelProtocol(Protocol):
 
     def resumeProducing(self) -> None:
         self.tunnel_paused = False
+        self.written_while_paused = 0
         for stream in list(self.streams.values()):
             stream._set_reading()
 

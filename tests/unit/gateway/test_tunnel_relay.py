@@ -778,3 +778,40 @@ def test_local_connections_during_a_reconnection_are_closed_at_once(
     bed.run()
     assert browser.eof or browser.lost is not None
     assert bed.service_endpoint.attempts == 0
+
+
+def test_a_peer_that_sends_pings_but_never_reads_is_cut_off_at_the_paused_write_limit(
+    bed: ChannelTestbed,
+) -> None:
+    """PONGs for a peer that does not read would pile up without bound; once the
+    transport has paused us, writing more than PAUSED_WRITE_LIMIT ends the connection."""
+    from gateway._frames import Ping, encode
+    from gateway._tunnel import PAUSED_WRITE_LIMIT
+
+    c = connect(bed)
+    gateway = c.gateway
+    transport = tunnel_transport(gateway)
+    gateway.pauseProducing()  # what the transport does when its buffer is full
+    pings = encode(Ping(b"12345678")) * 4096
+    fed = 0
+    while gateway.written_while_paused <= PAUSED_WRITE_LIMIT and fed < 4 * PAUSED_WRITE_LIMIT:
+        gateway.dataReceived(pings)
+        fed += len(pings)
+    bed.run()
+    assert not transport.connected
+    # The PONGs are the size of the PINGs: what we answered is what it sent, capped.
+    assert gateway.written_while_paused <= PAUSED_WRITE_LIMIT + len(pings)
+
+
+def test_writes_while_paused_are_counted_afresh_after_each_resume(bed: ChannelTestbed) -> None:
+    """A peer that does read (the transport resumes us) is never cut off."""
+    from gateway._frames import Ping, encode
+
+    c = connect(bed)
+    gateway = c.gateway
+    gateway.pauseProducing()
+    gateway.dataReceived(encode(Ping(b"12345678")) * 10)
+    assert gateway.written_while_paused > 0
+    gateway.resumeProducing()
+    assert gateway.written_while_paused == 0
+    assert tunnel_transport(gateway).connected
