@@ -94,7 +94,7 @@ def run_connect(
                 raise ClientSetupError(
                     "no terminal to ask for it: give --otp / 非交互方式运行时请使用 --otp"
                 )
-            otp = input("动态口令 / one-time code: ").strip()
+            otp = getpass.getpass("动态口令 / one-time code: ").strip()
     except ClientSetupError as e:
         out.write(f"ssgate connect: {e}\n")
         return EXIT_SETUP

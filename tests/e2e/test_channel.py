@@ -8,6 +8,7 @@ never sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -412,3 +413,61 @@ def test_stopping_the_gateway_tells_the_client_and_records_the_end(channel: Chan
     sessions = channel.run("audit", "sessions", check_rc=0).stdout
     row = next(line for line in sessions.splitlines() if line.startswith(session_id))
     assert "gateway-shutdown" in row
+
+
+def test_connect_prompts_without_echo_on_a_terminal_and_ctrl_c_quits(channel: Channel) -> None:
+    """On a terminal, ``connect`` asks for passphrase, password and code without echoing
+    them, connects, and Ctrl-C typed at the terminal ends the session cleanly."""
+    import os
+    import pty
+    import select
+
+    channel.start()
+    account = channel.open_account()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a real terminal on stdin/stdout/stderr
+        os.execv(
+            channel.ssgate,
+            [
+                channel.ssgate,
+                "connect",
+                "--profile",
+                str(account.profile),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        )
+    seen = b""
+
+    def expect(text: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + WAIT
+        while text not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {text!r} in {seen!r}"
+            if select.select([fd], [], [], left)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+        assert text in seen, seen
+
+    try:
+        password = account.password_file.read_text(encoding="utf-8").strip()
+        expect(b"passphrase: ")
+        os.write(fd, b"bundle-pass-123\n")
+        expect(b"password for")
+        os.write(fd, password.encode() + b"\n")
+        expect(b"one-time code: ")
+        os.write(fd, account.code().encode() + b"\n")
+        expect(b"connected as")
+        assert password.encode() not in seen and b"bundle-pass-123" not in seen
+        os.write(fd, b"\x03")  # Ctrl-C at the terminal: SIGINT to the client
+        expect(b"You closed the secure channel")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
