@@ -117,6 +117,31 @@ def _is_transient(e: exc.OperationalError) -> bool:
     )
 
 
+class WorkerPool:
+    """A dedicated Twisted thread pool (not the reactor's shared one), started on first use."""
+
+    def __init__(self, reactor: Any, *, name: str, max_threads: int) -> None:
+        from twisted.python.threadpool import ThreadPool
+
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=0, maxthreads=max_threads, name=name)
+        self._started = False
+
+    def defer(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Any:
+        """``fn(*args, **kwargs)`` on the pool; a Deferred of its result."""
+        from twisted.internet.threads import deferToThreadPool
+
+        if not self._started:
+            self._pool.start()
+            self._started = True
+        return deferToThreadPool(self._reactor, self._pool, fn, *args, **kwargs)
+
+    def stop(self) -> None:
+        if self._started:
+            self._pool.stop()
+            self._started = False
+
+
 class Database:
     """An engine plus the dedicated thread pool its transactions run on.
 
@@ -125,14 +150,10 @@ class Database:
     """
 
     def __init__(self, engine: Engine, reactor: Any, *, max_threads: int = 8) -> None:
-        from twisted.python.threadpool import ThreadPool
-
         self.engine = engine
-        self._reactor = reactor
         # SQLite serialises writers anyway; more threads only add lock waits.
         threads = 1 if engine.dialect.name == "sqlite" else max_threads
-        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name="ssgate-db")
-        self._started = False
+        self._pool = WorkerPool(reactor, name="ssgate-db", max_threads=threads)
 
     def run(
         self,
@@ -140,28 +161,15 @@ class Database:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> Any:  # Deferred[T]; Any keeps call sites free of Twisted generics
-        from twisted.internet.threads import deferToThreadPool
-
-        if not self._started:
-            self._pool.start()
-            self._started = True
-
         def work() -> T:
             return in_transaction(self.engine, fn, *args, **kwargs)
 
-        return deferToThreadPool(self._reactor, self._pool, work)
+        return self._pool.defer(work)
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Any:
         """``fn(*args)`` on the pool, for blocking work that manages its own transactions."""
-        from twisted.internet.threads import deferToThreadPool
-
-        if not self._started:
-            self._pool.start()
-            self._started = True
-        return deferToThreadPool(self._reactor, self._pool, fn, *args, **kwargs)
+        return self._pool.defer(fn, *args, **kwargs)
 
     def close(self) -> None:
-        if self._started:
-            self._pool.stop()
-            self._started = False
+        self._pool.stop()
         self.engine.dispose()

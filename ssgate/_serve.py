@@ -31,7 +31,6 @@ from twisted.internet.endpoints import (
     serverFromString,
 )
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -42,7 +41,6 @@ from twisted.logger import (
     textFileLogObserver,
 )
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 import auth
 from declare_app._guard import IdentityGuardFactory
@@ -51,7 +49,7 @@ from gateway._cred import AccountPolicyView, ChannelChecker, ChannelRealm
 from gateway._service import GatewayContext, GatewayNode, default_node_name
 from gateway._tls import ReloadingServerTLS, load_state_server_tls, state_crl_watcher
 from ssgate._app import App
-from ssgate._db import Database
+from ssgate._db import Database, WorkerPool
 from ssgate._state import StateDir, StateError
 
 DECLARE_SOCKET = "declare.sock"
@@ -68,24 +66,18 @@ class Runner:
 
     def __init__(self, db: Database, reactor: Any, *, login_threads: int = LOGIN_THREADS) -> None:
         self._db = db
-        self._reactor = reactor
-        self._pool = ThreadPool(minthreads=0, maxthreads=login_threads, name="ssgate-login")
-        self._started = False
+        self._logins = WorkerPool(reactor, name="ssgate-login", max_threads=login_threads)
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         d: Deferred[Any] = self._db.run(fn, *args, **kwargs)
         return d
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        if not self._started:
-            self._pool.start()
-            self._started = True
-        return deferToThreadPool(self._reactor, self._pool, fn, *args, **kwargs)
+        d: Deferred[Any] = self._logins.defer(fn, *args, **kwargs)
+        return d
 
     def close(self) -> None:
-        if self._started:
-            self._pool.stop()
-            self._started = False
+        self._logins.stop()
         self._db.close()
 
 
