@@ -16,7 +16,12 @@ SID = "0123456789abcdef0123456789abcdef"
 
 
 def _token(**kw: object) -> bytes:
-    args: dict[str, object] = {"session_id": SID, "generation": 3, "fingerprint": "f" * 64, "now": 1000.0}
+    args: dict[str, object] = {
+        "session_id": SID,
+        "generation": 3,
+        "fingerprint": "f" * 64,
+        "now": 1000.0,
+    }
     args.update(kw)
     return issue_resume_token(KEY, **args)  # type: ignore[arg-type]
 
