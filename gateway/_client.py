@@ -41,7 +41,7 @@ from gateway._machine import (
 )
 from gateway._reasons import Reason
 from gateway._tls import client_tls_options
-from gateway._tunnel import StreamConnection, TunnelProtocol
+from gateway._tunnel import StreamConnection, TunnelProtocol, quiet
 
 RESUME_WINDOW = 110.0  # a little under the token's 120 s validity
 KEEPALIVE_INTERVAL = 15.0
@@ -296,7 +296,7 @@ class ConnectClient:
             return
         token = self.resume_token
         d = self._endpoint_for().connect(
-            Factory.forProtocol(lambda: ClientTunnel(self, resume_token=token))
+            quiet(Factory.forProtocol(lambda: ClientTunnel(self, resume_token=token)))
         )
         d.addCallbacks(self._dialled, self._dial_failed)
 

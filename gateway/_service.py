@@ -62,7 +62,7 @@ from gateway._tls import (
     peer_certificate,
     tls_refusal_reason,
 )
-from gateway._tunnel import StreamConnection, TunnelProtocol, transport_peer
+from gateway._tunnel import StreamConnection, TunnelProtocol, quiet, transport_peer
 
 KEEPALIVE_INTERVAL = 30.0
 KEEPALIVE_DEAD_AFTER = 90.0
@@ -370,7 +370,8 @@ class GatewayTunnel(TunnelProtocol):
             return
         upstream = UpstreamConnection(self, sid, header)
         self.streams[sid] = upstream
-        d = maybeDeferred(lambda: endpoint_for().connect(Factory.forProtocol(lambda: upstream)))
+        factory = quiet(Factory.forProtocol(lambda: upstream))
+        d = maybeDeferred(lambda: endpoint_for().connect(factory))
         d.addTimeout(STREAM_CONNECT_TIMEOUT, self.ctx.clock)
         d.addCallbacks(
             lambda _: self._stream_connected(sid, upstream),

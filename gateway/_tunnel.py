@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, ITransport
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -376,6 +376,12 @@ class TunnelProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self.drop_streams()
+
+
+def quiet(factory: Factory) -> Factory:
+    """No "Starting factory" log line for every stream or dial."""
+    factory.noisy = False
+    return factory
 
 
 def transport_peer(transport: ITransport | None) -> str:
