@@ -248,8 +248,13 @@ class ConnectClient:
         listen: tuple[str, int],
         out: TextIO,
         endpoint_for: Callable[[], Any] | None = None,
+        ask_again: Callable[[], Deferred[tuple[str, str]]] | None = None,
     ) -> None:
+        """*ask_again*, when given (an interactive terminal), asks for a new password and
+        code after a refused attempt, so the login may use all its attempts; it fires
+        with ``(password, otp)`` or fails to give up."""
         self.reactor = reactor
+        self._ask_again = ask_again
         self.clock = reactor
         self.profile = profile
         self.password = password
@@ -375,9 +380,27 @@ class ConnectClient:
         self._told = event.reason
         self.say(event.reason.bilingual)
         self.ending = event.reason
-        if event.attempts_left > 0 and self.tunnel is not None:
+        tunnel = self.tunnel
+        if event.attempts_left <= 0 or tunnel is None:
+            return
+        if self._ask_again is None or not event.reason.retry_auth:
             # No new factors to offer non-interactively: leave rather than wait.
-            self.tunnel.terminate(Reason.CLIENT_QUIT)
+            tunnel.terminate(Reason.CLIENT_QUIT)
+            return
+        self.say(f"还可尝试 {event.attempts_left} 次 / {event.attempts_left} attempt(s) left")
+        asked = self._ask_again()
+        asked.addCallbacks(
+            lambda factors: self._retry_login(tunnel, *factors),
+            lambda _: tunnel.terminate(Reason.CLIENT_QUIT),
+        )
+
+    def _retry_login(self, tunnel: ClientTunnel, password: str, otp: str) -> None:
+        if tunnel is not self.tunnel or tunnel.transport is None or self.done.called:
+            return  # the gateway gave up meanwhile (login deadline); already told
+        self.ending = None
+        self._told = None
+        tunnel.machine.authenticate(self.profile.account, password, otp)
+        tunnel.flush()
 
     def ended(self, reason: Reason) -> None:
         self.ending = reason

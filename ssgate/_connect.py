@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
+
 from gateway._client import (
     EXIT_SETUP,
     ClientSetupError,
@@ -102,7 +105,21 @@ def run_connect(
         out.write("\nssgate connect: cancelled / 已取消\n")
         return EXIT_SETUP
 
+    ask_again = None
+    if stdin.isatty() and password_file is None:
+
+        def ask_again() -> Deferred[tuple[str, str]]:
+            # Prompting blocks: on a thread, so keepalives and deadlines keep running.
+            def ask() -> tuple[str, str]:
+                again = getpass.getpass(f"密码 / password for {profile.account}: ")
+                code = getpass.getpass("动态口令 / one-time code: ").strip()
+                return again, code
+
+            d: Deferred[tuple[str, str]] = deferToThread(ask)
+            return d
+
     client = ConnectClient(
+        ask_again=ask_again,
         reactor=reactor,
         profile=profile,
         identity=identity,

@@ -417,7 +417,8 @@ def test_stopping_the_gateway_tells_the_client_and_records_the_end(channel: Chan
 
 def test_connect_prompts_without_echo_on_a_terminal_and_ctrl_c_quits(channel: Channel) -> None:
     """On a terminal, ``connect`` asks for passphrase, password and code without echoing
-    them, connects, and Ctrl-C typed at the terminal ends the session cleanly."""
+    them; after a wrong password it asks again on the same connection; it connects, and
+    Ctrl-C typed at the terminal ends the session cleanly."""
     import os
     import pty
     import select
@@ -457,9 +458,15 @@ def test_connect_prompts_without_echo_on_a_terminal_and_ctrl_c_quits(channel: Ch
         expect(b"passphrase: ")
         os.write(fd, b"bundle-pass-123\n")
         expect(b"password for")
-        os.write(fd, password.encode() + b"\n")
+        os.write(fd, b"Wrong-Password-99!\n")
         expect(b"one-time code: ")
         os.write(fd, account.code().encode() + b"\n")
+        expect(b"2 attempt(s) left")
+        seen = seen[seen.index(b"attempt(s) left") :]
+        expect(b"password for")
+        os.write(fd, password.encode() + b"\n")
+        expect(b"one-time code: ")
+        os.write(fd, account.code(1).encode() + b"\n")
         expect(b"connected as")
         assert password.encode() not in seen and b"bundle-pass-123" not in seen
         os.write(fd, b"\x03")  # Ctrl-C at the terminal: SIGINT to the client
