@@ -478,3 +478,19 @@ def test_connect_prompts_without_echo_on_a_terminal_and_ctrl_c_quits(channel: Ch
             os.kill(pid, 9)
             os.waitpid(pid, 0)
         os.close(fd)
+
+
+def test_cancelling_an_account_ends_its_session_and_its_certificate(channel: Channel) -> None:
+    """``provision cancel`` revokes the certificate and ends the live session within
+    5 s (the client says why); the cancelled account cannot log in again."""
+    channel.start()
+    account = channel.open_account()
+    client = channel.connect(account)
+    channel.connected(client)
+    started = time.monotonic()
+    channel.run("provision", "cancel", account.name, check_rc=0)
+    status = client.wait_exit()
+    assert time.monotonic() - started <= 5.0 + 1.0
+    assert status in (15, 16), client.output  # account-cancelled or cert-revoked
+    again = channel.connect(account, otp=account.code(1))
+    assert again.wait_exit() != 0
