@@ -1,0 +1,134 @@
+"""Child processes of a benchmark run, each in its own process group, always stopped:
+by the runner on its way out (also on SIGTERM and Ctrl-C), or by the kernel if the
+runner itself is killed.
+
+Output goes to a log file in the run's temporary directory (never to a pipe the
+runner must keep draining, which would cost CPU in the middle of a measurement);
+readiness is a line in that file, waited for with a bounded poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+WAIT = 60.0  # seconds any child may take to get ready on a loaded machine
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the runner dies, even by SIGKILL (Linux),
+    so no gateway or stunnel outlives a killed run."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class ChildError(RuntimeError):
+    """A child exited or did not get ready; the message carries its log's tail."""
+
+
+class Child:
+    """One child process (``start_new_session``: stopping it stops what it forked)."""
+
+    def __init__(self, name: str, args: list[str], log: Path, *, env: dict[str, str]) -> None:
+        self.name = name
+        self.args = args
+        self.log = log
+        with log.open("wb") as out:
+            self.popen = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                # Children start before the runner has any thread (build_world).
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
+        """The first match of *pattern* in the output; raise if the child exits first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.output())
+            if m:
+                return m
+            if self.popen.poll() is not None:
+                m = re.search(pattern, self.output())
+                if m:
+                    return m
+                raise ChildError(
+                    f"{self.name} exited with status {self.popen.returncode} before "
+                    f"{pattern!r}:\n{self.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise ChildError(f"{self.name}: no {pattern!r} within {timeout} s:\n{self.tail()}")
+            time.sleep(0.05)
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """(user, system) CPU time of the process so far, all threads (Linux /proc)."""
+        try:
+            with open(f"/proc/{self.popen.pid}/stat", encoding="ascii") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            return 0.0, 0.0
+        # After "pid (comm)": fields[11] is utime, fields[12] stime, in clock ticks.
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def check_running(self) -> None:
+        if self.popen.poll() is not None:
+            raise ChildError(
+                f"{self.name} exited with status {self.popen.returncode}:\n{self.tail()}"
+            )
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM to the group, then SIGKILL if it has not gone within *grace* seconds."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(grace)
+        # Whatever the leader did, nothing of the group may outlive the run.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(5)
+
+
+class Children:
+    """Every child of the run, stopped in reverse order of start."""
+
+    def __init__(self, logs: Path, env: dict[str, str]) -> None:
+        self.logs = logs
+        self.env = env
+        self.started: list[Child] = []
+
+    def start(self, name: str, args: list[str]) -> Child:
+        child = Child(name, args, self.logs / f"{name}.log", env=self.env)
+        self.started.append(child)
+        return child
+
+    def stop_all(self) -> None:
+        while self.started:
+            self.started.pop().stop()

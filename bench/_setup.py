@@ -1,0 +1,220 @@
+"""A benchmark's world: a fresh state directory, accounts, and stunnel's configuration.
+
+The state directory is made by the real ``ssgate init`` (so the TLS files, keys and
+configuration are what a carrier gets); accounts are opened in-process through the
+same :class:`provisioning.Provisioner` that ``ssgate provision open`` uses, because a
+login benchmark needs one account per login (the TOTP replay guard accepts a
+time-step once per account) and a process per account would dominate the set-up.
+
+stunnel gets the gateway's own server certificate, CA and CRL, and the first
+account's client certificate, with the gateway's TLS policy (TLS 1.2+, ECDHE+AEAD on
+TLS 1.2, client certificate required and checked against the CA and the CRL).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+import audit
+import auth
+import certs
+import declare_app
+from gateway._tls import CIPHERS
+from ssgate._app import App
+from ssgate._state import StateDir
+
+REGION = "330682"
+FIRST_UNIT = 10000001
+P12_PASSPHRASE = "bench-bundle-pass-1"
+
+
+@dataclass(frozen=True)
+class BenchAccount:
+    """An opened channel account with everything a client needs to log in."""
+
+    name: str
+    unit_code: str
+    password: str
+    totp_secret: str
+    bundle: Path
+    cert_file: Path  # PEM: the client certificate
+    key_file: Path  # PEM: its private key (unencrypted, inside the run's temp dir)
+    password_file: Path
+    p12_password_file: Path
+
+    @property
+    def profile(self) -> Path:
+        return self.bundle / "profile.toml"
+
+
+def init_state(ssgate: str, state: Path, *, gateway_port: int, env: dict[str, str]) -> None:
+    """``ssgate init`` and a gateway on ``127.0.0.1:gateway_port``."""
+    result = subprocess.run(
+        [ssgate, "--state", str(state), "init", "--hostname", "localhost"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"ssgate init failed:\n{result.stdout}{result.stderr}")
+    config = state / "ssgate.toml"
+    text = config.read_text(encoding="utf-8")
+    listen = f'listen = "tcp:{gateway_port}:interface=127.0.0.1"'
+    text, listens = re.subn(r'(?m)^listen = "tcp:8443"$', listen, text)
+    text, ports = re.subn(r"(?m)^public_port = 8443$", f"public_port = {gateway_port}", text)
+    if (listens, ports) != (1, 1):
+        raise RuntimeError(f"{config}: no [gateway] listen/public_port defaults to replace")
+    config.write_text(text, encoding="utf-8")
+
+
+def open_accounts(state: Path, count: int, out: Path, *, workers: int) -> list[BenchAccount]:
+    """Register, approve and open *count* accounts (units 10000001…), *workers* at a time."""
+    with _app(state) as app:
+        codes = [str(FIRST_UNIT + i) for i in range(count)]
+        now = time.time()
+        with app.engine.begin() as conn:
+            for code in codes:
+                declare_app.register_unit(
+                    conn,
+                    code,
+                    name=f"基准测试单位{code}",
+                    region=REGION,
+                    credit_code=None,
+                    actor="os:bench",
+                    now=now,
+                )
+                declare_app.approve_unit(conn, code, actor="os:bench", now=now)
+            audit.append(
+                conn,
+                audit.AuditEvent(
+                    at=now,
+                    actor="os:bench",
+                    action="units.register",
+                    subject=f"{codes[0]}…{codes[-1]}",
+                    outcome="ok",
+                    details={"count": len(codes)},
+                ),
+            )
+        provisioner = app.provisioner()
+
+        def open_one(code: str) -> BenchAccount:
+            name = f"{REGION}{code}@sxlss"
+            password = f"Bench-Horse-{code}!"
+            bundle = out / f"bundle-{code}"
+            issued = provisioner.open(
+                name, bundle, password=password, p12_passphrase=P12_PASSPHRASE
+            )
+            assert issued.otp_uri is not None
+            query = urllib.parse.urlparse(issued.otp_uri).query
+            secret = urllib.parse.parse_qs(query)["secret"][0]
+            key, cert, _ = certs.load_pkcs12(
+                (bundle / "client.p12").read_bytes(), P12_PASSPHRASE.encode()
+            )
+            secrets_dir = out / f"secrets-{code}"
+            secrets_dir.mkdir(mode=0o700)
+            cert_file, key_file = secrets_dir / "client.pem", secrets_dir / "client-key.pem"
+            cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            key_file.write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+            key_file.chmod(0o600)
+            password_file = secrets_dir / "password"
+            password_file.write_text(password + "\n", encoding="utf-8")
+            p12_password_file = secrets_dir / "p12"
+            p12_password_file.write_text(P12_PASSPHRASE + "\n", encoding="utf-8")
+            return BenchAccount(
+                name=name,
+                unit_code=code,
+                password=password,
+                totp_secret=secret,
+                bundle=bundle,
+                cert_file=cert_file,
+                key_file=key_file,
+                password_file=password_file,
+                p12_password_file=p12_password_file,
+            )
+
+        # argon2 releases the GIL: hashing runs in parallel, the SQLite writes queue.
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(open_one, codes))
+
+
+@contextmanager
+def _app(state: Path) -> Iterator[App]:
+    app = App(StateDir(state))
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def password_hasher(state: Path) -> auth.PasswordHasher:
+    """The hasher with the state's ``[passwords]`` parameters (what logins verify with)."""
+    with _app(state) as app:
+        return app.hasher
+
+
+def stunnel_configs(
+    run_dir: Path,
+    state: Path,
+    account: BenchAccount,
+    *,
+    client_accept: int,
+    server_accept: int,
+    target_port: int,
+) -> tuple[Path, Path]:
+    """(client.conf, server.conf): a client on *client_accept* → server → target."""
+    common = [
+        "foreground = yes",
+        "pid =",
+        "syslog = no",
+        "debug = notice",
+    ]
+    server = [
+        *common,
+        "[ssgate-bench-server]",
+        f"accept = 127.0.0.1:{server_accept}",
+        f"connect = 127.0.0.1:{target_port}",
+        f"cert = {state / 'server.pem'}",
+        f"key = {state / 'server-key.pem'}",
+        f"CAfile = {state / 'ca.pem'}",
+        f"CRLfile = {state / 'crl.pem'}",
+        "verifyChain = yes",  # client certificate required, chained to our CA
+        "sslVersionMin = TLSv1.2",
+        f"ciphers = {CIPHERS}",
+    ]
+    client = [
+        *common,
+        "[ssgate-bench-client]",
+        "client = yes",
+        f"accept = 127.0.0.1:{client_accept}",
+        f"connect = 127.0.0.1:{server_accept}",
+        f"cert = {account.cert_file}",
+        f"key = {account.key_file}",
+        f"CAfile = {state / 'ca.pem'}",
+        "verifyChain = yes",
+        "checkHost = localhost",
+        "sni = localhost",
+        "sslVersionMin = TLSv1.2",
+        f"ciphers = {CIPHERS}",
+    ]
+    client_conf, server_conf = run_dir / "stunnel-client.conf", run_dir / "stunnel-server.conf"
+    client_conf.write_text("\n".join(client) + "\n", encoding="utf-8")
+    server_conf.write_text("\n".join(server) + "\n", encoding="utf-8")
+    return client_conf, server_conf

@@ -1,0 +1,89 @@
+"""The benchmark runner runs end to end and prints its ratios (no timing is judged).
+
+``python bench/run.py --quick --smoke`` starts the target, the gateway, ``ssgate
+connect`` and two stunnel processes, moves a megabyte each way through every route,
+times a few round trips, handshakes and logins, and stops everything.  This test pins
+that it exits 0, prints every ratio line, reports no error logged by the gateway and
+leaves no child process or temporary directory behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+RATIO_LINES = (
+    "ratio upload throughput: ssgate/stunnel ",
+    "ratio download throughput: ssgate/stunnel ",
+    "ratio p50 latency (lower is better): ssgate/stunnel ",
+    "ratio p99 latency (lower is better): ssgate/stunnel ",
+    "ratio logins/s: ssgate full logins / stunnel mutual-TLS handshakes ",
+    "ratio handshakes/s: ssgate gateway / stunnel server ",
+)
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short directory: the gateway's Unix socket path must fit in 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="ssb-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        if text in args:
+            found.append(args)
+    return found
+
+
+def test_bench_smoke_prints_every_ratio_and_cleans_up(short_tmp: Path) -> None:
+    """--quick --smoke: exit 0, every ratio line with a number, no gateway errors, no
+    child process left and its temporary directory removed."""
+    assert shutil.which("stunnel4") or shutil.which("stunnel"), "stunnel4 is installed by .ci/run"
+    env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
+    env["TMPDIR"] = str(short_tmp)  # the runner's temporary directory goes here
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--smoke"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        # SIGTERM lets the runner stop its children and remove its directory.
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        pytest.fail(f"bench did not finish within 240 s:\n{out}\n{err}")
+
+    assert proc.returncode == 0, f"{out}\n{err}"
+    assert "Traceback" not in err, err
+    lines = out.splitlines()
+    for prefix in RATIO_LINES:
+        line = next((x for x in lines if x.startswith(prefix)), None)
+        assert line is not None, f"no line starting {prefix!r} in:\n{out}"
+        ratio = line.removeprefix(prefix).split()[0]
+        assert ratio.replace(".", "", 1).isdigit(), line
+    assert not [x for x in lines if x.startswith("warning:")], out
+    assert processes_mentioning(str(short_tmp)) == []
+    assert list(short_tmp.iterdir()) == [], "the runner left its temporary directory behind"
