@@ -32,11 +32,12 @@ def main(argv: list[str]) -> int:
         return 2
     state, target_port = Path(argv[0]), int(argv[1])
     app = App(StateDir(state))
-    serving = start(app, reactor)
     # The bench's only change to 'ssgate serve': the declare service is the target.
-    serving.node.ctx.services = {
-        "declare": lambda: TCP4ClientEndpoint(reactor, "127.0.0.1", target_port)
-    }
+    serving = start(
+        app,
+        reactor,
+        services={"declare": lambda: TCP4ClientEndpoint(reactor, "127.0.0.1", target_port)},
+    )
     print(f"gateway listening on {describe(serving.gateway)}", flush=True)
     start_logging(sys.stderr)
     reactor.addSystemEventTrigger("before", "shutdown", serving.stop)

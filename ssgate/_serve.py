@@ -16,7 +16,7 @@ registry's polling and a slow database cannot stall hashing.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -148,8 +148,17 @@ def policy_view(app: App) -> Callable[[str], AccountPolicyView]:
     return policy_for
 
 
-def start(app: App, reactor: Any) -> Serving:
-    """Listen and start everything; raise :class:`ServeError` on bad files or busy ports."""
+def start(
+    app: App,
+    reactor: Any,
+    *,
+    services: Mapping[str, Callable[[], IStreamClientEndpoint]] | None = None,
+) -> Serving:
+    """Listen and start everything; raise :class:`ServeError` on bad files or busy ports.
+
+    *services* replaces the service endpoints (``declare`` → the built-in service) —
+    for the benchmarks, which put their own target behind the gateway.
+    """
     from twisted.internet.error import CannotListenError
 
     config, state = app.config, app.state
@@ -207,7 +216,7 @@ def start(app: App, reactor: Any) -> Serving:
         db=runner,
         identity_key=identity_key,
         resume_key=resume_key,
-        services={"declare": client_endpoint_for(reactor, declare_port)},
+        services=services or {"declare": client_endpoint_for(reactor, declare_port)},
         policy_for=policy_for,
         node=node_name,
         handshake_timeout=config.policy.handshake_timeout_seconds,
@@ -220,17 +229,17 @@ def start(app: App, reactor: Any) -> Serving:
         if crl is not None:
             node.revoked(crl)
 
-    services = MultiService()
-    services.addService(node)
-    services.addService(state_crl_watcher(reactor, tls, state.path, on_change=on_crl))
+    running = MultiService()
+    running.addService(node)
+    running.addService(state_crl_watcher(reactor, tls, state.path, on_change=on_crl))
     try:
         gateway_port = _listen_now(reactor, config.gateway.listen, node.factory(tls))
     except (CannotListenError, OSError, ValueError) as e:
         declare_port.stopListening()
         runner.close()
         raise ServeError(f"gateway cannot listen on {config.gateway.listen}: {e}") from None
-    services.startService()
-    return Serving(gateway_port, declare_port, services, node, runner)
+    running.startService()
+    return Serving(gateway_port, declare_port, running, node, runner)
 
 
 def _no_op(session_id: str) -> None:
