@@ -14,7 +14,7 @@ import auth
 import certs
 import declare_app
 import provisioning
-from ssgate._config import Config
+from ssgate._config import Config, ConfigError
 from ssgate._db import make_engine
 from ssgate._schema import schema_status
 from ssgate._state import StateDir, StateError
@@ -93,6 +93,21 @@ class App:
                 parallelism=p.argon2_parallelism,
             )
         )
+
+    @cached_property
+    def rate_table(self) -> declare_app.RateTable:
+        """The contribution rates and base limits of ``[declare] rates_file``."""
+        path = self.state.path / self.config.declare.rates_file
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise StateError(f"{path}: missing; [declare] rates_file names it") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise StateError(f"{path}: cannot read ({e})") from None
+        try:
+            return declare_app.load_rates_toml(text, source=str(path))
+        except declare_app.RatesConfigError as e:
+            raise ConfigError(str(e)) from None
 
     def provisioner(self) -> provisioning.Provisioner:
         c = self.config

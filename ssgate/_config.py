@@ -77,6 +77,9 @@ class PkiConfig:
 class DeclareConfig:
     # Empty: a Unix socket declare.sock in the state directory, reachable only locally.
     listen: str = ""
+    # Contribution rates and base limits per region, effective-dated (DOMAIN §2);
+    # relative to the state directory.
+    rates_file: str = "rates.toml"
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,11 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         "listen": (
             '"" (a Unix socket in the state directory) or "tcp:PORT:interface=127.0.0.1"',
             lambda v: isinstance(v, str) and (v == "" or _ENDPOINT.fullmatch(v) is not None),
+        ),
+        "rates_file": (
+            'a file name such as "rates.toml" (relative to the state directory) or an '
+            "absolute path",
+            lambda v: isinstance(v, str) and 0 < len(v) <= 4096 and "\x00" not in v,
         ),
     },
     "policy": {
@@ -394,6 +402,10 @@ issuer = "ssgate"
 # The declaration service, reached only by the gateway.  Empty: a Unix socket
 # declare.sock in the state directory.
 listen = ""
+# Contribution rates and base floor/ceiling per region, effective-dated.  'ssgate init'
+# writes the DOMAIN demo seed for region 330682 (every entry verified = false): check
+# it against the provincial notices before real use.
+rates_file = "rates.toml"
 
 [policy]
 # Defaults for every channel account; override per account with [[policy.account]].

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import audit
 import certs
+import declare_app
 from ssgate._config import CONFIG_FILE, parse_config, render_default_config
 from ssgate._db import DatabaseURLError, make_engine
 from ssgate._schema import upgrade
@@ -106,6 +107,7 @@ def _populate(
     state.write_secret("server-key.pem", server.key_pem())
     for name in KEY_FILES:
         state.write_secret(name, new_key())
+    state.write_public(config.declare.rates_file, declare_app.DEMO_330682.encode())
 
     try:
         engine = make_engine(state.database_url(config))

@@ -81,7 +81,7 @@ def test_init_creates_the_state_directory_with_safe_modes(state: Path) -> None:
         "ssgate.db",
     ):
         assert _mode(state / secret) == 0o600, secret
-    for public in ("ca.pem", "server.pem", "crl.pem"):
+    for public in ("ca.pem", "server.pem", "crl.pem", "rates.toml"):
         assert _mode(state / public) == 0o644, public
     text = subprocess.run(
         ["openssl", "x509", "-in", str(state / "server.pem"), "-noout", "-ext", "subjectAltName"],
@@ -90,6 +90,22 @@ def test_init_creates_the_state_directory_with_safe_modes(state: Path) -> None:
         check=True,
     ).stdout
     assert "DNS:gw.example.test" in text
+
+
+def test_init_writes_the_demo_rate_table_that_the_configuration_names(state: Path) -> None:
+    """Rates and base limits are configuration (``[declare] rates_file``), seeded with the
+    DOMAIN demo values for region 330682; the file loads as the service will load it."""
+    from datetime import date
+
+    from ssgate._app import App
+    from ssgate._state import StateDir
+
+    app = App(StateDir(state))
+    try:
+        limits = app.rate_table.base_limits("330682", date(2024, 7, 1))
+        assert limits.floor < limits.ceiling
+    finally:
+        app.close()
 
 
 def test_a_second_init_exits_1_and_changes_nothing(state: Path, run: Run) -> None:
