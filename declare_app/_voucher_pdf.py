@@ -1,0 +1,262 @@
+"""The 办理凭证 (voucher) of an applied declaration as a one-page A4 PDF.
+
+Pure: :func:`voucher_pdf` takes a :class:`VoucherView` and returns the PDF bytes; it
+reads no clock, no file and no configuration, so the same voucher gives the same bytes
+(reportlab's ``invariant`` mode, with the creation date and the document id taken
+from the voucher).  Chinese is drawn with reportlab's built-in CID font
+``STSong-Light`` (Adobe-GB1), which PDF readers supply themselves: no font file is
+read or embedded.
+
+Every value is untrusted text (unit names and form values come from employers): it is
+cut to a bounded length, control and formatting characters are removed, and it is
+drawn as plain text (there is no markup to inject), wrapped inside its cell and cut
+with an ellipsis when it would not fit.  The page never grows past one sheet: detail
+rows that do not fit are summarised in a last row.
+"""
+
+from __future__ import annotations
+
+import io
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfgen.canvas import Canvas
+
+from declare_app.interfaces import DeclarationType
+
+__all__ = ["FOOTER", "VoucherView", "mask_id_number", "voucher_pdf"]
+
+FOOTER = "本凭证由社会保险网上申报系统生成，凭证号可在经办机构核验"
+
+# Asia/Shanghai has been UTC+8 without daylight saving since 1991; a fixed offset keeps
+# the function free of the tz database (and of reading it from disk).
+SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
+
+FONT = "STSong-Light"
+
+# Bounds on untrusted text, applied before any layout work.
+MAX_RAW_CHARS = 2000  # looked at, per value; the rest is dropped unread
+MAX_VALUE_CHARS = 300  # kept after cleaning, per value
+MAX_LABEL_CHARS = 40
+MAX_DETAIL_ROWS = 60  # more are summarised, whatever room is left
+MAX_VALUE_LINES = 3  # lines a value may wrap to inside its cell
+
+ELLIPSIS = "…"
+# 〓 (GB2312 A1FE) stands for a character the font cannot address: STSong-Light is
+# reached through a UCS-2 CMap, so characters beyond the BMP would be mis-encoded.
+REPLACEMENT = "\u3013"
+
+_PAGE_W, _PAGE_H = A4
+_MARGIN = 56.0  # ~20 mm
+_TABLE_W = _PAGE_W - 2 * _MARGIN
+_LABEL_W = 120.0
+_PAD = 5.0
+_SIZE = 10.5
+_LEADING = 14.0
+_FOOTER_SIZE = 9.0
+_FOOTER_Y = 40.0
+_TABLE_BOTTOM = _FOOTER_Y + 30.0  # rows stop above this line
+
+
+@dataclass(frozen=True)
+class VoucherView:
+    """What a voucher shows; built by the workflow from an applied declaration.
+
+    *applied_at* must be timezone-aware; it is shown in Asia/Shanghai time.
+    *details* are (label, value) rows of the declaration's content, already
+    formatted for people (mask identity numbers with :func:`mask_id_number`).
+    """
+
+    voucher_no: str
+    declaration_id: str
+    declaration_type: DeclarationType
+    unit_code: str
+    unit_name: str
+    applied_at: datetime
+    auditor: str
+    session_id: str | None
+    details: Sequence[tuple[str, str]] = ()
+
+    def __post_init__(self) -> None:
+        if self.applied_at.tzinfo is None or self.applied_at.utcoffset() is None:
+            raise ValueError("applied_at must be timezone-aware")
+        # A frozen value should not share a caller's mutable list.
+        object.__setattr__(
+            self, "details", tuple((str(label), str(value)) for label, value in self.details)
+        )
+
+
+def mask_id_number(id_number: str) -> str:
+    """Show only the first 6 and the last 4 characters of an identity number.
+
+    ``"330682199001011234"`` → ``"330682********1234"``.  A value of 10 characters
+    or fewer would be shown whole by that rule, so it is masked entirely.
+    """
+    text = "".join(id_number.split())
+    if len(text) <= 10:
+        return "*" * len(text)
+    return text[:6] + "*" * (len(text) - 10) + text[-4:]
+
+
+def voucher_pdf(voucher: VoucherView) -> bytes:
+    """The voucher as a one-page A4 PDF; the same *voucher* always gives the same bytes."""
+    _register_font()
+    applied = voucher.applied_at.astimezone(SHANGHAI)
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, pagesize=A4, invariant=1, pageCompression=1)
+    title = f"办理凭证 {_clean(voucher.voucher_no, 60)}"
+    canvas.setTitle(title)
+    canvas.setAuthor("社会保险网上申报系统")
+    canvas.setCreator("ssgate")
+    canvas.setSubject(voucher.declaration_type.chinese)
+    canvas.setKeywords("")
+    stamp = "D:" + applied.strftime("%Y%m%d%H%M%S") + "+08'00'"
+    canvas.setDateFormatter(lambda *_ignored: stamp)
+    # In invariant mode the document id is a digest of a fixed seed; mix the voucher in
+    # so that two vouchers never share an id (reportlab has no public setter for it).
+    canvas._doc.updateSignature("\x00".join([voucher.voucher_no, voucher.declaration_id, stamp]))
+
+    y = _PAGE_H - _MARGIN
+    canvas.setFont(FONT, 12)
+    canvas.drawCentredString(_PAGE_W / 2, y - 12, "社会保险网上申报")
+    canvas.setFont(FONT, 22)
+    canvas.drawCentredString(_PAGE_W / 2, y - 44, "办理凭证")
+    y -= 64
+
+    head = [
+        ("凭证号", voucher.voucher_no),
+        ("业务类型", voucher.declaration_type.chinese),
+        ("申报编号", voucher.declaration_id),
+        ("单位编号", voucher.unit_code),
+        ("单位名称", voucher.unit_name),
+        ("办结时间", applied.strftime("%Y-%m-%d %H:%M:%S") + "（北京时间）"),
+        ("审核人", voucher.auditor),
+        ("申报会话", voucher.session_id or "—"),
+    ]
+    for label, value in head:
+        y = _draw_row(canvas, y, label, value)
+
+    y = _draw_section(canvas, y, "申报内容")
+    details = list(voucher.details)
+    if not details:
+        y = _draw_row(canvas, y, "—", "（无）")
+    for index, (label, value) in enumerate(details):
+        remaining = len(details) - index
+        summary = f"另有 {remaining} 项因篇幅未列出，请在申报中心查看"
+        last = remaining == 1
+        if index >= MAX_DETAIL_ROWS or not _fits(y, label, value, then=None if last else summary):
+            y = _draw_row(canvas, y, "……", summary)
+            break
+        y = _draw_row(canvas, y, label, value)
+
+    canvas.setFont(FONT, _FOOTER_SIZE)
+    canvas.line(_MARGIN, _FOOTER_Y + 14, _MARGIN + _TABLE_W, _FOOTER_Y + 14)
+    canvas.drawCentredString(_PAGE_W / 2, _FOOTER_Y, FOOTER)
+    canvas.showPage()
+    canvas.save()
+    return buffer.getvalue()
+
+
+def _register_font() -> None:
+    # The registry is process-wide; registering the same CID font again is harmless,
+    # but skipping it avoids rebuilding the font object per voucher.
+    if FONT not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(UnicodeCIDFont(FONT))
+
+
+def _clean(text: str, limit: int) -> str:
+    """Printable single-line text of at most *limit* characters (… marks a cut)."""
+    raw = str(text)[:MAX_RAW_CHARS]
+    out: list[str] = []
+    for char in raw:
+        category = unicodedata.category(char)
+        if char in "\t\n\r\v\f" or category in ("Zl", "Zp", "Zs"):
+            out.append(" ")
+        elif category in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            continue  # controls, bidi overrides, zero-width, lone surrogates, unassigned
+        elif ord(char) > 0xFFFF:
+            out.append(REPLACEMENT)
+        else:
+            out.append(char)
+    cleaned = " ".join("".join(out).split())
+    if len(cleaned) > limit or len(text) > MAX_RAW_CHARS:
+        cleaned = cleaned[: limit - 1].rstrip() + ELLIPSIS
+    return cleaned
+
+
+def _width(text: str, size: float) -> float:
+    return float(pdfmetrics.stringWidth(text, FONT, size))
+
+
+def _fit(text: str, width: float, size: float) -> str:
+    """*text* cut with an ellipsis so that it fits on one line of *width*."""
+    if _width(text, size) <= width:
+        return text
+    while text and _width(text + ELLIPSIS, size) > width:
+        text = text[:-1]
+    return text.rstrip() + ELLIPSIS
+
+
+def _wrap(text: str, width: float, size: float, max_lines: int) -> list[str]:
+    """Break *text* into at most *max_lines* lines of *width*; a cut ends with …."""
+    lines: list[str] = []
+    line = ""
+    for index, char in enumerate(text):
+        if line and _width(line + char, size) > width:
+            if len(lines) == max_lines - 1:
+                lines.append(_fit(line + text[index:], width, size))
+                return lines
+            lines.append(line)
+            line = char.lstrip()
+        else:
+            line += char
+    lines.append(line)
+    return lines
+
+
+def _cell_lines(label: str, value: str) -> tuple[str, list[str]]:
+    label_text = _fit(_clean(label, MAX_LABEL_CHARS), _LABEL_W - 2 * _PAD, _SIZE)
+    value_lines = _wrap(
+        _clean(value, MAX_VALUE_CHARS), _TABLE_W - _LABEL_W - 2 * _PAD, _SIZE, MAX_VALUE_LINES
+    )
+    return label_text, value_lines
+
+
+def _row_height(lines: int) -> float:
+    return lines * _LEADING + 2 * _PAD - (_LEADING - _SIZE)
+
+
+def _fits(y: float, label: str, value: str, *, then: str | None) -> bool:
+    """Whether the row fits, with room left below it for the summary row *then*."""
+    _, lines = _cell_lines(label, value)
+    below = _row_height(len(_cell_lines("……", then)[1])) if then is not None else 0.0
+    return y - _row_height(len(lines)) - below >= _TABLE_BOTTOM
+
+
+def _draw_row(canvas: Canvas, y: float, label: str, value: str) -> float:
+    label_text, value_lines = _cell_lines(label, value)
+    height = _row_height(len(value_lines))
+    canvas.setFont(FONT, _SIZE)
+    canvas.rect(_MARGIN, y - height, _TABLE_W, height, stroke=1, fill=0)
+    canvas.line(_MARGIN + _LABEL_W, y - height, _MARGIN + _LABEL_W, y)
+    baseline = y - _PAD - _SIZE * 0.85
+    canvas.drawString(_MARGIN + _PAD, baseline, label_text)
+    for line in value_lines:
+        canvas.drawString(_MARGIN + _LABEL_W + _PAD, baseline, line)
+        baseline -= _LEADING
+    return y - height
+
+
+def _draw_section(canvas: Canvas, y: float, title: str) -> float:
+    height = _row_height(1)
+    canvas.setFillGray(0.92)
+    canvas.rect(_MARGIN, y - height, _TABLE_W, height, stroke=1, fill=1)
+    canvas.setFillGray(0)
+    canvas.setFont(FONT, _SIZE)
+    canvas.drawString(_MARGIN + _PAD, y - _PAD - _SIZE * 0.85, title)
+    return y - height
