@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import Engine
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 
 import audit
 import auth
@@ -583,11 +584,12 @@ def test_every_answer_carries_the_security_headers(world: World) -> None:
 def test_a_failing_page_gives_a_plain_500_without_details(world: World) -> None:
     c = world.login(world.client(), "carol")
     logged: list[LogEvent] = []
-    globalLogPublisher.addObserver(logged.append)
+    observer = cast(ILogObserver, logged.append)
+    globalLogPublisher.addObserver(observer)
     try:
         reply = c.get("/boom")
     finally:
-        globalLogPublisher.removeObserver(logged.append)
+        globalLogPublisher.removeObserver(observer)
     assert reply.status == 500
     assert "secret-internal-detail" not in reply.text
     assert "Traceback" not in reply.text

@@ -54,6 +54,6 @@ def test_console_factory_wraps_the_site_in_tls_only_when_asked() -> None:
     assert console_factory(site, None) is site
     from twisted.internet.ssl import CertificateOptions
 
-    wrapped = console_factory(site, CertificateOptions())  # type: ignore[arg-type]
+    wrapped = console_factory(site, CertificateOptions())
     assert isinstance(wrapped, TLSMemoryBIOFactory)
     assert wrapped.wrappedFactory is site
