@@ -119,6 +119,8 @@ class Declaration:
     return_text: str | None = None
     voucher_no: str | None = None  # 办理凭证 number, unique, once applied
     history: tuple[Mapping[str, Any], ...] = field(default=())  # transitions, oldest first
+    # What applying it did (e.g. {"person_number": ...} for a new person); {} before.
+    result: Mapping[str, Any] = field(default_factory=dict)
 
 
 class DeclarationError(Exception):
@@ -144,7 +146,12 @@ class InvalidDeclaration(DeclarationError):
 
 
 class DeclarationWorkflow(Protocol):
-    """Blocking workflow calls; each runs inside the caller's transaction (*conn*)."""
+    """Blocking workflow calls; each runs inside the caller's transaction (*conn*).
+
+    A refused call raises :class:`DeclarationError` after undoing its own writes (to a
+    savepoint) and appending its ``refused`` audit event to *conn*: commit *conn* even
+    then, or the refusal goes unrecorded.
+    """
 
     def create_draft(
         self,
