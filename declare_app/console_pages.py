@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import DictLoader, Environment, StrictUndefined
+from sqlalchemy import Connection
 
 from auth.console import (
     ConsoleRequest,
@@ -66,6 +67,8 @@ MAX_PAYLOAD_ROWS = 500  # rows of a batch shown on the page
 # Declaration ids are opaque (>= 64 random bits); anything else is not one of ours.
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CHINA = timezone(timedelta(hours=8), "CST")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab and newlines are text
+_T = TypeVar("_T")
 
 _DONE = {
     "claimed": "已领取，请审核后作出决定。",
@@ -116,10 +119,50 @@ def _rows(value: Any) -> tuple[list[str], list[list[str]]] | None:
     return columns, rows
 
 
-def _history_line(entry: Mapping[str, Any]) -> tuple[str, str]:
+def _status_text(value: Any) -> str:
+    try:
+        return Status(value).chinese
+    except ValueError:
+        return _shown(value)
+
+
+_HISTORY_KEYS = frozenset(
+    {"at", "declaration_id", "version", "actor_kind", "actor", "session_id", "from", "to", "note"}
+)
+
+
+def _history_line(entry: Mapping[str, Any]) -> dict[str, str]:
+    """One transition as the history table shows it: 时间, 版本, 操作人, 状态, 说明."""
     at = entry.get("at")
-    rest = "；".join(f"{k}：{_shown(v)}" for k, v in entry.items() if k != "at")
-    return (when(at) if isinstance(at, int | float) else _shown(at)), rest
+    actor = _shown(entry.get("actor"))
+    if entry.get("actor_kind") == "employer":
+        actor = f"单位 {actor}"
+        if entry.get("session_id"):
+            actor += f"（会话 {entry['session_id']}）"
+    change = _status_text(entry.get("to")) if entry.get("to") is not None else ""
+    if entry.get("from") is not None:
+        change = f"{_status_text(entry['from'])} → {change}"
+    note = _shown(entry["note"]) if entry.get("note") is not None else ""
+    extra = "；".join(f"{k}：{_shown(v)}" for k, v in entry.items() if k not in _HISTORY_KEYS)
+    return {
+        "at": when(at) if isinstance(at, int | float) else _shown(at),
+        "version": _shown(entry.get("version")) if entry.get("version") is not None else "",
+        "actor": actor,
+        "change": change,
+        "note": "；".join(t for t in (note, extra) if t),
+    }
+
+
+def recording_refusals(
+    conn: Connection, call: Callable[..., _T], *args: Any, **kwargs: Any
+) -> _T | DeclarationError:
+    """``call(conn, ...)``, with a refusal returned instead of raised: the workflow has
+    appended its ``refused`` audit event to *conn*, and the transaction must commit to
+    keep it (the DeclarationWorkflow contract)."""
+    try:
+        return call(conn, *args, **kwargs)
+    except DeclarationError as refusal:
+        return refusal
 
 
 _QUEUE = """\
@@ -203,6 +246,13 @@ _DETAIL = """\
 </table>
 {% else %}<p>（无内容）</p>{% endif %}
 
+{% if result %}
+<h2>办理结果</h2>
+<table class="list">
+{% for key, text in result %}<tr><th>{{ key }}</th><td>{{ text }}</td></tr>{% endfor %}
+</table>
+{% endif %}
+
 <h2>校验结果</h2>
 {% if d.findings %}
 <table class="list">
@@ -221,9 +271,12 @@ _DETAIL = """\
 <h2>处理记录</h2>
 {% if history %}
 <table class="list">
-<thead><tr><th>时间</th><th>记录</th></tr></thead>
+<thead><tr><th>时间</th><th>版本</th><th>操作人</th><th>状态</th><th>说明</th></tr></thead>
 <tbody>
-{% for at, text in history %}<tr><td>{{ at }}</td><td>{{ text }}</td></tr>{% endfor %}
+{% for h in history %}
+<tr><td>{{ h.at }}</td><td>{{ h.version }}</td><td>{{ h.actor }}</td><td>{{ h.change }}</td>
+<td>{{ h.note }}</td></tr>
+{% endfor %}
 </tbody>
 </table>
 {% else %}<p>暂无记录。</p>{% endif %}
@@ -234,7 +287,8 @@ _DETAIL = """\
 {% if can_claim %}
 <form method="post" action="/review/{{ d.id }}/claim">
   <input type="hidden" name="csrf_token" value="{{ csrf_token }}">
-  <button type="submit" id="claim">领取审核</button>
+  {% if d.claimed_by %}<p>该申报由 {{ d.claimed_by }} 审核中；管理员可以转交给自己。</p>{% endif %}
+  <button type="submit" id="claim">{{ "转交给我审核" if d.claimed_by else "领取审核" }}</button>
 </form>
 {% endif %}
 {% if can_decide %}
@@ -304,6 +358,8 @@ def check_return(code: str, text: str) -> dict[str, str]:
         errors["code"] = "请选择退回原因"
     if len(text) > MAX_RETURN_TEXT:
         errors["text"] = f"退回说明不能超过 {MAX_RETURN_TEXT} 字"
+    elif _CONTROL.search(text):
+        errors["text"] = "退回说明不能含控制字符"
     elif code == FREE_TEXT_CODE and not text:
         errors["text"] = "选择 R99（其他）时必须填写退回说明"
     return errors
@@ -335,19 +391,32 @@ class ReviewPage:
         actor = staff_actor(staff)
         wanted = _LISTS.get(request.query.get("status", ""))
         sections: list[tuple[str, list[Declaration], str]] = []
-        if wanted is not None:
-            items = await self._runner.run(self._workflow.list, actor, status=wanted, limit=200)
-            sections.append((wanted.chinese, items, f"没有{wanted.chinese}的申报。"))
-        else:
-            pending = await self._runner.run(
-                self._workflow.list, actor, status=Status.PENDING_REVIEW, limit=200
-            )
-            claimed = await self._runner.run(
-                self._workflow.list, actor, status=Status.UNDER_REVIEW, limit=200
-            )
-            sections.append(("待审核", pending, "没有待审核的申报。"))
-            sections.append(("审核中", claimed, "没有审核中的申报。"))
+        try:
+            if wanted is not None:
+                items = await self._call(self._workflow.list, actor, status=wanted, limit=200)
+                sections.append((wanted.chinese, items, f"没有{wanted.chinese}的申报。"))
+            else:
+                pending = await self._call(
+                    self._workflow.list, actor, status=Status.PENDING_REVIEW, limit=200
+                )
+                claimed = await self._call(
+                    self._workflow.list, actor, status=Status.UNDER_REVIEW, limit=200
+                )
+                sections.append(("待审核", pending, "没有待审核的申报。"))
+                sections.append(("审核中", claimed, "没有审核中的申报。"))
+        except DeclarationError as refusal:
+            return _refused(refusal)
         return Page("申报审核", _render("queue.html", sections=sections, error=""))
+
+    async def _call(self, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """One workflow call in its own transaction on the database pool, committed even
+        when the workflow refuses (then the refusal is raised here)."""
+        result: _T | DeclarationError = await self._runner.run(
+            recording_refusals, call, *args, **kwargs
+        )
+        if isinstance(result, DeclarationError):
+            raise result
+        return result
 
     async def _detail(
         self,
@@ -363,11 +432,11 @@ class ReviewPage:
         status: int = 200,
     ) -> Page:
         try:
-            d: Declaration = await self._runner.run(
-                self._workflow.get, staff_actor(staff), declaration_id
-            )
+            d = await self._call(self._workflow.get, staff_actor(staff), declaration_id)
         except NotFound:
             return _missing()
+        except DeclarationError as refusal:
+            return _refused(refusal)
         payload: list[tuple[str, str, tuple[list[str], list[list[str]]] | None]] = []
         for key, value in d.payload.items():
             batch = _rows(value)
@@ -392,7 +461,13 @@ class ReviewPage:
             form_code=form_code,
             form_text=form_text,
             csrf_token=request.csrf_token,
-            can_claim=d.status is Status.PENDING_REVIEW,
+            result=[(str(k), _shown(v)) for k, v in d.result.items()],
+            can_claim=d.status is Status.PENDING_REVIEW
+            or (
+                d.status is Status.UNDER_REVIEW
+                and d.claimed_by != staff.name
+                and staff.role == "admin"
+            ),
             can_decide=d.status is Status.UNDER_REVIEW and d.claimed_by == staff.name,
         )
         return Page(f"{d.type.chinese} 审核", body, status=status)
@@ -428,13 +503,13 @@ class ReviewPage:
                 )
         try:
             if action == "claim":
-                await self._runner.run(self._workflow.claim, actor, declaration_id, now=now)
+                await self._call(self._workflow.claim, actor, declaration_id, now=now)
                 done = "claimed"
             elif action == "approve":
-                await self._runner.run(self._workflow.approve, actor, declaration_id, now=now)
+                await self._call(self._workflow.approve, actor, declaration_id, now=now)
                 done = "approved"
             else:
-                await self._runner.run(
+                await self._call(
                     self._workflow.return_, actor, declaration_id, code=code, text=text, now=now
                 )
                 done = "returned"
@@ -451,6 +526,13 @@ class ReviewPage:
                 status=409,
             )
         return Redirect(f"/review/{declaration_id}?done={done}")
+
+
+def _refused(refusal: DeclarationError) -> Page:
+    """A refusal with no declaration to show it on (no right to read, say)."""
+    return Page(
+        "操作未完成", _render("missing.html", message=f"操作未完成：{refusal.message}"), status=403
+    )
 
 
 def _missing() -> Page:

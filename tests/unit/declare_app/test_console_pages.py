@@ -65,7 +65,19 @@ class FakeWorkflow:
             "created_at": NOW - 3600,
             "created_session": "s-7f3a9c0e11d24b6f",
             "submitted_at": NOW - 1800,
-            "history": ({"at": NOW - 1800, "action": "submit", "actor": "33068212345678@sxlss"},),
+            "history": (
+                {
+                    "at": NOW - 1800,
+                    "declaration_id": declaration_id,
+                    "version": 1,
+                    "actor_kind": "employer",
+                    "actor": "33068212345678@sxlss",
+                    "session_id": "s-7f3a9c0e11d24b6f",
+                    "from": "draft",
+                    "to": "pending-review",
+                    "note": "提交",
+                },
+            ),
         }
         values.update(changes)
         d = Declaration(**values)
@@ -84,7 +96,14 @@ class FakeWorkflow:
     def _moved(
         self, d: Declaration, now: float, action: str, actor: Actor, **changes: Any
     ) -> Declaration:
-        entry = {"at": now, "action": action, "actor": actor.name}
+        entry = {
+            "at": now,
+            "actor_kind": actor.kind,
+            "actor": actor.name,
+            "from": d.status.value,
+            "to": changes.get("status", d.status).value,
+            "note": action,
+        }
         new = replace(d, history=(*d.history, entry), **changes)
         self.items[d.id] = new
         return new
@@ -198,6 +217,18 @@ class FakeWorkflow:
         self._log("approve", actor, declaration_id)
         d = self._get(declaration_id)
         if self.fail_approve is not None:
+            # as the real workflow does: the refusal is audited on conn, then raised
+            audit.append(
+                conn,
+                audit.AuditEvent(
+                    at=now,
+                    actor=f"staff:{actor.name}",
+                    action="declare.approve",
+                    subject=declaration_id,
+                    outcome="refused",
+                    reason=self.fail_approve.code,
+                ),
+            )
             raise self.fail_approve
         if d.status is not Status.UNDER_REVIEW or d.claimed_by != actor.name:
             raise DeclarationError("bad-state", "该申报不在您的审核中")
@@ -409,7 +440,14 @@ def test_the_detail_shows_payload_findings_history_and_escapes_everything(world:
     assert '{"k": [1, 2]}' in reply.text.replace("&#34;", '"')
     assert "V-BASE-01" in text and "提示" in text and "缴费基数低于下限，将按下限核定" in text
     assert "2026-01-01 07:30" in text  # history, Beijing time
-    assert "action：submit" in reply.text
+    history = cells(reply)[-5:]
+    assert history == [
+        "2026-01-01 07:30",
+        "1",
+        "单位 33068212345678@sxlss（会话 s-7f3a9c0e11d24b6f）",
+        "草稿 → 待审核",
+        "提交",
+    ]
     assert 'id="claim"' in reply.text
     assert 'id="approve"' not in reply.text
 
@@ -527,6 +565,9 @@ def test_refusals_of_the_workflow_are_shown_not_500(world: World) -> None:
     reply = c.submit("/review/d2", "/review/d2/approve")
     assert reply.status == 409 and "V-DUP-01" in reply.text
     assert world.workflow.items["d2"].status is Status.UNDER_REVIEW
+    # the workflow's refused audit event was committed, not rolled back with the refusal
+    [refused] = world.events("declare.approve")
+    assert (refused.outcome, refused.reason, refused.subject) == ("refused", "conflict", "d2")
     assert c.submit("/review/nope", "/review/nope/claim").status in (403, 404)
 
 
@@ -549,3 +590,51 @@ def test_beijing_time_formatting() -> None:
     assert when(NOW) == "2026-01-01 08:00"
     assert when(None) == "—"
     assert when(float("inf")) == "—"
+
+
+def test_an_applied_declaration_shows_what_applying_did(world: World) -> None:
+    world.workflow.add(
+        "d1",
+        status=Status.APPLIED,
+        voucher_no="SB20260101000001",
+        decided_by="bob",
+        decided_at=NOW,
+        result={"person_number": "3306820000123"},
+    )
+    page = world.login("alice").get("/review/d1")
+    assert "办理结果" in page.text
+    assert "<th>person_number</th><td>3306820000123</td>" in page.text
+    assert 'id="voucher">SB20260101000001<' in page.text
+    assert 'id="claim"' not in page.text and 'id="approve"' not in page.text
+
+
+def test_an_admin_may_take_over_another_auditors_claim(world: World) -> None:
+    """The take-over button is for admins only (the workflow decides and records it)."""
+    world.workflow.add("d1", status=Status.UNDER_REVIEW, claimed_by="bob")
+    assert 'id="claim"' not in world.login("alice").get("/review/d1").text
+    page = world.login("root").get("/review/d1").text
+    assert 'id="claim"' in page and "转交给我审核" in page
+
+
+def test_control_characters_in_the_return_text_are_a_field_error(world: World) -> None:
+    world.workflow.add("d1", status=Status.UNDER_REVIEW, claimed_by="alice")
+    c = world.login("alice")
+    reply = c.submit("/review/d1", "/review/d1/return", {"code": "R07", "text": "缺少\x1b材料"})
+    assert reply.status == 400 and "控制字符" in reply.text
+    ok = c.submit("/review/d1", "/review/d1/return", {"code": "R07", "text": "缺少\r\n劳动合同"})
+    assert ok.status == 303
+
+
+def test_a_refusal_to_read_is_a_page_not_a_500(world: World) -> None:
+    """Should the workflow refuse the auditor outright (a role it no longer accepts)."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Declaration:
+        raise DeclarationError("forbidden", "无权执行该操作")
+
+    world.workflow.add("d1")
+    c = world.login("alice")
+    world.workflow.get = refuse  # type: ignore[method-assign]
+    world.workflow.list = refuse  # type: ignore[method-assign, assignment]
+    for path in ["/review", "/review/d1"]:
+        reply = c.get(path)
+        assert reply.status == 403 and "无权执行该操作" in reply.text
