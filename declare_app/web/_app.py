@@ -1,0 +1,212 @@
+"""What every employer request handler gets: the application and the request context.
+
+Handlers are coroutines ``async def handler(ctx, **params) -> Response``: they read
+the already-checked request (:class:`Ctx`: the actor from the gateway identity, the
+parsed form or JSON body, the query), call the workflow through the runner — always
+``await ctx.run(fn, ...)``, so the blocking call runs on the database pool — and
+return a :class:`Response` that the site writes once the Deferred fires.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any, Protocol
+
+from jinja2 import Environment
+from sqlalchemy import Connection
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.server import Request
+
+from auth import Identity
+from declare_app.interfaces import (
+    Actor,
+    DeclarationError,
+    DeclarationWorkflow,
+    Finding,
+    InvalidDeclaration,
+    NotFound,
+    Status,
+)
+from declare_app.web._security import CsrfTokens
+
+
+class Runner(Protocol):
+    """Runs ``fn(conn, *args, **kwargs)`` in one transaction on a worker thread
+    (``gateway._cred.BlockingRunner``, ``ssgate._serve.Runner``)."""
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]: ...
+
+
+HTML = b"text/html; charset=utf-8"
+JSON = b"application/json; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: bytes = HTML
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+@dataclass
+class EmployerApp:
+    """The collaborators every handler shares."""
+
+    workflow: DeclarationWorkflow
+    runner: Runner
+    clock: IReactorTime
+    csrf: CsrfTokens
+    templates: Environment
+    allowed_host_names: frozenset[str]
+    max_body: int
+
+
+@dataclass
+class Ctx:
+    """One admitted request: who (from the gateway only), what they sent."""
+
+    app: EmployerApp
+    request: Request
+    identity: Identity
+    actor: Actor
+    api: bool
+    query: dict[str, list[str]]
+    form: list[tuple[str, str]] = field(default_factory=list)
+    json: Any = None
+    has_json: bool = False
+
+    @property
+    def csrf_token(self) -> str:
+        return self.app.csrf.token(self.identity.session_id)
+
+    def now(self) -> float:
+        return self.app.clock.seconds()
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(conn, *args, **kwargs)`` in one transaction on the runner's pool, awaited;
+        committed even when the workflow refuses (then the refusal is raised here)."""
+        result = await self.app.runner.run(recording_refusals, fn, *args, **kwargs)
+        if isinstance(result, DeclarationError):
+            raise result
+        return result
+
+    def form_value(self, name: str) -> str:
+        for key, value in self.form:
+            if key == name:
+                return value
+        return ""
+
+    def query_value(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    def page(self, template: str, status: int = 200, **values: Any) -> Response:
+        """Render *template* with the common values (who, token, nav) added."""
+        body = self.app.templates.get_template(template).render(
+            who=self.identity,
+            csrf_token=self.csrf_token,
+            **values,
+        )
+        return Response(status, body.encode("utf-8"))
+
+
+def recording_refusals(
+    conn: Connection, call: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """``call(conn, ...)`` with a refusal returned, not raised: the workflow has undone
+    its writes and appended its ``refused`` audit event to *conn*, and the transaction
+    must commit to keep that event (the DeclarationWorkflow contract)."""
+    try:
+        return call(conn, *args, **kwargs)
+    except DeclarationError as refusal:
+        return refusal
+
+
+def actor_of(identity: Identity) -> Actor:
+    """The employer actor: every part of it from the gateway's signed identity."""
+    return Actor(
+        kind="employer",
+        name=identity.account,
+        unit_code=identity.unit_code,
+        session_id=identity.session_id,
+    )
+
+
+def redirect(location: str) -> Response:
+    """303 See Other: after a form POST the browser GETs *location*."""
+    body = f'<!doctype html><meta charset="utf-8"><a href="{escape(location)}">继续</a>\n'
+    return Response(303, body.encode("utf-8"), headers=((b"Location", location.encode()),))
+
+
+def plain_json(value: Any) -> Any:
+    """*value* with only JSON types (mappings, sequences, str, finite numbers, None)."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_json(v) for v in value]
+    return str(value)
+
+
+class HttpError(Exception):
+    """A refusal with an HTTP status, shown as a page or as a JSON error."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        findings: tuple[Finding, ...] = (),
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.findings = findings
+        self.headers = headers
+
+
+NOT_YET_CODES = frozenset({"not-yet", "not-implemented", "unsupported"})
+NOT_YET_MESSAGE = "该申报类型暂未开放网上办理，请到经办机构窗口办理。"
+
+
+def workflow_refusal(error: BaseException) -> DeclarationError | None:
+    """The workflow's refusal in *error*, if it is one (``NotImplementedError`` from a
+    workflow that has not got a type yet counts as ``not-yet``)."""
+    if isinstance(error, DeclarationError):
+        return error
+    if isinstance(error, NotImplementedError):
+        return DeclarationError("not-yet", NOT_YET_MESSAGE)
+    return None
+
+
+def status_for(error: DeclarationError) -> int:
+    if isinstance(error, NotFound) or error.code == "not-found":
+        return 404
+    if isinstance(error, InvalidDeclaration) or error.code == "invalid":
+        return 422
+    if error.code in NOT_YET_CODES:
+        return 501
+    if error.code == "forbidden":
+        return 403
+    return 409  # the declaration is not in a state that allows this
+
+
+def status_param(ctx: Ctx) -> Status | None:
+    """The ``status`` query parameter as a :class:`Status` (400 if it is not one)."""
+    value = ctx.query_value("status")
+    if value in (None, ""):
+        return None
+    for s in Status:
+        if s.value == value:
+            return s
+    raise HttpError(400, "bad-status", "状态参数无效")

@@ -1,0 +1,404 @@
+"""The employer's HTML pages: home, 申报中心, the forms with preview, detail, voucher.
+
+Every form works without script: a form posts its fields with an ``action`` button
+(``preview`` 预览, ``save`` 保存草稿, ``submit`` 提交 from the preview page, ``edit``
+返回修改); the preview page carries the typed input in hidden fields.  Bad input and
+the workflow's error findings bring the form back with each message beside its
+field; a successful save or submit redirects (303) to the declaration's page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import Connection
+
+from declare_app.interfaces import (
+    Actor,
+    Declaration,
+    DeclarationType,
+    DeclarationWorkflow,
+    Finding,
+    InvalidDeclaration,
+    Status,
+)
+from declare_app.web._app import (
+    Ctx,
+    HttpError,
+    Response,
+    redirect,
+    status_for,
+    status_param,
+    workflow_refusal,
+)
+from declare_app.web._input import ParsedPayload, RawValue, payload_from_form, raw_from_payload
+from declare_app.web._specs import FORM_SPECS, FormSpec
+from declare_app.web._templates import style_sheet
+from declare_app.web._views import (
+    STATUS_ORDER,
+    display_sections,
+    form_view,
+    general_findings,
+    hidden_fields,
+    history_rows,
+)
+
+MAX_VERSIONS = 50  # how far back the detail page follows a resubmission chain
+
+FLASH = {
+    "saved": "草稿已保存。",
+    "submitted": "已提交，请等待经办机构审核。",
+    "withdrawn": "已撤回。",
+    "resubmitted": "已重新申报，请等待经办机构审核。",
+}
+
+_STYLE = style_sheet()
+
+
+def message_page(
+    ctx: Ctx,
+    status: int,
+    title: str,
+    message: str,
+    *,
+    back: str = "/declarations",
+    back_label: str = "返回申报中心",
+) -> Response:
+    return ctx.page(
+        "message.html", status, title=title, message=message, back=back, back_label=back_label
+    )
+
+
+def spec_for(slug: str) -> FormSpec:
+    for t in DeclarationType:
+        if t.value == slug:
+            return FORM_SPECS[t]
+    raise HttpError(404, "not-found", "没有这种申报类型")
+
+
+# -- reading a declaration with its earlier versions (one transaction) -----------------------
+
+
+def with_versions(
+    conn: Connection, workflow: DeclarationWorkflow, actor: Actor, declaration_id: str
+) -> tuple[Declaration, list[Declaration]]:
+    """A declaration and the versions it resubmits, newest first."""
+    decl = workflow.get(conn, actor, declaration_id)
+    versions = [decl]
+    seen = {decl.id}
+    current = decl
+    while current.previous_id and current.previous_id not in seen and len(versions) < MAX_VERSIONS:
+        current = workflow.get(conn, actor, current.previous_id)
+        seen.add(current.id)
+        versions.append(current)
+    return decl, versions
+
+
+# -- simple pages ---------------------------------------------------------------------------
+
+
+async def style(ctx: Ctx) -> Response:
+    return Response(200, _STYLE, b"text/css; charset=utf-8")
+
+
+async def home(ctx: Ctx) -> Response:
+    decls: list[Declaration] = await ctx.run(ctx.app.workflow.list, ctx.actor)
+    counts = [(s, sum(1 for d in decls if d.status is s)) for s in STATUS_ORDER]
+    return ctx.page("home.html", counts=counts, specs=list(FORM_SPECS.values()))
+
+
+async def choose_type(ctx: Ctx) -> Response:
+    return ctx.page("types.html", specs=list(FORM_SPECS.values()))
+
+
+async def inbox(ctx: Ctx) -> Response:
+    selected = status_param(ctx)
+    decls: list[Declaration] = await ctx.run(ctx.app.workflow.list, ctx.actor, status=selected)
+    shown = [selected] if selected is not None else list(STATUS_ORDER)
+    groups = [(s, [d for d in decls if d.status is s]) for s in shown]
+    return ctx.page("inbox.html", groups=groups, statuses=STATUS_ORDER, selected=selected)
+
+
+# -- forms ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FormTarget:
+    """Where a form posts and what saving or submitting it does."""
+
+    spec: FormSpec
+    heading: str
+    action_url: str
+    cancel_url: str
+    save: Callable[[dict[str, Any]], Awaitable[Declaration]]
+    returned: Declaration | None = None
+    done: str = "submitted"
+
+
+def _form(
+    ctx: Ctx,
+    target: FormTarget,
+    raw: Mapping[str, RawValue],
+    findings: tuple[Finding, ...] = (),
+    *,
+    status: int = 200,
+    notice: str = "",
+) -> Response:
+    return ctx.page(
+        "form.html",
+        status,
+        heading=target.heading,
+        form=form_view(target.spec, raw, findings),
+        action_url=target.action_url,
+        cancel_url=target.cancel_url,
+        returned=target.returned,
+        notice=notice,
+    )
+
+
+async def _preview(ctx: Ctx, target: FormTarget, parsed: ParsedPayload) -> Response:
+    spec = target.spec
+    normalised, findings = await ctx.run(
+        ctx.app.workflow.preview, ctx.actor, spec.type, parsed.payload, now=ctx.now()
+    )
+    findings = tuple(findings)
+    if any(f.severity == "error" for f in findings):
+        return _form(ctx, target, parsed.raw, findings, status=422)
+    general = general_findings(spec, findings)
+    return ctx.page(
+        "preview.html",
+        spec=spec,
+        sections=display_sections(spec, normalised, findings),
+        general_errors=[f.message for f in general if f.severity == "error"],
+        general_warnings=[f.message for f in general if f.severity != "error"],
+        warning_count=sum(1 for f in findings if f.severity != "error"),
+        hidden_pairs=hidden_fields(parsed.raw),
+        action_url=target.action_url,
+    )
+
+
+async def _save(ctx: Ctx, target: FormTarget, parsed: ParsedPayload) -> Response:
+    decl = await target.save(parsed.payload)
+    return redirect(f"/declarations/{quote(decl.id, safe='')}?msg=saved")
+
+
+async def _submit(ctx: Ctx, target: FormTarget, parsed: ParsedPayload) -> Response:
+    """Store (create, update or resubmit), then submit in a transaction of its own: a
+    refused submit leaves the stored draft, shown with the reason, and both the draft
+    and the refusal are on record."""
+    decl = await target.save(parsed.payload)
+    return await _transition(ctx, decl.id, ctx.app.workflow.submit, target.done)
+
+
+async def _edit(ctx: Ctx, target: FormTarget, parsed: ParsedPayload) -> Response:
+    return _form(ctx, target, parsed.raw)
+
+
+_FORM_ACTIONS: dict[str, Callable[[Ctx, FormTarget, ParsedPayload], Awaitable[Response]]] = {
+    "preview": _preview,
+    "save": _save,
+    "submit": _submit,
+    "edit": _edit,
+}
+
+
+async def _form_post(ctx: Ctx, target: FormTarget) -> Response:
+    """One post of a form: its ``action`` button decides (default: preview)."""
+    act = _FORM_ACTIONS.get(ctx.form_value("action") or "preview")
+    if act is None:
+        raise HttpError(400, "bad-action", "未知的操作")
+    parsed = payload_from_form(target.spec, ctx.form)
+    if not parsed.ok:
+        return _form(ctx, target, parsed.raw, parsed.errors, status=422)
+    try:
+        return await act(ctx, target, parsed)
+    except InvalidDeclaration as e:
+        return _form(ctx, target, parsed.raw, e.findings, status=422)
+    except Exception as e:
+        refusal = workflow_refusal(e)
+        if refusal is None or status_for(refusal) == 404:
+            raise
+        return _form(ctx, target, parsed.raw, status=status_for(refusal), notice=refusal.message)
+
+
+def _new_target(ctx: Ctx, spec: FormSpec) -> FormTarget:
+    workflow = ctx.app.workflow
+
+    async def save(payload: dict[str, Any]) -> Declaration:
+        d: Declaration = await ctx.run(
+            workflow.create_draft, ctx.actor, spec.type, payload, now=ctx.now()
+        )
+        return d
+
+    return FormTarget(
+        spec=spec,
+        heading=spec.title,
+        action_url=f"/declarations/new/{spec.type.value}",
+        cancel_url="/declarations",
+        save=save,
+    )
+
+
+async def new_form(ctx: Ctx, type: str) -> Response:
+    spec = spec_for(type)
+    return _form(ctx, _new_target(ctx, spec), raw_from_payload(spec, None))
+
+
+async def new_post(ctx: Ctx, type: str) -> Response:
+    return await _form_post(ctx, _new_target(ctx, spec_for(type)))
+
+
+async def _get(ctx: Ctx, declaration_id: str) -> Declaration:
+    d: Declaration = await ctx.run(ctx.app.workflow.get, ctx.actor, declaration_id)
+    return d
+
+
+def _edit_target(ctx: Ctx, decl: Declaration) -> FormTarget:
+    workflow = ctx.app.workflow
+
+    async def save(payload: dict[str, Any]) -> Declaration:
+        d: Declaration = await ctx.run(
+            workflow.update_draft, ctx.actor, decl.id, payload, now=ctx.now()
+        )
+        return d
+
+    return FormTarget(
+        spec=FORM_SPECS[decl.type],
+        heading=f"修改草稿：{decl.type.chinese}",
+        action_url=f"/declarations/{decl.id}/edit",
+        cancel_url=f"/declarations/{decl.id}",
+        save=save,
+    )
+
+
+def _not_in_state(ctx: Ctx, decl: Declaration, message: str) -> Response:
+    return message_page(
+        ctx, 409, "无法办理", message, back=f"/declarations/{decl.id}", back_label="返回申报详情"
+    )
+
+
+async def edit_form(ctx: Ctx, id: str) -> Response:
+    decl = await _get(ctx, id)
+    if decl.status is not Status.DRAFT:
+        return _not_in_state(
+            ctx, decl, f"该申报当前状态为“{decl.status.chinese}”，只有草稿可以修改。"
+        )
+    target = _edit_target(ctx, decl)
+    return _form(ctx, target, raw_from_payload(target.spec, decl.payload), decl.findings)
+
+
+async def edit_post(ctx: Ctx, id: str) -> Response:
+    decl = await _get(ctx, id)
+    return await _form_post(ctx, _edit_target(ctx, decl))
+
+
+def _resubmit_target(ctx: Ctx, decl: Declaration) -> FormTarget:
+    workflow = ctx.app.workflow
+
+    async def save(payload: dict[str, Any]) -> Declaration:
+        d: Declaration = await ctx.run(
+            workflow.resubmit, ctx.actor, decl.id, payload, now=ctx.now()
+        )
+        return d
+
+    return FormTarget(
+        spec=FORM_SPECS[decl.type],
+        heading=f"重新申报：{decl.type.chinese}",
+        action_url=f"/declarations/{decl.id}/resubmit",
+        cancel_url=f"/declarations/{decl.id}",
+        save=save,
+        returned=decl,
+        done="resubmitted",
+    )
+
+
+async def resubmit_form(ctx: Ctx, id: str) -> Response:
+    decl = await _get(ctx, id)
+    if decl.status is not Status.RETURNED:
+        return _not_in_state(
+            ctx, decl, f"该申报当前状态为“{decl.status.chinese}”，只有已退回的申报可以重新申报。"
+        )
+    target = _resubmit_target(ctx, decl)
+    return _form(ctx, target, raw_from_payload(target.spec, decl.payload))
+
+
+async def resubmit_post(ctx: Ctx, id: str) -> Response:
+    decl = await _get(ctx, id)
+    return await _form_post(ctx, _resubmit_target(ctx, decl))
+
+
+# -- one declaration ------------------------------------------------------------------------
+
+
+def _detail(
+    ctx: Ctx,
+    decl: Declaration,
+    versions: list[Declaration],
+    *,
+    findings: tuple[Finding, ...] | None = None,
+    status: int = 200,
+    notice: str = "",
+) -> Response:
+    spec = FORM_SPECS[decl.type]
+    shown = decl.findings if findings is None else findings
+    general = general_findings(spec, shown)
+    flash = FLASH.get(ctx.query_value("msg") or "", "")
+    return ctx.page(
+        "detail.html",
+        status,
+        d=decl,
+        sections=display_sections(spec, decl.payload, shown),
+        general_errors=[f.message for f in general if f.severity == "error"],
+        general_warnings=[f.message for f in general if f.severity != "error"],
+        has_errors=any(f.severity == "error" for f in shown),
+        history=history_rows(decl.history),
+        versions=versions if len(versions) > 1 else [],
+        flash=flash,
+        notice=notice,
+    )
+
+
+async def detail(ctx: Ctx, id: str) -> Response:
+    decl, versions = await ctx.run(with_versions, ctx.app.workflow, ctx.actor, id)
+    return _detail(ctx, decl, versions)
+
+
+async def _transition(ctx: Ctx, id: str, fn: Callable[..., Any], done: str) -> Response:
+    try:
+        decl: Declaration = await ctx.run(fn, ctx.actor, id, now=ctx.now())
+    except InvalidDeclaration as e:
+        current, versions = await ctx.run(with_versions, ctx.app.workflow, ctx.actor, id)
+        return _detail(ctx, current, versions, findings=e.findings, status=422, notice=e.message)
+    except Exception as e:
+        refusal = workflow_refusal(e)
+        if refusal is None or status_for(refusal) == 404:
+            raise
+        current, versions = await ctx.run(with_versions, ctx.app.workflow, ctx.actor, id)
+        return _detail(ctx, current, versions, status=status_for(refusal), notice=refusal.message)
+    return redirect(f"/declarations/{quote(decl.id, safe='')}?msg={done}")
+
+
+async def submit(ctx: Ctx, id: str) -> Response:
+    return await _transition(ctx, id, ctx.app.workflow.submit, "submitted")
+
+
+async def withdraw(ctx: Ctx, id: str) -> Response:
+    return await _transition(ctx, id, ctx.app.workflow.withdraw, "withdrawn")
+
+
+async def voucher(ctx: Ctx, id: str) -> Response:
+    decl = await _get(ctx, id)
+    if decl.status is not Status.APPLIED or not decl.voucher_no:
+        return message_page(
+            ctx,
+            404,
+            "没有办理凭证",
+            "该申报尚未办结，没有办理凭证。",
+            back=f"/declarations/{decl.id}",
+            back_label="返回申报详情",
+        )
+    spec = FORM_SPECS[decl.type]
+    return ctx.page("voucher.html", d=decl, sections=display_sections(spec, decl.payload))

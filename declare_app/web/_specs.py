@@ -1,0 +1,716 @@
+"""The employer forms, one per declaration type, as data (DOMAIN §5).
+
+A :class:`FormSpec` lists a type's fields in sections, each a :class:`FieldSpec` with
+its Chinese label (as the manual and the paper forms name it), its input kind, its
+choices and whether it is required.  The pages, the form parser and the JSON API
+are generic over these specs: a field is added here and appears everywhere.
+
+Field names are the payload keys the workflow receives.  ``required`` drives the
+form's marking and the workflow's own checks; the web layer itself refuses only
+malformed input (wrong type, too long, a choice that is not offered, a bad date).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from declare_app.interfaces import DeclarationType
+
+
+class FieldKind(enum.Enum):
+    """How a field is entered and what shape its value has."""
+
+    TEXT = "text"  # one line
+    TEXTAREA = "textarea"  # several lines
+    SELECT = "select"  # one of the choices
+    MULTI = "multi"  # any of the choices (a list)
+    DATE = "date"  # YYYY-MM-DD
+    MONTH = "month"  # YYYY-MM (the forms say "填写到月")
+    DATETIME = "datetime"  # YYYY-MM-DDTHH:MM
+    MONEY = "money"  # yuan, at most two decimals
+    YEAR = "year"  # YYYY
+    TEL = "tel"
+    ID_NUMBER = "id-number"  # 公民身份号码 (upper-cased, spaces removed)
+    LINES = "lines"  # a batch: one row per person, columns given by ``columns``
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: str
+    label: str
+
+    @property
+    def text(self) -> str:
+        """How the choice is shown: code and meaning, as on the paper forms."""
+        return f"{self.value} {self.label}" if self.value != self.label else self.label
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    label: str
+    kind: FieldKind = FieldKind.TEXT
+    required: bool = False
+    choices: tuple[Choice, ...] = ()
+    max_length: int = 100
+    hint: str = ""
+    default: str | tuple[str, ...] = ""
+    columns: tuple[FieldSpec, ...] = ()  # LINES only
+    max_lines: int = 10_000  # LINES only
+
+    def choice_label(self, value: str) -> str | None:
+        for choice in self.choices:
+            if choice.value == value:
+                return choice.text
+        return None
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    fields: tuple[FieldSpec, ...]
+
+
+@dataclass(frozen=True)
+class FormSpec:
+    type: DeclarationType
+    intro: str  # the rule that applies, shown above the form
+    sections: tuple[Section, ...]
+    fields_by_name: dict[str, FieldSpec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name: dict[str, FieldSpec] = {}
+        for section in self.sections:
+            for f in section.fields:
+                if f.name in by_name:
+                    raise ValueError(f"{self.type.value}: field {f.name} twice")
+                by_name[f.name] = f
+        object.__setattr__(self, "fields_by_name", by_name)
+
+    @property
+    def title(self) -> str:
+        return self.type.chinese
+
+    @property
+    def fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(self.fields_by_name.values())
+
+
+def _choices(*pairs: tuple[str, str]) -> tuple[Choice, ...]:
+    return tuple(Choice(v, label) for v, label in pairs)
+
+
+# -- shared vocabularies --------------------------------------------------------------
+
+GENDERS = _choices(("1", "男"), ("2", "女"))  # GB/T 2261.1
+
+ID_TYPES = _choices(
+    ("01", "居民身份证"),
+    ("02", "港澳台居民居住证"),
+    ("03", "外国人永久居留身份证"),
+    ("04", "护照"),
+    ("05", "港澳居民来往内地通行证"),
+    ("06", "台湾居民来往大陆通行证"),
+)
+
+# GB 3304 民族 codes 01-56, then 97 and 98.
+_NATION_NAMES = [
+    "汉",
+    "蒙古",
+    "回",
+    "藏",
+    "维吾尔",
+    "苗",
+    "彝",
+    "壮",
+    "布依",
+    "朝鲜",
+    "满",
+    "侗",
+    "瑶",
+    "白",
+    "土家",
+    "哈尼",
+    "哈萨克",
+    "傣",
+    "黎",
+    "傈僳",
+    "佤",
+    "畲",
+    "高山",
+    "拉祜",
+    "水",
+    "东乡",
+    "纳西",
+    "景颇",
+    "柯尔克孜",
+    "土",
+    "达斡尔",
+    "仫佬",
+    "羌",
+    "布朗",
+    "撒拉",
+    "毛南",
+    "仡佬",
+    "锡伯",
+    "阿昌",
+    "普米",
+    "塔吉克",
+    "怒",
+    "乌孜别克",
+    "俄罗斯",
+    "鄂温克",
+    "德昂",
+    "保安",
+    "裕固",
+    "京",
+    "塔塔尔",
+    "独龙",
+    "鄂伦春",
+    "赫哲",
+    "门巴",
+    "珞巴",
+    "基诺",
+]
+NATIONS = _choices(
+    *((f"{i:02d}", name + "族") for i, name in enumerate(_NATION_NAMES, start=1)),
+    ("97", "其他"),
+    ("98", "外国血统中国籍人士"),
+)
+
+HUKOU_TYPES = _choices(("A", "城镇"), ("B", "农村"))
+STAFF_KINDS = _choices(("A", "干部"), ("B", "工人"))  # drives the retirement age (DOMAIN §3)
+EMPLOYMENT_FORMS = _choices(
+    ("1", "劳动合同制（合同工）"),
+    ("2", "劳务派遣"),
+    ("3", "非全日制"),
+    ("9", "其他"),
+)
+
+# AAE140 险种 (DOMAIN §2.1); 120 is out of scope for enterprise units.
+INSURANCES = _choices(
+    ("110", "企业职工基本养老保险"),
+    ("210", "失业保险"),
+    ("310", "职工基本医疗保险"),
+    ("410", "工伤保险"),
+    ("510", "生育保险"),
+)
+
+ADD_TYPES = _choices(  # DOMAIN §5.2 增员类型
+    ("A", "首次参保"),
+    ("B", "本单位中断后续保"),
+    ("C", "区外转入"),
+    ("D", "区内转入"),
+)
+
+REDUCE_REASONS = _choices(  # DOMAIN §5.4, the service's canonical table
+    ("11", "解除/终止劳动合同"),
+    ("12", "辞职"),
+    ("13", "辞退/除名"),
+    ("14", "合同到期终止"),
+    ("21", "转出（区内）"),
+    ("22", "转出（区外/跨省）"),
+    ("31", "退休"),
+    ("32", "死亡"),
+    ("33", "出国（境）定居"),
+    ("34", "参军"),
+    ("35", "判刑收监"),
+    ("41", "重复参保清理"),
+    ("99", "其他"),
+)
+
+INSURANCE_CHANGE_REASONS = _choices(
+    ("1", "单位新增参保险种"),
+    ("2", "超龄人员单险种参加工伤保险"),
+    ("3", "补充登记遗漏险种"),
+    ("4", "停止参加该险种"),
+    ("9", "其他"),
+)
+
+UNIT_FIELDS = _choices(  # DOMAIN §5.1, the registration form's items
+    ("name", "单位名称"),
+    ("credit_code", "统一社会信用代码"),
+    ("unit_type", "单位类型"),
+    ("registered_address", "注册地址"),
+    ("business_address", "经营地址"),
+    ("postcode", "邮政编码"),
+    ("industry_code", "行业代码"),
+    ("economic_type", "经济类型"),
+    ("affiliation", "隶属关系"),
+    ("admin_region", "所属行政区划"),
+    ("legal_rep_name", "法定代表人（负责人）姓名"),
+    ("legal_rep_id", "法定代表人（负责人）证件号码"),
+    ("agent_name", "社保专管员（经办人）姓名"),
+    ("agent_phone", "社保专管员（经办人）电话"),
+    ("bank_name", "开户银行"),
+    ("bank_account_name", "户名"),
+    ("bank_account_no", "银行账号"),
+    ("injury_risk_class", "工伤行业风险类别"),
+    ("competent_dept", "主管部门"),
+)
+
+APPRAISAL_KINDS = _choices(("1", "初次鉴定"), ("2", "再次鉴定"), ("3", "复查鉴定"))
+APPLICANT_KINDS = _choices(("1", "用人单位"), ("2", "工伤职工"), ("3", "职工近亲属"))
+
+# DOMAIN §7: why a declaration came back.
+RETURN_REASONS: dict[str, str] = {
+    "R01": "身份信息错误/与身份证不符",
+    "R02": "15位身份证号未升级/证件类型不符",
+    "R03": "重复参保/原单位未减员/转移手续未办结",
+    "R04": "已达法定退休年龄或已享受待遇/实习生，不属参保范围",
+    "R05": "缴费基数不符合规定或与工资不符",
+    "R06": "参保/停保时间超出可办理期限或为未来日期",
+    "R07": "材料不全/不清晰",
+    "R08": "减员原因与事实/证明不符",
+    "R09": "单位状态异常",
+    "R10": "单位变更信息与登记证照不一致",
+    "R11": "工伤申报材料不全/超期且无延期批准",
+    "R12": "同一业务重复申报/当月已核定",
+    "R13": "险种组合不合规",
+    "R99": "其他",
+}
+
+
+# -- the person fields most forms share ------------------------------------------------
+
+
+def _person_no(required: bool = False) -> FieldSpec:
+    return FieldSpec(
+        "person_no",
+        "个人编号",
+        required=required,
+        max_length=20,
+        hint="经办机构分配的个人编号（社会保险号）",
+    )
+
+
+_NAME = FieldSpec("name", "姓名", required=True, max_length=50)
+_ID_NUMBER = FieldSpec(
+    "id_number",
+    "公民身份号码",
+    FieldKind.ID_NUMBER,
+    required=True,
+    max_length=32,
+    hint="18位，末位校验码可为 X",
+)
+
+
+# -- the eight forms --------------------------------------------------------------------
+
+UNIT_CHANGE = FormSpec(
+    DeclarationType.UNIT_CHANGE,
+    "单位登记事项发生变更的，应自变更之日起30日内申报（社会保险法第57条）。"
+    "统一社会信用代码、单位名称变更须与营业执照等证照一致。",
+    (
+        Section(
+            "变更事项",
+            (
+                FieldSpec(
+                    "field", "变更项目", FieldKind.SELECT, required=True, choices=UNIT_FIELDS
+                ),
+                FieldSpec("old_value", "变更前内容", max_length=200),
+                FieldSpec("new_value", "变更后内容", required=True, max_length=200),
+                FieldSpec("effective_date", "变更日期", FieldKind.DATE, required=True),
+                FieldSpec("reason", "变更原因", FieldKind.TEXTAREA, max_length=500),
+            ),
+        ),
+        Section(
+            "材料",
+            (
+                FieldSpec(
+                    "attachments",
+                    "附件材料",
+                    FieldKind.TEXTAREA,
+                    max_length=500,
+                    hint="如营业执照副本、变更通知书（纸质材料请按经办机构要求报送）",
+                ),
+            ),
+        ),
+    ),
+)
+
+PERSON_ADD = FormSpec(
+    DeclarationType.PERSON_ADD,
+    "用人单位应自用工之日起30日内为职工申请办理社会保险登记（社会保险法第58条）。"
+    "首次参保（A）仅限从未参保人员；已参保人员按续保（B）或转入（C、D）办理。",
+    (
+        Section(
+            "基本信息",
+            (
+                _NAME,
+                FieldSpec("gender", "性别", FieldKind.SELECT, required=True, choices=GENDERS),
+                FieldSpec("birth_month", "出生年月", FieldKind.MONTH, required=True),
+                FieldSpec(
+                    "id_type",
+                    "证件类型",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=ID_TYPES,
+                    default="01",
+                ),
+                _ID_NUMBER,
+                FieldSpec("nation", "民族", FieldKind.SELECT, choices=NATIONS, default="01"),
+                FieldSpec(
+                    "hukou_type", "户口性质", FieldKind.SELECT, required=True, choices=HUKOU_TYPES
+                ),
+                FieldSpec("hukou_address", "户籍地址", max_length=200),
+                FieldSpec(
+                    "staff_kind",
+                    "人员身份",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=STAFF_KINDS,
+                    hint="干部/工人，决定法定退休年龄",
+                ),
+            ),
+        ),
+        Section(
+            "就业与参保",
+            (
+                FieldSpec(
+                    "employment_form",
+                    "用工形式",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=EMPLOYMENT_FORMS,
+                    default="1",
+                ),
+                FieldSpec("work_start_month", "参加工作年月", FieldKind.MONTH),
+                FieldSpec("hire_date", "本单位入职日期", FieldKind.DATE, required=True),
+                FieldSpec(
+                    "insurances",
+                    "参保险种",
+                    FieldKind.MULTI,
+                    required=True,
+                    choices=INSURANCES,
+                    default=("110", "210", "310", "410", "510"),
+                    hint="职工基本医疗保险与生育保险须同时参保",
+                ),
+                FieldSpec(
+                    "add_type", "增员类型", FieldKind.SELECT, required=True, choices=ADD_TYPES
+                ),
+                FieldSpec("start_month", "参保（开始缴费）年月", FieldKind.MONTH, required=True),
+                FieldSpec(
+                    "monthly_wage",
+                    "月缴费工资（基数）",
+                    FieldKind.MONEY,
+                    required=True,
+                    hint="元；低于下限按下限、高于上限按上限核定",
+                ),
+                FieldSpec(
+                    "person_no",
+                    "个人编号",
+                    max_length=20,
+                    hint="续保、转入人员必填；首次参保不填，审核通过后分配",
+                ),
+                FieldSpec(
+                    "transfer_doc",
+                    "转移接续凭证编号",
+                    max_length=50,
+                    hint="区外转入（C）时填写",
+                ),
+            ),
+        ),
+        Section(
+            "联系方式与备注",
+            (
+                FieldSpec("phone", "联系电话", FieldKind.TEL, max_length=32),
+                FieldSpec("address", "联系地址", max_length=200),
+                FieldSpec(
+                    "remark",
+                    "备注",
+                    FieldKind.TEXTAREA,
+                    max_length=500,
+                    hint="特殊身份请注明，如军转干部、港澳台人员、外籍人员",
+                ),
+                FieldSpec(
+                    "flexible_agreement",
+                    "弹性延迟退休协议",
+                    max_length=100,
+                    hint="已达法定退休年龄仍继续参保时填写协议编号或说明",
+                ),
+            ),
+        ),
+    ),
+)
+
+INSURANCE_ADD = FormSpec(
+    DeclarationType.INSURANCE_ADD,
+    "为已参保人员增加参保险种。职工基本医疗保险与生育保险须同时增加。",
+    (
+        Section("人员", (_person_no(required=True), _NAME, _ID_NUMBER)),
+        Section(
+            "增加险种",
+            (
+                FieldSpec(
+                    "insurances", "增加险种", FieldKind.MULTI, required=True, choices=INSURANCES
+                ),
+                FieldSpec(
+                    "reason",
+                    "变动原因",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=INSURANCE_CHANGE_REASONS,
+                ),
+                FieldSpec("start_month", "开始缴费年月", FieldKind.MONTH, required=True),
+                FieldSpec("base", "缴费基数", FieldKind.MONEY, required=True, hint="元/月"),
+                FieldSpec("remark", "备注", FieldKind.TEXTAREA, max_length=500),
+            ),
+        ),
+    ),
+)
+
+INSURANCE_REDUCE = FormSpec(
+    DeclarationType.INSURANCE_REDUCE,
+    "为参保人员停止部分险种。职工基本医疗保险与生育保险须同时减少。",
+    (
+        Section("人员", (_person_no(required=True), _NAME, _ID_NUMBER)),
+        Section(
+            "减少险种",
+            (
+                FieldSpec(
+                    "insurances", "减少险种", FieldKind.MULTI, required=True, choices=INSURANCES
+                ),
+                FieldSpec(
+                    "reason",
+                    "变动原因",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=INSURANCE_CHANGE_REASONS,
+                ),
+                FieldSpec("stop_month", "停止缴费年月", FieldKind.MONTH, required=True),
+                FieldSpec("remark", "备注", FieldKind.TEXTAREA, max_length=500),
+            ),
+        ),
+    ),
+)
+
+PERSON_REDUCE = FormSpec(
+    DeclarationType.PERSON_REDUCE,
+    "退休、死亡、出国（境）定居为终止参保，其他原因为暂停参保。"
+    "解除劳动合同、退休、死亡须提供相应证明材料。",
+    (
+        Section("人员", (_person_no(required=True), _NAME, _ID_NUMBER)),
+        Section(
+            "减员信息",
+            (
+                FieldSpec(
+                    "reason", "减员原因", FieldKind.SELECT, required=True, choices=REDUCE_REASONS
+                ),
+                FieldSpec("stop_month", "停保（终止）年月", FieldKind.MONTH, required=True),
+                FieldSpec("leave_date", "离职日期", FieldKind.DATE),
+                FieldSpec(
+                    "evidence",
+                    "证明材料",
+                    FieldKind.TEXTAREA,
+                    max_length=500,
+                    hint="如解除劳动合同证明、退休审批表、死亡证明的名称与编号",
+                ),
+                FieldSpec("remark", "备注", FieldKind.TEXTAREA, max_length=500),
+            ),
+        ),
+    ),
+)
+
+ANNUAL_BASE = FormSpec(
+    DeclarationType.ANNUAL_BASE,
+    "每年只可申报一次。申报工资为上年度月平均工资；低于缴费基数下限的按下限、"
+    "高于上限的按上限核定。",
+    (
+        Section(
+            "申报",
+            (
+                FieldSpec("year", "申报年度", FieldKind.YEAR, required=True),
+                FieldSpec(
+                    "lines",
+                    "人员明细",
+                    FieldKind.LINES,
+                    required=True,
+                    max_length=1_000_000,
+                    hint=(
+                        "每行一人：个人编号, 姓名, 公民身份号码, 上年度月平均工资"
+                        "（以逗号或制表符分隔）"
+                    ),
+                    columns=(
+                        FieldSpec("person_no", "个人编号", required=True, max_length=20),
+                        FieldSpec("name", "姓名", required=True, max_length=50),
+                        FieldSpec(
+                            "id_number",
+                            "公民身份号码",
+                            FieldKind.ID_NUMBER,
+                            required=True,
+                            max_length=32,
+                        ),
+                        FieldSpec("wage", "上年度月平均工资", FieldKind.MONEY, required=True),
+                    ),
+                ),
+            ),
+        ),
+    ),
+)
+
+INJURY_ACCIDENT = FormSpec(
+    DeclarationType.INJURY_ACCIDENT,
+    "职工发生事故伤害或被诊断、鉴定为职业病，用人单位应自事故伤害发生之日或被诊断、"
+    "鉴定为职业病之日起30日内提出工伤认定申请（工伤保险条例第17条）；"
+    "逾期申报的，请填写延期批准文号。",
+    (
+        Section(
+            "受伤害职工",
+            (
+                _person_no(),
+                _NAME,
+                FieldSpec("gender", "性别", FieldKind.SELECT, required=True, choices=GENDERS),
+                FieldSpec("birth_date", "出生日期", FieldKind.DATE, required=True),
+                _ID_NUMBER,
+                FieldSpec(
+                    "job",
+                    "职业/工种/工作岗位",
+                    required=True,
+                    max_length=100,
+                    hint="事业单位填职业类别，企业填岗位/工种",
+                ),
+                FieldSpec("work_start_date", "参加工作时间", FieldKind.DATE),
+            ),
+        ),
+        Section(
+            "事故情况",
+            (
+                FieldSpec("accident_time", "事故时间", FieldKind.DATETIME, required=True),
+                FieldSpec("accident_place", "事故地点", required=True, max_length=200),
+                FieldSpec("accident_cause", "主要原因", required=True, max_length=200),
+                FieldSpec(
+                    "diagnosis_date",
+                    "诊断时间",
+                    FieldKind.DATE,
+                    required=True,
+                    hint="初诊时间；职业病按确诊时间",
+                ),
+                FieldSpec("injury_part", "受伤害部位", required=True, max_length=100),
+                FieldSpec("injury_degree", "伤害程度", required=True, max_length=100),
+                FieldSpec("disease_name", "职业病名称", max_length=100),
+                FieldSpec("exposure_post", "接触职业病危害岗位", max_length=100),
+                FieldSpec("exposure_period", "接触职业病危害时间", max_length=100),
+                FieldSpec(
+                    "description",
+                    "受伤害经过简述",
+                    FieldKind.TEXTAREA,
+                    required=True,
+                    max_length=2000,
+                    hint="时间、地点、当时所从事的工作、受伤害原因、伤害部位和程度",
+                ),
+            ),
+        ),
+        Section(
+            "申请",
+            (
+                FieldSpec(
+                    "request",
+                    "申请事项",
+                    FieldKind.TEXTAREA,
+                    required=True,
+                    max_length=500,
+                    default="申请认定为工伤",
+                ),
+                FieldSpec(
+                    "materials",
+                    "提交材料",
+                    FieldKind.TEXTAREA,
+                    required=True,
+                    max_length=500,
+                    hint="劳动合同或劳动关系证明、诊断证明书等",
+                ),
+                FieldSpec(
+                    "extension_ref", "延期批准文号", max_length=100, hint="超过30日申报时填写"
+                ),
+                FieldSpec("contact_name", "联系人", required=True, max_length=50),
+                FieldSpec("contact_phone", "联系电话", FieldKind.TEL, required=True, max_length=32),
+            ),
+        ),
+    ),
+)
+
+INJURY_APPRAISAL = FormSpec(
+    DeclarationType.INJURY_APPRAISAL,
+    "工伤职工经治疗伤情相对稳定后存在残疾、影响劳动能力的，应当进行劳动能力鉴定"
+    "（工伤保险条例第21条）。再次鉴定应在收到鉴定结论之日起15日内申请；"
+    "复查鉴定须在鉴定结论作出1年后申请。",
+    (
+        Section("职工", (_person_no(required=True), _NAME, _ID_NUMBER)),
+        Section(
+            "工伤认定",
+            (
+                FieldSpec("decision_no", "工伤认定决定书编号", required=True, max_length=50),
+                FieldSpec("decision_date", "工伤认定决定日期", FieldKind.DATE, required=True),
+                FieldSpec("injury_part", "受伤部位", required=True, max_length=100),
+                FieldSpec("hospital", "治疗医院", required=True, max_length=100),
+                FieldSpec("stable_date", "治疗终结/伤情稳定日期", FieldKind.DATE, required=True),
+            ),
+        ),
+        Section(
+            "申请",
+            (
+                FieldSpec(
+                    "appraisal_kind",
+                    "申请类型",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=APPRAISAL_KINDS,
+                ),
+                FieldSpec(
+                    "previous_conclusion_date",
+                    "上次鉴定结论日期",
+                    FieldKind.DATE,
+                    hint="再次鉴定、复查鉴定时填写",
+                ),
+                FieldSpec(
+                    "applicant_kind",
+                    "申请人类型",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=APPLICANT_KINDS,
+                    default="1",
+                ),
+                FieldSpec(
+                    "materials",
+                    "病历材料",
+                    FieldKind.TEXTAREA,
+                    required=True,
+                    max_length=500,
+                    hint="工伤认定决定书、病历、检查报告等",
+                ),
+                FieldSpec("contact_name", "联系人", required=True, max_length=50),
+                FieldSpec("contact_phone", "联系电话", FieldKind.TEL, required=True, max_length=32),
+            ),
+        ),
+    ),
+)
+
+FORM_SPECS: dict[DeclarationType, FormSpec] = {
+    spec.type: spec
+    for spec in (
+        UNIT_CHANGE,
+        PERSON_ADD,
+        INSURANCE_ADD,
+        INSURANCE_REDUCE,
+        PERSON_REDUCE,
+        ANNUAL_BASE,
+        INJURY_ACCIDENT,
+        INJURY_APPRAISAL,
+    )
+}
+
+# Keys a workflow may add to a payload when it normalises it, and how to label them.
+DERIVED_LABELS: dict[str, str] = {
+    "base": "核定缴费基数",
+    "assessed_base": "核定缴费基数",
+    "clamped_base": "核定缴费基数",
+    "deadline": "申报期限",
+    "late": "逾期申报",
+    "birth_date": "出生日期",
+    "gender": "性别",
+    "person_number": "个人编号",
+    "person_no": "个人编号",
+    "voucher_no": "凭证编号",
+}

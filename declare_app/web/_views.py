@@ -1,0 +1,386 @@
+"""What the templates show, computed from specs, payloads and declarations (pure).
+
+Templates stay simple loops: a form arrives as sections of fields, each with its
+current value, choices and the findings to show beside it; a stored payload as
+sections of label/value rows (choice codes with their meaning, batch lines as a
+table); a history entry as a time, an action and details, in Chinese.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from declare_app.interfaces import Declaration, DeclarationType, Finding, Status
+from declare_app.web._input import RawValue, field_of
+from declare_app.web._specs import (
+    DERIVED_LABELS,
+    FORM_SPECS,
+    RETURN_REASONS,
+    FieldKind,
+    FieldSpec,
+    FormSpec,
+)
+
+BEIJING = timezone(timedelta(hours=8), "北京时间")
+
+# The order the declaration centre shows its groups in.
+STATUS_ORDER = (
+    Status.DRAFT,
+    Status.PENDING_REVIEW,
+    Status.UNDER_REVIEW,
+    Status.RETURNED,
+    Status.APPLIED,
+    Status.WITHDRAWN,
+)
+
+_STATUS_BY_VALUE = {s.value: s for s in Status}
+
+_ACTIONS = {
+    "create": "创建草稿",
+    "created": "创建草稿",
+    "draft": "创建草稿",
+    "update": "修改草稿",
+    "updated": "修改草稿",
+    "submit": "提交",
+    "submitted": "提交",
+    "withdraw": "撤回",
+    "withdrawn": "撤回",
+    "claim": "受理审核",
+    "claimed": "受理审核",
+    "approve": "审核通过",
+    "approved": "审核通过",
+    "apply": "办结",
+    "applied": "办结",
+    "return": "退回",
+    "returned": "退回",
+    "resubmit": "重新申报",
+    "resubmitted": "重新申报",
+    "expire": "过期",
+}
+
+_HISTORY_KEYS = {
+    "from": "原状态",
+    "from_status": "原状态",
+    "to": "新状态",
+    "to_status": "新状态",
+    "status": "状态",
+    "by": "操作人",
+    "actor": "操作人",
+    "staff": "经办人",
+    "session": "会话",
+    "session_id": "会话",
+    "code": "原因代码",
+    "return_code": "原因代码",
+    "text": "说明",
+    "reason": "说明",
+    "return_text": "说明",
+    "voucher_no": "凭证编号",
+    "version": "版本",
+    "previous_id": "原申报",
+    "new_id": "新申报",
+    "outcome": "结果",
+}
+_TIME_KEYS = ("at", "time", "timestamp", "when")
+_ACTION_KEYS = ("action", "event", "transition", "what")
+
+
+def fmt_time(ts: Any, *, seconds: bool = False) -> str:
+    """Epoch seconds as Beijing time (the forms' time), or "" when absent."""
+    if not isinstance(ts, int | float) or isinstance(ts, bool):
+        return ""
+    try:
+        when = datetime.fromtimestamp(float(ts), UTC).astimezone(BEIJING)
+    except (OverflowError, OSError, ValueError):
+        return ""
+    return when.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def reason_text(code: str | None) -> str:
+    if not code:
+        return ""
+    meaning = RETURN_REASONS.get(code)
+    return f"{code} {meaning}" if meaning else code
+
+
+def status_text(value: Any) -> str:
+    status = value if isinstance(value, Status) else _STATUS_BY_VALUE.get(str(value))
+    return status.chinese if status is not None else str(value)
+
+
+# -- forms -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChoiceView:
+    value: str
+    text: str
+    selected: bool
+
+
+@dataclass(frozen=True)
+class FieldView:
+    spec: FieldSpec
+    value: str  # scalar kinds and the batch textarea
+    choices: tuple[ChoiceView, ...]
+    errors: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def input_type(self) -> str:
+        return {
+            FieldKind.DATE: "date",
+            FieldKind.MONTH: "month",
+            FieldKind.DATETIME: "datetime-local",
+            FieldKind.TEL: "tel",
+        }.get(self.spec.kind, "text")
+
+    @property
+    def input_mode(self) -> str:
+        if self.spec.kind in (FieldKind.MONEY,):
+            return "decimal"
+        if self.spec.kind in (FieldKind.YEAR,):
+            return "numeric"
+        return ""
+
+    @property
+    def placeholder(self) -> str:
+        return {
+            FieldKind.DATE: "YYYY-MM-DD",
+            FieldKind.MONTH: "YYYY-MM",
+            FieldKind.DATETIME: "YYYY-MM-DD HH:MM",
+            FieldKind.YEAR: "YYYY",
+        }.get(self.spec.kind, "")
+
+
+@dataclass(frozen=True)
+class SectionView:
+    title: str
+    fields: tuple[FieldView, ...]
+
+
+@dataclass(frozen=True)
+class FormView:
+    spec: FormSpec
+    sections: tuple[SectionView, ...]
+    form_errors: tuple[str, ...]  # findings not tied to a field of the form
+    form_warnings: tuple[str, ...]
+
+    @property
+    def has_errors(self) -> bool:
+        return bool(self.form_errors) or any(f.errors for s in self.sections for f in s.fields)
+
+
+def _messages(findings: Iterable[Finding], severity: str) -> tuple[str, ...]:
+    return tuple(f.message for f in findings if f.severity == severity)
+
+
+def _by_field(spec: FormSpec, findings: Iterable[Finding]) -> dict[str, list[Finding]]:
+    grouped: dict[str, list[Finding]] = {}
+    for finding in findings:
+        grouped.setdefault(field_of(spec, finding.field), []).append(finding)
+    return grouped
+
+
+def form_view(
+    spec: FormSpec, raw: Mapping[str, RawValue], findings: Sequence[Finding] = ()
+) -> FormView:
+    grouped = _by_field(spec, findings)
+    sections = []
+    for section in spec.sections:
+        views = []
+        for f in section.fields:
+            value = raw.get(f.name, "")
+            chosen = set(value) if isinstance(value, list) else {value}
+            mine = grouped.get(f.name, [])
+            views.append(
+                FieldView(
+                    spec=f,
+                    value=value if isinstance(value, str) else "",
+                    choices=tuple(
+                        ChoiceView(c.value, c.text, c.value in chosen) for c in f.choices
+                    ),
+                    errors=_messages(mine, "error"),
+                    warnings=_messages(mine, "warning"),
+                )
+            )
+        sections.append(SectionView(section.title, tuple(views)))
+    general = grouped.get("", [])
+    return FormView(
+        spec, tuple(sections), _messages(general, "error"), _messages(general, "warning")
+    )
+
+
+def hidden_fields(raw: Mapping[str, RawValue]) -> list[tuple[str, str]]:
+    """The typed input as hidden (name, value) pairs, carried through the preview."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in raw.items():
+        if isinstance(value, list):
+            pairs.extend((name, v) for v in value)
+        else:
+            pairs.append((name, value))
+    return pairs
+
+
+# -- stored payloads ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinesView:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class RowView:
+    label: str
+    value: str
+    lines: LinesView | None = None
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class DisplaySection:
+    title: str
+    rows: tuple[RowView, ...]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, list | tuple):
+        return "、".join(_text(v) for v in value)
+    return str(value)
+
+
+def _display_value(f: FieldSpec, value: Any) -> str:
+    if f.kind is FieldKind.MULTI and isinstance(value, list | tuple):
+        return "、".join(f.choice_label(str(v)) or str(v) for v in value)
+    if f.kind is FieldKind.SELECT and isinstance(value, str):
+        return f.choice_label(value) or value
+    if f.kind is FieldKind.DATETIME and isinstance(value, str):
+        return value.replace("T", " ")
+    return _text(value)
+
+
+def _lines_view(f: FieldSpec, value: Any) -> LinesView:
+    rows: list[tuple[str, ...]] = []
+    extra: list[str] = []
+    if isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, Mapping):
+                for key in item:
+                    if key not in extra and all(c.name != key for c in f.columns):
+                        extra.append(str(key))
+    columns = [c.label for c in f.columns] + [DERIVED_LABELS.get(k, k) for k in extra]
+    if isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, Mapping):
+                cells = [_text(item.get(c.name)) for c in f.columns]
+                cells += [_text(item.get(k)) for k in extra]
+                rows.append(tuple(cells))
+    return LinesView(tuple(columns), tuple(rows))
+
+
+def display_sections(
+    spec: FormSpec, payload: Mapping[str, Any], findings: Sequence[Finding] = ()
+) -> list[DisplaySection]:
+    """The payload as label/value rows by section; keys the spec does not know (values
+    the workflow derived, such as the assessed base) follow under 其他信息."""
+    grouped = _by_field(spec, findings)
+    sections = []
+    for section in spec.sections:
+        rows = []
+        for f in section.fields:
+            value = payload.get(f.name)
+            mine = grouped.get(f.name, [])
+            rows.append(
+                RowView(
+                    label=f.label,
+                    value="" if f.kind is FieldKind.LINES else _display_value(f, value),
+                    lines=_lines_view(f, value) if f.kind is FieldKind.LINES else None,
+                    errors=_messages(mine, "error"),
+                    warnings=_messages(mine, "warning"),
+                    required=f.required,
+                )
+            )
+        sections.append(DisplaySection(section.title, tuple(rows)))
+    extra = [
+        RowView(DERIVED_LABELS.get(k, k), _text(v))
+        for k, v in payload.items()
+        if k not in spec.fields_by_name
+    ]
+    if extra:
+        sections.append(DisplaySection("其他信息", tuple(extra)))
+    return sections
+
+
+def general_findings(spec: FormSpec, findings: Sequence[Finding]) -> list[Finding]:
+    """Findings that belong to no field of the form (shown above it)."""
+    return [f for f in findings if field_of(spec, f.field) == ""]
+
+
+def summary(decl: Declaration) -> str:
+    """One line that names what a declaration is about, for the lists."""
+    p = decl.payload
+    if decl.type is DeclarationType.ANNUAL_BASE:
+        lines = p.get("lines")
+        count = len(lines) if isinstance(lines, list | tuple) else 0
+        return f"{_text(p.get('year'))}年度 · {count} 人"
+    if decl.type is DeclarationType.UNIT_CHANGE:
+        spec = FORM_SPECS[decl.type].fields_by_name["field"]
+        label = spec.choice_label(_text(p.get("field"))) or _text(p.get("field"))
+        return f"{label} → {_text(p.get('new_value'))}"
+    name, number = _text(p.get("name")), _text(p.get("id_number"))
+    return " ".join(x for x in (name, number) if x)
+
+
+# -- history --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    at: str
+    action: str
+    details: tuple[tuple[str, str], ...] = field(default=())
+
+
+def history_rows(history: Sequence[Mapping[str, Any]]) -> list[HistoryRow]:
+    rows = []
+    for entry in history:
+        if not isinstance(entry, Mapping):
+            continue
+        at = next((fmt_time(entry[k]) for k in _TIME_KEYS if k in entry), "")
+        action_raw = next((_text(entry[k]) for k in _ACTION_KEYS if k in entry), "")
+        action = _ACTIONS.get(action_raw, action_raw)
+        details = []
+        for key, value in entry.items():
+            if key in _TIME_KEYS or key in _ACTION_KEYS or value in (None, ""):
+                continue
+            label = _HISTORY_KEYS.get(str(key), str(key))
+            if key in ("from", "to", "status", "from_status", "to_status"):
+                text = status_text(value)
+            elif key in ("code", "return_code"):
+                text = reason_text(_text(value))
+            else:
+                text = _text(value)
+            details.append((label, text))
+        rows.append(HistoryRow(at, action, tuple(details)))
+    return rows
+
+
+def result_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What applying a declaration did (e.g. the new 个人编号), as label/value rows."""
+    if not isinstance(result, Mapping):
+        return []
+    return [(DERIVED_LABELS.get(str(k), str(k)), _text(v)) for k, v in result.items()]
