@@ -22,6 +22,12 @@ from declare_app._contributions import (
     monthly_contribution,
     parse_rates,
 )
+from declare_app._declarations import (
+    RETURN_REASONS,
+    ApplyConflictError,
+    Declarations,
+    run_recording_refusals,
+)
 from declare_app._identifiers import (
     Finding,
     IdentifierError,
@@ -69,6 +75,7 @@ from declare_app._retirement import (
     retirement_delay_months,
     retirement_month,
 )
+from declare_app._rules import RuleSettings, form_fields
 from declare_app._schema import metadata
 from declare_app._units import (
     Unit,
@@ -85,12 +92,15 @@ from declare_app._units import (
 __all__ = [
     "DEMO_330682",
     "PENSION_TABLES_DEFAULT",
+    "RETURN_REASONS",
     "AccountStatement",
     "AccountStatementLine",
+    "ApplyConflictError",
     "BaseLimits",
     "ClampResult",
     "Contribution",
     "ContributionBaseError",
+    "Declarations",
     "EnrolmentStatus",
     "Finding",
     "Gender",
@@ -109,6 +119,7 @@ __all__ = [
     "RegionRates",
     "RetirementCategory",
     "RetirementRow",
+    "RuleSettings",
     "StaffKind",
     "Unit",
     "UnitError",
@@ -128,6 +139,7 @@ __all__ = [
     "final_retirement_age_months",
     "flexible_earliest_month",
     "flexible_latest_month",
+    "form_fields",
     "get_unit",
     "list_units",
     "load_pension_tables_toml",
@@ -147,6 +159,7 @@ __all__ = [
     "retirement_category",
     "retirement_delay_months",
     "retirement_month",
+    "run_recording_refusals",
     "upgrade_legacy_id",
     "uscc_check_char",
     "validate_registration",

@@ -1,0 +1,398 @@
+"""人员增加 (person add, 增员 types A–D), DOMAIN.md §5.2 and the §6 rules it names.
+
+Applying it creates the person (with a new 个人编号) unless the ID number is already
+in the pool, and opens one enrolment per chosen insurance type in the unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from declare_app._contributions import Insurance
+from declare_app._person_id import PersonId, PersonIdKind
+from declare_app._retirement import YearMonth
+from declare_app._rules._common import (
+    GENDER_ALIASES,
+    GENDER_CHOICES,
+    INSURANCE_CHOICES,
+    PERSON_NUMBER,
+    STAFF_KIND_CHOICES,
+    STATUS_RULE,
+    age_findings,
+    clamp_wage,
+    gender_of,
+    month_window,
+    open_conflicts,
+    read_id_number,
+    staff_kind_of,
+    unit_findings,
+)
+from declare_app._rules._context import Checked, RuleContext
+from declare_app._rules._forms import (
+    FORM_INVALID,
+    FieldSpec,
+    FormReader,
+    ignore_computed,
+    to_fen,
+)
+from declare_app._rules._master import (
+    enrolments_of,
+    insert_person,
+    next_number,
+    open_enrolment,
+    pending_payloads,
+    person_by_id_number,
+    update_person,
+)
+from declare_app.interfaces import DeclarationType
+
+# GB 3304 民族 codes 01-56, then 97 其他 and 98 外国血统中国籍人士.
+# fmt: off
+_NATION_NAMES: Final = (
+    "汉", "蒙古", "回", "藏", "维吾尔", "苗", "彝", "壮", "布依", "朝鲜", "满", "侗", "瑶",
+    "白", "土家", "哈尼", "哈萨克", "傣", "黎", "傈僳", "佤", "畲", "高山", "拉祜", "水",
+    "东乡", "纳西", "景颇", "柯尔克孜", "土", "达斡尔", "仫佬", "羌", "布朗", "撒拉", "毛南",
+    "仡佬", "锡伯", "阿昌", "普米", "塔吉克", "怒", "乌孜别克", "俄罗斯", "鄂温克", "德昂",
+    "保安", "裕固", "京", "塔塔尔", "独龙", "鄂伦春", "赫哲", "门巴", "珞巴", "基诺",
+)
+# fmt: on
+NATIONS: Final = (
+    *((f"{i:02d}", name + "族") for i, name in enumerate(_NATION_NAMES, start=1)),
+    ("97", "其他"),
+    ("98", "外国血统中国籍人士"),
+)
+# 证件类型.  Only the first three carry an 18-character MOD 11-2 number (DOMAIN §1.1);
+# the others cannot be enrolled online (R02 证件类型不符).
+ID_TYPES: Final = (
+    ("01", "居民身份证"),
+    ("02", "港澳台居民居住证"),
+    ("03", "外国人永久居留身份证"),
+    ("04", "护照"),
+    ("05", "港澳居民来往内地通行证"),
+    ("06", "台湾居民来往大陆通行证"),
+)
+_ID_KIND_OF_TYPE: Final = {
+    "01": PersonIdKind.CITIZEN,
+    "02": PersonIdKind.RESIDENCE_PERMIT,
+    "03": PersonIdKind.FOREIGN_PERMANENT_RESIDENT,
+}
+ADD_TYPES: Final = (
+    ("A", "首次参保"),
+    ("B", "本单位中断后续保"),
+    ("C", "区外转入"),
+    ("D", "区内转入"),
+)
+EMPLOYMENT_FORMS: Final = (
+    ("1", "劳动合同制（合同工）"),
+    ("2", "劳务派遣"),
+    ("3", "非全日制"),
+    ("9", "其他"),
+)
+
+FIELDS: Final = (
+    FieldSpec("name", "姓名", "text", required=True, max_length=50),
+    FieldSpec("gender", "性别", "choice", choices=GENDER_CHOICES, help="留空则按身份号码填写"),
+    FieldSpec("birth_month", "出生年月", "month", help="留空则按身份号码填写"),
+    FieldSpec("id_type", "证件类型", "choice", choices=ID_TYPES, help="默认居民身份证"),
+    FieldSpec("id_number", "公民身份号码", "text", required=True, max_length=32),
+    FieldSpec("nation", "民族", "choice", choices=NATIONS, help="居民身份证必填"),
+    FieldSpec("hukou_type", "户口性质", "choice", choices=(("A", "城镇"), ("B", "农村"))),
+    FieldSpec("hukou_address", "户籍地址", "text"),
+    FieldSpec("staff_kind", "人员身份", "choice", required=True, choices=STAFF_KIND_CHOICES),
+    FieldSpec("employment_form", "用工形式", "choice", choices=EMPLOYMENT_FORMS, help="默认合同工"),
+    FieldSpec("work_start_month", "参加工作年月", "month"),
+    FieldSpec("hire_date", "本单位入职日期", "date", required=True),
+    FieldSpec("insurances", "参保险种", "insurances", required=True, choices=INSURANCE_CHOICES),
+    FieldSpec("add_type", "增员类型", "choice", required=True, choices=ADD_TYPES),
+    FieldSpec("start_month", "参保（开始缴费）年月", "month", required=True),
+    FieldSpec("monthly_wage", "月缴费工资（基数）", "money", required=True),
+    FieldSpec("person_no", "个人编号", "text", max_length=20, help="续保、区内转入必填"),
+    FieldSpec("phone", "联系电话", "text", max_length=32),
+    FieldSpec("address", "联系地址", "text"),
+    FieldSpec("remark", "备注", "longtext", max_length=500, help="如军转干部、港澳台/外籍"),
+    FieldSpec("transfer_doc", "转移接续凭证编号", "text", help="区外转入时填写"),
+    FieldSpec(
+        "flexible_agreement",
+        "弹性延迟退休协议",
+        "text",
+        help="已达法定退休年龄仍继续参保时填写协议编号或说明",
+    ),
+    FieldSpec("base", "核定缴费基数", "computed", help="按缴费基数上下限核定"),
+    FieldSpec("birth_date", "出生日期", "computed", help="按身份号码"),
+)
+_COMPUTED: Final = ("base", "birth_date")
+
+
+class PersonAddRules:
+    """DOMAIN §5.2: fields, V-ID-*, V-BASE-01/02, V-DUP-01/02/03, V-AGE-01/02,
+    V-DATE-01/02, V-INS-01, V-UNIT-01."""
+
+    type: DeclarationType = DeclarationType.PERSON_ADD
+    fields: tuple[FieldSpec, ...] = FIELDS
+
+    def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
+        r = FormReader(ignore_computed(payload, _COMPUTED), FIELDS)
+        r.findings.extend(unit_findings(ctx))
+        form = _Form(
+            name=r.text("name"),
+            gender=r.choice("gender", aliases=GENDER_ALIASES),
+            birth=r.month("birth_month"),
+            id_type=r.choice("id_type") or "01",
+        )
+        r.out["id_type"] = form.id_type
+        form.pid = read_id_number(
+            r,
+            "id_number",
+            today=ctx.filed_on,
+            gender_field="gender",
+            birth_month_field="birth_month",
+        )
+        self._identity(r, form)
+        r.choice("nation", required=form.id_type == "01")
+        r.choice("hukou_type", required=form.id_type == "01")
+        r.text("hukou_address")
+        form.staff_kind = r.choice("staff_kind", aliases={"干部": "A", "工人": "B"})
+        r.out["employment_form"] = r.choice("employment_form") or "1"
+        form.work_start = r.month("work_start_month")
+        form.hire = r.date("hire_date")
+        form.insurances = r.insurances("insurances")
+        form.add_type = r.choice("add_type")
+        form.start = r.month("start_month")
+        form.wage = r.money("monthly_wage", rule="V-BASE-02")
+        form.number = r.text(
+            "person_no",
+            required=form.add_type in ("B", "D"),
+            pattern=PERSON_NUMBER,
+            pattern_message="个人编号格式不正确",
+        )
+        r.phone("phone")
+        r.text("address")
+        r.text("remark")
+        transfer_doc = r.text("transfer_doc")
+        form.flexible = r.text("flexible_agreement")
+        if form.add_type == "C" and transfer_doc is None:
+            r.warn(
+                "transfer_doc",
+                "V-FORM-01",
+                "区外转入须向经办机构提交转移接续材料，请填写凭证编号",
+            )
+        self._dates(r, ctx, form)
+        if form.wage is not None and form.start is not None:
+            clamp_wage(
+                r,
+                ctx,
+                wage=form.wage,
+                wage_field="monthly_wage",
+                base_field="base",
+                month=form.start,
+            )
+        if form.pid is not None and form.staff_kind and form.insurances and form.start:
+            self._against_the_pool(r, ctx, form)
+        subject = form.pid.number if form.pid is not None else None
+        if subject is not None and form.insurances:
+            self._pending(r, ctx, subject, form.insurances)
+        return Checked(r.out, tuple(r.findings), subject)
+
+    def _identity(self, r: FormReader, form: _Form) -> None:
+        if form.id_type not in _ID_KIND_OF_TYPE:
+            r.error(
+                "id_type",
+                "V-ID-02",
+                "该证件类型没有18位公民身份号码，不能网上参保，请到经办窗口办理",
+            )
+        elif form.pid is not None and form.pid.kind is not _ID_KIND_OF_TYPE[form.id_type]:
+            r.error("id_type", FORM_INVALID, f"该号码是{form.pid.kind.value}号码，与证件类型不符")
+        if form.pid is not None:
+            r.out["birth_date"] = form.pid.birth_date.isoformat()
+
+    def _dates(self, r: FormReader, ctx: RuleContext, form: _Form) -> None:
+        """V-DATE-01/02 and V-AGE-02."""
+        if form.start is not None:
+            month_window(r, "start_month", form.start, ctx)
+            if form.hire is not None and form.start < YearMonth.of(form.hire):
+                r.error("start_month", "V-DATE-01", "参保年月不能早于本单位入职年月")
+        if form.hire is not None:
+            deadline = form.hire + timedelta(days=ctx.settings.registration_days)
+            if ctx.filed_on > deadline:
+                r.warn(
+                    "hire_date",
+                    "V-DATE-02",
+                    f"超过用工之日起{ctx.settings.registration_days}日内办理参保登记的期限"
+                    f"（{deadline.isoformat()}），属逾期登记（社会保险法第五十八条）",
+                )
+            if YearMonth.of(form.hire) > YearMonth.of(ctx.filed_on).plus_months(1):
+                r.error("hire_date", "V-DATE-01", "本单位入职日期不能晚于下月")
+        pid = form.pid
+        if pid is None:
+            return
+        if form.work_start is not None and form.work_start < YearMonth.of(pid.birth_date):
+            r.error("work_start_month", FORM_INVALID, "参加工作年月早于出生年月")
+        day = form.hire or (date(form.start.year, form.start.month, 1) if form.start else None)
+        if day is not None and _age_on(pid.birth_date, day) < 16:
+            r.error(
+                "hire_date" if form.hire else "start_month",
+                "V-AGE-02",
+                "用工时未满16周岁（劳动法第十五条）",
+            )
+
+    def _against_the_pool(self, r: FormReader, ctx: RuleContext, form: _Form) -> None:
+        """V-DUP-01/02, V-AGE-01 and the 增员类型 against the person's records."""
+        assert form.pid is not None and form.staff_kind and form.insurances and form.start
+        person = person_by_id_number(ctx.conn, form.pid.number)
+        history = enrolments_of(ctx.conn, person.person_number) if person else []
+        here = [e for e in history if e.unit_code == ctx.unit.code]
+        elsewhere = [e for e in history if e.unit_code != ctx.unit.code]
+        if person is not None and person.terminal_reason in ("32", "33"):
+            r.error(
+                "id_number",
+                STATUS_RULE,
+                "该人员的参保关系已终止（死亡或出国（境）定居），不能再参保",
+            )
+        if form.add_type == "A" and person is not None:
+            r.error(
+                "add_type",
+                "V-DUP-02",
+                "已参保人员不可按首次参保办理，请选择续保、区外转入或区内转入",
+            )
+        elif form.add_type == "B" and not here:
+            r.error("add_type", "V-DUP-02", "本单位没有该人员以前的参保记录，不能按续保办理")
+        elif form.add_type == "D" and not elsewhere:
+            r.error(
+                "add_type",
+                "V-DUP-02",
+                "未找到该人员在本统筹区其他单位的参保记录，不能按区内转入办理",
+            )
+        if (
+            form.number is not None
+            and form.add_type != "A"
+            and (person is None or form.number != person.person_number)
+        ):
+            r.error("person_no", FORM_INVALID, "个人编号与公民身份号码不是同一人")
+        if person is not None and form.name is not None and form.name != person.name:
+            r.warn("name", FORM_INVALID, "姓名与已登记的参保信息不一致，审核时将核对")
+        open_conflicts(
+            r,
+            "insurances",
+            unit_code=ctx.unit.code,
+            all_enrolments=history,
+            insurances=form.insurances,
+            start=form.start,
+        )
+        gender = gender_of(r.out.get("gender"))
+        if gender is not None:
+            age_findings(
+                r,
+                "insurances",
+                gender=gender,
+                staff_kind=staff_kind_of(form.staff_kind),
+                birth=form.pid.birth_date,
+                override=person.retirement_override_month if person else None,
+                receiving_pension=person.receiving_pension if person else False,
+                insurances=form.insurances,
+                start=form.start,
+                flexible_agreement=form.flexible,
+            )
+
+    def _pending(
+        self, r: FormReader, ctx: RuleContext, subject: str, insurances: tuple[Insurance, ...]
+    ) -> None:
+        """V-DUP-03: the same person and insurance type already waiting for review."""
+        codes = {i.value for i in insurances}
+        for other in pending_payloads(
+            ctx.conn, ctx.unit.code, self.type.value, subject=subject, exclude=ctx.declaration_id
+        ):
+            if set(other.get("insurances") or ()) & codes:
+                r.error(
+                    "id_number",
+                    "V-DUP-03",
+                    "该人员已有相同险种的人员增加申报在审核中，请勿重复申报",
+                )
+                return
+
+    def apply(self, ctx: RuleContext, checked: Checked) -> dict[str, Any]:
+        p = checked.payload
+        assert ctx.declaration_id is not None
+        person = person_by_id_number(ctx.conn, p["id_number"])
+        details = {
+            "nation": p.get("nation"),
+            "hukou_type": p.get("hukou_type"),
+            "hukou_address": p.get("hukou_address"),
+            "staff_kind": p["staff_kind"],
+            "employment_form": p.get("employment_form"),
+            "work_start_month": p.get("work_start_month"),
+            "phone": p.get("phone"),
+            "address": p.get("address"),
+            "remark": p.get("remark"),
+            "updated_at": ctx.now,
+        }
+        if person is None:
+            region = ctx.unit.region
+            number = f"{region}{next_number(ctx.conn, 'person:' + region):08d}"
+            insert_person(
+                ctx.conn,
+                {
+                    "person_number": number,
+                    "id_number": p["id_number"],
+                    "id_type": p["id_type"],
+                    "name": p["name"],
+                    "gender": p["gender"],
+                    "birth_date": date.fromisoformat(p["birth_date"]),
+                    "first_insured_month": p["start_month"],
+                    "created_at": ctx.now,
+                    "created_by_declaration": ctx.declaration_id,
+                    **details,
+                },
+            )
+        else:
+            number = person.person_number
+            if person.first_insured_month is None:
+                details["first_insured_month"] = p["start_month"]
+            update_person(ctx.conn, number, details)
+        for code in p["insurances"]:
+            open_enrolment(
+                ctx.conn,
+                {
+                    "person_number": number,
+                    "unit_code": ctx.unit.code,
+                    "insurance": code,
+                    "start_month": p["start_month"],
+                    "base_fen": to_fen(Decimal(p["base"])),
+                    "add_type": p["add_type"],
+                    "hire_date": date.fromisoformat(p["hire_date"]),
+                    "opened_by": ctx.declaration_id,
+                    "updated_at": ctx.now,
+                },
+            )
+        return {
+            "person_no": number,
+            "new_person": person is None,
+            "insurances": list(p["insurances"]),
+        }
+
+
+@dataclass
+class _Form:
+    """The values read so far, for the cross-field checks."""
+
+    name: str | None
+    gender: str | None
+    birth: YearMonth | None
+    id_type: str
+    pid: PersonId | None = None
+    staff_kind: str | None = None
+    work_start: YearMonth | None = None
+    hire: date | None = None
+    insurances: tuple[Insurance, ...] | None = None
+    add_type: str | None = None
+    start: YearMonth | None = None
+    wage: Decimal | None = None
+    number: str | None = None
+    flexible: str | None = None
+
+
+def _age_on(birth: date, day: date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
