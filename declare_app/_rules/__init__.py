@@ -32,10 +32,12 @@ from declare_app._rules._context import (
 from declare_app._rules._forms import FieldSpec
 from declare_app._rules._master import UnitStanding, unit_standing
 from declare_app._rules._person_add import PersonAddRules
+from declare_app._rules._person_reduce import PersonReduceRules
 from declare_app.interfaces import DeclarationType
 
 RULES: Final[Mapping[DeclarationType, TypeRules]] = {
     DeclarationType.PERSON_ADD: PersonAddRules(),
+    DeclarationType.PERSON_REDUCE: PersonReduceRules(),
 }
 
 

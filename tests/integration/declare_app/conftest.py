@@ -3,14 +3,16 @@ approved units in region 330682, the workflow on the DOMAIN demo rates, and acto
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
 import declare_app
 from declare_app._declarations import CHINA_TIME, Declarations
-from declare_app.interfaces import Actor
+from declare_app.interfaces import Actor, Declaration, DeclarationType
 from ssgate._schema import all_metadata
 
 UNIT_A = "12345678"
@@ -51,3 +53,55 @@ def employer_b() -> Actor:
 @pytest.fixture
 def auditor() -> Actor:
     return Actor("staff", "zhang", role="auditor")
+
+
+def person_add_form(id_number: str, **changes: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "name": "张三",
+        "id_number": id_number,
+        "nation": "01",
+        "hukou_type": "A",
+        "staff_kind": "B",
+        "hire_date": "2025-01-02",
+        "insurances": ["110", "210", "310", "410", "510"],
+        "add_type": "A",
+        "start_month": "2025-01",
+        "monthly_wage": "6000",
+        "phone": "13800000000",
+    }
+    values.update(changes)
+    return values
+
+
+@pytest.fixture
+def decide(decl_db: Engine, workflow: Declarations, auditor: Actor) -> Callable[..., Declaration]:
+    """Create, submit, claim and approve a declaration; return it applied."""
+
+    def run(
+        employer: Actor, type: DeclarationType, payload: dict[str, Any], now: float = NOW
+    ) -> Declaration:
+        with decl_db.begin() as conn:
+            d = workflow.create_draft(conn, employer, type, payload, now=now)
+            workflow.submit(conn, employer, d.id, now=now)
+            workflow.claim(conn, auditor, d.id, now=now)
+            return workflow.approve(conn, auditor, d.id, now=now)
+
+    return run
+
+
+@pytest.fixture
+def enrol(decide: Callable[..., Declaration]) -> Callable[..., str]:
+    """Enrol a person through an applied person-add (January 2025); the 个人编号."""
+
+    def run(employer: Actor, id_number: str, **changes: Any) -> str:
+        done = decide(
+            employer,
+            DeclarationType.PERSON_ADD,
+            person_add_form(id_number, **changes),
+            datetime(2025, 1, 10, 10, 0, tzinfo=CHINA_TIME).timestamp(),
+        )
+        number = done.result["person_no"]
+        assert isinstance(number, str)
+        return number
+
+    return run
