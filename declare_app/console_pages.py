@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -42,6 +43,8 @@ from declare_app.interfaces import (
     NotFound,
     Status,
 )
+from declare_app.web._specs import FORM_SPECS
+from declare_app.web._views import display_sections, result_rows
 
 # DOMAIN §7: the return reasons an auditor picks from (codes ours, texts from sources).
 RETURN_REASONS: Mapping[str, str] = {
@@ -115,8 +118,65 @@ def _rows(value: Any) -> tuple[list[str], list[list[str]]] | None:
         for key in item:
             if str(key) not in columns:
                 columns.append(str(key))
-    rows = [[_shown(item.get(c)) for c in columns] for item in value[:MAX_PAYLOAD_ROWS]]
+    rows = [[_shown(item.get(c)) for c in columns] for item in value]
     return columns, rows
+
+
+@dataclass(frozen=True)
+class Lines:
+    columns: Sequence[str]
+    rows: Sequence[Sequence[str]]
+    note: str
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    value: str
+    lines: Lines | None = None
+    errors: Sequence[str] = ()
+    warnings: Sequence[str] = ()
+
+
+def _lines(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Lines:
+    count = len(rows)
+    note = (
+        f"共 {count} 行，仅显示前 {MAX_PAYLOAD_ROWS} 行"
+        if count > MAX_PAYLOAD_ROWS
+        else f"共 {count} 行"
+    )
+    return Lines(columns, rows[:MAX_PAYLOAD_ROWS], note)
+
+
+def payload_sections(d: Declaration) -> list[tuple[str, list[Row]]]:
+    """The payload as the unit saw it in its form (the employer web's labels, choice
+    texts and sections, with each field's findings), else plain key/value rows."""
+    spec = FORM_SPECS.get(d.type)
+    if spec is not None:
+        return [
+            (
+                section.title,
+                [
+                    Row(
+                        r.label,
+                        r.value,
+                        None if r.lines is None else _lines(r.lines.columns, r.lines.rows),
+                        r.errors,
+                        r.warnings,
+                    )
+                    for r in section.rows
+                ],
+            )
+            for section in display_sections(spec, d.payload, d.findings)
+        ]
+    rows = []
+    for key, value in d.payload.items():
+        batch = _rows(value)
+        if batch is None:
+            rows.append(Row(str(key), _shown(value)))
+        else:
+            rows.append(Row(str(key), "", _lines(*batch)))
+    return [("", rows)]
 
 
 def _status_text(value: Any) -> str:
@@ -225,26 +285,29 @@ _DETAIL = """\
 </table>
 
 <h2>申报内容</h2>
-{% if payload %}
+{% for title, rows in payload %}
+{% if title %}<h3>{{ title }}</h3>{% endif %}
 <table class="list">
-{% for key, text, batch in payload %}
-<tr><th>{{ key }}</th><td>
-{% if batch %}
-  {% set columns, rows = batch %}
+{% for row in rows %}
+<tr><th>{{ row.label }}</th><td>
+{% if row.lines %}
   <table class="list">
-  <thead><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
+  <thead><tr>{% for c in row.lines.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
   <tbody>
-  {% for row in rows %}
-  <tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+  {% for line in row.lines.rows %}
+  <tr>{% for cell in line %}<td>{{ cell or "—" }}</td>{% endfor %}</tr>
   {% endfor %}
   </tbody>
   </table>
-  {% if text %}<p class="hint">{{ text }}</p>{% endif %}
-{% else %}{{ text }}{% endif %}
+  <p class="hint">{{ row.lines.note }}</p>
+{% else %}{{ row.value or "—" }}{% endif %}
+{% for e in row.errors %}<br><span class="field-error">{{ e }}</span>{% endfor %}
+{% for w in row.warnings %}<br><span class="hint">提示：{{ w }}</span>{% endfor %}
 </td></tr>
 {% endfor %}
 </table>
-{% else %}<p>（无内容）</p>{% endif %}
+{% else %}<p>（无内容）</p>
+{% endfor %}
 
 {% if result %}
 <h2>办理结果</h2>
@@ -437,23 +500,10 @@ class ReviewPage:
             return _missing()
         except DeclarationError as refusal:
             return _refused(refusal)
-        payload: list[tuple[str, str, tuple[list[str], list[list[str]]] | None]] = []
-        for key, value in d.payload.items():
-            batch = _rows(value)
-            if batch is None:
-                payload.append((str(key), _shown(value), None))
-            else:
-                count = len(value)
-                more = (
-                    f"共 {count} 行，仅显示前 {MAX_PAYLOAD_ROWS} 行"
-                    if count > MAX_PAYLOAD_ROWS
-                    else f"共 {count} 行"
-                )
-                payload.append((str(key), more, batch))
         body = _render(
             "detail.html",
             d=d,
-            payload=payload,
+            payload=payload_sections(d),
             history=[_history_line(h) for h in d.history],
             notice=notice,
             error=error,
@@ -461,7 +511,7 @@ class ReviewPage:
             form_code=form_code,
             form_text=form_text,
             csrf_token=request.csrf_token,
-            result=[(str(k), _shown(v)) for k, v in d.result.items()],
+            result=result_rows(d.result),
             can_claim=d.status is Status.PENDING_REVIEW
             or (
                 d.status is Status.UNDER_REVIEW

@@ -418,29 +418,35 @@ def test_other_roles_cannot_open_the_review_pages_admin_can(world: World) -> Non
 
 
 def test_the_detail_shows_payload_findings_history_and_escapes_everything(world: World) -> None:
+    """The payload with the form's Chinese labels and choice texts (as the unit saw
+    its form), each field's findings beside it, the history as a table."""
     world.workflow.add(
         "d1",
         payload={
             "name": "<script>alert(1)</script>",
-            "lines": [
-                {"id_number": "11010519491231002X", "base": 3000},
-                {"id_number": "x", "base": None},
-            ],
-            "extra": {"k": [1, 2]},
+            "id_number": "11010519491231002X",
+            "hukou_type": "A",
+            "insurances": ["110", "210"],
+            "monthly_wage": "6000.00",
+            "base": "6000.00",
+            "odd_extra": 1,
         },
-        findings=(Finding("V-BASE-01", "base", "warning", "缴费基数低于下限，将按下限核定"),),
+        findings=(
+            Finding("V-BASE-01", "monthly_wage", "warning", "缴费基数低于下限，将按下限核定"),
+        ),
     )
     reply = world.login("alice").get("/review/d1")
     assert reply.status == 200
     assert "<script>" not in reply.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in reply.text
+    assert re.search(r"<th>公民身份号码</th><td>\s*11010519491231002X", reply.text)
+    assert re.search(r"<th>户口性质</th><td>\s*[^<]*城镇", reply.text)
+    assert "<th>核定缴费基数</th>" in reply.text  # a value the workflow derived
+    assert "<th>odd_extra</th>" in reply.text  # unknown keys are still shown
+    assert "提示：缴费基数低于下限，将按下限核定" in reply.text  # beside its field
     text = cells(reply)
-    assert "11010519491231002X" in text and "3000" in text and "—" in text  # batch rows
-    assert "共 2 行" in reply.text
-    assert '{"k": [1, 2]}' in reply.text.replace("&#34;", '"')
-    assert "V-BASE-01" in text and "提示" in text and "缴费基数低于下限，将按下限核定" in text
-    assert "2026-01-01 07:30" in text  # history, Beijing time
-    history = cells(reply)[-5:]
+    assert "V-BASE-01" in text and "提示" in text  # and in the findings table
+    history = text[-5:]
     assert history == [
         "2026-01-01 07:30",
         "1",
@@ -450,6 +456,35 @@ def test_the_detail_shows_payload_findings_history_and_escapes_everything(world:
     ]
     assert 'id="claim"' in reply.text
     assert 'id="approve"' not in reply.text
+
+
+def test_a_batch_shows_its_lines_as_a_table_capped_at_500_rows(world: World) -> None:
+    lines = [
+        {"person_no": f"P{i:06d}", "name": f"职工{i}", "id_number": "x", "wage": "5000"}
+        for i in range(501)
+    ]
+    world.workflow.add(
+        "d1", type=DeclarationType.ANNUAL_BASE, payload={"year": 2026, "lines": lines}
+    )
+    reply = world.login("alice").get("/review/d1")
+    assert reply.status == 200
+    assert (
+        "<th>个人编号</th><th>姓名</th><th>公民身份号码</th><th>上年度月平均工资</th>" in reply.text
+    )
+    assert "P000499" in reply.text and "P000500" not in reply.text
+    assert "共 501 行，仅显示前 500 行" in reply.text
+
+
+def test_a_type_without_a_form_spec_is_shown_as_keys_and_values(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from declare_app import console_pages
+
+    monkeypatch.setattr(console_pages, "FORM_SPECS", {})
+    world.workflow.add("d1", payload={"a": "<b>", "rows": [{"x": 1}, {"x": None, "y": True}]})
+    reply = world.login("alice").get("/review/d1")
+    assert "<th>a</th><td>\n&lt;b&gt;" in reply.text
+    assert "<th>x</th><th>y</th>" in reply.text and "是" in cells(reply)
 
 
 @pytest.mark.parametrize(
@@ -603,7 +638,7 @@ def test_an_applied_declaration_shows_what_applying_did(world: World) -> None:
     )
     page = world.login("alice").get("/review/d1")
     assert "办理结果" in page.text
-    assert "<th>person_number</th><td>3306820000123</td>" in page.text
+    assert "<th>个人编号</th><td>3306820000123</td>" in page.text
     assert 'id="voucher">SB20260101000001<' in page.text
     assert 'id="claim"' not in page.text and 'id="approve"' not in page.text
 
