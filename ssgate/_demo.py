@@ -22,6 +22,7 @@ LOGINS_FILE = "demo-logins.txt"  # 0600; the demo's own logins, so a rerun can s
 PASSWORD_FILE = "demo-password.txt"  # noqa: S105 (a file name; 0600, for the paste command)
 P12_PASSWORD_FILE = "demo-p12-password.txt"  # noqa: S105
 BUNDLE_DIR = "demo-bundle"
+DEMO_AUDITOR = "demo.auditor"  # agency auditor for the staff console
 
 
 def demo_credit_code() -> str:
@@ -31,17 +32,17 @@ def demo_credit_code() -> str:
     return first17 + uscc_check_char(first17)
 
 
-def current_demo_code(state: StateDir) -> str | None:
-    """The demo account's one-time code right now (None before the demo was loaded)."""
+def current_demo_code(state: StateDir, *, auditor: bool = False) -> str | None:
+    """The demo employer's (or the demo auditor's) one-time code right now; None before
+    the demo was loaded."""
+    principal, kind = (DEMO_AUDITOR, "staff") if auditor else (DEMO_ACCOUNT, "account")
     app = App(state)
     try:
         with app.engine.begin() as conn:
-            login = load_login(conn, DEMO_ACCOUNT, "account")
+            login = load_login(conn, principal, kind)
         if login is None:
             return None
-        secret = app.box.open(
-            login.totp_secret_sealed, context=auth.totp_secret_context(DEMO_ACCOUNT)
-        )
+        secret = app.box.open(login.totp_secret_sealed, context=auth.totp_secret_context(principal))
         return auth.current_code(secret, time.time())
     finally:
         app.close()
@@ -73,7 +74,10 @@ def run_demo(state: StateDir, out: TextIO, *, serve: bool = True) -> int:
     banner = (
         "\nIn another terminal, dial the secure channel as the demo employer:\n\n"
         f"  {connect_command(state)}\n\n"
-        "then open http://127.0.0.1:8080/ — the page shows the unit the gateway vouched for.\n"
+        "then open http://127.0.0.1:8080/ to declare as the demo unit.\n\n"
+        f"Agency auditors review at https://localhost:8444/ (staff console; the CA is "
+        f"{state.path.absolute() / 'ca.pem'}): staff {DEMO_AUDITOR}, password above, "
+        f"code from 'ssgate --state {state.path.absolute()} demo --code --auditor'.\n"
     )
     if not serve:
         out.write(banner.replace("In another terminal, dial", "Start 'ssgate serve', then dial"))
@@ -117,6 +121,7 @@ def _load_demo(app: App) -> str:
         assert issued.password is not None and issued.p12_passphrase is not None  # generated
         app.state.write_secret(PASSWORD_FILE, issued.password.encode() + b"\n")
         app.state.write_secret(P12_PASSWORD_FILE, issued.p12_passphrase.encode() + b"\n")
+        auditor = app.provisioner().add_staff(DEMO_AUDITOR, "auditor", password=None, out=None)
     finally:
         app.close()
     return (
@@ -126,4 +131,7 @@ def _load_demo(app: App) -> str:
         f"TOTP URI:               {issued.otp_uri}\n"
         f"client.p12 passphrase:  {issued.p12_passphrase}\n"
         f"enrolment bundle:       {bundle}/\n"
+        f"staff console auditor:  {DEMO_AUDITOR}\n"
+        f"auditor password:       {auditor.password}\n"
+        f"auditor TOTP URI:       {auditor.otp_uri}\n"
     )

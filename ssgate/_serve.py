@@ -15,6 +15,7 @@ registry's polling and a slow database cannot stall hashing.
 
 from __future__ import annotations
 
+import hmac
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,12 +44,21 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 
 import auth
+import declare_app
+from declare_app._declarations import Declarations
 from declare_app._guard import IdentityGuardFactory
-from declare_app._identity_page import identity_site
+from declare_app.web import employer_site
 from gateway._cred import AccountPolicyView, ChannelChecker, ChannelRealm
 from gateway._service import GatewayContext, GatewayNode, default_node_name
-from gateway._tls import ReloadingServerTLS, load_state_server_tls, state_crl_watcher
+from gateway._tls import (
+    ReloadingServerTLS,
+    ServerTLSMaterial,
+    load_state_server_tls,
+    state_crl_watcher,
+)
 from ssgate._app import App
+from ssgate._config import ConfigError
+from ssgate._console import ConsoleListenError, check_console_listen, console_factory, console_site
 from ssgate._db import Database, WorkerPool
 from ssgate._state import StateDir, StateError
 
@@ -111,6 +121,7 @@ class Serving:
 
     gateway: IListeningPort
     declare: IListeningPort
+    console: IListeningPort
     services: MultiService
     node: GatewayNode
     runner: Runner
@@ -122,6 +133,7 @@ class Serving:
         waits = [
             maybeDeferred(self.gateway.stopListening),
             maybeDeferred(self.declare.stopListening),
+            maybeDeferred(self.console.stopListening),
             maybeDeferred(self.services.stopService),  # the node waits for session ends
         ]
         d: Deferred[Any] = gatherResults(waits, consumeErrors=True)
@@ -148,30 +160,10 @@ def policy_view(app: App) -> Callable[[str], AccountPolicyView]:
     return policy_for
 
 
-def start(
-    app: App,
-    reactor: Any,
-    *,
-    services: Mapping[str, Callable[[], IStreamClientEndpoint]] | None = None,
-) -> Serving:
-    """Listen and start everything; raise :class:`ServeError` on bad files or busy ports.
-
-    *services* replaces the service endpoints (``declare`` → the built-in service) —
-    for the benchmarks, which put their own target behind the gateway.
-    """
-    from twisted.internet.error import CannotListenError
-
-    config, state = app.config, app.state
-    try:
-        material = load_state_server_tls(state.path)
-    except FileNotFoundError as e:
-        raise ServeError(f"{e.filename}: missing; run 'ssgate init' first") from None
-    except (OSError, ValueError) as e:
-        raise ServeError(f"TLS files cannot be used: {e}") from None
-    identity_key = state.key("identity.key")
-    resume_key = state.key("resume.key")
-    lock = config.lockout
-    authenticator = auth.Authenticator(
+def make_authenticator(app: App) -> auth.Authenticator:
+    """Password + TOTP with the configured lockout (channel accounts and staff)."""
+    lock = app.config.lockout
+    return auth.Authenticator(
         app.engine,
         app.hasher,
         app.box,
@@ -184,11 +176,17 @@ def start(
             source_max_failures=lock.source_max_failures,
         ),
     )
-    runner = Runner(Database(app.engine, reactor), reactor)
-    policy_for = policy_view(app)
-    node_name = default_node_name()
-    clock = reactor.seconds
-    portal = Portal(
+
+
+def channel_portal(
+    authenticator: auth.Authenticator,
+    runner: Runner,
+    policy_for: Callable[[str], AccountPolicyView],
+    clock: Callable[[], float],
+    node_name: str,
+) -> Portal:
+    """twisted.cred for channel logins: certificate binding, policy, two factors, limit."""
+    return Portal(
         ChannelRealm(
             db=runner, policy_for=policy_for, clock=clock, node=node_name, end_session=_no_op
         ),
@@ -199,23 +197,91 @@ def start(
         ],
     )
 
-    declare_spec = (
-        config.declare.listen or f"unix:{state.path / DECLARE_SOCKET}:mode=600:lockfile=1"
-    )
-    site: Any = identity_site()  # a Site is a Factory; Twisted's generics disagree
-    guarded = IdentityGuardFactory(site, key=identity_key, clock=reactor)
-    try:
-        declare_port = _listen_now(reactor, declare_spec, guarded)
-    except (CannotListenError, OSError, ValueError) as e:
-        runner.close()
-        raise ServeError(f"declare service cannot listen on {declare_spec}: {e}") from None
 
+class _Ports:
+    """Listens one by one; if one fails, closes the ones already open."""
+
+    def __init__(self, reactor: Any, runner: Runner) -> None:
+        self._reactor = reactor
+        self._runner = runner
+        self.opened: list[IListeningPort] = []
+
+    def listen(self, spec: str, factory: Any, what: str) -> IListeningPort:
+        from twisted.internet.error import CannotListenError
+
+        try:
+            port = _listen_now(self._reactor, spec, factory)
+        except (CannotListenError, OSError, ValueError) as e:
+            for other in self.opened:
+                other.stopListening()
+            self._runner.close()
+            raise ServeError(f"{what} cannot listen on {spec}: {e}") from None
+        self.opened.append(port)
+        return port
+
+
+def _load_files(app: App) -> tuple[ServerTLSMaterial, Any, declare_app.RateTable]:
+    """Everything read from the state directory, checked before anything listens."""
+    state = app.state
+    try:
+        check_console_listen(app.config.console.listen, tls=True)
+        material = load_state_server_tls(state.path)
+        console_tls = load_state_server_tls(state.path, require_client_cert=False).options
+        rates = app.rate_table
+    except FileNotFoundError as e:
+        raise ServeError(f"{e.filename}: missing; run 'ssgate init' first") from None
+    except (ConsoleListenError, StateError, ConfigError) as e:
+        raise ServeError(str(e)) from None
+    except (OSError, ValueError) as e:
+        raise ServeError(f"TLS files cannot be used: {e}") from None
+    return material, console_tls, rates
+
+
+def start(
+    app: App,
+    reactor: Any,
+    *,
+    services: Mapping[str, Callable[[], IStreamClientEndpoint]] | None = None,
+) -> Serving:
+    """Listen and start everything; raise :class:`ServeError` on bad files or busy ports.
+
+    *services* replaces the service endpoints (``declare`` → the built-in service) —
+    for the benchmarks, which put their own target behind the gateway.
+    """
+    config, state = app.config, app.state
+    material, console_tls, rates = _load_files(app)
+    identity_key = state.key("identity.key")
+    authenticator = make_authenticator(app)
+    runner = Runner(Database(app.engine, reactor), reactor)
+    ports = _Ports(reactor, runner)
+    workflow = Declarations(rates, clock=reactor.seconds)
+
+    site: Any = employer_site(  # a Site is a Factory; Twisted's generics disagree
+        workflow=workflow,
+        runner=runner,
+        clock=reactor,
+        csrf_key=hmac.digest(identity_key, b"ssgate employer csrf v1", "sha256"),
+    )
+    declare_port = ports.listen(
+        config.declare.listen or f"unix:{state.path / DECLARE_SOCKET}:mode=600:lockfile=1",
+        IdentityGuardFactory(site, key=identity_key, clock=reactor),
+        "declare service",
+    )
+    console = console_site(
+        authenticator=authenticator, runner=runner, workflow=workflow, clock=reactor, secure=True
+    )
+    console_port = ports.listen(
+        config.console.listen, console_factory(console, console_tls), "staff console"
+    )
+
+    policy_for = policy_view(app)
+    node_name = default_node_name()
     ctx = GatewayContext(
         clock=reactor,
-        portal=portal,
+        portal=channel_portal(authenticator, runner, policy_for, reactor.seconds, node_name),
         db=runner,
         identity_key=identity_key,
-        resume_key=resume_key,
+        resume_key=state.key("resume.key"),
         services=services or {"declare": client_endpoint_for(reactor, declare_port)},
         policy_for=policy_for,
         node=node_name,
@@ -232,14 +298,9 @@ def start(
     running = MultiService()
     running.addService(node)
     running.addService(state_crl_watcher(reactor, tls, state.path, on_change=on_crl))
-    try:
-        gateway_port = _listen_now(reactor, config.gateway.listen, node.factory(tls))
-    except (CannotListenError, OSError, ValueError) as e:
-        declare_port.stopListening()
-        runner.close()
-        raise ServeError(f"gateway cannot listen on {config.gateway.listen}: {e}") from None
+    gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     running.startService()
-    return Serving(gateway_port, declare_port, running, node, runner)
+    return Serving(gateway_port, declare_port, console_port, running, node, runner)
 
 
 def _no_op(session_id: str) -> None:
@@ -281,7 +342,7 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
         f"ssgate gateway listening on {describe(serving.gateway)} "
         "(TLS 1.2/1.3, client certificate + password + one-time code)\n"
         f"declare service on {describe(serving.declare)} (identity-guarded)\n"
-        "staff console: not yet (the declaration service issue, #4)\n"
+        f"staff console on https://{describe(serving.console)}/ (TLS, staff password + code)\n"
     )
     if banner:
         out.write(banner)

@@ -125,7 +125,7 @@ def cmd_demo(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
 
     if args.code:
         state.require()
-        code = current_demo_code(state)
+        code = current_demo_code(state, auditor=args.auditor)
         if code is None:
             raise CliError(EXIT_REFUSED, "the demo is not loaded here; run 'ssgate demo' first")
         out.write(code + "\n")
@@ -676,6 +676,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-serve", action="store_true", help="load and print, but do not serve")
     p.add_argument(
         "--code", action="store_true", help="print the demo account's current one-time code"
+    )
+    p.add_argument(
+        "--auditor", action="store_true", help="with --code: the demo auditor's code instead"
     )
     add("serve", "run the gateway and the declare service until Ctrl-C / SIGTERM", cmd_serve)
     from ssgate._connect import DEFAULT_LISTEN, exit_status_help

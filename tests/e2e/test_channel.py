@@ -61,12 +61,11 @@ def test_connect_then_curl_shows_the_unit_and_session(channel: Channel) -> None:
     assert "12345678" in page.stdout
     assert session_id in page.stdout
     whoami = json.loads(curl(port, "/api/v1/whoami").stdout)
-    assert whoami == {
-        "account": account.name,
-        "unit_code": "12345678",
-        "session_id": session_id,
-        "source": whoami["source"],
-    }
+    assert (whoami["account"], whoami["unit_code"], whoami["session_id"]) == (
+        account.name,
+        "12345678",
+        session_id,
+    )
     live = channel.run("audit", "live", check_rc=0).stdout
     assert session_id in live
 
@@ -294,8 +293,7 @@ def _raw(port: int, payload: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as s:
         received = b""
         try:
-            s.sendall(payload)
-            s.shutdown(socket.SHUT_WR)
+            s.sendall(payload)  # no half-close: twisted.web drops a half-closed request
             while chunk := s.recv(4096):
                 received += chunk
         except OSError:
@@ -316,7 +314,7 @@ def test_the_service_answers_only_a_valid_fresh_identity_header(channel: Channel
     )
     channel.start()
     key = (channel.state / "identity.key").read_bytes()
-    request = b"GET / HTTP/1.0\r\n\r\n"
+    request = b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
 
     def header(*, key: bytes, issued_at: float) -> bytes:
         identity = Identity(
