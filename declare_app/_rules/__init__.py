@@ -30,6 +30,7 @@ from declare_app._rules._context import (
     TypeRules,
 )
 from declare_app._rules._forms import FieldSpec
+from declare_app._rules._insurance_change import InsuranceAddRules, InsuranceReduceRules
 from declare_app._rules._master import UnitStanding, unit_standing
 from declare_app._rules._person_add import PersonAddRules
 from declare_app._rules._person_reduce import PersonReduceRules
@@ -38,6 +39,8 @@ from declare_app.interfaces import DeclarationType
 RULES: Final[Mapping[DeclarationType, TypeRules]] = {
     DeclarationType.PERSON_ADD: PersonAddRules(),
     DeclarationType.PERSON_REDUCE: PersonReduceRules(),
+    DeclarationType.INSURANCE_ADD: InsuranceAddRules(),
+    DeclarationType.INSURANCE_REDUCE: InsuranceReduceRules(),
 }
 
 

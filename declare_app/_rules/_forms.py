@@ -329,10 +329,16 @@ class FormReader:
         return int(text)
 
     def insurances(
-        self, name: str, *, required: bool | None = None, rule: str | None = None
+        self,
+        name: str,
+        *,
+        required: bool | None = None,
+        rule: str | None = None,
+        already: Iterable[Insurance] = (),
     ) -> tuple[Insurance, ...] | None:
         """A set of AAE140 codes: a list, or one string with codes separated by commas
-        or spaces.  V-INS-01 (medical and maternity together) is checked here."""
+        or spaces.  V-INS-01 (medical and maternity together) is checked here; a
+        companion in *already* (on record as it should be) counts as chosen."""
         spec = self.fields[name]
         items = self._raw_list(name)
         if items is None:
@@ -363,7 +369,7 @@ class FormReader:
             return None
         result = tuple(sorted(chosen))
         self.out[name] = [i.value for i in result]
-        companions = missing_companions(result)
+        companions = missing_companions(result) - set(already)
         if companions:
             names = "、".join(f"{c.value} {c.label}" for c in sorted(companions))
             self.error(

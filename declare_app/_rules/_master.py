@@ -109,6 +109,7 @@ class Enrolment:
     base_fen: int
     base_year: int | None
     stop_reason: str | None
+    hire_date: date | None
 
     @property
     def open(self) -> bool:
