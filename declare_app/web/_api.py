@@ -59,6 +59,7 @@ def declaration_json(d: Declaration) -> dict[str, Any]:
         "return_code": d.return_code,
         "return_text": d.return_text,
         "voucher_no": d.voucher_no,
+        "result": plain_json(d.result),
         "history": plain_json(list(d.history)),
     }
 
