@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from declare_app._rules._annual_base import AnnualBaseRules
 from declare_app._rules._context import (
     ApplyConflict,
     Checked,
@@ -41,6 +42,7 @@ RULES: Final[Mapping[DeclarationType, TypeRules]] = {
     DeclarationType.PERSON_REDUCE: PersonReduceRules(),
     DeclarationType.INSURANCE_ADD: InsuranceAddRules(),
     DeclarationType.INSURANCE_REDUCE: InsuranceReduceRules(),
+    DeclarationType.ANNUAL_BASE: AnnualBaseRules(),
 }
 
 

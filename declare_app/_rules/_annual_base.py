@@ -1,0 +1,182 @@
+"""年度缴费基数申报 (annual contribution base), DOMAIN.md §5.5: one line per person.
+
+Each line's declared wage (上年度月平均工资) is clamped to the region's floor and
+ceiling in force on 1 January of the declared year (V-BASE-01) and, once applied,
+becomes the base of every open enrolment of that person in the unit.  A person's base
+may be declared once a year (Xianyang FAQ: "基数申报每年只可申报一次"): a person
+whose enrolments already carry that year is locked (V-DUP-03).
+
+This is the interactive declaration with a bounded number of lines; the batch upload
+(.xlsx/CSV, 10 000 lines) is built on it separately.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+from declare_app._retirement import YearMonth
+from declare_app._rules._common import (
+    STATUS_RULE,
+    clamp_wage,
+    read_unit_person,
+    unit_findings,
+    unit_person_fields,
+)
+from declare_app._rules._context import Checked, RuleContext
+from declare_app._rules._forms import (
+    FieldSpec,
+    FormReader,
+    from_fen,
+    ignore_computed,
+    money_text,
+    to_fen,
+)
+from declare_app._rules._master import (
+    pending_payloads,
+    person_in_unit,
+    set_base,
+)
+from declare_app.interfaces import DeclarationType
+
+CHANGE_WARNING: Final = Decimal("0.5")  # V-BASE-03: more than ±50% against the current base
+
+LINE_FIELDS: Final = (
+    *unit_person_fields(),
+    FieldSpec("wage", "上年度月平均工资", "money", required=True),
+    FieldSpec("base", "核定缴费基数", "computed"),
+)
+FIELDS: Final = (
+    FieldSpec("year", "申报年度", "int", required=True),
+    FieldSpec("lines", "人员明细", "lines", required=True, line_fields=LINE_FIELDS),
+)
+
+
+class AnnualBaseRules:
+    """DOMAIN §5.5 with V-BASE-01/02/03, V-DUP-03, V-STAT-01, V-DATE-01, V-UNIT-01."""
+
+    type: DeclarationType = DeclarationType.ANNUAL_BASE
+    fields: tuple[FieldSpec, ...] = FIELDS
+
+    def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
+        r = FormReader(payload, FIELDS)
+        r.findings.extend(unit_findings(ctx))
+        filed = ctx.filed_on.year
+        year = r.integer("year", low=1990, high=2100)
+        if year is not None:
+            r.out["year"] = str(year)
+            if not filed - 1 <= year <= filed + 1:
+                r.error(
+                    "year",
+                    "V-DATE-01",
+                    f"申报年度只能为{filed - 1}至{filed + 1}年",
+                )
+                year = None
+        raw_lines = r.sub_forms("lines", max_items=ctx.settings.max_lines) or []
+        pending = self._pending_ids(ctx, year)
+        seen: set[str] = set()
+        lines = []
+        for index, raw in enumerate(raw_lines):
+            line = FormReader(
+                ignore_computed(raw, ("base",)), LINE_FIELDS, prefix=f"lines[{index}]."
+            )
+            self._line(line, ctx, year=year, index=index, seen=seen, pending=pending)
+            lines.append(line.out)
+            r.findings.extend(line.findings)
+        r.out["lines"] = lines
+        subject = lines[0].get("id_number") if len(lines) == 1 else None
+        return Checked(r.out, tuple(r.findings), subject)
+
+    def _pending_ids(self, ctx: RuleContext, year: int | None) -> set[str]:
+        """ID numbers in this unit's annual-base declarations of *year* under review."""
+        ids: set[str] = set()
+        if year is None:
+            return ids
+        for other in pending_payloads(
+            ctx.conn, ctx.unit.code, self.type.value, exclude=ctx.declaration_id
+        ):
+            if str(other.get("year")) == str(year):
+                for line in other.get("lines") or ():
+                    if isinstance(line, dict) and isinstance(line.get("id_number"), str):
+                        ids.add(line["id_number"])
+        return ids
+
+    def _line(
+        self,
+        line: FormReader,
+        ctx: RuleContext,
+        *,
+        year: int | None,
+        index: int,
+        seen: set[str],
+        pending: set[str],
+    ) -> None:
+        found = read_unit_person(line, ctx)
+        wage = line.money("wage", rule="V-BASE-02")
+        if wage is not None and year is not None:
+            clamp_wage(
+                line,
+                ctx,
+                wage=wage,
+                wage_field="wage",
+                base_field="base",
+                month=YearMonth(year, 1),
+            )
+        if found is None:
+            return
+        person, here = found
+        opened = [e for e in here if e.open]
+        row = f"第{index + 1}行"
+        if not opened:
+            line.error("person_no", STATUS_RULE, f"{row}：该人员在本单位没有正在缴费的险种")
+            return
+        if person.id_number in seen:
+            line.error("id_number", "V-DUP-03", f"{row}：同一人员在本次申报中重复出现")
+        seen.add(person.id_number)
+        if year is not None and any(e.base_year == year for e in opened):
+            line.error(
+                "person_no",
+                "V-DUP-03",
+                f"{row}：该人员{year}年度缴费基数已核定，每年只可申报一次",
+            )
+        elif person.id_number in pending:
+            line.error(
+                "person_no",
+                "V-DUP-03",
+                f"{row}：该人员{year}年度缴费基数已有申报在审核中",
+            )
+        base = line.out.get("base")
+        if isinstance(base, str):
+            current = max(from_fen(e.base_fen) for e in opened)
+            new = Decimal(base)
+            if current > 0 and abs(new - current) > current * CHANGE_WARNING:
+                line.warn(
+                    "wage",
+                    "V-BASE-03",
+                    f"{row}：核定基数{money_text(new)}元与现基数{money_text(current)}元"
+                    "相比变动超过50%，请核实",
+                )
+
+    def apply(self, ctx: RuleContext, checked: Checked) -> dict[str, Any]:
+        p = checked.payload
+        year = int(p["year"])
+        persons = []
+        for line in p["lines"]:
+            found = person_in_unit(
+                ctx.conn,
+                ctx.unit.code,
+                person_number=line["person_no"],
+                id_number=line["id_number"],
+            )
+            assert found is not None
+            person, here = found
+            set_base(
+                ctx.conn,
+                [e.id for e in here if e.open],
+                base_fen=to_fen(Decimal(line["base"])),
+                year=year,
+                now=ctx.now,
+            )
+            persons.append(person.person_number)
+        return {"year": year, "lines": len(persons)}
