@@ -35,6 +35,7 @@ from declare_app._rules._insurance_change import InsuranceAddRules, InsuranceRed
 from declare_app._rules._master import UnitStanding, unit_standing
 from declare_app._rules._person_add import PersonAddRules
 from declare_app._rules._person_reduce import PersonReduceRules
+from declare_app._rules._unit_change import UnitChangeRules
 from declare_app.interfaces import DeclarationType
 
 RULES: Final[Mapping[DeclarationType, TypeRules]] = {
@@ -43,6 +44,7 @@ RULES: Final[Mapping[DeclarationType, TypeRules]] = {
     DeclarationType.INSURANCE_ADD: InsuranceAddRules(),
     DeclarationType.INSURANCE_REDUCE: InsuranceReduceRules(),
     DeclarationType.ANNUAL_BASE: AnnualBaseRules(),
+    DeclarationType.UNIT_CHANGE: UnitChangeRules(),
 }
 
 
