@@ -57,7 +57,14 @@ def test_whoami_and_types(client: GuardedClient) -> None:
     assert set(fields) == set(FORM_SPECS[DeclarationType.PERSON_ADD].fields_by_name)
     assert fields["add_type"]["choices"][0] == {"value": "A", "label": "首次参保"}
     assert fields["insurances"]["kind"] == "multi" and fields["insurances"]["required"]
-    lines = next(f for t in types if t["type"] == "annual-base" for s in t["sections"] for f in s["fields"] if f["name"] == "lines")  # fmt: skip
+    lines = next(
+        f
+        for t in types
+        if t["type"] == "annual-base"
+        for s in t["sections"]
+        for f in s["fields"]
+        if f["name"] == "lines"
+    )
     assert [c["name"] for c in lines["columns"]] == ["person_no", "name", "id_number", "wage"]
 
 

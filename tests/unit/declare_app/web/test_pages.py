@@ -236,8 +236,15 @@ def test_form_errors_are_chinese_and_next_to_their_fields(
     id_block = element_text(page, "field-id_number")
     assert "校验码" in id_block and "错误" in id_block
     assert f'value="{BAD_CHECK_ID}"' in page
-    assert {"tag": "input", "id": "in-id_number", "name": "id_number", "type": "text",
-            "value": BAD_CHECK_ID, "maxlength": "32", "aria-invalid": "true"} in element_tags(page, "field-id_number")  # fmt: skip
+    assert {
+        "tag": "input",
+        "id": "in-id_number",
+        "name": "id_number",
+        "type": "text",
+        "value": BAD_CHECK_ID,
+        "maxlength": "32",
+        "aria-invalid": "true",
+    } in element_tags(page, "field-id_number")
     assert workflow.declarations == {}
 
 
@@ -548,8 +555,13 @@ def test_a_type_the_workflow_has_not_opened_says_so(
 
 
 def test_an_unknown_type_or_declaration_is_a_404_page(client: GuardedClient) -> None:
-    for path in ("/declarations/new/no-such-type", "/declarations/AAAAAAAAAAAAAAAA",
-                 "/declarations/AAAAAAAAAAAAAAAA/voucher", "/declarations/%3Cx%3E", "/nowhere"):  # fmt: skip
+    for path in (
+        "/declarations/new/no-such-type",
+        "/declarations/AAAAAAAAAAAAAAAA",
+        "/declarations/AAAAAAAAAAAAAAAA/voucher",
+        "/declarations/%3Cx%3E",
+        "/nowhere",
+    ):
         r = client.get(path)
         assert r.status == 404, path
         assert "页面不存在" in r.text or "申报不存在" in r.text or "没有这种申报类型" in r.text
@@ -561,8 +573,12 @@ def test_every_form_carries_the_sessions_csrf_token(client: GuardedClient, seed:
     draft = seed.draft()
     pending = seed.in_state(Status.PENDING_REVIEW)
     token = csrf_for()
-    for path in (f"/declarations/{draft.id}", f"/declarations/{pending.id}",
-                 "/declarations/new/person-add", f"/declarations/{draft.id}/edit"):  # fmt: skip
+    for path in (
+        f"/declarations/{draft.id}",
+        f"/declarations/{pending.id}",
+        "/declarations/new/person-add",
+        f"/declarations/{draft.id}/edit",
+    ):
         page = client.get(path).text
         forms = re.findall(r"<form [^>]*method=\"post\".*?</form>", page, re.S)
         assert forms, path
