@@ -1,0 +1,330 @@
+"""The employer web application with the real declaration workflow, on SQLite and PostgreSQL.
+
+The site is driven in memory through the real identity guard (as the unit tests do),
+but every page and API call reaches :class:`Declarations` on a real database through
+a runner that gives each call its own transaction.  An employer adds a person through
+preview and submit, an auditor returns or approves through the workflow, and the
+employer sees the outcome, the history and the voucher; the forms show the
+workflow's Chinese findings beside their fields; the types it has not opened say so;
+no bad input reaches a 500.  The web's form specs are checked against the workflow's
+own field lists, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from twisted.internet.testing import MemoryReactorClock
+from twisted.web.server import Site
+
+import audit
+from declare_app import person_id_check_char
+from declare_app._declarations import CHINA_TIME, Declarations
+from declare_app._rules import RULES, form_fields
+from declare_app.interfaces import Actor, DeclarationType, Status
+from declare_app.web import FORM_SPECS, FieldKind, employer_site
+from declare_app.web.testing import (
+    ALICE,
+    CSRF_KEY,
+    GuardedClient,
+    csrf_for,
+    element_text,
+    hidden_fields_of,
+)
+from ssgate._console.testing import SyncRunner
+
+UNIT_A = "12345678"  # as conftest registers them
+UNIT_B = "87654321"
+REGION = "330682"
+
+WEB_NOW = datetime(2025, 3, 10, 10, 0, tzinfo=CHINA_TIME).timestamp()  # conftest's NOW
+EMPLOYER_A = replace(ALICE, account=f"{REGION}{UNIT_A}@sxlss", unit_code=UNIT_A, issued_at=WEB_NOW)
+EMPLOYER_B = replace(
+    EMPLOYER_A, account=f"{REGION}{UNIT_B}@sxlss", unit_code=UNIT_B, session_id="s-b-web"
+)
+
+
+def make_id(birth: str = "19900115", seq: int = 123) -> str:
+    body = f"330682{birth}{seq:03d}"
+    return body + person_id_check_char(body)
+
+
+def person_fields(**changes: Any) -> list[tuple[str, str]]:
+    values: dict[str, Any] = {
+        "name": "张三",
+        "id_number": make_id(),
+        "nation": "01",
+        "hukou_type": "A",
+        "staff_kind": "B",
+        "hire_date": "2025-03-01",
+        "insurances": ["110", "210", "310", "410", "510"],
+        "add_type": "A",
+        "start_month": "2025-03",
+        "monthly_wage": "6000",
+        "phone": "13800000000",
+        **changes,
+    }
+    out: list[tuple[str, str]] = []
+    for name, value in values.items():
+        if isinstance(value, list):
+            out.extend((name, v) for v in value)
+        else:
+            out.append((name, value))
+    return out
+
+
+@pytest.fixture
+def web_clock() -> MemoryReactorClock:
+    clock = MemoryReactorClock()
+    clock.advance(WEB_NOW)
+    return clock
+
+
+@pytest.fixture
+def runner(decl_db: Engine) -> SyncRunner:
+    return SyncRunner(decl_db)
+
+
+@pytest.fixture
+def site(workflow: Declarations, runner: SyncRunner, web_clock: MemoryReactorClock) -> Site:
+    return employer_site(workflow=workflow, runner=runner, clock=web_clock, csrf_key=CSRF_KEY)
+
+
+@pytest.fixture
+def a(site: Site, web_clock: MemoryReactorClock) -> GuardedClient:
+    return GuardedClient(site, web_clock, identity=EMPLOYER_A)
+
+
+def staff(decl_db: Engine, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    with decl_db.begin() as conn:
+        return fn(conn, *args, **kwargs)
+
+
+def declaration_id(location: str | None) -> str:
+    m = re.fullmatch(r"/declarations/([^/?]+)\?msg=\w+", location or "")
+    assert m, location
+    return m.group(1)
+
+
+def submit_person(a: GuardedClient, **changes: Any) -> str:
+    """预览 then 提交 a 人员增加 through the pages; the new declaration's id."""
+    preview = a.post_form(
+        "/declarations/new/person-add", [*person_fields(**changes), ("action", "preview")]
+    )
+    assert preview.status == 200, preview.text
+    fields = [(n, v) for n, v in hidden_fields_of(preview.text) if n != "csrf_token"]
+    done = a.post_form("/declarations/new/person-add", [*fields, ("action", "submit")])
+    assert done.status == 303, done.text
+    return declaration_id(done.header("location"))
+
+
+# -- the employer's way through --------------------------------------------------------------
+
+
+def test_add_a_person_see_it_approved_and_print_the_voucher(
+    a: GuardedClient, decl_db: Engine, workflow: Declarations, auditor: Actor
+) -> None:
+    """Preview (the base assessed by the workflow) → submit → 待审核 in the centre →
+    the auditor approves → 已办结 with a voucher whose page shows the new 个人编号."""
+    preview = a.post_form(
+        "/declarations/new/person-add", [*person_fields(monthly_wage="3000"), ("action", "preview")]
+    )
+    assert preview.status == 200, preview.text
+    assert "核定缴费基数" in preview.text  # the workflow's computed base, labelled
+    decl_id = submit_person(a)
+    centre = a.get("/declarations").text
+    assert f"/declarations/{decl_id}" in element_text(centre, "group-pending-review") or (
+        decl_id in centre
+    )
+    staff(decl_db, workflow.claim, auditor, decl_id, now=1.0)
+    applied = staff(decl_db, workflow.approve, auditor, decl_id, now=2.0)
+    assert applied.status is Status.APPLIED and applied.voucher_no
+
+    detail = a.get(f"/declarations/{decl_id}").text
+    assert "已办结" in detail and applied.voucher_no in detail
+    voucher = a.get(f"/declarations/{decl_id}/voucher")
+    assert voucher.status == 200
+    assert element_text(voucher.text, "voucher-no") == applied.voucher_no
+    assert applied.result["person_no"] in voucher.text
+    assert "个人编号" in voucher.text
+
+
+def test_a_returned_declaration_shows_its_reason_and_is_resubmitted_with_history(
+    a: GuardedClient, decl_db: Engine, workflow: Declarations, auditor: Actor
+) -> None:
+    decl_id = submit_person(a)
+    staff(decl_db, workflow.claim, auditor, decl_id, now=1.0)
+    staff(decl_db, workflow.return_, auditor, decl_id, code="R05", text="基数与工资不符", now=2.0)
+    detail = a.get(f"/declarations/{decl_id}").text
+    assert "R05 缴费基数不符合规定或与工资不符" in detail and "基数与工资不符" in detail
+
+    form = a.get(f"/declarations/{decl_id}/resubmit")
+    assert form.status == 200 and "基数与工资不符" in form.text
+    r = a.post_form(
+        f"/declarations/{decl_id}/resubmit",
+        [*person_fields(monthly_wage="7000"), ("action", "submit")],
+    )
+    assert r.status == 303, r.text
+    new_id = declaration_id(r.header("location"))
+    page = a.get(f"/declarations/{new_id}").text
+    assert "第 2 版" in page and f'href="/declarations/{decl_id}"' in page
+    assert "历次申报" in page and "R05" in page[page.index("历次申报") :]
+    assert "待审核" in page
+
+
+def test_the_workflows_findings_show_beside_their_fields(a: GuardedClient) -> None:
+    bad_id = make_id()[:-1] + ("0" if make_id()[-1] != "0" else "1")
+    r = a.post_form(
+        "/declarations/new/person-add",
+        [*person_fields(name="", id_number=bad_id), ("action", "preview")],
+    )
+    assert r.status == 422
+    assert "请填写姓名" in element_text(r.text, "field-name")
+    assert "校验码" in element_text(r.text, "field-id_number")
+
+
+def test_a_refused_submit_is_on_record(a: GuardedClient, decl_db: Engine) -> None:
+    """Submitting a draft with errors is refused on its page, and the refusal's audit
+    event is committed (the runner commits even when the workflow refuses)."""
+    saved = a.post_form(
+        "/declarations/new/person-add", [*person_fields(name=""), ("action", "save")]
+    )
+    assert saved.status == 303
+    draft_id = declaration_id(saved.header("location"))
+    r = a.post_form(f"/declarations/{draft_id}/submit", [])
+    assert r.status == 422
+    assert "请填写姓名" in r.text
+    with decl_db.connect() as conn:
+        events = [row.event for row in audit.query(conn)]
+    assert any(e.outcome == "refused" and e.unit == UNIT_A for e in events), events
+
+
+@pytest.mark.parametrize("type", list(DeclarationType), ids=lambda t: t.value)
+def test_every_type_answers_without_a_500(a: GuardedClient, type: DeclarationType) -> None:
+    """Each type's form renders; an empty preview is refused with Chinese findings
+    (422), or, for a type the workflow has not opened, says so (501)."""
+    assert a.get(f"/declarations/new/{type.value}").status == 200
+    r = a.post_form(f"/declarations/new/{type.value}", [("action", "preview")])
+    if type in RULES:
+        assert r.status == 422, r.text
+        assert "申报内容有误" in r.text
+    else:
+        assert r.status == 501, r.text
+        assert "暂未开放" in r.text or "未开放" in r.text
+    api = a.api("POST", "/api/v1/declarations", {"type": type.value, "payload": {}})
+    assert api.status in ((201,) if type in RULES else (501,)), api.text
+
+
+# -- isolation and the API -------------------------------------------------------------------
+
+
+def test_another_units_declaration_is_not_found(
+    a: GuardedClient, site: Site, web_clock: MemoryReactorClock, decl_db: Engine
+) -> None:
+    b = GuardedClient(site, web_clock, identity=EMPLOYER_B)
+    b_id = submit_person(b, id_number=make_id(seq=456))
+    for r in (
+        a.get(f"/declarations/{b_id}"),
+        a.get(f"/declarations/{b_id}/voucher"),
+        a.post_form(f"/declarations/{b_id}/withdraw", []),
+        a.api("GET", f"/api/v1/declarations/{b_id}"),
+        a.api("POST", f"/api/v1/declarations/{b_id}/withdraw"),
+    ):
+        assert r.status == 404, r.text
+    assert b.api("GET", f"/api/v1/declarations/{b_id}").json()["status"] == "pending-review"
+    assert a.api("GET", "/api/v1/declarations").json() == {"declarations": []}
+
+
+def test_the_api_with_the_real_workflow(a: GuardedClient) -> None:
+    values = dict(person_fields(id_number=make_id(seq=789)))
+    payload: dict[str, Any] = {**values, "insurances": ["110", "210", "310", "410", "510"]}
+    created = a.api("POST", "/api/v1/declarations", {"type": "person-add", "payload": payload})
+    assert created.status == 201, created.text
+    d = created.json()
+    assert d["unit_code"] == UNIT_A and d["status"] == "draft"
+    submitted = a.api("POST", f"/api/v1/declarations/{d['id']}/submit")
+    assert submitted.status == 200 and submitted.json()["status"] == "pending-review"
+    again = a.api("POST", f"/api/v1/declarations/{d['id']}/submit")
+    assert again.status == 409 and again.json()["error"]
+    withdrawn = a.api("POST", f"/api/v1/declarations/{d['id']}/withdraw")
+    assert withdrawn.status == 200 and withdrawn.json()["status"] == "withdrawn"
+
+
+def test_no_bad_input_reaches_a_500(a: GuardedClient) -> None:
+    """A smaller matrix than the unit test's, against the real workflow and database."""
+    draft = a.post_form("/declarations/new/person-add", [*person_fields(), ("action", "save")])
+    draft_id = declaration_id(draft.header("location"))
+    token = csrf_for(EMPLOYER_A)
+    paths = [
+        "/declarations/new/person-add",
+        "/declarations/new/annual-base",
+        "/declarations/new/injury-accident",
+        f"/declarations/{draft_id}/edit",
+        f"/declarations/{draft_id}/submit",
+        "/api/v1/declarations",
+        "/api/v1/declarations/preview",
+        f"/api/v1/declarations/{draft_id}",
+    ]
+    bodies = [
+        b"action=preview&name=%00&monthly_wage=-1&hire_date=2025-02-30&insurances=999",
+        b"action=preview&lines=a,b\n1,2,3,4,5&year=99999",
+        b'{"type": "annual-base", "payload": {"year": "2025", "lines": [{"wage": "x"}]}}',
+        b'{"type": "person-add", "payload": {"name": "\\u0000", "monthly_wage": 1e400}}',
+        b'{"payload": {"insurances": ["310"]}}',
+        b"\xff\xfe",
+    ]
+    for path, body, ctype in itertools.product(
+        paths, bodies, ["application/x-www-form-urlencoded", "application/json"]
+    ):
+        sent = body + (b"&csrf_token=" + token.encode() if "form" in ctype else b"")
+        for method in ("POST", "PUT"):
+            r = a.request(
+                method, path, body=sent, headers={"Content-Type": ctype, "X-CSRF-Token": token}
+            )
+            assert r.status < 500, (method, path, body, r.status, r.text[:300])
+
+
+# -- the web's forms are the workflow's forms ------------------------------------------------
+
+_KINDS = {
+    "text": {FieldKind.TEXT, FieldKind.TEL, FieldKind.ID_NUMBER},
+    "longtext": {FieldKind.TEXTAREA},
+    "choice": {FieldKind.SELECT},
+    "insurances": {FieldKind.MULTI},
+    "date": {FieldKind.DATE},
+    "month": {FieldKind.MONTH},
+    "datetime": {FieldKind.DATETIME},
+    "money": {FieldKind.MONEY},
+    "int": {FieldKind.YEAR},
+    "lines": {FieldKind.LINES},
+}
+
+
+@pytest.mark.parametrize("type", sorted(RULES, key=lambda t: t.value), ids=lambda t: t.value)
+def test_the_web_form_is_the_workflows_form(type: DeclarationType) -> None:
+    """For every type the workflow has opened: the same field names (its computed
+    fields are not inputs; the web orders them in sections of its own), compatible
+    kinds, the same required flags and choice codes, the same batch columns, and no web
+    limit above the workflow's."""
+    web = FORM_SPECS[type]
+    fields = [f for f in form_fields(type) if f.kind != "computed"]
+    assert sorted(f.name for f in fields) == sorted(web.fields_by_name)
+    for f in fields:
+        w = web.fields_by_name[f.name]
+        assert w.kind in _KINDS[f.kind], (f.name, f.kind, w.kind)
+        assert w.required == f.required, f.name
+        assert [c.value for c in w.choices] == [v for v, _ in f.choices], f.name
+        if f.kind == "lines":
+            columns = [c for c in f.line_fields if c.kind != "computed"]
+            assert [c.name for c in columns] == [c.name for c in w.columns]
+            for c, wc in zip(columns, w.columns, strict=True):
+                assert wc.required == c.required and wc.kind in _KINDS[c.kind], c.name
+                assert wc.max_length <= c.max_length, c.name
+        else:
+            assert w.max_length <= f.max_length, f.name
