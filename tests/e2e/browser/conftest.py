@@ -25,7 +25,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -101,22 +101,24 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
-NewPage = Callable[[], "Page"]
+NewPage = Callable[..., "Page"]
 
 
 @pytest.fixture
 def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[NewPage]:
     """``new_page()`` → a page in a fresh context of its own (own cookies and storage),
-    so an employer and an auditor in one test never share a session.  All are closed
-    after the test; if the test failed, each open page is first saved as a
+    so an employer and an auditor in one test never share a session.  Keyword
+    arguments go to ``browser.new_context`` (``ignore_https_errors=True``, say).  All
+    are closed after the test; if the test failed, each open page is first saved as a
     ``failure`` screenshot next to the test's other screenshots."""
     contexts: list[BrowserContext] = []
 
-    def _new_page() -> Page:
+    def _new_page(**context_options: Any) -> Page:
         context = browser.new_context(
             viewport={"width": 1280, "height": 900},
             locale="zh-CN",
             timezone_id="Asia/Shanghai",
+            **context_options,
         )
         context.set_default_timeout(WAIT_MS)
         context.set_default_navigation_timeout(WAIT_MS)
