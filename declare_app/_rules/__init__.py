@@ -31,6 +31,7 @@ from declare_app._rules._context import (
     TypeRules,
 )
 from declare_app._rules._forms import FieldSpec
+from declare_app._rules._injury import InjuryAccidentRules, InjuryAppraisalRules
 from declare_app._rules._insurance_change import InsuranceAddRules, InsuranceReduceRules
 from declare_app._rules._master import UnitStanding, unit_standing
 from declare_app._rules._person_add import PersonAddRules
@@ -45,6 +46,8 @@ RULES: Final[Mapping[DeclarationType, TypeRules]] = {
     DeclarationType.INSURANCE_REDUCE: InsuranceReduceRules(),
     DeclarationType.ANNUAL_BASE: AnnualBaseRules(),
     DeclarationType.UNIT_CHANGE: UnitChangeRules(),
+    DeclarationType.INJURY_ACCIDENT: InjuryAccidentRules(),
+    DeclarationType.INJURY_APPRAISAL: InjuryAppraisalRules(),
 }
 
 

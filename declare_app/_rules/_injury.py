@@ -1,0 +1,370 @@
+"""工伤事故申报 (work-injury accident, DOMAIN.md §5.6) and 工伤鉴定 (appraisal, §5.7).
+
+An accident declaration is the employer's 工伤认定申请: due within 30 days of the
+accident, or of the diagnosis for an occupational disease (工伤保险条例 art. 17).
+A late one is still accepted, flagged ``late`` (V-INJ-02).  Applying it records the
+recognised case under a 工伤认定决定书 number derived from the voucher
+(``GSRD`` + date + sequence), which an appraisal then cites (V-APP-01).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, timedelta
+from typing import Any, Final
+
+from sqlalchemy import insert, select
+
+from declare_app._contributions import Insurance
+from declare_app._retirement import YearMonth
+from declare_app._rules._common import (
+    GENDER_ALIASES,
+    GENDER_CHOICES,
+    read_unit_person,
+    unit_findings,
+    unit_person_fields,
+)
+from declare_app._rules._context import Checked, RuleContext
+from declare_app._rules._forms import (
+    FORM_INVALID,
+    FieldSpec,
+    FormReader,
+    ignore_computed,
+    parse_month_text,
+)
+from declare_app._rules._master import pending_payloads
+from declare_app._schema import injury_appraisals, injury_cases
+from declare_app.interfaces import DeclarationType
+
+INJ_REQUIRED: Final = "V-INJ-01"
+APP_RULE: Final = "V-APP-01"
+
+ACCIDENT_FIELDS: Final = (
+    *unit_person_fields(person_no_required=False),
+    FieldSpec("gender", "性别", "choice", required=True, choices=GENDER_CHOICES),
+    FieldSpec("birth_date", "出生日期", "date", required=True),
+    FieldSpec("job", "职业/工种/工作岗位", "text", required=True, max_length=100),
+    FieldSpec("work_start_date", "参加工作时间", "date"),
+    FieldSpec("accident_time", "事故时间", "datetime", required=True),
+    FieldSpec("accident_place", "事故地点", "text", required=True),
+    FieldSpec("accident_cause", "主要原因", "text", required=True),
+    FieldSpec("diagnosis_date", "诊断时间", "date", required=True),
+    FieldSpec("injury_part", "受伤害部位", "text", required=True, max_length=100),
+    FieldSpec("injury_degree", "伤害程度", "text", required=True, max_length=100),
+    FieldSpec("disease_name", "职业病名称", "text", max_length=100),
+    FieldSpec("exposure_post", "接触职业病危害岗位", "text", max_length=100),
+    FieldSpec("exposure_period", "接触职业病危害时间", "text", max_length=100),
+    FieldSpec("description", "受伤害经过简述", "longtext", required=True, max_length=2000),
+    FieldSpec("request", "申请事项", "longtext", required=True, max_length=500),
+    FieldSpec("materials", "提交材料", "longtext", required=True, max_length=500),
+    FieldSpec("extension_ref", "延期批准文号", "text", max_length=100),
+    FieldSpec("contact_name", "联系人", "text", required=True, max_length=50),
+    FieldSpec("contact_phone", "联系电话", "text", required=True, max_length=32),
+    FieldSpec("deadline", "申报期限", "computed"),
+    FieldSpec("late", "逾期申报", "computed"),
+)
+
+APPRAISAL_KINDS: Final = (("1", "初次鉴定"), ("2", "再次鉴定"), ("3", "复查鉴定"))
+_KIND_NAMES: Final = {"1": "initial", "2": "again", "3": "review"}
+APPLICANT_KINDS: Final = (("1", "用人单位"), ("2", "工伤职工"), ("3", "职工近亲属"))
+
+APPRAISAL_FIELDS: Final = (
+    *unit_person_fields(),
+    FieldSpec("decision_no", "工伤认定决定书编号", "text", required=True, max_length=32),
+    FieldSpec("decision_date", "工伤认定决定日期", "date", required=True),
+    FieldSpec("injury_part", "受伤部位", "text", required=True, max_length=100),
+    FieldSpec("hospital", "治疗医院", "text", required=True, max_length=100),
+    FieldSpec("stable_date", "治疗终结/伤情稳定日期", "date", required=True),
+    FieldSpec("appraisal_kind", "申请类型", "choice", required=True, choices=APPRAISAL_KINDS),
+    FieldSpec("previous_conclusion_date", "上次鉴定结论日期", "date"),
+    FieldSpec("applicant_kind", "申请人类型", "choice", required=True, choices=APPLICANT_KINDS),
+    FieldSpec("materials", "病历材料", "longtext", required=True, max_length=500),
+    FieldSpec("contact_name", "联系人", "text", required=True, max_length=50),
+    FieldSpec("contact_phone", "联系电话", "text", required=True, max_length=32),
+)
+
+
+class InjuryAccidentRules:
+    """DOMAIN §5.6 with V-INJ-01 (required items, dates, coverage) and V-INJ-02 (the
+    30-day deadline), V-DUP-03, V-STAT-01, V-ID-06/07, V-UNIT-01."""
+
+    type: DeclarationType = DeclarationType.INJURY_ACCIDENT
+    fields: tuple[FieldSpec, ...] = ACCIDENT_FIELDS
+
+    def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
+        r = FormReader(
+            ignore_computed(payload, ("deadline", "late")),
+            ACCIDENT_FIELDS,
+            required_rule=INJ_REQUIRED,
+        )
+        r.findings.extend(unit_findings(ctx))
+        found = read_unit_person(r, ctx)
+        gender = r.choice("gender", aliases=GENDER_ALIASES)
+        birth = r.date("birth_date")
+        for name in ("job", "accident_place", "accident_cause", "injury_part", "injury_degree"):
+            r.text(name)
+        r.date("work_start_date")
+        at = r.datetime("accident_time")
+        diagnosed = r.date("diagnosis_date")
+        disease = r.text("disease_name")
+        r.text("exposure_post", required=disease is not None)
+        r.text("exposure_period", required=disease is not None)
+        for name in ("description", "request", "materials", "contact_name"):
+            r.text(name)
+        r.phone("contact_phone")
+        extension = r.text("extension_ref")
+        accident = at.date() if at is not None else None
+        self._materials(r)
+        self._dates(r, ctx, accident, diagnosed)
+        start = diagnosed if disease is not None else accident
+        if start is not None:
+            self._deadline(r, ctx, start, extension)
+        if found is None:
+            return Checked(r.out, tuple(r.findings), None)
+        person, here = found
+        _as_on_record(r, "gender", gender, person.gender, "V-ID-06")
+        _as_on_record(r, "birth_date", birth, person.birth_date, "V-ID-07")
+        if accident is not None:
+            month = YearMonth.of(accident)
+            covered = any(
+                e.insurance is Insurance.WORK_INJURY
+                and parse_month_text(e.start_month) <= month
+                and (e.end_month is None or month <= parse_month_text(e.end_month))
+                for e in here
+            )
+            if not covered:
+                r.warn(
+                    "accident_time",
+                    INJ_REQUIRED,
+                    "事故发生时该职工未在本单位参加工伤保险，工伤保险待遇由用人单位支付",
+                )
+            self._duplicates(r, ctx, person.person_number, person.id_number, accident)
+        return Checked(r.out, tuple(r.findings), person.id_number)
+
+    def _dates(
+        self, r: FormReader, ctx: RuleContext, accident: date | None, diagnosed: date | None
+    ) -> None:
+        if accident is not None and accident > ctx.filed_on:
+            r.error("accident_time", INJ_REQUIRED, "事故时间不能晚于申报日期")
+        if diagnosed is not None:
+            if diagnosed > ctx.filed_on:
+                r.error("diagnosis_date", INJ_REQUIRED, "诊断时间不能晚于申报日期")
+            elif accident is not None and diagnosed < accident:
+                r.error("diagnosis_date", INJ_REQUIRED, "诊断时间不能早于事故时间")
+
+    def _materials(self, r: FormReader) -> None:
+        """V-INJ-01: art. 18 asks for proof of the labour relation and a diagnosis."""
+        materials = r.out.get("materials")
+        if not isinstance(materials, str) or r.has_error("materials"):
+            return
+        if not any(word in materials for word in ("劳动合同", "劳动关系", "用工")):
+            r.warn("materials", INJ_REQUIRED, "提交材料中应有劳动合同或劳动关系证明")
+        if "诊断" not in materials and "鉴定" not in materials:
+            r.warn("materials", INJ_REQUIRED, "提交材料中应有医疗诊断证明或职业病诊断证明")
+        degree = r.out.get("injury_degree")
+        if isinstance(degree, str) and "死亡" in degree and "死亡" not in materials:
+            r.warn("materials", INJ_REQUIRED, "职工死亡的，应提交死亡证明")
+
+    def _deadline(
+        self, r: FormReader, ctx: RuleContext, start: date, extension: str | None
+    ) -> None:
+        """V-INJ-02: due 30 days after the accident (or diagnosis); late still accepted."""
+        deadline = start + timedelta(days=ctx.settings.injury_report_days)
+        late = ctx.filed_on > deadline
+        r.out["deadline"] = deadline.isoformat()
+        r.out["late"] = late
+        if late and extension:
+            r.warn(
+                "extension_ref",
+                "V-INJ-02",
+                f"已超过申报期限{deadline.isoformat()}，按延期批准（{extension}）受理，逾期标记保留",
+            )
+        elif late:
+            r.warn(
+                "accident_time",
+                "V-INJ-02",
+                f"已超过申报期限{deadline.isoformat()}（工伤保险条例第十七条），仍予受理并标记逾期；"
+                "逾期期间发生的工伤待遇等费用由用人单位负担。如已获延期批准请填写批准文号",
+            )
+        elif (deadline - ctx.filed_on).days <= ctx.settings.injury_warn_days:
+            r.warn("accident_time", "V-INJ-02", f"申报期限为{deadline.isoformat()}，即将到期")
+
+    def _duplicates(
+        self, r: FormReader, ctx: RuleContext, person_number: str, id_number: str, accident: date
+    ) -> None:
+        """V-DUP-03: the same accident pending or already recognised."""
+        recognised = ctx.conn.execute(
+            select(injury_cases.c.decision_no).where(
+                injury_cases.c.person_number == person_number,
+                injury_cases.c.unit_code == ctx.unit.code,
+                injury_cases.c.accident_date == accident,
+            )
+        ).first()
+        if recognised is not None:
+            r.error("accident_time", "V-DUP-03", f"该事故已认定（{recognised[0]}），请勿重复申报")
+            return
+        for other in pending_payloads(
+            ctx.conn, ctx.unit.code, self.type.value, subject=id_number, exclude=ctx.declaration_id
+        ):
+            if str(other.get("accident_time", ""))[:10] == accident.isoformat():
+                r.error("accident_time", "V-DUP-03", "该事故已有工伤申报在审核中，请勿重复申报")
+                return
+
+    def apply(self, ctx: RuleContext, checked: Checked) -> dict[str, Any]:
+        p = checked.payload
+        assert ctx.voucher_no is not None
+        decision_no = "GSRD" + ctx.voucher_no[2:]
+        ctx.conn.execute(
+            insert(injury_cases).values(
+                decision_no=decision_no,
+                person_number=p["person_no"],
+                unit_code=ctx.unit.code,
+                accident_date=date.fromisoformat(p["accident_time"][:10]),
+                diagnosis_date=date.fromisoformat(p["diagnosis_date"]),
+                decided_on=ctx.today,
+                late=bool(p["late"]),
+                declaration_id=ctx.declaration_id,
+            )
+        )
+        return {
+            "decision_no": decision_no,
+            "decided_on": ctx.today.isoformat(),
+            "late": bool(p["late"]),
+        }
+
+
+class InjuryAppraisalRules:
+    """DOMAIN §5.7 with V-APP-01: a recognised case of this person in this unit, a
+    re-appraisal within 15 days of the conclusion, a review at least a year after."""
+
+    type: DeclarationType = DeclarationType.INJURY_APPRAISAL
+    fields: tuple[FieldSpec, ...] = APPRAISAL_FIELDS
+
+    def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
+        r = FormReader(payload, APPRAISAL_FIELDS)
+        r.findings.extend(unit_findings(ctx))
+        found = read_unit_person(r, ctx)
+        number = r.text("decision_no")
+        decided = r.date("decision_date")
+        r.text("injury_part")
+        r.text("hospital")
+        stable = r.date("stable_date")
+        kind = r.choice("appraisal_kind")
+        previous = r.date("previous_conclusion_date", required=kind in ("2", "3"))
+        r.choice("applicant_kind")
+        r.text("materials")
+        r.text("contact_name")
+        r.phone("contact_phone")
+        if stable is not None and stable > ctx.filed_on:
+            r.error("stable_date", FORM_INVALID, "治疗终结/伤情稳定日期不能晚于申报日期")
+        if previous is not None and previous > ctx.filed_on:
+            r.error("previous_conclusion_date", FORM_INVALID, "上次鉴定结论日期不能晚于申报日期")
+        if found is None or number is None:
+            return Checked(r.out, tuple(r.findings), None)
+        person = found[0]
+        case = ctx.conn.execute(
+            select(injury_cases).where(
+                injury_cases.c.decision_no == number,
+                injury_cases.c.person_number == person.person_number,
+                injury_cases.c.unit_code == ctx.unit.code,
+            )
+        ).first()
+        if case is None:
+            r.error("decision_no", APP_RULE, "未找到该职工在本单位的工伤认定决定，请核对决定书编号")
+            return Checked(r.out, tuple(r.findings), number)
+        if decided is not None and decided != case.decided_on:
+            r.error("decision_date", APP_RULE, "工伤认定决定日期与决定书不符")
+        if stable is not None and stable < case.accident_date:
+            r.error("stable_date", FORM_INVALID, "治疗终结/伤情稳定日期不能早于事故日期")
+        self._kind(r, ctx, number, kind, previous)
+        return Checked(r.out, tuple(r.findings), number)
+
+    def _kind(
+        self,
+        r: FormReader,
+        ctx: RuleContext,
+        decision_no: str,
+        kind: str | None,
+        previous: date | None,
+    ) -> None:
+        """V-APP-01 by application type, against the appraisals on record."""
+        earlier = ctx.conn.execute(
+            select(injury_appraisals)
+            .where(injury_appraisals.c.decision_no == decision_no)
+            .order_by(injury_appraisals.c.id)
+        ).all()
+        pending = pending_payloads(
+            ctx.conn,
+            ctx.unit.code,
+            self.type.value,
+            subject=decision_no,
+            exclude=ctx.declaration_id,
+        )
+        if pending:
+            r.error("decision_no", "V-DUP-03", "该工伤已有鉴定申请在审核中，请勿重复申报")
+        if kind == "1":
+            if earlier:
+                r.error(
+                    "appraisal_kind",
+                    APP_RULE,
+                    "该工伤已申请过初次鉴定，请选择再次鉴定或复查鉴定",
+                )
+            return
+        if kind is None or previous is None:
+            return
+        if not earlier:
+            r.error("appraisal_kind", APP_RULE, "该工伤尚无鉴定记录，请先申请初次鉴定")
+            return
+        concluded = [a.conclusion_on for a in earlier if a.conclusion_on is not None]
+        if concluded and previous != max(concluded):
+            r.error(
+                "previous_conclusion_date",
+                APP_RULE,
+                f"上次鉴定结论日期应为{max(concluded).isoformat()}",
+            )
+        if kind == "2" and ctx.filed_on > previous + timedelta(days=ctx.settings.reappraisal_days):
+            r.error(
+                "appraisal_kind",
+                APP_RULE,
+                f"再次鉴定应在收到鉴定结论之日起{ctx.settings.reappraisal_days}日内申请"
+                "（工伤保险条例第二十六条）",
+            )
+        if kind == "3" and ctx.filed_on < _one_year_after(previous):
+            r.error(
+                "appraisal_kind",
+                APP_RULE,
+                f"复查鉴定须在鉴定结论作出1年后（{_one_year_after(previous).isoformat()}起）申请"
+                "（工伤保险条例第二十八条）",
+            )
+
+    def apply(self, ctx: RuleContext, checked: Checked) -> dict[str, Any]:
+        p = checked.payload
+        kind = _KIND_NAMES[p["appraisal_kind"]]
+        ctx.conn.execute(
+            insert(injury_appraisals).values(
+                decision_no=p["decision_no"],
+                person_number=p["person_no"],
+                unit_code=ctx.unit.code,
+                kind=kind,
+                applied_on=ctx.today,
+                declaration_id=ctx.declaration_id,
+            )
+        )
+        return {"decision_no": p["decision_no"], "kind": kind}
+
+
+def _as_on_record(
+    r: FormReader, name: str, declared: object, recorded: str | date, rule: str
+) -> None:
+    """A declared gender or birth date must be the record's; left empty, it is filled."""
+    if declared is not None and declared != recorded:
+        r.error(name, rule, f"{r.label(name)}与参保登记信息不符")
+    elif declared is None and not r.has_error(name):
+        r.out[name] = recorded.isoformat() if isinstance(recorded, date) else recorded
+
+
+def _one_year_after(day: date) -> date:
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + 1, day=28)
