@@ -172,6 +172,7 @@ class Channel:
     state: Path
     run: Run
     port: int = 0
+    console_port: int = 0
     serve: Proc | None = None
     children: list[Proc] = field(default_factory=list)
     _units: int = 0
@@ -184,6 +185,12 @@ class Channel:
             'listen = "tcp:8443"', f'listen = "tcp:{self.port}:interface=127.0.0.1"'
         )
         text = text.replace("public_port = 8443", f"public_port = {self.port}")
+        # The staff console too, so parallel runs on one machine do not collide.
+        self.console_port = free_port()
+        text = text.replace(
+            'listen = "tcp:8444:interface=127.0.0.1"',
+            f'listen = "tcp:{self.console_port}:interface=127.0.0.1"',
+        )
         config.write_text(text + extra, encoding="utf-8")
 
     def start(self) -> Proc:

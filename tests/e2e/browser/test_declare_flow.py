@@ -44,21 +44,7 @@ PERSON_NAME = "张三"
 WAGE = "6000"
 
 
-# -- the channel: console on a free port, one auditor -----------------------------------
-
-
-def console_on_free_port(channel: Channel) -> int:
-    """Point ``[console] listen`` at a free loopback port (before ``channel.start()``),
-    as ``Channel.configure`` does for the gateway; the default 8444 may be taken."""
-    port = channel.free_port()
-    config = channel.state / "ssgate.toml"
-    text = config.read_text(encoding="utf-8")
-    default = 'listen = "tcp:8444:interface=127.0.0.1"'
-    assert text.count(default) == 1, f"no default console listen line in {config}"
-    config.write_text(
-        text.replace(default, f'listen = "tcp:{port}:interface=127.0.0.1"'), encoding="utf-8"
-    )
-    return port
+# -- the channel: one auditor -----------------------------------
 
 
 def add_auditor(channel: Channel) -> pyotp.TOTP:
@@ -137,7 +123,7 @@ def fill_person_add(page: Page, today: datetime) -> None:
 def test_employer_adds_a_person_auditor_approves_employer_gets_the_voucher(
     channel: Channel, new_page: NewPage, screenshots: Screenshots
 ) -> None:
-    console_port = console_on_free_port(channel)
+    console_port = channel.console_port  # the fixture put the console on a free port
     auditor_totp = add_auditor(channel)
     serve = channel.start()
     serve.wait_for(rf"staff console on https://127\.0\.0\.1:{console_port}/")
