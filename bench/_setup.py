@@ -74,8 +74,11 @@ def init_state(ssgate: str, state: Path, *, gateway_port: int, env: dict[str, st
     listen = f'listen = "tcp:{gateway_port}:interface=127.0.0.1"'
     text, listens = re.subn(r'(?m)^listen = "tcp:8443"$', listen, text)
     text, ports = re.subn(r"(?m)^public_port = 8443$", f"public_port = {gateway_port}", text)
-    if (listens, ports) != (1, 1):
-        raise RuntimeError(f"{config}: no [gateway] listen/public_port defaults to replace")
+    # The bench does not use the staff console: a socket in the state dir, not port 8444.
+    console = f'listen = "unix:{state / "console.sock"}"'
+    text, consoles = re.subn(r'(?m)^listen = "tcp:8444:interface=127.0.0.1"$', console, text)
+    if (listens, ports, consoles) != (1, 1, 1):
+        raise RuntimeError(f"{config}: no [gateway]/[console] listen defaults to replace")
     config.write_text(text, encoding="utf-8")
 
 
