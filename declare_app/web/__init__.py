@@ -5,7 +5,7 @@ behind the identity guard; :data:`FORM_SPECS` are the forms of the eight declara
 types (DOMAIN §5).
 """
 
-from declare_app.web._site import DEFAULT_MAX_BODY, employer_site
+from declare_app.web._site import DEFAULT_MAX_BODY, employer_site, registry_unit_name
 from declare_app.web._specs import FORM_SPECS, FieldKind, FieldSpec, FormSpec, Section
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "FormSpec",
     "Section",
     "employer_site",
+    "registry_unit_name",
 ]

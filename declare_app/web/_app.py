@@ -41,6 +41,9 @@ class Runner(Protocol):
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]: ...
 
 
+# (conn, unit code) -> the unit's registered name, for the home page and the voucher.
+UnitNames = Callable[[Connection, str], str | None]
+
 HTML = b"text/html; charset=utf-8"
 JSON = b"application/json; charset=utf-8"
 
@@ -64,6 +67,7 @@ class EmployerApp:
     templates: Environment
     allowed_host_names: frozenset[str]
     max_body: int
+    unit_names: UnitNames | None = None
 
 
 @dataclass

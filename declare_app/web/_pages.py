@@ -9,13 +9,16 @@ field; a successful save or submit redirects (303) to the declaration's page.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection
 
+from declare_app._voucher_pdf import VoucherView, voucher_pdf
 from declare_app.interfaces import (
     Actor,
     Declaration,
@@ -29,6 +32,7 @@ from declare_app.web._app import (
     Ctx,
     HttpError,
     Response,
+    UnitNames,
     redirect,
     status_for,
     status_param,
@@ -38,12 +42,14 @@ from declare_app.web._input import ParsedPayload, RawValue, payload_from_form, r
 from declare_app.web._specs import FORM_SPECS, FormSpec
 from declare_app.web._templates import style_sheet
 from declare_app.web._views import (
+    BEIJING,
     STATUS_ORDER,
     display_sections,
     form_view,
     general_findings,
     hidden_fields,
     history_rows,
+    voucher_details,
 )
 
 MAX_VERSIONS = 50  # how far back the detail page follows a resubmission chain
@@ -104,10 +110,27 @@ async def style(ctx: Ctx) -> Response:
     return Response(200, _STYLE, b"text/css; charset=utf-8")
 
 
+def home_data(
+    conn: Connection, workflow: DeclarationWorkflow, actor: Actor, unit_names: UnitNames | None
+) -> tuple[list[Declaration], str | None]:
+    """The unit's declarations and its registered name (one transaction)."""
+    decls = workflow.list(conn, actor)
+    name = unit_names(conn, actor.unit_code) if unit_names and actor.unit_code else None
+    return decls, name
+
+
+async def no_icon(ctx: Ctx) -> Response:
+    """Browsers ask for /favicon.ico on every page; there is none (and no 404 page
+    for it)."""
+    return Response(204, b"")
+
+
 async def home(ctx: Ctx) -> Response:
-    decls: list[Declaration] = await ctx.run(ctx.app.workflow.list, ctx.actor)
+    decls, unit_name = await ctx.run(home_data, ctx.app.workflow, ctx.actor, ctx.app.unit_names)
     counts = [(s, sum(1 for d in decls if d.status is s)) for s in STATUS_ORDER]
-    return ctx.page("home.html", counts=counts, specs=list(FORM_SPECS.values()))
+    return ctx.page(
+        "home.html", counts=counts, specs=list(FORM_SPECS.values()), unit_name=unit_name or ""
+    )
 
 
 async def choose_type(ctx: Ctx) -> Response:
@@ -401,4 +424,47 @@ async def voucher(ctx: Ctx, id: str) -> Response:
             back_label="返回申报详情",
         )
     spec = FORM_SPECS[decl.type]
-    return ctx.page("voucher.html", d=decl, sections=display_sections(spec, decl.payload))
+    return ctx.page(
+        "voucher.html", d=decl, sections=display_sections(spec, decl.payload, skip_empty=True)
+    )
+
+
+def voucher_document(
+    conn: Connection,
+    workflow: DeclarationWorkflow,
+    actor: Actor,
+    declaration_id: str,
+    unit_names: UnitNames | None,
+) -> tuple[str, bytes] | None:
+    """(voucher number, the one-page PDF) of an applied declaration, else None; read
+    and drawn on the pool, off the reactor."""
+    decl = workflow.get(conn, actor, declaration_id)
+    if decl.status is not Status.APPLIED or not decl.voucher_no or decl.decided_at is None:
+        return None
+    unit_name = unit_names(conn, decl.unit_code) if unit_names else None
+    view = VoucherView(
+        voucher_no=decl.voucher_no,
+        declaration_id=decl.id,
+        declaration_type=decl.type,
+        unit_code=decl.unit_code,
+        unit_name=unit_name or "—",
+        applied_at=datetime.fromtimestamp(decl.decided_at, BEIJING),
+        auditor=decl.decided_by or "—",
+        session_id=decl.created_session,
+        details=voucher_details(FORM_SPECS[decl.type], decl.payload, decl.result),
+    )
+    return decl.voucher_no, voucher_pdf(view)
+
+
+async def voucher_pdf_download(ctx: Ctx, id: str) -> Response:
+    found = await ctx.run(voucher_document, ctx.app.workflow, ctx.actor, id, ctx.app.unit_names)
+    if found is None:
+        raise HttpError(404, "no-voucher", "该申报尚未办结，没有办理凭证。")
+    number, pdf = found
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", number)[:64] or "voucher"
+    return Response(
+        200,
+        pdf,
+        b"application/pdf",
+        ((b"Content-Disposition", f'attachment; filename="voucher-{name}.pdf"'.encode()),),
+    )

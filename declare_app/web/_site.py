@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from sqlalchemy import Connection
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -37,6 +38,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from declare_app._guard import identity_of
+from declare_app._units import get_unit
 from declare_app.interfaces import DeclarationWorkflow, InvalidDeclaration
 from declare_app.web import _api, _pages
 from declare_app.web._app import (
@@ -46,6 +48,7 @@ from declare_app.web._app import (
     HttpError,
     Response,
     Runner,
+    UnitNames,
     actor_of,
     status_for,
     workflow_refusal,
@@ -83,6 +86,7 @@ def _route(pattern: str, **methods: Handler) -> Route:
 ROUTES: tuple[Route, ...] = (
     _route(r"/", GET=_pages.home),
     _route(r"/static/employer\.css", GET=_pages.style),
+    _route(r"/favicon\.ico", GET=_pages.no_icon),
     _route(r"/declarations", GET=_pages.inbox),
     _route(r"/declarations/new", GET=_pages.choose_type),
     _route(rf"/declarations/new/{_SLUG}", GET=_pages.new_form, POST=_pages.new_post),
@@ -92,6 +96,7 @@ ROUTES: tuple[Route, ...] = (
     _route(rf"/declarations/{_ID}/withdraw", POST=_pages.withdraw),
     _route(rf"/declarations/{_ID}/resubmit", GET=_pages.resubmit_form, POST=_pages.resubmit_post),
     _route(rf"/declarations/{_ID}/voucher", GET=_pages.voucher),
+    _route(rf"/declarations/{_ID}/voucher\.pdf", GET=_pages.voucher_pdf_download),
     _route(r"/api/v1/whoami", GET=_api.whoami),
     _route(r"/api/v1/types", GET=_api.types),
     _route(r"/api/v1/declarations", GET=_api.list_declarations, POST=_api.create),
@@ -113,6 +118,7 @@ _TITLES = {
     422: "内容有误",
     501: "暂未开放",
 }
+_REASONS = {422: b"Unprocessable Content"}  # not in twisted.web.http.RESPONSES
 _INTERNAL_MESSAGE = "服务器内部错误，请稍后重试。如问题持续，请联系经办机构。"
 
 
@@ -328,8 +334,9 @@ class EmployerResource(Resource):
                 "handler for {path} returned {what!r}", path=request.path, what=type(response)
             )
             response = _plain(500, request.path.startswith(b"/api/"), "internal", _INTERNAL_MESSAGE)
-        request.setResponseCode(response.status)
-        request.setHeader(b"Content-Type", response.content_type)
+        request.setResponseCode(response.status, _REASONS.get(response.status))
+        if response.status != 204:
+            request.setHeader(b"Content-Type", response.content_type)
         for name, value in response.headers:
             request.setHeader(name, value)
         request.setHeader(b"Content-Length", b"%d" % len(response.body))
@@ -472,6 +479,7 @@ def employer_site(
     csrf_key: bytes,
     allowed_host_names: Iterable[str] = DEFAULT_HOST_NAMES,
     max_body: int = DEFAULT_MAX_BODY,
+    unit_names: UnitNames | None = None,
 ) -> Site:
     """The employer web application and JSON API, to serve behind
     :class:`declare_app._guard.IdentityGuardFactory`.
@@ -480,7 +488,9 @@ def employer_site(
     ``now`` for the workflow and runs the HTTP timeouts; *csrf_key* (≥ 16 bytes, kept
     across restarts so open forms stay valid) keys the CSRF tokens;
     *allowed_host_names* are the host names (besides IP literals) a browser may use to
-    reach the local client.
+    reach the local client; *unit_names* (e.g. :func:`registry_unit_name`) gives the
+    unit's name for the home page and the PDF voucher (without it they show the code
+    only).
     """
     if max_body < 1024:
         raise ValueError("max_body must be at least 1 KiB")
@@ -492,5 +502,12 @@ def employer_site(
         templates=template_environment(),
         allowed_host_names=frozenset(n.lower() for n in allowed_host_names),
         max_body=max_body,
+        unit_names=unit_names,
     )
     return EmployerSite(EmployerResource(app), reactor=clock, max_body=max_body)
+
+
+def registry_unit_name(conn: Connection, unit_code: str) -> str | None:
+    """The name the agency registered for *unit_code* (``units`` table), or None."""
+    unit = get_unit(conn, unit_code)
+    return None if unit is None else unit.name

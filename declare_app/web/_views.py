@@ -293,10 +293,15 @@ def _lines_view(f: FieldSpec, value: Any) -> LinesView:
 
 
 def display_sections(
-    spec: FormSpec, payload: Mapping[str, Any], findings: Sequence[Finding] = ()
+    spec: FormSpec,
+    payload: Mapping[str, Any],
+    findings: Sequence[Finding] = (),
+    *,
+    skip_empty: bool = False,
 ) -> list[DisplaySection]:
     """The payload as label/value rows by section; keys the spec does not know (values
-    the workflow derived, such as the assessed base) follow under 其他信息."""
+    the workflow derived, such as the assessed base) follow under 其他信息.  With
+    *skip_empty* (the voucher), fields left empty are not shown."""
     grouped = _by_field(spec, findings)
     sections = []
     for section in spec.sections:
@@ -314,11 +319,14 @@ def display_sections(
                     required=f.required,
                 )
             )
-        sections.append(DisplaySection(section.title, tuple(rows)))
+        if skip_empty:
+            rows = [r for r in rows if r.value or (r.lines and r.lines.rows)]
+        if rows:
+            sections.append(DisplaySection(section.title, tuple(rows)))
     extra = [
         RowView(DERIVED_LABELS.get(k, k), _text(v))
         for k, v in payload.items()
-        if k not in spec.fields_by_name
+        if k not in spec.fields_by_name and not (skip_empty and v in (None, ""))
     ]
     if extra:
         sections.append(DisplaySection("其他信息", tuple(extra)))
@@ -384,3 +392,26 @@ def result_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     if not isinstance(result, Mapping):
         return []
     return [(DERIVED_LABELS.get(str(k), str(k)), _text(v)) for k, v in result.items()]
+
+
+def voucher_details(
+    spec: FormSpec, payload: Mapping[str, Any], result: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """(label, value) rows for the PDF voucher: what applying did, then the filled-in
+    fields, identity numbers masked (first 6 and last 4), batch lines one per row."""
+    from declare_app._voucher_pdf import mask_id_number
+
+    rows = result_rows(result)
+    for section in display_sections(spec, payload, skip_empty=True):
+        for row in section.rows:
+            if row.lines is not None:
+                columns = row.lines.columns
+                masked = [i for i, c in enumerate(columns) if c == "公民身份号码"]
+                for n, cells in enumerate(row.lines.rows, start=1):
+                    shown = [mask_id_number(c) if i in masked else c for i, c in enumerate(cells)]
+                    rows.append((f"{row.label}第{n}行", " ".join(x for x in shown if x)))
+            elif row.label == "公民身份号码":
+                rows.append((row.label, mask_id_number(row.value)))
+            else:
+                rows.append((row.label, row.value))
+    return rows

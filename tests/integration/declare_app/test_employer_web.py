@@ -28,7 +28,7 @@ from declare_app import person_id_check_char
 from declare_app._declarations import CHINA_TIME, Declarations
 from declare_app._rules import RULES, form_fields
 from declare_app.interfaces import Actor, DeclarationType, Status
-from declare_app.web import FORM_SPECS, FieldKind, employer_site
+from declare_app.web import FORM_SPECS, FieldKind, employer_site, registry_unit_name
 from declare_app.web.testing import (
     ALICE,
     CSRF_KEY,
@@ -93,7 +93,13 @@ def runner(decl_db: Engine) -> SyncRunner:
 
 @pytest.fixture
 def site(workflow: Declarations, runner: SyncRunner, web_clock: MemoryReactorClock) -> Site:
-    return employer_site(workflow=workflow, runner=runner, clock=web_clock, csrf_key=CSRF_KEY)
+    return employer_site(
+        workflow=workflow,
+        runner=runner,
+        clock=web_clock,
+        csrf_key=CSRF_KEY,
+        unit_names=registry_unit_name,
+    )
 
 
 @pytest.fixture
@@ -153,6 +159,9 @@ def test_add_a_person_see_it_approved_and_print_the_voucher(
     assert element_text(voucher.text, "voucher-no") == applied.voucher_no
     assert applied.result["person_no"] in voucher.text
     assert "个人编号" in voucher.text
+    pdf = a.get(f"/declarations/{decl_id}/voucher.pdf")
+    assert pdf.status == 200 and pdf.body.startswith(b"%PDF-")
+    assert element_text(a.get("/").text, "unit-name") == "上虞示范机械厂"
 
 
 def test_a_returned_declaration_shows_its_reason_and_is_resubmitted_with_history(

@@ -599,3 +599,81 @@ def test_query_parameters_other_than_status_and_msg_are_ignored(client: GuardedC
     assert r.status == 200
     assert "<script>" not in r.text
     assert dict(parse_qsl("a=1"))  # keep the import honest
+
+
+def test_the_voucher_as_pdf(
+    seed: Seeder, workflow: MemoryWorkflow, runner: SynchronousRunner, clock: Any
+) -> None:
+    """An applied declaration's voucher downloads as a one-page PDF (drawn on the pool)
+    named after the voucher number, with the unit's name from the lookup given to the
+    site; before it is applied, or for another unit, there is none (404)."""
+    from declare_app.web import employer_site
+    from declare_app.web.testing import BOB, CSRF_KEY
+
+    names = {ALICE.unit_code: "上虞示范机械厂"}
+    site = employer_site(
+        workflow=workflow,
+        runner=runner,
+        clock=clock,
+        csrf_key=CSRF_KEY,
+        unit_names=lambda conn, code: names.get(code),
+    )
+    client = GuardedClient(site, clock)
+    applied = seed.in_state(Status.APPLIED)
+    runner.calls.clear()
+    r = client.get(f"/declarations/{applied.id}/voucher.pdf")
+    assert r.status == 200
+    assert r.header("content-type") == "application/pdf"
+    assert r.body.startswith(b"%PDF-")
+    assert (
+        r.header("content-disposition")
+        == f'attachment; filename="voucher-{applied.voucher_no}.pdf"'
+    )
+    assert runner.calls == ["recording_refusals"]
+    assert "下载 PDF 凭证" in client.get(f"/declarations/{applied.id}/voucher").text
+    assert element_text(client.get("/").text, "unit-name") == "上虞示范机械厂"
+
+    pending = seed.in_state(Status.PENDING_REVIEW)
+    assert client.get(f"/declarations/{pending.id}/voucher.pdf").status == 404
+    bobs = seed.in_state(Status.APPLIED, identity=BOB)
+    assert client.get(f"/declarations/{bobs.id}/voucher.pdf").status == 404
+
+
+def test_the_voucher_details_mask_identity_numbers() -> None:
+    from declare_app.web._views import voucher_details
+
+    spec = FORM_SPECS[DeclarationType.PERSON_ADD]
+    rows = dict(voucher_details(spec, {**PERSON, "remark": ""}, {"person_no": "P00000001"}))
+    assert rows["个人编号"] == "P00000001"
+    assert rows["公民身份号码"] == VALID_ID[:6] + "********" + VALID_ID[-4:]
+    assert "备注" not in rows
+    annual = voucher_details(
+        FORM_SPECS[DeclarationType.ANNUAL_BASE],
+        {
+            "year": "2025",
+            "lines": [
+                {
+                    "person_no": "P1",
+                    "name": "张三",
+                    "id_number": VALID_ID,
+                    "wage": "6000",
+                    "base": "6000.00",
+                }
+            ],
+        },
+        {},
+    )
+    assert (
+        "人员明细第1行",
+        f"P1 张三 {VALID_ID[:6]}********{VALID_ID[-4:]} 6000 6000.00",
+    ) in annual
+
+
+def test_no_favicon_and_no_404_for_it(client: GuardedClient) -> None:
+    r = client.get("/favicon.ico")
+    assert r.status == 204 and r.body == b""
+
+
+def test_422_has_its_reason_phrase(client: GuardedClient) -> None:
+    r = client.post_form("/declarations/new/person-add", [("action", "preview")])
+    assert r.raw.startswith(b"HTTP/1.1 422 Unprocessable Content\r\n")
