@@ -193,16 +193,30 @@ def workflow_refusal(error: BaseException) -> DeclarationError | None:
     return None
 
 
+# The workflow's refusal codes that are not about the declaration's state.
+_STATUS_OF_CODE = {
+    "not-found": 404,
+    "invalid": 422,
+    "bad-payload": 422,
+    "bad-type": 422,
+    "bad-reason": 422,
+    "forbidden": 403,
+    "unit-unknown": 403,  # the unit is not registered for online declaration
+    "too-large": 413,
+}
+
+
 def status_for(error: DeclarationError) -> int:
-    if isinstance(error, NotFound) or error.code == "not-found":
+    """The HTTP status of a workflow refusal: 404 not found (also another unit's), 422
+    invalid, 403 not allowed, 413 too large, 501 not yet open, else 409 (the
+    declaration's state does not allow it: wrong-status, resubmitted, …)."""
+    if isinstance(error, NotFound):
         return 404
-    if isinstance(error, InvalidDeclaration) or error.code == "invalid":
+    if isinstance(error, InvalidDeclaration):
         return 422
     if error.code in NOT_YET_CODES:
         return 501
-    if error.code == "forbidden":
-        return 403
-    return 409  # the declaration is not in a state that allows this
+    return _STATUS_OF_CODE.get(error.code, 409)
 
 
 def status_param(ctx: Ctx) -> Status | None:

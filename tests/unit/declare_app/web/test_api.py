@@ -361,3 +361,19 @@ def test_a_declarations_json_has_its_history_and_result(
     assert d["decided_at"] == "2026-01-01T08:00:40+08:00"
     assert [h["action"] for h in d["history"]] == ["create", "submit", "claim", "approve"]
     assert d["result"] == dict(applied.result) and d["result"]["person_number"]
+
+
+def test_every_api_route_is_documented() -> None:
+    """docs/api.md names every API route with each of its methods."""
+    from pathlib import Path
+
+    from declare_app.web._site import ROUTES
+
+    doc = (Path(__file__).parents[4] / "docs" / "api.md").read_text(encoding="utf-8")
+    for route in ROUTES:
+        path = route.pattern.pattern.replace("\\", "")
+        if not path.startswith("/api/"):
+            continue
+        path = re.sub(r"\(\?P<id>[^)]*\)", "{id}", path)
+        for method in route.methods:
+            assert f"`{method} {path}" in doc, (method, path)

@@ -12,8 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from declare_app.interfaces import DeclarationType, Finding
+from declare_app.interfaces import (
+    DeclarationError,
+    DeclarationType,
+    Finding,
+    InvalidDeclaration,
+    NotFound,
+)
 from declare_app.web import FORM_SPECS, FieldKind
+from declare_app.web._app import status_for, workflow_refusal
 from declare_app.web._input import (
     MalformedInput,
     field_of,
@@ -339,3 +346,28 @@ def test_times_reasons_and_history() -> None:
     assert ("原因代码", "R01 身份信息错误/与身份证不符") in row.details
     assert ("新状态", "已退回") in row.details and ("操作人", "li") in row.details
     assert history_rows(["not a mapping", {"event": "custom"}])[0].action == "custom"  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (NotFound(), 404),
+        (InvalidDeclaration([]), 422),
+        (DeclarationError("not-yet", "x"), 501),
+        (DeclarationError("forbidden", "x"), 403),
+        (DeclarationError("unit-unknown", "x"), 403),
+        (DeclarationError("bad-payload", "x"), 422),
+        (DeclarationError("too-large", "x"), 413),
+        (DeclarationError("wrong-status", "x"), 409),
+        (DeclarationError("resubmitted", "x"), 409),
+        (DeclarationError("anything-else", "x"), 409),
+    ],
+)
+def test_workflow_refusals_map_to_statuses(error: DeclarationError, status: int) -> None:
+    assert status_for(error) == status
+
+
+def test_not_implemented_reads_as_not_yet() -> None:
+    refusal = workflow_refusal(NotImplementedError())
+    assert refusal is not None and refusal.code == "not-yet"
+    assert workflow_refusal(RuntimeError()) is None
