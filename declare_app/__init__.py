@@ -28,6 +28,7 @@ from declare_app._declarations import (
     Declarations,
     run_recording_refusals,
 )
+from declare_app._demo_data import DemoSummary, load_demo
 from declare_app._identifiers import (
     Finding,
     IdentifierError,
@@ -101,6 +102,7 @@ __all__ = [
     "Contribution",
     "ContributionBaseError",
     "Declarations",
+    "DemoSummary",
     "EnrolmentStatus",
     "Finding",
     "Gender",
@@ -142,6 +144,7 @@ __all__ = [
     "form_fields",
     "get_unit",
     "list_units",
+    "load_demo",
     "load_pension_tables_toml",
     "load_rates_toml",
     "metadata",
