@@ -553,3 +553,109 @@ def test_employers_list_their_own_newest_first_with_a_status_filter(
         pending = workflow.list(conn, employer_a, status=Status.PENDING_REVIEW)
         assert [d.id for d in pending] == [new.id]
         assert len(workflow.list(conn, employer_a, limit=1)) == 1
+
+
+@pytest.mark.postgres
+def test_two_approvals_racing_for_the_same_new_person_on_two_nodes(
+    pg_engine: Engine,
+    workflow: Declarations,
+    employer_a: Actor,
+    employer_b: Actor,
+    auditor: Actor,
+) -> None:
+    """Both pass their checks before either commits; the database lets only one apply
+    (uq_persons_id_number / uq_enrolments_one_open) and the other is a conflict."""
+    import threading
+
+    import declare_app
+    from ssgate._schema import all_metadata
+
+    for metadata in all_metadata():
+        metadata.create_all(pg_engine)
+    with pg_engine.begin() as conn:
+        for code in (UNIT_A, UNIT_B):
+            declare_app.register_unit(
+                conn, code, name=code, region="330682", credit_code=None, actor="t", now=1.0
+            )
+            declare_app.approve_unit(conn, code, actor="t", now=2.0)
+    idn = make_id()
+    a = claimed(pg_engine, workflow, employer_a, auditor, id_number=idn)
+    b = claimed(pg_engine, workflow, employer_b, auditor, id_number=idn)
+    first = pg_engine.connect()
+    first.begin()
+    workflow.approve(first, auditor, a.id, now=NOW)  # applied, not yet committed
+    outcome: list[BaseException | Declaration] = []
+
+    def second() -> None:
+        try:
+            outcome.append(
+                run_recording_refusals(
+                    pg_engine, lambda conn: workflow.approve(conn, auditor, b.id, now=NOW)
+                )
+            )
+        except BaseException as e:
+            outcome.append(e)
+
+    racer = threading.Thread(target=second)
+    racer.start()
+    racer.join(1.0)
+    assert racer.is_alive()  # waiting for the first approval's locks
+    first.commit()
+    first.close()
+    racer.join(10.0)
+    (result,) = outcome
+    assert isinstance(result, ApplyConflictError), result
+    with pg_engine.begin() as conn:
+        assert workflow.get(conn, auditor, b.id).status is Status.UNDER_REVIEW
+        assert conn.execute(select(func.count()).select_from(persons)).scalar() == 1
+        assert set(conn.execute(select(enrolments.c.unit_code)).scalars()) == {UNIT_A}
+        assert events(conn, action="declare.approve", subject=b.id)[0].event.outcome == "refused"
+
+
+def test_transitions_from_the_wrong_state_are_refused(
+    decl_db: Engine, workflow: Declarations, employer_a: Actor, auditor: Actor
+) -> None:
+    d = draft(decl_db, workflow, employer_a)
+    assert refused(decl_db, lambda conn: workflow.claim(conn, auditor, d.id, now=NOW)).code == (
+        "wrong-status"
+    )
+    assert refused(
+        decl_db, lambda conn: workflow.resubmit(conn, employer_a, d.id, form(), now=NOW)
+    ).code == ("wrong-status")
+    with decl_db.begin() as conn:
+        workflow.withdraw(conn, employer_a, d.id, now=NOW)
+    for call in (
+        lambda conn: workflow.submit(conn, employer_a, d.id, now=NOW),
+        lambda conn: workflow.withdraw(conn, employer_a, d.id, now=NOW),
+        lambda conn: workflow.update_draft(conn, employer_a, d.id, form(), now=NOW),
+    ):
+        assert refused(decl_db, call).code == "wrong-status"
+    done = claimed(decl_db, workflow, employer_a, auditor, id_number=make_id(seq=125))
+    with decl_db.begin() as conn:
+        workflow.approve(conn, auditor, done.id, now=NOW)
+    for call in (
+        lambda conn: workflow.withdraw(conn, employer_a, done.id, now=NOW),
+        lambda conn: workflow.claim(conn, auditor, done.id, now=NOW),
+        lambda conn: workflow.return_(conn, auditor, done.id, code="R01", text="", now=NOW),
+    ):
+        assert refused(decl_db, call).code == "wrong-status"
+
+
+def test_a_refused_call_leaves_its_audit_event_only_when_the_caller_commits(
+    decl_db: Engine, workflow: Declarations, employer_b: Actor
+) -> None:
+    """The contract: commit even after a DeclarationError (run_recording_refusals does)."""
+    with decl_db.connect() as conn:
+        with pytest.raises(NotFound):
+            workflow.get(conn, employer_b, "0" * 32)
+        conn.rollback()
+    with decl_db.begin() as conn:
+        assert events(conn, action="declare.view") == []
+    refused(decl_db, lambda conn: workflow.get(conn, employer_b, "0" * 32))
+    with decl_db.begin() as conn:
+        (record,) = events(conn, action="declare.view")
+    assert (record.event.outcome, record.event.unit, record.event.session_id) == (
+        "refused",
+        UNIT_B,
+        "sess-b-1",
+    )
