@@ -16,9 +16,12 @@ from typing import Any
 from declare_app.interfaces import Declaration, DeclarationType, Finding, Status
 from declare_app.web._input import RawValue, field_of
 from declare_app.web._specs import (
+    APPRAISAL_KINDS,
     DERIVED_LABELS,
     FORM_SPECS,
+    INSURANCES,
     RETURN_REASONS,
+    UNIT_FIELDS,
     FieldKind,
     FieldSpec,
     FormSpec,
@@ -82,8 +85,10 @@ _HISTORY_KEYS = {
     "previous_id": "原申报",
     "new_id": "新申报",
     "outcome": "结果",
+    "note": "说明",
 }
 _TIME_KEYS = ("at", "time", "timestamp", "when")
+_HIDDEN_HISTORY_KEYS = frozenset({"declaration_id", "actor_kind"})
 _ACTION_KEYS = ("action", "event", "transition", "what")
 
 
@@ -364,16 +369,26 @@ class HistoryRow:
 
 
 def history_rows(history: Sequence[Mapping[str, Any]]) -> list[HistoryRow]:
+    """Transitions as time, action and details.  The action is the entry's ``action``
+    (or ``event``…) in Chinese, else its ``note``; internal keys are not shown."""
     rows = []
     for entry in history:
         if not isinstance(entry, Mapping):
             continue
         at = next((fmt_time(entry[k]) for k in _TIME_KEYS if k in entry), "")
-        action_raw = next((_text(entry[k]) for k in _ACTION_KEYS if k in entry), "")
+        action_key = next((k for k in _ACTION_KEYS if k in entry), None)
+        if action_key is None and entry.get("note"):
+            action_key = "note"
+        action_raw = _text(entry[action_key]) if action_key else ""
         action = _ACTIONS.get(action_raw, action_raw)
         details = []
         for key, value in entry.items():
-            if key in _TIME_KEYS or key in _ACTION_KEYS or value in (None, ""):
+            if (
+                key in _TIME_KEYS
+                or key == action_key
+                or key in _HIDDEN_HISTORY_KEYS
+                or value in (None, "")
+            ):
                 continue
             label = _HISTORY_KEYS.get(str(key), str(key))
             if key in ("from", "to", "status", "from_status", "to_status"):
@@ -387,11 +402,51 @@ def history_rows(history: Sequence[Mapping[str, Any]]) -> list[HistoryRow]:
     return rows
 
 
+def _codes(choices: Iterable[Any]) -> dict[str, str]:
+    return {c.value: c.text for c in choices}
+
+
+_INSURANCE_TEXT = _codes(INSURANCES)
+_PAYMENT_STATUS = {"1": "1 参保缴费", "2": "2 暂停缴费", "3": "3 终止缴费"}  # AAC031
+
+
+def _listed(texts: Mapping[str, str]) -> Any:
+    def show(value: Any) -> str:
+        items = value if isinstance(value, list | tuple) else [value]
+        return "、".join(texts.get(_text(v), _text(v)) for v in items)
+
+    return show
+
+
+# What applying did (Declaration.result), by key: label and how to show the value.
+_RESULT_FIELDS: dict[str, tuple[str, Any]] = {
+    "person_no": ("个人编号", _text),
+    "person_number": ("个人编号", _text),
+    "new_person": ("新参保人员", _text),
+    "insurances": ("险种", _listed(_INSURANCE_TEXT)),
+    "status": ("缴费状态", _listed(_PAYMENT_STATUS)),
+    "end_month": ("停保（终止）年月", _text),
+    "year": ("申报年度", _text),
+    "lines": ("申报人数", _text),
+    "field": ("变更项目", _listed(_codes(UNIT_FIELDS))),
+    "old_value": ("变更前内容", _text),
+    "new_value": ("变更后内容", _text),
+    "decision_no": ("工伤认定决定书编号", _text),
+    "decided_on": ("决定日期", _text),
+    "late": ("逾期申报", _text),
+    "kind": ("鉴定类型", _listed(_codes(APPRAISAL_KINDS))),
+}
+
+
 def result_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     """What applying a declaration did (e.g. the new 个人编号), as label/value rows."""
     if not isinstance(result, Mapping):
         return []
-    return [(DERIVED_LABELS.get(str(k), str(k)), _text(v)) for k, v in result.items()]
+    rows = []
+    for key, value in result.items():
+        label, show = _RESULT_FIELDS.get(str(key), (DERIVED_LABELS.get(str(key), str(key)), _text))
+        rows.append((label, show(value)))
+    return rows
 
 
 def voucher_details(

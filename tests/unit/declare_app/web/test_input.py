@@ -371,3 +371,52 @@ def test_not_implemented_reads_as_not_yet() -> None:
     refusal = workflow_refusal(NotImplementedError())
     assert refusal is not None and refusal.code == "not-yet"
     assert workflow_refusal(RuntimeError()) is None
+
+
+def test_history_in_the_workflows_shape() -> None:
+    """The real workflow's entries: no ``action`` but a ``note``, which becomes the
+    action; its internal keys are not shown."""
+    [row] = history_rows(
+        [
+            {
+                "at": 0.0,
+                "declaration_id": "abc",
+                "version": 2,
+                "actor_kind": "staff",
+                "actor": "auditor1",
+                "session_id": None,
+                "from": "under-review",
+                "to": "applied",
+                "note": "审核通过，已办结，凭证号SB1",
+            }
+        ]
+    )
+    assert row.action == "审核通过，已办结，凭证号SB1"
+    assert row.details == (
+        ("版本", "2"),
+        ("操作人", "auditor1"),
+        ("原状态", "审核中"),
+        ("新状态", "已办结"),
+    )
+
+
+def test_what_applying_did_is_labelled() -> None:
+    from declare_app.web._views import result_rows
+
+    assert result_rows(
+        {
+            "person_no": "33068200000001",
+            "new_person": True,
+            "insurances": ["110", "310"],
+            "status": "2",
+            "kind": "3",
+            "x": 1,
+        }
+    ) == [
+        ("个人编号", "33068200000001"),
+        ("新参保人员", "是"),
+        ("险种", "110 企业职工基本养老保险、310 职工基本医疗保险"),
+        ("缴费状态", "2 暂停缴费"),
+        ("鉴定类型", "3 复查鉴定"),
+        ("x", "1"),
+    ]
