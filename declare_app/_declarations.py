@@ -953,9 +953,10 @@ def _payload(payload: Mapping[str, Any]) -> dict[str, Any]:
         raise DeclarationError("bad-payload", "申报内容格式不正确")
     try:
         text = json.dumps(dict(payload), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
+        size = len(text.encode("utf-8"))  # a lone surrogate cannot be stored: refused here
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         raise DeclarationError("bad-payload", "申报内容格式不正确") from None
-    if len(text.encode("utf-8")) > MAX_PAYLOAD_BYTES:
+    if size > MAX_PAYLOAD_BYTES:
         raise DeclarationError("too-large", "申报内容过大")
     copied = json.loads(text)
     assert isinstance(copied, dict)
@@ -997,4 +998,6 @@ def _audit_actor(actor: Actor) -> str:
 
 
 def _bounded(text: str, limit: int) -> str:
-    return text.replace("\x00", "")[:limit]
+    """Fit *text* into an audit field: no NUL, valid UTF-8, at most *limit* characters."""
+    clean = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return clean[:limit]

@@ -24,7 +24,6 @@ from declare_app._retirement import YearMonth
 from declare_app.interfaces import Finding
 
 MAX_TEXT: Final = 200  # a form field, unless its spec says otherwise
-MAX_LONG_TEXT: Final = 2000  # 受伤害经过简述 and the like
 MAX_LIST_ITEMS: Final = 20
 MAX_MONEY: Final = Decimal("100000000")  # 1e8 yuan a month: beyond any real wage
 
@@ -56,11 +55,11 @@ _TIME = re.compile(r"(\d{1,2}):(\d{2})")
 class FieldSpec:
     """One field of a declaration form, for the web to render and the reader to check.
 
-    ``kind``: text, longtext, choice, date, month, datetime, money, int, insurances
-    (a list of AAE140 codes), list (several short texts: attachment references), lines
-    (a list of sub-forms, see ``line_fields``), computed (filled in by the service;
-    ignored on input).  ``required`` is the static rule; some fields are required
-    only in some cases (the rules say which, with the same finding).
+    ``kind``: text, longtext (may hold line breaks), choice, date, month, datetime,
+    money, int, insurances (a list of AAE140 codes), lines (a list of sub-forms, see
+    ``line_fields``), computed (filled in by the service; ignored on input).
+    ``required`` is the static rule; some fields are required only in some cases (the
+    rules say which, with the same finding).
     """
 
     name: str
@@ -71,10 +70,6 @@ class FieldSpec:
     max_length: int = MAX_TEXT
     help: str = ""
     line_fields: tuple[FieldSpec, ...] = ()
-
-
-def choice_label(spec: FieldSpec, value: str) -> str:
-    return dict(spec.choices).get(value, value)
 
 
 def month_text(month: YearMonth) -> str:
@@ -397,38 +392,6 @@ class FormReader:
             return None
         return items
 
-    def references(
-        self, name: str, *, required: bool = False, rule: str | None = None
-    ) -> list[str]:
-        """Attachment references (file names, document numbers): one per line or a list;
-        stored as lines of text."""
-        spec = self.fields[name]
-        value = self.raw.get(name)
-        items: list[str]
-        if value is None:
-            items = []
-        elif isinstance(value, str):
-            items = [line.strip() for line in value.splitlines() if line.strip()]
-        elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-            items = [v.strip() for v in value if v.strip()]
-        else:
-            self.error(name, FORM_INVALID, f"{spec.label}格式不正确")
-            return []
-        if len(items) > MAX_LIST_ITEMS or any(len(i) > spec.max_length for i in items):
-            self.error(
-                name,
-                FORM_TOO_LONG,
-                f"{spec.label}最多{MAX_LIST_ITEMS}项，每项不超过{spec.max_length}个字符",
-            )
-            return []
-        if any(_CONTROL.search(i) for i in items):
-            self.error(name, FORM_INVALID, f"{spec.label}含有不允许的字符")
-            return []
-        self.out[name] = "\n".join(items)  # text, as a form's textarea sends it back
-        if not items and required:
-            self.missing(name, rule)
-        return items
-
     def sub_forms(self, name: str, *, max_items: int) -> list[Mapping[str, Any]] | None:
         """The raw lines of a ``lines`` field: a list of mappings."""
         value = self.raw.get(name)
@@ -488,15 +451,6 @@ def parse_money(text: str) -> Decimal | None:
 def first_part(message: str) -> str:
     """The Chinese half of a bilingual ``"中文 / English"`` message."""
     return message.split(" / ", 1)[0]
-
-
-def findings_for(reader: FormReader, field: str, items: Iterable[tuple[str, str, str]]) -> None:
-    """Add ``(rule, severity, message)`` triples as findings on *field*."""
-    for rule, severity, message in items:
-        if severity == "error":
-            reader.error(field, rule, message)
-        else:
-            reader.warn(field, rule, message)
 
 
 def ignore_computed(payload: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:

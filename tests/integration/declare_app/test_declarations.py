@@ -201,7 +201,14 @@ def test_a_type_not_yet_built_is_refused_not_pretended(
 
 @pytest.mark.parametrize(
     "payload",
-    [["not", "a", "mapping"], {1: "x"}, {"name": float("nan")}, {"name": "x" * 300_000}],
+    [
+        ["not", "a", "mapping"],
+        {1: "x"},
+        {"name": float("nan")},
+        {"name": "x" * 300_000},
+        {"name": "\ud800"},
+        {"name": object()},
+    ],
 )
 def test_payloads_that_are_not_json_objects_of_bounded_size_are_refused(
     decl_db: Engine, workflow: Declarations, employer_a: Actor, payload: Any
@@ -659,3 +666,54 @@ def test_a_refused_call_leaves_its_audit_event_only_when_the_caller_commits(
         UNIT_B,
         "sess-b-1",
     )
+
+
+NASTY: list[Any] = [
+    "",
+    "  ",
+    "\x00",
+    "a\x00b",
+    "\u202e\u2028",
+    "９９９９",
+    "-1",
+    "1e309",
+    "2025-02-30",
+    "9999-99",
+    "X" * 5000,
+    0,
+    -5,
+    10**30,
+    1.5,
+    True,
+    None,
+    [],
+    ["110", None],
+    [{"a": 1}],
+    {"nested": {"deep": ["x"]}},
+]
+
+
+@pytest.mark.parametrize("type", list(DeclarationType))
+def test_no_field_value_makes_any_type_fail_other_than_with_findings(
+    decl_db: Engine, workflow: Declarations, employer_a: Actor, type: DeclarationType
+) -> None:
+    """Every field of every form, set to each nasty value, gives a stored draft with
+    findings (or a refusal), never an exception escaping the workflow."""
+    from declare_app import form_fields
+
+    names = [f.name for f in form_fields(type)]
+    assert names
+    for value in NASTY:
+        payload = {name: value for name in names}
+        with decl_db.begin() as conn:
+            d = workflow.create_draft(conn, employer_a, type, payload, now=NOW)
+            assert any(f.severity == "error" for f in d.findings), (type, value)
+        for name in names:
+            with decl_db.begin() as conn:
+                workflow.preview(conn, employer_a, type, {name: value}, now=NOW)
+    lines_payload = {
+        "year": "2025",
+        "lines": [dict.fromkeys(("person_no", "wage"), v) for v in NASTY],
+    }
+    with decl_db.begin() as conn:
+        workflow.preview(conn, employer_a, DeclarationType.ANNUAL_BASE, lines_payload, now=NOW)
