@@ -43,6 +43,7 @@ from declare_app.web._specs import FORM_SPECS, FormSpec
 from declare_app.web._templates import style_sheet
 from declare_app.web._views import (
     BEIJING,
+    MAX_SHOWN_LINES,
     STATUS_ORDER,
     display_sections,
     form_view,
@@ -194,7 +195,7 @@ async def _preview(ctx: Ctx, target: FormTarget, parsed: ParsedPayload) -> Respo
     return ctx.page(
         "preview.html",
         spec=spec,
-        sections=display_sections(spec, normalised, findings),
+        sections=display_sections(spec, normalised, findings, max_lines=MAX_SHOWN_LINES),
         general_errors=[f.message for f in general if f.severity == "error"],
         general_warnings=[f.message for f in general if f.severity != "error"],
         warning_count=sum(1 for f in findings if f.severity != "error"),
@@ -373,7 +374,7 @@ def _detail(
         "detail.html",
         status,
         d=decl,
-        sections=display_sections(spec, decl.payload, shown),
+        sections=display_sections(spec, decl.payload, shown, max_lines=MAX_SHOWN_LINES),
         general_errors=[f.message for f in general if f.severity == "error"],
         general_warnings=[f.message for f in general if f.severity != "error"],
         has_errors=any(f.severity == "error" for f in shown),
@@ -425,7 +426,9 @@ async def voucher(ctx: Ctx, id: str) -> Response:
         )
     spec = FORM_SPECS[decl.type]
     return ctx.page(
-        "voucher.html", d=decl, sections=display_sections(spec, decl.payload, skip_empty=True)
+        "voucher.html",
+        d=decl,
+        sections=display_sections(spec, decl.payload, skip_empty=True, max_lines=MAX_SHOWN_LINES),
     )
 
 

@@ -236,10 +236,18 @@ def hidden_fields(raw: Mapping[str, RawValue]) -> list[tuple[str, str]]:
 # -- stored payloads ------------------------------------------------------------------------
 
 
+MAX_SHOWN_LINES = 500  # rows of a batch drawn in a page; the rest are counted
+
+
 @dataclass(frozen=True)
 class LinesView:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    total: int = 0  # all rows, shown or not
+
+    @property
+    def hidden(self) -> int:
+        return max(0, self.total - len(self.rows))
 
 
 @dataclass(frozen=True)
@@ -278,23 +286,24 @@ def _display_value(f: FieldSpec, value: Any) -> str:
     return _text(value)
 
 
-def _lines_view(f: FieldSpec, value: Any) -> LinesView:
+def _lines_view(f: FieldSpec, value: Any, limit: int | None = MAX_SHOWN_LINES) -> LinesView:
     rows: list[tuple[str, ...]] = []
     extra: list[str] = []
-    if isinstance(value, list | tuple):
-        for item in value:
+    items = list(value) if isinstance(value, list | tuple) else []
+    shown = items if limit is None else items[:limit]
+    if shown:
+        for item in shown:
             if isinstance(item, Mapping):
                 for key in item:
                     if key not in extra and all(c.name != key for c in f.columns):
                         extra.append(str(key))
     columns = [c.label for c in f.columns] + [DERIVED_LABELS.get(k, k) for k in extra]
-    if isinstance(value, list | tuple):
-        for item in value:
-            if isinstance(item, Mapping):
-                cells = [_text(item.get(c.name)) for c in f.columns]
-                cells += [_text(item.get(k)) for k in extra]
-                rows.append(tuple(cells))
-    return LinesView(tuple(columns), tuple(rows))
+    for item in shown:
+        if isinstance(item, Mapping):
+            cells = [_text(item.get(c.name)) for c in f.columns]
+            cells += [_text(item.get(k)) for k in extra]
+            rows.append(tuple(cells))
+    return LinesView(tuple(columns), tuple(rows), total=len(items))
 
 
 def display_sections(
@@ -303,10 +312,12 @@ def display_sections(
     findings: Sequence[Finding] = (),
     *,
     skip_empty: bool = False,
+    max_lines: int | None = None,
 ) -> list[DisplaySection]:
     """The payload as label/value rows by section; keys the spec does not know (values
     the workflow derived, such as the assessed base) follow under 其他信息.  With
-    *skip_empty* (the voucher), fields left empty are not shown."""
+    *skip_empty* (the voucher), fields left empty are not shown; with *max_lines*, a
+    batch keeps only its first rows (and the count of all)."""
     grouped = _by_field(spec, findings)
     sections = []
     for section in spec.sections:
@@ -318,7 +329,7 @@ def display_sections(
                 RowView(
                     label=f.label,
                     value="" if f.kind is FieldKind.LINES else _display_value(f, value),
-                    lines=_lines_view(f, value) if f.kind is FieldKind.LINES else None,
+                    lines=_lines_view(f, value, max_lines) if f.kind is FieldKind.LINES else None,
                     errors=_messages(mine, "error"),
                     warnings=_messages(mine, "warning"),
                     required=f.required,
@@ -457,7 +468,7 @@ def voucher_details(
     from declare_app._voucher_pdf import mask_id_number
 
     rows = result_rows(result)
-    for section in display_sections(spec, payload, skip_empty=True):
+    for section in display_sections(spec, payload, skip_empty=True, max_lines=60):
         for row in section.rows:
             if row.lines is not None:
                 columns = row.lines.columns
@@ -465,6 +476,8 @@ def voucher_details(
                 for n, cells in enumerate(row.lines.rows, start=1):
                     shown = [mask_id_number(c) if i in masked else c for i, c in enumerate(cells)]
                     rows.append((f"{row.label}第{n}行", " ".join(x for x in shown if x)))
+                if row.lines.hidden:
+                    rows.append((row.label, f"共 {row.lines.total} 行，其余请在申报中心查看"))
             elif row.label == "公民身份号码":
                 rows.append((row.label, mask_id_number(row.value)))
             else:

@@ -677,3 +677,16 @@ def test_no_favicon_and_no_404_for_it(client: GuardedClient) -> None:
 def test_422_has_its_reason_phrase(client: GuardedClient) -> None:
     r = client.post_form("/declarations/new/person-add", [("action", "preview")])
     assert r.raw.startswith(b"HTTP/1.1 422 Unprocessable Content\r\n")
+
+
+def test_a_large_batch_shows_its_first_500_lines(client: GuardedClient, seed: Seeder) -> None:
+    """A 2 000-line annual-base draft: its page draws 500 rows and says how many more
+    there are."""
+    lines = [
+        {"person_no": f"P{i}", "name": "张三", "id_number": VALID_ID, "wage": "6000"}
+        for i in range(2000)
+    ]
+    d = seed.draft(type=DeclarationType.ANNUAL_BASE, payload={"year": "2025", "lines": lines})
+    page = client.get(f"/declarations/{d.id}").text
+    assert "P499<" in page and "P500<" not in page
+    assert "共 2000 行，此处显示前 500 行，另有 1500 行未显示。" in page
