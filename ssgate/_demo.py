@@ -9,6 +9,7 @@ import audit
 import auth
 import declare_app
 from auth._store import load_login
+from declare_app._demo_data import load_demo
 from ssgate._app import App, operator_name
 from ssgate._init import init_state
 from ssgate._state import StateDir
@@ -23,6 +24,7 @@ PASSWORD_FILE = "demo-password.txt"  # noqa: S105 (a file name; 0600, for the pa
 P12_PASSWORD_FILE = "demo-p12-password.txt"  # noqa: S105
 BUNDLE_DIR = "demo-bundle"
 DEMO_AUDITOR = "demo.auditor"  # agency auditor for the staff console
+DEMO_SEED = 20261123  # the demo's persons and declarations are the same on every machine
 
 
 def demo_credit_code() -> str:
@@ -122,6 +124,16 @@ def _load_demo(app: App) -> str:
         app.state.write_secret(PASSWORD_FILE, issued.password.encode() + b"\n")
         app.state.write_secret(P12_PASSWORD_FILE, issued.p12_passphrase.encode() + b"\n")
         auditor = app.provisioner().add_staff(DEMO_AUDITOR, "auditor", password=None, out=None)
+        with app.engine.begin() as conn:
+            summary = load_demo(
+                conn,
+                DEMO_UNIT,
+                now=now,
+                seed=DEMO_SEED,
+                rates=app.rate_table,
+                account=DEMO_ACCOUNT,
+                auditor=DEMO_AUDITOR,
+            )
     finally:
         app.close()
     return (
@@ -134,4 +146,6 @@ def _load_demo(app: App) -> str:
         f"staff console auditor:  {DEMO_AUDITOR}\n"
         f"auditor password:       {auditor.password}\n"
         f"auditor TOTP URI:       {auditor.otp_uri}\n"
+        f"demo data:              {summary.persons} persons, "
+        f"{len(summary.declarations)} declarations in various states\n"
     )
