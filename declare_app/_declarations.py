@@ -381,7 +381,10 @@ class Declarations:
         self, conn: Connection, actor: Actor, *, status: Status | None = None, limit: int = 200
     ) -> list[Declaration]:
         """Employers: their unit's, newest first.  Staff: the review queue (pending and
-        under review, oldest submission first), or every unit's in *status*."""
+        under review, oldest submission first), or every unit's in *status*.
+
+        Listed declarations carry no ``history`` (``get`` has it); listing is not
+        audited, a refused list is."""
         try:
             unit_code = self._reader_scope(conn, actor)
         except DeclarationError as refusal:
