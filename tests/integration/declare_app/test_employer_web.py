@@ -337,3 +337,27 @@ def test_the_web_form_is_the_workflows_form(type: DeclarationType) -> None:
                 assert wc.max_length <= c.max_length, c.name
         else:
             assert w.max_length <= f.max_length, f.name
+
+
+def test_every_page_of_the_demo_unit_renders(a: GuardedClient, decl_db: Engine) -> None:
+    """The demo data (a declaration of each type in various states): the home page, the
+    centre, and every declaration's detail page, its edit, resubmit or voucher page (and
+    PDF) as its state allows, and its JSON — all answer 200."""
+    from declare_app._demo_data import load_demo
+
+    with decl_db.begin() as conn:
+        load_demo(conn, UNIT_A, now=WEB_NOW, seed=7)
+    assert a.get("/").status == 200
+    assert a.get("/declarations").status == 200
+    listed = a.api("GET", "/api/v1/declarations").json()["declarations"]
+    assert {d["type"] for d in listed} == {t.value for t in DeclarationType}
+    extra = {
+        "draft": ["edit"],
+        "returned": ["resubmit"],
+        "applied": ["voucher", "voucher.pdf"],
+    }
+    for d in listed:
+        assert a.api("GET", f"/api/v1/declarations/{d['id']}").status == 200
+        for suffix in ["", *(f"/{e}" for e in extra.get(d["status"], []))]:
+            r = a.get(f"/declarations/{d['id']}{suffix}")
+            assert r.status == 200, (d["type"], d["status"], suffix, r.text[:500])
