@@ -59,6 +59,7 @@ from declare_app._person_id import (
     person_id_check_char,
     upgrade_legacy_id,
 )
+from declare_app._queries import EmployerQueries, InvalidQuery
 from declare_app._retirement import (
     InsuredPerson,
     RetirementCategory,
@@ -103,6 +104,7 @@ __all__ = [
     "ContributionBaseError",
     "Declarations",
     "DemoSummary",
+    "EmployerQueries",
     "EnrolmentStatus",
     "Finding",
     "Gender",
@@ -110,6 +112,7 @@ __all__ = [
     "Insurance",
     "InsuredPerson",
     "InterestRate",
+    "InvalidQuery",
     "MissingRateError",
     "PaymentStatus",
     "PensionTables",
