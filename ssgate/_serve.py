@@ -47,7 +47,7 @@ import auth
 import declare_app
 from declare_app._declarations import Declarations
 from declare_app._guard import IdentityGuardFactory
-from declare_app.web import employer_site
+from declare_app.web import employer_site, registry_unit_name
 from gateway._cred import AccountPolicyView, ChannelChecker, ChannelRealm
 from gateway._service import GatewayContext, GatewayNode, default_node_name
 from gateway._tls import (
@@ -261,6 +261,7 @@ def start(
         runner=runner,
         clock=reactor,
         csrf_key=hmac.digest(identity_key, b"ssgate employer csrf v1", "sha256"),
+        unit_names=registry_unit_name,
     )
     declare_port = ports.listen(
         config.declare.listen or f"unix:{state.path / DECLARE_SOCKET}:mode=600:lockfile=1",
