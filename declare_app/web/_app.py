@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from html import escape
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from jinja2 import Environment
 from sqlalchemy import Connection
@@ -21,7 +21,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
-from auth import Identity
+from auth import AuthOutcome, Identity
+from declare_app._queries import EmployerQueries
 from declare_app.interfaces import (
     Actor,
     DeclarationError,
@@ -43,6 +44,28 @@ class Runner(Protocol):
 
 # (conn, unit code) -> the unit's registered name, for the home page and the voucher.
 UnitNames = Callable[[Connection, str], str | None]
+
+
+class LoginRunner(Protocol):
+    """Runs a blocking login call (argon2) on the login pool (``ssgate._serve.Runner``)."""
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]: ...
+
+
+class ChangePassword(Protocol):
+    """:meth:`auth.Authenticator.change_password`: blocking, for the login pool."""
+
+    def __call__(
+        self,
+        principal: str,
+        old_password: str,
+        otp: str,
+        new_password: str,
+        *,
+        source: str,
+        now: float,
+    ) -> AuthOutcome: ...
+
 
 HTML = b"text/html; charset=utf-8"
 JSON = b"application/json; charset=utf-8"
@@ -68,6 +91,13 @@ class EmployerApp:
     allowed_host_names: frozenset[str]
     max_body: int
     unit_names: UnitNames | None = None
+    queries: EmployerQueries | None = None
+    change_password: ChangePassword | None = None
+
+    def login_runner(self) -> LoginRunner:
+        """The runner's login pool (checked by ``employer_site`` when a password
+        change is configured)."""
+        return cast(LoginRunner, self.runner)
 
 
 @dataclass

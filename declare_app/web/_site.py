@@ -38,11 +38,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from declare_app._guard import identity_of
+from declare_app._queries import EmployerQueries
 from declare_app._units import get_unit
 from declare_app.interfaces import DeclarationWorkflow, InvalidDeclaration
-from declare_app.web import _api, _pages
+from declare_app.web import _api, _pages, _password_page
 from declare_app.web._app import (
     JSON,
+    ChangePassword,
     Ctx,
     EmployerApp,
     HttpError,
@@ -97,6 +99,7 @@ ROUTES: tuple[Route, ...] = (
     _route(rf"/declarations/{_ID}/resubmit", GET=_pages.resubmit_form, POST=_pages.resubmit_post),
     _route(rf"/declarations/{_ID}/voucher", GET=_pages.voucher),
     _route(rf"/declarations/{_ID}/voucher\.pdf", GET=_pages.voucher_pdf_download),
+    _route(r"/password", GET=_password_page.password_form, POST=_password_page.password_post),
     _route(r"/api/v1/whoami", GET=_api.whoami),
     _route(r"/api/v1/types", GET=_api.types),
     _route(r"/api/v1/declarations", GET=_api.list_declarations, POST=_api.create),
@@ -480,6 +483,8 @@ def employer_site(
     allowed_host_names: Iterable[str] = DEFAULT_HOST_NAMES,
     max_body: int = DEFAULT_MAX_BODY,
     unit_names: UnitNames | None = None,
+    queries: EmployerQueries | None = None,
+    change_password: ChangePassword | None = None,
 ) -> Site:
     """The employer web application and JSON API, to serve behind
     :class:`declare_app._guard.IdentityGuardFactory`.
@@ -490,10 +495,14 @@ def employer_site(
     *allowed_host_names* are the host names (besides IP literals) a browser may use to
     reach the local client; *unit_names* (e.g. :func:`registry_unit_name`) gives the
     unit's name for the home page and the PDF voucher (without it they show the code
-    only).
+    only).  *queries* answers the §5.8 queries (without it those pages answer 501);
+    *change_password* (:meth:`auth.Authenticator.change_password`) enables 密码修改
+    and runs on the runner's login pool, so *runner* must then also have ``call``.
     """
     if max_body < 1024:
         raise ValueError("max_body must be at least 1 KiB")
+    if change_password is not None and not callable(getattr(runner, "call", None)):
+        raise ValueError("change_password needs a runner with a login pool (runner.call)")
     app = EmployerApp(
         workflow=workflow,
         runner=runner,
@@ -503,6 +512,8 @@ def employer_site(
         allowed_host_names=frozenset(n.lower() for n in allowed_host_names),
         max_body=max_body,
         unit_names=unit_names,
+        queries=queries,
+        change_password=change_password,
     )
     return EmployerSite(EmployerResource(app), reactor=clock, max_body=max_body)
 
