@@ -41,7 +41,7 @@ from declare_app._guard import identity_of
 from declare_app._queries import EmployerQueries
 from declare_app._units import get_unit
 from declare_app.interfaces import DeclarationWorkflow, InvalidDeclaration
-from declare_app.web import _api, _pages, _password_page
+from declare_app.web import _api, _pages, _password_page, _query_pages
 from declare_app.web._app import (
     JSON,
     ChangePassword,
@@ -100,6 +100,13 @@ ROUTES: tuple[Route, ...] = (
     _route(rf"/declarations/{_ID}/voucher", GET=_pages.voucher),
     _route(rf"/declarations/{_ID}/voucher\.pdf", GET=_pages.voucher_pdf_download),
     _route(r"/password", GET=_password_page.password_form, POST=_password_page.password_post),
+    _route(r"/queries", GET=_query_pages.index),
+    _route(r"/queries/(?P<name>[a-z][a-z-]{0,31})", GET=_query_pages.query_page),
+    _route(r"/queries/(?P<name>[a-z][a-z-]{0,31})\.csv", GET=_query_pages.query_csv),
+    *(
+        _route(rf"/api/v1/queries/{name}", GET=_query_pages.api_handler(name))
+        for name in _query_pages.SPECS
+    ),
     _route(r"/api/v1/whoami", GET=_api.whoami),
     _route(r"/api/v1/types", GET=_api.types),
     _route(r"/api/v1/declarations", GET=_api.list_declarations, POST=_api.create),
