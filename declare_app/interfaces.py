@@ -123,6 +123,45 @@ class Declaration:
     result: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BatchLine:
+    """One line of an uploaded batch file: its number in the file, its cells by form
+    field name (text), and why it was refused before validation, if it was."""
+
+    number: int
+    values: Mapping[str, str]
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class LineResult:
+    """What became of one batch line: accepted into the draft, or refused (never
+    stored); ``findings`` are the line's errors (refused) or warnings (accepted)."""
+
+    number: int  # as in the file
+    accepted: bool
+    findings: tuple[Finding, ...]
+    id_number: str = ""  # as given, to recognise the line
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """A batch import: the one draft holding every accepted line, and every line's
+    result in file order."""
+
+    declaration: Declaration
+    lines: tuple[LineResult, ...]
+
+    @property
+    def accepted(self) -> int:
+        return sum(1 for r in self.lines if r.accepted)
+
+    @property
+    def refused(self) -> int:
+        return len(self.lines) - self.accepted
+
+
 class DeclarationError(Exception):
     """A refused workflow action; ``code`` is stable (for the API), ``message`` Chinese."""
 
@@ -143,6 +182,15 @@ class InvalidDeclaration(DeclarationError):
     def __init__(self, findings: Sequence[Finding]) -> None:
         super().__init__("invalid", "申报内容有误，请按提示修改")
         self.findings = tuple(findings)
+
+
+class BatchRefused(DeclarationError):
+    """A batch import with no acceptable line (or a whole-batch error): nothing stored;
+    ``lines`` says why for each line."""
+
+    def __init__(self, message: str, lines: Sequence[LineResult]) -> None:
+        super().__init__("batch-refused", message)
+        self.lines = tuple(lines)
 
 
 class DeclarationWorkflow(Protocol):
@@ -196,6 +244,22 @@ class DeclarationWorkflow(Protocol):
     def withdraw(
         self, conn: Connection, actor: Actor, declaration_id: str, *, now: float
     ) -> Declaration: ...
+
+    def import_batch(
+        self,
+        conn: Connection,
+        actor: Actor,
+        type: DeclarationType,
+        lines: Sequence[BatchLine],
+        *,
+        common: Mapping[str, Any],
+        now: float,
+    ) -> BatchResult:
+        """A batch file's lines (person-add, annual-base) → ONE draft holding every line
+        without an error finding, plus *common* (annual-base: ``{"year": ...}``); the
+        refused lines are in the result only.  No acceptable line: raises
+        :class:`BatchRefused` (nothing stored)."""
+        ...
 
     def resubmit(
         self,

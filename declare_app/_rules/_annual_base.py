@@ -6,8 +6,9 @@ becomes the base of every open enrolment of that person in the unit.  A person's
 may be declared once a year (Xianyang FAQ: "基数申报每年只可申报一次"): a person
 whose enrolments already carry that year is locked (V-DUP-03).
 
-This is the interactive declaration with a bounded number of lines; the batch upload
-(.xlsx/CSV, 10 000 lines) is built on it separately.
+Lines come typed (the web form, the API) or from an uploaded .xlsx/CSV
+(:mod:`declare_app._batch`, :meth:`Declarations.import_batch`); either way at most
+``RuleSettings.max_lines`` (10 000) in one declaration.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ class RuleSettings:
     injury_report_days: int = 30  # V-INJ-02, 工伤保险条例 art. 17
     injury_warn_days: int = 7  # warn at T-7
     reappraisal_days: int = 15  # V-APP-01, art. 26
-    max_lines: int = 200  # 年度缴费基数申报 lines in one interactive declaration
+    max_lines: int = 10_000  # 年度缴费基数申报 lines in one declaration (typed or uploaded)
+    max_batch_lines: int = 10_000  # 人员增加 lines in one batch declaration (uploaded)
 
 
 @dataclass(frozen=True)

@@ -224,8 +224,10 @@ def pending_payloads(
     *,
     subject: str | None = None,
     exclude: str | None = None,
+    batches: bool = False,
 ) -> list[dict[str, Any]]:
-    """Payloads of this unit's declarations of *type_slug* waiting for review (V-DUP-03)."""
+    """Payloads of this unit's declarations of *type_slug* waiting for review (V-DUP-03);
+    with *batches*, only those about no single subject (batch declarations)."""
     query = select(declarations.c.id, declarations.c.payload).where(
         declarations.c.unit_code == unit_code,
         declarations.c.type == type_slug,
@@ -233,6 +235,8 @@ def pending_payloads(
     )
     if subject is not None:
         query = query.where(declarations.c.subject == subject)
+    if batches:
+        query = query.where(declarations.c.subject.is_(None))
     if exclude is not None:
         query = query.where(declarations.c.id != exclude)
     result = []

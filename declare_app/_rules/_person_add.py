@@ -2,12 +2,19 @@
 
 Applying it creates the person (with a new 个人编号) unless the ID number is already
 in the pool, and opens one enrolment per chosen insurance type in the unit.
+
+A batch (an uploaded file, :mod:`declare_app._batch`) is one declaration whose payload
+is ``{"lines": [form, ...]}``: each line is checked as a single form (findings under
+``lines[i].``, messages starting "第i行："), a person may appear once, and applying it
+applies every line in the caller's one transaction — any line's conflict refuses the
+whole batch.  A batch holds adds only, so V-ORDER-01 (adds before reduces) holds by
+construction: a reduce is always another declaration.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -125,6 +132,7 @@ FIELDS: Final = (
     FieldSpec("birth_date", "出生日期", "computed", help="按身份号码"),
 )
 _COMPUTED: Final = ("base", "birth_date")
+BATCH_FIELDS: Final = (FieldSpec("lines", "人员明细", "lines", required=True, line_fields=FIELDS),)
 
 
 class PersonAddRules:
@@ -135,8 +143,55 @@ class PersonAddRules:
     fields: tuple[FieldSpec, ...] = FIELDS
 
     def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
-        r = FormReader(ignore_computed(payload, _COMPUTED), FIELDS)
+        if "lines" in payload:
+            return self._check_batch(ctx, payload)
+        r, subject = self._read(ctx, payload, prefix="", pending=None)
+        r.findings[:0] = unit_findings(ctx)
+        return Checked(r.out, tuple(r.findings), subject)
+
+    def _check_batch(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
+        r = FormReader(payload, BATCH_FIELDS)
         r.findings.extend(unit_findings(ctx))
+        raw_lines = r.sub_forms("lines", max_items=ctx.settings.max_batch_lines) or []
+        pending = self._pending_index(ctx) if raw_lines else {}
+        seen: set[str] = set()
+        lines = []
+        for index, raw in enumerate(raw_lines):
+            line, subject = self._read(ctx, raw, prefix=f"lines[{index}].", pending=pending)
+            if subject is not None and subject in seen:
+                line.error("id_number", "V-DUP-03", "同一人员在本次申报中重复出现")
+            if subject is not None:
+                seen.add(subject)
+            row = f"第{index + 1}行："
+            r.findings.extend(replace(f, message=row + f.message) for f in line.findings)
+            lines.append(line.out)
+        r.out["lines"] = lines
+        return Checked(r.out, tuple(r.findings), None)
+
+    def _pending_index(self, ctx: RuleContext) -> dict[str, set[str]]:
+        """ID number → insurance codes in this unit's person-adds under review."""
+        index: dict[str, set[str]] = {}
+        for other in pending_payloads(
+            ctx.conn, ctx.unit.code, self.type.value, exclude=ctx.declaration_id
+        ):
+            forms = other.get("lines") if "lines" in other else [other]
+            for form in forms or ():
+                if isinstance(form, dict) and isinstance(form.get("id_number"), str):
+                    codes = index.setdefault(form["id_number"], set())
+                    codes.update(c for c in form.get("insurances") or () if isinstance(c, str))
+        return index
+
+    def _read(
+        self,
+        ctx: RuleContext,
+        payload: Mapping[str, Any],
+        *,
+        prefix: str,
+        pending: dict[str, set[str]] | None,
+    ) -> tuple[FormReader, str | None]:
+        """One person's form (without the unit's findings); *pending* is the batch's
+        V-DUP-03 index (``None``: query for this one person)."""
+        r = FormReader(ignore_computed(payload, _COMPUTED), FIELDS, prefix=prefix)
         form = _Form(
             name=r.text("name"),
             gender=r.choice("gender", aliases=GENDER_ALIASES),
@@ -194,8 +249,8 @@ class PersonAddRules:
             self._against_the_pool(r, ctx, form)
         subject = form.pid.number if form.pid is not None else None
         if subject is not None and form.insurances:
-            self._pending(r, ctx, subject, form.insurances)
-        return Checked(r.out, tuple(r.findings), subject)
+            self._pending(r, ctx, subject, form.insurances, pending)
+        return r, subject
 
     def _identity(self, r: FormReader, form: _Form) -> None:
         if form.id_type not in _ID_KIND_OF_TYPE:
@@ -298,14 +353,41 @@ class PersonAddRules:
             )
 
     def _pending(
-        self, r: FormReader, ctx: RuleContext, subject: str, insurances: tuple[Insurance, ...]
+        self,
+        r: FormReader,
+        ctx: RuleContext,
+        subject: str,
+        insurances: tuple[Insurance, ...],
+        pending: dict[str, set[str]] | None,
     ) -> None:
-        """V-DUP-03: the same person and insurance type already waiting for review."""
+        """V-DUP-03: the same person and insurance type already waiting for review
+        (alone, or as a line of a batch)."""
         codes = {i.value for i in insurances}
-        for other in pending_payloads(
-            ctx.conn, ctx.unit.code, self.type.value, subject=subject, exclude=ctx.declaration_id
-        ):
-            if set(other.get("insurances") or ()) & codes:
+        if pending is not None:
+            waiting = [pending.get(subject, set())]
+        else:
+            waiting = [
+                set(other.get("insurances") or ())
+                for other in pending_payloads(
+                    ctx.conn,
+                    ctx.unit.code,
+                    self.type.value,
+                    subject=subject,
+                    exclude=ctx.declaration_id,
+                )
+            ]
+            for batch in pending_payloads(
+                ctx.conn,
+                ctx.unit.code,
+                self.type.value,
+                batches=True,
+                exclude=ctx.declaration_id,
+            ):
+                for line in batch.get("lines") or ():
+                    if isinstance(line, dict) and line.get("id_number") == subject:
+                        waiting.append(set(line.get("insurances") or ()))
+        for other_codes in waiting:
+            if other_codes & codes:
                 r.error(
                     "id_number",
                     "V-DUP-03",
@@ -314,7 +396,16 @@ class PersonAddRules:
                 return
 
     def apply(self, ctx: RuleContext, checked: Checked) -> dict[str, Any]:
-        p = checked.payload
+        if "lines" in checked.payload:
+            done = [self._apply_one(ctx, line) for line in checked.payload["lines"]]
+            return {
+                "lines": len(done),
+                "new_persons": sum(1 for d in done if d["new_person"]),
+                "person_nos": [d["person_no"] for d in done],
+            }
+        return self._apply_one(ctx, checked.payload)
+
+    def _apply_one(self, ctx: RuleContext, p: Mapping[str, Any]) -> dict[str, Any]:
         assert ctx.declaration_id is not None
         person = person_by_id_number(ctx.conn, p["id_number"])
         details = {

@@ -29,7 +29,7 @@ import html
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -50,12 +50,16 @@ from declare_app._guard import IdentityGuardFactory
 from declare_app._person_id import check_person_id
 from declare_app.interfaces import (
     Actor,
+    BatchLine,
+    BatchRefused,
+    BatchResult,
     Declaration,
     DeclarationError,
     DeclarationType,
     DeclarationWorkflow,
     Finding,
     InvalidDeclaration,
+    LineResult,
     NotFound,
     Status,
 )
@@ -278,6 +282,57 @@ class MemoryWorkflow:
             raise InvalidDeclaration(findings)
         decl = replace(decl, status=Status.PENDING_REVIEW, submitted_at=now, findings=findings)
         return self._store(self._event(decl, actor, now, "submit", session=actor.session_id))
+
+    def import_batch(
+        self,
+        conn: Connection,
+        actor: Actor,
+        type: DeclarationType,
+        lines: Sequence[BatchLine],
+        *,
+        common: Mapping[str, Any],
+        now: float,
+    ) -> BatchResult:
+        """Each line checked as a person-add form (an annual-base line: its required
+        columns); the good ones become one draft ``{**common, "lines": [...]}``."""
+        self._guard(actor, "employer")
+        self._open(type)
+        assert actor.unit_code is not None
+        results: builtins.list[LineResult] = []
+        kept: builtins.list[dict[str, Any]] = []
+        for line in lines:
+            if line.problem is not None:
+                found: tuple[Finding, ...] = (Finding("V-FORM-02", "", "error", line.problem),)
+            elif type is DeclarationType.PERSON_ADD:
+                normalised, found = self.check(type, line.values, now)
+            else:
+                normalised = dict(line.values)
+                found = tuple(
+                    Finding("V-FORM-01", name, "error", f"请填写{name}")
+                    for name in ("person_no", "name", "id_number", "wage")
+                    if not line.values.get(name)
+                )
+            ok = line.problem is None and not any(f.severity == "error" for f in found)
+            if ok:
+                kept.append(normalised)
+            ident = (str(line.values.get("id_number", "")), str(line.values.get("name", "")))
+            results.append(LineResult(line.number, ok, found, *ident))
+        if not kept:
+            raise BatchRefused("没有可以接受的行，未保存任何内容", results)
+        decl = Declaration(
+            id=secrets.token_urlsafe(12),
+            unit_code=actor.unit_code,
+            type=type,
+            status=Status.DRAFT,
+            version=1,
+            previous_id=None,
+            payload={**common, "lines": kept},
+            findings=(),
+            created_at=now,
+            created_session=actor.session_id,
+        )
+        decl = self._store(self._event(decl, actor, now, "import", session=actor.session_id))
+        return BatchResult(decl, tuple(results))
 
     def withdraw(
         self, conn: Connection, actor: Actor, declaration_id: str, *, now: float

@@ -9,8 +9,10 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+import declare_app
 from declare_app import person_id_check_char
 from declare_app._declarations import CHINA_TIME, Declarations
+from declare_app._rules import RuleSettings
 from declare_app._schema import enrolments
 from declare_app.interfaces import Actor, Declaration, DeclarationType, Finding
 
@@ -142,9 +144,13 @@ def test_line_refusals(
     assert errors(findings) == {("V-FORM-02", "year"), ("V-FORM-02", "lines")}
 
 
-def test_too_many_lines_for_an_interactive_declaration(
+def test_the_line_limit_is_a_setting_10000_by_default(
     decl_db: Engine, workflow: Declarations, employer_a: Actor
 ) -> None:
+    assert RuleSettings().max_lines == 10_000
+    workflow = Declarations(
+        declare_app.demo_rate_table(), settings=RuleSettings(max_lines=200), clock=lambda: NOW
+    )
     lines = [line("3306820000000" + str(i % 10), make_id(seq=i)) for i in range(201)]
     _, findings = check(decl_db, workflow, employer_a, {"year": "2025", "lines": lines})
     assert ("V-FORM-03", "lines") in errors(findings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ import auth
 from declare_app.console_pages import RETURN_REASONS, when
 from declare_app.interfaces import (
     Actor,
+    BatchLine,
+    BatchResult,
     Declaration,
     DeclarationError,
     DeclarationType,
@@ -160,6 +162,18 @@ class FakeWorkflow:
     ) -> Declaration:
         d = self.get(conn, actor, declaration_id)
         return self._moved(d, now, "submit", actor, status=Status.PENDING_REVIEW, submitted_at=now)
+
+    def import_batch(
+        self,
+        conn: Connection,
+        actor: Actor,
+        type: DeclarationType,
+        lines: Sequence[BatchLine],
+        *,
+        common: Mapping[str, Any],
+        now: float,
+    ) -> BatchResult:
+        raise NotImplementedError("the console never imports")
 
     def withdraw(
         self, conn: Connection, actor: Actor, declaration_id: str, *, now: float
