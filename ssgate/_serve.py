@@ -262,6 +262,8 @@ def start(
         clock=reactor,
         csrf_key=hmac.digest(identity_key, b"ssgate employer csrf v1", "sha256"),
         unit_names=registry_unit_name,
+        queries=declare_app.EmployerQueries(rates),
+        change_password=authenticator.change_password,
     )
     declare_port = ports.listen(
         config.declare.listen or f"unix:{state.path / DECLARE_SOCKET}:mode=600:lockfile=1",
