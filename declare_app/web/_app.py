@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from html import escape
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from jinja2 import Environment
 from sqlalchemy import Connection
@@ -33,6 +33,9 @@ from declare_app.interfaces import (
     Status,
 )
 from declare_app.web._security import CsrfTokens
+
+if TYPE_CHECKING:
+    from declare_app.web._imports import Upload
 
 
 class Runner(Protocol):
@@ -113,6 +116,7 @@ class Ctx:
     form: list[tuple[str, str]] = field(default_factory=list)
     json: Any = None
     has_json: bool = False
+    upload: Upload | None = None  # a multipart batch file (import routes only)
 
     @property
     def csrf_token(self) -> str:
@@ -233,6 +237,12 @@ _STATUS_OF_CODE = {
     "forbidden": 403,
     "unit-unknown": 403,  # the unit is not registered for online declaration
     "too-large": 413,
+    # a batch file (declare_app._batch) refused whole, or no line of it acceptable
+    "bad-file": 422,
+    "bad-header": 422,
+    "no-lines": 422,
+    "too-many-lines": 413,
+    "batch-refused": 422,
 }
 
 

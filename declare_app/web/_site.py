@@ -10,7 +10,10 @@ Every request passes the same gate, in this order, before a handler runs:
 4. for anything but GET/HEAD: **Origin/Referer** absent or this host (403), then the
    body: pages take ``application/x-www-form-urlencoded`` with the ``csrf_token``
    field, the API takes ``application/json`` (or nothing) with the ``X-CSRF-Token``
-   header (wrong type 415, unreadable 400, bad or missing token 403).
+   header (wrong type 415, unreadable 400, bad or missing token 403).  The batch
+   import routes alone (:mod:`._imports`) also take ``multipart/form-data`` (the
+   token in the header or the ``csrf_token`` part) and a body up to
+   ``_imports.IMPORT_MAX_BODY``.
 
 Bodies over ``max_body`` are refused with 413 as soon as their length is known (or,
 chunked, as soon as they pass it), before any of it is kept.  Handlers run as
@@ -41,7 +44,7 @@ from declare_app._guard import identity_of
 from declare_app._queries import EmployerQueries
 from declare_app._units import get_unit
 from declare_app.interfaces import DeclarationWorkflow, InvalidDeclaration
-from declare_app.web import _api, _pages, _password_page, _query_pages
+from declare_app.web import _api, _imports, _pages, _password_page, _query_pages
 from declare_app.web._app import (
     JSON,
     ChangePassword,
@@ -92,6 +95,10 @@ ROUTES: tuple[Route, ...] = (
     _route(r"/declarations", GET=_pages.inbox),
     _route(r"/declarations/new", GET=_pages.choose_type),
     _route(rf"/declarations/new/{_SLUG}", GET=_pages.new_form, POST=_pages.new_post),
+    _route(
+        rf"/declarations/new/{_SLUG}/import", GET=_imports.import_form, POST=_imports.import_post
+    ),
+    _route(rf"/declarations/new/{_SLUG}/template\.(?P<ext>xlsx|csv)", GET=_imports.template_file),
     _route(rf"/declarations/{_ID}", GET=_pages.detail),
     _route(rf"/declarations/{_ID}/edit", GET=_pages.edit_form, POST=_pages.edit_post),
     _route(rf"/declarations/{_ID}/submit", POST=_pages.submit),
@@ -111,6 +118,7 @@ ROUTES: tuple[Route, ...] = (
     _route(r"/api/v1/types", GET=_api.types),
     _route(r"/api/v1/declarations", GET=_api.list_declarations, POST=_api.create),
     _route(r"/api/v1/declarations/preview", POST=_api.preview),
+    _route(r"/api/v1/declarations/import", POST=_imports.api_import),
     _route(rf"/api/v1/declarations/{_ID}", GET=_api.get, PUT=_api.update),
     _route(rf"/api/v1/declarations/{_ID}/submit", POST=_api.submit),
     _route(rf"/api/v1/declarations/{_ID}/withdraw", POST=_api.withdraw),
@@ -252,6 +260,9 @@ class EmployerResource(Resource):
         media, charset = _media_type(request.getHeader(b"content-type"))
         if charset not in ("", "utf-8", "utf8"):
             raise HttpError(415, "unsupported-charset", "请求内容应为 UTF-8 编码")
+        if media == "multipart/form-data" and _imports.is_import_path(request.uri):
+            self._check_upload(request, ctx, body)
+            return
         if ctx.api:
             token = request.getHeader(CSRF_HEADER)
             if not self.app.csrf.valid(ctx.identity.session_id, token):
@@ -270,6 +281,17 @@ class EmployerResource(Resource):
         ctx.form = parse_form_body(body)
         presented = [v for k, v in ctx.form if k == CSRF_FIELD]
         if len(presented) != 1 or not self.app.csrf.valid(ctx.identity.session_id, presented[0]):
+            self._csrf_refused(request, ctx)
+
+    def _check_upload(self, request: Request, ctx: Ctx, body: bytes) -> None:
+        """A batch file (import routes only): the token in the header or the form."""
+        content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
+        ctx.upload = _imports.parse_multipart(body, content_type)
+        ctx.form = ctx.upload.fields
+        header = request.getHeader(CSRF_HEADER) if ctx.api else None
+        presented = [v for k, v in ctx.form if k == CSRF_FIELD]
+        token = header if header is not None or len(presented) != 1 else presented[0]
+        if not self.app.csrf.valid(ctx.identity.session_id, token):
             self._csrf_refused(request, ctx)
 
     def _csrf_refused(self, request: Request, ctx: Ctx) -> None:
@@ -393,7 +415,11 @@ class EmployerRequest(Request):
 
     def _limit(self) -> int:
         site = getattr(self.channel, "site", None)
-        return int(getattr(site, "max_body", DEFAULT_MAX_BODY))
+        limit = int(getattr(site, "max_body", DEFAULT_MAX_BODY))
+        path = getattr(self.channel, "_path", b"") or b""
+        if _imports.is_import_path(path):  # a batch file: this route only
+            return max(limit, _imports.IMPORT_MAX_BODY)
+        return limit
 
     def refuse_too_large(self) -> None:
         """Answer 413 at once and close: the rest of the body is never read into memory."""
@@ -460,13 +486,14 @@ class EmployerChannel(HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         length = self.length
-        site = getattr(self, "site", None)
-        limit = int(getattr(site, "max_body", DEFAULT_MAX_BODY))
-        if length is not None and length > limit:
-            request = self.requests[-1]
-            if isinstance(request, EmployerRequest):
-                request.refuse_too_large()
-                return
+        request = self.requests[-1] if self.requests else None
+        if isinstance(request, EmployerRequest):
+            limit = request._limit()
+        else:
+            limit = int(getattr(getattr(self, "site", None), "max_body", DEFAULT_MAX_BODY))
+        if length is not None and length > limit and isinstance(request, EmployerRequest):
+            request.refuse_too_large()
+            return
         super().allHeadersReceived()  # type: ignore[no-untyped-call]
 
 
