@@ -1170,7 +1170,7 @@ class EmployerQueries:
         *,
         id_number: str | None = None,
         person_number: str | None = None,
-        year: int,
+        year: int | str | None = None,
         now: float,
     ) -> AccountStatementView:
         """The §4.3 statement of *year* for a person of the unit, for a year in which
@@ -1607,6 +1607,9 @@ class _Filters:
         return idn, number
 
     def year(self, value: object, current: int) -> int | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            self.error("year", "请输入年度")
+            return None
         year = _int(value)
         if year is None or not 1990 <= year <= current:
             self.error("year", f"年度应为1990至{current}年")

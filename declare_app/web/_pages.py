@@ -10,7 +10,7 @@ field; a successful save or submit redirects (303) to the declaration's page.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -73,9 +73,16 @@ def message_page(
     *,
     back: str = "/declarations",
     back_label: str = "返回申报中心",
+    details: Sequence[str] = (),
 ) -> Response:
     return ctx.page(
-        "message.html", status, title=title, message=message, back=back, back_label=back_label
+        "message.html",
+        status,
+        title=title,
+        message=message,
+        details=list(details),
+        back=back,
+        back_label=back_label,
     )
 
 

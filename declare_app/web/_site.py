@@ -343,7 +343,11 @@ class EmployerResource(Resource):
                 return Response(r.status, r.body, r.content_type, error.headers)
             return _plain(error.status, api, error.code, error.message)
         page = _pages.message_page(
-            ctx, error.status, _TITLES.get(error.status, "出错了"), error.message
+            ctx,
+            error.status,
+            _TITLES.get(error.status, "出错了"),
+            error.message,
+            details=[f.message for f in error.findings],
         )
         return Response(page.status, page.body, page.content_type, error.headers)
 

@@ -18,7 +18,9 @@ def test_upgrade_to_head_matches_the_declared_tables(engine: Engine) -> None:
         for table in metadata.tables.values():
             table.to_metadata(combined)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), combined)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), combined
+        )
     assert diff == []
 
 
