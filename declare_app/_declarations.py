@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from sqlalchemy import Connection, Engine, exc, insert, select, update
 
 import audit
+from declare_app import _vocabulary as vocabulary
 from declare_app._contributions import RateTable
 from declare_app._rules import (
     ApplyConflict,
@@ -82,23 +83,7 @@ MAX_VERSIONS: Final = 50  # history walks at most this many versions back
 REVIEW_ROLES: Final = frozenset({"auditor", "admin"})
 READ_ROLES: Final = frozenset({"auditor", "admin", "officer"})
 
-# DOMAIN §7 rejection reasons; R99 needs text.
-RETURN_REASONS: Final[Mapping[str, str]] = {
-    "R01": "身份信息错误/与身份证不符",
-    "R02": "15位身份证号未升级/证件类型不符",
-    "R03": "重复参保/原单位未减员/转移手续未办结",
-    "R04": "已达法定退休年龄或已享受待遇/实习生，不属参保范围",
-    "R05": "缴费基数不符合规定或与工资不符",
-    "R06": "参保/停保时间超出可办理期限或为未来日期",
-    "R07": "材料不全/不清晰",
-    "R08": "减员原因与事实/证明不符",
-    "R09": "单位状态异常（注销/欠费/未年检/信息未同步）",
-    "R10": "单位变更信息与登记证照不一致",
-    "R11": "工伤申报材料不全/超期且无延期批准",
-    "R12": "同一业务重复申报/当月已核定",
-    "R13": "险种组合不合规（医疗/生育未同步，超龄人员非工伤险种）",
-    "R99": "其他",
-}
+RETURN_REASONS: Final = vocabulary.RETURN_REASONS  # DOMAIN §7; R99 needs text
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _LINE_FIELD = re.compile(r"lines\[(\d+)\]\.")

@@ -35,6 +35,7 @@ from auth.console import (
     Redirect,
     StaffMember,
 )
+from declare_app import _vocabulary as vocabulary
 from declare_app.interfaces import (
     Actor,
     Declaration,
@@ -46,24 +47,8 @@ from declare_app.interfaces import (
 from declare_app.web._specs import FORM_SPECS
 from declare_app.web._views import display_sections, result_rows
 
-# DOMAIN §7: the return reasons an auditor picks from (codes ours, texts from sources).
-RETURN_REASONS: Mapping[str, str] = {
-    "R01": "身份信息错误/与身份证不符",
-    "R02": "15位身份证号未升级 / 证件类型不符",
-    "R03": "重复参保 / 原单位未减员 / 转移手续未办结",
-    "R04": "已达法定退休年龄或已享受待遇 / 实习生，不属参保范围",
-    "R05": "缴费基数不符合规定或与工资不符",
-    "R06": "参保/停保时间超出可办理期限或为未来日期",
-    "R07": "材料不全/不清晰",
-    "R08": "减员原因与事实/证明不符",
-    "R09": "单位状态异常（注销/欠费/未年检/信息未同步）",
-    "R10": "单位变更信息与登记证照不一致",
-    "R11": "工伤申报材料不全 / 超期且无延期批准",
-    "R12": "同一业务重复申报 / 当月已核定",
-    "R13": "险种组合不合规",
-    "R99": "其他（须填写说明）",
-}
-FREE_TEXT_CODE = "R99"
+RETURN_REASONS: Mapping[str, str] = vocabulary.RETURN_REASONS  # DOMAIN §7
+FREE_TEXT_CODE = vocabulary.FREE_TEXT_REASON
 MAX_RETURN_TEXT = 500
 MAX_PAYLOAD_ROWS = 500  # rows of a batch shown on the page
 

@@ -9,6 +9,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Final
 
+from declare_app import _vocabulary as vocabulary
 from declare_app._contributions import Insurance, MissingRateError, clamp_base
 from declare_app._person_id import Gender, PersonId, check_person_id, parse_person_id
 from declare_app._retirement import (
@@ -36,28 +37,12 @@ from declare_app.interfaces import Finding
 STATUS_RULE: Final = "V-STAT-01"  # the person's enrolment state does not allow it
 UNIT_PROOF_RULE: Final = "V-UNIT-02"  # unit identity changes need proof
 
-GENDER_CHOICES: Final = (("1", "男"), ("2", "女"))  # GB/T 2261.1, as aac004
+GENDER_CHOICES: Final = vocabulary.GENDERS
 GENDER_ALIASES: Final = {"M": "1", "F": "2", "m": "1", "f": "2"}
-STAFF_KIND_CHOICES: Final = (("A", "干部"), ("B", "工人"))
-INSURANCE_CHOICES: Final = tuple((i.value, i.label) for i in Insurance)
+STAFF_KIND_CHOICES: Final = vocabulary.STAFF_KINDS
+INSURANCE_CHOICES: Final = vocabulary.INSURANCES
 PERSON_NUMBER = re.compile(r"[0-9A-Za-z]{6,20}")
-
-# DOMAIN §5.4, the suggested canonical reduce reasons; 31/32/33 terminate.
-REDUCE_REASONS: Final = (
-    ("11", "解除/终止劳动合同"),
-    ("12", "辞职"),
-    ("13", "辞退/除名"),
-    ("14", "合同到期终止"),
-    ("21", "转出（区内）"),
-    ("22", "转出（区外/跨省）"),
-    ("31", "退休"),
-    ("32", "死亡"),
-    ("33", "出国（境）定居"),
-    ("34", "参军"),
-    ("35", "判刑收监"),
-    ("41", "重复参保清理"),
-    ("99", "其他"),
-)
+REDUCE_REASONS: Final = vocabulary.REDUCE_REASONS  # 31/32/33 terminate
 TERMINATING_REASONS: Final = frozenset({"31", "32", "33"})
 # V-RED-01: reasons that need evidence, and which (DOMAIN §5.4).
 REDUCE_EVIDENCE: Final = {

@@ -19,6 +19,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
+from declare_app import _vocabulary as vocabulary
 from declare_app._contributions import Insurance, missing_companions
 from declare_app._retirement import YearMonth
 from declare_app.interfaces import Finding
@@ -34,20 +35,8 @@ FORM_TOO_LONG: Final = "V-FORM-03"  # longer than the field allows
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
 _PHONE = re.compile(r"\+?[0-9][0-9 \-]{4,22}[0-9]")
-_MONTH_FORMS = (
-    re.compile(r"(\d{4})-(\d{1,2})"),
-    re.compile(r"(\d{4})(\d{2})"),
-    re.compile(r"(\d{4})/(\d{1,2})"),
-    re.compile(r"(\d{4})\.(\d{1,2})"),
-    re.compile(r"(\d{4})年(\d{1,2})月"),
-)
-_DATE_FORMS = (
-    re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})"),
-    re.compile(r"(\d{4})(\d{2})(\d{2})"),
-    re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})"),
-    re.compile(r"(\d{4})\.(\d{1,2})\.(\d{1,2})"),
-    re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日"),
-)
+_MONTH_FORMS = vocabulary.MONTH_FORMS
+_DATE_FORMS = vocabulary.DATE_FORMS
 _TIME = re.compile(r"(\d{1,2}):(\d{2})")
 
 

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from sqlalchemy import insert, select
 
+from declare_app import _vocabulary as vocabulary
 from declare_app._contributions import Insurance
 from declare_app._retirement import YearMonth
 from declare_app._rules._common import (
@@ -64,9 +65,9 @@ ACCIDENT_FIELDS: Final = (
     FieldSpec("late", "逾期申报", "computed"),
 )
 
-APPRAISAL_KINDS: Final = (("1", "初次鉴定"), ("2", "再次鉴定"), ("3", "复查鉴定"))
+APPRAISAL_KINDS: Final = vocabulary.APPRAISAL_KINDS
 _KIND_NAMES: Final = {"1": "initial", "2": "again", "3": "review"}
-APPLICANT_KINDS: Final = (("1", "用人单位"), ("2", "工伤职工"), ("3", "职工近亲属"))
+APPLICANT_KINDS: Final = vocabulary.APPLICANT_KINDS
 
 APPRAISAL_FIELDS: Final = (
     *unit_person_fields(),

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+from declare_app import _vocabulary as vocabulary
 from declare_app._contributions import Insurance
 from declare_app._retirement import YearMonth
 from declare_app._rules._common import (
@@ -49,13 +50,7 @@ from declare_app._rules._master import (
 )
 from declare_app.interfaces import DeclarationType
 
-CHANGE_REASONS: Final = (
-    ("1", "单位新增参保险种"),
-    ("2", "超龄人员单险种参加工伤保险"),
-    ("3", "补充登记遗漏险种"),
-    ("4", "停止参加该险种"),
-    ("9", "其他"),
-)
+CHANGE_REASONS: Final = vocabulary.INSURANCE_CHANGE_REASONS
 ADD_REASONS: Final = frozenset({"1", "2", "3", "9"})
 REDUCE_REASONS: Final = frozenset({"4", "9"})
 

@@ -19,6 +19,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+from declare_app import _vocabulary as vocabulary
 from declare_app._contributions import Insurance
 from declare_app._person_id import PersonId, PersonIdKind
 from declare_app._retirement import YearMonth
@@ -57,48 +58,17 @@ from declare_app._rules._master import (
 )
 from declare_app.interfaces import DeclarationType
 
-# GB 3304 民族 codes 01-56, then 97 其他 and 98 外国血统中国籍人士.
-# fmt: off
-_NATION_NAMES: Final = (
-    "汉", "蒙古", "回", "藏", "维吾尔", "苗", "彝", "壮", "布依", "朝鲜", "满", "侗", "瑶",
-    "白", "土家", "哈尼", "哈萨克", "傣", "黎", "傈僳", "佤", "畲", "高山", "拉祜", "水",
-    "东乡", "纳西", "景颇", "柯尔克孜", "土", "达斡尔", "仫佬", "羌", "布朗", "撒拉", "毛南",
-    "仡佬", "锡伯", "阿昌", "普米", "塔吉克", "怒", "乌孜别克", "俄罗斯", "鄂温克", "德昂",
-    "保安", "裕固", "京", "塔塔尔", "独龙", "鄂伦春", "赫哲", "门巴", "珞巴", "基诺",
-)
-# fmt: on
-NATIONS: Final = (
-    *((f"{i:02d}", name + "族") for i, name in enumerate(_NATION_NAMES, start=1)),
-    ("97", "其他"),
-    ("98", "外国血统中国籍人士"),
-)
-# 证件类型.  Only the first three carry an 18-character MOD 11-2 number (DOMAIN §1.1);
+NATIONS: Final = vocabulary.NATIONS
+# Only the first three 证件类型 carry an 18-character MOD 11-2 number (DOMAIN §1.1);
 # the others cannot be enrolled online (R02 证件类型不符).
-ID_TYPES: Final = (
-    ("01", "居民身份证"),
-    ("02", "港澳台居民居住证"),
-    ("03", "外国人永久居留身份证"),
-    ("04", "护照"),
-    ("05", "港澳居民来往内地通行证"),
-    ("06", "台湾居民来往大陆通行证"),
-)
+ID_TYPES: Final = vocabulary.ID_TYPES
 _ID_KIND_OF_TYPE: Final = {
     "01": PersonIdKind.CITIZEN,
     "02": PersonIdKind.RESIDENCE_PERMIT,
     "03": PersonIdKind.FOREIGN_PERMANENT_RESIDENT,
 }
-ADD_TYPES: Final = (
-    ("A", "首次参保"),
-    ("B", "本单位中断后续保"),
-    ("C", "区外转入"),
-    ("D", "区内转入"),
-)
-EMPLOYMENT_FORMS: Final = (
-    ("1", "劳动合同制（合同工）"),
-    ("2", "劳务派遣"),
-    ("3", "非全日制"),
-    ("9", "其他"),
-)
+ADD_TYPES: Final = vocabulary.ADD_TYPES
+EMPLOYMENT_FORMS: Final = vocabulary.EMPLOYMENT_FORMS
 
 FIELDS: Final = (
     FieldSpec("name", "姓名", "text", required=True, max_length=50),
@@ -107,7 +77,7 @@ FIELDS: Final = (
     FieldSpec("id_type", "证件类型", "choice", choices=ID_TYPES, help="默认居民身份证"),
     FieldSpec("id_number", "公民身份号码", "text", required=True, max_length=32),
     FieldSpec("nation", "民族", "choice", choices=NATIONS, help="居民身份证必填"),
-    FieldSpec("hukou_type", "户口性质", "choice", choices=(("A", "城镇"), ("B", "农村"))),
+    FieldSpec("hukou_type", "户口性质", "choice", choices=vocabulary.HUKOU_TYPES),
     FieldSpec("hukou_address", "户籍地址", "text"),
     FieldSpec("staff_kind", "人员身份", "choice", required=True, choices=STAFF_KIND_CHOICES),
     FieldSpec("employment_form", "用工形式", "choice", choices=EMPLOYMENT_FORMS, help="默认合同工"),

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from sqlalchemy import insert, select, update
 
+from declare_app import _vocabulary as vocabulary
 from declare_app._identifiers import check_uscc
 from declare_app._person_id import check_person_id
 from declare_app._rules._common import UNIT_PROOF_RULE, unit_findings
@@ -24,27 +25,7 @@ from declare_app._rules._master import pending_payloads, unit_profile
 from declare_app._schema import unit_profiles, units
 from declare_app.interfaces import DeclarationType
 
-UNIT_FIELDS: Final = (
-    ("name", "单位名称"),
-    ("credit_code", "统一社会信用代码"),
-    ("unit_type", "单位类型"),
-    ("registered_address", "注册地址"),
-    ("business_address", "经营地址"),
-    ("postcode", "邮政编码"),
-    ("industry_code", "行业代码"),
-    ("economic_type", "经济类型"),
-    ("affiliation", "隶属关系"),
-    ("admin_region", "所属行政区划"),
-    ("legal_rep_name", "法定代表人（负责人）姓名"),
-    ("legal_rep_id", "法定代表人（负责人）证件号码"),
-    ("agent_name", "社保专管员（经办人）姓名"),
-    ("agent_phone", "社保专管员（经办人）电话"),
-    ("bank_name", "开户银行"),
-    ("bank_account_name", "户名"),
-    ("bank_account_no", "银行账号"),
-    ("injury_risk_class", "工伤行业风险类别"),
-    ("competent_dept", "主管部门"),
-)
+UNIT_FIELDS: Final = vocabulary.UNIT_FIELDS
 _LABELS: Final = dict(UNIT_FIELDS)
 IDENTITY_FIELDS: Final = frozenset({"name", "credit_code"})
 UNIT_TYPES: Final = (

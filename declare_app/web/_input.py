@@ -26,6 +26,7 @@ from datetime import date
 from typing import Any
 from urllib.parse import parse_qsl
 
+from declare_app import _vocabulary as vocabulary
 from declare_app.interfaces import Finding
 from declare_app.web._specs import FieldKind, FieldSpec, FormSpec
 
@@ -124,21 +125,8 @@ def parse_json_body(body: bytes) -> Any:
 
 # -- values -------------------------------------------------------------------------------
 
-# The ways dates and months are written on Chinese forms; stored as ISO text.
-_DATE_FORMS = (
-    re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})"),
-    re.compile(r"(\d{4})(\d{2})(\d{2})"),
-    re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})"),
-    re.compile(r"(\d{4})\.(\d{1,2})\.(\d{1,2})"),
-    re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日"),
-)
-_MONTH_FORMS = (
-    re.compile(r"(\d{4})-(\d{1,2})"),
-    re.compile(r"(\d{4})(\d{2})"),
-    re.compile(r"(\d{4})/(\d{1,2})"),
-    re.compile(r"(\d{4})\.(\d{1,2})"),
-    re.compile(r"(\d{4})年(\d{1,2})月"),
-)
+_DATE_FORMS = vocabulary.DATE_FORMS
+_MONTH_FORMS = vocabulary.MONTH_FORMS
 _TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _MONEY = re.compile(r"\d{1,12}(?:\.\d{1,2})?")
 _YEAR = re.compile(r"\d{4}")
