@@ -31,6 +31,8 @@ class GatewayConfig:
 @dataclass(frozen=True)
 class ConsoleConfig:
     listen: str = "tcp:8444:interface=127.0.0.1"
+    idle_timeout_seconds: float = 900.0  # a staff session ends after this without a request
+    max_lifetime_seconds: float = 28800.0  # and after this in all, active or not
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,8 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         "listen": _matching(
             _ENDPOINT, 'a Twisted endpoint string such as "tcp:8444:interface=127.0.0.1"'
         ),
+        "idle_timeout_seconds": _number_in(60, 86400),
+        "max_lifetime_seconds": _number_in(300, 7 * 86400),
     },
     "database": {
         "url": (
@@ -304,6 +308,12 @@ def parse_config(text: str, *, source: str) -> Config:
         raise ConfigError(
             f"{source}: lockout.max_lock_seconds must be at least lockout.base_lock_seconds"
         )
+    console = config.console
+    if console.max_lifetime_seconds < console.idle_timeout_seconds:
+        raise ConfigError(
+            f"{source}: console.max_lifetime_seconds ({console.max_lifetime_seconds:g}) must be "
+            f"at least console.idle_timeout_seconds ({console.idle_timeout_seconds:g})"
+        )
     return config
 
 
@@ -368,6 +378,9 @@ public_port = 8443
 [console]
 # Staff console (carriers, auditors, officers), TLS with the server certificate.
 listen = "tcp:8444:interface=127.0.0.1"
+# A staff session ends after 15 minutes without a request, and after 8 hours in all.
+idle_timeout_seconds = 900
+max_lifetime_seconds = 28800
 
 [database]
 # Empty: SQLite file ssgate.db in the state directory.  Several gateway nodes share

@@ -58,7 +58,13 @@ from gateway._tls import (
 )
 from ssgate._app import App
 from ssgate._config import ConfigError
-from ssgate._console import ConsoleListenError, check_console_listen, console_factory, console_site
+from ssgate._console import (
+    ConsoleListenError,
+    SessionPolicy,
+    check_console_listen,
+    console_factory,
+    console_site,
+)
 from ssgate._db import Database, WorkerPool
 from ssgate._state import StateDir, StateError
 
@@ -271,7 +277,15 @@ def start(
         "declare service",
     )
     console = console_site(
-        authenticator=authenticator, runner=runner, workflow=workflow, clock=reactor, secure=True
+        authenticator=authenticator,
+        runner=runner,
+        workflow=workflow,
+        clock=reactor,
+        secure=True,
+        policy=SessionPolicy(
+            idle_seconds=config.console.idle_timeout_seconds,
+            max_age_seconds=config.console.max_lifetime_seconds,
+        ),
     )
     console_port = ports.listen(
         config.console.listen, console_factory(console, console_tls), "staff console"

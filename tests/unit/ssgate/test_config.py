@@ -14,6 +14,8 @@ def test_the_template_init_writes_is_valid_and_carries_the_hostname() -> None:
     assert config.gateway.public_host == "gw.example.cn"
     assert config.accounts.realms == ("sxlss",)
     assert config.lockout.threshold == 5 and config.lockout.hard_cap == 20
+    assert config.console.idle_timeout_seconds == 900
+    assert config.console.max_lifetime_seconds == 8 * 3600
 
 
 def test_an_empty_file_means_all_defaults() -> None:
@@ -44,6 +46,12 @@ def test_an_empty_file_means_all_defaults() -> None:
         ("[accounts]\nrealms = []", "accounts.realms = [] is invalid; expected a non-empty list"),
         ("[accounts]\nregions = ['33068']", "accounts.regions = ['33068'] is invalid"),
         ("[database]\nurl = 'mysql://x'", "database.url = 'mysql://x' is invalid"),
+        (
+            "[console]\nidle_timeout_seconds = 3600\nmax_lifetime_seconds = 1800",
+            "console.max_lifetime_seconds (1800) must be at least "
+            "console.idle_timeout_seconds (3600)",
+        ),
+        ("[console]\nidle_timeout_seconds = 5", "console.idle_timeout_seconds = 5 is invalid"),
         ("gateway = 3", "gateway must be a table"),
         ("[gateway", "not valid TOML"),
     ],
