@@ -3,9 +3,11 @@
 The public face of the auth package: account-name rules, argon2id passwords, TOTP,
 secrets sealed at rest, the account / staff / credential store (functions on a
 SQLAlchemy ``Connection``), and the :class:`Authenticator` with lockout, source
-throttling and the TOTP replay guard.  Nothing here imports Twisted: these are
-blocking library calls for a thread pool.  Time is always passed in as ``now``
-(epoch seconds UTC).
+throttling and the TOTP replay guard.  Where a password is checked is a
+:class:`PasswordVerifier`: the stored hash (:class:`SqlPasswords`) or, for staff, an
+LDAP directory (:class:`LdapPasswords`, a simple bind with ldap3).  Nothing here
+imports Twisted: these are blocking library calls for a thread pool.  Time is always
+passed in as ``now`` (epoch seconds UTC).
 """
 
 from ._assertion import (
@@ -17,10 +19,22 @@ from ._assertion import (
     verify_assertion,
 )
 from ._authenticator import (
+    DIRECTORY_UNAVAILABLE,
     REASONS,
     Authenticator,
     AuthOutcome,
+    DirectoryPasswordError,
     WeakPasswordError,
+)
+from ._directory import (
+    DirectorySettingsError,
+    LdapPasswords,
+    LdapSettings,
+    PasswordCheck,
+    PasswordVerifier,
+    SqlPasswords,
+    ldap_settings_problem,
+    user_dn_for,
 )
 from ._lockout import LockoutPolicy, LockoutPolicyError
 from ._names import (
@@ -80,6 +94,7 @@ from ._totp import (
 
 __all__ = [
     "ACCOUNT_STATUSES",
+    "DIRECTORY_UNAVAILABLE",
     "REASONS",
     "STAFF_ROLES",
     "STAFF_STATUSES",
@@ -95,15 +110,22 @@ __all__ = [
     "Authenticator",
     "CredentialFormatError",
     "CredentialState",
+    "DirectoryPasswordError",
+    "DirectorySettingsError",
     "Identity",
     "IdentityHeaderError",
     "IdentityHeaderReader",
+    "LdapPasswords",
+    "LdapSettings",
     "LockoutPolicy",
     "LockoutPolicyError",
+    "PasswordCheck",
     "PasswordHasher",
+    "PasswordVerifier",
     "PrincipalNotFoundError",
     "SecretBox",
     "SecretBoxError",
+    "SqlPasswords",
     "StaffExistsError",
     "StaffNameError",
     "StaffRecord",
@@ -122,6 +144,7 @@ __all__ = [
     "get_staff",
     "is_valid_region_code",
     "is_valid_unit_code",
+    "ldap_settings_problem",
     "list_accounts",
     "list_staff",
     "match_totp",
@@ -137,5 +160,6 @@ __all__ = [
     "totp_secret_context",
     "totp_step",
     "totp_uri",
+    "user_dn_for",
     "verify_assertion",
 ]

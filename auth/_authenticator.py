@@ -22,6 +22,15 @@ a dedicated thread pool.  One login is two short transactions around the slow pa
 
 Every refusal that guessed a credential counts against the source address.  Reasons in
 :class:`AuthOutcome` are for the audit log: never tell a client which factor was wrong.
+
+Where the password is checked is a :class:`~auth._directory.PasswordVerifier`: the
+stored argon2id hash for channel accounts, always, and for staff unless a directory is
+injected (``staff_passwords``, e.g. :class:`~auth._directory.LdapPasswords`).  A
+directory that cannot answer gives ``directory-unavailable``: the reserved attempt is
+taken back (:mod:`auth._reservation`) and the source is not charged, because nobody
+guessed anything — an outage must not lock staff out.  With a directory the cost of an
+unknown staff name (an argon2 burn) is not the cost of a known one (a bind): staff names
+are not secret the way channel passwords are, and the source throttle still applies.
 """
 
 from __future__ import annotations
@@ -30,8 +39,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
+from ._directory import PasswordCheck, PasswordVerifier, SqlPasswords
 from ._lockout import LockoutPolicy
 from ._passwords import PasswordHasher, check_password_strength
+from ._reservation import LockoutCounters, lockout_counters, refund_attempt
 from ._secretbox import SecretBox
 from ._store import (
     PRINCIPAL_KINDS,
@@ -56,6 +67,7 @@ BAD_PASSWORD = "bad-password"  # noqa: S105 - a reason code, not a password
 BAD_OTP = "bad-otp"
 OTP_REUSED = "otp-reused"
 EMPTY_PASSWORD = "empty-password"  # noqa: S105 - a reason code, not a password
+DIRECTORY_UNAVAILABLE = "directory-unavailable"
 
 REASONS = frozenset(
     {
@@ -70,6 +82,7 @@ REASONS = frozenset(
         BAD_OTP,
         OTP_REUSED,
         EMPTY_PASSWORD,
+        DIRECTORY_UNAVAILABLE,
     }
 )
 
@@ -82,6 +95,10 @@ _STATUS_REFUSALS = {
 
 class WeakPasswordError(ValueError):
     """A new password breaks the strength rule; the message says which part."""
+
+
+class DirectoryPasswordError(ValueError):
+    """The password is kept in a directory (LDAP), so ssgate cannot change it."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +118,11 @@ class AuthOutcome:
 
 
 class Authenticator:
-    """Checks password + TOTP for accounts and staff against the database."""
+    """Checks password + TOTP for accounts and staff against the database.
+
+    *staff_passwords* checks staff passwords (default: the stored argon2id hash, as for
+    channel accounts, whose passwords are always checked in the database).
+    """
 
     def __init__(
         self,
@@ -109,15 +130,29 @@ class Authenticator:
         hasher: PasswordHasher,
         box: SecretBox,
         policy: LockoutPolicy | None = None,
+        *,
+        staff_passwords: PasswordVerifier | None = None,
     ) -> None:
         self._engine = engine
         self._hasher = hasher
         self._box = box
         self.policy = policy if policy is not None else LockoutPolicy()
         self.policy.validate()
+        sql = SqlPasswords(hasher)
+        self._verifiers: dict[str, PasswordVerifier] = {
+            "account": sql,
+            "staff": staff_passwords if staff_passwords is not None else sql,
+        }
 
     def __repr__(self) -> str:
-        return f"Authenticator({self._engine.url.render_as_string()!r}, {self.policy!r})"
+        return (
+            f"Authenticator({self._engine.url.render_as_string()!r}, {self.policy!r}, "
+            f"staff_passwords={self._verifiers['staff']!r})"
+        )
+
+    def stores_passwords(self, kind: str) -> bool:
+        """False when *kind*'s passwords live in a directory (ssgate cannot change them)."""
+        return self._verifiers[kind].stores_passwords
 
     def authenticate(
         self,
@@ -139,11 +174,18 @@ class Authenticator:
         if kind not in PRINCIPAL_KINDS:
             raise ValueError(f"kind must be one of {PRINCIPAL_KINDS}, got {kind!r}")
 
+        verifier = self._verifiers[kind]
+        # A directory may fail to answer: then keep what the reservation changed, to
+        # take it back.  (The stored hash always answers: that path reads nothing more.)
+        refundable = not isinstance(verifier, SqlPasswords)
+
         # 1. Decide and reserve, in one short transaction.
         with self._engine.begin() as conn:
+            before = lockout_counters(conn, principal) if refundable else None
             refusal, login = self._decide(
                 conn, principal, password, kind=kind, source=source, now=now
             )
+            after = lockout_counters(conn, principal) if refundable else None
         if refusal in (THROTTLED, LOCKED):
             return _outcome(refusal, principal, login)  # nothing evaluated, nothing burnt
         if refusal is not None:
@@ -151,8 +193,12 @@ class Authenticator:
             return _outcome(refusal, principal, login)
         assert login is not None
 
-        # 2. Evaluate, outside any transaction (argon2 is the slow part).
-        password_ok = self._hasher.verify(login.password_hash, password)
+        # 2. Evaluate, outside any transaction (argon2 or the directory is the slow part).
+        checked = verifier.check(login, password)
+        if checked is PasswordCheck.UNAVAILABLE:
+            self._refund(login, before, after, now)
+            return _outcome(DIRECTORY_UNAVAILABLE, principal, login)
+        password_ok = checked is PasswordCheck.RIGHT
         secret = self._box.open(
             login.totp_secret_sealed, context=totp_secret_context(login.principal)
         )
@@ -192,8 +238,13 @@ class Authenticator:
         """Replace the password after a full login with the old one and a fresh code.
 
         Raises :class:`WeakPasswordError` (before any login attempt) if the new password
-        breaks the strength rule or equals the old one.
+        breaks the strength rule or equals the old one, and
+        :class:`DirectoryPasswordError` if *kind*'s passwords are kept in a directory.
         """
+        if not self.stores_passwords(kind):
+            raise DirectoryPasswordError(
+                "this password is kept in the staff directory (LDAP): change it there"
+            )
         problem = check_password_strength(new_password)
         if problem is not None:
             raise WeakPasswordError(problem)
@@ -235,6 +286,18 @@ class Authenticator:
             return LOCKED, login
         self._count_source_failure(conn, source, now)
         return refusal, login
+
+    def _refund(
+        self,
+        login: LoginRecord,
+        before: LockoutCounters | None,
+        after: LockoutCounters | None,
+        now: float,
+    ) -> None:
+        if before is None or after is None:
+            return
+        with self._engine.begin() as conn:
+            refund_attempt(conn, login.principal, before=before, after=after, now=now)
 
     def _is_throttled(self, conn: Connection, source: str, now: float) -> bool:
         count = source_failure_count(

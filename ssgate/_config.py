@@ -107,6 +107,18 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class DirectoryConfig:
+    """Where staff passwords are checked: ``sql`` (the stored hash) or ``ldap`` (a bind)."""
+
+    backend: str = "sql"
+    url: str = ""  # ldap://host[:port] or ldaps://host[:port]
+    start_tls: bool = False
+    ca_file: str = ""  # empty: the system's CAs; relative paths are in the state directory
+    user_dn: str = ""  # e.g. "uid={name},ou=staff,dc=example,dc=cn"
+    timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -118,6 +130,7 @@ class Config:
     pki: PkiConfig = field(default_factory=PkiConfig)
     declare: DeclareConfig = field(default_factory=DeclareConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    directory: DirectoryConfig = field(default_factory=DirectoryConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -167,6 +180,13 @@ def _is_network(value: object) -> bool:
     except (TypeError, ValueError):
         return False
     return isinstance(value, str)
+
+
+def _is_dn_template(value: str) -> bool:
+    from auth import ldap_settings_problem
+
+    # Only the DN part is judged here; the URL is checked by its own key.
+    return ldap_settings_problem("ldap://x", value, start_tls=False) is None
 
 
 _POLICY_KEYS: Mapping[str, tuple[str, Checker]] = {
@@ -246,6 +266,24 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         "auth_timeout_seconds": _number_in(5, 600),
         "account": ("[[policy.account]] tables", lambda v: isinstance(v, list)),
     },
+    "directory": {
+        "backend": ('"sql" or "ldap"', lambda v: v in ("sql", "ldap")),
+        "url": _matching(
+            re.compile(r"^ldaps?://[A-Za-z0-9.\[\]:-]{1,300}/?$"),
+            'an LDAP URL such as "ldaps://ldap.example.cn" or "ldap://10.0.0.5:389"',
+        ),
+        "start_tls": ("true or false", lambda v: isinstance(v, bool)),
+        "ca_file": (
+            'a PEM file name such as "ldap-ca.pem" (relative to the state directory) or an '
+            "absolute path",
+            lambda v: isinstance(v, str) and 0 < len(v) <= 4096 and "\x00" not in v,
+        ),
+        "user_dn": (
+            'a DN template with {name} once, such as "uid={name},ou=staff,dc=example,dc=cn"',
+            lambda v: isinstance(v, str) and 0 < len(v) <= 1024 and _is_dn_template(v),
+        ),
+        "timeout_seconds": _number_in(0.1, 120),
+    },
     "pki": {
         "client_cert_days": _int_in(1, 825),
         "server_cert_days": _int_in(1, 366),
@@ -264,6 +302,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "totp": TotpConfig,
     "pki": PkiConfig,
     "declare": DeclareConfig,
+    "directory": DirectoryConfig,
 }
 
 
@@ -314,7 +353,24 @@ def parse_config(text: str, *, source: str) -> Config:
             f"{source}: console.max_lifetime_seconds ({console.max_lifetime_seconds:g}) must be "
             f"at least console.idle_timeout_seconds ({console.idle_timeout_seconds:g})"
         )
+    _check_directory(config.directory, source)
     return config
+
+
+def _check_directory(directory: DirectoryConfig, source: str) -> None:
+    """The keys that only make sense together: an LDAP backend needs url and user_dn."""
+    from auth import ldap_settings_problem
+
+    if directory.backend != "ldap":
+        return
+    for key in ("url", "user_dn"):
+        if not getattr(directory, key):
+            raise ConfigError(
+                f'{source}: directory.{key} is required with directory.backend = "ldap"'
+            )
+    problem = ldap_settings_problem(directory.url, directory.user_dn, start_tls=directory.start_tls)
+    if problem is not None:
+        raise ConfigError(f"{source}: directory.{problem}")
 
 
 def _parse_policy(values: dict[str, Any], source: str) -> PolicyConfig:
@@ -434,6 +490,17 @@ auth_timeout_seconds = 60
 # name = "33068212345678@sxlss"
 # max_sessions = 1
 # allowed_sources = ["10.20.30.0/24"]
+
+# [directory]
+# Where staff passwords are checked.  "sql" (the default): the hash ssgate stores.
+# "ldap": a simple bind as the staff member's DN; TOTP, lockout and the staff record
+# (role, status) stay in ssgate.  Channel accounts always use ssgate's own passwords.
+# backend = "ldap"
+# url = "ldaps://ldap.example.cn"        # or "ldap://…" with start_tls = true
+# start_tls = false
+# ca_file = "ldap-ca.pem"                 # relative to the state directory; empty: system CAs
+# user_dn = "uid={{name}},ou=staff,dc=example,dc=cn"
+# timeout_seconds = 5                     # connect and each reply
 
 [pki]
 client_cert_days = 730

@@ -35,6 +35,7 @@ from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
     globalLogBeginner,
@@ -167,7 +168,13 @@ def policy_view(app: App) -> Callable[[str], AccountPolicyView]:
 
 
 def make_authenticator(app: App) -> auth.Authenticator:
-    """Password + TOTP with the configured lockout (channel accounts and staff)."""
+    """Password + TOTP with the configured lockout (channel accounts and staff).
+
+    With ``[directory] backend = "ldap"`` staff passwords are checked by an LDAP bind
+    (:class:`auth.LdapPasswords`).  The bind runs inside ``authenticate`` on the login
+    pool (``ssgate-login``, not the reactor's shared pool), bounded by
+    ``timeout_seconds``; see :mod:`auth._directory` for why it needs no pool of its own.
+    """
     lock = app.config.lockout
     return auth.Authenticator(
         app.engine,
@@ -181,7 +188,32 @@ def make_authenticator(app: App) -> auth.Authenticator:
             source_window_seconds=lock.source_window_seconds,
             source_max_failures=lock.source_max_failures,
         ),
+        staff_passwords=staff_directory(app),
     )
+
+
+def staff_directory(app: App) -> auth.PasswordVerifier | None:
+    """The LDAP verifier for staff passwords, or None for the stored hashes (sql)."""
+    directory = app.config.directory
+    if directory.backend != "ldap":
+        return None
+    ca_file = None
+    if directory.ca_file:
+        ca_file = app.state.path / directory.ca_file  # an absolute path stays as it is
+        if not ca_file.is_file():
+            raise ServeError(f"directory.ca_file {ca_file}: no such file")
+    try:
+        settings = auth.LdapSettings(
+            url=directory.url,
+            user_dn=directory.user_dn,
+            start_tls=directory.start_tls,
+            ca_file=ca_file,
+            timeout_seconds=float(directory.timeout_seconds),
+        )
+    except auth.DirectorySettingsError as e:
+        raise ServeError(f"directory: {e}") from None
+    log = Logger(namespace="ssgate.directory")
+    return auth.LdapPasswords(settings, warn=lambda message: log.warn("{m}", m=message))
 
 
 def channel_portal(

@@ -8,6 +8,7 @@ or input.  Every error is one line on stderr; a traceback is shown only with
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -348,12 +349,27 @@ def _show_account(view: provisioning.AccountView, out: TextIO) -> None:
 def cmd_staff(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     app = App(state)
     try:
+        directory = app.config.directory
+        in_directory = directory.backend == "ldap"
+        if in_directory and args.password_file:
+            raise CliError(
+                EXIT_USAGE,
+                "--password-file: staff passwords are kept in the LDAP directory "
+                '([directory] backend = "ldap"); set the password there',
+            )
         password = _read_secret_file(args.password_file, "password") if args.password_file else None
+        # With a directory, add_staff still fills the credentials row with the hash of a
+        # random password that is never shown: nobody knows it, and logins never check it.
         issued = app.provisioner().add_staff(
             args.name, args.role, password=password, out=Path(args.out) if args.out else None
         )
         out.write(f"staff {args.name} added with role {args.role}\n")
+        if in_directory:
+            issued = dataclasses.replace(issued, password=None)
         _print_issued(issued, out)
+        if in_directory:
+            dn = auth.user_dn_for(directory.user_dn, args.name)
+            out.write(f"password:         none stored; checked by the LDAP directory as {dn}\n")
         return EXIT_OK
     finally:
         app.close()
@@ -776,10 +792,20 @@ def build_parser() -> argparse.ArgumentParser:
     ss = staff.add_subparsers(
         dest="staff_command", metavar="ACTION", required=True, parser_class=_Parser
     )
-    p = add("add", "add a staff member", cmd_staff, ss)
+    p = add(
+        "add",
+        'add a staff member (with [directory] backend = "ldap" no password is asked for, '
+        "stored or printed: the directory checks it; only the TOTP is enrolled)",
+        cmd_staff,
+        ss,
+    )
     p.add_argument("name", metavar="NAME")
     p.add_argument("--role", required=True, choices=["carrier", "auditor", "officer", "admin"])
-    p.add_argument("--password-file", metavar="F")
+    p.add_argument(
+        "--password-file",
+        metavar="F",
+        help="initial password (default: generated and shown once); refused with an LDAP directory",
+    )
     p.add_argument("--out", metavar="DIR", help="new directory for otpauth.txt and the QR codes")
 
     aud = add("audit", "security officer: review and verify the audit log", cmd_audit)
