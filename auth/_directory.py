@@ -102,14 +102,17 @@ class LdapSettings:
     user_dn: str
     start_tls: bool = False
     ca_file: Path | None = None
-    timeout_seconds: float = 5.0
+    timeout_seconds: int = 5
 
     def __post_init__(self) -> None:
         problem = ldap_settings_problem(self.url, self.user_dn, start_tls=self.start_tls)
         if problem is not None:
             raise DirectorySettingsError(problem)
-        if not 0 < self.timeout_seconds <= 600:
-            raise DirectorySettingsError("timeout_seconds must be more than 0 and at most 600")
+        # Whole seconds: ldap3 2.9.1 packs receive_timeout into SO_RCVTIMEO as an
+        # integer (a float raises struct.error from inside Connection.open).
+        t = self.timeout_seconds
+        if not isinstance(t, int) or isinstance(t, bool) or not 1 <= t <= 600:
+            raise DirectorySettingsError("timeout_seconds must be whole seconds from 1 to 600")
 
     @property
     def uses_tls(self) -> bool:

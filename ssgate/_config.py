@@ -115,7 +115,7 @@ class DirectoryConfig:
     start_tls: bool = False
     ca_file: str = ""  # empty: the system's CAs; relative paths are in the state directory
     user_dn: str = ""  # e.g. "uid={name},ou=staff,dc=example,dc=cn"
-    timeout_seconds: float = 5.0
+    timeout_seconds: int = 5
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,8 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
             'a DN template with {name} once, such as "uid={name},ou=staff,dc=example,dc=cn"',
             lambda v: isinstance(v, str) and 0 < len(v) <= 1024 and _is_dn_template(v),
         ),
-        "timeout_seconds": _number_in(0.1, 120),
+        # Whole seconds: ldap3 sets the receive timeout as an integer socket option.
+        "timeout_seconds": _int_in(1, 120),
     },
     "pki": {
         "client_cert_days": _int_in(1, 825),
@@ -500,7 +501,7 @@ auth_timeout_seconds = 60
 # start_tls = false
 # ca_file = "ldap-ca.pem"                 # relative to the state directory; empty: system CAs
 # user_dn = "uid={{name}},ou=staff,dc=example,dc=cn"
-# timeout_seconds = 5                     # connect and each reply
+# timeout_seconds = 5                     # whole seconds: the connect and each reply
 
 [pki]
 client_cert_days = 730

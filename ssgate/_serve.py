@@ -208,7 +208,7 @@ def staff_directory(app: App) -> auth.PasswordVerifier | None:
             user_dn=directory.user_dn,
             start_tls=directory.start_tls,
             ca_file=ca_file,
-            timeout_seconds=float(directory.timeout_seconds),
+            timeout_seconds=directory.timeout_seconds,
         )
     except auth.DirectorySettingsError as e:
         raise ServeError(f"directory: {e}") from None

@@ -300,6 +300,10 @@ def test_an_ldap_directory_section_parses() -> None:
         ("start_tls = 1", "directory.start_tls = 1 is invalid; expected true or false"),
         ('user_dn = "uid=x,dc=cn"', "directory.user_dn = .* expected a DN template"),
         ("timeout_seconds = 0", "directory.timeout_seconds = 0 is invalid"),
+        (
+            "timeout_seconds = 2.5",
+            "directory.timeout_seconds = 2.5 is invalid; expected an integer",
+        ),
         ("port = 389", "unknown key directory.port"),
         ('backend = "ldap"', 'directory.url is required with directory.backend = "ldap"'),
         (
