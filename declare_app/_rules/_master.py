@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -172,6 +172,48 @@ def person_in_unit(
     return person, here
 
 
+_IN_CHUNK: Final = 500  # values per IN (...) list: well inside every driver's limits
+
+
+class PoolSnapshot:
+    """The persons of a batch's ID numbers and their enrolments, read in a few queries
+    instead of two per line; a number it was not built with is read on demand, so it
+    answers exactly like :func:`person_by_id_number` and :func:`enrolments_of`.
+    Only for one check or apply, inside one transaction."""
+
+    def __init__(self, conn: Connection, id_numbers: Iterable[str]) -> None:
+        self._conn = conn
+        self._asked = set(id_numbers)
+        self._persons: dict[str, Person] = {}
+        self._enrolments: dict[str, list[Enrolment]] = {}
+        wanted = sorted(self._asked)
+        for i in range(0, len(wanted), _IN_CHUNK):
+            query = select(persons).where(persons.c.id_number.in_(wanted[i : i + _IN_CHUNK]))
+            for row in conn.execute(query):
+                person = _person(row)
+                self._persons[person.id_number] = person
+        numbers = sorted(p.person_number for p in self._persons.values())
+        for number in numbers:
+            self._enrolments[number] = []
+        for i in range(0, len(numbers), _IN_CHUNK):
+            query = (
+                select(enrolments)
+                .where(enrolments.c.person_number.in_(numbers[i : i + _IN_CHUNK]))
+                .order_by(enrolments.c.id)
+            )
+            for row in conn.execute(query):
+                self._enrolments[row.person_number].append(_enrolment(row))
+
+    def person(self, id_number: str) -> Person | None:
+        if id_number not in self._asked:
+            return person_by_id_number(self._conn, id_number)
+        return self._persons.get(id_number)
+
+    def enrolments(self, person_number: str) -> list[Enrolment]:
+        cached = self._enrolments.get(person_number)
+        return list(cached) if cached is not None else enrolments_of(self._conn, person_number)
+
+
 def insert_person(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(insert(persons).values(**values))
 
@@ -180,8 +222,20 @@ def update_person(conn: Connection, person_number: str, values: dict[str, Any]) 
     conn.execute(update(persons).where(persons.c.person_number == person_number).values(**values))
 
 
+def insert_persons(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Many new persons in one statement (each row with the same keys)."""
+    if rows:
+        conn.execute(insert(persons), list(rows))
+
+
 def open_enrolment(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(insert(enrolments).values(status="1", end_month=None, **values))
+
+
+def open_enrolments(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Many enrolments opened in one statement, in order (each row with the same keys)."""
+    if rows:
+        conn.execute(insert(enrolments), [{"status": "1", "end_month": None, **r} for r in rows])
 
 
 def close_enrolment(
@@ -247,23 +301,27 @@ def pending_payloads(
     return result
 
 
-def next_number(conn: Connection, name: str) -> int:
-    """The next value of the named counter, inside the caller's transaction.
+def next_number(conn: Connection, name: str, count: int = 1) -> int:
+    """The next value of the named counter, inside the caller's transaction; with
+    *count*, the first of that many consecutive values (a batch takes its numbers in
+    one step).
 
     The UPDATE locks the counter's row until the transaction ends, so two approvals on
     two nodes get different numbers; the first use creates the row (ON CONFLICT DO
     NOTHING waits for a concurrent creator instead of failing).
     """
+    if count < 1:
+        raise ValueError("count must be at least 1")
     bump = (
         update(number_sequences)
         .where(number_sequences.c.name == name)
-        .values(last_value=number_sequences.c.last_value + 1)
+        .values(last_value=number_sequences.c.last_value + count)
         .returning(number_sequences.c.last_value)
     )
     value = conn.execute(bump).scalar()
     if value is not None:
-        return int(value)
-    values = {"name": name, "last_value": 1}
+        return int(value) - count + 1
+    values = {"name": name, "last_value": count}
     stmt: Any
     if conn.dialect.name == "postgresql":
         stmt = postgresql.insert(number_sequences).values(values).on_conflict_do_nothing()
@@ -273,7 +331,7 @@ def next_number(conn: Connection, name: str) -> int:
         return 1
     value = conn.execute(bump).scalar()
     assert value is not None
-    return int(value)
+    return int(value) - count + 1
 
 
 def open_insurances(items: Iterable[Enrolment]) -> set[Insurance]:
