@@ -48,6 +48,7 @@ from declare_app.web._query_pages import SPECS
 from declare_app.web._site import ROUTES, Route
 from declare_app.web.testing import ALICE, CSRF_KEY, GuardedClient
 from ssgate._console.testing import SyncRunner
+from tests.integration.declare_app.conftest import person_add_form
 
 UNIT_A, UNIT_B, REGION = "12345678", "87654321", "330682"  # as conftest registers them
 UNIT_B_NAME = "上虞另一家公司"
@@ -81,19 +82,7 @@ def _id_number(seq: int) -> str:
 
 
 def _person_add(id_number: str, name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "id_number": id_number,
-        "nation": "01",
-        "hukou_type": "A",
-        "staff_kind": "B",
-        "hire_date": "2025-03-01",
-        "insurances": ["110", "210", "310", "410", "510"],
-        "add_type": "A",
-        "start_month": "2025-03",
-        "monthly_wage": "6000",
-        "phone": "13800000000",
-    }
+    return person_add_form(id_number, name=name, hire_date="2025-03-01", start_month="2025-03")
 
 
 def _b_in_every_state(conn: Any, workflow: Declarations) -> list[str]:
