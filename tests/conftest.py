@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -14,6 +16,20 @@ from ssgate._db import make_engine
 PG_ADMIN_URL = os.environ.get(
     "SSGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+# A test skipped because a tool or service is missing proves nothing; in CI (.ci/run
+# exports CI=1 after installing them all) such a skip is a failure.
+_MISSING = re.compile(r"not installed|not reachable|no browser|not found", re.IGNORECASE)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped and _MISSING.search(str(report.longrepr)):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI because something is missing: {report.longrepr}"
 
 
 @pytest.fixture
