@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from declare_app._contributions import (
     Insurance,
@@ -178,29 +178,38 @@ class _Builder:
         self.used_ids: set[str] = set()
 
     def profile(self) -> None:
-        self.conn.execute(
-            insert(unit_profiles).values(
-                unit_code=self.unit_code,
-                unit_type="企业",
-                registered_address="浙江省绍兴市上虞区曹娥街道江扬路18号",
-                business_address="浙江省绍兴市上虞区杭州湾上虞经济技术开发区纬三路9号",
-                postcode="312300",
-                industry_code="C3422",
-                economic_type="有限责任公司",
-                affiliation="区县属",
-                admin_region="330604",
-                legal_rep_name="陈国良",
-                legal_rep_id=self._id_number(Gender.MALE, date(1971, 5, 20), "330682"),
-                agent_name="王丽娟",
-                agent_phone="0575-82176688",
-                bank_name="中国工商银行绍兴上虞支行",
-                bank_account_name="绍兴市上虞示范制造有限公司",
-                bank_account_no="1211020109200123456",
-                injury_risk_class=3,
-                competent_dept="上虞区经济和信息化局",
-                updated_at=self.now,
-            )
+        """The §5.1 details (replacing a risk class given at registration)."""
+        values = dict(
+            unit_type="企业",
+            registered_address="浙江省绍兴市上虞区曹娥街道江扬路18号",
+            business_address="浙江省绍兴市上虞区杭州湾上虞经济技术开发区纬三路9号",
+            postcode="312300",
+            industry_code="C3422",
+            economic_type="有限责任公司",
+            affiliation="区县属",
+            admin_region="330604",
+            legal_rep_name="陈国良",
+            legal_rep_id=self._id_number(Gender.MALE, date(1971, 5, 20), "330682"),
+            agent_name="王丽娟",
+            agent_phone="0575-82176688",
+            bank_name="中国工商银行绍兴上虞支行",
+            bank_account_name="绍兴市上虞示范制造有限公司",
+            bank_account_no="1211020109200123456",
+            injury_risk_class=3,
+            competent_dept="上虞区经济和信息化局",
+            updated_at=self.now,
         )
+        exists = self.conn.execute(
+            select(unit_profiles.c.unit_code).where(unit_profiles.c.unit_code == self.unit_code)
+        ).first()
+        if exists is None:
+            self.conn.execute(insert(unit_profiles).values(unit_code=self.unit_code, **values))
+        else:
+            self.conn.execute(
+                update(unit_profiles)
+                .where(unit_profiles.c.unit_code == self.unit_code)
+                .values(**values)
+            )
 
     # -- persons --------------------------------------------------------------------
 

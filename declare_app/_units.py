@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, insert, select, update
 
 from declare_app._identifiers import Finding, validate_uscc
-from declare_app._schema import units
+from declare_app._schema import unit_profiles, units
 
 _UNIT_CODE = re.compile(r"[0-9]{8}")
 _REGION = re.compile(r"[1-9][0-9]{5}")
@@ -98,7 +98,14 @@ def register_unit(
     credit_code: str | None,
     actor: str,
     now: float,
+    injury_risk_class: int | None = None,
 ) -> Unit:
+    """Register a unit; *injury_risk_class* is the 工伤行业风险类别 (1-8) the agency
+    assigned, without which nobody can be enrolled in work injury (V-RATE-02)."""
+    if injury_risk_class is not None and not 1 <= injury_risk_class <= 8:
+        raise UnitInputError(
+            f"injury risk class must be 1 to 8 (工伤行业风险类别), not {injury_risk_class}"
+        )
     if get_unit(conn, code) is not None:
         raise UnitError(f"unit {code} is already registered")
     if credit_code is not None:
@@ -118,6 +125,12 @@ def register_unit(
             registered_by=actor,
         )
     )
+    if injury_risk_class is not None:
+        conn.execute(
+            insert(unit_profiles).values(
+                unit_code=code, injury_risk_class=injury_risk_class, updated_at=now
+            )
+        )
     unit = get_unit(conn, code)
     assert unit is not None
     return unit

@@ -212,6 +212,7 @@ def _units_change(app: App, args: argparse.Namespace, out: TextIO) -> int:
                     credit_code=args.credit_code,
                     actor=actor,
                     now=now,
+                    injury_risk_class=args.injury_risk_class,
                 )
             else:
                 declare_app.validate_unit_code(code)
@@ -644,6 +645,12 @@ _STATE_HELP = "state directory (default: $SSGATE_STATE, else ./ssgate-state)"
 _FORMATS = ["table", "json", "csv"]
 
 
+def _risk_class(value: str) -> int:
+    if value.strip() in {str(n) for n in range(1, 9)}:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"must be an industry risk class 1 to 8, not {value!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--state", metavar="DIR", default=argparse.SUPPRESS, help=_STATE_HELP)
@@ -736,6 +743,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="the unit's registered name")
     p.add_argument("--region", required=True, help="6-digit region code, e.g. 330682")
     p.add_argument("--credit-code", metavar="USCC", help="18-character unified social credit code")
+    p.add_argument(
+        "--injury-risk-class",
+        metavar="N",
+        type=_risk_class,
+        help="工伤行业风险类别 1-8 (人社部发〔2015〕71号); without it the unit cannot enrol "
+        "anyone in work injury (410) until a 单位基本信息变更 sets it",
+    )
     p = add("approve", "approve a registered unit for online service", cmd_units, us)
     p.add_argument("code", metavar="CODE")
     p = add("list", "list units", cmd_units, us)

@@ -71,6 +71,25 @@ def unit_findings(ctx: RuleContext) -> list[Finding]:
     return [] if message is None else [Finding("V-UNIT-01", "", "error", message)]
 
 
+RISK_CLASS_RULE: Final = "V-RATE-02"
+
+
+def risk_class_findings(
+    r: FormReader, ctx: RuleContext, name: str, insurances: tuple[Insurance, ...] | None
+) -> None:
+    """V-RATE-02: work injury (410) needs the unit's industry risk class 1-8, which its
+    contribution rate depends on (DOMAIN §2.2)."""
+    if not insurances or Insurance.WORK_INJURY not in insurances:
+        return
+    if ctx.unit.injury_risk_class is None or not 1 <= ctx.unit.injury_risk_class <= 8:
+        r.error(
+            name,
+            RISK_CLASS_RULE,
+            "本单位尚未核定工伤行业风险类别（1至8类），不能申报参加工伤保险；"
+            "请先申报单位基本信息变更（工伤行业风险类别）或到经办机构核定",
+        )
+
+
 def gender_of(code: str | None) -> Gender | None:
     """The :class:`Gender` of a GB/T 2261.1 code (1 男, 2 女)."""
     return {"1": Gender.MALE, "2": Gender.FEMALE}.get(code or "")

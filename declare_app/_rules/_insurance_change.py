@@ -24,6 +24,7 @@ from declare_app._rules._common import (
     month_window,
     open_conflicts,
     read_unit_person,
+    risk_class_findings,
     staff_kind_of,
     unit_findings,
     unit_person_fields,
@@ -112,6 +113,7 @@ class InsuranceAddRules:
         found = read_unit_person(r, ctx)
         here_open = open_insurances(found[1]) if found else set()
         chosen = r.insurances("insurances", already=here_open)
+        risk_class_findings(r, ctx, "insurances", chosen)
         reason = _reason(r, ADD_REASONS)
         start = r.month("start_month")
         base = r.money("base", rule="V-BASE-02")

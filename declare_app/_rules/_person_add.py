@@ -36,6 +36,7 @@ from declare_app._rules._common import (
     month_window,
     open_conflicts,
     read_id_number,
+    risk_class_findings,
     staff_kind_of,
     unit_findings,
 )
@@ -111,7 +112,7 @@ BATCH_FIELDS: Final = (FieldSpec("lines", "人员明细", "lines", required=True
 
 class PersonAddRules:
     """DOMAIN §5.2: fields, V-ID-*, V-BASE-01/02, V-DUP-01/02/03, V-AGE-01/02,
-    V-DATE-01/02, V-INS-01, V-UNIT-01."""
+    V-DATE-01/02, V-INS-01, V-RATE-02, V-UNIT-01."""
 
     type: DeclarationType = DeclarationType.PERSON_ADD
     fields: tuple[FieldSpec, ...] = FIELDS
@@ -193,6 +194,7 @@ class PersonAddRules:
         form.work_start = r.month("work_start_month")
         form.hire = r.date("hire_date")
         form.insurances = r.insurances("insurances")
+        risk_class_findings(r, ctx, "insurances", form.insurances)
         form.add_type = r.choice("add_type")
         form.start = r.month("start_month")
         form.wage = r.money("monthly_wage", rule="V-BASE-02")

@@ -210,7 +210,16 @@ class Channel:
         unit = unit or f"{10000000 + self._units}"
         name = f"330682{unit}@sxlss"
         self.run(
-            "units", "register", unit, "--name", f"单位{unit}", "--region", "330682", check_rc=0
+            "units",
+            "register",
+            unit,
+            "--name",
+            f"单位{unit}",
+            "--region",
+            "330682",
+            "--injury-risk-class",
+            "3",
+            check_rc=0,
         )
         self.run("units", "approve", unit, check_rc=0)
         secrets_dir = self.tmp / f"secrets-{unit}"

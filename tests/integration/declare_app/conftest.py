@@ -29,7 +29,14 @@ def decl_db(engine: Engine) -> Engine:
     with engine.begin() as conn:
         for code, name in ((UNIT_A, "上虞示范机械厂"), (UNIT_B, "上虞另一家公司")):
             declare_app.register_unit(
-                conn, code, name=name, region=REGION, credit_code=None, actor="os:t", now=1.0
+                conn,
+                code,
+                name=name,
+                region=REGION,
+                credit_code=None,
+                actor="os:t",
+                now=1.0,
+                injury_risk_class=3,
             )
             declare_app.approve_unit(conn, code, actor="os:t", now=2.0)
     return engine

@@ -582,7 +582,14 @@ def test_two_approvals_racing_for_the_same_new_person_on_two_nodes(
     with pg_engine.begin() as conn:
         for code in (UNIT_A, UNIT_B):
             declare_app.register_unit(
-                conn, code, name=code, region="330682", credit_code=None, actor="t", now=1.0
+                conn,
+                code,
+                name=code,
+                region="330682",
+                credit_code=None,
+                actor="t",
+                now=1.0,
+                injury_risk_class=3,
             )
             declare_app.approve_unit(conn, code, actor="t", now=2.0)
     idn = make_id()

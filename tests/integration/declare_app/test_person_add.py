@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from declare_app import person_id_check_char
-from declare_app._declarations import CHINA_TIME, Declarations
+from declare_app._declarations import CHINA_TIME, ApplyConflictError, Declarations
 from declare_app._schema import enrolments, persons, unit_profiles
 from declare_app.interfaces import (
     Actor,
@@ -283,10 +283,38 @@ def test_a_suspended_unit_cannot_declare(
 ) -> None:
     with decl_db.begin() as conn:
         conn.execute(
-            unit_profiles.insert().values(unit_code=UNIT_A, standing="suspended", updated_at=1.0)
+            update(unit_profiles)
+            .where(unit_profiles.c.unit_code == UNIT_A)
+            .values(standing="suspended")
         )
     _, findings = preview(decl_db, workflow, employer_a, person(make_id()))
     assert ("V-UNIT-01", "") in rules(findings)
+
+
+def test_work_injury_needs_the_units_risk_class_v_rate_02(
+    decl_db: Engine, workflow: Declarations, employer_a: Actor, auditor: Actor
+) -> None:
+    """Without an industry risk class 1-8 (DOMAIN §2.2) the unit's work-injury rate is
+    unknown: 410 is refused, the other insurances are not; approval re-checks."""
+    with decl_db.begin() as conn:
+        d = workflow.create_draft(conn, employer_a, ADD, person(make_id()), now=NOW)
+        workflow.submit(conn, employer_a, d.id, now=NOW)
+        workflow.claim(conn, auditor, d.id, now=NOW)
+        conn.execute(
+            update(unit_profiles)
+            .where(unit_profiles.c.unit_code == UNIT_A)
+            .values(injury_risk_class=None)  # the schema allows only 1-8 or none
+        )
+    _, findings = preview(decl_db, workflow, employer_a, person(make_id(seq=125)))
+    assert ("V-RATE-02", "insurances") in rules(findings)
+    assert any("工伤行业风险类别" in f.message for f in findings)
+    _, findings = preview(
+        decl_db, workflow, employer_a, person(make_id(seq=125), insurances=["110", "310", "510"])
+    )
+    assert "V-RATE-02" not in {rule for rule, _ in rules(findings)}
+    with pytest.raises(ApplyConflictError) as refused, decl_db.begin() as conn:
+        workflow.approve(conn, auditor, d.id, now=NOW)
+    assert any(f.rule == "V-RATE-02" for f in refused.value.findings)
 
 
 def test_applying_creates_the_person_with_a_new_number_and_opens_each_enrolment(

@@ -81,3 +81,39 @@ def test_malformed_registrations_name_the_problem(
         declare_app.validate_registration(
             code, name=name, region=region, credit_code=credit, regions=("330682", "330604")
         )
+
+
+def test_the_injury_risk_class_given_at_registration_is_on_the_units_profile(db: Engine) -> None:
+    from sqlalchemy import select
+
+    from declare_app._schema import unit_profiles
+
+    with db.begin() as conn:
+        declare_app.register_unit(
+            conn,
+            "12345678",
+            name="上虞示范",
+            region="330682",
+            credit_code=None,
+            actor="os:t",
+            now=100.0,
+            injury_risk_class=5,
+        )
+        got = conn.execute(
+            select(unit_profiles.c.injury_risk_class).where(unit_profiles.c.unit_code == "12345678")
+        ).scalar_one()
+    assert got == 5
+    for bad in (0, 9):
+        with pytest.raises(UnitInputError, match="1 to 8"), db.begin() as conn:
+            declare_app.register_unit(
+                conn,
+                "87654321",
+                name="x",
+                region="330682",
+                credit_code=None,
+                actor="os:t",
+                now=1.0,
+                injury_risk_class=bad,
+            )
+    with db.begin() as conn:
+        assert declare_app.get_unit(conn, "87654321") is None
