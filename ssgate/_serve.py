@@ -16,6 +16,7 @@ registry's polling and a slow database cannot stall hashing.
 from __future__ import annotations
 
 import hmac
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -379,7 +380,9 @@ def start_logging(out: TextIO) -> None:
 
 def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
     """Run until SIGINT/SIGTERM; 0 after an orderly stop."""
-    from twisted.internet import reactor
+    from twisted.internet import reactor as global_reactor
+
+    reactor: Any = global_reactor  # the running reactor: threads, signals, run options
 
     app = App(state)
     try:
@@ -387,6 +390,25 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
     except StateError:
         app.close()
         raise
+    stopping: list[int] = []
+
+    def interrupted(signum: int, frame: object) -> None:
+        # One orderly stop however many signals come (a second Ctrl-C, or a supervisor
+        # that signals the process group as well as the process); Twisted's own
+        # handler would call reactor.stop again and log ReactorNotRunning.
+        if not stopping:
+            stopping.append(signum)
+            reactor.callFromThread(_stop, signum)
+
+    def _stop(signum: int) -> None:
+        Logger(namespace="ssgate.serve").info(
+            "{signal} received: stopping", signal=signal.Signals(signum).name
+        )
+        reactor.stop()
+
+    # Before the banner, which tells supervisors and tests that signals are welcome.
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     out.write(
         f"ssgate gateway listening on {describe(serving.gateway)} "
         "(TLS 1.2/1.3, client certificate + password + one-time code)\n"
@@ -399,6 +421,6 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
     out.flush()
     start_logging(sys.stderr)
     reactor.addSystemEventTrigger("before", "shutdown", serving.stop)
-    reactor.run()
+    reactor.run(installSignalHandlers=False)
     app.close()
     return 0

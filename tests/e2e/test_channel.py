@@ -413,6 +413,21 @@ def test_stopping_the_gateway_tells_the_client_and_records_the_end(channel: Chan
     assert "gateway-shutdown" in row
 
 
+def test_a_second_signal_while_stopping_is_harmless(channel: Channel) -> None:
+    """Ctrl-C twice (or a supervisor signalling the process group and the process):
+    one orderly stop, exit 0, and no ReactorNotRunning error in the log."""
+    import signal
+
+    serve = channel.start()
+    serve.popen.send_signal(signal.SIGINT)
+    serve.popen.send_signal(signal.SIGINT)
+    serve.popen.send_signal(signal.SIGTERM)
+    assert serve.wait_exit() == 0, serve.output
+    assert "received: stopping" in serve.output and '"signal": "SIGINT"' in serve.output
+    assert "ReactorNotRunning" not in serve.output
+    assert '"critical"' not in serve.output
+
+
 def test_connect_prompts_without_echo_on_a_terminal_and_ctrl_c_quits(channel: Channel) -> None:
     """On a terminal, ``connect`` asks for passphrase, password and code without echoing
     them; after a wrong password it asks again on the same connection; it connects, and
