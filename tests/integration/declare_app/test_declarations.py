@@ -449,7 +449,9 @@ def test_a_unit_suspended_after_submission_cannot_have_it_applied(
 
     d = claimed(decl_db, workflow, employer_a, auditor)
     with decl_db.begin() as conn:
-        conn.execute(unit_profiles.insert().values(unit_code=UNIT_A, arrears=True, updated_at=NOW))
+        conn.execute(
+            update(unit_profiles).where(unit_profiles.c.unit_code == UNIT_A).values(arrears=True)
+        )
     error = refused(decl_db, lambda conn: workflow.approve(conn, auditor, d.id, now=NOW))
     assert error.code == "conflict" and "欠费" in error.message
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine, insert, update
 
 import audit
 from declare_app import person_id_check_char
@@ -224,14 +224,10 @@ def world(
         )
         workflow.submit(conn, employer_b, other.id, now=NOW)
 
-        conn.execute(
-            insert(unit_profiles).values(
-                unit_code=UNIT_A,
-                unit_type="企业",
-                legal_rep_name="陈法人",
-                injury_risk_class=2,
-                updated_at=1.0,
-            )
+        conn.execute(  # the profile registration began (risk class 3)
+            update(unit_profiles)
+            .where(unit_profiles.c.unit_code == UNIT_A)
+            .values(unit_type="企业", legal_rep_name="陈法人", injury_risk_class=2, updated_at=1.0)
         )
         # Ledger: Jan-Feb 2025 for A's first three, the mover in B (Jan) and A (Feb).
         for idn in (ID_MAN_1965, ID_WOMAN_1975, ID_YOUNG):

@@ -58,10 +58,10 @@ def test_a_profile_item_is_changed_with_the_old_value_from_the_record(
     assert normalised["old_value"] == "0575-82345678"
     assert ("V-FORM-02", "old_value") in errors(findings, "warning")
     decide(employer_a, CHANGE, change("agent_phone", "13900000000"))
-    decide(employer_a, CHANGE, change("injury_risk_class", "3"))
+    decide(employer_a, CHANGE, change("injury_risk_class", "5"))  # registered with 3
     with decl_db.begin() as conn:
-        row = conn.execute(select(unit_profiles)).one()
-    assert (row.unit_code, row.agent_phone, row.injury_risk_class) == (UNIT_A, "13900000000", 3)
+        row = conn.execute(select(unit_profiles).where(unit_profiles.c.unit_code == UNIT_A)).one()
+    assert (row.unit_code, row.agent_phone, row.injury_risk_class) == (UNIT_A, "13900000000", 5)
 
 
 def test_the_name_changes_in_the_registry_and_needs_proof(
