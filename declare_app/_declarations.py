@@ -156,22 +156,16 @@ class Declarations:
             raw = _payload(payload)
             declaration_id = self._new_id()
             checked = rules.check(self._context(conn, unit, now, declaration_id), raw)
-            conn.execute(
-                insert(declarations).values(
-                    id=declaration_id,
-                    unit_code=unit.code,
-                    type=type.value,
-                    status=Status.DRAFT.value,
-                    version=1,
-                    previous_id=None,
-                    subject=checked.subject,
-                    payload=_json(checked.payload),
-                    findings=_findings_json(checked.findings),
-                    created_at=now,
-                    created_by=actor.name,
-                    created_session=actor.session_id,
-                    updated_at=now,
-                )
+            _insert_draft(
+                conn,
+                declaration_id,
+                unit.code,
+                type.value,
+                actor,
+                subject=checked.subject,
+                payload_text=_json(checked.payload),
+                findings=checked.findings,
+                now=now,
             )
             self._event(
                 conn,
@@ -255,22 +249,16 @@ class Declarations:
             payload_text = _json(stored.payload)
             if len(payload_text.encode("utf-8")) > MAX_BATCH_PAYLOAD_BYTES:
                 raise DeclarationError("too-large", "申报内容过大，请分成多个文件导入")
-            conn.execute(
-                insert(declarations).values(
-                    id=declaration_id,
-                    unit_code=unit.code,
-                    type=type.value,
-                    status=Status.DRAFT.value,
-                    version=1,
-                    previous_id=None,
-                    subject=stored.subject,
-                    payload=payload_text,
-                    findings=_findings_json(stored.findings),
-                    created_at=now,
-                    created_by=actor.name,
-                    created_session=actor.session_id,
-                    updated_at=now,
-                )
+            _insert_draft(
+                conn,
+                declaration_id,
+                unit.code,
+                type.value,
+                actor,
+                subject=stored.subject,
+                payload_text=payload_text,
+                findings=stored.findings,
+                now=now,
             )
             refused = len(results) - len(accepted)
             self._event(
@@ -413,22 +401,18 @@ class Declarations:
             new_id = self._new_id()
             checked = rules.check(self._context(conn, unit, now, new_id), _payload(payload))
             version = int(loaded.row.version) + 1
-            conn.execute(
-                insert(declarations).values(
-                    id=new_id,
-                    unit_code=unit.code,
-                    type=loaded.row.type,
-                    status=Status.DRAFT.value,
-                    version=version,
-                    previous_id=declaration_id,
-                    subject=checked.subject,
-                    payload=_json(checked.payload),
-                    findings=_findings_json(checked.findings),
-                    created_at=now,
-                    created_by=actor.name,
-                    created_session=actor.session_id,
-                    updated_at=now,
-                )
+            _insert_draft(
+                conn,
+                new_id,
+                unit.code,
+                loaded.row.type,
+                actor,
+                subject=checked.subject,
+                payload_text=_json(checked.payload),
+                findings=checked.findings,
+                now=now,
+                version=version,
+                previous_id=declaration_id,
             )
             self._event(
                 conn,
@@ -1062,6 +1046,40 @@ def _payload(payload: Mapping[str, Any]) -> dict[str, Any]:
     copied = json.loads(text)
     assert isinstance(copied, dict)
     return copied
+
+
+def _insert_draft(
+    conn: Connection,
+    declaration_id: str,
+    unit_code: str,
+    type_slug: str,
+    actor: Actor,
+    *,
+    subject: str | None,
+    payload_text: str,
+    findings: Sequence[Finding],
+    now: float,
+    version: int = 1,
+    previous_id: str | None = None,
+) -> None:
+    """A new draft row: created, imported, or a resubmission's next version."""
+    conn.execute(
+        insert(declarations).values(
+            id=declaration_id,
+            unit_code=unit_code,
+            type=type_slug,
+            status=Status.DRAFT.value,
+            version=version,
+            previous_id=previous_id,
+            subject=subject,
+            payload=payload_text,
+            findings=_findings_json(findings),
+            created_at=now,
+            created_by=actor.name,
+            created_session=actor.session_id,
+            updated_at=now,
+        )
+    )
 
 
 def _json(value: Any) -> str:
