@@ -1,9 +1,87 @@
 """The one web shell both sites use: the employer site and the staff console.
 
-``web`` is the bottom layer for HTTP (ARCHITECTURE §3): request caps, strict form
-and multipart decoding, CSRF/Origin/Host checks, security headers, problem+json
-errors and the route tables that Klein serves.  It imports nothing of ours but
-``auth`` types, so both feature sites and ``ssgate`` can build on it.
+``web`` is the bottom layer for HTTP (ARCHITECTURE §3): route tables served by Klein
+(:mod:`._routes`), the request with per-route body caps (:mod:`._request`), the one
+body reader (:mod:`._body`) and strict decoders (:mod:`._decode`), streaming
+multipart (:mod:`._multipart`), the Host/Origin and CSRF checks (:mod:`._origin`,
+:mod:`._csrf`), the security headers (:mod:`._headers`) and the answers, errors as
+HTML pages or RFC 9457 problem documents (:mod:`._answers`).  It imports nothing of
+ours but ``auth`` types, so both feature sites and ``ssgate`` build on it.
 """
 
-__all__: list[str] = []
+from ._answers import (
+    HTML,
+    JSON,
+    PROBLEM_JSON,
+    REASONS,
+    TEXT,
+    TITLES,
+    Cookie,
+    HttpError,
+    Response,
+    finding_json,
+    plain,
+    problem,
+    see_other,
+)
+from ._body import Body, MultipartLimits, read_body
+from ._csrf import CSRF_FIELD, CSRF_HEADER, CsrfTokens, same_token
+from ._decode import (
+    MalformedInput,
+    media_type,
+    parse_form_body,
+    parse_json_body,
+    parse_query,
+    single_values,
+)
+from ._headers import security_headers
+from ._multipart import MultipartError, MultipartReader, Upload
+from ._origin import host_allowed, origin_allowed, same_origin
+from ._request import INTERNAL_MESSAGE, CappedChannel, CappedRequest, WebSite, write
+from ._routes import Dispatcher, Handler, Route, RoutedResource, RouteTable
+
+__all__ = [
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "HTML",
+    "INTERNAL_MESSAGE",
+    "JSON",
+    "PROBLEM_JSON",
+    "REASONS",
+    "TEXT",
+    "TITLES",
+    "Body",
+    "CappedChannel",
+    "CappedRequest",
+    "Cookie",
+    "CsrfTokens",
+    "Dispatcher",
+    "Handler",
+    "HttpError",
+    "MalformedInput",
+    "MultipartError",
+    "MultipartLimits",
+    "MultipartReader",
+    "Response",
+    "Route",
+    "RouteTable",
+    "RoutedResource",
+    "Upload",
+    "WebSite",
+    "finding_json",
+    "host_allowed",
+    "media_type",
+    "origin_allowed",
+    "parse_form_body",
+    "parse_json_body",
+    "parse_query",
+    "plain",
+    "problem",
+    "read_body",
+    "same_origin",
+    "same_token",
+    "security_headers",
+    "see_other",
+    "single_values",
+    "write",
+]

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from html import escape
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 from jinja2 import Environment
 from sqlalchemy import Connection
@@ -21,21 +21,17 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
+import web
 from auth import AuthOutcome, Identity
 from declare_app._queries import EmployerQueries
 from declare_app.interfaces import (
     Actor,
     DeclarationError,
     DeclarationWorkflow,
-    Finding,
     InvalidDeclaration,
     NotFound,
     Status,
 )
-from declare_app.web._security import CsrfTokens
-
-if TYPE_CHECKING:
-    from declare_app.web._imports import Upload
 
 
 class Runner(Protocol):
@@ -70,16 +66,9 @@ class ChangePassword(Protocol):
     ) -> AuthOutcome: ...
 
 
-HTML = b"text/html; charset=utf-8"
-JSON = b"application/json; charset=utf-8"
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: bytes = HTML
-    headers: tuple[tuple[bytes, bytes], ...] = ()
+HTML = web.HTML
+JSON = web.JSON
+Response = web.Response
 
 
 @dataclass
@@ -89,7 +78,7 @@ class EmployerApp:
     workflow: DeclarationWorkflow
     runner: Runner
     clock: IReactorTime
-    csrf: CsrfTokens
+    csrf: web.CsrfTokens
     templates: Environment
     allowed_host_names: frozenset[str]
     max_body: int
@@ -116,7 +105,7 @@ class Ctx:
     form: list[tuple[str, str]] = field(default_factory=list)
     json: Any = None
     has_json: bool = False
-    upload: Upload | None = None  # a multipart batch file (import routes only)
+    upload: web.Upload | None = None  # a multipart batch file (import routes only)
 
     @property
     def csrf_token(self) -> str:
@@ -194,23 +183,7 @@ def plain_json(value: Any) -> Any:
     return str(value)
 
 
-class HttpError(Exception):
-    """A refusal with an HTTP status, shown as a page or as a JSON error."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        findings: tuple[Finding, ...] = (),
-        headers: tuple[tuple[bytes, bytes], ...] = (),
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.findings = findings
-        self.headers = headers
+HttpError = web.HttpError
 
 
 NOT_YET_CODES = frozenset({"not-yet", "not-implemented", "unsupported"})

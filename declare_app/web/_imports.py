@@ -18,14 +18,13 @@ transaction, off the reactor): an import interrupted anywhere stores nothing.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection
 
+import web
 from declare_app._batch import (
     BATCH_TYPES,
     CSV_MEDIA_TYPE,
@@ -47,83 +46,17 @@ from declare_app.interfaces import (
     LineResult,
 )
 from declare_app.web._app import Ctx, HttpError, Response
-from declare_app.web._input import MalformedInput
 
 IMPORT_MAX_BODY: Final = MAX_FILE_BYTES + 64 * 1024  # the file and the multipart framing
-IMPORT_PATH: Final = re.compile(
-    r"/declarations/new/[a-z-]{1,32}/import/?|/api/v1/declarations/import/?"
-)
 MAX_PARTS: Final = 8
 MAX_FIELD_BYTES: Final = 1024
 _CHINA_OFFSET: Final = 8 * 3600
 
 
-@dataclass(frozen=True)
-class Upload:
-    """A multipart body: its small text fields and the one file."""
-
-    fields: list[tuple[str, str]]
-    file: bytes | None
-    filename: str
-
-    def field(self, name: str) -> str | None:
-        return next((v for k, v in self.fields if k == name), None)
-
-
-def is_import_path(path: bytes) -> bool:
-    return IMPORT_PATH.fullmatch(path.split(b"?", 1)[0].decode("latin-1")) is not None
-
-
-def parse_multipart(body: bytes, content_type: str) -> Upload:
-    """A strict multipart/form-data reader: at most :data:`MAX_PARTS` parts, text
-    fields up to :data:`MAX_FIELD_BYTES` (UTF-8), one part named ``file``."""
-    match = re.search(r'boundary="?([0-9A-Za-z\'()+_,./:=?-]{1,70})"?', content_type)
-    if match is None:
-        raise MalformedInput("bad-multipart", "上传内容格式不正确（缺少 boundary）")
-    delimiter = b"--" + match.group(1).encode("ascii")
-    chunks = body.split(delimiter)
-    if len(chunks) < 3 or not chunks[-1].startswith(b"--"):
-        raise MalformedInput("bad-multipart", "上传内容格式不正确")
-    parts = chunks[1:-1]
-    if len(parts) > MAX_PARTS:
-        raise MalformedInput("bad-multipart", "上传内容的部分过多")
-    fields: list[tuple[str, str]] = []
-    file: bytes | None = None
-    filename = ""
-    for part in parts:
-        disposition, content = _part(part)
-        name = re.search(r'\bname="([^"]{1,64})"', disposition)
-        if name is None:
-            raise MalformedInput("bad-multipart", "上传内容格式不正确（缺少字段名）")
-        if name.group(1) == "file":
-            if file is not None:
-                raise MalformedInput("bad-multipart", "一次只能上传一个文件")
-            file = content
-            given = re.search(r'\bfilename="([^"]{0,255})"', disposition)
-            filename = given.group(1) if given else ""
-            continue
-        if len(content) > MAX_FIELD_BYTES:
-            raise MalformedInput("bad-multipart", "表单字段过长")
-        try:
-            fields.append((name.group(1), content.decode("utf-8")))
-        except UnicodeDecodeError:
-            raise MalformedInput("bad-multipart", "表单字段应为 UTF-8 编码") from None
-    return Upload(fields, file, filename)
-
-
-def _part(part: bytes) -> tuple[str, bytes]:
-    """A part's Content-Disposition value and its content."""
-    if not part.startswith(b"\r\n") or not part.endswith(b"\r\n"):
-        raise MalformedInput("bad-multipart", "上传内容格式不正确")
-    head, sep, content = part[2:-2].partition(b"\r\n\r\n")
-    if not sep:
-        raise MalformedInput("bad-multipart", "上传内容格式不正确")
-    disposition = ""
-    for line in head.split(b"\r\n"):
-        key, _, value = line.decode("utf-8", "replace").partition(":")
-        if key.strip().lower() == "content-disposition":
-            disposition = value
-    return disposition, content
+# The one file and a few small fields (the CSRF token, the year): caps per part.
+MULTIPART_LIMITS: Final = web.MultipartLimits(
+    max_file_bytes=MAX_FILE_BYTES, max_parts=MAX_PARTS, max_field_bytes=MAX_FIELD_BYTES
+)
 
 
 def _batch_type(slug: str | None) -> DeclarationType:

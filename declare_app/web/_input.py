@@ -17,110 +17,19 @@ choice that was never offered, a date that is not a date.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
-from urllib.parse import parse_qsl
 
 from declare_app import _vocabulary as vocabulary
 from declare_app.interfaces import Finding
 from declare_app.web._specs import FieldKind, FieldSpec, FormSpec
 
 INPUT_RULE = "INPUT"
-MAX_FORM_FIELDS = 500
-MAX_JSON_DEPTH = 8  # {"payload": {"lines": [{...}]}} is 4
 MAX_LINE_ERRORS = 20  # per batch field; the rest are counted
-
-
-class MalformedInput(Exception):
-    """The request body or query cannot be read at all (HTTP 400)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-# -- bodies and query strings -----------------------------------------------------------
-
-
-def _parse_pairs(text: bytes, what: str) -> list[tuple[str, str]]:
-    try:
-        ascii_text = text.decode("ascii")
-    except UnicodeDecodeError:
-        raise MalformedInput("bad-encoding", f"{what}含有未经编码的字符") from None
-    try:
-        return parse_qsl(
-            ascii_text,
-            keep_blank_values=True,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=MAX_FORM_FIELDS,
-        )
-    except UnicodeDecodeError:
-        raise MalformedInput("bad-encoding", f"{what}不是有效的 UTF-8 编码") from None
-    except ValueError:
-        raise MalformedInput("too-many-fields", f"{what}字段过多") from None
-
-
-def parse_form_body(body: bytes) -> list[tuple[str, str]]:
-    """An ``application/x-www-form-urlencoded`` body as (name, value) pairs."""
-    return _parse_pairs(body, "表单内容")
-
-
-def parse_query(uri: bytes) -> dict[str, list[str]]:
-    """The query string of *uri*, each name with its values in order."""
-    _, _, query = uri.partition(b"?")
-    result: dict[str, list[str]] = {}
-    for name, value in _parse_pairs(query, "查询参数"):
-        result.setdefault(name, []).append(value)
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _depth(value: Any, limit: int) -> bool:
-    """True if *value* nests no deeper than *limit* containers."""
-    stack = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict | list):
-            if level > limit:
-                return False
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
-    return True
-
-
-def parse_json_body(body: bytes) -> Any:
-    """A JSON body (UTF-8), refusing NaN/Infinity, duplicate keys and deep nesting."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedInput("bad-encoding", "请求内容不是有效的 UTF-8 编码") from None
-    try:
-        value = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
-    except (ValueError, RecursionError) as e:  # RecursionError: deep nesting
-        detail = "键重复" if "duplicate key" in str(e) else "格式错误"
-        raise MalformedInput("bad-json", f"请求内容不是有效的 JSON（{detail}）") from None
-    if not _depth(value, MAX_JSON_DEPTH):
-        raise MalformedInput("bad-json", "JSON 嵌套层次过深")
-    return value
 
 
 # -- values -------------------------------------------------------------------------------

@@ -63,8 +63,8 @@ from declare_app.interfaces import (
     NotFound,
     Status,
 )
-from declare_app.web._security import CsrfTokens
 from declare_app.web._specs import FORM_SPECS, RETURN_REASONS, FieldKind
+from web import CsrfTokens
 
 BASE_FLOOR = 4812  # Zhejiang 2024 (DOMAIN §2.3), the fake's only limits
 BASE_CEILING = 24930
@@ -545,7 +545,8 @@ class HttpResponse:
 
     def json(self) -> Any:
         content_type = self.headers.get(b"content-type", b"")
-        if not content_type.startswith(b"application/json"):
+        # Answers are application/json; refusals RFC 9457 application/problem+json.
+        if not content_type.startswith((b"application/json", b"application/problem+json")):
             raise AssertionError(f"not JSON: {content_type!r}")
         return json.loads(self.body)
 

@@ -31,8 +31,12 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 def assert_error(r: Any, status: int, code: str) -> dict[str, Any]:
     assert r.status == status, (r.status, r.text)
+    # An RFC 9457 problem document, with our code, message and findings beside it.
+    assert r.header("content-type") == "application/problem+json; charset=utf-8"
     body = r.json()
-    assert set(body) == {"error", "message", "findings"}, body
+    assert set(body) == {"type", "title", "status", "detail", "error", "message", "findings"}
+    assert body["status"] == status and body["type"] == "about:blank", body
+    assert body["detail"] == body["message"], body
     assert body["error"] == code, body
     assert CJK.search(body["message"]), body
     return body  # type: ignore[no-any-return]
@@ -370,10 +374,8 @@ def test_every_api_route_is_documented() -> None:
     from declare_app.web._site import ROUTES
 
     doc = (Path(__file__).parents[4] / "docs" / "api.md").read_text(encoding="utf-8")
-    for route in ROUTES:
-        path = route.pattern.pattern.replace("\\", "")
-        if not path.startswith("/api/"):
+    for route in ROUTES.routes:
+        if not route.is_api:
             continue
-        path = re.sub(r"\(\?P<id>[^)]*\)", "{id}", path)
-        for method in route.methods:
-            assert f"`{method} {path}" in doc, (method, path)
+        path = route.path.replace("<id:id>", "{id}")
+        assert f"`{route.method} {path}" in doc, (route.method, path)

@@ -22,17 +22,22 @@ from declare_app.interfaces import (
 from declare_app.web import FORM_SPECS, FieldKind
 from declare_app.web._app import status_for, workflow_refusal
 from declare_app.web._input import (
-    MalformedInput,
     field_of,
-    parse_form_body,
-    parse_json_body,
-    parse_query,
     payload_from_form,
     payload_from_json,
     raw_from_payload,
 )
-from declare_app.web._security import CsrfTokens, host_allowed, origin_allowed, same_origin
 from declare_app.web._views import fmt_time, history_rows, reason_text
+from web import (
+    CsrfTokens,
+    MalformedInput,
+    host_allowed,
+    origin_allowed,
+    parse_form_body,
+    parse_json_body,
+    parse_query,
+    same_origin,
+)
 
 PERSON_ADD = FORM_SPECS[DeclarationType.PERSON_ADD]
 ANNUAL = FORM_SPECS[DeclarationType.ANNUAL_BASE]

@@ -286,6 +286,10 @@ def test_a_bug_is_logged_and_answered_with_a_plain_500(
     assert b"Traceback" not in r.body and b"RuntimeError" not in r.body
     if api:
         assert r.json() == {
+            "type": "about:blank",
+            "title": "服务器内部错误",
+            "status": 500,
+            "detail": "服务器内部错误，请稍后重试。如问题持续，请联系经办机构。",
             "error": "internal",
             "message": "服务器内部错误，请稍后重试。如问题持续，请联系经办机构。",
             "findings": [],

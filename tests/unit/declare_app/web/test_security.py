@@ -480,6 +480,10 @@ def test_a_not_yet_type_via_api_is_501_not_500(
     )
     assert r.status == 501
     assert r.json() == {
+        "type": "about:blank",
+        "title": "暂未开放",
+        "status": 501,
+        "detail": "单位基本信息变更暂未开放网上办理",
         "error": "not-yet",
         "message": "单位基本信息变更暂未开放网上办理",
         "findings": [],

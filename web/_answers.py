@@ -1,0 +1,129 @@
+"""What a handler answers, and the refusals every site maps the same way.
+
+A handler returns a :class:`Response` (status, body, type, extra headers, cookies) or
+raises :class:`HttpError`.  How an error looks is the site's choice of two: an HTML
+page (the site renders it in its layout) or, under ``/api/``, an RFC 9457
+``application/problem+json`` document built by :func:`problem`.  Our problem documents
+carry, besides ``type``/``title``/``status``/``detail``, the members ``error`` (our
+refusal code), ``message`` (the same text as ``detail``, for the clients written
+against the first API) and ``findings``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+HTML = b"text/html; charset=utf-8"
+JSON = b"application/json; charset=utf-8"
+PROBLEM_JSON = b"application/problem+json; charset=utf-8"
+TEXT = b"text/plain; charset=utf-8"
+
+# Reason phrases twisted.web.http.RESPONSES lacks.
+REASONS: Mapping[int, bytes] = {422: b"Unprocessable Content"}
+
+# Chinese titles of the statuses both sites answer with.
+TITLES: Mapping[int, str] = {
+    400: "请求有误",
+    403: "拒绝访问",
+    404: "页面不存在",
+    405: "不支持的请求方法",
+    409: "无法办理",
+    413: "内容过大",
+    415: "不支持的内容类型",
+    422: "内容有误",
+    500: "服务器内部错误",
+    501: "暂未开放",
+}
+
+
+@dataclass(frozen=True)
+class Cookie:
+    """A cookie to set: HttpOnly, SameSite=Strict and path ``/`` always; ``Secure``
+    when the site is served over TLS.  *max_age* 0 deletes it; None is a browser
+    session cookie."""
+
+    name: str
+    value: str
+    max_age: int | None = None
+
+    def __repr__(self) -> str:  # the value is a session secret
+        return f"Cookie({self.name!r}, <value>, max_age={self.max_age!r})"
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: bytes = HTML
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    cookies: tuple[Cookie, ...] = ()
+
+
+class HttpError(Exception):
+    """A refusal with an HTTP status, shown as a page or as a problem document.
+
+    *findings* are the site's own values (each with ``rule``/``field``/``severity``/
+    ``message`` attributes) listed beside the message.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        findings: Sequence[Any] = (),
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.findings = tuple(findings)
+        self.headers = headers
+
+
+def finding_json(f: Any) -> dict[str, str]:
+    return {"rule": f.rule, "field": f.field, "severity": f.severity, "message": f.message}
+
+
+def problem(
+    status: int,
+    code: str,
+    message: str,
+    findings: Sequence[Any] = (),
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> Response:
+    """An RFC 9457 problem document for an API refusal."""
+    document = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "请求未能完成"),
+        "status": status,
+        "detail": message,
+        "error": code,
+        "message": message,
+        "findings": [finding_json(f) for f in findings],
+    }
+    body = json.dumps(document, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
+    return Response(status, body, PROBLEM_JSON, headers)
+
+
+def plain(status: int, message: str) -> Response:
+    """A text answer that needs no template (before anyone is known, or when rendering
+    the error page itself failed)."""
+    return Response(status, (message + "\n").encode("utf-8"), TEXT)
+
+
+def see_other(location: str, *, cookies: tuple[Cookie, ...] = ()) -> Response:
+    """303 See Other to one of our own paths (post/redirect/get)."""
+    if not location.startswith("/") or location.startswith("//"):
+        raise ValueError(f"redirect location must be a path of this site, got {location!r}")
+    target = quote(location, safe="/?=&-_.~%")
+    body = f'<!doctype html><meta charset="utf-8"><a href="{escape(target)}">继续</a>\n'
+    return Response(
+        303, body.encode("utf-8"), headers=((b"Location", target.encode("ascii")),), cookies=cookies
+    )

@@ -1,0 +1,203 @@
+"""The HTTP request and channel both sites use: bounded bodies, no parsing by Twisted.
+
+A body's cap is the route's (:meth:`WebSite.body_limit`, from the route table: the
+batch import routes take 8 MiB, everything else the site's default).  A body over
+its cap is answered 413 as soon as its length is known — from ``Content-Length``
+before ``100 Continue`` is sent, or, chunked, as soon as it passes the cap — and the
+connection is closed; the rest is never read, and nothing over the cap is ever held
+in memory.  Twisted never parses a form body itself (the sites decode strictly).
+
+Every answer, the early ones included, carries the site's security headers; a bug
+that escapes the site's own handling is logged and answered with a plain 500 that
+shows nothing of it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from ._answers import REASONS, Response, plain
+
+INTERNAL_MESSAGE = "服务器内部错误，请稍后重试。如问题持续，请联系系统管理员。"
+
+
+class CappedRequest(Request):
+    """A request whose body is limited by its route and that knows when its client
+    has gone (:attr:`gone`): nothing is written to a connection that was lost."""
+
+    log = Logger()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._parsePOSTFormSubmission = False
+        self.gone = False
+        self.too_large = False
+        self.body_read = 0  # bytes of body received (the tests read it)
+
+    @property
+    def web_site(self) -> WebSite | None:
+        site = getattr(self.channel, "site", None)
+        return site if isinstance(site, WebSite) else None
+
+    def _path(self) -> bytes:
+        return getattr(self.channel, "_path", b"") or b""
+
+    def body_limit(self) -> int:
+        site = self.web_site
+        return site.body_limit(self._path()) if site is not None else 0
+
+    def refuse_too_large(self) -> None:
+        """Answer 413 at once and close: the rest of the body is never read."""
+        self.too_large = True
+        self.content = io.BytesIO()
+        channel = self.channel
+        site = self.web_site
+        if channel is None or channel.transport is None or site is None:
+            return
+        limit = self.body_limit()
+        answer = site.too_large(self._path(), limit)
+        head = [b"HTTP/1.1 413 Payload Too Large", b"Server: ssgate"]
+        head += [name + b": " + value for name, value in site.security_headers]
+        head += [
+            b"Content-Type: " + answer.content_type,
+            b"Content-Length: %d" % len(answer.body),
+            b"Connection: close",
+        ]
+        channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + answer.body)
+        channel.loseConnection()
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self.body_limit():
+            self.refuse_too_large()
+            return
+        super().gotLength(length)  # type: ignore[no-untyped-call]
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.too_large:
+            return
+        self.body_read += len(data)
+        if self.body_read > self.body_limit():
+            self.refuse_too_large()
+            return
+        super().handleContentChunk(data)  # type: ignore[no-untyped-call]
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.too_large:
+            return
+        super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+
+    def process(self) -> None:
+        # Before routing, so that even the router's own answers carry them.
+        site = self.web_site
+        if site is not None:
+            for name, value in site.security_headers:
+                self.setHeader(name, value)  # type: ignore[no-untyped-call]
+        super().process()  # type: ignore[no-untyped-call]
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        super().setResponseCode(code, message or REASONS.get(code))
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.gone = True
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+    def processingFailed(self, reason: Failure) -> None:
+        """A failure outside the site's own handling: log it, answer a plain 500."""
+        self.log.failure("request {path} failed", reason, path=self.path)
+        if self.gone or self.finished:
+            return
+        write(self, plain(500, INTERNAL_MESSAGE))
+
+
+def write(request: Request, response: Response, *, tls: bool = False) -> None:
+    """Write *response* on *request* and finish it (nothing if the client has gone)."""
+    if getattr(request, "gone", False) or request.finished:
+        return
+    request.setResponseCode(response.status, REASONS.get(response.status))
+    request.setHeader(b"Server", b"ssgate")  # not Twisted's name and version
+    if response.status not in (204, 304):
+        request.setHeader(b"Content-Type", response.content_type)
+    for name, value in response.headers:
+        request.setHeader(name, value)
+    for cookie in response.cookies:
+        request.addCookie(
+            cookie.name.encode("ascii"),
+            cookie.value.encode("ascii"),
+            path=b"/",
+            secure=tls,
+            httpOnly=True,
+            sameSite="strict",
+            max_age=None if cookie.max_age is None else str(cookie.max_age).encode("ascii"),
+        )
+    request.setHeader(b"Content-Length", b"%d" % len(response.body))
+    if request.method != b"HEAD":
+        request.write(response.body)
+    request.finish()
+
+
+class CappedChannel(HTTPChannel):
+    """HTTP/1.1 only, built directly by the site (so a wrapping protocol's attributes,
+    such as the gateway identity, are on ``request.channel``), refusing an over-long
+    body before ``100 Continue``."""
+
+    def allHeadersReceived(self) -> None:
+        length = self.length
+        request = self.requests[-1] if self.requests else None
+        if (
+            isinstance(request, CappedRequest)
+            and length is not None
+            and length > request.body_limit()
+        ):
+            request.refuse_too_large()
+            return
+        super().allHeadersReceived()  # type: ignore[no-untyped-call]
+
+
+class WebSite(Site):
+    """A twisted.web Site with per-route body caps and the site's security headers.
+
+    *body_limit* maps a request path (bytes, query included) to its body cap;
+    *too_large* renders the 413 for a path and its cap; *access_log* receives one
+    short line per request, or None to keep no access log.
+    """
+
+    # Built directly, not Site's HTTP/2-capable proxy, so that a wrapping protocol's
+    # attributes (the gateway identity) are on request.channel.
+    protocol = CappedChannel  # type: ignore[assignment]
+    requestFactory = CappedRequest
+    displayTracebacks = False
+
+    def __init__(
+        self,
+        resource: Resource,
+        *,
+        reactor: IReactorTime,
+        body_limit: Callable[[bytes], int],
+        too_large: Callable[[bytes, int], Response],
+        security_headers: tuple[tuple[bytes, bytes], ...],
+        access_log: Callable[[str], None] | None = None,
+    ) -> None:
+        Site.__init__(self, resource, reactor=reactor)
+        self.body_limit = body_limit
+        self.too_large = too_large
+        self.security_headers = security_headers
+        self._access_log = access_log
+
+    def log(self, request: http.Request) -> None:
+        # Paths can name persons (a query's search terms): the access line has the
+        # method, the path without its query, the status and the size only.
+        if self._access_log is None:
+            return
+        path = (request.path or b"").decode("ascii", "replace")[:200]
+        method = request.method.decode("ascii", "replace")[:16]
+        self._access_log(f"{method} {path} {request.code} {request.sentLength}")
