@@ -621,6 +621,13 @@ def _pki_crl(app: App, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_routes(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from ssgate._routes import format_routes, route_tables
+
+    out.write(format_routes(route_tables()))
+    return 0
+
+
 def cmd_db(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     from ssgate._db import make_engine
     from ssgate._schema import schema_status, upgrade
@@ -864,6 +871,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pem", action="store_true", help="print the CRL in PEM")
     add("list", "list issued certificates", cmd_pki, pks)
 
+    add(
+        "routes",
+        "both sites' route tables: site, method, path and the role that may call it "
+        "(employer = the unit of the gateway session; public = no login; staff = any "
+        "logged-in staff member; admin may call every console route)",
+        cmd_routes,
+    )
     db = add("db", "database schema status and upgrade", cmd_db)
     ds = db.add_subparsers(dest="db_command", metavar="ACTION", required=True, parser_class=_Parser)
     add("status", "show the schema revision", cmd_db, ds)

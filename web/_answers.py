@@ -12,6 +12,7 @@ against the first API) and ``findings``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -120,10 +121,30 @@ def plain(status: int, message: str) -> Response:
 
 def see_other(location: str, *, cookies: tuple[Cookie, ...] = ()) -> Response:
     """303 See Other to one of our own paths (post/redirect/get)."""
+    # Only our own paths: never an absolute or scheme-relative URL (open redirect).
     if not location.startswith("/") or location.startswith("//"):
         raise ValueError(f"redirect location must be a path of this site, got {location!r}")
+    if any(c in location for c in "\r\n\x00\\"):
+        raise ValueError("redirect location contains a forbidden character")
     target = quote(location, safe="/?=&-_.~%")
     body = f'<!doctype html><meta charset="utf-8"><a href="{escape(target)}">继续</a>\n'
     return Response(
         303, body.encode("utf-8"), headers=((b"Location", target.encode("ascii")),), cookies=cookies
+    )
+
+
+_FILENAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_MEDIA = re.compile(r"[a-z]+/[a-z0-9.+-]+(; ?charset=[a-z0-9-]+)?")
+
+
+def attachment(content_type: str, filename: str, data: bytes) -> Response:
+    """A file to save (an export, an enrolment bundle), served as an attachment.
+    *filename* is plain ASCII (letters, digits, ``.``, ``_``, ``-``)."""
+    if _FILENAME.fullmatch(filename) is None or filename.strip(".") == "":
+        raise ValueError(f"download filename must be plain ASCII, got {filename!r}")
+    if _MEDIA.fullmatch(content_type) is None:
+        raise ValueError(f"bad content type {content_type!r}")
+    disposition = b'attachment; filename="' + filename.encode("ascii") + b'"'
+    return Response(
+        200, data, content_type.encode("ascii"), ((b"Content-Disposition", disposition),)
     )

@@ -61,9 +61,14 @@ def parse_query(uri: bytes) -> dict[str, list[str]]:
     return result
 
 
-def single_values(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """*pairs* as a mapping, refusing a repeated name or a NUL anywhere: the view for
-    forms whose fields are each sent once (the staff console's)."""
+def single_values(
+    pairs: Sequence[tuple[str, str]], *, max_fields: int = MAX_FORM_FIELDS
+) -> dict[str, str]:
+    """*pairs* as a mapping, refusing a repeated name, a NUL anywhere or more than
+    *max_fields* fields: the view for forms whose fields are each sent once (the
+    staff console's)."""
+    if len(pairs) > max_fields:
+        raise MalformedInput("too-many-fields", "表单字段过多")
     out: dict[str, str] = {}
     for key, value in pairs:
         if key in out:

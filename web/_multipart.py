@@ -98,5 +98,3 @@ def _part(part: bytes) -> tuple[str, bytes]:
         if key.strip().lower() == "content-disposition":
             disposition = value
     return disposition, content
-
-

@@ -5,11 +5,14 @@ behind the identity guard; :data:`FORM_SPECS` are the forms of the eight declara
 types (DOMAIN §5).
 """
 
+from declare_app.web._review import review_section
 from declare_app.web._site import DEFAULT_MAX_BODY, employer_site, registry_unit_name
+from declare_app.web._site import ROUTES as EMPLOYER_ROUTES
 from declare_app.web._specs import FORM_SPECS, FieldKind, FieldSpec, FormSpec, Section
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "EMPLOYER_ROUTES",
     "FORM_SPECS",
     "FieldKind",
     "FieldSpec",
@@ -17,4 +20,5 @@ __all__ = [
     "Section",
     "employer_site",
     "registry_unit_name",
+    "review_section",
 ]

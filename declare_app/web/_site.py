@@ -206,6 +206,7 @@ class EmployerDispatcher:
                 session=ctx.identity.session_id,
             )
             raise HttpError(403, "cross-origin", "请求来源不是本系统的页面，已拒绝")
+
         def check_token(token: str | bytes | None) -> None:
             if self.app.csrf.valid(ctx.identity.session_id, token):
                 return

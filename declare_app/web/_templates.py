@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined
 
 from declare_app.web._views import fmt_time, reason_text, result_rows, status_text, summary
 
 
 def template_environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("declare_app.web", "templates"),
+        # The pages' own templates, then the skeleton both sites share (web).
+        loader=ChoiceLoader(
+            [PackageLoader("declare_app.web", "templates"), PackageLoader("web", "templates")]
+        ),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,

@@ -1,32 +1,32 @@
-"""The agency staff console: its own listener, staff login, sessions, roles, pages.
+"""The agency staff console, assembled: the shell from ``web`` and the features'
+sections, on its own listener.
 
-The shell is here; the pages belong to the feature packages and reach the shell only
-through the :class:`auth.console.ConsolePage` contract (the auditors' review pages in
-``declare_app.console_pages``; the officers' and carriers' go in ``audit`` and
-``provisioning`` the same way).
+The shell (:class:`web.ConsoleShell`: staff login through twisted.cred, sessions,
+roles, CSRF, the layout) and the pages live elsewhere: the auditors' review in
+``declare_app.web`` (:func:`declare_app.web.review_section`), the officers' and
+carriers' in their packages the same way.  Here they are put together.
 
 Wiring (in ``ssgate serve``)::
 
     check_console_listen(config.console.listen, tls=True)      # refuses plain non-loopback
     tls = load_state_server_tls(state.path, require_client_cert=False).options
     site = console_site(authenticator=authenticator, runner=runner, workflow=workflow,
-                        clock=reactor, pages=[...], secure=True)
+                        clock=reactor, sections=[...], secure=True)
     listen(config.console.listen, console_factory(site, tls))
-
-Sessions are held in this process's memory: behind a load balancer with several
-nodes, send each console user to one node (or run the console on one node).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Connection
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Site
 
-from auth.console import ConsolePage
+import audit
+import web
 
 from ._listen import (
     ConsoleListenError,
@@ -35,68 +35,101 @@ from ._listen import (
     console_factory,
     inspect_listen,
 )
-from ._sessions import SessionPolicy, SessionTable
-from ._site import (
-    ConsoleResource,
-    ConsoleRunner,
-    ConsoleSite,
-    StaffAuthenticator,
-    console_resource,
-)
+from ._sessions import MemorySessions, SessionPolicy, SessionTable, token
 
 if TYPE_CHECKING:
     from declare_app.interfaces import DeclarationWorkflow
 
 __all__ = [
     "ConsoleListenError",
-    "ConsoleResource",
-    "ConsoleRunner",
     "ListenCheck",
+    "MemorySessions",
     "SessionPolicy",
     "SessionTable",
-    "StaffAuthenticator",
+    "append_audit",
     "check_console_listen",
     "console_factory",
+    "console_shell",
     "console_site",
     "inspect_listen",
 ]
 
 
-def console_site(
+def append_audit(
+    conn: Connection,
     *,
-    authenticator: StaffAuthenticator,
-    runner: ConsoleRunner,
+    at: float,
+    actor: str,
+    action: str,
+    subject: str,
+    outcome: str,
+    reason: str = "",
+    session_ref: str = "",
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """:class:`web.AuditTrail` on the hash-chained audit log."""
+    audit.append(
+        conn,
+        audit.AuditEvent(
+            at=at,
+            actor=actor,
+            action=action,
+            subject=subject,
+            outcome=outcome,
+            reason=reason,
+            session_id=session_ref,
+            details=dict(details or {}),
+        ),
+    )
+
+
+def console_shell(
+    *,
+    authenticator: web.StaffAuthenticator,
+    runner: web.ConsoleRunner,
     workflow: DeclarationWorkflow | None,
     clock: IReactorTime,
-    pages: Sequence[ConsolePage] = (),
+    sections: Sequence[web.ConsoleSection] = (),
     secure: bool,
     policy: SessionPolicy | None = None,
+    sessions: web.StaffSessions | None = None,
+    form_key: bytes | None = None,
     refusal_delay: float = 1.0,
     random_bytes: Callable[[int], bytes] = os.urandom,
-) -> Site:
-    """The staff console as a twisted.web ``Site``.
-
-    *workflow* (when given) mounts the auditors' declaration review pages at
-    ``/review``; *pages* adds any others (officers', carriers').  *secure* says the
-    site is served over TLS: cookies then get ``Secure`` and the ``__Host-`` prefix,
-    and responses carry HSTS.  *clock* gives the time (session timeouts, audit
-    timestamps), the delay after a refused login (*refusal_delay* seconds) and the
-    HTTP timeouts.  *policy* sets the session timeouts (15 min idle, 8 h in all).
-    """
-    mounted: list[ConsolePage] = []
+) -> web.ConsoleShell:
+    """The staff console's shell with its sections (see :func:`console_site`)."""
+    mounted: list[web.ConsoleSection] = []
     if workflow is not None:
-        from declare_app.console_pages import ReviewPage
+        from declare_app.web import review_section
 
-        mounted.append(ReviewPage(workflow=workflow, runner=runner))
-    mounted.extend(pages)
-    resource = console_resource(
+        mounted.append(review_section(workflow))
+    mounted.extend(sections)
+    table = SessionTable(policy=policy or SessionPolicy(), random_bytes=random_bytes)
+    return web.ConsoleShell(
         authenticator=authenticator,
         runner=runner,
+        sessions=sessions or MemorySessions(table),
+        audit_trail=append_audit,
         clock=clock,
-        pages=mounted,
+        sections=mounted,
         secure=secure,
-        policy=policy,
+        form_key=form_key or random_bytes(32),
+        new_ref=table.new_ref,
+        new_token=lambda: token(random_bytes),
         refusal_delay=refusal_delay,
-        random_bytes=random_bytes,
     )
-    return ConsoleSite(resource, reactor=clock)
+
+
+def console_site(**kwargs: Any) -> Site:
+    """The staff console as a twisted.web ``Site``.
+
+    *workflow* (when given) mounts the auditors' review section at ``/review``;
+    *sections* adds any others (officers', carriers').  *secure* says the site is
+    served over TLS: cookies then get ``Secure`` and the ``__Host-`` prefix, and
+    responses carry HSTS.  *clock* gives the time (session timeouts, audit
+    timestamps), the delay after a refused login (*refusal_delay* seconds) and the
+    HTTP timeouts.  *policy* sets the session timeouts (15 min idle, 8 h in all) of
+    the in-memory *sessions* used when none are given; *form_key* keys the login
+    form's token (the same on every node; random when not given).
+    """
+    return console_shell(**kwargs).site()

@@ -24,6 +24,9 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import web
 
 ID_BYTES = 32  # 256 bits
 REF_BYTES = 8
@@ -169,3 +172,37 @@ def same_token(expected: str, given: str) -> bool:
     return bool(given) and hmac.compare_digest(
         expected.encode("ascii"), given.encode("utf-8", "replace")
     )
+
+
+class MemorySessions:
+    """:class:`web.StaffSessions` over a :class:`SessionTable` in this process's memory
+    (the *conn* arguments are unused): for tests, and a single node that accepts
+    that a restart logs staff out."""
+
+    def __init__(self, table: SessionTable) -> None:
+        self.table = table
+
+    def __repr__(self) -> str:
+        return f"MemorySessions({self.table!r})"
+
+    @staticmethod
+    def _view(session: ConsoleSession) -> web.ConsoleSession:
+        return web.ConsoleSession(session.staff, session.role, session.ref, session.csrf_token)
+
+    def start(
+        self, conn: Any, staff: str, role: str, *, now: float, ref: str
+    ) -> tuple[str, web.ConsoleSession]:
+        session_id, session = self.table.create(staff, role, now=now, ref=ref)
+        return session_id, self._view(session)
+
+    def find(
+        self, conn: Any, session_id: str, *, now: float
+    ) -> tuple[web.ConsoleSession | None, str]:
+        session, why = self.table.lookup(session_id, now=now)
+        return (None, why) if session is None else (self._view(session), "")
+
+    def end(self, conn: Any, session_id: str) -> None:
+        self.table.end(session_id)
+
+    def end_staff(self, conn: Any, staff: str) -> int:
+        return self.table.end_staff(staff)

@@ -25,8 +25,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from ssgate._db import in_transaction
-
-from ._site import ConsoleRunner
+from web import ConsoleRunner
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 

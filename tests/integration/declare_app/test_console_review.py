@@ -24,8 +24,8 @@ from declare_app import person_id_check_char
 from declare_app._declarations import CHINA_TIME, Declarations
 from declare_app._declarations import RETURN_REASONS as WORKFLOW_REASONS
 from declare_app._schema import persons
-from declare_app.console_pages import RETURN_REASONS
 from declare_app.interfaces import Actor, Declaration, DeclarationType, Status
+from declare_app.web._review import RETURN_REASONS
 from ssgate._console import console_site
 from ssgate._console.testing import ConsoleClient, SyncRunner
 

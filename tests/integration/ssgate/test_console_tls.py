@@ -138,7 +138,7 @@ async def test_staff_log_in_over_tls_with_host_cookies(tmp_path: Path) -> None:
         runner=runner,
         workflow=None,
         clock=reactor,
-        pages=[],
+        sections=[],
         secure=True,
     )
     port = reactor.listenTCP(0, console_factory(site, tls), interface="127.0.0.1")

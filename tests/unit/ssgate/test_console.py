@@ -10,34 +10,26 @@ every audit event lands in the real hash-chained log, which the tests read back.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from html import escape
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 import pytest
+from jinja2 import DictLoader
 from sqlalchemy import Engine
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 
 import audit
 import auth
-from auth.console import (
-    ConsolePage,
-    ConsoleRequest,
-    ConsoleResult,
-    Download,
-    Page,
-    Redirect,
-    StaffMember,
-)
+import web
+from auth.console import StaffMember
 from ssgate._console import SessionPolicy, console_site
-from ssgate._console._site import REFUSED_MESSAGE
 from ssgate._console.testing import ConsoleClient, Reply, SyncRunner
 from ssgate._db import make_engine
+from web import REFUSED_MESSAGE
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 PASSWORD = "Correct-Horse-9-battery"
@@ -50,64 +42,98 @@ def alert(reply: Reply) -> str:
     return match.group(1)
 
 
-# -- pages for the tests ---------------------------------------------------------------
+# -- sections for the tests --------------------------------------------------------------
+
+_TEMPLATES = DictLoader(
+    {
+        "probe.html": """{% extends "console/_layout.html" %}{% block main %}
+<p id='who'>{{ staff.name }}/{{ staff.role }}</p>
+<p id='sub'>{{ sub }}</p>
+<p id='q'>{{ q }}</p>
+<form method='post' action='/probe/x'>
+<input type="hidden" name="csrf_token" value="{{ csrf_token }}">
+</form>{% endblock %}""",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the shell handed a probe handler."""
+
+    method: str
+    subpath: tuple[str, ...]
+    query: Mapping[str, str]
+    form: Mapping[str, str]
+    source: str
+    session_ref: str
 
 
 @dataclass
-class ProbePage:
+class Probe:
     """Shows what the shell handed it; a POST redirects back with the form echoed."""
 
-    path: str = "probe"
-    title: str = "测试页"
-    roles: frozenset[str] = frozenset({"carrier"})
+    path: str = "/probe"
+    roles: tuple[str, ...] = ("carrier",)
+    seen: list[tuple[Seen, StaffMember]] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.seen: list[tuple[ConsoleRequest, StaffMember]] = []
+    def _record(self, ctx: web.StaffCtx, method: str, params: Mapping[str, str]) -> None:
+        seen = Seen(method, tuple(params.values()), ctx.query, ctx.form, ctx.source, ctx.session_ref)
+        self.seen.append((seen, ctx.staff))
 
-    def render_get(self, request: ConsoleRequest, staff: StaffMember) -> Deferred[ConsoleResult]:
-        self.seen.append((request, staff))
-        body = (
-            f"<p id='who'>{escape(staff.name)}/{escape(staff.role)}</p>"
-            f"<p id='sub'>{escape('|'.join(request.subpath))}</p>"
-            f"<p id='q'>{escape(repr(sorted(request.query.items())))}</p>"
-            f"<form method='post' action='/probe/x'>"
-            f'<input type="hidden" name="csrf_token" value="{escape(request.csrf_token)}">'
-            "</form>"
+    async def get(self, ctx: web.StaffCtx, **params: str) -> web.Response:
+        self._record(ctx, "GET", params)
+        return ctx.page(
+            "probe.html",
+            title="测试",
+            sub="|".join(params.values()),
+            q=repr(sorted(ctx.query.items())),
         )
-        result: ConsoleResult = Page("测试", body)
-        return succeed(result)
 
-    def render_post(self, request: ConsoleRequest, staff: StaffMember) -> Deferred[ConsoleResult]:
-        self.seen.append((request, staff))
-        result: ConsoleResult = Redirect("/probe/done")
-        return succeed(result)
+    async def post(self, ctx: web.StaffCtx, **params: str) -> web.Response:
+        self._record(ctx, "POST", params)
+        return web.see_other("/probe/done")
 
-
-class BoomPage:
-    path = "boom"
-    title = "故障页"
-    roles = frozenset({"carrier"})
-
-    async def render_get(self, request: ConsoleRequest, staff: StaffMember) -> ConsoleResult:
-        raise RuntimeError("secret-internal-detail")
-
-    async def render_post(self, request: ConsoleRequest, staff: StaffMember) -> ConsoleResult:
-        raise RuntimeError("secret-internal-detail")
-
-
-class ExportPage:
-    path = "export"
-    title = "导出"
-    roles = frozenset({"officer"})
-
-    async def render_get(self, request: ConsoleRequest, staff: StaffMember) -> ConsoleResult:
-        return Download("text/csv; charset=utf-8", "log.csv", b"a,b\n1,2\n")
-
-    async def render_post(self, request: ConsoleRequest, staff: StaffMember) -> ConsoleResult:
-        return Redirect("/export")
+    def section(self) -> web.ConsoleSection:
+        p, roles = self.path, self.roles
+        return web.ConsoleSection(
+            path=p,
+            title="测试页",
+            roles=roles,
+            routes=(
+                web.Route("GET", p, roles, self.get),
+                web.Route("GET", f"{p}/<seg:a>", roles, self.get),
+                web.Route("GET", f"{p}/<seg:a>/<seg:b>", roles, self.get),
+                web.Route("POST", p, roles, self.post),
+                web.Route("POST", f"{p}/<seg:a>", roles, self.post),
+            ),
+            templates=_TEMPLATES,
+        )
 
 
-_checks: list[ConsolePage] = [ProbePage(), BoomPage(), ExportPage()]  # satisfy the Protocol
+async def _boom(ctx: web.StaffCtx) -> web.Response:
+    raise RuntimeError("secret-internal-detail")
+
+
+async def _export(ctx: web.StaffCtx) -> web.Response:
+    return web.attachment("text/csv; charset=utf-8", "log.csv", b"a,b\n1,2\n")
+
+
+BOOM = web.ConsoleSection(
+    path="/boom",
+    title="故障页",
+    roles=("carrier",),
+    routes=(
+        web.Route("GET", "/boom", ("carrier",), _boom),
+        web.Route("POST", "/boom", ("carrier",), _boom),
+    ),
+)
+EXPORT = web.ConsoleSection(
+    path="/export",
+    title="导出",
+    roles=("officer",),
+    routes=(web.Route("GET", "/export", ("officer",), _export),),
+)
 
 
 # -- the world ---------------------------------------------------------------------------
@@ -119,7 +145,7 @@ class World:
     clock: MemoryReactorClock
     runner: SyncRunner
     secrets: dict[str, str]
-    probe: ProbePage
+    probe: Probe
     site: object
 
     def client(self, host: str = "127.0.0.1") -> ConsoleClient:
@@ -181,13 +207,13 @@ def _build(
     clock = MemoryReactorClock()
     clock.advance(NOW)
     runner = SyncRunner(engine)
-    probe = ProbePage()
+    probe = Probe()
     site = console_site(
         authenticator=auth.Authenticator(engine, hasher, box),
         runner=runner,
         workflow=None,
         clock=clock,
-        pages=[probe, BoomPage(), ExportPage()],
+        sections=[probe.section(), BOOM, EXPORT],
         secure=secure,
         refusal_delay=refusal_delay,
         policy=policy,
@@ -492,6 +518,34 @@ def test_post_without_the_session_token_is_refused_and_audited(world: World) -> 
     }
 
 
+def test_a_cross_origin_post_is_refused_and_audited_even_with_the_token(world: World) -> None:
+    c = world.login(world.client(), "carol")
+    token = c.get("/probe").csrf_token()
+    for origin in ("https://evil.example", "null"):
+        reply = c.request(
+            "POST",
+            "/probe/x",
+            body=f"csrf_token={token}".encode(),
+            headers=[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Origin", origin),
+            ],
+        )
+        assert reply.status == 403 and "操作未执行" in reply.text
+    assert world.probe.seen[-1][0].method == "GET"  # no POST reached the page
+    assert {e.reason for e in world.events("console.csrf")} == {"cross-origin"}
+    same = c.request(
+        "POST",
+        "/probe/x",
+        body=f"csrf_token={token}".encode(),
+        headers=[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", "http://127.0.0.1:8444"),
+        ],
+    )
+    assert same.status == 303
+
+
 def test_another_sessions_token_does_not_work(world: World) -> None:
     a = world.login(world.client(), "carol")
     world.next_step()
@@ -575,7 +629,9 @@ def test_every_answer_carries_the_security_headers(world: World) -> None:
         assert reply.header("x-frame-options") == "DENY"
         assert reply.header("x-content-type-options") == "nosniff"
         assert reply.header("cache-control") == "no-store"
-        assert reply.header("referrer-policy") == "no-referrer"
+        # same-origin, not no-referrer: the console checks Origin on every write now,
+        # and Chromium sends Origin: null from a no-referrer page.
+        assert reply.header("referrer-policy") == "same-origin"
         assert reply.header("server") == "ssgate"
         assert reply.header("strict-transport-security") is None  # plain HTTP here
         assert b"<script" not in reply.body
@@ -715,36 +771,32 @@ def test_page_output_is_escaped_by_the_page_and_layout_escapes_the_rest(world: W
     assert "&lt;script&gt;alert(1)" in reply.text
 
 
-def test_pages_with_bad_paths_or_roles_are_refused_at_start(world: World) -> None:
-    for bad in [
-        ProbePage(path="login"),
-        ProbePage(path="Bad/Path"),
-        ProbePage(roles=frozenset({"root"})),
-    ]:
-        with pytest.raises(ValueError):
-            console_site(
-                authenticator=auth.Authenticator(
-                    world.engine,
-                    auth.PasswordHasher(),
-                    auth.SecretBox(auth.SecretBox.generate_key()),
-                ),
-                runner=world.runner,
-                workflow=None,
-                clock=world.clock,
-                pages=[bad],
-                secure=False,
-            )
-    with pytest.raises(ValueError, match="two console pages"):
-        console_site(
+def test_sections_with_bad_routes_or_roles_are_refused_at_start(world: World) -> None:
+    """A route that takes a path of the shell's, names an unknown role, or repeats
+    another section's route cannot be mounted."""
+
+    def build(*sections: web.ConsoleSection) -> object:
+        return console_site(
             authenticator=auth.Authenticator(
-                world.engine, auth.PasswordHasher(), auth.SecretBox(auth.SecretBox.generate_key())
+                world.engine,
+                auth.PasswordHasher(),
+                auth.SecretBox(auth.SecretBox.generate_key()),
             ),
             runner=world.runner,
             workflow=None,
             clock=world.clock,
-            pages=[ProbePage(), ProbePage()],
+            sections=list(sections),
             secure=False,
         )
+
+    with pytest.raises(ValueError, match="twice"):
+        build(Probe(path="/login").section())
+    with pytest.raises(ValueError, match="path"):
+        build(Probe(path="/Bad Path").section())
+    with pytest.raises(ValueError, match="unknown roles"):
+        build(Probe(roles=("root",)).section())
+    with pytest.raises(ValueError, match="twice"):
+        build(Probe().section(), Probe().section())
 
 
 def test_an_authenticator_error_is_a_500_and_audited_as_failed(tmp_path: Path) -> None:
@@ -759,7 +811,7 @@ def test_an_authenticator_error_is_a_500_and_audited_as_failed(tmp_path: Path) -
         runner=w.runner,
         workflow=None,
         clock=w.clock,
-        pages=[],
+        sections=[],
         secure=False,
         refusal_delay=0,
     )

@@ -160,7 +160,10 @@ def test_a_route_without_a_role_cannot_be_declared() -> None:
 def test_a_route_naming_a_role_the_site_does_not_know_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown roles"):
         web.RouteTable(
-            site="t", roles=frozenset({"a"}), max_body=1, routes=(web.Route("GET", "/", ("b",), page),)
+            site="t",
+            roles=frozenset({"a"}),
+            max_body=1,
+            routes=(web.Route("GET", "/", ("b",), page),),
         )
 
 
@@ -232,7 +235,7 @@ def test_writes_need_the_token_in_the_form_or_the_header(served: Served) -> None
     assert served.send(request("POST", "/things/ab", form, Content_Type=ct))[0] == 200
     assert served.send(request("POST", "/things/ab", b"a=1", Content_Type=ct))[0] == 403
     api = request("POST", "/api/things", b"{}", Content_Type="application/json")
-    status, headers, body = served.send(api)
+    status, headers, _ = served.send(api)
     assert status == 403 and headers[b"content-type"].startswith(b"application/problem+json")
     api = request(
         "POST", "/api/things", b"{}", Content_Type="application/json", X_CSRF_Token="t0k3n"
@@ -286,8 +289,8 @@ def test_the_upload_route_has_its_own_larger_cap(served: Served) -> None:
     assert served.routed.body_limit(b"/nowhere") == CAP
     boundary = "b0undary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\nt0k3n\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\nt0k3n\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n'
         f"Content-Type: text/csv\r\n\r\n{'x' * (CAP * 2)}\r\n--{boundary}--\r\n"
     ).encode()
     ct = f"multipart/form-data; boundary={boundary}"

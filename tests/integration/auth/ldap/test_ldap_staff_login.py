@@ -34,8 +34,8 @@ from auth import (
 )
 from auth._store import LoginRecord
 from ssgate._console import console_site
-from ssgate._console._site import REFUSED_MESSAGE
 from ssgate._console.testing import ConsoleClient, SyncRunner
+from web import REFUSED_MESSAGE
 
 from .conftest import STAFF_PASSWORDS, USER_DN, Slapd
 

@@ -1,0 +1,136 @@
+"""Role sweep of the staff console (issue 9, acceptance 2): every route of the
+console's route table × every role (none, carrier, auditor, officer, admin) × every
+method.  The roles a route names (and admin) get their page; the other roles 403; no
+login goes to the login page; another method is 405; nothing is ever a 500.
+
+The console is the one ``serve`` mounts (``ssgate._console.console_shell`` with the
+declaration workflow), on SQLite with the real authenticator and audit log; the
+workflow is the in-memory one with a declaration in every state.  The table walked
+is the shell's own, and it is checked to be the one ``ssgate routes`` lists, so a
+route added anywhere is swept or this test fails.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock
+
+import audit
+import auth
+import web
+from declare_app.interfaces import Status
+from declare_app.web.testing import MemoryWorkflow, Seeder, SynchronousRunner
+from ssgate._console import console_shell
+from ssgate._console.testing import ConsoleClient, SyncRunner
+from ssgate._db import make_engine
+from ssgate._routes import console_table
+
+NOW = 1_767_225_600.0
+PASSWORD = "Correct-Horse-9-battery"
+ROLES = ("carrier", "auditor", "officer", "admin")
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
+
+
+def _fill(path: str, values: dict[str, str]) -> str:
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1)
+        assert name in values, f"route {path}: the sweep has no value for <{name}>"
+        return values[name]
+
+    return re.sub(r"<\w+:(\w+)>", one, path)
+
+
+def test_the_swept_table_is_the_one_ssgate_routes_lists(tmp_path: Path) -> None:
+    shell = _world(tmp_path)[0]
+    assert shell.table.rows() == console_table().rows()
+
+
+def _world(tmp_path: Path) -> tuple[web.ConsoleShell, ConsoleClient, dict[str, str], object]:
+    engine = make_engine(f"sqlite:///{tmp_path}/roles.db")
+    auth.metadata.create_all(engine)
+    audit.metadata.create_all(engine)
+    hasher = auth.PasswordHasher(auth.Argon2Params())
+    box = auth.SecretBox(auth.SecretBox.generate_key())
+    secrets: dict[str, str] = {}
+    with engine.begin() as conn:
+        for role in ROLES:
+            secret = auth.new_totp_secret()
+            secrets[role] = secret
+            auth.create_staff(
+                conn,
+                f"{role}1",
+                role,
+                password_hash=hasher.hash(PASSWORD),
+                totp_secret_sealed=box.seal(secret, context=auth.totp_secret_context(f"{role}1")),
+                now=NOW,
+            )
+    clock = MemoryReactorClock()
+    clock.advance(NOW)
+    workflow = MemoryWorkflow()
+    seed = Seeder(workflow, SynchronousRunner())
+    ids = {s: seed.in_state(s).id for s in (Status.PENDING_REVIEW, Status.UNDER_REVIEW)}
+    shell = console_shell(
+        authenticator=auth.Authenticator(engine, hasher, box),
+        runner=SyncRunner(engine),
+        workflow=workflow,
+        clock=clock,
+        secure=False,
+        refusal_delay=0,
+    )
+    client = ConsoleClient(shell.site(), clock=clock, peer=IPv4Address("TCP", "127.0.0.1", 1))
+    return shell, client, secrets, (clock, ids)
+
+
+@pytest.mark.parametrize("role", [None, *ROLES])
+def test_every_console_route_every_role_every_method(tmp_path: Path, role: str | None) -> None:
+    shell, client, secrets, (clock, ids) = _world(tmp_path)
+    if role is not None:
+        reply = client.login(f"{role}1", PASSWORD, auth.current_code(secrets[role], NOW))
+        assert reply.status == 303 and reply.location == "/", reply.text
+    token = client.get("/").csrf_token() if role is not None else ""
+    values = {"id": ids[Status.PENDING_REVIEW], "x": "x"}
+    by_path: dict[str, set[str]] = {}
+    for route in shell.table.routes:
+        by_path.setdefault(route.path, set()).add(route.method)
+    swept = 0
+    for route in shell.table.routes:
+        path = _fill(route.path, values)
+        allowed = by_path[route.path] | ({"HEAD"} if "GET" in by_path[route.path] else set())
+        for method in METHODS:
+            if method == "POST":
+                reply = client.post(path, {"csrf_token": token})
+            else:
+                reply = client.request(method, path)
+            swept += 1
+            where = (role, method, route.path, reply.status)
+            assert reply.status != 500, where
+            public = web.PUBLIC in route.roles
+            if method not in allowed:
+                if role is None and not public:
+                    assert (reply.status, reply.location) == (303, "/login"), where
+                else:
+                    assert reply.status == 405, where
+                    assert set((reply.header("allow") or "").split(", ")) == allowed, where
+                continue
+            if public:
+                assert reply.status not in (404, 405), where
+                if reply.status == 403:  # a refused login is the login page again
+                    assert "工作人员登录" in reply.text, where
+            elif role is None:
+                assert (reply.status, reply.location) == (303, "/login"), where
+            elif web.may_call(route, role):
+                assert reply.status not in (401, 403, 404, 405), where
+                if route.path == "/logout" and method == "POST":
+                    # logged out by the sweep itself: log in again for the rest
+                    clock.advance(30)
+                    code = auth.current_code(secrets[role], clock.seconds())
+                    assert client.login(f"{role}1", PASSWORD, code).status == 303
+                    token = client.get("/").csrf_token()
+            else:
+                assert reply.status == 403, where
+                assert method == "HEAD" or "无权访问" in reply.text, where
+    assert swept == len(shell.table.routes) * len(METHODS)
