@@ -36,6 +36,7 @@ from auth.console import (
     StaffMember,
 )
 from declare_app import _vocabulary as vocabulary
+from declare_app._rules import FORM_SPECS
 from declare_app.interfaces import (
     Actor,
     Declaration,
@@ -44,7 +45,6 @@ from declare_app.interfaces import (
     NotFound,
     Status,
 )
-from declare_app.web._specs import FORM_SPECS
 from declare_app.web._views import display_sections, result_rows
 
 RETURN_REASONS: Mapping[str, str] = vocabulary.RETURN_REASONS  # DOMAIN §7
