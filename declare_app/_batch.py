@@ -39,8 +39,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from declare_app._rules import FieldSpec, form_fields
-from declare_app._rules._annual_base import LINE_FIELDS as ANNUAL_BASE_LINE_FIELDS
+from declare_app._rules import FORM_SPECS, FieldSpec
 from declare_app.interfaces import BatchLine, DeclarationError, DeclarationType, LineResult
 
 MAX_FILE_BYTES: Final = 8 * 1024 * 1024
@@ -98,14 +97,13 @@ class BatchFileError(DeclarationError):
 
 
 def batch_columns(type: DeclarationType) -> tuple[FieldSpec, ...]:
-    """The columns of *type*'s batch file, in template order (computed fields left out)."""
+    """The columns of *type*'s batch file, in template order: a person-add line is the
+    form, an annual-base line the form's line."""
     if type is DeclarationType.PERSON_ADD:
-        fields: Sequence[FieldSpec] = form_fields(type)
-    elif type is DeclarationType.ANNUAL_BASE:
-        fields = ANNUAL_BASE_LINE_FIELDS
-    else:
-        raise BatchFileError("bad-type", "该业务不支持批量导入")
-    return tuple(f for f in fields if f.kind != "computed")
+        return FORM_SPECS[type].fields
+    if type is DeclarationType.ANNUAL_BASE:
+        return FORM_SPECS[type].fields_by_name["lines"].columns
+    raise BatchFileError("bad-type", "该业务不支持批量导入")
 
 
 # -- reading --------------------------------------------------------------------------

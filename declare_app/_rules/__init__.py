@@ -1,9 +1,11 @@
 """Declaration rules, type by type: normalise and validate a payload (DOMAIN.md §5, §6),
 and apply an approved one to master data (§7).
 
-Each type is a :class:`TypeRules` in its own module.  A type not yet built is absent
-from :data:`RULES`, and the workflow refuses to create it ("not-yet") rather than
-pretend.
+Each type is a :class:`TypeRules` in its own module, with its form, a
+:class:`FormSpec`: the one spec of that form, which the rules read a payload against
+and the employer pages, the JSON API and the staff console render (:data:`FORM_SPECS`).
+A type not yet built is absent from :data:`RULES`, and the workflow refuses to create
+it ("not-yet") rather than pretend.
 
 Rule ids are DOMAIN §6's (``V-ID-05``, ``V-BASE-01`` …).  Checks DOMAIN describes
 without an id carry ids of ours:
@@ -19,7 +21,7 @@ without an id carry ids of ours:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 from declare_app._rules._annual_base import AnnualBaseRules
@@ -30,12 +32,12 @@ from declare_app._rules._context import (
     RuleSettings,
     TypeRules,
 )
-from declare_app._rules._forms import FieldSpec
 from declare_app._rules._injury import InjuryAccidentRules, InjuryAppraisalRules
 from declare_app._rules._insurance_change import InsuranceAddRules, InsuranceReduceRules
 from declare_app._rules._master import UnitStanding, unit_standing
 from declare_app._rules._person_add import PersonAddRules
 from declare_app._rules._person_reduce import PersonReduceRules
+from declare_app._rules._spec import Choice, FieldKind, FieldSpec, FormSpec, Section, choices_of
 from declare_app._rules._unit_change import UnitChangeRules
 from declare_app.interfaces import DeclarationType
 
@@ -51,26 +53,57 @@ RULES: Final[Mapping[DeclarationType, TypeRules]] = {
 }
 
 
+# Every type's form, in the order the pages list the types: the only form spec, which
+# the rules read payloads against and the pages, the API and the console render.
+FORM_SPECS: Final[Mapping[DeclarationType, FormSpec]] = {t: RULES[t].spec for t in DeclarationType}
+
+
+def _computed(spec: FormSpec) -> Iterator[FieldSpec]:
+    yield from spec.computed
+    for f in spec.fields:
+        yield from f.computed
+
+
+# Labels of keys a payload or a result carries beyond a form's inputs: the fields the
+# rules compute (from the specs), then keys that no spec declares.
+DERIVED_LABELS: Final[Mapping[str, str]] = {
+    **{f.name: f.label for spec in FORM_SPECS.values() for f in _computed(spec)},
+    "clamped_base": "核定缴费基数",
+    "gender": "性别",
+    "person_number": "个人编号",
+    "person_no": "个人编号",
+    "voucher_no": "凭证编号",
+}
+
+
 def rules_for(type: DeclarationType) -> TypeRules | None:
     """The rules of *type*, or ``None`` while that type is not yet open."""
     return RULES.get(type)
 
 
 def form_fields(type: DeclarationType) -> tuple[FieldSpec, ...]:
-    """The fields of *type*'s form, in order (``()`` for a type not yet open)."""
+    """The keys of *type*'s payload: its form's inputs in order, then what the rules
+    compute (``()`` for a type not yet open)."""
     rules = RULES.get(type)
-    return () if rules is None else rules.fields
+    return () if rules is None else (*rules.spec.fields, *rules.spec.computed)
 
 
 __all__ = [
+    "DERIVED_LABELS",
+    "FORM_SPECS",
     "RULES",
     "ApplyConflict",
     "Checked",
+    "Choice",
+    "FieldKind",
     "FieldSpec",
+    "FormSpec",
     "RuleContext",
     "RuleSettings",
+    "Section",
     "TypeRules",
     "UnitStanding",
+    "choices_of",
     "form_fields",
     "rules_for",
     "unit_standing",

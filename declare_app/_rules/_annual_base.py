@@ -14,6 +14,7 @@ Lines come typed (the web form, the API) or from an uploaded .xlsx/CSV
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Final
 
@@ -27,7 +28,6 @@ from declare_app._rules._common import (
 )
 from declare_app._rules._context import Checked, RuleContext
 from declare_app._rules._forms import (
-    FieldSpec,
     FormReader,
     from_fen,
     ignore_computed,
@@ -39,18 +39,30 @@ from declare_app._rules._master import (
     person_in_unit,
     set_base,
 )
+from declare_app._rules._spec import FieldKind, FieldSpec, FormSpec, Section, computed
 from declare_app.interfaces import DeclarationType
 
 CHANGE_WARNING: Final = Decimal("0.5")  # V-BASE-03: more than ±50% against the current base
 
-LINE_FIELDS: Final = (
-    *unit_person_fields(),
-    FieldSpec("wage", "上年度月平均工资", "money", required=True),
-    FieldSpec("base", "核定缴费基数", "computed"),
+LINES: Final = FieldSpec(
+    "lines",
+    "人员明细",
+    FieldKind.LINES,
+    required=True,
+    max_length=1_000_000,  # the form's textarea, all lines together
+    hint="每行一人：个人编号, 姓名, 公民身份号码, 上年度月平均工资（以逗号或制表符分隔）",
+    # A column has no hint: the field's says what a line holds.
+    columns=(
+        *(replace(f, hint="") for f in unit_person_fields()),
+        FieldSpec("wage", "上年度月平均工资", FieldKind.MONEY, required=True),
+    ),
+    computed=(computed("base", "核定缴费基数"),),
 )
-FIELDS: Final = (
-    FieldSpec("year", "申报年度", "int", required=True),
-    FieldSpec("lines", "人员明细", "lines", required=True, line_fields=LINE_FIELDS),
+SPEC: Final = FormSpec(
+    DeclarationType.ANNUAL_BASE,
+    "每年只可申报一次。申报工资为上年度月平均工资；低于缴费基数下限的按下限、"
+    "高于上限的按上限核定。",
+    (Section("申报", (FieldSpec("year", "申报年度", FieldKind.YEAR, required=True), LINES)),),
 )
 
 
@@ -58,10 +70,10 @@ class AnnualBaseRules:
     """DOMAIN §5.5 with V-BASE-01/02/03, V-DUP-03, V-STAT-01, V-DATE-01, V-UNIT-01."""
 
     type: DeclarationType = DeclarationType.ANNUAL_BASE
-    fields: tuple[FieldSpec, ...] = FIELDS
+    spec: FormSpec = SPEC
 
     def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
-        r = FormReader(payload, FIELDS)
+        r = FormReader(payload, SPEC.fields)
         r.findings.extend(unit_findings(ctx))
         filed = ctx.filed_on.year
         year = r.integer("year", low=1990, high=2100)
@@ -80,7 +92,7 @@ class AnnualBaseRules:
         lines = []
         for index, raw in enumerate(raw_lines):
             line = FormReader(
-                ignore_computed(raw, ("base",)), LINE_FIELDS, prefix=f"lines[{index}]."
+                ignore_computed(raw, LINES.computed), LINES.columns, prefix=f"lines[{index}]."
             )
             self._line(line, ctx, year=year, index=index, seen=seen, pending=pending)
             lines.append(line.out)

@@ -23,7 +23,6 @@ from declare_app._retirement import (
 from declare_app._rules._context import RuleContext
 from declare_app._rules._forms import (
     FORM_INVALID,
-    FieldSpec,
     FormReader,
     first_part,
     money_text,
@@ -31,16 +30,17 @@ from declare_app._rules._forms import (
     parse_month_text,
 )
 from declare_app._rules._master import Enrolment, Person, person_in_unit
+from declare_app._rules._spec import FieldKind, FieldSpec, choices_of
 from declare_app.interfaces import Finding
 
 # Our rule ids for checks DOMAIN §6 describes without numbering (see __init__).
 STATUS_RULE: Final = "V-STAT-01"  # the person's enrolment state does not allow it
 UNIT_PROOF_RULE: Final = "V-UNIT-02"  # unit identity changes need proof
 
-GENDER_CHOICES: Final = vocabulary.GENDERS
+GENDER_CHOICES: Final = choices_of(vocabulary.GENDERS)
 GENDER_ALIASES: Final = {"M": "1", "F": "2", "m": "1", "f": "2"}
-STAFF_KIND_CHOICES: Final = vocabulary.STAFF_KINDS
-INSURANCE_CHOICES: Final = vocabulary.INSURANCES
+STAFF_KIND_CHOICES: Final = choices_of(vocabulary.STAFF_KINDS)
+INSURANCE_CHOICES: Final = choices_of(vocabulary.INSURANCES)
 PERSON_NUMBER = re.compile(r"[0-9A-Za-z]{6,20}")
 REDUCE_REASONS: Final = vocabulary.REDUCE_REASONS  # 31/32/33 terminate
 TERMINATING_REASONS: Final = frozenset({"31", "32", "33"})
@@ -304,12 +304,30 @@ def clamp_wage(
     return base
 
 
-def unit_person_fields(*, person_no_required: bool = True) -> tuple[FieldSpec, ...]:
-    return (
-        FieldSpec("person_no", "个人编号", "text", required=person_no_required, max_length=20),
-        FieldSpec("name", "姓名", "text", required=True, max_length=50),
-        FieldSpec("id_number", "公民身份号码", "text", required=True, max_length=32),
+# The fields that name a person of the unit (read by :func:`read_unit_person`).
+NAME_FIELD: Final = FieldSpec("name", "姓名", required=True, max_length=50)
+ID_NUMBER_FIELD: Final = FieldSpec(
+    "id_number",
+    "公民身份号码",
+    FieldKind.ID_NUMBER,
+    required=True,
+    max_length=32,
+    hint="18位，末位校验码可为 X",
+)
+
+
+def person_no_field(*, required: bool = True) -> FieldSpec:
+    return FieldSpec(
+        "person_no",
+        "个人编号",
+        required=required,
+        max_length=20,
+        hint="经办机构分配的个人编号（社会保险号）",
     )
+
+
+def unit_person_fields(*, person_no_required: bool = True) -> tuple[FieldSpec, ...]:
+    return (person_no_field(required=person_no_required), NAME_FIELD, ID_NUMBER_FIELD)
 
 
 def read_unit_person(reader: FormReader, ctx: RuleContext) -> tuple[Person, list[Enrolment]] | None:

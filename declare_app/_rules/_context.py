@@ -10,8 +10,8 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from declare_app._contributions import RateTable
-from declare_app._rules._forms import FieldSpec
 from declare_app._rules._master import UnitStanding
+from declare_app._rules._spec import FormSpec
 from declare_app.interfaces import DeclarationType, Finding
 
 
@@ -78,7 +78,7 @@ class TypeRules(Protocol):
     """The rules of one declaration type."""
 
     type: DeclarationType
-    fields: tuple[FieldSpec, ...]
+    spec: FormSpec  # the form: what check reads, what the pages and the API show
 
     def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
         """Normalise and validate (DOMAIN §6); reads master data, writes nothing."""

@@ -1,4 +1,4 @@
-"""Reading a declaration form: field specs, value parsers, findings.
+"""Reading a declaration form against its spec (:mod:`._spec`): value parsers, findings.
 
 A payload comes from an HTML form (every value a string) or the JSON API (strings,
 numbers, lists).  :class:`FormReader` reads it field by field: each parser stores the
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -22,9 +21,9 @@ from typing import Any, Final
 from declare_app import _vocabulary as vocabulary
 from declare_app._contributions import Insurance, missing_companions
 from declare_app._retirement import YearMonth
+from declare_app._rules._spec import FieldKind, FieldSpec
 from declare_app.interfaces import Finding
 
-MAX_TEXT: Final = 200  # a form field, unless its spec says otherwise
 MAX_LIST_ITEMS: Final = 20
 MAX_MONEY: Final = Decimal("100000000")  # 1e8 yuan a month: beyond any real wage
 
@@ -38,27 +37,6 @@ _PHONE = re.compile(r"\+?[0-9][0-9 \-]{4,22}[0-9]")
 _MONTH_FORMS = vocabulary.MONTH_FORMS
 _DATE_FORMS = vocabulary.DATE_FORMS
 _TIME = re.compile(r"(\d{1,2}):(\d{2})")
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """One field of a declaration form, for the web to render and the reader to check.
-
-    ``kind``: text, longtext (may hold line breaks), choice, date, month, datetime,
-    money, int, insurances (a list of AAE140 codes), lines (a list of sub-forms, see
-    ``line_fields``), computed (filled in by the service; ignored on input).
-    ``required`` is the static rule; some fields are required only in some cases (the
-    rules say which, with the same finding).
-    """
-
-    name: str
-    label: str  # Chinese, as the manual names it
-    kind: str
-    required: bool = False
-    choices: tuple[tuple[str, str], ...] = ()  # (value, Chinese label)
-    max_length: int = MAX_TEXT
-    help: str = ""
-    line_fields: tuple[FieldSpec, ...] = ()
 
 
 def month_text(month: YearMonth) -> str:
@@ -170,7 +148,7 @@ class FormReader:
             if spec.required if required is None else required:
                 self.missing(name, rule)
             return None
-        if _CONTROL.search(text) or (spec.kind != "longtext" and "\n" in text):
+        if _CONTROL.search(text) or (spec.kind is not FieldKind.TEXTAREA and "\n" in text):
             self._keep(name, _CONTROL.sub("", text).replace("\n", " "))
             self.error(name, FORM_INVALID, f"{spec.label}含有不允许的字符")
             return None
@@ -207,12 +185,12 @@ class FormReader:
             if spec.required if required is None else required:
                 self.missing(name, rule)
             return None
-        values = {v for v, _ in spec.choices}
-        by_label = {label: v for v, label in spec.choices}
+        values = {c.value for c in spec.choices}
+        by_label = {c.label: c.value for c in spec.choices}
         value = text if text in values else by_label.get(text) or (aliases or {}).get(text)
         if value is None:
             self._keep(name, text)
-            allowed = "、".join(f"{v} {label}" if v != label else v for v, label in spec.choices)
+            allowed = "、".join(c.text for c in spec.choices)
             self.error(name, FORM_INVALID, f"{spec.label}应为：{allowed}"[:300])
             return None
         self.out[name] = value
@@ -442,9 +420,9 @@ def first_part(message: str) -> str:
     return message.split(" / ", 1)[0]
 
 
-def ignore_computed(payload: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    """The payload without fields the service computes (they come back recomputed)."""
-    drop = set(names)
+def ignore_computed(payload: Mapping[str, Any], fields: Iterable[FieldSpec]) -> dict[str, Any]:
+    """The payload without the *fields* the service computes (they come back recomputed)."""
+    drop = {f.name for f in fields}
     return {k: v for k, v in payload.items() if k not in drop}
 
 

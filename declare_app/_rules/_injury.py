@@ -21,6 +21,9 @@ from declare_app._retirement import YearMonth
 from declare_app._rules._common import (
     GENDER_ALIASES,
     GENDER_CHOICES,
+    ID_NUMBER_FIELD,
+    NAME_FIELD,
+    person_no_field,
     read_unit_person,
     unit_findings,
     unit_person_fields,
@@ -28,60 +31,170 @@ from declare_app._rules._common import (
 from declare_app._rules._context import Checked, RuleContext
 from declare_app._rules._forms import (
     FORM_INVALID,
-    FieldSpec,
     FormReader,
     ignore_computed,
     parse_month_text,
 )
 from declare_app._rules._master import pending_payloads
+from declare_app._rules._spec import (
+    FieldKind,
+    FieldSpec,
+    FormSpec,
+    Section,
+    choices_of,
+    computed,
+)
 from declare_app._schema import injury_appraisals, injury_cases
 from declare_app.interfaces import DeclarationType
 
 INJ_REQUIRED: Final = "V-INJ-01"
 APP_RULE: Final = "V-APP-01"
 
-ACCIDENT_FIELDS: Final = (
-    *unit_person_fields(person_no_required=False),
-    FieldSpec("gender", "性别", "choice", required=True, choices=GENDER_CHOICES),
-    FieldSpec("birth_date", "出生日期", "date", required=True),
-    FieldSpec("job", "职业/工种/工作岗位", "text", required=True, max_length=100),
-    FieldSpec("work_start_date", "参加工作时间", "date"),
-    FieldSpec("accident_time", "事故时间", "datetime", required=True),
-    FieldSpec("accident_place", "事故地点", "text", required=True),
-    FieldSpec("accident_cause", "主要原因", "text", required=True),
-    FieldSpec("diagnosis_date", "诊断时间", "date", required=True),
-    FieldSpec("injury_part", "受伤害部位", "text", required=True, max_length=100),
-    FieldSpec("injury_degree", "伤害程度", "text", required=True, max_length=100),
-    FieldSpec("disease_name", "职业病名称", "text", max_length=100),
-    FieldSpec("exposure_post", "接触职业病危害岗位", "text", max_length=100),
-    FieldSpec("exposure_period", "接触职业病危害时间", "text", max_length=100),
-    FieldSpec("description", "受伤害经过简述", "longtext", required=True, max_length=2000),
-    FieldSpec("request", "申请事项", "longtext", required=True, max_length=500),
-    FieldSpec("materials", "提交材料", "longtext", required=True, max_length=500),
-    FieldSpec("extension_ref", "延期批准文号", "text", max_length=100),
-    FieldSpec("contact_name", "联系人", "text", required=True, max_length=50),
-    FieldSpec("contact_phone", "联系电话", "text", required=True, max_length=32),
-    FieldSpec("deadline", "申报期限", "computed"),
-    FieldSpec("late", "逾期申报", "computed"),
+_CONTACT: Final = (
+    FieldSpec("contact_name", "联系人", required=True, max_length=50),
+    FieldSpec("contact_phone", "联系电话", FieldKind.TEL, required=True, max_length=32),
+)
+
+ACCIDENT_SPEC: Final = FormSpec(
+    DeclarationType.INJURY_ACCIDENT,
+    "职工发生事故伤害或被诊断、鉴定为职业病，用人单位应自事故伤害发生之日或被诊断、"
+    "鉴定为职业病之日起30日内提出工伤认定申请（工伤保险条例第17条）；"
+    "逾期申报的，请填写延期批准文号。",
+    (
+        Section(
+            "受伤害职工",
+            (
+                person_no_field(required=False),
+                NAME_FIELD,
+                FieldSpec(
+                    "gender", "性别", FieldKind.SELECT, required=True, choices=GENDER_CHOICES
+                ),
+                FieldSpec("birth_date", "出生日期", FieldKind.DATE, required=True),
+                ID_NUMBER_FIELD,
+                FieldSpec(
+                    "job",
+                    "职业/工种/工作岗位",
+                    required=True,
+                    max_length=100,
+                    hint="事业单位填职业类别，企业填岗位/工种",
+                ),
+                FieldSpec("work_start_date", "参加工作时间", FieldKind.DATE),
+            ),
+        ),
+        Section(
+            "事故情况",
+            (
+                FieldSpec("accident_time", "事故时间", FieldKind.DATETIME, required=True),
+                FieldSpec("accident_place", "事故地点", required=True, max_length=200),
+                FieldSpec("accident_cause", "主要原因", required=True, max_length=200),
+                FieldSpec(
+                    "diagnosis_date",
+                    "诊断时间",
+                    FieldKind.DATE,
+                    required=True,
+                    hint="初诊时间；职业病按确诊时间",
+                ),
+                FieldSpec("injury_part", "受伤害部位", required=True, max_length=100),
+                FieldSpec("injury_degree", "伤害程度", required=True, max_length=100),
+                FieldSpec("disease_name", "职业病名称", max_length=100),
+                FieldSpec("exposure_post", "接触职业病危害岗位", max_length=100),
+                FieldSpec("exposure_period", "接触职业病危害时间", max_length=100),
+                FieldSpec(
+                    "description",
+                    "受伤害经过简述",
+                    FieldKind.TEXTAREA,
+                    required=True,
+                    max_length=2000,
+                    hint="时间、地点、当时所从事的工作、受伤害原因、伤害部位和程度",
+                ),
+            ),
+        ),
+        Section(
+            "申请",
+            (
+                FieldSpec(
+                    "request",
+                    "申请事项",
+                    FieldKind.TEXTAREA,
+                    required=True,
+                    max_length=500,
+                    default="申请认定为工伤",
+                ),
+                FieldSpec(
+                    "materials",
+                    "提交材料",
+                    FieldKind.TEXTAREA,
+                    required=True,
+                    max_length=500,
+                    hint="劳动合同或劳动关系证明、诊断证明书等",
+                ),
+                FieldSpec(
+                    "extension_ref", "延期批准文号", max_length=100, hint="超过30日申报时填写"
+                ),
+                *_CONTACT,
+            ),
+        ),
+    ),
+    computed=(computed("deadline", "申报期限"), computed("late", "逾期申报")),
 )
 
 APPRAISAL_KINDS: Final = vocabulary.APPRAISAL_KINDS
 _KIND_NAMES: Final = {"1": "initial", "2": "again", "3": "review"}
 APPLICANT_KINDS: Final = vocabulary.APPLICANT_KINDS
 
-APPRAISAL_FIELDS: Final = (
-    *unit_person_fields(),
-    FieldSpec("decision_no", "工伤认定决定书编号", "text", required=True, max_length=32),
-    FieldSpec("decision_date", "工伤认定决定日期", "date", required=True),
-    FieldSpec("injury_part", "受伤部位", "text", required=True, max_length=100),
-    FieldSpec("hospital", "治疗医院", "text", required=True, max_length=100),
-    FieldSpec("stable_date", "治疗终结/伤情稳定日期", "date", required=True),
-    FieldSpec("appraisal_kind", "申请类型", "choice", required=True, choices=APPRAISAL_KINDS),
-    FieldSpec("previous_conclusion_date", "上次鉴定结论日期", "date"),
-    FieldSpec("applicant_kind", "申请人类型", "choice", required=True, choices=APPLICANT_KINDS),
-    FieldSpec("materials", "病历材料", "longtext", required=True, max_length=500),
-    FieldSpec("contact_name", "联系人", "text", required=True, max_length=50),
-    FieldSpec("contact_phone", "联系电话", "text", required=True, max_length=32),
+APPRAISAL_SPEC: Final = FormSpec(
+    DeclarationType.INJURY_APPRAISAL,
+    "工伤职工经治疗伤情相对稳定后存在残疾、影响劳动能力的，应当进行劳动能力鉴定"
+    "（工伤保险条例第21条）。再次鉴定应在收到鉴定结论之日起15日内申请；"
+    "复查鉴定须在鉴定结论作出1年后申请。",
+    (
+        Section("职工", unit_person_fields()),
+        Section(
+            "工伤认定",
+            (
+                FieldSpec("decision_no", "工伤认定决定书编号", required=True, max_length=32),
+                FieldSpec("decision_date", "工伤认定决定日期", FieldKind.DATE, required=True),
+                FieldSpec("injury_part", "受伤部位", required=True, max_length=100),
+                FieldSpec("hospital", "治疗医院", required=True, max_length=100),
+                FieldSpec("stable_date", "治疗终结/伤情稳定日期", FieldKind.DATE, required=True),
+            ),
+        ),
+        Section(
+            "申请",
+            (
+                FieldSpec(
+                    "appraisal_kind",
+                    "申请类型",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=choices_of(APPRAISAL_KINDS),
+                ),
+                FieldSpec(
+                    "previous_conclusion_date",
+                    "上次鉴定结论日期",
+                    FieldKind.DATE,
+                    hint="再次鉴定、复查鉴定时填写",
+                ),
+                FieldSpec(
+                    "applicant_kind",
+                    "申请人类型",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=choices_of(APPLICANT_KINDS),
+                    default="1",
+                ),
+                FieldSpec(
+                    "materials",
+                    "病历材料",
+                    FieldKind.TEXTAREA,
+                    required=True,
+                    max_length=500,
+                    hint="工伤认定决定书、病历、检查报告等",
+                ),
+                *_CONTACT,
+            ),
+        ),
+    ),
 )
 
 
@@ -90,12 +203,12 @@ class InjuryAccidentRules:
     30-day deadline), V-DUP-03, V-STAT-01, V-ID-06/07, V-UNIT-01."""
 
     type: DeclarationType = DeclarationType.INJURY_ACCIDENT
-    fields: tuple[FieldSpec, ...] = ACCIDENT_FIELDS
+    spec: FormSpec = ACCIDENT_SPEC
 
     def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
         r = FormReader(
-            ignore_computed(payload, ("deadline", "late")),
-            ACCIDENT_FIELDS,
+            ignore_computed(payload, ACCIDENT_SPEC.computed),
+            ACCIDENT_SPEC.fields,
             required_rule=INJ_REQUIRED,
         )
         r.findings.extend(unit_findings(ctx))
@@ -239,10 +352,10 @@ class InjuryAppraisalRules:
     re-appraisal within 15 days of the conclusion, a review at least a year after."""
 
     type: DeclarationType = DeclarationType.INJURY_APPRAISAL
-    fields: tuple[FieldSpec, ...] = APPRAISAL_FIELDS
+    spec: FormSpec = APPRAISAL_SPEC
 
     def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
-        r = FormReader(payload, APPRAISAL_FIELDS)
+        r = FormReader(payload, APPRAISAL_SPEC.fields)
         r.findings.extend(unit_findings(ctx))
         found = read_unit_person(r, ctx)
         number = r.text("decision_no")

@@ -32,7 +32,6 @@ from declare_app._rules._common import (
 from declare_app._rules._context import Checked, RuleContext
 from declare_app._rules._forms import (
     FORM_INVALID,
-    FieldSpec,
     FormReader,
     chosen_labels,
     ignore_computed,
@@ -49,27 +48,73 @@ from declare_app._rules._master import (
     pending_payloads,
     person_in_unit,
 )
+from declare_app._rules._spec import (
+    FieldKind,
+    FieldSpec,
+    FormSpec,
+    Section,
+    choices_of,
+    computed,
+)
 from declare_app.interfaces import DeclarationType
 
 CHANGE_REASONS: Final = vocabulary.INSURANCE_CHANGE_REASONS
 ADD_REASONS: Final = frozenset({"1", "2", "3", "9"})
 REDUCE_REASONS: Final = frozenset({"4", "9"})
 
-ADD_FIELDS: Final = (
-    *unit_person_fields(),
-    FieldSpec("insurances", "增加险种", "insurances", required=True, choices=INSURANCE_CHOICES),
-    FieldSpec("reason", "变动原因", "choice", required=True, choices=CHANGE_REASONS),
-    FieldSpec("start_month", "开始缴费年月", "month", required=True),
-    FieldSpec("base", "缴费基数", "money", required=True),
-    FieldSpec("remark", "备注", "longtext", max_length=500, help="变动原因为“其他”时必填"),
-    FieldSpec("assessed_base", "核定缴费基数", "computed"),
+
+_REASON: Final = FieldSpec(
+    "reason", "变动原因", FieldKind.SELECT, required=True, choices=choices_of(CHANGE_REASONS)
 )
-REDUCE_FIELDS: Final = (
-    *unit_person_fields(),
-    FieldSpec("insurances", "减少险种", "insurances", required=True, choices=INSURANCE_CHOICES),
-    FieldSpec("reason", "变动原因", "choice", required=True, choices=CHANGE_REASONS),
-    FieldSpec("stop_month", "停止缴费年月", "month", required=True),
-    FieldSpec("remark", "备注", "longtext", max_length=500, help="变动原因为“其他”时必填"),
+_REMARK: Final = FieldSpec(
+    "remark", "备注", FieldKind.TEXTAREA, max_length=500, hint="变动原因为“其他”时必填"
+)
+
+ADD_SPEC: Final = FormSpec(
+    DeclarationType.INSURANCE_ADD,
+    "为已参保人员增加参保险种。职工基本医疗保险与生育保险须同时增加。",
+    (
+        Section("人员", unit_person_fields()),
+        Section(
+            "增加险种",
+            (
+                FieldSpec(
+                    "insurances",
+                    "增加险种",
+                    FieldKind.MULTI,
+                    required=True,
+                    choices=INSURANCE_CHOICES,
+                ),
+                _REASON,
+                FieldSpec("start_month", "开始缴费年月", FieldKind.MONTH, required=True),
+                FieldSpec("base", "缴费基数", FieldKind.MONEY, required=True, hint="元/月"),
+                _REMARK,
+            ),
+        ),
+    ),
+    computed=(computed("assessed_base", "核定缴费基数"),),
+)
+REDUCE_SPEC: Final = FormSpec(
+    DeclarationType.INSURANCE_REDUCE,
+    "为参保人员停止部分险种。职工基本医疗保险与生育保险须同时减少。",
+    (
+        Section("人员", unit_person_fields()),
+        Section(
+            "减少险种",
+            (
+                FieldSpec(
+                    "insurances",
+                    "减少险种",
+                    FieldKind.MULTI,
+                    required=True,
+                    choices=INSURANCE_CHOICES,
+                ),
+                _REASON,
+                FieldSpec("stop_month", "停止缴费年月", FieldKind.MONTH, required=True),
+                _REMARK,
+            ),
+        ),
+    ),
 )
 
 
@@ -105,10 +150,10 @@ class InsuranceAddRules:
     V-STAT-01, V-UNIT-01."""
 
     type: DeclarationType = DeclarationType.INSURANCE_ADD
-    fields: tuple[FieldSpec, ...] = ADD_FIELDS
+    spec: FormSpec = ADD_SPEC
 
     def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
-        r = FormReader(ignore_computed(payload, ("assessed_base",)), ADD_FIELDS)
+        r = FormReader(ignore_computed(payload, ADD_SPEC.computed), ADD_SPEC.fields)
         r.findings.extend(unit_findings(ctx))
         found = read_unit_person(r, ctx)
         here_open = open_insurances(found[1]) if found else set()
@@ -197,10 +242,10 @@ class InsuranceReduceRules:
     """DOMAIN §5.3 (reduce): V-INS-01, V-DATE-01, V-DUP-03, V-STAT-01, V-UNIT-01."""
 
     type: DeclarationType = DeclarationType.INSURANCE_REDUCE
-    fields: tuple[FieldSpec, ...] = REDUCE_FIELDS
+    spec: FormSpec = REDUCE_SPEC
 
     def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
-        r = FormReader(payload, REDUCE_FIELDS)
+        r = FormReader(payload, REDUCE_SPEC.fields)
         r.findings.extend(unit_findings(ctx))
         found = read_unit_person(r, ctx)
         here_open = open_insurances(found[1]) if found else set()

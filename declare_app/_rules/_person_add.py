@@ -26,7 +26,9 @@ from declare_app._retirement import YearMonth
 from declare_app._rules._common import (
     GENDER_ALIASES,
     GENDER_CHOICES,
+    ID_NUMBER_FIELD,
     INSURANCE_CHOICES,
+    NAME_FIELD,
     PERSON_NUMBER,
     STAFF_KIND_CHOICES,
     STATUS_RULE,
@@ -43,7 +45,6 @@ from declare_app._rules._common import (
 from declare_app._rules._context import Checked, RuleContext
 from declare_app._rules._forms import (
     FORM_INVALID,
-    FieldSpec,
     FormReader,
     ignore_computed,
     to_fen,
@@ -61,6 +62,14 @@ from declare_app._rules._master import (
     person_by_id_number,
     update_person,
 )
+from declare_app._rules._spec import (
+    FieldKind,
+    FieldSpec,
+    FormSpec,
+    Section,
+    choices_of,
+    computed,
+)
 from declare_app.interfaces import DeclarationType
 
 NATIONS: Final = vocabulary.NATIONS
@@ -75,39 +84,146 @@ _ID_KIND_OF_TYPE: Final = {
 ADD_TYPES: Final = vocabulary.ADD_TYPES
 EMPLOYMENT_FORMS: Final = vocabulary.EMPLOYMENT_FORMS
 
-FIELDS: Final = (
-    FieldSpec("name", "姓名", "text", required=True, max_length=50),
-    FieldSpec("gender", "性别", "choice", choices=GENDER_CHOICES, help="留空则按身份号码填写"),
-    FieldSpec("birth_month", "出生年月", "month", help="留空则按身份号码填写"),
-    FieldSpec("id_type", "证件类型", "choice", choices=ID_TYPES, help="默认居民身份证"),
-    FieldSpec("id_number", "公民身份号码", "text", required=True, max_length=32),
-    FieldSpec("nation", "民族", "choice", choices=NATIONS, help="居民身份证必填"),
-    FieldSpec("hukou_type", "户口性质", "choice", choices=vocabulary.HUKOU_TYPES),
-    FieldSpec("hukou_address", "户籍地址", "text"),
-    FieldSpec("staff_kind", "人员身份", "choice", required=True, choices=STAFF_KIND_CHOICES),
-    FieldSpec("employment_form", "用工形式", "choice", choices=EMPLOYMENT_FORMS, help="默认合同工"),
-    FieldSpec("work_start_month", "参加工作年月", "month"),
-    FieldSpec("hire_date", "本单位入职日期", "date", required=True),
-    FieldSpec("insurances", "参保险种", "insurances", required=True, choices=INSURANCE_CHOICES),
-    FieldSpec("add_type", "增员类型", "choice", required=True, choices=ADD_TYPES),
-    FieldSpec("start_month", "参保（开始缴费）年月", "month", required=True),
-    FieldSpec("monthly_wage", "月缴费工资（基数）", "money", required=True),
-    FieldSpec("person_no", "个人编号", "text", max_length=20, help="续保、区内转入必填"),
-    FieldSpec("phone", "联系电话", "text", max_length=32),
-    FieldSpec("address", "联系地址", "text"),
-    FieldSpec("remark", "备注", "longtext", max_length=500, help="如军转干部、港澳台/外籍"),
-    FieldSpec("transfer_doc", "转移接续凭证编号", "text", help="区外转入时填写"),
-    FieldSpec(
-        "flexible_agreement",
-        "弹性延迟退休协议",
-        "text",
-        help="已达法定退休年龄仍继续参保时填写协议编号或说明",
+SPEC: Final = FormSpec(
+    DeclarationType.PERSON_ADD,
+    "用人单位应自用工之日起30日内为职工申请办理社会保险登记（社会保险法第58条）。"
+    "首次参保（A）仅限从未参保人员；已参保人员按续保（B）或转入（C、D）办理。",
+    (
+        Section(
+            "基本信息",
+            (
+                NAME_FIELD,
+                FieldSpec(
+                    "gender",
+                    "性别",
+                    FieldKind.SELECT,
+                    choices=GENDER_CHOICES,
+                    hint="留空则按身份号码填写",
+                ),
+                FieldSpec("birth_month", "出生年月", FieldKind.MONTH, hint="留空则按身份号码填写"),
+                FieldSpec(
+                    "id_type",
+                    "证件类型",
+                    FieldKind.SELECT,
+                    choices=choices_of(ID_TYPES),
+                    default="01",
+                    hint="默认居民身份证",
+                ),
+                ID_NUMBER_FIELD,
+                FieldSpec(
+                    "nation",
+                    "民族",
+                    FieldKind.SELECT,
+                    choices=choices_of(NATIONS),
+                    default="01",
+                    hint="居民身份证必填",
+                ),
+                FieldSpec(
+                    "hukou_type",
+                    "户口性质",
+                    FieldKind.SELECT,
+                    choices=choices_of(vocabulary.HUKOU_TYPES),
+                    hint="居民身份证必填",
+                ),
+                FieldSpec("hukou_address", "户籍地址", max_length=200),
+                FieldSpec(
+                    "staff_kind",
+                    "人员身份",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=STAFF_KIND_CHOICES,
+                    hint="干部/工人，决定法定退休年龄",
+                ),
+            ),
+        ),
+        Section(
+            "就业与参保",
+            (
+                FieldSpec(
+                    "employment_form",
+                    "用工形式",
+                    FieldKind.SELECT,
+                    choices=choices_of(EMPLOYMENT_FORMS),
+                    default="1",
+                    hint="默认合同工",
+                ),
+                FieldSpec("work_start_month", "参加工作年月", FieldKind.MONTH),
+                FieldSpec("hire_date", "本单位入职日期", FieldKind.DATE, required=True),
+                FieldSpec(
+                    "insurances",
+                    "参保险种",
+                    FieldKind.MULTI,
+                    required=True,
+                    choices=INSURANCE_CHOICES,
+                    default=("110", "210", "310", "410", "510"),
+                    hint="职工基本医疗保险与生育保险须同时参保",
+                ),
+                FieldSpec(
+                    "add_type",
+                    "增员类型",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=choices_of(ADD_TYPES),
+                ),
+                FieldSpec("start_month", "参保（开始缴费）年月", FieldKind.MONTH, required=True),
+                FieldSpec(
+                    "monthly_wage",
+                    "月缴费工资（基数）",
+                    FieldKind.MONEY,
+                    required=True,
+                    hint="元；低于下限按下限、高于上限按上限核定",
+                ),
+                FieldSpec(
+                    "person_no",
+                    "个人编号",
+                    max_length=20,
+                    hint="续保（B）、区内转入（D）必填；首次参保不填，审核通过后分配",
+                ),
+                FieldSpec(
+                    "transfer_doc",
+                    "转移接续凭证编号",
+                    max_length=50,
+                    hint="区外转入（C）时填写",
+                ),
+            ),
+        ),
+        Section(
+            "联系方式与备注",
+            (
+                FieldSpec("phone", "联系电话", FieldKind.TEL, max_length=32),
+                FieldSpec("address", "联系地址", max_length=200),
+                FieldSpec(
+                    "remark",
+                    "备注",
+                    FieldKind.TEXTAREA,
+                    max_length=500,
+                    hint="特殊身份请注明，如军转干部、港澳台人员、外籍人员",
+                ),
+                FieldSpec(
+                    "flexible_agreement",
+                    "弹性延迟退休协议",
+                    max_length=100,
+                    hint="已达法定退休年龄仍继续参保时填写协议编号或说明",
+                ),
+            ),
+        ),
     ),
-    FieldSpec("base", "核定缴费基数", "computed", help="按缴费基数上下限核定"),
-    FieldSpec("birth_date", "出生日期", "computed", help="按身份号码"),
+    computed=(
+        computed("base", "核定缴费基数", hint="按缴费基数上下限核定"),
+        computed("birth_date", "出生日期", hint="按身份号码"),
+    ),
 )
-_COMPUTED: Final = ("base", "birth_date")
-BATCH_FIELDS: Final = (FieldSpec("lines", "人员明细", "lines", required=True, line_fields=FIELDS),)
+# An uploaded file: one person-add form per line (:mod:`declare_app._batch`).
+BATCH_FIELDS: Final = (
+    FieldSpec(
+        "lines",
+        "人员明细",
+        FieldKind.LINES,
+        required=True,
+        columns=SPEC.fields,
+        computed=SPEC.computed,
+    ),
+)
 
 
 class PersonAddRules:
@@ -115,7 +231,7 @@ class PersonAddRules:
     V-DATE-01/02, V-INS-01, V-RATE-02, V-UNIT-01."""
 
     type: DeclarationType = DeclarationType.PERSON_ADD
-    fields: tuple[FieldSpec, ...] = FIELDS
+    spec: FormSpec = SPEC
 
     def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
         if "lines" in payload:
@@ -170,7 +286,7 @@ class PersonAddRules:
     ) -> tuple[FormReader, str | None]:
         """One person's form (without the unit's findings); *pending* is the batch's
         V-DUP-03 index and *pool* its persons (``None``: query for this one person)."""
-        r = FormReader(ignore_computed(payload, _COMPUTED), FIELDS, prefix=prefix)
+        r = FormReader(ignore_computed(payload, SPEC.computed), SPEC.fields, prefix=prefix)
         form = _Form(
             name=r.text("name"),
             gender=r.choice("gender", aliases=GENDER_ALIASES),

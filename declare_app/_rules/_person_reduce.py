@@ -27,7 +27,6 @@ from declare_app._rules._common import (
 )
 from declare_app._rules._context import Checked, RuleContext
 from declare_app._rules._forms import (
-    FieldSpec,
     FormReader,
     month_text,
     parse_month_text,
@@ -40,21 +39,44 @@ from declare_app._rules._master import (
     person_in_unit,
     update_person,
 )
+from declare_app._rules._spec import FieldKind, FieldSpec, FormSpec, Section, choices_of
 from declare_app.interfaces import DeclarationType
 
-FIELDS: Final = (
-    *unit_person_fields(),
-    FieldSpec("reason", "减员原因", "choice", required=True, choices=REDUCE_REASONS),
-    FieldSpec("stop_month", "停保（终止）年月", "month", required=True),
-    FieldSpec("leave_date", "离职日期", "date"),
-    FieldSpec(
-        "evidence",
-        "证明材料",
-        "longtext",
-        max_length=500,
-        help="解除劳动合同证明、退休审批表、死亡证明的名称与编号",
+SPEC: Final = FormSpec(
+    DeclarationType.PERSON_REDUCE,
+    "退休、死亡、出国（境）定居为终止参保，其他原因为暂停参保。"
+    "解除劳动合同、退休、死亡须提供相应证明材料。",
+    (
+        Section("人员", unit_person_fields()),
+        Section(
+            "减员信息",
+            (
+                FieldSpec(
+                    "reason",
+                    "减员原因",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=choices_of(REDUCE_REASONS),
+                ),
+                FieldSpec("stop_month", "停保（终止）年月", FieldKind.MONTH, required=True),
+                FieldSpec("leave_date", "离职日期", FieldKind.DATE),
+                FieldSpec(
+                    "evidence",
+                    "证明材料",
+                    FieldKind.TEXTAREA,
+                    max_length=500,
+                    hint="如解除劳动合同证明、退休审批表、死亡证明的名称与编号",
+                ),
+                FieldSpec(
+                    "remark",
+                    "备注",
+                    FieldKind.TEXTAREA,
+                    max_length=500,
+                    hint="减员原因为“其他”时必填",
+                ),
+            ),
+        ),
     ),
-    FieldSpec("remark", "备注", "longtext", max_length=500, help="减员原因为“其他”时必填"),
 )
 
 
@@ -62,10 +84,10 @@ class PersonReduceRules:
     """DOMAIN §5.4 with V-RED-01/02, V-DATE-01, V-DUP-03, V-STAT-01, V-UNIT-01."""
 
     type: DeclarationType = DeclarationType.PERSON_REDUCE
-    fields: tuple[FieldSpec, ...] = FIELDS
+    spec: FormSpec = SPEC
 
     def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
-        r = FormReader(payload, FIELDS)
+        r = FormReader(payload, SPEC.fields)
         r.findings.extend(unit_findings(ctx))
         found = read_unit_person(r, ctx)
         reason = r.choice("reason")

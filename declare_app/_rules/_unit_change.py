@@ -20,8 +20,9 @@ from declare_app._identifiers import check_uscc
 from declare_app._person_id import check_person_id
 from declare_app._rules._common import UNIT_PROOF_RULE, unit_findings
 from declare_app._rules._context import Checked, RuleContext
-from declare_app._rules._forms import FORM_INVALID, FieldSpec, FormReader, first_part
+from declare_app._rules._forms import FORM_INVALID, FormReader, first_part
 from declare_app._rules._master import pending_payloads, unit_profile
+from declare_app._rules._spec import FieldKind, FieldSpec, FormSpec, Section, choices_of
 from declare_app._schema import unit_profiles, units
 from declare_app.interfaces import DeclarationType
 
@@ -66,18 +67,39 @@ _USCC_MESSAGES: Final = {
     "USCC-05": "统一社会信用代码中的组织机构代码校验码不符，请核对",
 }
 
-FIELDS: Final = (
-    FieldSpec("field", "变更项目", "choice", required=True, choices=UNIT_FIELDS),
-    FieldSpec("old_value", "变更前内容", "text", help="按登记信息填写"),
-    FieldSpec("new_value", "变更后内容", "text", required=True),
-    FieldSpec("effective_date", "变更日期", "date", required=True),
-    FieldSpec("reason", "变更原因", "longtext", max_length=500),
-    FieldSpec(
-        "attachments",
-        "附件材料",
-        "longtext",
-        max_length=500,
-        help="营业执照副本、变更通知书等；单位名称和统一社会信用代码变更必填",
+SPEC: Final = FormSpec(
+    DeclarationType.UNIT_CHANGE,
+    "单位登记事项发生变更的，应自变更之日起30日内申报（社会保险法第57条）。"
+    "统一社会信用代码、单位名称变更须与营业执照等证照一致。",
+    (
+        Section(
+            "变更事项",
+            (
+                FieldSpec(
+                    "field",
+                    "变更项目",
+                    FieldKind.SELECT,
+                    required=True,
+                    choices=choices_of(UNIT_FIELDS),
+                ),
+                FieldSpec("old_value", "变更前内容", max_length=200, hint="按登记信息填写"),
+                FieldSpec("new_value", "变更后内容", required=True, max_length=200),
+                FieldSpec("effective_date", "变更日期", FieldKind.DATE, required=True),
+                FieldSpec("reason", "变更原因", FieldKind.TEXTAREA, max_length=500),
+            ),
+        ),
+        Section(
+            "材料",
+            (
+                FieldSpec(
+                    "attachments",
+                    "附件材料",
+                    FieldKind.TEXTAREA,
+                    max_length=500,
+                    hint="营业执照副本、变更通知书等；单位名称和统一社会信用代码变更必填",
+                ),
+            ),
+        ),
     ),
 )
 
@@ -96,10 +118,10 @@ class UnitChangeRules:
     V-DATE-03, V-UNIT-02, V-DUP-03, V-UNIT-01."""
 
     type: DeclarationType = DeclarationType.UNIT_CHANGE
-    fields: tuple[FieldSpec, ...] = FIELDS
+    spec: FormSpec = SPEC
 
     def check(self, ctx: RuleContext, payload: Mapping[str, Any]) -> Checked:
-        r = FormReader(payload, FIELDS)
+        r = FormReader(payload, SPEC.fields)
         r.findings.extend(unit_findings(ctx))
         field = r.choice("field")
         declared_old = r.text("old_value")

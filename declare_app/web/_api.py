@@ -11,10 +11,10 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from declare_app._rules import FORM_SPECS, FieldSpec, FormSpec
 from declare_app.interfaces import Declaration, DeclarationType, Finding
 from declare_app.web._app import JSON, Ctx, HttpError, Response, plain_json, status_param
 from declare_app.web._input import INPUT_RULE, payload_from_json
-from declare_app.web._specs import FORM_SPECS, FieldSpec, FormSpec
 from declare_app.web._views import fmt_time as _fmt_time
 
 MAX_LIST = 200

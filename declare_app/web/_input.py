@@ -3,9 +3,9 @@
 Bodies and query strings are decoded strictly (UTF-8, bounded field counts, JSON
 without NaN, duplicate keys or runaway nesting); a body that cannot be read is a
 :class:`MalformedInput` (HTTP 400).  A readable body becomes a payload through the
-type's :class:`~declare_app.web._specs.FormSpec`: only the spec's fields are taken
-(anything else in a form is ignored, anything else in JSON is refused), every value
-gets the shape its kind asks for, and what is wrong is a
+type's :class:`~declare_app._rules.FormSpec` (the rules' own spec): only its fields
+are taken (anything else in a form is ignored, anything else in JSON is refused),
+every value gets the shape its kind asks for, and what is wrong is a
 :class:`~declare_app.interfaces.Finding` with rule ``INPUT`` on that field, in
 Chinese (HTTP 422 / the form again with the message beside the field).
 
@@ -25,8 +25,8 @@ from datetime import date
 from typing import Any
 
 from declare_app import _vocabulary as vocabulary
+from declare_app._rules import FieldKind, FieldSpec, FormSpec
 from declare_app.interfaces import Finding
-from declare_app.web._specs import FieldKind, FieldSpec, FormSpec
 
 INPUT_RULE = "INPUT"
 MAX_LINE_ERRORS = 20  # per batch field; the rest are counted

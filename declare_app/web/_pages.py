@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection
 
+from declare_app._rules import FORM_SPECS, FormSpec
 from declare_app._voucher_pdf import VoucherView, voucher_pdf
 from declare_app.interfaces import (
     Actor,
@@ -39,7 +40,6 @@ from declare_app.web._app import (
     workflow_refusal,
 )
 from declare_app.web._input import ParsedPayload, RawValue, payload_from_form, raw_from_payload
-from declare_app.web._specs import FORM_SPECS, FormSpec
 from declare_app.web._templates import style_sheet
 from declare_app.web._views import (
     BEIJING,

@@ -32,6 +32,7 @@ from sqlalchemy import Connection
 import web
 from auth.console import StaffMember
 from declare_app import _vocabulary as vocabulary
+from declare_app._rules import FORM_SPECS
 from declare_app.interfaces import (
     Actor,
     Declaration,
@@ -40,7 +41,6 @@ from declare_app.interfaces import (
     NotFound,
     Status,
 )
-from declare_app.web._specs import FORM_SPECS
 from declare_app.web._views import display_sections, result_rows
 from web import Response, StaffCtx
 

@@ -13,19 +13,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from declare_app.interfaces import Declaration, DeclarationType, Finding, Status
-from declare_app.web._input import RawValue, field_of
-from declare_app.web._specs import (
-    APPRAISAL_KINDS,
+from declare_app._rules import (
     DERIVED_LABELS,
     FORM_SPECS,
-    INSURANCES,
-    RETURN_REASONS,
-    UNIT_FIELDS,
     FieldKind,
     FieldSpec,
     FormSpec,
+    choices_of,
 )
+from declare_app._vocabulary import APPRAISAL_KINDS, INSURANCES, RETURN_REASONS, UNIT_FIELDS, Codes
+from declare_app.interfaces import Declaration, DeclarationType, Finding, Status
+from declare_app.web._input import RawValue, field_of
 
 BEIJING = timezone(timedelta(hours=8), "北京时间")
 
@@ -413,8 +411,8 @@ def history_rows(history: Sequence[Mapping[str, Any]]) -> list[HistoryRow]:
     return rows
 
 
-def _codes(choices: Iterable[Any]) -> dict[str, str]:
-    return {c.value: c.text for c in choices}
+def _codes(codes: Codes) -> dict[str, str]:
+    return {c.value: c.text for c in choices_of(codes)}
 
 
 _INSURANCE_TEXT = _codes(INSURANCES)

@@ -48,6 +48,8 @@ from twisted.web.server import Site
 from auth import Identity, encode_assertion
 from declare_app._guard import IdentityGuardFactory
 from declare_app._person_id import check_person_id
+from declare_app._rules import FORM_SPECS, FieldKind
+from declare_app._vocabulary import RETURN_REASONS
 from declare_app.interfaces import (
     Actor,
     BatchLine,
@@ -63,7 +65,6 @@ from declare_app.interfaces import (
     NotFound,
     Status,
 )
-from declare_app.web._specs import FORM_SPECS, RETURN_REASONS, FieldKind
 from web import CsrfTokens
 
 BASE_FLOOR = 4812  # Zhejiang 2024 (DOMAIN §2.3), the fake's only limits

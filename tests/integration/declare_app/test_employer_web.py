@@ -6,8 +6,8 @@ a runner that gives each call its own transaction.  An employer adds a person th
 preview and submit, an auditor returns or approves through the workflow, and the
 employer sees the outcome, the history and the voucher; the forms show the
 workflow's Chinese findings beside their fields; the types it has not opened say so;
-no bad input reaches a 500.  The web's form specs are checked against the workflow's
-own field lists, so the two cannot drift apart.
+no bad input reaches a 500.  A form filled in through the API comes back from the
+rules with every field it offers, so the one spec cannot offer a field the rules drop.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from twisted.web.server import Site
 import audit
 from declare_app import person_id_check_char
 from declare_app._declarations import CHINA_TIME, Declarations
-from declare_app._rules import RULES, form_fields
+from declare_app._rules import FORM_SPECS, RULES, FieldKind, FieldSpec
 from declare_app.interfaces import Actor, DeclarationType, Status
-from declare_app.web import FORM_SPECS, FieldKind, employer_site, registry_unit_name
+from declare_app.web import employer_site, registry_unit_name
 from declare_app.web.testing import (
     ALICE,
     CSRF_KEY,
@@ -299,44 +299,50 @@ def test_no_bad_input_reaches_a_500(a: GuardedClient) -> None:
             assert r.status < 500, (method, path, body, r.status, r.text[:300])
 
 
-# -- the web's forms are the workflow's forms ------------------------------------------------
-
-_KINDS = {
-    "text": {FieldKind.TEXT, FieldKind.TEL, FieldKind.ID_NUMBER},
-    "longtext": {FieldKind.TEXTAREA},
-    "choice": {FieldKind.SELECT},
-    "insurances": {FieldKind.MULTI},
-    "date": {FieldKind.DATE},
-    "month": {FieldKind.MONTH},
-    "datetime": {FieldKind.DATETIME},
-    "money": {FieldKind.MONEY},
-    "int": {FieldKind.YEAR},
-    "lines": {FieldKind.LINES},
-}
+# -- one spec: what the form offers is what the rules read ---------------------------------
 
 
-@pytest.mark.parametrize("type", sorted(RULES, key=lambda t: t.value), ids=lambda t: t.value)
-def test_the_web_form_is_the_workflows_form(type: DeclarationType) -> None:
-    """For every type the workflow has opened: the same field names (its computed
-    fields are not inputs; the web orders them in sections of its own), compatible
-    kinds, the same required flags and choice codes, the same batch columns, and no web
-    limit above the workflow's."""
-    web = FORM_SPECS[type]
-    fields = [f for f in form_fields(type) if f.kind != "computed"]
-    assert sorted(f.name for f in fields) == sorted(web.fields_by_name)
-    for f in fields:
-        w = web.fields_by_name[f.name]
-        assert w.kind in _KINDS[f.kind], (f.name, f.kind, w.kind)
-        assert w.required == f.required, f.name
-        assert [c.value for c in w.choices] == [v for v, _ in f.choices], f.name
-        if f.kind == "lines":
-            columns = [c for c in f.line_fields if c.kind != "computed"]
-            assert [c.name for c in columns] == [c.name for c in w.columns]
-            for c, wc in zip(columns, w.columns, strict=True):
-                assert wc.required == c.required and wc.kind in _KINDS[c.kind], c.name
-                assert wc.max_length <= c.max_length, c.name
-        else:
-            assert w.max_length <= f.max_length, f.name
+def sample(f: FieldSpec) -> Any:
+    """A value of *f*'s kind that the web takes (the rules may still find it wrong)."""
+    if f.kind is FieldKind.LINES:
+        return [{c.name: sample(c) for c in f.columns}]
+    if f.kind is FieldKind.MULTI:
+        return [c.value for c in f.choices]
+    if f.kind is FieldKind.SELECT:
+        return f.choices[0].value
+    return {
+        FieldKind.DATE: "2025-03-01",
+        FieldKind.MONTH: "2025-03",
+        FieldKind.DATETIME: "2025-03-01T09:30",
+        FieldKind.MONEY: "6000",
+        FieldKind.YEAR: "2025",
+        FieldKind.TEL: "0575-82345678",
+        FieldKind.ID_NUMBER: make_id(),
+        FieldKind.TEXTAREA: "说明",
+    }.get(f.kind, "测试")
+
+
+@pytest.mark.parametrize("type", list(DeclarationType), ids=lambda t: t.value)
+def test_the_rules_read_every_field_of_the_form_and_add_only_its_computed_ones(
+    a: GuardedClient, type: DeclarationType
+) -> None:
+    """Every field of the form filled in, through the API's preview: the web takes each
+    value, and the rules' normalised payload holds every field (a field they did not
+    read would vanish from it; one they read outside the spec would be a 500) and
+    nothing the spec does not name but its computed fields — and so for batch lines."""
+    spec = FORM_SPECS[type]
+    body = {"type": type.value, "payload": {f.name: sample(f) for f in spec.fields}}
+    r = a.api("POST", "/api/v1/declarations/preview", body)
+    assert r.status == 200, r.text
+    assert not [f for f in r.json()["findings"] if f["rule"] == "INPUT"], r.text
+    payload = r.json()["payload"]
+    inputs = {f.name for f in spec.fields}
+    assert inputs <= set(payload) <= inputs | {f.name for f in spec.computed}, sorted(payload)
+    for f in spec.fields:
+        if f.kind is FieldKind.LINES:
+            columns = {c.name for c in f.columns}
+            for row in payload[f.name]:
+                assert columns <= set(row) <= columns | {c.name for c in f.computed}, row
 
 
 def test_every_page_of_the_demo_unit_renders(a: GuardedClient, decl_db: Engine) -> None:
