@@ -718,10 +718,7 @@ class Declarations:
     def _rules(self, type: object) -> TypeRules:
         if not isinstance(type, DeclarationType):
             raise DeclarationError("bad-type", "申报业务类型不正确")
-        rules = rules_for(type)
-        if rules is None:
-            raise DeclarationError("not-yet", "该业务暂未开通 (not yet)")
-        return rules
+        return rules_for(type)
 
     def _context(
         self,

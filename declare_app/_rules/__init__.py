@@ -4,8 +4,8 @@ and apply an approved one to master data (§7).
 Each type is a :class:`TypeRules` in its own module, with its form, a
 :class:`FormSpec`: the one spec of that form, which the rules read a payload against
 and the employer pages, the JSON API and the staff console render (:data:`FORM_SPECS`).
-A type not yet built is absent from :data:`RULES`, and the workflow refuses to create
-it ("not-yet") rather than pretend.
+Every type has its rules: :data:`FORM_SPECS` is built from :data:`RULES` at import,
+so a type left out fails there, not at a user's request.
 
 Rule ids are DOMAIN §6's (``V-ID-05``, ``V-BASE-01`` …).  Checks DOMAIN describes
 without an id carry ids of ours:
@@ -76,16 +76,16 @@ DERIVED_LABELS: Final[Mapping[str, str]] = {
 }
 
 
-def rules_for(type: DeclarationType) -> TypeRules | None:
-    """The rules of *type*, or ``None`` while that type is not yet open."""
-    return RULES.get(type)
+def rules_for(type: DeclarationType) -> TypeRules:
+    """The rules of *type*."""
+    return RULES[type]
 
 
 def form_fields(type: DeclarationType) -> tuple[FieldSpec, ...]:
     """The keys of *type*'s payload: its form's inputs in order, then what the rules
-    compute (``()`` for a type not yet open)."""
-    rules = RULES.get(type)
-    return () if rules is None else (*rules.spec.fields, *rules.spec.computed)
+    compute."""
+    rules = RULES[type]
+    return (*rules.spec.fields, *rules.spec.computed)
 
 
 __all__ = [

@@ -186,18 +186,9 @@ def plain_json(value: Any) -> Any:
 HttpError = web.HttpError
 
 
-NOT_YET_CODES = frozenset({"not-yet", "not-implemented", "unsupported"})
-NOT_YET_MESSAGE = "该申报类型暂未开放网上办理，请到经办机构窗口办理。"
-
-
 def workflow_refusal(error: BaseException) -> DeclarationError | None:
-    """The workflow's refusal in *error*, if it is one (``NotImplementedError`` from a
-    workflow that has not got a type yet counts as ``not-yet``)."""
-    if isinstance(error, DeclarationError):
-        return error
-    if isinstance(error, NotImplementedError):
-        return DeclarationError("not-yet", NOT_YET_MESSAGE)
-    return None
+    """The workflow's refusal in *error*, if it is one."""
+    return error if isinstance(error, DeclarationError) else None
 
 
 # The workflow's refusal codes that are not about the declaration's state.
@@ -221,14 +212,12 @@ _STATUS_OF_CODE = {
 
 def status_for(error: DeclarationError) -> int:
     """The HTTP status of a workflow refusal: 404 not found (also another unit's), 422
-    invalid, 403 not allowed, 413 too large, 501 not yet open, else 409 (the
+    invalid, 403 not allowed, 413 too large, else 409 (the
     declaration's state does not allow it: wrong-status, resubmitted, …)."""
     if isinstance(error, NotFound):
         return 404
     if isinstance(error, InvalidDeclaration):
         return 422
-    if error.code in NOT_YET_CODES:
-        return 501
     return _STATUS_OF_CODE.get(error.code, 409)
 
 

@@ -5,8 +5,7 @@ in memory (checked against the Protocol by :func:`_conforms`), with the workflow
 behaviour in small: unit scoping (another unit's id is "not found"), the DOMAIN §7
 states, versions on resubmission, a voucher on approval, and a few real checks —
 required fields, the ID number (GB 11643, via :func:`declare_app.check_person_id`),
-medical and maternity together, the base floor.  Types in ``not_yet`` are refused
-with ``not-yet``, as the real workflow refuses types it has not got.
+medical and maternity together, the base floor.
 
 :class:`SynchronousRunner` runs a call at once and returns a fired Deferred;
 :class:`HeldRunner` keeps the calls until the test fires them.  Both mark the call as
@@ -134,7 +133,6 @@ class HeldRunner:
 class MemoryWorkflow:
     """The declaration workflow in memory (see the module docstring)."""
 
-    not_yet: frozenset[DeclarationType] = frozenset()
     require_runner: bool = False
     today: Callable[[float], date] = field(
         default=lambda now: datetime.fromtimestamp(now, UTC).date()
@@ -149,10 +147,6 @@ class MemoryWorkflow:
             raise AssertionError("workflow called outside the runner (on the reactor)")
         if actor.kind != kind or (kind == "employer" and not actor.unit_code):
             raise DeclarationError("forbidden", "无权办理")
-
-    def _open(self, type: DeclarationType) -> None:
-        if type in self.not_yet:
-            raise DeclarationError("not-yet", f"{type.chinese}暂未开放网上办理")
 
     def _find(self, actor: Actor, declaration_id: str) -> Declaration:
         decl = self.declarations.get(declaration_id)
@@ -224,7 +218,6 @@ class MemoryWorkflow:
         now: float,
     ) -> Declaration:
         self._guard(actor, "employer")
-        self._open(type)
         assert actor.unit_code is not None
         normalised, findings = self.check(type, payload, now)
         decl = Declaration(
@@ -268,7 +261,6 @@ class MemoryWorkflow:
         now: float,
     ) -> tuple[Mapping[str, Any], tuple[Finding, ...]]:
         self._guard(actor, "employer")
-        self._open(type)
         return self.check(type, payload, now)
 
     def submit(
@@ -297,7 +289,6 @@ class MemoryWorkflow:
         """Each line checked as a person-add form (an annual-base line: its required
         columns); the good ones become one draft ``{**common, "lines": [...]}``."""
         self._guard(actor, "employer")
-        self._open(type)
         assert actor.unit_code is not None
         results: builtins.list[LineResult] = []
         kept: builtins.list[dict[str, Any]] = []
@@ -360,7 +351,6 @@ class MemoryWorkflow:
             raise DeclarationError("wrong-state", "只有已退回的申报可以重新申报")
         if any(h.get("action") == "resubmit" for h in old.history):
             raise DeclarationError("wrong-state", "该申报已重新申报过，请在新版本上办理")
-        self._open(old.type)
         normalised, findings = self.check(old.type, payload, now)
         new_id = secrets.token_urlsafe(12)
         old = self._store(self._event(old, actor, now, "resubmit", new_id=new_id))

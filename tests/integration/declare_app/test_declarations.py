@@ -18,7 +18,6 @@ from declare_app._declarations import (
     Declarations,
     run_recording_refusals,
 )
-from declare_app._rules import RULES
 from declare_app._schema import (
     declarations,
     enrolments,
@@ -183,20 +182,6 @@ def test_withdraw_from_draft_or_pending_but_not_under_review(
     assert error.code == "wrong-status"
     error = refused(decl_db, lambda conn: workflow.withdraw(conn, employer_a, p.id, now=NOW))
     assert error.code == "wrong-status"
-
-
-def test_a_type_not_yet_built_is_refused_not_pretended(
-    decl_db: Engine, workflow: Declarations, employer_a: Actor, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delitem(RULES, ADD)
-    error = refused(
-        decl_db, lambda conn: workflow.create_draft(conn, employer_a, ADD, form(), now=NOW)
-    )
-    assert (error.code, error.message) == ("not-yet", "该业务暂未开通 (not yet)")
-    with decl_db.begin() as conn:
-        (record,) = events(conn, action="declare.create")
-        assert conn.execute(select(func.count()).select_from(declarations)).scalar() == 0
-    assert (record.event.outcome, record.event.subject) == ("refused", "person-add")
 
 
 @pytest.mark.parametrize(

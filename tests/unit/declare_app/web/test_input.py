@@ -20,7 +20,7 @@ from declare_app.interfaces import (
     NotFound,
 )
 from declare_app.web import FORM_SPECS, FieldKind
-from declare_app.web._app import status_for, workflow_refusal
+from declare_app.web._app import status_for
 from declare_app.web._input import (
     field_of,
     payload_from_form,
@@ -358,7 +358,6 @@ def test_times_reasons_and_history() -> None:
     [
         (NotFound(), 404),
         (InvalidDeclaration([]), 422),
-        (DeclarationError("not-yet", "x"), 501),
         (DeclarationError("forbidden", "x"), 403),
         (DeclarationError("unit-unknown", "x"), 403),
         (DeclarationError("bad-payload", "x"), 422),
@@ -370,12 +369,6 @@ def test_times_reasons_and_history() -> None:
 )
 def test_workflow_refusals_map_to_statuses(error: DeclarationError, status: int) -> None:
     assert status_for(error) == status
-
-
-def test_not_implemented_reads_as_not_yet() -> None:
-    refusal = workflow_refusal(NotImplementedError())
-    assert refusal is not None and refusal.code == "not-yet"
-    assert workflow_refusal(RuntimeError()) is None
 
 
 def test_history_in_the_workflows_shape() -> None:

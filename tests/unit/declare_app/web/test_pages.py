@@ -536,24 +536,6 @@ def test_the_annual_base_batch_is_read_line_by_line(
     assert "第 2 行上年度月平均工资：金额应为不小于 0 的数字" in text
 
 
-def test_a_type_the_workflow_has_not_opened_says_so(
-    site: Any, client: GuardedClient, workflow: MemoryWorkflow
-) -> None:
-    """A type the workflow answers "not-yet" for: the form still shows, and 预览 or 保存
-    brings it back with the workflow's message (501) — never a 500."""
-    workflow.not_yet = frozenset({DeclarationType.INJURY_APPRAISAL})
-    assert client.get("/declarations/new/injury-appraisal").status == 200
-    for action in ("preview", "save", "submit"):
-        r = client.post_form(
-            "/declarations/new/injury-appraisal",
-            [*sample_form(DeclarationType.INJURY_APPRAISAL), ("action", action)],
-        )
-        assert r.status == 501, (action, r.text)
-        assert "工伤鉴定暂未开放网上办理" in r.text
-        assert 'id="field-decision_no"' in r.text
-    assert workflow.declarations == {}
-
-
 def test_an_unknown_type_or_declaration_is_a_404_page(client: GuardedClient) -> None:
     for path in (
         "/declarations/new/no-such-type",

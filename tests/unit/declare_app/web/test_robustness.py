@@ -300,26 +300,6 @@ def test_a_bug_is_logged_and_answered_with_a_plain_500(
     assert isinstance(failure["log_failure"], Failure)
 
 
-def test_a_workflow_that_has_not_got_a_type_may_raise_not_implemented(
-    runner: SynchronousRunner, clock: MemoryReactorClock
-) -> None:
-    """NotImplementedError from the workflow reads as "not yet open" (501), not a bug."""
-
-    class Unfinished(MemoryWorkflow):
-        def preview(self, *args: Any, **kwargs: Any) -> Any:
-            raise NotImplementedError
-
-    site = employer_site(workflow=Unfinished(), runner=runner, clock=clock, csrf_key=CSRF_KEY)
-    client = GuardedClient(site, clock)
-    r = client.api(
-        "POST", "/api/v1/declarations/preview", {"type": "person-add", "payload": PERSON}
-    )
-    assert r.status == 501 and r.json()["error"] == "not-yet"
-    page = client.post_form("/declarations/new/person-add", {**PERSON, "action": "preview"})
-    assert page.status == 501
-    assert "暂未开放网上办理" in page.text
-
-
 # -- the reactor never waits -----------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.web.server import Site
 
-from declare_app.interfaces import DeclarationType, Status
+from declare_app.interfaces import Status
 from declare_app.web.testing import (
     ALICE,
     BOB,
@@ -472,25 +472,3 @@ def test_a_hostile_identity_is_escaped(client: GuardedClient) -> None:
     assert who["account"] == hostile.account
 
 
-def test_a_not_yet_type_via_api_is_501_not_500(
-    client: GuardedClient, workflow: MemoryWorkflow
-) -> None:
-    workflow.not_yet = frozenset({DeclarationType.UNIT_CHANGE})
-    r = client.api(
-        "POST",
-        "/api/v1/declarations",
-        {
-            "type": "unit-change",
-            "payload": {"field": "name", "new_value": "新名称", "effective_date": "2025-12-01"},
-        },
-    )
-    assert r.status == 501
-    assert r.json() == {
-        "type": "about:blank",
-        "title": "暂未开放",
-        "status": 501,
-        "detail": "单位基本信息变更暂未开放网上办理",
-        "error": "not-yet",
-        "message": "单位基本信息变更暂未开放网上办理",
-        "findings": [],
-    }
