@@ -10,11 +10,14 @@ Wiring (in ``ssgate serve``)::
     check_console_listen(config.console.listen, tls=True)      # refuses plain non-loopback
     tls = load_state_server_tls(state.path, require_client_cert=False).options
     site = console_site(authenticator=authenticator, runner=runner, workflow=workflow,
-                        clock=reactor, pages=[...], secure=True)
+                        clock=reactor, pages=[...], secure=True, policy=policy,
+                        login_form_key=login_form_key(state.key("identity.key")))
     listen(config.console.listen, console_factory(site, tls))
+    services.addService(session_sweeper(runner, reactor, policy))
 
-Sessions are held in this process's memory: behind a load balancer with several
-nodes, send each console user to one node (or run the console on one node).
+Sessions live in the database (:mod:`auth._console_sessions`), and the login form's
+key comes from the state directory: any node sharing the database and the state's
+keys serves any staff member, and a restart logs nobody out.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from ._listen import (
     console_factory,
     inspect_listen,
 )
-from ._sessions import SessionPolicy, SessionTable
+from ._sessions import LoginFormTokens, SessionPolicy, login_form_key, session_sweeper
 from ._site import (
     ConsoleResource,
     ConsoleRunner,
@@ -52,13 +55,15 @@ __all__ = [
     "ConsoleResource",
     "ConsoleRunner",
     "ListenCheck",
+    "LoginFormTokens",
     "SessionPolicy",
-    "SessionTable",
     "StaffAuthenticator",
     "check_console_listen",
     "console_factory",
     "console_site",
     "inspect_listen",
+    "login_form_key",
+    "session_sweeper",
 ]
 
 
@@ -70,6 +75,7 @@ def console_site(
     clock: IReactorTime,
     pages: Sequence[ConsolePage] = (),
     secure: bool,
+    login_form_key: bytes,
     policy: SessionPolicy | None = None,
     refusal_delay: float = 1.0,
     random_bytes: Callable[[int], bytes] = os.urandom,
@@ -82,6 +88,8 @@ def console_site(
     and responses carry HSTS.  *clock* gives the time (session timeouts, audit
     timestamps), the delay after a refused login (*refusal_delay* seconds) and the
     HTTP timeouts.  *policy* sets the session timeouts (15 min idle, 8 h in all).
+    *login_form_key* signs the login form's token; every node serving the console
+    must use the same one (:func:`login_form_key` derives it from ``identity.key``).
     """
     mounted: list[ConsolePage] = []
     if workflow is not None:
@@ -95,6 +103,7 @@ def console_site(
         clock=clock,
         pages=mounted,
         secure=secure,
+        login_form_key=login_form_key,
         policy=policy,
         refusal_delay=refusal_delay,
         random_bytes=random_bytes,

@@ -1,14 +1,14 @@
 """The staff console over HTTP: one twisted.web resource that does the shell's work.
 
 Every request goes: method and size checks → path and query decoding → (login,
-logout and the style sheet are the shell's own) → session lookup with idle and
-absolute timeouts → the staff record re-read on the database pool (a disabled member
-or a changed role ends the session) → on POST, the form body and its CSRF token →
-the page's role check → the page.  Every answer carries the security headers; any
+logout and the style sheet are the shell's own) → session lookup in the database with
+idle and absolute timeouts, and the staff record re-read in the same transaction (a
+disabled member or a changed role ends the session) → on POST, the form body and its
+CSRF token → the page's role check → the page.  Every answer carries the security headers; any
 bug in a page becomes a plain 500 page with nothing of the exception in it.
 
 Blocking work never runs on the reactor: password hashing and TOTP go through
-``runner.call`` (the login pool), staff look-ups and audit events through
+``runner.call`` (the login pool); sessions, staff look-ups and audit events through
 ``runner.run`` (one transaction on the database pool).
 """
 
@@ -47,7 +47,7 @@ from auth.console import (
 )
 
 from . import _templates
-from ._sessions import ConsoleSession, SessionPolicy, SessionTable, same_token
+from ._sessions import LoginFormTokens, SessionPolicy, same_token
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELDS = 64
@@ -110,7 +110,7 @@ class LoggedIn:
     """A request's live session and the staff member as just re-read from the store."""
 
     session_id: str = field(repr=False)
-    session: ConsoleSession
+    session: auth.ConsoleSession
     staff: StaffMember
     source: str
 
@@ -180,8 +180,10 @@ class ConsoleResource(Resource):
         clock: IReactorTime,
         pages: Sequence[ConsolePage],
         secure: bool,
-        sessions: SessionTable,
+        policy: SessionPolicy,
+        login_forms: LoginFormTokens,
         refusal_delay: float,
+        random_bytes: Callable[[int], bytes],
         site_title: str = SITE_TITLE,
     ) -> None:
         Resource.__init__(self)
@@ -189,7 +191,9 @@ class ConsoleResource(Resource):
         self._runner = runner
         self._clock = clock
         self._secure = secure
-        self.sessions = sessions
+        self.policy = policy
+        self._login_forms = login_forms
+        self._random = random_bytes
         self._refusal_delay = refusal_delay
         self._site_title = site_title
         self._pages: dict[str, ConsolePage] = {}
@@ -272,7 +276,7 @@ class ConsoleResource(Resource):
         if head == "login" and len(segments) == 1:
             if method == b"POST":
                 return await self._login(request, now)
-            return self._login_form(request, now, query)
+            return await self._login_form(request, now, query)
 
         # Everything else needs a live session, and a POST its CSRF token.
         who = await self._logged_in(request, now)
@@ -306,17 +310,24 @@ class ConsoleResource(Resource):
     async def _logged_in(self, request: Request, now: float) -> LoggedIn | Response:
         """The live session and its staff member, or where to send the browser instead."""
         session_id = self._cookie(request, self.session_cookie)
-        session, why = (
-            self.sessions.lookup(session_id, now=now) if session_id else (None, "unknown")
-        )
+        if not session_id:
+            return _see_other("/login")
+        found, record = await self._find_session(session_id, now)
+        session = found.session
         if session is None:
-            return _see_other("/login?expired=1" if why in ("idle", "max-age") else "/login")
-        record: auth.StaffRecord | None = await self._runner.run(auth.get_staff, session.staff)
+            return _see_other("/login?expired=1" if found.why in ("idle", "max-age") else "/login")
         if record is None or record.status != "active" or record.role != session.role:
-            # Disabled, removed or given another role since login: every session of
-            # this member ends now, not at its timeout.
-            ended = self.sessions.end_staff(session.staff)
+            # Disabled, removed or given another role since login, by a path that did not
+            # end the sessions itself: every session of this member ends now, not at
+            # its timeout.
             disabled = record is None or record.status != "active"
+            ended = await self._runner.run(
+                _end_member,
+                session_id,
+                session.staff,
+                reason="staff-disabled" if disabled else "role-changed",
+                now=now,
+            )
             await self._audit(
                 now,
                 f"staff:{session.staff}",
@@ -334,6 +345,29 @@ class ConsoleResource(Resource):
             staff=StaffMember(record.name, record.role),
             source=_source(request),
         )
+
+    async def _find_session(
+        self, session_id: str, now: float
+    ) -> tuple[auth.ConsoleSessionLookup, auth.StaffRecord | None]:
+        """The session of *session_id* and its member's record, in one transaction; a
+        session someone else ended (member disabled, password reset) is audited here,
+        at the one request that learns of it."""
+        found: auth.ConsoleSessionLookup
+        record: auth.StaffRecord | None
+        found, record = await self._runner.run(
+            _session_and_staff, session_id, now=now, policy=self.policy
+        )
+        if found.ended is not None:
+            await self._audit(
+                now,
+                f"staff:{found.ended.staff}",
+                "console.session-end",
+                found.ended.staff,
+                "ok",
+                reason=found.why,
+                session_ref=found.ended.ref,
+            )
+        return found, record
 
     async def _csrf_refused(self, who: LoggedIn, segments: tuple[str, ...], now: float) -> Response:
         await self._audit(
@@ -362,7 +396,7 @@ class ConsoleResource(Resource):
                 who=who,
                 headers=[(b"Allow", b"POST")],
             )
-        self.sessions.end(who.session_id)
+        await self._runner.run(auth.end_console_session, who.session_id)
         await self._audit(
             now,
             who.staff.audit_actor,
@@ -420,11 +454,11 @@ class ConsoleResource(Resource):
 
     # -- login and logout --------------------------------------------------------------
 
-    def _login_form(self, request: Request, now: float, query: Mapping[str, str]) -> Response:
+    async def _login_form(self, request: Request, now: float, query: Mapping[str, str]) -> Response:
         session_id = self._cookie(request, self.session_cookie)
         if session_id:
-            session, _ = self.sessions.lookup(session_id, now=now)
-            if session is not None:
+            found, _ = await self._find_session(session_id, now)
+            if found.session is not None:
                 return _see_other("/")
         message, cls = "", "notice"
         if query.get("expired") == "1":
@@ -443,13 +477,13 @@ class ConsoleResource(Resource):
         prelogin = self._cookie(request, self.prelogin_cookie)
         cookies: list[tuple[str, str, int | None]] = []
         if not prelogin:
-            prelogin = self.sessions.new_prelogin()
+            prelogin = self._login_forms.new_prelogin()
             cookies.append((self.prelogin_cookie, prelogin, None))
         body = _templates.render(
             "login.html",
             title="工作人员登录",
             site_title=self._site_title,
-            form_token=self.sessions.login_form_token(prelogin),
+            form_token=self._login_forms.token_for(prelogin),
             message=message,
             message_class=message_class,
             name=name,
@@ -464,7 +498,7 @@ class ConsoleResource(Resource):
         otp = form.get("otp", "").strip()
         actor, subject = _login_names(name)
         prelogin = self._cookie(request, self.prelogin_cookie)
-        if not self.sessions.check_login_form_token(prelogin, form.get(CSRF_FIELD, "")):
+        if not self._login_forms.check(prelogin, form.get(CSRF_FIELD, "")):
             await self._audit(
                 now,
                 actor,
@@ -504,21 +538,24 @@ class ConsoleResource(Resource):
                 return self._message(500, "系统错误", "暂时无法登录，请联系系统管理员。")
         del password, otp
 
-        ref = self.sessions.new_ref()
         if outcome.ok:
-            record: auth.StaffRecord | None = await self._runner.run(
-                _record_login, name, now=now, source=source, session_ref=ref
+            # A new id on every login: an id planted before login is never promoted,
+            # and the one the browser held ends.
+            created: tuple[str, auth.ConsoleSession] | None = await self._runner.run(
+                _record_login,
+                name,
+                now=now,
+                source=source,
+                policy=self.policy,
+                replaces=self._cookie(request, self.session_cookie),
+                random_bytes=self._random,
             )
-            if record is not None:
-                # A new id on every login: an id planted before login is never promoted.
-                old = self._cookie(request, self.session_cookie)
-                if old:
-                    self.sessions.end(old)
-                session_id, _ = self.sessions.create(record.name, record.role, now=now, ref=ref)
+            if created is not None:
+                session_id, session = created
                 self.log.info(
                     "console login: {name} ({role}) from {source}",
-                    name=record.name,
-                    role=record.role,
+                    name=session.staff,
+                    role=session.role,
                     source=source,
                 )
                 response = _see_other("/")
@@ -661,12 +698,22 @@ def _login_names(name: str) -> tuple[str, str]:
 
 
 def _record_login(
-    conn: Connection, name: str, *, now: float, source: str, session_ref: str
-) -> auth.StaffRecord | None:
-    """After the authenticator said yes: the staff record (None if no longer active),
-    and the audit event, in one transaction."""
+    conn: Connection,
+    name: str,
+    *,
+    now: float,
+    source: str,
+    policy: SessionPolicy,
+    replaces: str,
+    random_bytes: Callable[[int], bytes],
+) -> tuple[str, auth.ConsoleSession] | None:
+    """After the authenticator said yes: the new session (None if the member is no
+    longer active), the end of the one the browser held, and the audit event, in one
+    transaction."""
+    created = auth.create_console_session(
+        conn, name, now=now, policy=policy, replaces=replaces, random_bytes=random_bytes
+    )
     record = auth.get_staff(conn, name)
-    ok = record is not None and record.status == "active"
     audit.append(
         conn,
         audit.AuditEvent(
@@ -674,13 +721,29 @@ def _record_login(
             actor=f"staff:{name}",
             action="console.login",
             subject=name,
-            outcome="ok" if ok else "refused",
-            reason="" if ok else "staff-disabled",
-            session_id=session_ref if ok else "",
+            outcome="ok" if created else "refused",
+            reason="" if created else "staff-disabled",
+            session_id=created[1].ref if created else "",
             details={"source": source, "role": record.role if record else None},
         ),
     )
-    return record if ok else None
+    return created
+
+
+def _session_and_staff(
+    conn: Connection, session_id: str, *, now: float, policy: SessionPolicy
+) -> tuple[auth.ConsoleSessionLookup, auth.StaffRecord | None]:
+    found = auth.lookup_console_session(conn, session_id, now=now, policy=policy)
+    record = auth.get_staff(conn, found.session.staff) if found.session else None
+    return found, record
+
+
+def _end_member(conn: Connection, session_id: str, name: str, *, reason: str, now: float) -> int:
+    """End every session of *name* (how many were live); this request's at once, since
+    its end is audited now rather than at its next request."""
+    ended = auth.end_staff_console_sessions(conn, name, reason=reason, now=now)
+    auth.end_console_session(conn, session_id)
+    return ended
 
 
 def _security_headers(secure: bool) -> list[tuple[bytes, bytes]]:
@@ -790,6 +853,7 @@ def console_resource(
     clock: IReactorTime,
     pages: Sequence[ConsolePage],
     secure: bool,
+    login_form_key: bytes,
     policy: SessionPolicy | None = None,
     refusal_delay: float = 1.0,
     random_bytes: Callable[[int], bytes] = os.urandom,
@@ -800,6 +864,8 @@ def console_resource(
         clock=clock,
         pages=pages,
         secure=secure,
-        sessions=SessionTable(policy=policy or SessionPolicy(), random_bytes=random_bytes),
+        policy=policy or SessionPolicy(),
+        login_forms=LoginFormTokens(login_form_key, random_bytes=random_bytes),
         refusal_delay=refusal_delay,
+        random_bytes=random_bytes,
     )

@@ -39,6 +39,8 @@ from ssgate._console._site import REFUSED_MESSAGE
 from ssgate._console.testing import ConsoleClient, Reply, SyncRunner
 from ssgate._db import make_engine
 
+LOGIN_FORM_KEY = bytes(range(32))  # any 32 bytes: the login-form token key
+
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 PASSWORD = "Correct-Horse-9-battery"
 
@@ -183,6 +185,7 @@ def _build(
     runner = SyncRunner(engine)
     probe = ProbePage()
     site = console_site(
+        login_form_key=LOGIN_FORM_KEY,
         authenticator=auth.Authenticator(engine, hasher, box),
         runner=runner,
         workflow=None,
@@ -723,6 +726,7 @@ def test_pages_with_bad_paths_or_roles_are_refused_at_start(world: World) -> Non
     ]:
         with pytest.raises(ValueError):
             console_site(
+                login_form_key=LOGIN_FORM_KEY,
                 authenticator=auth.Authenticator(
                     world.engine,
                     auth.PasswordHasher(),
@@ -736,6 +740,7 @@ def test_pages_with_bad_paths_or_roles_are_refused_at_start(world: World) -> Non
             )
     with pytest.raises(ValueError, match="two console pages"):
         console_site(
+            login_form_key=LOGIN_FORM_KEY,
             authenticator=auth.Authenticator(
                 world.engine, auth.PasswordHasher(), auth.SecretBox(auth.SecretBox.generate_key())
             ),
@@ -755,6 +760,7 @@ def test_an_authenticator_error_is_a_500_and_audited_as_failed(tmp_path: Path) -
         w.engine, auth.PasswordHasher(), auth.SecretBox(auth.SecretBox.generate_key())
     )
     site = console_site(
+        login_form_key=LOGIN_FORM_KEY,
         authenticator=broken,
         runner=w.runner,
         workflow=None,
