@@ -2,8 +2,9 @@
 
 The public face of the auth package: account-name rules, argon2id passwords, TOTP,
 secrets sealed at rest, the account / staff / credential store (functions on a
-SQLAlchemy ``Connection``), and the :class:`Authenticator` with lockout, source
-throttling and the TOTP replay guard.  Where a password is checked is a
+SQLAlchemy ``Connection``), the staff console's sessions (in the database, so every
+node and every restart sees the same ones), and the :class:`Authenticator` with
+lockout, source throttling and the TOTP replay guard.  Where a password is checked is a
 :class:`PasswordVerifier`: the stored hash (:class:`SqlPasswords`) or, for staff, an
 LDAP directory (:class:`LdapPasswords`, a simple bind with ldap3).  Nothing here
 imports Twisted: these are blocking library calls for a thread pool.  Time is always
@@ -25,6 +26,16 @@ from ._authenticator import (
     AuthOutcome,
     DirectoryPasswordError,
     WeakPasswordError,
+)
+from ._console_sessions import (
+    ConsoleSession,
+    ConsoleSessionLookup,
+    ConsoleSessionPolicy,
+    create_console_session,
+    end_console_session,
+    end_staff_console_sessions,
+    lookup_console_session,
+    sweep_console_sessions,
 )
 from ._directory import (
     DirectorySettingsError,
@@ -108,6 +119,9 @@ __all__ = [
     "AuthOutcome",
     "AuthStoreError",
     "Authenticator",
+    "ConsoleSession",
+    "ConsoleSessionLookup",
+    "ConsoleSessionPolicy",
     "CredentialFormatError",
     "CredentialState",
     "DirectoryPasswordError",
@@ -135,9 +149,12 @@ __all__ = [
     "check_staff_name",
     "clear_lockout",
     "create_account",
+    "create_console_session",
     "create_staff",
     "current_code",
     "encode_assertion",
+    "end_console_session",
+    "end_staff_console_sessions",
     "generate_password",
     "get_account",
     "get_credential_state",
@@ -147,6 +164,7 @@ __all__ = [
     "ldap_settings_problem",
     "list_accounts",
     "list_staff",
+    "lookup_console_session",
     "match_totp",
     "metadata",
     "new_nonce",
@@ -157,6 +175,7 @@ __all__ = [
     "reset_totp",
     "set_account_status",
     "set_staff_status",
+    "sweep_console_sessions",
     "totp_secret_context",
     "totp_step",
     "totp_uri",

@@ -5,6 +5,8 @@ last accepted TOTP step) and the lockout counters, one row per principal: a chan
 account name (``33068212345678@sxlss``) or a staff name (no ``@``, so the two never
 collide).  ``accounts`` and ``staff`` hold who the principal is and whether it may log
 in.  ``source_failures`` counts refused logins per source address in a fixed window.
+``console_sessions`` holds the staff console's live sessions (see
+:mod:`auth._console_sessions`): keyed by the SHA-256 of the cookie's id, never the id.
 
 Every constraint and index is named (pk_/uq_/fk_/ck_/ix_) so Alembic migrations can
 refer to them on both SQLite and PostgreSQL.
@@ -25,6 +27,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    UniqueConstraint,
     false,
     text,
 )
@@ -96,4 +99,28 @@ source_failures = Table(
     PrimaryKeyConstraint("source", name="pk_source_failures"),
     CheckConstraint("failures >= 0", name="ck_source_failures_failures"),
     Index("ix_source_failures_window_started_at", "window_started_at"),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_digest", String(64), nullable=False),  # hex SHA-256 of the cookie's id
+    Column("staff", String(32), nullable=False),
+    Column("role", String(16), nullable=False),  # the role at login
+    Column("ref", String(32), nullable=False),  # non-secret name for audit events
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    # Set when someone else ended it (staff disabled, password reset): the row stays
+    # until its owner's next request is told why, or until the sweep.
+    Column("ended_at", Float, nullable=True),
+    Column("end_reason", String(32), nullable=True),
+    PrimaryKeyConstraint("token_digest", name="pk_console_sessions"),
+    ForeignKeyConstraint(["staff"], ["staff.name"], name="fk_console_sessions_staff"),
+    UniqueConstraint("ref", name="uq_console_sessions_ref"),
+    CheckConstraint(
+        "role IN ('carrier', 'auditor', 'officer', 'admin')", name="ck_console_sessions_role"
+    ),
+    Index("ix_console_sessions_staff", "staff"),
+    Index("ix_console_sessions_last_seen_at", "last_seen_at"),
 )

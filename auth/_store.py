@@ -39,6 +39,7 @@ from sqlalchemy import (
     update,
 )
 
+from ._console_sessions import end_staff_console_sessions
 from ._lockout import LockoutPolicy
 from ._names import AccountName
 from ._passwords import ARGON2ID_PREFIX
@@ -406,7 +407,11 @@ def list_staff(conn: Connection) -> list[StaffRecord]:
 
 
 def set_staff_status(conn: Connection, name: str, status: str, *, now: float) -> StaffRecord:
-    """Enable (``active``) or disable (``disabled``) a staff member."""
+    """Enable (``active``) or disable (``disabled``) a staff member.
+
+    Disabling ends the member's console sessions in the same transaction; enabling
+    does not bring them back.
+    """
     if status not in STAFF_STATUSES:
         raise AuthStoreError(
             f"unknown staff status {status!r}; one of: {', '.join(STAFF_STATUSES)}"
@@ -418,6 +423,8 @@ def set_staff_status(conn: Connection, name: str, status: str, *, now: float) ->
         raise AuthStoreError(f"staff member {name} is already {status}")
     conn.execute(update(staff).where(staff.c.name == name).values(status=status))
     conn.execute(update(credentials).where(credentials.c.principal == name).values(updated_at=now))
+    if status == "disabled":
+        end_staff_console_sessions(conn, name, reason="staff-disabled", now=now)
     record = get_staff(conn, name)
     assert record is not None
     return record
@@ -444,7 +451,11 @@ _CLEARED_LOCKOUT: dict[str, Any] = {
 
 
 def reset_password(conn: Connection, principal: str, password_hash: str, *, now: float) -> None:
-    """Store a new password hash and clear every lock, the hard lock included."""
+    """Store a new password hash and clear every lock, the hard lock included.
+
+    A staff member's console sessions end with the old password (a channel account
+    has none; its tunnels are the gateway's business).
+    """
     _check_proof_formats(password_hash=password_hash, totp_secret_sealed=None)
     _update_credentials(
         conn,
@@ -454,10 +465,12 @@ def reset_password(conn: Connection, principal: str, password_hash: str, *, now:
         updated_at=now,
         **_CLEARED_LOCKOUT,
     )
+    end_staff_console_sessions(conn, principal, reason="password-reset", now=now)
 
 
 def reset_totp(conn: Connection, principal: str, totp_secret_sealed: str, *, now: float) -> None:
-    """Store a new sealed TOTP secret; the last-used step is forgotten with the old one."""
+    """Store a new sealed TOTP secret; the last-used step is forgotten with the old one,
+    and a staff member's console sessions end with it."""
     _check_proof_formats(password_hash=None, totp_secret_sealed=totp_secret_sealed)
     _update_credentials(
         conn,
@@ -466,6 +479,7 @@ def reset_totp(conn: Connection, principal: str, totp_secret_sealed: str, *, now
         totp_last_step=None,
         updated_at=now,
     )
+    end_staff_console_sessions(conn, principal, reason="otp-reset", now=now)
 
 
 def clear_lockout(conn: Connection, principal: str, *, now: float) -> None:

@@ -1,4 +1,5 @@
-"""The carrier's workflows: open, suspend, resume, cancel, reset, reissue, show, list.
+"""The carrier's workflows: open, suspend, resume, cancel, reset, reissue, show, list;
+and staff enrolment: add, disable, enable, list.
 
 Each workflow is one database transaction that also appends its audit event, so an
 action and its record commit together.  A refusal rolls the action back and then
@@ -8,6 +9,7 @@ here prints: results come back as values, and the ``ssgate`` command shows them.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -475,3 +477,44 @@ class Provisioner:
             if out is not None:
                 tx.write_bundle(out, qr_files(uri))
         return Issued(account=name, password=password, otp_uri=uri, bundle_dir=out)
+
+    def disable_staff(self, name: str) -> tuple[auth.StaffRecord, int]:
+        """Disable a staff member: no more logins, and every console session of theirs
+        ends in the same transaction, on every node.  Returns the record and how many
+        console sessions ended."""
+        return self._set_staff_status(name, "disabled", "staff.disable")
+
+    def enable_staff(self, name: str) -> auth.StaffRecord:
+        """Let a disabled staff member log in again (ended sessions stay ended)."""
+        return self._set_staff_status(name, "active", "staff.enable")[0]
+
+    def _set_staff_status(
+        self, name: str, status: str, action: str
+    ) -> tuple[auth.StaffRecord, int]:
+        try:
+            auth.check_staff_name(name)
+        except auth.StaffNameError as e:
+            raise ProvisioningInputError(str(e)) from None
+        with self._action(action, name) as tx:
+            conn = tx.conn
+            current = auth.get_staff(conn, name)
+            if current is None:
+                raise ProvisioningRefused("unknown-staff", f"staff member {name} does not exist")
+            if current.status == status:
+                raise ProvisioningRefused(
+                    "bad-transition", f"staff member {name} is already {status}"
+                )
+            now = self._clock()
+            ended = 0
+            if status == "disabled":
+                # set_staff_status ends them too; ending them first counts them for the event.
+                ended = auth.end_staff_console_sessions(
+                    conn, name, reason="staff-disabled", now=now
+                )
+            record = auth.set_staff_status(conn, name, status, now=now)
+            self._event(conn, action, name, role=record.role, console_sessions=ended)
+        return record, ended
+
+    def list_staff(self) -> builtins.list[auth.StaffRecord]:  # list: the method above
+        with self._engine.begin() as conn:
+            return auth.list_staff(conn)

@@ -66,6 +66,8 @@ from ssgate._console import (
     check_console_listen,
     console_factory,
     console_site,
+    login_form_key,
+    session_sweeper,
 )
 from ssgate._db import Database, WorkerPool
 from ssgate._state import StateDir, StateError
@@ -309,16 +311,20 @@ def start(
         IdentityGuardFactory(site, key=identity_key, clock=reactor),
         "declare service",
     )
+    console_policy = SessionPolicy(
+        idle_seconds=config.console.idle_timeout_seconds,
+        max_age_seconds=config.console.max_lifetime_seconds,
+    )
     console = console_site(
         authenticator=authenticator,
         runner=runner,
         workflow=workflow,
         clock=reactor,
         secure=True,
-        policy=SessionPolicy(
-            idle_seconds=config.console.idle_timeout_seconds,
-            max_age_seconds=config.console.max_lifetime_seconds,
-        ),
+        policy=console_policy,
+        # The same on every node and after a restart: a login form loaded from one
+        # node can be sent to another.
+        login_form_key=login_form_key(identity_key),
     )
     console_port = ports.listen(
         config.console.listen, console_factory(console, console_tls), "staff console"
@@ -348,6 +354,7 @@ def start(
     running = MultiService()
     running.addService(node)
     running.addService(state_crl_watcher(reactor, tls, state.path, on_change=on_crl))
+    running.addService(session_sweeper(runner, reactor, console_policy))
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     running.startService()
     return Serving(gateway_port, declare_port, console_port, running, node, runner)

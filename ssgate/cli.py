@@ -350,30 +350,50 @@ def _show_account(view: provisioning.AccountView, out: TextIO) -> None:
 def cmd_staff(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     app = App(state)
     try:
-        directory = app.config.directory
-        in_directory = directory.backend == "ldap"
-        if in_directory and args.password_file:
-            raise CliError(
-                EXIT_USAGE,
-                "--password-file: staff passwords are kept in the LDAP directory "
-                '([directory] backend = "ldap"); set the password there',
+        command = args.staff_command
+        if command == "add":
+            return _staff_add(app, args, out)
+        p = app.provisioner()
+        if command == "list":
+            _table(
+                [[r.name, r.role, r.status, _fmt_time(r.created_at)] for r in p.list_staff()],
+                ["NAME", "ROLE", "STATUS", "CREATED"],
+                out,
             )
-        password = _read_secret_file(args.password_file, "password") if args.password_file else None
-        # With a directory, add_staff still fills the credentials row with the hash of a
-        # random password that is never shown: nobody knows it, and logins never check it.
-        issued = app.provisioner().add_staff(
-            args.name, args.role, password=password, out=Path(args.out) if args.out else None
-        )
-        out.write(f"staff {args.name} added with role {args.role}\n")
-        if in_directory:
-            issued = dataclasses.replace(issued, password=None)
-        _print_issued(issued, out)
-        if in_directory:
-            dn = auth.user_dn_for(directory.user_dn, args.name)
-            out.write(f"password:         none stored; checked by the LDAP directory as {dn}\n")
+        elif command == "disable":
+            record, ended = p.disable_staff(args.name)
+            out.write(f"staff {record.name} is now disabled; {ended} console session(s) ended\n")
+        elif command == "enable":
+            record = p.enable_staff(args.name)
+            out.write(f"staff {record.name} is now active (role {record.role})\n")
         return EXIT_OK
     finally:
         app.close()
+
+
+def _staff_add(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    directory = app.config.directory
+    in_directory = directory.backend == "ldap"
+    if in_directory and args.password_file:
+        raise CliError(
+            EXIT_USAGE,
+            "--password-file: staff passwords are kept in the LDAP directory "
+            '([directory] backend = "ldap"); set the password there',
+        )
+    password = _read_secret_file(args.password_file, "password") if args.password_file else None
+    # With a directory, add_staff still fills the credentials row with the hash of a
+    # random password that is never shown: nobody knows it, and logins never check it.
+    issued = app.provisioner().add_staff(
+        args.name, args.role, password=password, out=Path(args.out) if args.out else None
+    )
+    out.write(f"staff {args.name} added with role {args.role}\n")
+    if in_directory:
+        issued = dataclasses.replace(issued, password=None)
+    _print_issued(issued, out)
+    if in_directory:
+        dn = auth.user_dn_for(directory.user_dn, args.name)
+        out.write(f"password:         none stored; checked by the LDAP directory as {dn}\n")
+    return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
@@ -809,7 +829,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", "list accounts", cmd_provision, ps)
     p.add_argument("--status", choices=["active", "suspended", "cancelled"])
 
-    staff = add("staff", "enrol staff with password and TOTP", cmd_staff)
+    staff = add(
+        "staff", "staff members: enrol with password and TOTP, list, disable, enable", cmd_staff
+    )
     ss = staff.add_subparsers(
         dest="staff_command", metavar="ACTION", required=True, parser_class=_Parser
     )
@@ -828,6 +850,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="initial password (default: generated and shown once); refused with an LDAP directory",
     )
     p.add_argument("--out", metavar="DIR", help="new directory for otpauth.txt and the QR codes")
+    add("list", "list staff members: name, role, status", cmd_staff, ss)
+    p = add(
+        "disable",
+        "disable a staff member: no more logins, and their console sessions end at once "
+        "on every node",
+        cmd_staff,
+        ss,
+    )
+    p.add_argument("name", metavar="NAME", help="the staff member's login name")
+    p = add(
+        "enable",
+        "let a disabled staff member log in again (sessions ended by the disable stay ended)",
+        cmd_staff,
+        ss,
+    )
+    p.add_argument("name", metavar="NAME", help="the staff member's login name")
 
     aud = add("audit", "security officer: review and verify the audit log", cmd_audit)
     aus = aud.add_subparsers(

@@ -37,10 +37,12 @@ from ._console import (
     ConsoleSection,
     ConsoleSession,
     ConsoleShell,
+    SessionLookup,
     StaffAuthenticator,
     StaffCtx,
     StaffSessions,
     may_call,
+    new_token,
 )
 from ._csrf import CSRF_FIELD, CSRF_HEADER, CsrfTokens, same_token
 from ._decode import (
@@ -93,6 +95,7 @@ __all__ = [
     "Route",
     "RouteTable",
     "RoutedResource",
+    "SessionLookup",
     "StaffAuthenticator",
     "StaffCtx",
     "StaffSessions",
@@ -103,6 +106,7 @@ __all__ = [
     "host_allowed",
     "may_call",
     "media_type",
+    "new_token",
     "origin_allowed",
     "parse_form_body",
     "parse_json_body",

@@ -90,26 +90,36 @@ class ConsoleSession:
     csrf_token: str = field(repr=False)
 
 
+@dataclass(frozen=True)
+class SessionLookup:
+    """What a cookie's id found: the live *session*, or None and *why* not
+    (``unknown``, ``idle``, ``max-age``, or the reason someone ended it); *ended* is
+    a session someone else ended, reported to the one request that finds it."""
+
+    session: ConsoleSession | None
+    why: str = ""
+    ended: ConsoleSession | None = None
+
+
 class StaffSessions(Protocol):
-    """Console sessions in a store shared by every node; blocking, on the DB pool."""
+    """Console sessions in a store shared by every node; blocking, each call inside
+    the caller's transaction on the database pool."""
 
     def start(
-        self, conn: Connection, staff: str, role: str, *, now: float, ref: str
-    ) -> tuple[str, ConsoleSession]:
-        """A new session: (the id for the cookie, the session)."""
+        self, conn: Connection, staff: str, *, now: float, replaces: str
+    ) -> tuple[str, ConsoleSession] | None:
+        """A new session for an active member (the id for the cookie, the session),
+        ending *replaces* (the id the browser came with); None if not active."""
         ...
 
-    def find(
-        self, conn: Connection, session_id: str, *, now: float
-    ) -> tuple[ConsoleSession | None, str]:
-        """(the live session, "") or (None, why: unknown, idle or max-age); a live
-        session's idle clock restarts."""
+    def find(self, conn: Connection, session_id: str, *, now: float) -> SessionLookup:
+        """The session of *session_id*; a live one's idle clock restarts."""
         ...
 
     def end(self, conn: Connection, session_id: str) -> None: ...
 
-    def end_staff(self, conn: Connection, staff: str) -> int:
-        """End every session of *staff*; how many ended."""
+    def end_staff(self, conn: Connection, staff: str, *, reason: str, now: float) -> int:
+        """End every session of *staff* for *reason*; how many were live."""
         ...
 
 
@@ -236,7 +246,7 @@ class StaffCredentials:
 
 
 class IStaffMember(Interface):
-    """The avatar: a :class:`auth.console.StaffMember`."""
+    """The avatar: a :class:`StaffAvatar` (the member and their new session)."""
 
 
 class StaffRefused(UnauthorizedLogin):
@@ -278,65 +288,93 @@ class StaffChecker:
         return Deferred.fromCoroutine(self._check(credentials))
 
 
+@dataclass(frozen=True)
+class LoginMind:
+    """What the shell tells the realm about a login: where and when, and the session
+    id the browser came with (it ends: an id held before login is never kept)."""
+
+    source: str
+    now: float
+    replaces: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StaffAvatar:
+    """A logged-in member and the console session their login opened."""
+
+    member: StaffMember
+    session_id: str = field(repr=False)
+    session: ConsoleSession
+
+
 @implementer(IRealm)
 class StaffRealm:
-    """Re-reads the member (still active?) and records the login, in one transaction."""
+    """Opens the console session of a proven member and records the login, in one
+    transaction: the member is re-read (still active?) under the store's lock."""
 
-    def __init__(self, runner: ConsoleRunner, audit_trail: AuditTrail) -> None:
+    def __init__(
+        self, runner: ConsoleRunner, sessions: StaffSessions, audit_trail: AuditTrail
+    ) -> None:
         self._runner = runner
+        self._sessions = sessions
         self._audit = audit_trail
 
-    async def _avatar(self, name: str, source: str, now: float, ref: str) -> StaffMember:
-        record: auth.StaffRecord | None = await self._runner.run(
-            _record_login, self._audit, name, now=now, source=source, session_ref=ref
+    async def _avatar(self, name: str, mind: LoginMind) -> StaffAvatar:
+        avatar: StaffAvatar | None = await self._runner.run(
+            _open_session, self._sessions, self._audit, name, mind
         )
-        if record is None:
+        if avatar is None:
             raise StaffRefused("staff-disabled")
-        return StaffMember(record.name, record.role)
+        return avatar
 
     def requestAvatar(
         self, avatarId: Any, mind: Any, *interfaces: Any
     ) -> Deferred[tuple[type[Interface], object, Callable[[], None]]]:
         if IStaffMember not in interfaces:
             raise NotImplementedError("the console realm only makes staff members")
-        source, now, ref = mind  # the shell passes where and when, and the session's ref
 
         async def build() -> tuple[type[Interface], object, Callable[[], None]]:
-            member = await self._avatar(avatarId.decode("utf-8"), source, now, ref)
-            return IStaffMember, member, _no_logout
+            avatar = await self._avatar(avatarId.decode("utf-8"), mind)
+            return IStaffMember, avatar, _no_logout
 
         return Deferred.fromCoroutine(build())
+
+
+def new_token(random_bytes: Callable[[int], bytes]) -> str:
+    """32 random bytes as unpadded URL-safe base64 (a cookie value: 43 characters)."""
+    return base64.urlsafe_b64encode(random_bytes(32)).rstrip(b"=").decode("ascii")
 
 
 def _no_logout() -> None:
     """Console sessions end by logout, timeout or disable, each recorded by the shell."""
 
 
-def _record_login(
+def _open_session(
     conn: Connection,
+    sessions: StaffSessions,
     audit_trail: AuditTrail,
     name: str,
-    *,
-    now: float,
-    source: str,
-    session_ref: str,
-) -> auth.StaffRecord | None:
-    """After the checker said yes: the staff record (None if no longer active) and the
-    audit event, in one transaction."""
+    mind: LoginMind,
+) -> StaffAvatar | None:
+    """After the checker said yes: the new session (None if the member is no longer
+    active) and the login's audit event, in one transaction."""
+    started = sessions.start(conn, name, now=mind.now, replaces=mind.replaces)
     record = auth.get_staff(conn, name)
-    ok = record is not None and record.status == "active"
     audit_trail(
         conn,
-        at=now,
+        at=mind.now,
         actor=f"staff:{name}",
         action="console.login",
         subject=name,
-        outcome="ok" if ok else "refused",
-        reason="" if ok else "staff-disabled",
-        session_ref=session_ref if ok else "",
-        details={"source": source, "role": record.role if record else None},
+        outcome="ok" if started else "refused",
+        reason="" if started else "staff-disabled",
+        session_ref=started[1].ref if started else "",
+        details={"source": mind.source, "role": record.role if record else None},
     )
-    return record if ok else None
+    if started is None or record is None:
+        return None
+    session_id, session = started
+    return StaffAvatar(StaffMember(record.name, session.role), session_id, session)
 
 
 # -- the shell -------------------------------------------------------------------------
@@ -359,7 +397,6 @@ class ConsoleShell:
         sections: Sequence[ConsoleSection],
         secure: bool,
         form_key: bytes,
-        new_ref: Callable[[], str],
         new_token: Callable[[], str],
         refusal_delay: float = 1.0,
         site_title: str = SITE_TITLE,
@@ -372,11 +409,12 @@ class ConsoleShell:
         self._clock = clock
         self._secure = secure
         self._form_key = form_key
-        self._new_ref = new_ref
         self._new_token = new_token
         self._refusal_delay = refusal_delay
         self.site_title = site_title
-        self.portal = Portal(StaffRealm(runner, audit_trail), [StaffChecker(authenticator, runner)])
+        self.portal = Portal(
+            StaffRealm(runner, sessions, audit_trail), [StaffChecker(authenticator, runner)]
+        )
         self.sections = tuple(sections)
         prefix = "__Host-" if secure else ""
         self.session_cookie = prefix + "ssgate-console"
@@ -492,18 +530,25 @@ class ConsoleShell:
         now = self._clock.seconds()
         query = single_values(_query_pairs(request.uri), max_fields=MAX_FIELDS)
         session_id = self._cookie(request, self.session_cookie)
-        session: ConsoleSession | None = None
-        why = "unknown"
-        if session_id:
-            session, why = await self.runner.run(self.sessions.find, session_id, now=now)
+        if not session_id:
+            return see_other("/login")
+        found, record = await self._find(session_id, now)
+        session = found.session
         if session is None:
-            return see_other("/login?expired=1" if why in ("idle", "max-age") else "/login")
-        record: auth.StaffRecord | None = await self.runner.run(auth.get_staff, session.staff)
+            expired = found.why in ("idle", "max-age")
+            return see_other("/login?expired=1" if expired else "/login")
         if record is None or record.status != "active" or record.role != session.role:
-            # Disabled, removed or given another role since login: every session of
-            # this member ends now, not at its timeout.
-            ended = await self.runner.run(self.sessions.end_staff, session.staff)
+            # Disabled, removed or given another role by a path that did not end the
+            # sessions itself: every session of this member ends now, not at timeout.
             disabled = record is None or record.status != "active"
+            ended = await self.runner.run(
+                _end_member,
+                self.sessions,
+                session_id,
+                session.staff,
+                reason="staff-disabled" if disabled else "role-changed",
+                now=now,
+            )
             await self.audit(
                 now,
                 f"staff:{session.staff}",
@@ -525,6 +570,27 @@ class ConsoleShell:
             now=now,
             query=query,
         )
+
+    async def _find(
+        self, session_id: str, now: float
+    ) -> tuple[SessionLookup, auth.StaffRecord | None]:
+        """The session of *session_id* and its member's record, in one transaction; a
+        session someone else ended (member disabled, password reset) is audited here,
+        at the one request that learns of it."""
+        found: SessionLookup
+        record: auth.StaffRecord | None
+        found, record = await self.runner.run(_session_and_staff, self.sessions, session_id, now)
+        if found.ended is not None:
+            await self.audit(
+                now,
+                f"staff:{found.ended.staff}",
+                "console.session-end",
+                found.ended.staff,
+                "ok",
+                reason=found.why,
+                session_ref=found.ended.ref,
+            )
+        return found, record
 
     async def _check_write(self, request: Any, who: StaffCtx) -> Response | None:
         """Origin and the session's CSRF token; the form decoded into ``who.form``."""
@@ -570,8 +636,8 @@ class ConsoleShell:
     async def _login_form(self, ctx: StaffCtx) -> Response:
         session_id = self._cookie(ctx.request, self.session_cookie)
         if session_id:
-            session, _ = await self.runner.run(self.sessions.find, session_id, now=ctx.now)
-            if session is not None:
+            found, _ = await self._find(session_id, ctx.now)
+            if found.session is not None:
                 return see_other("/")
         message = "会话已超时，请重新登录。" if ctx.query.get("expired") == "1" else ""
         return self._login_page(ctx, 200, message=message, message_class="notice")
@@ -637,10 +703,11 @@ class ConsoleShell:
             now=now,
         )
         del form
-        ref = self._new_ref()
+        # A new id on every login: an id planted before login is never promoted.
+        mind = LoginMind(source, now, replaces=self._cookie(request, self.session_cookie))
         try:
-            _, avatar, _ = await self.portal.login(credentials, (source, now, ref), IStaffMember)
-            member = cast(StaffMember, avatar)
+            _, avatar, _ = await self.portal.login(credentials, mind, IStaffMember)
+            opened = cast(StaffAvatar, avatar)
         except StaffRefused as refused:
             if refused.reason != "staff-disabled":  # the realm has recorded that one
                 await self.audit(
@@ -672,27 +739,19 @@ class ConsoleShell:
                 details={"source": source},
             )
             return self.message(500, "系统错误", "暂时无法登录，请联系系统管理员。")
-        # A new id on every login: an id planted before login is never promoted.
-        old = self._cookie(request, self.session_cookie)
-        session_id = await self.runner.run(self._start, old, member, now=now, ref=ref)
         self.log.info(
             "console login: {name} ({role}) from {source}",
-            name=member.name,
-            role=member.role,
+            name=opened.member.name,
+            role=opened.member.role,
             source=source,
         )
         return see_other(
             "/",
-            cookies=(Cookie(self.session_cookie, session_id), Cookie(self.prelogin_cookie, "", 0)),
+            cookies=(
+                Cookie(self.session_cookie, opened.session_id),
+                Cookie(self.prelogin_cookie, "", 0),
+            ),
         )
-
-    def _start(
-        self, conn: Connection, old: str, member: StaffMember, *, now: float, ref: str
-    ) -> str:
-        if old:
-            self.sessions.end(conn, old)
-        session_id, _ = self.sessions.start(conn, member.name, member.role, now=now, ref=ref)
-        return session_id
 
     async def _logout(self, who: StaffCtx) -> Response:
         session_id = self._cookie(who.request, self.session_cookie)
@@ -796,6 +855,30 @@ class ConsoleShell:
             too_large=lambda path, limit: Response(413, b"", b"text/plain; charset=utf-8"),
             security_headers=security_headers(tls=self._secure),
         )
+
+
+def _session_and_staff(
+    conn: Connection, sessions: StaffSessions, session_id: str, now: float
+) -> tuple[SessionLookup, auth.StaffRecord | None]:
+    found = sessions.find(conn, session_id, now=now)
+    record = auth.get_staff(conn, found.session.staff) if found.session else None
+    return found, record
+
+
+def _end_member(
+    conn: Connection,
+    sessions: StaffSessions,
+    session_id: str,
+    name: str,
+    *,
+    reason: str,
+    now: float,
+) -> int:
+    """End every session of *name* (how many were live); this request's at once, since
+    its end is audited now rather than at its next request."""
+    ended = sessions.end_staff(conn, name, reason=reason, now=now)
+    sessions.end(conn, session_id)
+    return ended
 
 
 def may_call(route: Route, role: str) -> bool:

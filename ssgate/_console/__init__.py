@@ -11,13 +11,19 @@ Wiring (in ``ssgate serve``)::
     check_console_listen(config.console.listen, tls=True)      # refuses plain non-loopback
     tls = load_state_server_tls(state.path, require_client_cert=False).options
     site = console_site(authenticator=authenticator, runner=runner, workflow=workflow,
-                        clock=reactor, sections=[...], secure=True)
+                        clock=reactor, sections=[...], secure=True, policy=policy,
+                        login_form_key=login_form_key(state.key("identity.key")))
     listen(config.console.listen, console_factory(site, tls))
+    services.addService(session_sweeper(runner, reactor, policy))
+
+Sessions live in the database (:mod:`auth._console_sessions`), and the login form's
+key is derived from the state directory's ``identity.key``: any node sharing the
+database and the key serves any staff member, and a restart logs nobody out.
 """
 
 from __future__ import annotations
 
-import os
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,23 +41,24 @@ from ._listen import (
     console_factory,
     inspect_listen,
 )
-from ._sessions import MemorySessions, SessionPolicy, SessionTable, token
+from ._sessions import DatabaseSessions, SessionPolicy, login_form_key, session_sweeper
 
 if TYPE_CHECKING:
     from declare_app.interfaces import DeclarationWorkflow
 
 __all__ = [
     "ConsoleListenError",
+    "DatabaseSessions",
     "ListenCheck",
-    "MemorySessions",
     "SessionPolicy",
-    "SessionTable",
     "append_audit",
     "check_console_listen",
     "console_factory",
     "console_shell",
     "console_site",
     "inspect_listen",
+    "login_form_key",
+    "session_sweeper",
 ]
 
 
@@ -89,13 +96,12 @@ def console_shell(
     runner: web.ConsoleRunner,
     workflow: DeclarationWorkflow | None,
     clock: IReactorTime,
+    login_form_key: bytes,
     sections: Sequence[web.ConsoleSection] = (),
     secure: bool,
     policy: SessionPolicy | None = None,
-    sessions: web.StaffSessions | None = None,
-    form_key: bytes | None = None,
     refusal_delay: float = 1.0,
-    random_bytes: Callable[[int], bytes] = os.urandom,
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes,
 ) -> web.ConsoleShell:
     """The staff console's shell with its sections (see :func:`console_site`)."""
     mounted: list[web.ConsoleSection] = []
@@ -104,18 +110,16 @@ def console_shell(
 
         mounted.append(review_section(workflow))
     mounted.extend(sections)
-    table = SessionTable(policy=policy or SessionPolicy(), random_bytes=random_bytes)
     return web.ConsoleShell(
         authenticator=authenticator,
         runner=runner,
-        sessions=sessions or MemorySessions(table),
+        sessions=DatabaseSessions(policy or SessionPolicy(), random_bytes=random_bytes),
         audit_trail=append_audit,
         clock=clock,
         sections=mounted,
         secure=secure,
-        form_key=form_key or random_bytes(32),
-        new_ref=table.new_ref,
-        new_token=lambda: token(random_bytes),
+        form_key=login_form_key,
+        new_token=lambda: web.new_token(random_bytes),
         refusal_delay=refusal_delay,
     )
 
@@ -128,8 +132,9 @@ def console_site(**kwargs: Any) -> Site:
     served over TLS: cookies then get ``Secure`` and the ``__Host-`` prefix, and
     responses carry HSTS.  *clock* gives the time (session timeouts, audit
     timestamps), the delay after a refused login (*refusal_delay* seconds) and the
-    HTTP timeouts.  *policy* sets the session timeouts (15 min idle, 8 h in all) of
-    the in-memory *sessions* used when none are given; *form_key* keys the login
-    form's token (the same on every node; random when not given).
+    HTTP timeouts.  *policy* sets the session timeouts (15 min idle, 8 h in all) and
+    caps.  *login_form_key* signs the login form's token; every node serving the
+    console must use the same one (:func:`login_form_key` derives it from
+    ``identity.key``).
     """
     return console_shell(**kwargs).site()

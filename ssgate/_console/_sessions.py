@@ -1,208 +1,108 @@
-"""Staff console sessions: the in-memory table, its timeouts, and the login-form token.
+"""Staff console sessions as the console uses them: the policy, the store behind the
+shell (:class:`DatabaseSessions`), the login-form key, and the periodic sweep.
 
-Sans-IO: time comes in as ``now`` and randomness from an injected ``random_bytes``.
-
-A session id is 256 random bits, sent to the browser as the cookie and nowhere else;
-the table is keyed by its SHA-256, so the ids themselves are never kept (nor shown
-in a repr).  Each session has its own CSRF token (another 256 random bits) and a
-``ref`` — a short random name, unrelated to the id, that audit events carry so an
-officer can follow one console session without the log ever holding a cookie.
-
-A session ends after :attr:`SessionPolicy.idle_seconds` without a request, after
-:attr:`SessionPolicy.max_age_seconds` in all, or at logout.  Logging in always makes
-a new id (session fixation: an id planted before login is never promoted).
+The sessions themselves live in the database (:mod:`auth._console_sessions`: hashed
+ids, per-session CSRF tokens, idle and absolute timeouts), so every node sharing it
+serves every staff member and a restart logs nobody out.
 
 Before login there is no server state: the login form's token is an HMAC, under a
-key made at start, of a random pre-login cookie, so a flood of login-page requests
-costs no memory, and a cross-site POST cannot carry a valid pair.
+key every node derives from the state directory's ``identity.key``
+(:func:`login_form_key`), of a random pre-login cookie.  A flood of login-page
+requests costs no storage, a cross-site POST cannot carry a valid pair, and a form
+loaded from one node can be sent to another, or after a restart.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Connection
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+import auth
 import web
 
-ID_BYTES = 32  # 256 bits
-REF_BYTES = 8
+SessionPolicy = auth.ConsoleSessionPolicy
+
+SWEEP_SECONDS = 60.0
+_LOGIN_FORM_LABEL = b"ssgate console login-form v1"
 
 
-def token(random_bytes: Callable[[int], bytes], n: int = ID_BYTES) -> str:
-    """*n* random bytes as unpadded URL-safe base64 (cookie- and form-safe)."""
-    return base64.urlsafe_b64encode(random_bytes(n)).rstrip(b"=").decode("ascii")
+def login_form_key(identity_key: bytes) -> bytes:
+    """The login-form token key, the same on every node holding *identity_key*
+    (a label of its own keeps it apart from every other use of that key)."""
+    return hmac.digest(identity_key, _LOGIN_FORM_LABEL, "sha256")
 
 
-def _digest(session_id: str) -> bytes:
-    return hashlib.sha256(session_id.encode("ascii", "replace")).digest()
+class DatabaseSessions:
+    """:class:`web.StaffSessions` on the database store (:mod:`auth._console_sessions`),
+    under *policy*; every call runs in the caller's transaction."""
 
-
-@dataclass(frozen=True)
-class SessionPolicy:
-    idle_seconds: float = 15 * 60
-    max_age_seconds: float = 8 * 3600
-    max_sessions: int = 10_000  # live sessions held in memory, all staff together
-
-    def __post_init__(self) -> None:
-        if not 0 < self.idle_seconds <= self.max_age_seconds:
-            raise ValueError("session idle timeout must be positive and at most the maximum age")
-        if self.max_sessions < 1:
-            raise ValueError("max_sessions must be at least 1")
-
-
-@dataclass
-class ConsoleSession:
-    staff: str
-    role: str
-    ref: str  # non-secret, for audit events
-    csrf_token: str = field(repr=False)
-    created_at: float
-    last_seen: float
-
-
-class SessionTable:
-    """Live console sessions of this process."""
-
-    def __init__(self, *, policy: SessionPolicy, random_bytes: Callable[[int], bytes]) -> None:
+    def __init__(
+        self, policy: SessionPolicy, *, random_bytes: Callable[[int], bytes] = secrets.token_bytes
+    ) -> None:
         self.policy = policy
         self._random = random_bytes
-        self._sessions: dict[bytes, ConsoleSession] = {}
-        # For the login form's token (see the module docstring); never leaves the process.
-        self._form_key = random_bytes(ID_BYTES)
 
     def __repr__(self) -> str:
-        return f"SessionTable({len(self._sessions)} sessions, {self.policy!r})"
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def new_ref(self) -> str:
-        """A fresh non-secret session name for audit events (``cs-`` + 16 hex digits)."""
-        return "cs-" + self._random(REF_BYTES).hex()
-
-    def create(
-        self, staff: str, role: str, *, now: float, ref: str | None = None
-    ) -> tuple[str, ConsoleSession]:
-        """A new session for *staff*: (the id for the cookie, the session).  *ref* is the
-        name its audit events carry (:meth:`new_ref` when None)."""
-        self.sweep(now)
-        if len(self._sessions) >= self.policy.max_sessions:
-            # Full of live sessions: the longest idle one makes room.
-            oldest = min(self._sessions, key=lambda k: self._sessions[k].last_seen)
-            del self._sessions[oldest]
-        session_id = token(self._random)
-        session = ConsoleSession(
-            staff=staff,
-            role=role,
-            ref=ref if ref is not None else self.new_ref(),
-            csrf_token=token(self._random),
-            created_at=now,
-            last_seen=now,
-        )
-        self._sessions[_digest(session_id)] = session
-        return session_id, session
-
-    def lookup(self, session_id: str, *, now: float) -> tuple[ConsoleSession | None, str]:
-        """(the live session, "") or (None, why: ``"unknown"``, ``"idle"``, ``"max-age"``).
-
-        A live session's idle clock restarts; an expired one is removed.
-        """
-        key = _digest(session_id)
-        session = self._sessions.get(key)
-        if session is None:
-            return None, "unknown"
-        why = self._expiry(session, now)
-        if why:
-            del self._sessions[key]
-            return None, why
-        session.last_seen = now
-        return session, ""
-
-    def end(self, session_id: str) -> ConsoleSession | None:
-        """Remove the session (logout); returns it if it was there."""
-        return self._sessions.pop(_digest(session_id), None)
-
-    def end_staff(self, staff: str) -> int:
-        """End every session of *staff* (disabled, role changed); how many ended."""
-        keys = [k for k, s in self._sessions.items() if s.staff == staff]
-        for k in keys:
-            del self._sessions[k]
-        return len(keys)
-
-    def sweep(self, now: float) -> int:
-        """Drop expired sessions; how many were dropped."""
-        dead = [k for k, s in self._sessions.items() if self._expiry(s, now)]
-        for k in dead:
-            del self._sessions[k]
-        return len(dead)
-
-    def _expiry(self, session: ConsoleSession, now: float) -> str:
-        if now - session.created_at >= self.policy.max_age_seconds:
-            return "max-age"
-        if now - session.last_seen >= self.policy.idle_seconds:
-            return "idle"
-        return ""
-
-    # -- before login ------------------------------------------------------------------
-
-    def new_prelogin(self) -> str:
-        """A fresh pre-login cookie value."""
-        return token(self._random)
-
-    def login_form_token(self, prelogin: str) -> str:
-        """The token the login form carries for the pre-login cookie *prelogin*."""
-        mac = hmac.new(
-            self._form_key, b"login-form\x00" + prelogin.encode("ascii", "replace"), hashlib.sha256
-        ).digest()
-        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
-
-    def check_login_form_token(self, prelogin: str, form_token: str) -> bool:
-        if not prelogin or not form_token:
-            return False
-        expected = self.login_form_token(prelogin)
-        return hmac.compare_digest(expected.encode("ascii"), form_token.encode("ascii", "replace"))
-
-
-def same_token(expected: str, given: str) -> bool:
-    """Constant-time comparison of a CSRF token with what the form carried."""
-    return bool(given) and hmac.compare_digest(
-        expected.encode("ascii"), given.encode("utf-8", "replace")
-    )
-
-
-class MemorySessions:
-    """:class:`web.StaffSessions` over a :class:`SessionTable` in this process's memory
-    (the *conn* arguments are unused): for tests, and a single node that accepts
-    that a restart logs staff out."""
-
-    def __init__(self, table: SessionTable) -> None:
-        self.table = table
-
-    def __repr__(self) -> str:
-        return f"MemorySessions({self.table!r})"
+        return f"DatabaseSessions({self.policy!r})"
 
     @staticmethod
-    def _view(session: ConsoleSession) -> web.ConsoleSession:
+    def _view(session: auth.ConsoleSession) -> web.ConsoleSession:
         return web.ConsoleSession(session.staff, session.role, session.ref, session.csrf_token)
 
     def start(
-        self, conn: Any, staff: str, role: str, *, now: float, ref: str
-    ) -> tuple[str, web.ConsoleSession]:
-        session_id, session = self.table.create(staff, role, now=now, ref=ref)
-        return session_id, self._view(session)
+        self, conn: Connection, staff: str, *, now: float, replaces: str
+    ) -> tuple[str, web.ConsoleSession] | None:
+        made = auth.create_console_session(
+            conn, staff, now=now, policy=self.policy, replaces=replaces, random_bytes=self._random
+        )
+        return None if made is None else (made[0], self._view(made[1]))
 
-    def find(
-        self, conn: Any, session_id: str, *, now: float
-    ) -> tuple[web.ConsoleSession | None, str]:
-        session, why = self.table.lookup(session_id, now=now)
-        return (None, why) if session is None else (self._view(session), "")
+    def find(self, conn: Connection, session_id: str, *, now: float) -> web.SessionLookup:
+        found = auth.lookup_console_session(conn, session_id, now=now, policy=self.policy)
+        return web.SessionLookup(
+            None if found.session is None else self._view(found.session),
+            found.why,
+            None if found.ended is None else self._view(found.ended),
+        )
 
-    def end(self, conn: Any, session_id: str) -> None:
-        self.table.end(session_id)
+    def end(self, conn: Connection, session_id: str) -> None:
+        auth.end_console_session(conn, session_id)
 
-    def end_staff(self, conn: Any, staff: str) -> int:
-        return self.table.end_staff(staff)
+    def end_staff(self, conn: Connection, staff: str, *, reason: str, now: float) -> int:
+        return auth.end_staff_console_sessions(conn, staff, reason=reason, now=now)
+
+
+def session_sweeper(
+    runner: web.ConsoleRunner,
+    clock: IReactorTime,
+    policy: SessionPolicy,
+    *,
+    interval: float = SWEEP_SECONDS,
+) -> TimerService:
+    """A service deleting expired and ended console sessions every *interval* seconds.
+
+    Each node may run one: the deletes are idempotent.  A failed sweep is logged and
+    the next one runs as planned.
+    """
+    log = Logger(namespace="ssgate.console")
+
+    def sweep() -> Deferred[Any]:
+        d = runner.run(auth.sweep_console_sessions, now=clock.seconds(), policy=policy)
+
+        def failed(failure: Failure) -> None:
+            log.failure("console session sweep failed", failure)
+
+        return d.addErrback(failed)
+
+    service = TimerService(interval, sweep)
+    service.clock = clock
+    return service

@@ -301,3 +301,20 @@ def channel(tmp_path: Path, run: Run) -> Iterator[Channel]:
         yield ch
     finally:
         ch.stop()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Proc]]:
+    """``spawn([args…])``: a child process whose output lines can be waited for; every
+    one still running is stopped at the end of the test."""
+    started: list[Proc] = []
+
+    def _spawn(args: list[str]) -> Proc:
+        env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
+        proc = Proc(args, env=env)
+        started.append(proc)
+        return proc
+
+    yield _spawn
+    for proc in started:
+        proc.stop()  # a no-op for one already stopped

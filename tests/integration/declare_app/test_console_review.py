@@ -29,6 +29,8 @@ from declare_app.web._review import RETURN_REASONS
 from ssgate._console import console_site
 from ssgate._console.testing import ConsoleClient, SyncRunner
 
+LOGIN_FORM_KEY = bytes(range(32))  # any 32 bytes: the login-form token key
+
 PASSWORD = "Correct-Horse-9-battery"
 UNIT_A = "12345678"  # as conftest registers it
 NOW = datetime(2025, 3, 10, 10, 0, tzinfo=CHINA_TIME).timestamp()  # as conftest's workflow
@@ -109,6 +111,7 @@ def console(decl_db: Engine, workflow: Declarations, employer_a: Actor) -> Conso
     clock = MemoryReactorClock()
     clock.advance(NOW + 3600)
     site = console_site(
+        login_form_key=LOGIN_FORM_KEY,
         authenticator=auth.Authenticator(decl_db, hasher, box),
         runner=SyncRunner(decl_db),
         workflow=workflow,

@@ -31,6 +31,8 @@ from ssgate._console import check_console_listen, console_factory, console_site
 from ssgate._db import Database, make_engine
 from ssgate._serve import Runner
 
+LOGIN_FORM_KEY = bytes(range(32))  # any 32 bytes: the login-form token key
+
 PASSWORD = "Correct-Horse-9-battery"
 TEST_TIMEOUT = 60.0
 
@@ -134,6 +136,7 @@ async def test_staff_log_in_over_tls_with_host_cookies(tmp_path: Path) -> None:
     spec = "tcp:0:interface=127.0.0.1"
     check_console_listen(spec, tls=True)
     site = console_site(
+        login_form_key=LOGIN_FORM_KEY,
         authenticator=auth.Authenticator(engine, hasher, box),
         runner=runner,
         workflow=None,

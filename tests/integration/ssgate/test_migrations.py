@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import Engine, MetaData, inspect
 
 from ssgate._schema import all_metadata, schema_status, upgrade
 
@@ -28,3 +28,27 @@ def test_upgrade_is_idempotent(engine: Engine) -> None:
     upgrade(engine)
     upgrade(engine)
     assert schema_status(engine)[0] == schema_status(engine)[1]
+
+
+def test_each_migration_downgrades_and_upgrades_again(engine: Engine) -> None:
+    """Every revision's downgrade undoes it (down to nothing) and the upgrade redoes it."""
+    from alembic import command
+
+    from ssgate._schema import _alembic_config
+
+    upgrade(engine)
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    assert schema_status(engine)[0] == "0002"
+    with engine.connect() as conn:
+        assert "console_sessions" not in inspect(conn).get_table_names()
+        assert "staff" in inspect(conn).get_table_names()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    with engine.connect() as conn:
+        assert "staff" not in inspect(conn).get_table_names()
+    upgrade(engine)
+    test_upgrade_to_head_matches_the_declared_tables(engine)

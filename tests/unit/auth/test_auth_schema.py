@@ -23,8 +23,14 @@ _PATTERNS = {
 }
 
 
-def test_the_package_owns_exactly_its_four_tables() -> None:
-    assert set(metadata.tables) == {"credentials", "accounts", "staff", "source_failures"}
+def test_the_package_owns_exactly_its_five_tables() -> None:
+    assert set(metadata.tables) == {
+        "credentials",
+        "accounts",
+        "staff",
+        "source_failures",
+        "console_sessions",
+    }
 
 
 def test_every_constraint_and_index_is_named_by_the_convention() -> None:

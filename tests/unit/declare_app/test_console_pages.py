@@ -39,6 +39,8 @@ from ssgate._console import console_site
 from ssgate._console.testing import ConsoleClient, Reply, SyncRunner
 from ssgate._db import make_engine
 
+LOGIN_FORM_KEY = bytes(range(32))  # any 32 bytes: the login-form token key
+
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z = 08:00 in Beijing
 PASSWORD = "Correct-Horse-9-battery"
 
@@ -356,6 +358,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     clock.advance(NOW)
     workflow = FakeWorkflow()
     site = console_site(
+        login_form_key=LOGIN_FORM_KEY,
         authenticator=auth.Authenticator(engine, hasher, box),
         runner=SyncRunner(engine),
         workflow=workflow,

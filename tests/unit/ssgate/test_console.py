@@ -31,6 +31,8 @@ from ssgate._console.testing import ConsoleClient, Reply, SyncRunner
 from ssgate._db import make_engine
 from web import REFUSED_MESSAGE
 
+LOGIN_FORM_KEY = bytes(range(32))  # any 32 bytes: the login-form token key
+
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 PASSWORD = "Correct-Horse-9-battery"
 
@@ -209,6 +211,7 @@ def _build(
     runner = SyncRunner(engine)
     probe = Probe()
     site = console_site(
+        login_form_key=LOGIN_FORM_KEY,
         authenticator=auth.Authenticator(engine, hasher, box),
         runner=runner,
         workflow=None,
@@ -777,6 +780,7 @@ def test_sections_with_bad_routes_or_roles_are_refused_at_start(world: World) ->
 
     def build(*sections: web.ConsoleSection) -> object:
         return console_site(
+            login_form_key=LOGIN_FORM_KEY,
             authenticator=auth.Authenticator(
                 world.engine,
                 auth.PasswordHasher(),
@@ -807,6 +811,7 @@ def test_an_authenticator_error_is_a_500_and_audited_as_failed(tmp_path: Path) -
         w.engine, auth.PasswordHasher(), auth.SecretBox(auth.SecretBox.generate_key())
     )
     site = console_site(
+        login_form_key=LOGIN_FORM_KEY,
         authenticator=broken,
         runner=w.runner,
         workflow=None,

@@ -80,6 +80,7 @@ def _world(tmp_path: Path) -> tuple[web.ConsoleShell, ConsoleClient, dict[str, s
         clock=clock,
         secure=False,
         refusal_delay=0,
+        login_form_key=bytes(range(32)),
     )
     client = ConsoleClient(shell.site(), clock=clock, peer=IPv4Address("TCP", "127.0.0.1", 1))
     return shell, client, secrets, (clock, ids)

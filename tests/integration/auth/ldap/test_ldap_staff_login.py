@@ -39,6 +39,8 @@ from web import REFUSED_MESSAGE
 
 from .conftest import STAFF_PASSWORDS, USER_DN, Slapd
 
+LOGIN_FORM_KEY = bytes(range(32))  # any 32 bytes: the login-form token key
+
 NOW = 1_767_225_615.0
 NAME = "zhang.wei"
 PASSWORD = STAFF_PASSWORDS[NAME]
@@ -209,6 +211,7 @@ def test_the_staff_console_logs_in_with_the_directory_password(staff: Staff, sla
     clock = MemoryReactorClock()
     clock.advance(NOW)
     site = console_site(
+        login_form_key=LOGIN_FORM_KEY,
         authenticator=staff.authenticator,
         runner=SyncRunner(staff.db),
         workflow=None,
