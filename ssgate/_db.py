@@ -34,6 +34,10 @@ def sqlite_url(path: Path) -> str:
 def make_engine(url: str) -> Engine:
     """Build the engine for *url*: SQLite (embedded default) or PostgreSQL via psycopg 3.
 
+    ``hide_parameters``: a failed statement's error text (and so a logged failure)
+    never carries its parameters — password hashes, sealed secrets, CSRF tokens and
+    ID numbers travel as parameters.
+
     SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for every transaction:
     with deferred ``BEGIN`` a reader that later writes cannot wait for the lock and
     fails with "database is locked" under threads (measured in STACK.md).
@@ -55,6 +59,7 @@ def make_engine(url: str) -> Engine:
             parsed,
             pool_pre_ping=True,
             connect_args={"connect_timeout": 10},
+            hide_parameters=True,
         )
     raise DatabaseURLError(
         f"database.url {parsed.render_as_string(hide_password=True)!r}: "
@@ -68,9 +73,12 @@ def _sqlite_engine(url: str, *, in_memory: bool) -> Engine:
             url,
             poolclass=StaticPool,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            hide_parameters=True,
         )
     else:
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=True
+        )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
