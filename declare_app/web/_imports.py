@@ -45,6 +45,7 @@ from declare_app.interfaces import (
     DeclarationWorkflow,
     LineResult,
 )
+from declare_app.web._api import json_response
 from declare_app.web._app import Ctx, HttpError, Response
 
 IMPORT_MAX_BODY: Final = MAX_FILE_BYTES + 64 * 1024  # the file and the multipart framing
@@ -177,8 +178,6 @@ def _line_json(r: LineResult) -> dict[str, Any]:
 
 
 async def api_import(ctx: Ctx) -> Response:
-    from declare_app.web._api import json_response  # _api imports nothing from here
-
     t = _batch_type(ctx.query_value("type"))
     as_csv = ctx.query_value("format") == "csv"
     try:
