@@ -15,7 +15,7 @@ from typing import Protocol
 from twisted.cred.portal import Portal
 
 import auth
-from gateway._cred import AccountPolicyView, BlockingRunner, ChannelChecker, ChannelRealm
+from gateway._cred import AccountPolicyView, ChannelChecker, ChannelRealm
 
 
 class AccountPolicySettings(Protocol):
@@ -58,7 +58,7 @@ def policy_view(
 
 def channel_portal(
     authenticator: auth.Authenticator,
-    runner: BlockingRunner,
+    runner: auth.Runner,
     policy_for: Callable[[str], AccountPolicyView],
     clock: Callable[[], float],
     node_name: str,

@@ -20,9 +20,10 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Concatenate, ParamSpec, TextIO, TypeVar
 
 from cryptography import x509
+from sqlalchemy import Connection
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
@@ -75,25 +76,30 @@ from ssgate._state import StateDir, StateError
 DECLARE_SOCKET = "declare.sock"
 LOGIN_THREADS = 4
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 class ServeError(Exception):
     """The gateway cannot start; the message says why (a bad file, a busy port…)."""
 
 
 class Runner:
-    """:class:`gateway._cred.BlockingRunner`: transactions on the database pool,
-    logins (hashing) on their own pool."""
+    """:class:`auth.Runner`: transactions on the database pool, logins (hashing) on
+    their own pool."""
 
     def __init__(self, db: Database, reactor: Any, *, login_threads: int = LOGIN_THREADS) -> None:
         self._db = db
         self._logins = WorkerPool(reactor, name="ssgate-login", max_threads=login_threads)
 
-    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        d: Deferred[Any] = self._db.run(fn, *args, **kwargs)
+    def run(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Deferred[T]:
+        d: Deferred[T] = self._db.run(fn, *args, **kwargs)
         return d
 
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        d: Deferred[Any] = self._logins.defer(fn, *args, **kwargs)
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        d: Deferred[T] = self._logins.defer(fn, *args, **kwargs)
         return d
 
     def close(self) -> None:

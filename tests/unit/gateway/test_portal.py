@@ -10,8 +10,8 @@ from sqlalchemy import Engine
 from twisted.cred.portal import Portal
 
 import gateway
+from auth.testing import SynchronousRunner
 from gateway._cred import IChannelCredentials
-from gateway.testing import SynchronousRunner
 from ssgate._config import AccountPolicy, PolicyConfig
 
 SSGATE = Path(gateway.__file__).parent.parent / "ssgate"
