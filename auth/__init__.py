@@ -7,8 +7,10 @@ node and every restart sees the same ones), and the :class:`Authenticator` with
 lockout, source throttling and the TOTP replay guard.  Where a password is checked is a
 :class:`PasswordVerifier`: the stored hash (:class:`SqlPasswords`) or, for staff, an
 LDAP directory (:class:`LdapPasswords`, a simple bind with ldap3).  Nothing here
-imports Twisted: these are blocking library calls for a thread pool.  Time is always
-passed in as ``now`` (epoch seconds UTC).
+imports Twisted: these are blocking library calls for a thread pool, and
+:class:`Runner` is how the Twisted side puts them on one (a transaction on the
+database pool, a login on the login pool).  Time is always passed in as ``now``
+(epoch seconds UTC).
 """
 
 from ._assertion import (
@@ -62,6 +64,7 @@ from ._passwords import (
     check_password_strength,
     generate_password,
 )
+from ._runner import Runner
 from ._schema import metadata
 from ._secretbox import SecretBox, SecretBoxError
 from ._store import (
@@ -137,6 +140,7 @@ __all__ = [
     "PasswordHasher",
     "PasswordVerifier",
     "PrincipalNotFoundError",
+    "Runner",
     "SecretBox",
     "SecretBoxError",
     "SqlPasswords",

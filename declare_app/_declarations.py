@@ -37,13 +37,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sqlalchemy import Connection, Engine, exc, insert, select, update
 
 import audit
 from declare_app import _vocabulary as vocabulary
+from declare_app._china_time import CHINA_TIME
 from declare_app._contributions import RateTable
 from declare_app._rules import (
     ApplyConflict,
@@ -73,7 +74,6 @@ from declare_app.interfaces import (
     Status,
 )
 
-CHINA_TIME: Final = timezone(timedelta(hours=8), "CST")  # no daylight saving since 1991
 MAX_PAYLOAD_BYTES: Final = 256 * 1024
 MAX_BATCH_PAYLOAD_BYTES: Final = 24 * 1024 * 1024  # 10 000 normalised person-add lines
 BATCH_TYPES: Final = frozenset({DeclarationType.PERSON_ADD, DeclarationType.ANNUAL_BASE})

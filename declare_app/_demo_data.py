@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, insert, select, update
 
+from declare_app._china_time import CHINA_TIME
 from declare_app._contributions import (
     Insurance,
     MissingRateError,
@@ -24,7 +25,7 @@ from declare_app._contributions import (
     demo_rate_table,
     monthly_contribution,
 )
-from declare_app._declarations import CHINA_TIME, Declarations
+from declare_app._declarations import Declarations
 from declare_app._person_id import Gender, person_id_check_char
 from declare_app._retirement import (
     YearMonth,

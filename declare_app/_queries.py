@@ -66,13 +66,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 import audit
+from declare_app._china_time import CHINA_TIME
 from declare_app._contributions import (
     Insurance,
     MissingRateError,
     PaymentStatus,
     RateTable,
 )
-from declare_app._declarations import CHINA_TIME, _audit_actor, _bounded
+from declare_app._declarations import _audit_actor, _bounded
 from declare_app._pension_account import (
     AccountStatementLine,
     InterestRate,

@@ -20,22 +20,19 @@ import io
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen.canvas import Canvas
 
+from declare_app._china_time import CHINA_TIME
 from declare_app.interfaces import DeclarationType
 
 __all__ = ["FOOTER", "VoucherView", "mask_id_number", "voucher_pdf"]
 
 FOOTER = "本凭证由社会保险网上申报系统生成，凭证号可在经办机构核验"
-
-# Asia/Shanghai has been UTC+8 without daylight saving since 1991; a fixed offset keeps
-# the function free of the tz database (and of reading it from disk).
-SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 FONT = "STSong-Light"
 
@@ -106,7 +103,7 @@ def mask_id_number(id_number: str) -> str:
 def voucher_pdf(voucher: VoucherView) -> bytes:
     """The voucher as a one-page A4 PDF; the same *voucher* always gives the same bytes."""
     _register_font()
-    applied = voucher.applied_at.astimezone(SHANGHAI)
+    applied = voucher.applied_at.astimezone(CHINA_TIME)
     buffer = io.BytesIO()
     canvas = Canvas(buffer, pagesize=A4, invariant=1, pageCompression=1)
     title = f"办理凭证 {_clean(voucher.voucher_no, 60)}"

@@ -1,1 +1,71 @@
-"""gateway package (under construction)."""
+"""The secure channel: the gateway that employers dial, and ``ssgate connect`` that dials it.
+
+The public face of the gateway package, for ``ssgate`` to assemble and run it:
+
+* the gateway — :class:`GatewayNode` (the live tunnels of one process, each a
+  session in the registry) over a :class:`GatewayContext`; channel logins through
+  :func:`channel_portal` (twisted.cred: certificate binding, source policy, password
+  + TOTP, concurrent-session limit) with each account's policy read through
+  :func:`policy_view`;
+* TLS — :func:`load_state_server_tls` reads the server material from the state
+  directory, :class:`ReloadingServerTLS` swaps it for new connections, and
+  :func:`state_crl_watcher` reloads the files and the CRL;
+* the session registry (tables in :data:`metadata`) for the command line:
+  :func:`list_sessions`, :func:`request_kill`, :func:`request_kill_account`;
+* the client — :func:`load_profile`, :func:`load_identity`, :func:`parse_listen` and
+  :class:`ConnectClient`; :class:`Reason` is every end and refusal with its code.
+
+The frame codec and state machines (``_frames``, ``_machine``) are sans-IO and
+private; :mod:`gateway.testing` has the in-memory network and a whole test channel.
+"""
+
+from ._client import (
+    EXIT_SETUP,
+    ClientIdentity,
+    ClientSetupError,
+    ConnectClient,
+    Profile,
+    load_identity,
+    load_profile,
+    parse_listen,
+)
+from ._cred import AccountPolicyView
+from ._portal import AccountPolicySettings, channel_portal, policy_view
+from ._reasons import Reason
+from ._schema import metadata
+from ._service import GatewayContext, GatewayNode, default_node_name
+from ._sessions import SessionRecord, list_sessions, request_kill, request_kill_account
+from ._tls import (
+    ReloadingServerTLS,
+    ServerTLSMaterial,
+    load_state_server_tls,
+    state_crl_watcher,
+)
+
+__all__ = [
+    "EXIT_SETUP",
+    "AccountPolicySettings",
+    "AccountPolicyView",
+    "ClientIdentity",
+    "ClientSetupError",
+    "ConnectClient",
+    "GatewayContext",
+    "GatewayNode",
+    "Profile",
+    "Reason",
+    "ReloadingServerTLS",
+    "ServerTLSMaterial",
+    "SessionRecord",
+    "channel_portal",
+    "default_node_name",
+    "list_sessions",
+    "load_identity",
+    "load_profile",
+    "load_state_server_tls",
+    "metadata",
+    "parse_listen",
+    "policy_view",
+    "request_kill",
+    "request_kill_account",
+    "state_crl_watcher",
+]

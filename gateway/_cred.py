@@ -3,7 +3,7 @@
 The checker verifies the factors: the client certificate must be bound to the account
 and still valid in the certificate register, the source address must be allowed by
 the account's policy, and then :class:`auth.Authenticator` checks password + TOTP
-(lockout, throttle and replay guard included) on the database thread pool.  The realm
+(lockout, throttle and replay guard included) on the runner's login pool.  The realm
 turns a verified account into a session: it takes a slot under the concurrent-session
 limit and returns a ``logout`` that ends the session record.
 
@@ -16,30 +16,18 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from zope.interface import Attribute, Interface, implementer
 
 import auth
 import certs
 from gateway import _sessions
-
-
-class BlockingRunner(Protocol):
-    """Runs blocking callables off the reactor thread (the database thread pool)."""
-
-    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        """``fn(conn, *args)`` in one transaction."""
-        ...
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        """``fn(*args)`` on the pool, without a transaction."""
-        ...
 
 
 class IChannelCredentials(Interface):
@@ -124,7 +112,7 @@ class ChannelChecker:
         self,
         *,
         authenticator: auth.Authenticator,
-        db: BlockingRunner,
+        db: auth.Runner,
         policy_for: Callable[[str], AccountPolicyView],
         clock: Callable[[], float],
     ) -> None:
@@ -165,7 +153,7 @@ class ChannelRealm:
     def __init__(
         self,
         *,
-        db: BlockingRunner,
+        db: auth.Runner,
         policy_for: Callable[[str], AccountPolicyView],
         clock: Callable[[], float],
         node: str,

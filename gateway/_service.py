@@ -35,11 +35,10 @@ from zope.interface import implementer
 
 import audit
 import certs
-from auth import Identity, IdentityHeaderError, encode_assertion, new_nonce
+from auth import Identity, IdentityHeaderError, Runner, encode_assertion, new_nonce
 from gateway import _sessions
 from gateway._cred import (
     AccountPolicyView,
-    BlockingRunner,
     ChannelCredentials,
     ChannelSession,
     IChannelSession,
@@ -94,7 +93,7 @@ class GatewayContext:
 
     clock: IReactorTime
     portal: Portal
-    db: BlockingRunner
+    db: Runner
     identity_key: bytes = field(repr=False)
     resume_key: bytes = field(repr=False)
     services: Mapping[str, Callable[[], IStreamClientEndpoint]]

@@ -1,8 +1,9 @@
 """In-memory fakes for testing the gateway and ``ssgate connect`` without sockets or threads.
 
-- :class:`SynchronousRunner` is a :class:`gateway._cred.BlockingRunner` that runs each
-  callable at once on the calling thread (or holds it until :meth:`release`, to test
-  what happens while a login or a query is still in flight).
+- :class:`SynchronousRunner` (:mod:`auth.testing`'s, re-exported) is the
+  :class:`auth.Runner` that runs each callable at once on the calling thread (or
+  holds it until ``release``, to test what happens while a login or a query is
+  still in flight).
 - :class:`MemoryNetwork` connects protocols through :class:`MemoryTransport` pairs that
   behave like Twisted's TCP transports where back-pressure and closing are concerned
   (``twisted.internet.abstract.FileDescriptor``): a write buffer that pauses a
@@ -35,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import io
 import secrets
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,9 +72,10 @@ from zope.interface import implementer
 import audit
 import auth
 import certs
+from auth.testing import SynchronousRunner
 from certs._schema import metadata as certs_metadata
 from gateway._client import ClientIdentity, ConnectClient, Profile
-from gateway._cred import AccountPolicyView, BlockingRunner, ChannelChecker, ChannelRealm
+from gateway._cred import AccountPolicyView, ChannelChecker, ChannelRealm
 from gateway._schema import metadata as gateway_metadata
 from gateway._service import GatewayContext, GatewayNode, GatewayTunnel
 from gateway._sessions import SessionRecord, get_session
@@ -86,67 +87,6 @@ READ_SIZE = 65536
 BUFFER_SIZE = 65536
 
 Address = IPv4Address | IPv6Address
-
-
-# -- the database ------------------------------------------------------------------------
-
-
-class SynchronousRunner:
-    """:class:`BlockingRunner` on the calling thread: ``run`` is one transaction.
-
-    After :meth:`hold`, calls are queued (their Deferreds unfired) until
-    :meth:`release` runs them in order, as a busy thread pool would.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.holding = False
-        self._held: list[tuple[Callable[[], Any], Deferred[Any]]] = []
-
-    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        def work() -> Any:
-            with self.engine.begin() as conn:
-                return fn(conn, *args, **kwargs)
-
-        return self._submit(work)
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        return self._submit(lambda: fn(*args, **kwargs))
-
-    def hold(self) -> None:
-        self.holding = True
-
-    def release(self) -> None:
-        """Run what was held (and anything those runs submit), then stop holding."""
-        self.holding = False
-        while self._held:
-            work, d = self._held.pop(0)
-            self._fire(work, d)
-
-    @property
-    def held(self) -> int:
-        return len(self._held)
-
-    def _submit(self, work: Callable[[], Any]) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        if self.holding:
-            self._held.append((work, d))
-        else:
-            self._fire(work, d)
-        return d
-
-    @staticmethod
-    def _fire(work: Callable[[], Any], d: Deferred[Any]) -> None:
-        try:
-            result = work()
-        except Exception:
-            d.errback(Failure())
-        else:
-            d.callback(result)
-
-
-def _is_blocking_runner(runner: SynchronousRunner) -> BlockingRunner:
-    return runner  # mypy checks that the fake has the Protocol's methods and types
 
 
 # -- connections -------------------------------------------------------------------------

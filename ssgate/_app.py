@@ -35,7 +35,7 @@ class RegistrySessions:
         self._actor = actor
 
     def end_sessions(self, conn: Connection, account: str, *, reason: str, now: float) -> int:
-        from gateway._sessions import request_kill_account
+        from gateway import request_kill_account
 
         return request_kill_account(conn, account, reason=reason, actor=self._actor, now=now)
 

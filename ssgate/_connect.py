@@ -17,15 +17,15 @@ from typing import Any, TextIO
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
-from gateway._client import (
+from gateway import (
     EXIT_SETUP,
     ClientSetupError,
     ConnectClient,
+    Reason,
     load_identity,
     load_profile,
     parse_listen,
 )
-from gateway._reasons import Reason
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 

@@ -18,7 +18,7 @@ def all_metadata() -> list[MetaData]:
     from auth._schema import metadata as auth_metadata
     from certs._schema import metadata as certs_metadata
     from declare_app._schema import metadata as declare_metadata
-    from gateway._schema import metadata as gateway_metadata
+    from gateway import metadata as gateway_metadata
 
     return [auth_metadata, certs_metadata, audit_metadata, declare_metadata, gateway_metadata]
 

@@ -20,11 +20,11 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Concatenate, ParamSpec, TextIO, TypeVar
 
 from cryptography import x509
+from sqlalchemy import Connection
 from twisted.application.service import MultiService
-from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
@@ -50,12 +50,15 @@ import declare_app
 from declare_app._declarations import Declarations
 from declare_app._guard import IdentityGuardFactory
 from declare_app.web import employer_site, registry_unit_name
-from gateway._cred import AccountPolicyView, ChannelChecker, ChannelRealm
-from gateway._service import GatewayContext, GatewayNode, default_node_name
-from gateway._tls import (
+from gateway import (
+    GatewayContext,
+    GatewayNode,
     ReloadingServerTLS,
     ServerTLSMaterial,
+    channel_portal,
+    default_node_name,
     load_state_server_tls,
+    policy_view,
     state_crl_watcher,
 )
 from ssgate._app import App
@@ -75,25 +78,30 @@ from ssgate._state import StateDir, StateError
 DECLARE_SOCKET = "declare.sock"
 LOGIN_THREADS = 4
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 class ServeError(Exception):
     """The gateway cannot start; the message says why (a bad file, a busy port…)."""
 
 
 class Runner:
-    """:class:`gateway._cred.BlockingRunner`: transactions on the database pool,
-    logins (hashing) on their own pool."""
+    """:class:`auth.Runner`: transactions on the database pool, logins (hashing) on
+    their own pool."""
 
     def __init__(self, db: Database, reactor: Any, *, login_threads: int = LOGIN_THREADS) -> None:
         self._db = db
         self._logins = WorkerPool(reactor, name="ssgate-login", max_threads=login_threads)
 
-    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        d: Deferred[Any] = self._db.run(fn, *args, **kwargs)
+    def run(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Deferred[T]:
+        d: Deferred[T] = self._db.run(fn, *args, **kwargs)
         return d
 
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        d: Deferred[Any] = self._logins.defer(fn, *args, **kwargs)
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        d: Deferred[T] = self._logins.defer(fn, *args, **kwargs)
         return d
 
     def close(self) -> None:
@@ -154,22 +162,6 @@ class Serving:
         self.runner.close()
 
 
-def policy_view(app: App) -> Callable[[str], AccountPolicyView]:
-    policies = app.config.policy
-
-    def policy_for(account: str) -> AccountPolicyView:
-        p = policies.for_account(account)
-        return AccountPolicyView(
-            max_sessions=p.max_sessions,
-            allowed_sources=p.allowed_sources,
-            services=p.services,
-            idle_timeout_seconds=p.idle_timeout_seconds,
-            max_lifetime_seconds=p.max_lifetime_seconds,
-        )
-
-    return policy_for
-
-
 def make_authenticator(app: App) -> auth.Authenticator:
     """Password + TOTP with the configured lockout (channel accounts and staff).
 
@@ -217,26 +209,6 @@ def staff_directory(app: App) -> auth.PasswordVerifier | None:
         raise ServeError(f"directory: {e}") from None
     log = Logger(namespace="ssgate.directory")
     return auth.LdapPasswords(settings, warn=lambda message: log.warn("{m}", m=message))
-
-
-def channel_portal(
-    authenticator: auth.Authenticator,
-    runner: Runner,
-    policy_for: Callable[[str], AccountPolicyView],
-    clock: Callable[[], float],
-    node_name: str,
-) -> Portal:
-    """twisted.cred for channel logins: certificate binding, policy, two factors, limit."""
-    return Portal(
-        ChannelRealm(
-            db=runner, policy_for=policy_for, clock=clock, node=node_name, end_session=_no_op
-        ),
-        [
-            ChannelChecker(
-                authenticator=authenticator, db=runner, policy_for=policy_for, clock=clock
-            )
-        ],
-    )
 
 
 class _Ports:
@@ -330,7 +302,7 @@ def start(
         config.console.listen, console_factory(console, console_tls), "staff console"
     )
 
-    policy_for = policy_view(app)
+    policy_for = policy_view(config.policy.for_account)
     node_name = default_node_name()
     ctx = GatewayContext(
         clock=reactor,
@@ -358,10 +330,6 @@ def start(
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     running.startService()
     return Serving(gateway_port, declare_port, console_port, running, node, runner)
-
-
-def _no_op(session_id: str) -> None:
-    """The realm's logout: the tunnel ends its session itself, with the reason."""
 
 
 def _listen_now(reactor: Any, spec: str, factory: Any) -> IListeningPort:

@@ -474,7 +474,7 @@ def _audit(app: App, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_sessions(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
-    from gateway import _sessions
+    import gateway
     from ssgate._app import operator_name
 
     app = App(state)
@@ -483,7 +483,7 @@ def cmd_sessions(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
         with app.engine.begin() as conn:
             if args.audit_command == "kill":
                 actor = operator_name()
-                record = _sessions.request_kill(
+                record = gateway.request_kill(
                     conn,
                     args.session_id,
                     reason="officer-kill",
@@ -513,9 +513,9 @@ def cmd_sessions(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
                 out.write(f"session {record.id} of {record.account} will end within seconds\n")
                 return EXIT_OK
             if args.audit_command == "live":
-                rows = _sessions.list_sessions(conn, open_only=True, now=now)
+                rows = gateway.list_sessions(conn, open_only=True, now=now)
             else:
-                rows = _sessions.list_sessions(
+                rows = gateway.list_sessions(
                     conn,
                     account=args.account,
                     unit=args.unit,

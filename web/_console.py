@@ -32,7 +32,7 @@ import hmac
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeAlias, cast
 from urllib.parse import unquote_to_bytes
 
 from jinja2 import BaseLoader, ChoiceLoader, Environment, PackageLoader, StrictUndefined
@@ -156,12 +156,9 @@ class StaffAuthenticator(Protocol):
     ) -> auth.AuthOutcome: ...
 
 
-class ConsoleRunner(Protocol):
-    """``run`` = one transaction on the database pool, ``call`` = the login pool."""
-
-    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]: ...
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]: ...
+# auth's one runner (``ssgate._serve.Runner``): ``run`` = one transaction on the
+# database pool, ``call`` = the login pool.
+ConsoleRunner: TypeAlias = auth.Runner
 
 
 @dataclass(frozen=True)
@@ -908,7 +905,7 @@ def _query_pairs(uri: bytes) -> list[tuple[str, str]]:
     return [(k, v) for k, values in parse_query(uri).items() for v in values]
 
 
-def _append(conn: Connection, audit_trail: AuditTrail, **event: Any) -> None:
+def _append(conn: Connection, /, audit_trail: AuditTrail, **event: Any) -> None:
     audit_trail(conn, **event)
 
 

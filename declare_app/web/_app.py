@@ -13,14 +13,14 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from html import escape
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeAlias
 
 from jinja2 import Environment
 from sqlalchemy import Connection
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
+import auth
 import web
 from auth import AuthOutcome, Identity
 from declare_app._queries import EmployerQueries
@@ -33,22 +33,14 @@ from declare_app.interfaces import (
     Status,
 )
 
-
-class Runner(Protocol):
-    """Runs ``fn(conn, *args, **kwargs)`` in one transaction on a worker thread
-    (``gateway._cred.BlockingRunner``, ``ssgate._serve.Runner``)."""
-
-    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]: ...
+# auth's one runner (``ssgate._serve.Runner`` in production): ``run`` is one transaction
+# on the database pool, ``call`` a login call (argon2) on the login pool.
+Runner: TypeAlias = auth.Runner
+LoginRunner: TypeAlias = auth.Runner
 
 
 # (conn, unit code) -> the unit's registered name, for the home page and the voucher.
 UnitNames = Callable[[Connection, str], str | None]
-
-
-class LoginRunner(Protocol):
-    """Runs a blocking login call (argon2) on the login pool (``ssgate._serve.Runner``)."""
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]: ...
 
 
 class ChangePassword(Protocol):
@@ -89,7 +81,7 @@ class EmployerApp:
     def login_runner(self) -> LoginRunner:
         """The runner's login pool (checked by ``employer_site`` when a password
         change is configured)."""
-        return cast(LoginRunner, self.runner)
+        return self.runner
 
 
 @dataclass

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection
@@ -37,6 +36,7 @@ from declare_app._batch import (
     template_csv,
     template_xlsx,
 )
+from declare_app._china_time import local_datetime
 from declare_app.interfaces import (
     Actor,
     BatchRefused,
@@ -51,7 +51,6 @@ from declare_app.web._app import Ctx, HttpError, Response
 IMPORT_MAX_BODY: Final = MAX_FILE_BYTES + 64 * 1024  # the file and the multipart framing
 MAX_PARTS: Final = 8
 MAX_FIELD_BYTES: Final = 1024
-_CHINA_OFFSET: Final = 8 * 3600
 
 
 # The one file and a few small fields (the CSRF token, the year): caps per part.
@@ -71,7 +70,7 @@ def _common(ctx: Ctx, type: DeclarationType, year: str | None) -> dict[str, Any]
     if type is not DeclarationType.ANNUAL_BASE:
         return {}
     if not year:
-        year = str(datetime.utcfromtimestamp(ctx.now() + _CHINA_OFFSET).year)
+        year = str(local_datetime(ctx.now()).year)
     return {"year": year.strip()[:8]}
 
 

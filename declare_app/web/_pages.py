@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection
 
+from declare_app._china_time import local_datetime
 from declare_app._rules import FORM_SPECS, FormSpec
 from declare_app._voucher_pdf import VoucherView, voucher_pdf
 from declare_app.interfaces import (
@@ -42,7 +42,6 @@ from declare_app.web._app import (
 from declare_app.web._input import ParsedPayload, RawValue, payload_from_form, raw_from_payload
 from declare_app.web._templates import style_sheet
 from declare_app.web._views import (
-    BEIJING,
     MAX_SHOWN_LINES,
     STATUS_ORDER,
     display_sections,
@@ -458,7 +457,7 @@ def voucher_document(
         declaration_type=decl.type,
         unit_code=decl.unit_code,
         unit_name=unit_name or "—",
-        applied_at=datetime.fromtimestamp(decl.decided_at, BEIJING),
+        applied_at=local_datetime(decl.decided_at),
         auditor=decl.decided_by or "—",
         session_id=decl.created_session,
         details=voucher_details(FORM_SPECS[decl.type], decl.payload, decl.result),

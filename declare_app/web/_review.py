@@ -23,7 +23,6 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from jinja2 import PackageLoader
@@ -32,6 +31,7 @@ from sqlalchemy import Connection
 import web
 from auth.console import StaffMember
 from declare_app import _vocabulary as vocabulary
+from declare_app._china_time import local_text
 from declare_app._rules import FORM_SPECS
 from declare_app.interfaces import (
     Actor,
@@ -51,7 +51,6 @@ MAX_PAYLOAD_ROWS = 500  # rows of a batch shown on the page
 
 # Declaration ids are opaque (>= 64 random bits); anything else is not one of ours.
 _ID = r"[A-Za-z0-9_-]{1,64}"
-_CHINA = timezone(timedelta(hours=8), "CST")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab and newlines are text
 _T = TypeVar("_T")
 
@@ -70,7 +69,7 @@ def when(ts: float | None) -> str:
     if ts is None:
         return "—"
     try:
-        return datetime.fromtimestamp(ts, UTC).astimezone(_CHINA).strftime("%Y-%m-%d %H:%M")
+        return local_text(ts)
     except (OverflowError, OSError, ValueError):
         return "—"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from declare_app._china_time import local_text
 from declare_app._rules import (
     DERIVED_LABELS,
     FORM_SPECS,
@@ -24,8 +24,6 @@ from declare_app._rules import (
 from declare_app._vocabulary import APPRAISAL_KINDS, INSURANCES, RETURN_REASONS, UNIT_FIELDS, Codes
 from declare_app.interfaces import Declaration, DeclarationType, Finding, Status
 from declare_app.web._input import RawValue, field_of
-
-BEIJING = timezone(timedelta(hours=8), "北京时间")
 
 # The order the declaration centre shows its groups in.
 STATUS_ORDER = (
@@ -95,10 +93,9 @@ def fmt_time(ts: Any, *, seconds: bool = False) -> str:
     if not isinstance(ts, int | float) or isinstance(ts, bool):
         return ""
     try:
-        when = datetime.fromtimestamp(float(ts), UTC).astimezone(BEIJING)
+        return local_text(float(ts), seconds=seconds)
     except (OverflowError, OSError, ValueError):
         return ""
-    return when.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 def reason_text(code: str | None) -> str:

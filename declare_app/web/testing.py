@@ -7,10 +7,11 @@ states, versions on resubmission, a voucher on approval, and a few real checks �
 required fields, the ID number (GB 11643, via :func:`declare_app.check_person_id`),
 medical and maternity together, the base floor.
 
-:class:`SynchronousRunner` runs a call at once and returns a fired Deferred;
-:class:`HeldRunner` keeps the calls until the test fires them.  Both mark the call as
-"on the pool", and a :class:`MemoryWorkflow` with ``require_runner=True`` refuses to
-be called any other way — so a test proves the pages never call it on the reactor.
+:class:`SynchronousRunner` (:mod:`auth.testing`'s, re-exported) runs a call at once
+and returns a fired Deferred, or holds the calls until the test releases them; while
+a call runs it marks it as on the database pool (:data:`auth.testing.runner_pool`), and
+a :class:`MemoryWorkflow` with ``require_runner=True`` refuses to be called any other
+way — so a test proves the pages never call it on the reactor.
 
 :class:`GuardedClient` drives a site in memory the way the gateway does: each request
 on a new :class:`StringTransport` connection through the real
@@ -23,13 +24,11 @@ valid 人员增加) and the helpers that read pages are shared test data.
 from __future__ import annotations
 
 import builtins
-import contextvars
 import html
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from html.parser import HTMLParser
@@ -38,13 +37,13 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Connection
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from auth import Identity, encode_assertion
+from auth.testing import SynchronousRunner, runner_pool
 from declare_app._guard import IdentityGuardFactory
 from declare_app._person_id import check_person_id
 from declare_app._rules import FORM_SPECS, FieldKind
@@ -69,65 +68,6 @@ from web import CsrfTokens
 BASE_FLOOR = 4812  # Zhejiang 2024 (DOMAIN §2.3), the fake's only limits
 BASE_CEILING = 24930
 
-_on_pool: contextvars.ContextVar[bool] = contextvars.ContextVar("on_pool", default=False)
-
-
-@contextmanager
-def _pool() -> Iterator[None]:
-    token = _on_pool.set(True)
-    try:
-        yield
-    finally:
-        _on_pool.reset(token)
-
-
-class SynchronousRunner:
-    """``run(fn, *args)`` → a fired Deferred of ``fn(None, *args)``; records each call."""
-
-    def __init__(self) -> None:
-        self.calls: builtins.list[str] = []
-
-    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        self.calls.append(getattr(fn, "__name__", repr(fn)))
-        with _pool():
-            try:
-                result = fn(None, *args, **kwargs)
-            except BaseException:
-                return fail(Failure())
-        return succeed(result)
-
-
-@dataclass
-class _Held:
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    deferred: Deferred[Any]
-
-
-class HeldRunner:
-    """Keeps every call until :meth:`fire` (the database is slow)."""
-
-    def __init__(self) -> None:
-        self.held: builtins.list[_Held] = []
-
-    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        self.held.append(_Held(fn, args, kwargs, d))
-        return d
-
-    def fire(self) -> None:
-        """Run the held calls (and any they lead to) in order."""
-        while self.held:
-            call = self.held.pop(0)
-            with _pool():
-                try:
-                    result = call.fn(None, *call.args, **call.kwargs)
-                except BaseException:
-                    call.deferred.errback(Failure())
-                    continue
-            call.deferred.callback(result)
-
 
 @dataclass
 class MemoryWorkflow:
@@ -143,7 +83,7 @@ class MemoryWorkflow:
     # -- helpers ----------------------------------------------------------------------
 
     def _guard(self, actor: Actor, kind: str) -> None:
-        if self.require_runner and not _on_pool.get():
+        if self.require_runner and runner_pool.get() != "database":
             raise AssertionError("workflow called outside the runner (on the reactor)")
         if actor.kind != kind or (kind == "employer" and not actor.unit_code):
             raise DeclarationError("forbidden", "无权办理")
@@ -370,7 +310,7 @@ class MemoryWorkflow:
         return self._store(self._event(new, actor, now, "create", version=new.version))
 
     def get(self, conn: Connection, actor: Actor, declaration_id: str) -> Declaration:
-        if self.require_runner and not _on_pool.get():
+        if self.require_runner and runner_pool.get() != "database":
             raise AssertionError("workflow called outside the runner (on the reactor)")
         return self._find(actor, declaration_id)
 
@@ -437,7 +377,7 @@ class MemoryWorkflow:
     def list(
         self, conn: Connection, actor: Actor, *, status: Status | None = None, limit: int = 200
     ) -> builtins.list[Declaration]:
-        if self.require_runner and not _on_pool.get():
+        if self.require_runner and runner_pool.get() != "database":
             raise AssertionError("workflow called outside the runner (on the reactor)")
         if actor.kind == "employer":
             found = [d for d in self.declarations.values() if d.unit_code == actor.unit_code]

@@ -85,7 +85,7 @@ def console_factory(site: Any, tls: IOpenSSLServerConnectionCreator | None) -> A
     Pass the console's :func:`ssgate._console.console_site` built with ``secure=True``
     whenever *tls* is not None, so cookies get ``Secure`` and the ``__Host-`` prefix.
     Server-only TLS (no client certificate) from the state directory:
-    ``gateway._tls.load_state_server_tls(state, require_client_cert=False).options``.
+    ``gateway.load_state_server_tls(state, require_client_cert=False).options``.
     """
     if tls is None:
         return site

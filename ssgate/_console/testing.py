@@ -2,58 +2,34 @@
 
 :class:`ConsoleClient` speaks real HTTP/1.1 to the console ``Site`` — its own
 protocol (an ``HTTPChannel``) over a :class:`StringTransport` — keeps cookies as a
-browser would, and parses the answers.  :class:`SyncRunner` is the runner on a
-SQLAlchemy engine, answering at once (a fired ``Deferred``), so a whole login and
-page view happens inside one call and time moves only with ``clock.advance``.
+browser would, and parses the answers.  :data:`SyncRunner` is
+:class:`auth.testing.SynchronousRunner`, the runner on a SQLAlchemy engine answering at
+once (a fired ``Deferred``), so a whole login and page view happens inside one call
+and time moves only with ``clock.advance``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Engine
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
-from ssgate._db import in_transaction
-from web import ConsoleRunner
+from auth.testing import SynchronousRunner
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 
 
-class SyncRunner:
-    """:class:`ssgate._console.ConsoleRunner` on *engine*, synchronously: ``run`` is one
-    transaction, ``call`` a plain call; both return an already fired Deferred."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.calls: list[str] = []  # "run:<fn>" / "call:<fn>", in order
-
-    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        self.calls.append(f"run:{getattr(fn, '__name__', fn)}")
-        try:
-            return succeed(in_transaction(self.engine, fn, *args, **kwargs))
-        except Exception:
-            return fail(Failure())
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        self.calls.append(f"call:{getattr(fn, '__name__', fn)}")
-        try:
-            return succeed(fn(*args, **kwargs))
-        except Exception:
-            return fail(Failure())
-
-
-_runner_check: type[ConsoleRunner] = SyncRunner  # SyncRunner satisfies the Protocol
+#: The console tests' name for auth's one fake runner.
+SyncRunner = SynchronousRunner
 
 
 @dataclass

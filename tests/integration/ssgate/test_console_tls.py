@@ -26,7 +26,7 @@ from twisted.internet.threads import deferToThread
 import audit
 import auth
 import certs
-from gateway._tls import load_state_server_tls
+from gateway import load_state_server_tls
 from ssgate._console import check_console_listen, console_factory, console_site
 from ssgate._db import Database, make_engine
 from ssgate._serve import Runner

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
+from auth.testing import runner_pool
 from declare_app._queries import ChangeList, InvalidQuery, Page, Roster
 from declare_app.interfaces import Actor, Finding, NotFound
 from declare_app.web import employer_site
@@ -23,7 +24,6 @@ from declare_app.web.testing import (
     GuardedClient,
     MemoryWorkflow,
     SynchronousRunner,
-    _on_pool,
     element_text,
 )
 
@@ -37,7 +37,7 @@ class StubQueries:
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         def call(conn: Any, actor: Actor, **kwargs: Any) -> Any:
-            assert _on_pool.get(), f"{method} called outside the runner"
+            assert runner_pool.get(), f"{method} called outside the runner"
             self.calls.append((method, actor, kwargs))
             if self.refuse is not None:
                 raise self.refuse

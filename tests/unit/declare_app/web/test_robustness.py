@@ -21,7 +21,6 @@ from declare_app.web.testing import (
     CSRF_KEY,
     PERSON,
     GuardedClient,
-    HeldRunner,
     MemoryWorkflow,
     Seeder,
     SynchronousRunner,
@@ -306,7 +305,8 @@ def test_a_bug_is_logged_and_answered_with_a_plain_500(
 def test_pages_are_written_when_the_workflow_answers(clock: MemoryReactorClock) -> None:
     """With a slow database (the runner holds calls), the request gets nothing until the
     call completes on the pool; then the page is written."""
-    runner = HeldRunner()
+    runner = SynchronousRunner()
+    runner.hold()
     workflow = MemoryWorkflow(require_runner=True)
     site = employer_site(workflow=workflow, runner=runner, clock=clock, csrf_key=CSRF_KEY)
     client = GuardedClient(site, clock)
@@ -314,7 +314,7 @@ def test_pages_are_written_when_the_workflow_answers(clock: MemoryReactorClock) 
     guard.dataReceived(b"GET /declarations HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n")
     assert transport.value() == b""
     assert [call.fn.__name__ for call in runner.held] == ["recording_refusals"]
-    runner.fire()
+    runner.release()
     r = parse_response(transport.value())
     assert r.status == 200 and "申报中心" in r.text
 
@@ -324,13 +324,14 @@ def test_a_client_gone_before_the_answer_gets_nothing_written(
 ) -> None:
     """The browser closes while the workflow call is on the pool: when it completes,
     nothing is written and nothing fails."""
-    runner = HeldRunner()
+    runner = SynchronousRunner()
+    runner.hold()
     site = employer_site(workflow=MemoryWorkflow(), runner=runner, clock=clock, csrf_key=CSRF_KEY)
     client = GuardedClient(site, clock)
     guard, transport = client.connect()
     guard.dataReceived(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n")
     guard.connectionLost(Failure(ConnectionError("gone")))
-    runner.fire()
+    runner.release()
     assert transport.value() == b""
     assert failures(logged) == []
 
