@@ -23,7 +23,6 @@ ROLE_TITLES: Mapping[str, str] = {
 assert set(ROLE_TITLES) == set(STAFF_ROLES)
 
 
-
 @dataclass(frozen=True)
 class StaffMember:
     """The logged-in staff member, as re-read from the store for this request."""

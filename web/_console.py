@@ -32,7 +32,7 @@ import hmac
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias, cast
+from typing import Any, Protocol, cast
 from urllib.parse import unquote_to_bytes
 
 from jinja2 import BaseLoader, ChoiceLoader, Environment, PackageLoader, StrictUndefined
@@ -156,11 +156,6 @@ class StaffAuthenticator(Protocol):
     ) -> auth.AuthOutcome: ...
 
 
-# auth's one runner (``ssgate._serve.Runner``): ``run`` = one transaction on the
-# database pool, ``call`` = the login pool.
-ConsoleRunner: TypeAlias = auth.Runner
-
-
 @dataclass(frozen=True)
 class ConsoleSection:
     """A feature's part of the console: its navigation entry and its routes.
@@ -196,7 +191,7 @@ class StaffCtx:
     form: Mapping[str, str] = field(default_factory=dict)
 
     @property
-    def runner(self) -> ConsoleRunner:
+    def runner(self) -> auth.Runner:
         return self.shell.runner
 
     def page(self, template: str, status: int = 200, **values: Any) -> Response:
@@ -260,7 +255,7 @@ class StaffChecker:
 
     credentialInterfaces = (IStaffCredentials,)
 
-    def __init__(self, authenticator: StaffAuthenticator, runner: ConsoleRunner) -> None:
+    def __init__(self, authenticator: StaffAuthenticator, runner: auth.Runner) -> None:
         self._authenticator = authenticator
         self._runner = runner
 
@@ -310,7 +305,7 @@ class StaffRealm:
     transaction: the member is re-read (still active?) under the store's lock."""
 
     def __init__(
-        self, runner: ConsoleRunner, sessions: StaffSessions, audit_trail: AuditTrail
+        self, runner: auth.Runner, sessions: StaffSessions, audit_trail: AuditTrail
     ) -> None:
         self._runner = runner
         self._sessions = sessions
@@ -387,7 +382,7 @@ class ConsoleShell:
         self,
         *,
         authenticator: StaffAuthenticator,
-        runner: ConsoleRunner,
+        runner: auth.Runner,
         sessions: StaffSessions,
         audit_trail: AuditTrail,
         clock: IReactorTime,

@@ -32,6 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Site
 
 import audit
+import auth
 import web
 
 from ._listen import (
@@ -93,7 +94,7 @@ def append_audit(
 def console_shell(
     *,
     authenticator: web.StaffAuthenticator,
-    runner: web.ConsoleRunner,
+    runner: auth.Runner,
     workflow: DeclarationWorkflow | None,
     clock: IReactorTime,
     login_form_key: bytes,

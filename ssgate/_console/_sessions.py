@@ -82,7 +82,7 @@ class DatabaseSessions:
 
 
 def session_sweeper(
-    runner: web.ConsoleRunner,
+    runner: auth.Runner,
     clock: IReactorTime,
     policy: SessionPolicy,
     *,

@@ -2,10 +2,9 @@
 
 :class:`ConsoleClient` speaks real HTTP/1.1 to the console ``Site`` — its own
 protocol (an ``HTTPChannel``) over a :class:`StringTransport` — keeps cookies as a
-browser would, and parses the answers.  :data:`SyncRunner` is
-:class:`auth.testing.SynchronousRunner`, the runner on a SQLAlchemy engine answering at
-once (a fired ``Deferred``), so a whole login and page view happens inside one call
-and time moves only with ``clock.advance``.
+browser would, and parses the answers.  With :class:`auth.testing.SynchronousRunner`
+on a SQLAlchemy engine (answering at once, a fired ``Deferred``) a whole login and
+page view happens inside one call, and time moves only with ``clock.advance``.
 """
 
 from __future__ import annotations
@@ -23,13 +22,10 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
-from auth.testing import SynchronousRunner
-
 _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 
 
 #: The console tests' name for auth's one fake runner.
-SyncRunner = SynchronousRunner
 
 
 @dataclass

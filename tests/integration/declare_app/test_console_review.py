@@ -20,6 +20,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 import audit
 import auth
+from auth.testing import SynchronousRunner
 from declare_app import person_id_check_char
 from declare_app._declarations import CHINA_TIME, Declarations
 from declare_app._declarations import RETURN_REASONS as WORKFLOW_REASONS
@@ -27,7 +28,7 @@ from declare_app._schema import persons
 from declare_app.interfaces import Actor, Declaration, DeclarationType, Status
 from declare_app.web._review import RETURN_REASONS
 from ssgate._console import console_site
-from ssgate._console.testing import ConsoleClient, SyncRunner
+from ssgate._console.testing import ConsoleClient
 
 LOGIN_FORM_KEY = bytes(range(32))  # any 32 bytes: the login-form token key
 
@@ -113,7 +114,7 @@ def console(decl_db: Engine, workflow: Declarations, employer_a: Actor) -> Conso
     site = console_site(
         login_form_key=LOGIN_FORM_KEY,
         authenticator=auth.Authenticator(decl_db, hasher, box),
-        runner=SyncRunner(decl_db),
+        runner=SynchronousRunner(decl_db),
         workflow=workflow,
         clock=clock,
         secure=False,

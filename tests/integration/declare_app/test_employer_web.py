@@ -24,6 +24,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.web.server import Site
 
 import audit
+from auth.testing import SynchronousRunner
 from declare_app import person_id_check_char
 from declare_app._declarations import CHINA_TIME, Declarations
 from declare_app._rules import FORM_SPECS, RULES, FieldKind, FieldSpec
@@ -37,7 +38,6 @@ from declare_app.web.testing import (
     element_text,
     hidden_fields_of,
 )
-from ssgate._console.testing import SyncRunner
 
 UNIT_A = "12345678"  # as conftest registers them
 UNIT_B = "87654321"
@@ -87,12 +87,12 @@ def web_clock() -> MemoryReactorClock:
 
 
 @pytest.fixture
-def runner(decl_db: Engine) -> SyncRunner:
-    return SyncRunner(decl_db)
+def runner(decl_db: Engine) -> SynchronousRunner:
+    return SynchronousRunner(decl_db)
 
 
 @pytest.fixture
-def site(workflow: Declarations, runner: SyncRunner, web_clock: MemoryReactorClock) -> Site:
+def site(workflow: Declarations, runner: SynchronousRunner, web_clock: MemoryReactorClock) -> Site:
     return employer_site(
         workflow=workflow,
         runner=runner,

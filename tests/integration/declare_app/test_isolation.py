@@ -30,6 +30,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 import declare_app
 from auth._authenticator import AuthOutcome
+from auth.testing import SynchronousRunner
 from declare_app._declarations import CHINA_TIME, Declarations
 from declare_app._demo_data import load_demo
 from declare_app._queries import EmployerQueries
@@ -47,7 +48,6 @@ from declare_app.web import employer_site, registry_unit_name
 from declare_app.web._query_pages import SPECS
 from declare_app.web._site import ROUTES
 from declare_app.web.testing import ALICE, CSRF_KEY, GuardedClient
-from ssgate._console.testing import SyncRunner
 from tests.integration.declare_app.conftest import person_add_form
 from web import Route
 
@@ -237,7 +237,7 @@ def world(decl_db: Engine, workflow: Declarations) -> World:
     clock.advance(NOW)
     site = employer_site(
         workflow=workflow,
-        runner=SyncRunner(decl_db),
+        runner=SynchronousRunner(decl_db),
         clock=clock,
         csrf_key=CSRF_KEY,
         unit_names=registry_unit_name,

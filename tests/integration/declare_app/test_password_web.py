@@ -28,11 +28,11 @@ from auth import (
     new_totp_secret,
     totp_secret_context,
 )
+from auth.testing import SynchronousRunner
 from declare_app._declarations import CHINA_TIME, Declarations
 from declare_app.web import employer_site
 from declare_app.web._password_page import REFUSED_MESSAGE
 from declare_app.web.testing import ALICE, CSRF_KEY, GuardedClient, element_text
-from ssgate._console.testing import SyncRunner
 
 UNIT_A, REGION = "12345678", "330682"
 NOW = datetime(2025, 3, 10, 10, 0, 15, tzinfo=CHINA_TIME).timestamp()  # 15 s into a step
@@ -47,7 +47,7 @@ class Setup:
     authenticator: Authenticator
     secret: str
     client: GuardedClient
-    runner: SyncRunner
+    runner: SynchronousRunner
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def setup(decl_db: Engine, hasher: PasswordHasher, workflow: Declarations) -> Se
     )
     clock = MemoryReactorClock()
     clock.advance(NOW)
-    runner = SyncRunner(decl_db)
+    runner = SynchronousRunner(decl_db)
     site = employer_site(
         workflow=workflow,
         runner=runner,

@@ -18,6 +18,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 import audit
 import declare_app
+from auth.testing import SynchronousRunner
 from declare_app._declarations import CHINA_TIME, Declarations
 from declare_app._demo_data import load_demo
 from declare_app._queries import EmployerQueries
@@ -25,7 +26,6 @@ from declare_app._schema import enrolments, persons
 from declare_app.web import employer_site
 from declare_app.web._query_pages import PAGE_SIZE, SPECS
 from declare_app.web.testing import ALICE, CSRF_KEY, GuardedClient, element_text
-from ssgate._console.testing import SyncRunner
 
 UNIT_A, UNIT_B, REGION = "12345678", "87654321", "330682"
 NOW = datetime(2025, 3, 10, 10, 0, tzinfo=CHINA_TIME).timestamp()
@@ -49,7 +49,7 @@ def clients(demo_db: Engine, workflow: Declarations) -> tuple[GuardedClient, Gua
     clock.advance(NOW)
     site = employer_site(
         workflow=workflow,
-        runner=SyncRunner(demo_db),
+        runner=SynchronousRunner(demo_db),
         clock=clock,
         csrf_key=CSRF_KEY,
         queries=EmployerQueries(declare_app.demo_rate_table()),

@@ -22,6 +22,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 import audit
 import auth
+from auth.testing import SynchronousRunner
 from declare_app.interfaces import (
     Actor,
     BatchLine,
@@ -36,7 +37,7 @@ from declare_app.interfaces import (
 )
 from declare_app.web._review import RETURN_REASONS, when
 from ssgate._console import console_site
-from ssgate._console.testing import ConsoleClient, Reply, SyncRunner
+from ssgate._console.testing import ConsoleClient, Reply
 from ssgate._db import make_engine
 
 LOGIN_FORM_KEY = bytes(range(32))  # any 32 bytes: the login-form token key
@@ -360,7 +361,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     site = console_site(
         login_form_key=LOGIN_FORM_KEY,
         authenticator=auth.Authenticator(engine, hasher, box),
-        runner=SyncRunner(engine),
+        runner=SynchronousRunner(engine),
         workflow=workflow,
         clock=clock,
         secure=False,

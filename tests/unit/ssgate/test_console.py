@@ -26,8 +26,9 @@ import audit
 import auth
 import web
 from auth.console import StaffMember
+from auth.testing import SynchronousRunner
 from ssgate._console import SessionPolicy, console_site
-from ssgate._console.testing import ConsoleClient, Reply, SyncRunner
+from ssgate._console.testing import ConsoleClient, Reply
 from ssgate._db import make_engine
 from web import REFUSED_MESSAGE
 
@@ -80,7 +81,9 @@ class Probe:
     seen: list[tuple[Seen, StaffMember]] = field(default_factory=list)
 
     def _record(self, ctx: web.StaffCtx, method: str, params: Mapping[str, str]) -> None:
-        seen = Seen(method, tuple(params.values()), ctx.query, ctx.form, ctx.source, ctx.session_ref)
+        seen = Seen(
+            method, tuple(params.values()), ctx.query, ctx.form, ctx.source, ctx.session_ref
+        )
         self.seen.append((seen, ctx.staff))
 
     async def get(self, ctx: web.StaffCtx, **params: str) -> web.Response:
@@ -145,7 +148,7 @@ EXPORT = web.ConsoleSection(
 class World:
     engine: Engine
     clock: MemoryReactorClock
-    runner: SyncRunner
+    runner: SynchronousRunner
     secrets: dict[str, str]
     probe: Probe
     site: object
@@ -208,7 +211,7 @@ def _build(
             )
     clock = MemoryReactorClock()
     clock.advance(NOW)
-    runner = SyncRunner(engine)
+    runner = SynchronousRunner(engine)
     probe = Probe()
     site = console_site(
         login_form_key=LOGIN_FORM_KEY,

@@ -22,10 +22,11 @@ from twisted.internet.testing import MemoryReactorClock
 import audit
 import auth
 import web
+from auth.testing import SynchronousRunner
 from declare_app.interfaces import Status
-from declare_app.web.testing import MemoryWorkflow, Seeder, SynchronousRunner
+from declare_app.web.testing import MemoryWorkflow, Seeder
 from ssgate._console import console_shell
-from ssgate._console.testing import ConsoleClient, SyncRunner
+from ssgate._console.testing import ConsoleClient
 from ssgate._db import make_engine
 from ssgate._routes import console_table
 
@@ -75,7 +76,7 @@ def _world(tmp_path: Path) -> tuple[web.ConsoleShell, ConsoleClient, dict[str, s
     ids = {s: seed.in_state(s).id for s in (Status.PENDING_REVIEW, Status.UNDER_REVIEW)}
     shell = console_shell(
         authenticator=auth.Authenticator(engine, hasher, box),
-        runner=SyncRunner(engine),
+        runner=SynchronousRunner(engine),
         workflow=workflow,
         clock=clock,
         secure=False,

@@ -33,8 +33,9 @@ from auth import (
     get_credential_state,
 )
 from auth._store import LoginRecord
+from auth.testing import SynchronousRunner
 from ssgate._console import console_site
-from ssgate._console.testing import ConsoleClient, SyncRunner
+from ssgate._console.testing import ConsoleClient
 from web import REFUSED_MESSAGE
 
 from .conftest import STAFF_PASSWORDS, USER_DN, Slapd
@@ -213,7 +214,7 @@ def test_the_staff_console_logs_in_with_the_directory_password(staff: Staff, sla
     site = console_site(
         login_form_key=LOGIN_FORM_KEY,
         authenticator=staff.authenticator,
-        runner=SyncRunner(staff.db),
+        runner=SynchronousRunner(staff.db),
         workflow=None,
         clock=clock,
         secure=False,

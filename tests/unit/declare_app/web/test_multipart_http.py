@@ -34,7 +34,11 @@ def part(name: str, value: bytes, *, filename: str | None = None, head: bytes = 
 
 
 def good(token: str) -> bytes:
-    return part("csrf_token", token.encode()) + part("file", CSV, filename="a.csv") + f"--{B}--\r\n".encode()
+    return (
+        part("csrf_token", token.encode())
+        + part("file", CSV, filename="a.csv")
+        + f"--{B}--\r\n".encode()
+    )
 
 
 def malformed(token: str) -> list[tuple[str, bytes, str]]:
@@ -49,23 +53,95 @@ def malformed(token: str) -> list[tuple[str, bytes, str]]:
         ("wrong boundary", ok, "multipart/form-data; boundary=other"),
         ("no boundary", ok, "multipart/form-data"),
         ("empty boundary", ok, 'multipart/form-data; boundary=""'),
-        ("boundary of 200 characters", ok.replace(B.encode(), b"b" * 200), "multipart/form-data; boundary=" + "b" * 200),
+        (
+            "boundary of 200 characters",
+            ok.replace(B.encode(), b"b" * 200),
+            "multipart/form-data; boundary=" + "b" * 200,
+        ),
         ("empty body", b"", ct),
         ("only the closing boundary", f"--{B}--\r\n".encode(), ct),
         ("garbage", bytes(range(256)) * 4, ct),
         ("no closing boundary", ok.replace(f"--{B}--".encode(), b""), ct),
         ("LF line ends", ok.replace(b"\r\n", b"\n"), ct),
-        ("huge part header", part("csrf_token", token.encode(), head=b"X-Pad: " + b"a" * 20000 + b"\r\n") + part("file", CSV, filename="a.csv") + f"--{B}--\r\n".encode(), ct),
-        ("header without colon", part("file", CSV, filename="a.csv", head=b"nonsense\r\n") + f"--{B}--\r\n".encode(), ct),
-        ("no content-disposition", f"--{B}\r\nContent-Type: text/plain\r\n\r\nx\r\n--{B}--\r\n".encode(), ct),
-        ("no name", f'--{B}\r\nContent-Disposition: form-data; filename="a.csv"\r\n\r\nx\r\n--{B}--\r\n'.encode(), ct),
-        ("nested multipart", part("file", b"--inner\r\n\r\nx\r\n--inner--\r\n", filename="a.csv", head=b"Content-Type: multipart/mixed; boundary=inner\r\n") + f"--{B}--\r\n".encode(), ct),
-        ("two files", part("csrf_token", token.encode()) + part("file", CSV, filename="a.csv") + part("file", CSV, filename="b.csv") + f"--{B}--\r\n".encode(), ct),
-        ("too many parts", part("csrf_token", token.encode()) + b"".join(part(f"f{i}", b"1") for i in range(20)) + part("file", CSV, filename="a.csv") + f"--{B}--\r\n".encode(), ct),
-        ("field not UTF-8", part("csrf_token", token.encode()) + part("year", b"\xff\xfe") + part("file", CSV, filename="a.csv") + f"--{B}--\r\n".encode(), ct),
-        ("field too long", part("csrf_token", token.encode()) + part("year", b"9" * 5000) + part("file", CSV, filename="a.csv") + f"--{B}--\r\n".encode(), ct),
-        ("NUL in a name", part("csrf\x00token", token.encode()) + part("file", CSV, filename="a.csv") + f"--{B}--\r\n".encode(), ct),
-        ("file over its cap", part("csrf_token", token.encode()) + part("file", b"a" * (MAX_FILE_BYTES + 1), filename="a.csv") + f"--{B}--\r\n".encode(), ct),
+        (
+            "huge part header",
+            part("csrf_token", token.encode(), head=b"X-Pad: " + b"a" * 20000 + b"\r\n")
+            + part("file", CSV, filename="a.csv")
+            + f"--{B}--\r\n".encode(),
+            ct,
+        ),
+        (
+            "header without colon",
+            part("file", CSV, filename="a.csv", head=b"nonsense\r\n") + f"--{B}--\r\n".encode(),
+            ct,
+        ),
+        (
+            "no content-disposition",
+            f"--{B}\r\nContent-Type: text/plain\r\n\r\nx\r\n--{B}--\r\n".encode(),
+            ct,
+        ),
+        (
+            "no name",
+            f'--{B}\r\nContent-Disposition: form-data; filename="a.csv"\r\n\r\nx\r\n--{B}--\r\n'.encode(),
+            ct,
+        ),
+        (
+            "nested multipart",
+            part(
+                "file",
+                b"--inner\r\n\r\nx\r\n--inner--\r\n",
+                filename="a.csv",
+                head=b"Content-Type: multipart/mixed; boundary=inner\r\n",
+            )
+            + f"--{B}--\r\n".encode(),
+            ct,
+        ),
+        (
+            "two files",
+            part("csrf_token", token.encode())
+            + part("file", CSV, filename="a.csv")
+            + part("file", CSV, filename="b.csv")
+            + f"--{B}--\r\n".encode(),
+            ct,
+        ),
+        (
+            "too many parts",
+            part("csrf_token", token.encode())
+            + b"".join(part(f"f{i}", b"1") for i in range(20))
+            + part("file", CSV, filename="a.csv")
+            + f"--{B}--\r\n".encode(),
+            ct,
+        ),
+        (
+            "field not UTF-8",
+            part("csrf_token", token.encode())
+            + part("year", b"\xff\xfe")
+            + part("file", CSV, filename="a.csv")
+            + f"--{B}--\r\n".encode(),
+            ct,
+        ),
+        (
+            "field too long",
+            part("csrf_token", token.encode())
+            + part("year", b"9" * 5000)
+            + part("file", CSV, filename="a.csv")
+            + f"--{B}--\r\n".encode(),
+            ct,
+        ),
+        (
+            "NUL in a name",
+            part("csrf\x00token", token.encode())
+            + part("file", CSV, filename="a.csv")
+            + f"--{B}--\r\n".encode(),
+            ct,
+        ),
+        (
+            "file over its cap",
+            part("csrf_token", token.encode())
+            + part("file", b"a" * (MAX_FILE_BYTES + 1), filename="a.csv")
+            + f"--{B}--\r\n".encode(),
+            ct,
+        ),
         ("missing token", part("file", CSV, filename="a.csv") + f"--{B}--\r\n".encode(), ct),
     ]
     # bytes flipped at random places (seeded: the same bodies every run)
@@ -73,7 +149,7 @@ def malformed(token: str) -> list[tuple[str, bytes, str]]:
     while len(out) < 200:
         body = bytearray(ok)
         for _ in range(rng.randint(1, 4)):
-            body[rng.randrange(len(body))] = rng.choice(b"\r\n-\x00\xff\"=;:")
+            body[rng.randrange(len(body))] = rng.choice(b'\r\n-\x00\xff"=;:')
         if bytes(body) != ok:
             out.append((f"flipped {len(out)}", bytes(body), ct))
     return out

@@ -470,5 +470,3 @@ def test_a_hostile_identity_is_escaped(client: GuardedClient) -> None:
     assert element_text(page, "session") == hostile.session_id
     who = client.api("GET", "/api/v1/whoami", identity=hostile).json()
     assert who["account"] == hostile.account
-
-
