@@ -940,6 +940,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return _fail(EXIT_REFUSED, f"database unavailable: {str(e.orig).strip().splitlines()[0]}")
     except KeyboardInterrupt:
         return _fail(EXIT_REFUSED, "interrupted")
+    except BrokenPipeError:
+        # The reader went away (`ssgate … | head -1`): what it wanted it got.  Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        if out is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as e:  # the one place that turns bugs into one line
         if os.environ.get("SSGATE_DEBUG"):
             traceback.print_exc()

@@ -308,3 +308,25 @@ def test_commands_on_a_missing_state_directory_say_to_run_init(run: Run, tmp_pat
 def test_serve_on_a_missing_state_directory_says_to_run_init(run: Run, tmp_path: Path) -> None:
     result = run("serve", state=tmp_path / "nowhere", check_rc=1)
     assert "ssgate init" in result.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(state: Path) -> None:
+    """``ssgate audit export --format jsonl | head -1`` (here ``| true``, whose end of
+    the pipe is closed before ssgate writes): exit 0, nothing on stderr."""
+    from tests.e2e.conftest import SSGATE
+
+    script = f'"{SSGATE}" --state "{state}" audit export --format jsonl | true; echo "${{PIPESTATUS[0]}}"'
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "0", (done.stdout, done.stderr)
+    assert done.stderr == ""
+    head = subprocess.run(
+        ["bash", "-c", f'"{SSGATE}" --state "{state}" audit export --format jsonl | head -1'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert head.returncode == 0 and head.stderr == ""
+    assert head.stdout.startswith("{")
