@@ -344,9 +344,18 @@ def _listen_now(reactor: Any, spec: str, factory: Any) -> IListeningPort:
     return outcome  # type: ignore[no-any-return]
 
 
+def log_observer(out: TextIO) -> ILogObserver:
+    """Human lines on a terminal; otherwise one JSON object per line, without the
+    RFC 7464 record separator (0x1E) Twisted puts before each by default, so that
+    ``json.loads`` per line and every log shipper read it."""
+    if out.isatty():
+        return textFileLogObserver(out)
+    return jsonFileLogObserver(out, recordSeparator="")
+
+
 def start_logging(out: TextIO) -> None:
-    """Human lines on a terminal; one JSON object per line otherwise (for log shippers)."""
-    observer: ILogObserver = textFileLogObserver(out) if out.isatty() else jsonFileLogObserver(out)
+    """Log to *out* (:func:`log_observer`), at info and above."""
+    observer = log_observer(out)
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(observer, [predicate])], redirectStandardIO=False
