@@ -292,8 +292,27 @@ class ConnectClient:
     # -- connecting --------------------------------------------------------------------------
 
     def start(self) -> Deferred[int]:
-        self._dial()
+        # Listen first: a busy port fails at once, before any login is made, so no
+        # one-time code is spent and no session is left behind on the gateway.
+        if self._listen():
+            self._dial()
         return self.done
+
+    def _listen(self) -> bool:
+        host, port = self.listen
+        try:
+            self.port = self.reactor.listenTCP(
+                port, Factory.forProtocol(self._local_connection), interface=host
+            )
+        except Exception as e:  # CannotListenError and friends
+            self.say(
+                f"无法在 {host}:{port} 监听（端口可能已被占用，请换用 --listen），尚未登录，"
+                f"动态口令未被使用。 Cannot listen on {host}:{port} (is the port in use? try "
+                f"another --listen); no login was made and the code was not used: {e}"
+            )
+            self._finish(EXIT_SETUP)
+            return False
+        return True
 
     def _dial(self) -> None:
         self._retry = None
@@ -345,17 +364,7 @@ class ConnectClient:
         self.session_id = event.session_id
         self.password = self.otp = ""  # not needed again: resumes use the token
         host, port = self.listen
-        try:
-            self.port = self.reactor.listenTCP(
-                port, Factory.forProtocol(self._local_connection), interface=host
-            )
-        except Exception as e:  # CannotListenError and friends
-            self.say(f"无法在 {host}:{port} 监听 / cannot listen on {host}:{port}: {e}")
-            self.ending = Reason.CLIENT_QUIT
-            tunnel.terminate(Reason.CLIENT_QUIT)
-            self._finish(EXIT_SETUP)
-            return
-        bound = getattr(self.port.getHost(), "port", port)
+        bound = getattr(self.port.getHost(), "port", port) if self.port is not None else port
         self.say(
             f"connected as {event.account} (unit {event.unit_code}, session {event.session_id}); "
             f"open http://{host}:{bound}/"

@@ -44,6 +44,11 @@ def curl(port: int, path: str = "/") -> subprocess.CompletedProcess[str]:
     )
 
 
+# A Python process's own start (imports, the p12) on a loaded CI machine, on top of
+# the 2 s the acceptance allows connect itself.
+PROCESS_START = 8.0
+
+
 def audit_rows(channel: Channel, *args: str) -> list[dict[str, object]]:
     result = channel.run("audit", "actions", "--format", "json", *args, check_rc=0)
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
@@ -99,6 +104,30 @@ def test_a_code_is_accepted_once(channel: Channel) -> None:
     assert "one-time code is not correct" in again.output
     reasons = [r["reason"] for r in audit_rows(channel, "--action", "login")]
     assert reasons[-1] == "otp-reused"
+
+
+def test_a_busy_listen_port_fails_at_once_and_spends_no_code(channel: Channel) -> None:
+    """Issue 11, acceptance 2: with the --listen port busy, connect exits 2 within 2 s,
+    no login attempt is recorded, and the same code then logs in on another port."""
+
+    channel.start()
+    account = channel.open_account()
+    code = account.code()
+    before = len(audit_rows(channel, "--action", "login"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))  # held and listening for the whole attempt
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        client = channel.connect(account, otp=code, listen=f"127.0.0.1:{port}")
+        assert client.wait_exit() == 2, client.output
+        assert time.monotonic() - started < 2 + PROCESS_START
+    assert f"127.0.0.1:{port}" in client.output and "not used" in client.output
+    assert len(audit_rows(channel, "--action", "login")) == before
+    again = channel.connect(account, otp=code)
+    channel.connected(again)
+    again.popen.send_signal(2)
+    assert again.wait_exit() == 0
 
 
 def test_five_wrong_passwords_lock_out_the_right_one(channel: Channel) -> None:

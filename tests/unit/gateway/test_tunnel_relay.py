@@ -416,13 +416,18 @@ def test_a_wrong_password_is_refused_in_words_and_the_client_exits_with_the_reas
 ) -> None:
     client = bed.client(password="not the password")
     done = client.start()
+    # Bound before the login (a busy port costs no code), and closed when it fails.
+    listening = client.port
+    assert listening is not None
+    stopped: list[bool] = []
+    listening.stopListening = lambda: stopped.append(True)  # type: ignore[method-assign]
     bed.run()
     assert result_of(done) == Reason.AUTH_FAILED.exit_code == 20
     out = client.out.getvalue()  # type: ignore[attr-defined]
     assert out.count(Reason.AUTH_FAILED.bilingual) == 1
     [login] = bed.audit_events("login")
     assert (login.outcome, login.reason) == ("refused", "bad-password")
-    assert client.port is None and bed.clock.tcpServers == []
+    assert client.port is None and stopped == [True]
 
 
 def test_three_failed_attempts_end_the_connection_with_too_many_attempts(
@@ -604,9 +609,12 @@ def test_the_client_quitting_ends_the_session_with_client_quit_and_exit_status_0
     assert end.reason == "client-quit"
 
 
-def test_a_client_that_cannot_listen_quits_the_session_and_does_not_reconnect(
+def test_a_client_that_cannot_listen_fails_at_once_without_logging_in(
     bed: ChannelTestbed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A busy --listen port: exit 2 with a sentence naming the port, before any dial —
+    no login attempt, no code spent, no session left on the gateway (issue 11)."""
+
     def busy(*args: object, **kwargs: object) -> None:
         raise CannotListenError("127.0.0.1", 8080, OSError("address in use"))
 
@@ -616,11 +624,12 @@ def test_a_client_that_cannot_listen_quits_the_session_and_does_not_reconnect(
     bed.run()
     assert result_of(done) == 2
     bed.elapse(10)
-    assert bed.gateway_endpoint.attempts == 1
-    assert "reconnecting" not in client.out.getvalue()  # type: ignore[attr-defined]
+    assert bed.gateway_endpoint.attempts == 0
+    out = client.out.getvalue()  # type: ignore[attr-defined]
+    assert "127.0.0.1:8080" in out and "动态口令未被使用" in out and "not used" in out
+    assert bed.audit_events("login") == []
     with bed.engine.begin() as conn:
-        [record] = _sessions.list_sessions(conn)
-    assert record.end_reason == "client-quit"
+        assert _sessions.list_sessions(conn) == []
 
 
 # -- network loss and resume -------------------------------------------------------------
