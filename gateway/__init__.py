@@ -12,6 +12,8 @@ The public face of the gateway package, for ``ssgate`` to assemble and run it:
   :func:`state_crl_watcher` reloads the files and the CRL;
 * the session registry (tables in :data:`metadata`) for the command line:
   :func:`list_sessions`, :func:`request_kill`, :func:`request_kill_account`;
+  :func:`kill_session` (an officer's kill with its audit event, for the command line and
+  the console) and :class:`SessionRegistryView` (what the officers' pages read);
 * the client — :func:`load_profile`, :func:`load_identity`, :func:`parse_listen` and
   :class:`ConnectClient`; :class:`Reason` is every end and refusal with its code.
 
@@ -34,7 +36,15 @@ from ._portal import AccountPolicySettings, channel_portal, policy_view
 from ._reasons import Reason
 from ._schema import metadata
 from ._service import GatewayContext, GatewayNode, default_node_name
-from ._sessions import SessionRecord, list_sessions, request_kill, request_kill_account
+from ._sessions import (
+    SessionRecord,
+    SessionRegistryView,
+    kill_session,
+    list_sessions,
+    request_kill,
+    request_kill_account,
+    search_sessions,
+)
 from ._tls import (
     ReloadingServerTLS,
     ServerTLSMaterial,
@@ -56,8 +66,10 @@ __all__ = [
     "ReloadingServerTLS",
     "ServerTLSMaterial",
     "SessionRecord",
+    "SessionRegistryView",
     "channel_portal",
     "default_node_name",
+    "kill_session",
     "list_sessions",
     "load_identity",
     "load_profile",
@@ -67,5 +79,6 @@ __all__ = [
     "policy_view",
     "request_kill",
     "request_kill_account",
+    "search_sessions",
     "state_crl_watcher",
 ]

@@ -42,8 +42,13 @@ sessions = Table(
     Column("kill_actor", String(128), nullable=True),
     PrimaryKeyConstraint("id", name="pk_sessions"),
     CheckConstraint("status IN ('live', 'detached', 'ended')", name="ck_sessions_status"),
-    Index("ix_sessions_account", "account"),
-    Index("ix_sessions_unit_code", "unit_code"),
     Index("ix_sessions_status", "status"),
     Index("ix_sessions_started_at", "started_at"),
+    # The officers' filters, each ending in the list's order so that a filtered page
+    # reads the index in order and stops at the page size (migration 0004).
+    Index("ix_sessions_account_started_at", "account", "started_at"),
+    Index("ix_sessions_unit_code_started_at", "unit_code", "started_at"),
+    Index("ix_sessions_node_started_at", "node", "started_at"),
+    Index("ix_sessions_end_reason_started_at", "end_reason", "started_at"),
+    Index("ix_sessions_peer", "peer"),
 )

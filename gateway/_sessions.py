@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import secrets
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, text, tuple_, update
 
+import audit
 from auth._schema import accounts
 from certs._schema import certificates
+from gateway._reasons import Reason
 from gateway._schema import sessions
 
 # A session whose node has not reported for this long is considered gone (node crash).
@@ -210,6 +213,39 @@ def request_kill(
     return get_session(conn, session_id)
 
 
+def kill_session(
+    conn: Connection,
+    session_id: str,
+    *,
+    note: str,
+    actor: str,
+    now: float,
+    details: Mapping[str, audit.DetailValue] | None = None,
+) -> SessionRecord | None:
+    """An officer ends a session: the kill request (the node holding the session acts
+    on it at its next poll) and the ``session.kill`` audit event saying who asked and
+    why, in the caller's transaction.  ``ssgate audit kill`` and the officers' console
+    both come here.  ``None`` (and a ``refused`` event) if the session is not open."""
+    record = request_kill(
+        conn, session_id, reason=Reason.OFFICER_KILL.slug, note=note, actor=actor, now=now
+    )
+    audit.append(
+        conn,
+        audit.AuditEvent(
+            at=now,
+            actor=actor,
+            action="session.kill",
+            subject=session_id[:64],
+            outcome="ok" if record else "refused",
+            reason="" if record else "not-live",
+            unit=record.unit_code if record else "",
+            session_id=session_id[:64] if record else "",
+            details={"note": note, **(details or {})},
+        ),
+    )
+    return record
+
+
 def _end_detached(conn: Connection, which: Any, *, reason: str, now: float) -> None:
     """A detached session has no node to tell: a kill ends it here, with its reason
     (not later by the reaper as ``network-lost``); its resume token dies with it."""
@@ -307,6 +343,84 @@ def list_sessions(
     if until is not None:
         query = query.where(sessions.c.started_at < until)
     return [_record(r) for r in conn.execute(query)]
+
+
+def search_sessions(
+    conn: Connection,
+    *,
+    account: str | None = None,
+    unit: str | None = None,
+    peer_host: str | None = None,
+    node: str | None = None,
+    end_reason: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    open_only: bool = False,
+    now: float | None = None,
+    before: tuple[float, str] | None = None,
+    limit: int = 50,
+) -> list[SessionRecord]:
+    """One page of sessions, newest first (``started_at``, then ``id``, descending).
+
+    Keyset paging: *before* is the (``started_at``, ``id``) of the last session of the
+    previous page, so a page costs the same however deep it is (no OFFSET).  Every
+    filter given must match: *peer_host* is the address without the port (``peer`` is
+    ``host:port``), matched as a prefix range so the ``peer`` index serves it;
+    ``since <= started_at < until``.  The filters have indexes (migration 0004).
+    """
+    query = (
+        select(sessions).order_by(sessions.c.started_at.desc(), sessions.c.id.desc()).limit(limit)
+    )
+    if open_only:
+        assert now is not None
+        query = query.where(_open_clause(now))  # type: ignore[arg-type]
+    for column, value in (
+        (sessions.c.account, account),
+        (sessions.c.unit_code, unit),
+        (sessions.c.node, node),
+        (sessions.c.end_reason, end_reason),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if peer_host is not None:
+        # ":" is followed by ";" in every collation we run on: [host:, host;) is
+        # exactly the peers whose text starts with "host:".
+        query = query.where(sessions.c.peer >= f"{peer_host}:", sessions.c.peer < f"{peer_host};")
+    if since is not None:
+        query = query.where(sessions.c.started_at >= since)
+    if until is not None:
+        query = query.where(sessions.c.started_at < until)
+    if before is not None:
+        query = query.where(tuple_(sessions.c.started_at, sessions.c.id) < tuple_(*before))
+    return [_record(r) for r in conn.execute(query)]
+
+
+class SessionRegistryView:
+    """The session registry as the officers' pages read and act on it
+    (``oversight.SessionRegistry``): blocking, each call in the caller's transaction."""
+
+    def search(self, conn: Connection, **filters: Any) -> list[SessionRecord]:
+        return search_sessions(conn, **filters)
+
+    def get(self, conn: Connection, session_id: str) -> SessionRecord | None:
+        return get_session(conn, session_id)
+
+    def kill(
+        self,
+        conn: Connection,
+        session_id: str,
+        *,
+        note: str,
+        actor: str,
+        now: float,
+        details: Mapping[str, audit.DetailValue] | None = None,
+    ) -> SessionRecord | None:
+        return kill_session(conn, session_id, note=note, actor=actor, now=now, details=details)
+
+    def reasons(self) -> dict[str, str]:
+        """Every reason code a session can end with or a login be refused for, in
+        Chinese, by slug."""
+        return {r.slug: r.chinese for r in Reason}
 
 
 def reap_stale(conn: Connection, *, now: float) -> int:

@@ -478,41 +478,16 @@ def cmd_sessions(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     from ssgate._app import operator_name
 
     app = App(state)
+    killed: gateway.SessionRecord | None = None
     try:
         now = app.clock()
         with app.engine.begin() as conn:
             if args.audit_command == "kill":
                 actor = operator_name()
-                record = gateway.request_kill(
-                    conn,
-                    args.session_id,
-                    reason="officer-kill",
-                    note=args.reason or "",
-                    actor=actor,
-                    now=now,
+                killed = gateway.kill_session(
+                    conn, args.session_id, note=args.reason or "", actor=actor, now=now
                 )
-                audit.append(
-                    conn,
-                    audit.AuditEvent(
-                        at=now,
-                        actor=actor,
-                        action="session.kill",
-                        subject=args.session_id[:64],
-                        outcome="ok" if record else "refused",
-                        reason="" if record else "not-live",
-                        unit=record.unit_code if record else "",
-                        session_id=args.session_id[:64] if record else "",
-                        details={"note": args.reason or ""},
-                    ),
-                )
-                if record is None:
-                    raise CliError(
-                        EXIT_REFUSED,
-                        f"session {args.session_id} is not live (see 'ssgate audit live')",
-                    )
-                out.write(f"session {record.id} of {record.account} will end within seconds\n")
-                return EXIT_OK
-            if args.audit_command == "live":
+            elif args.audit_command == "live":
                 rows = gateway.list_sessions(conn, open_only=True, now=now)
             else:
                 rows = gateway.list_sessions(
@@ -524,6 +499,14 @@ def cmd_sessions(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
                 )
     finally:
         app.close()
+    if args.audit_command == "kill":
+        # Refused outside the transaction: the refused kill's audit event is kept.
+        if killed is None:
+            raise CliError(
+                EXIT_REFUSED, f"session {args.session_id} is not live (see 'ssgate audit live')"
+            )
+        out.write(f"session {killed.id} of {killed.account} will end within seconds\n")
+        return EXIT_OK
     if args.format == "table":
         _table(
             [

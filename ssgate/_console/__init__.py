@@ -33,6 +33,8 @@ from twisted.web.server import Site
 
 import audit
 import auth
+import gateway
+import oversight
 import web
 
 from ._listen import (
@@ -110,6 +112,7 @@ def console_shell(
         from declare_app.web import review_section
 
         mounted.append(review_section(workflow))
+    mounted.append(oversight.sessions_section(gateway.SessionRegistryView()))
     mounted.extend(sections)
     return web.ConsoleShell(
         authenticator=authenticator,

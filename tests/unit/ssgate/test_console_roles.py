@@ -21,6 +21,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 import audit
 import auth
+import gateway
 import web
 from auth.testing import SynchronousRunner
 from declare_app.interfaces import Status
@@ -34,6 +35,7 @@ NOW = 1_767_225_600.0
 PASSWORD = "Correct-Horse-9-battery"
 ROLES = ("carrier", "auditor", "officer", "admin")
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
+SESSION_ID = "5e551017" * 4
 
 
 def _fill(path: str, values: dict[str, str]) -> str:
@@ -54,10 +56,25 @@ def _world(tmp_path: Path) -> tuple[web.ConsoleShell, ConsoleClient, dict[str, s
     engine = make_engine(f"sqlite:///{tmp_path}/roles.db")
     auth.metadata.create_all(engine)
     audit.metadata.create_all(engine)
+    gateway.metadata.create_all(engine)
     hasher = auth.PasswordHasher(auth.Argon2Params())
     box = auth.SecretBox(auth.SecretBox.generate_key())
     secrets: dict[str, str] = {}
     with engine.begin() as conn:
+        # A live channel session for the officers' pages (its terminate form answers).
+        from gateway._sessions import start_session
+
+        start_session(
+            conn,
+            session_id=SESSION_ID,
+            account="33068212345678@sxlss",
+            unit_code="12345678",
+            peer="192.0.2.7:50123",
+            cert_serial="01",
+            node="node-a",
+            now=NOW,
+            max_concurrent=1,
+        )
         for role in ROLES:
             secret = auth.new_totp_secret()
             secrets[role] = secret
@@ -94,7 +111,7 @@ def test_every_console_route_every_role_every_method(tmp_path: Path, role: str |
         reply = client.login(f"{role}1", PASSWORD, auth.current_code(secrets[role], NOW))
         assert reply.status == 303 and reply.location == "/", reply.text
     token = client.get("/").csrf_token() if role is not None else ""
-    values = {"id": ids[Status.PENDING_REVIEW], "x": "x"}
+    values = {"id": ids[Status.PENDING_REVIEW], "sid": SESSION_ID, "x": "x"}
     by_path: dict[str, set[str]] = {}
     for route in shell.table.routes:
         by_path.setdefault(route.path, set()).add(route.method)
