@@ -300,10 +300,19 @@ def get_account(conn: Connection, name: str) -> AccountRecord | None:
 
 
 def list_accounts(
-    conn: Connection, *, status: str | None = None, unit_code: str | None = None
+    conn: Connection,
+    *,
+    status: str | None = None,
+    unit_code: str | None = None,
+    name_contains: str | None = None,
+    limit: int | None = None,
 ) -> list[AccountRecord]:
-    """Accounts ordered by name, optionally only those with *status* / *unit_code*."""
-    query = select(accounts).order_by(accounts.c.name)
+    """Accounts ordered by name, optionally only those with *status* / *unit_code* /
+    *name_contains* in their name; at most *limit* of them."""
+    query = select(accounts).order_by(accounts.c.name).limit(limit)
+    if name_contains is not None:
+        # autoescape: LIKE's wildcards in the text match themselves.
+        query = query.where(accounts.c.name.contains(name_contains, autoescape=True))
     if status is not None:
         if status not in ACCOUNT_STATUSES:
             raise AuthStoreError(

@@ -1,6 +1,7 @@
 """Carrier provisioning: channel accounts, enrolment bundles, staff enrolment."""
 
-from provisioning._bundle import BundleError, qr_files, render_profile, write_bundle
+from provisioning._bundle import BundleError, bundle_zip, qr_files, render_profile, write_bundle
+from provisioning._pages import accounts_section
 from provisioning._workflows import (
     AccountView,
     Issued,
@@ -9,7 +10,12 @@ from provisioning._workflows import (
     ProvisioningRefused,
     ProvisioningSettings,
 )
-from provisioning.interfaces import SessionTerminator, UnitDirectory
+from provisioning.interfaces import (
+    SessionHistory,
+    SessionSummary,
+    SessionTerminator,
+    UnitDirectory,
+)
 
 __all__ = [
     "AccountView",
@@ -19,8 +25,12 @@ __all__ = [
     "ProvisioningInputError",
     "ProvisioningRefused",
     "ProvisioningSettings",
+    "SessionHistory",
+    "SessionSummary",
     "SessionTerminator",
     "UnitDirectory",
+    "accounts_section",
+    "bundle_zip",
     "qr_files",
     "render_profile",
     "write_bundle",

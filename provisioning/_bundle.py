@@ -1,8 +1,9 @@
 """The enrolment bundle a carrier hands to an employer, and writing it safely.
 
-A bundle is written into a fresh directory: everything is staged in a sibling
-temporary directory and renamed into place, so an employer never receives half a
-bundle and an existing directory is never overwritten.
+A bundle is written into a fresh directory (the command line): everything is staged
+in a sibling temporary directory and renamed into place, so an employer never
+receives half a bundle and an existing directory is never overwritten.  The console
+hands the same files out as one zip (:func:`bundle_zip`), built in memory.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import io
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -83,3 +85,16 @@ def write_bundle(path: Path, files: Mapping[str, bytes]) -> None:
 def remove_bundle(path: Path) -> None:
     """Undo :func:`write_bundle` when the database transaction did not commit."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def bundle_zip(folder: str, files: Mapping[str, bytes]) -> bytes:
+    """*files* as a zip, inside one *folder* (so unpacking gives the same directory the
+    command line writes), owner-only modes, fixed timestamps."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(f"{folder}/{name}", date_time=(2000, 1, 1, 0, 0, 0))
+            info.external_attr = (0o100000 | BUNDLE_FILE_MODE) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, files[name])
+    return out.getvalue()

@@ -1,16 +1,23 @@
-"""The carrier's workflows: open, suspend, resume, cancel, reset, reissue, show, list;
-and staff enrolment: add, disable, enable, list.
+"""The carrier's workflows: open, suspend, resume, cancel, reset, reissue, unlock,
+show, search; and staff enrolment: add, disable, enable, list.
 
 Each workflow is one database transaction that also appends its audit event, so an
 action and its record commit together.  A refusal rolls the action back and then
 appends a ``refused`` event with the reason in a transaction of its own.  Nothing
-here prints: results come back as values, and the ``ssgate`` command shows them.
+here prints: results come back as values, and the ``ssgate`` command and the
+carriers' console pages (:mod:`provisioning._pages`) show them.  Both call these
+same methods; :meth:`Provisioner.acting_as` names who acts (``os:<user>`` on the
+command line, ``staff:<name>`` in the console).
+
+Everything here blocks (database, argon2, key generation): the console calls it
+through ``runner.call``, never on the reactor.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator
+import copy
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,7 +36,15 @@ from provisioning._bundle import (
     render_profile,
     write_bundle,
 )
-from provisioning.interfaces import SessionTerminator, UnitDirectory
+from provisioning.interfaces import (
+    SessionHistory,
+    SessionSummary,
+    SessionTerminator,
+    UnitDirectory,
+)
+
+ACCOUNT_STATUSES = ("active", "suspended", "cancelled")
+SEARCH_LIMIT = 200
 
 
 class ProvisioningRefused(Exception):
@@ -65,6 +80,9 @@ class Issued:
     otp_uri: str | None = field(default=None, repr=False)
     certificate_serial: str | None = None
     bundle_dir: Path | None = None
+    # The bundle's files (client.p12, ca.pem, profile.toml, the OTP QR and URI), also
+    # when nothing was written to disk: the console hands them out as a zip.
+    files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,7 @@ class AccountView:
     unit_status: str | None
     certificates: list[certs.CertificateRecord]
     credential: auth.CredentialState | None
+    sessions: list[SessionSummary] = field(default_factory=list)
 
 
 class _Transaction:
@@ -107,6 +126,8 @@ class Provisioner:
         clock: Callable[[], float],
         actor: str,
         sessions: SessionTerminator | None = None,
+        history: SessionHistory | None = None,
+        session_ref: str = "",
     ) -> None:
         self._engine = engine
         self._ca = ca
@@ -118,6 +139,20 @@ class Provisioner:
         self._clock = clock
         self._actor = actor
         self._sessions = sessions
+        self._history = history
+        self._session_ref = session_ref
+
+    def acting_as(self, actor: str, *, session_ref: str = "") -> Provisioner:
+        """The same workflows with *actor* (and the console *session_ref*) on every audit
+        event and kill request they make."""
+        other = copy.copy(self)
+        other._actor = actor
+        other._session_ref = session_ref
+        return other
+
+    @property
+    def settings(self) -> ProvisioningSettings:
+        return self._settings
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -164,6 +199,7 @@ class Provisioner:
                 outcome=outcome,
                 reason=reason,
                 unit=unit,
+                session_id=self._session_ref,
                 details=details,
             ),
         )
@@ -235,19 +271,23 @@ class Provisioner:
 
     def _end_sessions(self, conn: Connection, account: str, reason: str) -> None:
         if self._sessions is not None:
-            self._sessions.end_sessions(conn, account, reason=reason, now=self._clock())
+            self._sessions.end_sessions(
+                conn, account, reason=reason, now=self._clock(), actor=self._actor
+            )
 
     # -- workflows ---------------------------------------------------------------------
 
     def open(
         self,
         account: str,
-        out: Path,
+        out: Path | None = None,
         *,
         password: str | None = None,
         p12_passphrase: str | None = None,
+        reason: str = "",
     ) -> Issued:
-        """Open a channel account for an approved unit and write its enrolment bundle."""
+        """Open a channel account for an approved unit; its enrolment bundle comes back
+        in :attr:`Issued.files` and is also written to *out* when given."""
         name = self.parse(account)
         self._check_out(out)
         if password is not None:
@@ -300,9 +340,11 @@ class Provisioner:
                 "provision.open",
                 str(name),
                 unit=name.unit_code,
+                reason=reason,
                 certificate=issued.serial_hex,
             )
-            tx.write_bundle(out, files)
+            if out is not None:
+                tx.write_bundle(out, files)
         return Issued(
             account=str(name),
             password=password,
@@ -310,6 +352,7 @@ class Provisioner:
             otp_uri=uri,
             certificate_serial=issued.serial_hex,
             bundle_dir=out,
+            files=files,
         )
 
     def _set_status(
@@ -359,7 +402,10 @@ class Provisioner:
                 "account-cancelled", f"account {record.name} is cancelled; open a new account"
             )
 
-    def reset_password(self, account: str, *, password: str | None = None) -> Issued:
+    def reset_password(
+        self, account: str, *, password: str | None = None, reason: str = ""
+    ) -> Issued:
+        """A new password (generated unless given); clears the lockout too."""
         name = self.parse(account)
         if password is not None:
             self._check_password(password)
@@ -369,10 +415,12 @@ class Provisioner:
             conn = tx.conn
             self._require_not_cancelled(self._account(conn, name))
             auth.reset_password(conn, str(name), password_hash, now=self._clock())
-            self._event(conn, "provision.reset-password", str(name), unit=name.unit_code)
+            self._event(
+                conn, "provision.reset-password", str(name), unit=name.unit_code, reason=reason
+            )
         return Issued(account=str(name), password=password)
 
-    def reset_otp(self, account: str, *, out: Path | None = None) -> Issued:
+    def reset_otp(self, account: str, *, out: Path | None = None, reason: str = "") -> Issued:
         name = self.parse(account)
         self._check_out(out)
         secret = auth.new_totp_secret()
@@ -386,12 +434,20 @@ class Provisioner:
                 self._box.seal(secret, context=auth.totp_secret_context(str(name))),
                 now=self._clock(),
             )
-            self._event(conn, "provision.reset-otp", str(name), unit=name.unit_code)
+            self._event(conn, "provision.reset-otp", str(name), unit=name.unit_code, reason=reason)
+            files = qr_files(uri)
             if out is not None:
-                tx.write_bundle(out, qr_files(uri))
-        return Issued(account=str(name), otp_uri=uri, bundle_dir=out)
+                tx.write_bundle(out, files)
+        return Issued(account=str(name), otp_uri=uri, bundle_dir=out, files=files)
 
-    def reissue_cert(self, account: str, out: Path, *, p12_passphrase: str | None = None) -> Issued:
+    def reissue_cert(
+        self,
+        account: str,
+        out: Path | None = None,
+        *,
+        p12_passphrase: str | None = None,
+        reason: str = "",
+    ) -> Issued:
         """Revoke the account's certificates (superseded) and issue a new bundle."""
         name = self.parse(account)
         self._check_out(out)
@@ -417,18 +473,46 @@ class Provisioner:
                 "provision.reissue-cert",
                 str(name),
                 unit=name.unit_code,
+                reason=reason,
                 certificate=issued.serial_hex,
                 revoked=",".join(revoked),
             )
-            tx.write_bundle(out, files)
+            if out is not None:
+                tx.write_bundle(out, files)
         return Issued(
             account=str(name),
             p12_passphrase=p12_passphrase,
             certificate_serial=issued.serial_hex,
             bundle_dir=out,
+            files=files,
         )
 
-    def show(self, account: str) -> AccountView:
+    def unlock(self, account: str, *, reason: str = "") -> auth.CredentialState:
+        """Clear the account's failure counters and its timed or hard lock."""
+        name = self.parse(account)
+        with self._action("provision.unlock", str(name), name.unit_code) as tx:
+            conn = tx.conn
+            self._require_not_cancelled(self._account(conn, name))
+            now = self._clock()
+            before = auth.get_credential_state(conn, str(name))
+            if before is None or not (before.is_locked(now) or before.consecutive_failures):
+                raise ProvisioningRefused("not-locked", f"account {name} is not locked")
+            auth.clear_lockout(conn, str(name), now=now)
+            self._event(
+                conn,
+                "provision.unlock",
+                str(name),
+                unit=name.unit_code,
+                reason=reason,
+                failures=before.consecutive_failures,
+                hard_locked=int(before.hard_locked),
+            )
+            after = auth.get_credential_state(conn, str(name))
+            assert after is not None
+        return after
+
+    def show(self, account: str, *, sessions: int = 20) -> AccountView:
+        """An account with its certificates, lockout state and latest *sessions*."""
         name = self.parse(account)
         with self._engine.begin() as conn:
             record = self._account(conn, name)
@@ -438,15 +522,38 @@ class Provisioner:
                 unit_status=None if unit is None else unit[0],
                 certificates=certs.list_certificates(conn, subject=str(name)),
                 credential=auth.get_credential_state(conn, str(name)),
+                sessions=(
+                    []
+                    if self._history is None
+                    else self._history.recent_sessions(conn, str(name), limit=sessions)
+                ),
             )
 
     def list(self, *, status: str | None = None) -> list[auth.AccountRecord]:
-        if status is not None and status not in ("active", "suspended", "cancelled"):
+        return self.search(status=status, limit=None)
+
+    def search(
+        self,
+        *,
+        account: str = "",
+        unit: str = "",
+        status: str | None = None,
+        limit: int | None = SEARCH_LIMIT,
+    ) -> builtins.list[auth.AccountRecord]:
+        """Accounts by name, whose name contains *account* and whose unit code is *unit*
+        (each when given), with *status*; at most *limit* of them."""
+        if status is not None and status not in ACCOUNT_STATUSES:
             raise ProvisioningInputError(
                 f"--status {status!r}: choose active, suspended or cancelled"
             )
         with self._engine.begin() as conn:
-            return auth.list_accounts(conn, status=status)
+            return auth.list_accounts(
+                conn,
+                status=status,
+                unit_code=unit or None,
+                name_contains=account or None,
+                limit=limit,
+            )
 
     def add_staff(
         self, name: str, role: str, *, password: str | None = None, out: Path | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import Connection
@@ -18,6 +19,32 @@ class UnitDirectory(Protocol):
 class SessionTerminator(Protocol):
     """Ends live channel sessions of an account (the gateway provides this)."""
 
-    def end_sessions(self, conn: Connection, account: str, *, reason: str, now: float) -> int:
-        """Ask every node to end the account's live sessions; return how many were live."""
+    def end_sessions(
+        self, conn: Connection, account: str, *, reason: str, now: float, actor: str
+    ) -> int:
+        """Ask every node to end the account's live sessions on behalf of *actor*;
+        return how many were live."""
         ...
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One channel session of an account, as the carrier's account page lists it."""
+
+    id: str
+    peer: str
+    node: str
+    status: str
+    started_at: float
+    ended_at: float | None
+    end_reason: str | None
+    bytes_in: int
+    bytes_out: int
+
+
+class SessionHistory(Protocol):
+    """An account's channel sessions, newest first (the gateway provides this)."""
+
+    def recent_sessions(
+        self, conn: Connection, account: str, *, limit: int
+    ) -> list[SessionSummary]: ...

@@ -29,15 +29,35 @@ class RegistryUnits:
 
 
 class RegistrySessions:
-    """The session registry as provisioning's :class:`~provisioning.SessionTerminator`."""
+    """The session registry as provisioning's :class:`~provisioning.SessionTerminator`
+    and :class:`~provisioning.SessionHistory`."""
 
-    def __init__(self, actor: str) -> None:
-        self._actor = actor
-
-    def end_sessions(self, conn: Connection, account: str, *, reason: str, now: float) -> int:
+    def end_sessions(
+        self, conn: Connection, account: str, *, reason: str, now: float, actor: str
+    ) -> int:
         from gateway import request_kill_account
 
-        return request_kill_account(conn, account, reason=reason, actor=self._actor, now=now)
+        return request_kill_account(conn, account, reason=reason, actor=actor, now=now)
+
+    def recent_sessions(
+        self, conn: Connection, account: str, *, limit: int
+    ) -> list[provisioning.SessionSummary]:
+        from gateway import list_sessions
+
+        return [
+            provisioning.SessionSummary(
+                id=r.id,
+                peer=r.peer,
+                node=r.node,
+                status=r.status,
+                started_at=r.started_at,
+                ended_at=r.ended_at,
+                end_reason=r.end_reason,
+                bytes_in=r.bytes_in,
+                bytes_out=r.bytes_out,
+            )
+            for r in list_sessions(conn, account=account, limit=limit)
+        ]
 
 
 def operator_name() -> str:
@@ -129,7 +149,8 @@ class App:
             publish_crl=lambda pem: self.state.write_public("crl.pem", pem),
             clock=self.clock,
             actor=operator_name(),
-            sessions=RegistrySessions(operator_name()),
+            sessions=RegistrySessions(),
+            history=RegistrySessions(),
         )
 
     def close(self) -> None:

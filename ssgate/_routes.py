@@ -29,6 +29,7 @@ def console_table() -> web.RouteTable:
         authenticator=idle,
         runner=idle,
         workflow=idle,
+        provisioner=idle,
         clock=idle,
         secure=True,
         login_form_key=bytes(32),  # never used: nothing is served

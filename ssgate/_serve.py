@@ -291,6 +291,8 @@ def start(
         authenticator=authenticator,
         runner=runner,
         workflow=workflow,
+        # The carriers' pages: the same workflows ``ssgate provision`` runs.
+        provisioner=app.provisioner(),
         clock=reactor,
         secure=True,
         policy=console_policy,

@@ -298,20 +298,30 @@ def _provision(app: App, args: argparse.Namespace, out: TextIO) -> int:
         else None
     )
     p = app.provisioner()
+    reason = getattr(args, "reason", None) or ""
     if command == "open":
-        _print_issued(
-            p.open(args.account, Path(args.out), password=password, p12_passphrase=p12), out
+        issued = p.open(
+            args.account, Path(args.out), password=password, p12_passphrase=p12, reason=reason
         )
+        _print_issued(issued, out)
     elif command in ("suspend", "resume", "cancel"):
-        record = getattr(p, command)(args.account, reason=args.reason or "")
+        record = getattr(p, command)(args.account, reason=reason)
         out.write(f"account {record.name} is now {record.status}\n")
     elif command == "reset-password":
-        _print_issued(p.reset_password(args.account, password=password), out)
+        _print_issued(p.reset_password(args.account, password=password, reason=reason), out)
         out.write("lockout cleared\n")
     elif command == "reset-otp":
-        _print_issued(p.reset_otp(args.account, out=Path(args.out) if args.out else None), out)
+        otp_out = Path(args.out) if args.out else None
+        _print_issued(p.reset_otp(args.account, out=otp_out, reason=reason), out)
     elif command == "reissue-cert":
-        _print_issued(p.reissue_cert(args.account, Path(args.out), p12_passphrase=p12), out)
+        issued = p.reissue_cert(args.account, Path(args.out), p12_passphrase=p12, reason=reason)
+        _print_issued(issued, out)
+    elif command == "unlock":
+        state = p.unlock(args.account, reason=reason)
+        out.write(
+            f"account {state.principal} unlocked "
+            f"({state.consecutive_failures} consecutive failures now)\n"
+        )
     elif command == "show":
         _show_account(p.show(args.account), out)
     return EXIT_OK
@@ -787,6 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="client.p12 passphrase (first line); default: generated",
     )
+    p.add_argument("--reason", help="recorded in the audit log")
     for name, help in (
         ("suspend", "suspend an account (ends its sessions)"),
         ("resume", "resume a suspended account"),
@@ -798,15 +809,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("reset-password", "set a new password and clear the lockout", cmd_provision, ps)
     p.add_argument("account", metavar="ACCOUNT")
     p.add_argument("--password-file", metavar="F")
+    p.add_argument("--reason", help="recorded in the audit log")
     p = add("reset-otp", "issue a new TOTP secret", cmd_provision, ps)
     p.add_argument("account", metavar="ACCOUNT")
     p.add_argument("--out", metavar="DIR", help="new directory for otpauth.txt and the QR codes")
+    p.add_argument("--reason", help="recorded in the audit log")
     p = add(
         "reissue-cert", "revoke the client certificate and issue a new bundle", cmd_provision, ps
     )
     p.add_argument("account", metavar="ACCOUNT")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--p12-password-file", metavar="F")
+    p.add_argument("--reason", help="recorded in the audit log")
+    p = add(
+        "unlock",
+        "clear an account's lockout (failure counters, timed or hard lock)",
+        cmd_provision,
+        ps,
+    )
+    p.add_argument("account", metavar="ACCOUNT")
+    p.add_argument("--reason", help="recorded in the audit log")
     p = add("show", "show an account, its certificates and lockout state", cmd_provision, ps)
     p.add_argument("account", metavar="ACCOUNT")
     p = add("list", "list accounts", cmd_provision, ps)

@@ -3,8 +3,9 @@ sections, on its own listener.
 
 The shell (:class:`web.ConsoleShell`: staff login through twisted.cred, sessions,
 roles, CSRF, the layout) and the pages live elsewhere: the auditors' review in
-``declare_app.web`` (:func:`declare_app.web.review_section`), the officers' and
-carriers' in their packages the same way.  Here they are put together.
+``declare_app.web`` (:func:`declare_app.web.review_section`), the carriers' accounts
+in ``provisioning`` (:func:`provisioning.accounts_section`), the officers' in their
+package the same way.  Here they are put together.
 
 Wiring (in ``ssgate serve``)::
 
@@ -48,6 +49,7 @@ from ._sessions import DatabaseSessions, SessionPolicy, login_form_key, session_
 
 if TYPE_CHECKING:
     from declare_app.interfaces import DeclarationWorkflow
+    from provisioning import Provisioner
 
 __all__ = [
     "ConsoleListenError",
@@ -99,6 +101,7 @@ def console_shell(
     runner: auth.Runner,
     workflow: DeclarationWorkflow | None,
     clock: IReactorTime,
+    provisioner: Provisioner | None = None,
     login_form_key: bytes,
     sections: Sequence[web.ConsoleSection] = (),
     secure: bool,
@@ -113,6 +116,10 @@ def console_shell(
 
         mounted.append(review_section(workflow))
     mounted.append(oversight.sessions_section(gateway.SessionRegistryView()))
+    if provisioner is not None:
+        from provisioning import accounts_section
+
+        mounted.append(accounts_section(provisioner))
     mounted.extend(sections)
     return web.ConsoleShell(
         authenticator=authenticator,
@@ -131,8 +138,9 @@ def console_shell(
 def console_site(**kwargs: Any) -> Site:
     """The staff console as a twisted.web ``Site``.
 
-    *workflow* (when given) mounts the auditors' review section at ``/review``;
-    *sections* adds any others (officers', carriers').  *secure* says the site is
+    *workflow* (when given) mounts the auditors' review section at ``/review``,
+    *provisioner* the carriers' account pages at ``/accounts``; *sections* adds any
+    others (officers').  *secure* says the site is
     served over TLS: cookies then get ``Secure`` and the ``__Host-`` prefix, and
     responses carry HSTS.  *clock* gives the time (session timeouts, audit
     timestamps), the delay after a refused login (*refusal_delay* seconds) and the

@@ -330,3 +330,16 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(state: Path) -> None:
     )
     assert head.returncode == 0 and head.stderr == ""
     assert head.stdout.startswith("{")
+
+
+def test_unlock_and_the_reasons_of_resets_go_to_the_audit_log(
+    state: Path, approved_unit: str, run: Run, tmp_path: Path, secrets_files: tuple[Path, Path]
+) -> None:
+    """The command line runs the workflows the console pages run, reason included."""
+    _open(run, tmp_path, secrets_files)
+    refused = run("provision", "unlock", ACCOUNT, "--reason", "ticket 7", check_rc=1)
+    assert "not locked" in refused.stderr
+    run("provision", "reset-password", ACCOUNT, "--reason", "ticket 8", check_rc=0)
+    actions = run("audit", "actions", "--account", ACCOUNT, "--format", "json", check_rc=0).stdout
+    # A refusal records the refusal's code as its reason; a done action the operator's.
+    assert '"reason":"not-locked"' in actions and '"reason":"ticket 8"' in actions

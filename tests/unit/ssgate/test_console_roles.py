@@ -24,8 +24,10 @@ import auth
 import gateway
 import web
 from auth.testing import SynchronousRunner
+from certs._schema import metadata as certs_metadata
 from declare_app.interfaces import Status
 from declare_app.web.testing import MemoryWorkflow, Seeder
+from provisioning.testing import MemoryUnits, RecordingSessions, make_provisioner
 from ssgate._console import console_shell
 from ssgate._console.testing import ConsoleClient
 from ssgate._db import make_engine
@@ -34,6 +36,7 @@ from ssgate._routes import console_table
 NOW = 1_767_225_600.0
 PASSWORD = "Correct-Horse-9-battery"
 ROLES = ("carrier", "auditor", "officer", "admin")
+ACCOUNT = "33068212345678@sxlss"  # opened in every world, so its pages exist
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
 SESSION_ID = "5e551017" * 4
 
@@ -57,6 +60,7 @@ def _world(tmp_path: Path) -> tuple[web.ConsoleShell, ConsoleClient, dict[str, s
     auth.metadata.create_all(engine)
     audit.metadata.create_all(engine)
     gateway.metadata.create_all(engine)
+    certs_metadata.create_all(engine)
     hasher = auth.PasswordHasher(auth.Argon2Params())
     box = auth.SecretBox(auth.SecretBox.generate_key())
     secrets: dict[str, str] = {}
@@ -91,10 +95,20 @@ def _world(tmp_path: Path) -> tuple[web.ConsoleShell, ConsoleClient, dict[str, s
     workflow = MemoryWorkflow()
     seed = Seeder(workflow, SynchronousRunner())
     ids = {s: seed.in_state(s).id for s in (Status.PENDING_REVIEW, Status.UNDER_REVIEW)}
+    provisioner = make_provisioner(
+        engine,
+        clock=clock.seconds,
+        units=MemoryUnits({"12345678": ("approved", "330682")}),
+        sessions=RecordingSessions(),
+        hasher=hasher,
+        box=box,
+    )
+    provisioner.open(ACCOUNT)
     shell = console_shell(
         authenticator=auth.Authenticator(engine, hasher, box),
         runner=SynchronousRunner(engine),
         workflow=workflow,
+        provisioner=provisioner,
         clock=clock,
         secure=False,
         refusal_delay=0,
@@ -111,7 +125,7 @@ def test_every_console_route_every_role_every_method(tmp_path: Path, role: str |
         reply = client.login(f"{role}1", PASSWORD, auth.current_code(secrets[role], NOW))
         assert reply.status == 303 and reply.location == "/", reply.text
     token = client.get("/").csrf_token() if role is not None else ""
-    values = {"id": ids[Status.PENDING_REVIEW], "sid": SESSION_ID, "x": "x"}
+    values = {"id": ids[Status.PENDING_REVIEW], "sid": SESSION_ID, "x": "x", "account": ACCOUNT}
     by_path: dict[str, set[str]] = {}
     for route in shell.table.routes:
         by_path.setdefault(route.path, set()).add(route.method)

@@ -1,0 +1,496 @@
+"""The carriers' pages in the staff console: channel accounts, found, shown and changed.
+
+A console section (:func:`accounts_section`, role ``carrier``; admin too), its pages
+Jinja templates under ``templates/accounts`` in the console layout:
+
+* ``GET /accounts`` — search by account (any part of the name), unit code, status;
+* ``GET /accounts/<account>`` — the account: status, lockout, certificates, sessions,
+  and the actions its status allows;
+* ``GET /accounts/open`` and ``POST /accounts/open`` — open an account for an
+  approved unit;
+* ``GET /accounts/<account>/<action>`` (the confirmation, with a required reason) and
+  ``POST`` the same path, for suspend, resume, cancel, reset-password, reset-otp,
+  reissue-cert and unlock.
+
+Every change is a call of the same :class:`~provisioning.Provisioner` method the
+``ssgate provision`` command makes, acting as ``staff:<name>`` with the console
+session's reference, so the workflow writes the audit event (and the refusal) as it
+does on the command line.  The methods block (database, argon2, keys): they go
+through ``runner.call``.
+
+What an action hands out (the initial password, the client.p12 passphrase, the OTP
+QR code, the bundle) is shown on the answer to the POST and nowhere else: the zip is
+a ``data:`` link on that page, so no secret is kept on the server for a second view,
+and the page is ``Cache-Control: no-store`` as every console answer is.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from jinja2 import PackageLoader
+
+import auth
+import web
+from provisioning._bundle import bundle_zip
+from provisioning._workflows import (
+    ACCOUNT_STATUSES,
+    SEARCH_LIMIT,
+    AccountView,
+    Issued,
+    Provisioner,
+    ProvisioningInputError,
+    ProvisioningRefused,
+)
+from web import Response, StaffCtx
+
+ACCOUNTS = "/accounts"
+ROLES = ("carrier",)
+MAX_REASON = 200
+MAX_SEARCH = 64
+
+# Loose on purpose: the name is parsed against the configured realms and regions
+# inside, and a name that fails gets the page's own 404, not the router's.
+_ACCOUNT = r"[0-9]{1,20}@[a-z][a-z0-9-]{0,31}"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BEIJING = timezone(timedelta(hours=8))
+
+STATUS_TEXT: Mapping[str, str] = {"active": "正常", "suspended": "已暂停", "cancelled": "已注销"}
+CERT_STATUS_TEXT: Mapping[str, str] = {"valid": "有效", "revoked": "已吊销", "expired": "已过期"}
+SESSION_STATUS_TEXT: Mapping[str, str] = {
+    "open": "在线",
+    "detached": "暂离（可续接）",
+    "ended": "已结束",
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    """A change an account page offers: its words and the statuses it applies to."""
+
+    name: str
+    title: str
+    explain: str
+    statuses: tuple[str, ...]
+    grave: bool = False
+
+
+ACTIONS: Mapping[str, Action] = {
+    a.name: a
+    for a in (
+        Action(
+            "suspend",
+            "暂停账号",
+            "暂停后该账号不能登录，正在进行的专网会话将在数秒内断开。可随时恢复。",
+            ("active",),
+        ),
+        Action("resume", "恢复账号", "恢复后该账号可以重新登录专网。", ("suspended",)),
+        Action(
+            "cancel",
+            "注销账号",
+            "注销不可撤销：账号永久停用，其证书全部吊销并列入证书吊销列表，"
+            "正在进行的会话将被断开。单位如需继续使用须重新开设账号。",
+            ("active", "suspended"),
+            grave=True,
+        ),
+        Action(
+            "reset-password",
+            "重置密码",
+            "生成新的初始密码（仅在下一页显示一次），旧密码立即失效，同时解除登录锁定。",
+            ("active", "suspended"),
+        ),
+        Action(
+            "reset-otp",
+            "重置动态口令",
+            "生成新的动态口令密钥，二维码仅在下一页显示一次；单位原有的动态口令立即失效。",
+            ("active", "suspended"),
+        ),
+        Action(
+            "reissue-cert",
+            "补发证书",
+            "吊销该账号现有的客户端证书（列入证书吊销列表）并签发新证书，"
+            "新证书包仅在下一页提供一次下载；正在进行的会话将被断开。",
+            ("active", "suspended"),
+            grave=True,
+        ),
+        Action(
+            "unlock",
+            "解除锁定",
+            "清除连续登录失败次数及临时或永久锁定，账号可以立即重新登录。",
+            ("active", "suspended"),
+        ),
+    )
+}
+
+# The workflow's refusal codes, in words for the carrier.
+REFUSALS: Mapping[str, str] = {
+    "unknown-account": "该账号不存在。",
+    "unit-unregistered": "该单位尚未在社保经办机构登记，请先由经办机构登记并审核通过网上申报。",
+    "unit-unapproved": "该单位已登记，但尚未审核通过网上申报，暂不能开设专网账号。",
+    "region-mismatch": "账号中的地区代码与该单位登记的地区不一致，请核对账号。",
+    "account-exists": "该账号已存在，不能重复开设。",
+    "bad-transition": "账号当前的状态不允许此操作，请刷新账号页面后再试。",
+    "account-cancelled": "该账号已注销，不能再办理此业务；如需继续使用，请为该单位开设新账号。",
+    "not-locked": "该账号当前没有被锁定，无需解除锁定。",
+}
+
+
+def when(ts: float | None) -> str:
+    """Epoch seconds as Beijing time, ``2026-01-01 08:00``; ``—`` for none."""
+    if ts is None:
+        return "—"
+    try:
+        return datetime.fromtimestamp(ts, UTC).astimezone(_BEIJING).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):
+        return "—"
+
+
+def check_reason(text: str) -> str:
+    """The problem with a reason the carrier typed, in Chinese; empty if none."""
+    if not text:
+        return "请填写办理原因（将记入审计日志）。"
+    if len(text) > MAX_REASON:
+        return f"办理原因不能超过 {MAX_REASON} 字。"
+    if _CONTROL.search(text):
+        return "办理原因不能含控制字符。"
+    return ""
+
+
+def refusal_text(refusal: ProvisioningRefused) -> str:
+    return REFUSALS.get(refusal.reason, "该操作未被允许。")
+
+
+def _lockout(view: AccountView, now: float) -> str:
+    c = view.credential
+    if c is None:
+        return "—"
+    if c.hard_locked:
+        return f"已永久锁定（连续失败 {c.consecutive_failures} 次），须解除锁定或重置密码"
+    if c.locked_until_at is not None and c.locked_until_at > now:
+        return f"临时锁定至 {when(c.locked_until_at)}（连续失败 {c.consecutive_failures} 次）"
+    if c.consecutive_failures:
+        return f"未锁定（连续失败 {c.consecutive_failures} 次）"
+    return "未锁定"
+
+
+def _data_url(media_type: str, data: bytes) -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _handed_out(issued: Issued) -> dict[str, Any]:
+    """What the one-time page shows of *issued*: secrets, the QR, the zip link."""
+    files = issued.files
+    qr = files.get("otp-qr.png")
+    bundle = "client.p12" in files
+    return {
+        "account": issued.account,
+        "password": issued.password or "",
+        "p12_passphrase": issued.p12_passphrase or "",
+        "serial": issued.certificate_serial or "",
+        "qr": _data_url("image/png", qr) if qr is not None else "",
+        "zip": _data_url("application/zip", bundle_zip(issued.account, files)) if files else "",
+        "zip_name": f"{issued.account}.zip",
+        "zip_files": sorted(files),
+        "bundle": bundle,
+    }
+
+
+def accounts_section(provisioner: Provisioner) -> web.ConsoleSection:
+    """The carriers' account pages (see the module docstring) as a console section."""
+    pages = AccountPages(provisioner)
+    account_path = f"{ACCOUNTS}/<acct:account>"
+    return web.ConsoleSection(
+        path=ACCOUNTS,
+        title="专网账号",
+        roles=ROLES,
+        routes=(
+            web.Route("GET", ACCOUNTS, ROLES, pages.search),
+            web.Route("GET", f"{ACCOUNTS}/open", ROLES, pages.open_page),
+            web.Route("POST", f"{ACCOUNTS}/open", ROLES, pages.open_account),
+            web.Route("GET", account_path, ROLES, pages.show),
+            *(
+                route
+                for action in ACTIONS.values()
+                for route in (
+                    web.Route("GET", f"{account_path}/{action.name}", ROLES, pages.confirm(action)),
+                    web.Route(
+                        "POST", f"{account_path}/{action.name}", ROLES, pages.perform(action)
+                    ),
+                )
+            ),
+        ),
+        templates=PackageLoader("provisioning", "templates"),
+        converters={"acct": _ACCOUNT},
+    )
+
+
+class AccountPages:
+    """The handlers of :func:`accounts_section` over one :class:`Provisioner`."""
+
+    def __init__(self, provisioner: Provisioner) -> None:
+        self._provisioner = provisioner
+
+    def _acting(self, ctx: StaffCtx) -> Provisioner:
+        return self._provisioner.acting_as(ctx.staff.audit_actor, session_ref=ctx.session_ref)
+
+    def _page(
+        self, ctx: StaffCtx, template: str, title: str, status: int = 200, **values: Any
+    ) -> Response:
+        return ctx.page(
+            f"accounts/{template}",
+            status,
+            title=title,
+            current=ACCOUNTS,
+            when=when,
+            status_text=STATUS_TEXT,
+            max_reason=MAX_REASON,
+            **values,
+        )
+
+    def _missing(self, ctx: StaffCtx, account: str) -> Response:
+        message = f"账号 {account} 不存在。"
+        return self._page(ctx, "missing.html", "账号不存在", 404, message=message)
+
+    def _known_name(self, account: str) -> bool:
+        try:
+            self._provisioner.parse(account)
+        except ProvisioningInputError:
+            return False
+        return True
+
+    def _name_help(self) -> str:
+        settings = self._provisioner.settings
+        region = settings.regions[0] if settings.regions else "330682"
+        realm = settings.realms[0] if settings.realms else "sxlss"
+        return (
+            "账号格式不正确：应为 6 位地区代码 + 8 位单位社保编号 + @ + 域，"
+            f"如 {region}12345678@{realm}；可用地区代码：{'、'.join(settings.regions)}；"
+            f"可用域：{'、'.join(settings.realms)}。"
+        )
+
+    # -- search and show ---------------------------------------------------------------
+
+    async def search(self, ctx: StaffCtx) -> Response:
+        account = ctx.query.get("account", "").strip()[:MAX_SEARCH]
+        unit = ctx.query.get("unit", "").strip()[:MAX_SEARCH]
+        status = ctx.query.get("status", "")
+        error = ""
+        if status and status not in ACCOUNT_STATUSES:
+            error, status = "请选择有效的账号状态。", ""
+        elif unit and not (unit.isascii() and unit.isdigit()):
+            error, unit = "单位编号应为 8 位数字。", ""
+        rows: list[auth.AccountRecord] = []
+        if not error:
+            rows = await ctx.runner.call(
+                self._provisioner.search, account=account, unit=unit, status=status or None
+            )
+        return self._page(
+            ctx,
+            "search.html",
+            "专网账号",
+            400 if error else 200,
+            rows=rows,
+            error=error,
+            q_account=account,
+            q_unit=unit,
+            q_status=status,
+            statuses=ACCOUNT_STATUSES,
+            limit=SEARCH_LIMIT,
+        )
+
+    async def show(self, ctx: StaffCtx, account: str) -> Response:
+        if not self._known_name(account):
+            return self._missing(ctx, account)
+        try:
+            view: AccountView = await ctx.runner.call(self._provisioner.show, account)
+        except ProvisioningRefused:
+            return self._missing(ctx, account)
+        status = view.account.status
+        done = ACTIONS.get(ctx.query.get("done", ""))
+        c = view.credential
+        return self._page(
+            ctx,
+            "account.html",
+            f"专网账号 {account}",
+            view=view,
+            lockout=_lockout(view, ctx.now),
+            locked=c is not None and (c.is_locked(ctx.now) or c.consecutive_failures > 0),
+            actions=[a for a in ACTIONS.values() if status in a.statuses],
+            notice=f"已{done.title}。" if done is not None else "",
+            cert_status=CERT_STATUS_TEXT,
+            session_status=SESSION_STATUS_TEXT,
+        )
+
+    # -- open --------------------------------------------------------------------------
+
+    def _open_form(
+        self,
+        ctx: StaffCtx,
+        *,
+        account: str = "",
+        reason: str = "",
+        error: str = "",
+        field_errors: Mapping[str, str] | None = None,
+        status: int = 200,
+    ) -> Response:
+        settings = self._provisioner.settings
+        return self._page(
+            ctx,
+            "open.html",
+            "开设专网账号",
+            status,
+            form_account=account,
+            form_reason=reason,
+            error=error,
+            field_errors=dict(field_errors or {}),
+            realms=settings.realms,
+            regions=settings.regions,
+        )
+
+    async def open_page(self, ctx: StaffCtx) -> Response:
+        return self._open_form(ctx, account=ctx.query.get("account", "").strip()[:MAX_SEARCH])
+
+    async def open_account(self, ctx: StaffCtx) -> Response:
+        account = ctx.form.get("account", "").strip()
+        reason = ctx.form.get("reason", "").strip()
+        errors: dict[str, str] = {}
+        if not account:
+            errors["account"] = "请填写账号。"
+        elif not self._known_name(account):
+            errors["account"] = self._name_help()
+        problem = check_reason(reason)
+        if problem:
+            errors["reason"] = problem
+        if errors:
+            return self._open_form(
+                ctx,
+                account=account[:MAX_SEARCH],
+                reason=reason[:MAX_REASON],
+                error="请按提示修改后再提交。",
+                field_errors=errors,
+                status=400,
+            )
+        try:
+            issued: Issued = await ctx.runner.call(self._acting(ctx).open, account, reason=reason)
+        except ProvisioningRefused as refusal:
+            return self._open_form(
+                ctx,
+                account=account,
+                reason=reason,
+                error=f"未能开设：{refusal_text(refusal)}",
+                status=409,
+            )
+        return self._page(
+            ctx,
+            "issued.html",
+            f"已开设专网账号 {issued.account}",
+            done="账号已开设。",
+            **_handed_out(issued),
+        )
+
+    # -- the other actions: a confirmation with a reason, then the workflow -------------
+
+    def _confirm_page(
+        self,
+        ctx: StaffCtx,
+        account: str,
+        action: Action,
+        *,
+        reason: str = "",
+        error: str = "",
+        field_error: str = "",
+        status: int = 200,
+    ) -> Response:
+        return self._page(
+            ctx,
+            "confirm.html",
+            f"{action.title}：{account}",
+            status,
+            account=account,
+            action=action,
+            form_reason=reason,
+            error=error,
+            field_error=field_error,
+        )
+
+    def confirm(self, action: Action) -> web.ConsoleHandler:
+        async def get(ctx: StaffCtx, account: str) -> Response:
+            if not self._known_name(account):
+                return self._missing(ctx, account)
+            return self._confirm_page(ctx, account, action)
+
+        get.__name__ = f"confirm_{action.name.replace('-', '_')}"
+        return get
+
+    def perform(self, action: Action) -> web.ConsoleHandler:
+        async def post(ctx: StaffCtx, account: str) -> Response:
+            return await self._perform(ctx, action, account)
+
+        post.__name__ = action.name.replace("-", "_")
+        return post
+
+    async def _perform(self, ctx: StaffCtx, action: Action, account: str) -> Response:
+        if not self._known_name(account):
+            return self._missing(ctx, account)
+        reason = ctx.form.get("reason", "").strip()
+        problem = check_reason(reason)
+        if problem:
+            return self._confirm_page(
+                ctx,
+                account,
+                action,
+                reason=reason[:MAX_REASON],
+                error="请按提示修改后再确认。",
+                field_error=problem,
+                status=400,
+            )
+        p = self._acting(ctx)
+        try:
+            result = await ctx.runner.call(run_action, p, action.name, account, reason)
+        except ProvisioningRefused as refusal:
+            if refusal.reason == "unknown-account":
+                return self._missing(ctx, account)
+            return self._confirm_page(
+                ctx,
+                account,
+                action,
+                reason=reason,
+                error=f"未能办理：{refusal_text(refusal)}",
+                status=409,
+            )
+        if isinstance(result, Issued):
+            return self._page(
+                ctx,
+                "issued.html",
+                f"{action.title}：{account}",
+                done=f"已{action.title}。",
+                **_handed_out(result),
+            )
+        return web.see_other(f"{ACCOUNTS}/{account}?done={action.name}")
+
+
+def run_action(  # noqa: PLR0911 - one case per action
+    p: Provisioner, action: str, account: str, reason: str
+) -> object:
+    """*action* as one call of the workflow the command line makes (blocking)."""
+    match action:
+        case "suspend":
+            return p.suspend(account, reason=reason)
+        case "resume":
+            return p.resume(account, reason=reason)
+        case "cancel":
+            return p.cancel(account, reason=reason)
+        case "reset-password":
+            return p.reset_password(account, reason=reason)
+        case "reset-otp":
+            return p.reset_otp(account, reason=reason)
+        case "reissue-cert":
+            return p.reissue_cert(account, reason=reason)
+        case "unlock":
+            return p.unlock(account, reason=reason)
+    raise ValueError(f"no account action {action!r}")
