@@ -27,10 +27,8 @@ and the page is ``Cache-Control: no-store`` as every console answer is.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from jinja2 import PackageLoader
@@ -48,6 +46,7 @@ from provisioning._workflows import (
     ProvisioningRefused,
 )
 from web import Response, StaffCtx
+from web._time import shown
 
 ACCOUNTS = "/accounts"
 ROLES = ("carrier",)
@@ -57,8 +56,6 @@ MAX_SEARCH = 64
 # Loose on purpose: the name is parsed against the configured realms and regions
 # inside, and a name that fails gets the page's own 404, not the router's.
 _ACCOUNT = r"[0-9]{1,20}@[a-z][a-z0-9-]{0,31}"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_BEIJING = timezone(timedelta(hours=8))
 
 STATUS_TEXT: Mapping[str, str] = {"active": "正常", "suspended": "已暂停", "cancelled": "已注销"}
 CERT_STATUS_TEXT: Mapping[str, str] = {"valid": "有效", "revoked": "已吊销", "expired": "已过期"}
@@ -142,23 +139,15 @@ REFUSALS: Mapping[str, str] = {
 
 def when(ts: float | None) -> str:
     """Epoch seconds as Beijing time, ``2026-01-01 08:00``; ``—`` for none."""
-    if ts is None:
-        return "—"
-    try:
-        return datetime.fromtimestamp(ts, UTC).astimezone(_BEIJING).strftime("%Y-%m-%d %H:%M")
-    except (OverflowError, OSError, ValueError):
-        return "—"
+    return shown(ts)
 
 
 def check_reason(text: str) -> str:
     """The problem with a reason the carrier typed, in Chinese; empty if none."""
     if not text:
         return "请填写办理原因（将记入审计日志）。"
-    if len(text) > MAX_REASON:
-        return f"办理原因不能超过 {MAX_REASON} 字。"
-    if _CONTROL.search(text):
-        return "办理原因不能含控制字符。"
-    return ""
+    problem = web.note_problem(text, what="办理原因", max_chars=MAX_REASON)
+    return f"{problem}。" if problem else ""
 
 
 def refusal_text(refusal: ProvisioningRefused) -> str:

@@ -47,6 +47,7 @@ from ._csrf import CSRF_FIELD, CSRF_HEADER, CsrfTokens, same_token
 from ._decode import (
     MalformedInput,
     media_type,
+    note_problem,
     parse_form_body,
     parse_json_body,
     parse_query,
@@ -105,6 +106,7 @@ __all__ = [
     "may_call",
     "media_type",
     "new_token",
+    "note_problem",
     "origin_allowed",
     "parse_form_body",
     "parse_json_body",

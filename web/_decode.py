@@ -11,6 +11,7 @@ pages whose fields never repeat.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -133,3 +134,18 @@ def media_type(value: bytes | None) -> tuple[str, str]:
         if key.lower() == "charset":
             charset = val.strip().strip('"').lower()
     return media.strip().lower(), charset
+
+
+# Tab and line breaks are text in a typed note; every other control character is not.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def note_problem(text: str, *, what: str, max_chars: int) -> str:
+    """What is wrong with a note a staff member typed (a reason, a return text), in
+    Chinese, or ``""``: over *max_chars* characters, or a control character.  Whether
+    it may be empty is the caller's rule."""
+    if len(text) > max_chars:
+        return f"{what}不能超过 {max_chars} 字"
+    if _CONTROL.search(text):
+        return f"{what}不能含控制字符"
+    return ""

@@ -20,7 +20,6 @@ role and CSRF.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -51,7 +50,6 @@ MAX_PAYLOAD_ROWS = 500  # rows of a batch shown on the page
 
 # Declaration ids are opaque (>= 64 random bits); anything else is not one of ours.
 _ID = r"[A-Za-z0-9_-]{1,64}"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab and newlines are text
 _T = TypeVar("_T")
 
 _DONE = {
@@ -216,10 +214,9 @@ def check_return(code: str, text: str) -> dict[str, str]:
     errors: dict[str, str] = {}
     if code not in RETURN_REASONS:
         errors["code"] = "请选择退回原因"
-    if len(text) > MAX_RETURN_TEXT:
-        errors["text"] = f"退回说明不能超过 {MAX_RETURN_TEXT} 字"
-    elif _CONTROL.search(text):
-        errors["text"] = "退回说明不能含控制字符"
+    problem = web.note_problem(text, what="退回说明", max_chars=MAX_RETURN_TEXT)
+    if problem:
+        errors["text"] = problem
     elif code == FREE_TEXT_CODE and not text:
         errors["text"] = "选择 R99（其他）时必须填写退回说明"
     return errors

@@ -21,10 +21,10 @@ import gateway
 from auth.testing import SynchronousRunner
 from certs._schema import metadata as certs_metadata
 from gateway import _sessions
-from oversight._china_time import parse_local, shown
 from ssgate._console import console_site
 from ssgate._console.testing import ConsoleClient, Reply
 from ssgate._db import make_engine
+from web._time import parse_local, shown
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z = 08:00 in Beijing
 PASSWORD = "Correct-Horse-9-battery"
@@ -216,7 +216,7 @@ def test_a_bad_filter_is_a_400_page_naming_it_never_a_500(world: World, query: s
 def test_beijing_time_in_and_out() -> None:
     assert parse_local("2026-01-01T08:00") == NOW
     assert parse_local("2026-01-01 08:00:30") == NOW + 30
-    assert shown(NOW) == "2026-01-01 08:00:00 +08:00"
+    assert shown(NOW, seconds=True, offset=True) == "2026-01-01 08:00:00 +08:00"
     for bad in ("2026-01-01T08:00+00:00", "2026-01-01", "08:00"):
         with pytest.raises(ValueError):
             parse_local(bad)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from declare_app._china_time import CHINA_TIME, local_datetime, local_text
+from web._time import CHINA_TIME, local_datetime, local_text
 
 NEW_YEAR_UTC = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 
