@@ -16,11 +16,14 @@ from html import unescape
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy import Connection
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.web.server import Site
+
+import auth
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 
@@ -210,3 +213,28 @@ def _complete(data: bytes) -> bool:
     if match is not None:
         return len(rest) >= int(match.group(1))
     return rest.endswith(b"0\r\n\r\n")
+
+
+def enrol_staff(
+    conn: Connection,
+    members: Iterable[tuple[str, str]],
+    *,
+    password: str,
+    hasher: auth.PasswordHasher,
+    box: auth.SecretBox,
+    now: float,
+) -> dict[str, str]:
+    """Enrol each (name, role) with *password* and a fresh TOTP secret, as
+    ``ssgate staff add`` does; returns each member's secret (for their codes)."""
+    secrets: dict[str, str] = {}
+    for name, role in members:
+        secrets[name] = auth.new_totp_secret()
+        auth.create_staff(
+            conn,
+            name,
+            role,
+            password_hash=hasher.hash(password),
+            totp_secret_sealed=box.seal(secrets[name], context=auth.totp_secret_context(name)),
+            now=now,
+        )
+    return secrets

@@ -37,7 +37,7 @@ from declare_app.interfaces import (
 )
 from declare_app.web._review import RETURN_REASONS, when
 from ssgate._console import console_site
-from ssgate._console.testing import ConsoleClient, Reply
+from ssgate._console.testing import ConsoleClient, Reply, enrol_staff
 from ssgate._db import make_engine
 
 LOGIN_FORM_KEY = bytes(range(32))  # any 32 bytes: the login-form token key
@@ -338,23 +338,14 @@ def world(tmp_path: Path) -> Iterator[World]:
     audit.metadata.create_all(engine)
     hasher = auth.PasswordHasher(auth.Argon2Params())
     box = auth.SecretBox(auth.SecretBox.generate_key())
-    secrets: dict[str, str] = {}
     with engine.begin() as conn:
-        for name, role in [
+        members = [
             ("alice", "auditor"),
             ("bob", "auditor"),
             ("carol", "carrier"),
             ("root", "admin"),
-        ]:
-            secrets[name] = auth.new_totp_secret()
-            auth.create_staff(
-                conn,
-                name,
-                role,
-                password_hash=hasher.hash(PASSWORD),
-                totp_secret_sealed=box.seal(secrets[name], context=auth.totp_secret_context(name)),
-                now=NOW,
-            )
+        ]
+        secrets = enrol_staff(conn, members, password=PASSWORD, hasher=hasher, box=box, now=NOW)
     clock = MemoryReactorClock()
     clock.advance(NOW)
     workflow = FakeWorkflow()

@@ -22,7 +22,7 @@ from auth.testing import SynchronousRunner
 from certs._schema import metadata as certs_metadata
 from gateway import _sessions
 from ssgate._console import console_site
-from ssgate._console.testing import ConsoleClient, Reply
+from ssgate._console.testing import ConsoleClient, Reply, enrol_staff
 from ssgate._db import make_engine
 from web._time import parse_local, shown
 
@@ -95,18 +95,9 @@ def world(tmp_path: Path) -> Iterator[World]:
         metadata.create_all(engine)
     hasher = auth.PasswordHasher(auth.Argon2Params())
     box = auth.SecretBox(auth.SecretBox.generate_key())
-    secrets: dict[str, str] = {}
     with engine.begin() as conn:
-        for name, role in [("olga", "officer"), ("alice", "auditor"), ("carl", "carrier")]:
-            secrets[name] = auth.new_totp_secret()
-            auth.create_staff(
-                conn,
-                name,
-                role,
-                password_hash=hasher.hash(PASSWORD),
-                totp_secret_sealed=box.seal(secrets[name], context=auth.totp_secret_context(name)),
-                now=NOW,
-            )
+        members = [("olga", "officer"), ("alice", "auditor"), ("carl", "carrier")]
+        secrets = enrol_staff(conn, members, password=PASSWORD, hasher=hasher, box=box, now=NOW)
     clock = MemoryReactorClock()
     clock.advance(NOW + 3600)
     site = console_site(

@@ -28,7 +28,7 @@ from certs._schema import metadata as certs_metadata
 from provisioning import Provisioner, SessionSummary
 from provisioning.testing import MemoryUnits, RecordingSessions, make_provisioner
 from ssgate._console import console_site
-from ssgate._console.testing import ConsoleClient, Reply
+from ssgate._console.testing import ConsoleClient, Reply, enrol_staff
 from ssgate._db import make_engine
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -74,18 +74,9 @@ def world(tmp_path: Path) -> World:
         metadata.create_all(engine)
     hasher = auth.PasswordHasher(auth.Argon2Params())
     box = auth.SecretBox(auth.SecretBox.generate_key())
-    secrets: dict[str, str] = {}
     with engine.begin() as conn:
-        for name, role in (("carol", "carrier"), ("otto", "officer")):
-            secrets[name] = auth.new_totp_secret()
-            auth.create_staff(
-                conn,
-                name,
-                role,
-                password_hash=hasher.hash(PASSWORD),
-                totp_secret_sealed=box.seal(secrets[name], context=auth.totp_secret_context(name)),
-                now=NOW,
-            )
+        members = (("carol", "carrier"), ("otto", "officer"))
+        secrets = enrol_staff(conn, members, password=PASSWORD, hasher=hasher, box=box, now=NOW)
     clock = MemoryReactorClock()
     clock.advance(NOW)
     units = MemoryUnits({UNIT: ("approved", "330682"), "87654321": ("registered", "330682")})
