@@ -434,7 +434,10 @@ async def voucher(ctx: Ctx, id: str) -> Response:
     return ctx.page(
         "voucher.html",
         d=decl,
-        sections=display_sections(spec, decl.payload, skip_empty=True, max_lines=MAX_SHOWN_LINES),
+        # The ID numbers masked as on the PDF: a voucher is printed and handed on.
+        sections=display_sections(
+            spec, decl.payload, skip_empty=True, max_lines=MAX_SHOWN_LINES, mask_ids=True
+        ),
     )
 
 

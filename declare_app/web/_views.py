@@ -281,7 +281,18 @@ def _display_value(f: FieldSpec, value: Any) -> str:
     return _text(value)
 
 
-def _lines_view(f: FieldSpec, value: Any, limit: int | None = MAX_SHOWN_LINES) -> LinesView:
+def _masked(f: FieldSpec, text: str, mask: bool) -> str:
+    """An identity number as the vouchers show it (first 6, last 4) when *mask*."""
+    if mask and f.kind is FieldKind.ID_NUMBER and text:
+        from declare_app._voucher_pdf import mask_id_number
+
+        return mask_id_number(text)
+    return text
+
+
+def _lines_view(
+    f: FieldSpec, value: Any, limit: int | None = MAX_SHOWN_LINES, *, mask: bool = False
+) -> LinesView:
     rows: list[tuple[str, ...]] = []
     extra: list[str] = []
     items = list(value) if isinstance(value, list | tuple) else []
@@ -295,7 +306,7 @@ def _lines_view(f: FieldSpec, value: Any, limit: int | None = MAX_SHOWN_LINES) -
     columns = [c.label for c in f.columns] + [DERIVED_LABELS.get(k, k) for k in extra]
     for item in shown:
         if isinstance(item, Mapping):
-            cells = [_text(item.get(c.name)) for c in f.columns]
+            cells = [_masked(c, _text(item.get(c.name)), mask) for c in f.columns]
             cells += [_text(item.get(k)) for k in extra]
             rows.append(tuple(cells))
     return LinesView(tuple(columns), tuple(rows), total=len(items))
@@ -308,11 +319,13 @@ def display_sections(
     *,
     skip_empty: bool = False,
     max_lines: int | None = None,
+    mask_ids: bool = False,
 ) -> list[DisplaySection]:
     """The payload as label/value rows by section; keys the spec does not know (values
     the workflow derived, such as the assessed base) follow under 其他信息.  With
     *skip_empty* (the voucher), fields left empty are not shown; with *max_lines*, a
-    batch keeps only its first rows (and the count of all)."""
+    batch keeps only its first rows (and the count of all); with *mask_ids* (both
+    vouchers, page and PDF), identity numbers show their first 6 and last 4 only."""
     grouped = _by_field(spec, findings)
     sections = []
     for section in spec.sections:
@@ -323,8 +336,12 @@ def display_sections(
             rows.append(
                 RowView(
                     label=f.label,
-                    value="" if f.kind is FieldKind.LINES else _display_value(f, value),
-                    lines=_lines_view(f, value, max_lines) if f.kind is FieldKind.LINES else None,
+                    value=""
+                    if f.kind is FieldKind.LINES
+                    else _masked(f, _display_value(f, value), mask_ids),
+                    lines=_lines_view(f, value, max_lines, mask=mask_ids)
+                    if f.kind is FieldKind.LINES
+                    else None,
                     errors=_messages(mine, "error"),
                     warnings=_messages(mine, "warning"),
                     required=f.required,
@@ -460,21 +477,14 @@ def voucher_details(
 ) -> list[tuple[str, str]]:
     """(label, value) rows for the PDF voucher: what applying did, then the filled-in
     fields, identity numbers masked (first 6 and last 4), batch lines one per row."""
-    from declare_app._voucher_pdf import mask_id_number
-
     rows = result_rows(result)
-    for section in display_sections(spec, payload, skip_empty=True, max_lines=60):
+    for section in display_sections(spec, payload, skip_empty=True, max_lines=60, mask_ids=True):
         for row in section.rows:
             if row.lines is not None:
-                columns = row.lines.columns
-                masked = [i for i, c in enumerate(columns) if c == "公民身份号码"]
                 for n, cells in enumerate(row.lines.rows, start=1):
-                    shown = [mask_id_number(c) if i in masked else c for i, c in enumerate(cells)]
-                    rows.append((f"{row.label}第{n}行", " ".join(x for x in shown if x)))
+                    rows.append((f"{row.label}第{n}行", " ".join(x for x in cells if x)))
                 if row.lines.hidden:
                     rows.append((row.label, f"共 {row.lines.total} 行，其余请在申报中心查看"))
-            elif row.label == "公民身份号码":
-                rows.append((row.label, mask_id_number(row.value)))
             else:
                 rows.append((row.label, row.value))
     return rows

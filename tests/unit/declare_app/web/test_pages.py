@@ -471,6 +471,18 @@ def test_the_voucher_page_is_printable(client: GuardedClient, seed: Seeder) -> N
     assert "2026-01-01 08:00:40" in page  # decided, Beijing time
 
 
+def test_the_voucher_page_masks_identity_numbers_as_the_pdf_does(
+    client: GuardedClient, seed: Seeder
+) -> None:
+    """The HTML voucher is printed and handed on like the PDF: the ID number shows its
+    first 6 and last 4 only (issue 11); the declaration's own page shows it whole."""
+    applied = seed.in_state(Status.APPLIED)
+    page = client.get(f"/declarations/{applied.id}/voucher").text
+    assert VALID_ID not in page
+    assert VALID_ID[:6] + "********" + VALID_ID[-4:] in page
+    assert VALID_ID in client.get(f"/declarations/{applied.id}").text
+
+
 def test_no_voucher_before_the_declaration_is_applied(client: GuardedClient, seed: Seeder) -> None:
     pending = seed.in_state(Status.PENDING_REVIEW)
     r = client.get(f"/declarations/{pending.id}/voucher")
