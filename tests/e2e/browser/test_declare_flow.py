@@ -254,7 +254,10 @@ def test_employer_adds_a_person_auditor_approves_employer_gets_the_voucher(
     assert employer.locator("#voucher-no").inner_text().strip() == voucher_no
     voucher_text = text_of(employer)
     assert "社会保险业务办理凭证" in voucher_text and "审核通过，已办结" in voucher_text
-    assert ID_NUMBER in voucher_text and UNIT in voucher_text and person_no in voucher_text
+    # The voucher is printed and handed on: the ID number masked as on the PDF.
+    masked = ID_NUMBER[:6] + "********" + ID_NUMBER[-4:]
+    assert ID_NUMBER not in voucher_text and masked in voucher_text
+    assert UNIT in voucher_text and person_no in voucher_text
     screenshots.take(employer, "employer-voucher")
 
     # -- the audit log: the employer's session, the auditor's name ------------------------
