@@ -53,7 +53,7 @@ from auth.console import ROLE_TITLES, StaffMember
 
 from ._answers import Cookie, HttpError, Response, see_other
 from ._csrf import CSRF_FIELD, same_token
-from ._decode import MalformedInput, parse_form_body, parse_query, single_values
+from ._decode import MalformedInput, media_type, parse_form_body, parse_query, single_values
 from ._headers import security_headers
 from ._origin import origin_allowed
 from ._request import WebSite
@@ -586,8 +586,6 @@ class ConsoleShell:
 
     async def _check_write(self, request: Any, who: StaffCtx) -> Response | None:
         """Origin and the session's CSRF token; the form decoded into ``who.form``."""
-        from ._decode import media_type
-
         media, charset = media_type(request.getHeader(b"content-type"))
         if media != "application/x-www-form-urlencoded" or charset not in ("", "utf-8"):
             raise MalformedInput("not-a-form", "not a form")
@@ -661,8 +659,6 @@ class ConsoleShell:
         return Response(page.status, page.body, page.content_type, cookies=cookies)
 
     async def _login(self, ctx: StaffCtx) -> Response:
-        from ._decode import media_type
-
         request, now, source = ctx.request, ctx.now, ctx.source
         media, _ = media_type(request.getHeader(b"content-type"))
         if media != "application/x-www-form-urlencoded":
