@@ -326,6 +326,11 @@ class StaffPages:
                 error=f"未能添加：{refusal_text(refusal)}",
                 status=409,
             )
+        except StaffInputError:
+            # Checked above in the console's words; never a 500 if the rules drift.
+            return self._add_form(
+                ctx, name=name, role=role, reason=reason, error="请按提示修改后再提交。", status=400
+            )
         return self._page(
             ctx,
             "issued.html",
@@ -400,7 +405,16 @@ class StaffPages:
                 status=409,
             )
         except StaffInputError:
-            return self._missing(ctx, name)
+            # The name fits the route and the reason passed check_reason: not reached
+            # unless the two rules drift apart; a 400, never a 500.
+            return self._confirm_page(
+                ctx,
+                name,
+                action,
+                reason=reason[:MAX_REASON],
+                error="请按提示修改后再确认。",
+                status=400,
+            )
         if isinstance(result, StaffIssued):
             return self._page(
                 ctx,

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import builtins
 import copy
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from sqlalchemy import Connection, Engine
 
@@ -37,6 +39,10 @@ from provisioning import BundleError, check_bundle_dir, qr_files, remove_bundle,
 END_DISABLED = "staff-disabled"
 END_PASSWORD_RESET = "password-reset"  # noqa: S105 - a reason code, not a password
 END_OTP_RESET = "otp-reset"
+
+MAX_REASON = 200  # as the console's reason field takes
+# Control characters but tab and line ends: a reason may have several lines.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class StaffRefused(Exception):
@@ -181,6 +187,7 @@ class StaffAdministration:
         """Enrol *name* with *role*: an initial password (generated unless given) and a
         new TOTP secret, both handed back once (and the QR codes written to *out*)."""
         check_name(name)
+        _check_reason(reason)
         if role not in auth.STAFF_ROLES:
             raise StaffInputError(
                 f"unknown staff role {role!r}; one of: {', '.join(auth.STAFF_ROLES)}"
@@ -242,15 +249,18 @@ class StaffAdministration:
         """A new password (generated unless given), handed back once; the lockout is
         cleared and the member's console sessions end."""
         check_name(name)
+        _check_reason(reason)
         if self._settings.passwords_in_directory:
-            # Refused before anything is hashed; audited like every refusal.
-            with self._action("staff.reset-password", name):
-                raise StaffRefused(
+            self._refuse(
+                "staff.reset-password",
+                name,
+                StaffRefused(
                     "password-in-directory",
                     f"the password of {name} is kept in the LDAP directory "
                     '([directory] backend = "ldap"); reset it there '
                     f"(ssgate staff unlock {name} clears a lockout)",
-                )
+                ),
+            )
         if password is not None:
             _check_password(password)
         password = password or auth.generate_password()
@@ -269,6 +279,7 @@ class StaffAdministration:
         """A new TOTP secret, its QR codes handed back once (and written to *out*); the
         old codes stop working and the member's console sessions end."""
         check_name(name)
+        _check_reason(reason)
         self._check_out(out)
         secret = auth.new_totp_secret()
         uri = auth.totp_uri(secret, account=name, issuer=self._settings.totp_issuer)
@@ -294,6 +305,7 @@ class StaffAdministration:
     def unlock(self, name: str, *, reason: str = "") -> auth.CredentialState:
         """Clear the member's failure counters and their timed or hard lock."""
         check_name(name)
+        _check_reason(reason)
         with self._action("staff.unlock", name) as tx:
             conn = tx.conn
             self._member(conn, name)
@@ -318,6 +330,7 @@ class StaffAdministration:
 
     def _set_status(self, name: str, status: str, action: str, reason: str) -> StatusChange:
         check_name(name)
+        _check_reason(reason)
         with self._action(action, name) as tx:
             conn = tx.conn
             current = self._member(conn, name)
@@ -395,9 +408,14 @@ class StaffAdministration:
                 for path in tx.bundles:
                     remove_bundle(path)
             if isinstance(failure, StaffRefused):
-                with self._engine.begin() as conn:
-                    self._event(conn, action, subject, outcome="refused", reason=failure.reason)
+                self._refuse(action, subject, failure)
             raise
+
+    def _refuse(self, action: str, subject: str, refusal: StaffRefused) -> NoReturn:
+        """Record *refusal* in a transaction of its own (the change's has rolled back)."""
+        with self._engine.begin() as conn:
+            self._event(conn, action, subject, outcome="refused", reason=refusal.reason)
+        raise refusal
 
 
 def check_name(name: str) -> None:
@@ -406,6 +424,13 @@ def check_name(name: str) -> None:
         auth.check_staff_name(name)
     except auth.StaffNameError as e:
         raise StaffInputError(str(e)) from None
+
+
+def _check_reason(reason: str) -> None:
+    if len(reason) > MAX_REASON:
+        raise StaffInputError(f"reason is longer than {MAX_REASON} characters")
+    if _CONTROL.search(reason):
+        raise StaffInputError("reason must be text without control characters")
 
 
 def _check_password(password: str) -> None:

@@ -134,6 +134,16 @@ def test_bad_names_and_roles_are_input_errors(world: World, name: str, role: str
     assert world.events("staff.add") == []
 
 
+@pytest.mark.parametrize("reason", ["x" * 201, "bell\x07"])
+def test_a_reason_too_long_or_with_control_characters_is_an_input_error(
+    world: World, reason: str
+) -> None:
+    _add(world)
+    with pytest.raises(staffing.StaffInputError, match="reason"):
+        world.admin().disable("li.na", reason=reason)
+    assert world.admin().show("li.na").record.status == "active"
+
+
 def test_an_existing_out_directory_is_refused_before_anything_is_done(
     world: World, tmp_path: Path
 ) -> None:
