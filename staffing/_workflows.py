@@ -14,6 +14,10 @@ or OTP, ends every console session of theirs in that same transaction
 (:func:`auth.end_staff_console_sessions` marks the rows): the next request with any
 of their cookies, on any node, is sent to the login page.
 
+The OTP enrolment files (``otpauth.txt``, ``otp-qr.png``, ``otp-qr.svg``) are made and
+written by ``provisioning``'s public bundle functions, the one place that writes
+secrets to a directory all or nothing.
+
 Nothing here prints and everything blocks (database, argon2): the console calls it
 through ``runner.call``, never on the reactor.
 """
