@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 from twisted.internet.testing import MemoryReactorClock
+from twisted.web.server import Site
 
 import audit
 import auth
@@ -40,10 +41,10 @@ class World:
     secrets: dict[str, str]
     admin: staffing.StaffAdministration
     authenticator: auth.Authenticator
-    site: object
+    site: Site
 
     def client(self) -> ConsoleClient:
-        return ConsoleClient(self.site, clock=self.clock)  # type: ignore[arg-type]
+        return ConsoleClient(self.site, clock=self.clock)
 
     def login(self, name: str, client: ConsoleClient | None = None) -> ConsoleClient:
         c = client or self.client()
