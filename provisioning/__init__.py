@@ -1,6 +1,18 @@
-"""Carrier provisioning: channel accounts, enrolment bundles, staff enrolment."""
+"""Carrier provisioning: channel accounts and their enrolment bundles.
 
-from provisioning._bundle import BundleError, bundle_zip, qr_files, render_profile, write_bundle
+Staff enrolment moved to ``staffing`` (the administrator's workflows), which writes
+its OTP files with the bundle functions exported here.
+"""
+
+from provisioning._bundle import (
+    BundleError,
+    bundle_zip,
+    check_bundle_dir,
+    qr_files,
+    remove_bundle,
+    render_profile,
+    write_bundle,
+)
 from provisioning._pages import accounts_section
 from provisioning._workflows import (
     AccountView,
@@ -31,7 +43,9 @@ __all__ = [
     "UnitDirectory",
     "accounts_section",
     "bundle_zip",
+    "check_bundle_dir",
     "qr_files",
+    "remove_bundle",
     "render_profile",
     "write_bundle",
 ]

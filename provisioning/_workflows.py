@@ -1,5 +1,5 @@
 """The carrier's workflows: open, suspend, resume, cancel, reset, reissue, unlock,
-show, search; and staff enrolment: add, disable, enable, list.
+show, search.  (Staff enrolment is the administrator's: ``staffing``.)
 
 Each workflow is one database transaction that also appends its audit event, so an
 action and its record commit together.  A refusal rolls the action back and then
@@ -554,74 +554,3 @@ class Provisioner:
                 name_contains=account or None,
                 limit=limit,
             )
-
-    def add_staff(
-        self, name: str, role: str, *, password: str | None = None, out: Path | None = None
-    ) -> Issued:
-        self._check_out(out)
-        if password is not None:
-            self._check_password(password)
-        password = password or auth.generate_password()
-        secret = auth.new_totp_secret()
-        uri = auth.totp_uri(secret, account=name, issuer=self._settings.totp_issuer)
-        password_hash = self._hasher.hash(password)
-        with self._action("staff.add", name) as tx:
-            conn = tx.conn
-            try:
-                auth.create_staff(
-                    conn,
-                    name,
-                    role,
-                    password_hash=password_hash,
-                    totp_secret_sealed=self._box.seal(
-                        secret, context=auth.totp_secret_context(name)
-                    ),
-                    now=self._clock(),
-                )
-            except auth.AuthStoreError as e:
-                raise ProvisioningRefused("staff-refused", str(e)) from None
-            self._event(conn, "staff.add", name, role=role)
-            if out is not None:
-                tx.write_bundle(out, qr_files(uri))
-        return Issued(account=name, password=password, otp_uri=uri, bundle_dir=out)
-
-    def disable_staff(self, name: str) -> tuple[auth.StaffRecord, int]:
-        """Disable a staff member: no more logins, and every console session of theirs
-        ends in the same transaction, on every node.  Returns the record and how many
-        console sessions ended."""
-        return self._set_staff_status(name, "disabled", "staff.disable")
-
-    def enable_staff(self, name: str) -> auth.StaffRecord:
-        """Let a disabled staff member log in again (ended sessions stay ended)."""
-        return self._set_staff_status(name, "active", "staff.enable")[0]
-
-    def _set_staff_status(
-        self, name: str, status: str, action: str
-    ) -> tuple[auth.StaffRecord, int]:
-        try:
-            auth.check_staff_name(name)
-        except auth.StaffNameError as e:
-            raise ProvisioningInputError(str(e)) from None
-        with self._action(action, name) as tx:
-            conn = tx.conn
-            current = auth.get_staff(conn, name)
-            if current is None:
-                raise ProvisioningRefused("unknown-staff", f"staff member {name} does not exist")
-            if current.status == status:
-                raise ProvisioningRefused(
-                    "bad-transition", f"staff member {name} is already {status}"
-                )
-            now = self._clock()
-            ended = 0
-            if status == "disabled":
-                # set_staff_status ends them too; ending them first counts them for the event.
-                ended = auth.end_staff_console_sessions(
-                    conn, name, reason="staff-disabled", now=now
-                )
-            record = auth.set_staff_status(conn, name, status, now=now)
-            self._event(conn, action, name, role=record.role, console_sessions=ended)
-        return record, ended
-
-    def list_staff(self) -> builtins.list[auth.StaffRecord]:  # list: the method above
-        with self._engine.begin() as conn:
-            return auth.list_staff(conn)

@@ -14,6 +14,7 @@ import auth
 import certs
 import declare_app
 import provisioning
+import staffing
 from ssgate._config import Config, ConfigError
 from ssgate._db import make_engine
 from ssgate._schema import schema_status
@@ -151,6 +152,21 @@ class App:
             actor=operator_name(),
             sessions=RegistrySessions(),
             history=RegistrySessions(),
+        )
+
+    def staff_admin(self) -> staffing.StaffAdministration:
+        """The administrator's staff workflows, acting as the operating-system user."""
+        c = self.config
+        return staffing.StaffAdministration(
+            engine=self.engine,
+            box=self.box,
+            hasher=self.hasher,
+            settings=staffing.StaffSettings(
+                totp_issuer=c.totp.issuer,
+                passwords_in_directory=c.directory.backend == "ldap",
+            ),
+            clock=self.clock,
+            actor=operator_name(),
         )
 
     def close(self) -> None:

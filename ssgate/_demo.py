@@ -123,7 +123,7 @@ def _load_demo(app: App) -> str:
         assert issued.password is not None and issued.p12_passphrase is not None  # generated
         app.state.write_secret(PASSWORD_FILE, issued.password.encode() + b"\n")
         app.state.write_secret(P12_PASSWORD_FILE, issued.p12_passphrase.encode() + b"\n")
-        auditor = app.provisioner().add_staff(DEMO_AUDITOR, "auditor", password=None, out=None)
+        auditor = app.staff_admin().add(DEMO_AUDITOR, "auditor", reason="demo")
         with app.engine.begin() as conn:
             summary = load_demo(
                 conn,

@@ -30,6 +30,7 @@ def console_table() -> web.RouteTable:
         runner=idle,
         workflow=idle,
         provisioner=idle,
+        staff_admin=idle,
         clock=idle,
         secure=True,
         login_form_key=bytes(32),  # never used: nothing is served

@@ -293,6 +293,9 @@ def start(
         workflow=workflow,
         # The carriers' pages: the same workflows ``ssgate provision`` runs.
         provisioner=app.provisioner(),
+        # The administrators' staff pages: the same workflows ``ssgate staff`` runs.
+        staff_admin=app.staff_admin(),
+        lockout=authenticator.policy,
         clock=reactor,
         secure=True,
         policy=console_policy,

@@ -8,7 +8,6 @@ or input.  Every error is one line on stderr; a traceback is shown only with
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ import auth
 import certs
 import declare_app
 import provisioning
+import staffing
 from ssgate import __version__
 from ssgate._app import App
 from ssgate._config import ConfigError
@@ -360,47 +360,118 @@ def _show_account(view: provisioning.AccountView, out: TextIO) -> None:
 def cmd_staff(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     app = App(state)
     try:
-        command = args.staff_command
-        if command == "add":
-            return _staff_add(app, args, out)
-        p = app.provisioner()
-        if command == "list":
-            _table(
-                [[r.name, r.role, r.status, _fmt_time(r.created_at)] for r in p.list_staff()],
-                ["NAME", "ROLE", "STATUS", "CREATED"],
-                out,
-            )
-        elif command == "disable":
-            record, ended = p.disable_staff(args.name)
-            out.write(f"staff {record.name} is now disabled; {ended} console session(s) ended\n")
-        elif command == "enable":
-            record = p.enable_staff(args.name)
-            out.write(f"staff {record.name} is now active (role {record.role})\n")
-        return EXIT_OK
+        return _staff(app, args, out)
+    except staffing.StaffInputError as e:
+        raise CliError(EXIT_USAGE, str(e)) from None
+    except staffing.StaffRefused as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
     finally:
         app.close()
 
 
+def _staff(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    """``ssgate staff …``: one call of the workflow the console's staff pages make."""
+    command = args.staff_command
+    if command == "add":
+        return _staff_add(app, args, out)
+    admin = app.staff_admin()
+    reason = getattr(args, "reason", None) or ""
+    now = app.clock()
+    if command == "list":
+        _table(
+            [
+                [
+                    v.name,
+                    v.record.role,
+                    v.record.status,
+                    _staff_lockout(v, now, short=True),
+                    _fmt_time(v.record.created_at),
+                ]
+                for v in admin.list()
+            ],
+            ["NAME", "ROLE", "STATUS", "LOCKOUT", "CREATED"],
+            out,
+        )
+    elif command == "show":
+        view = admin.show(args.name)
+        r = view.record
+        out.write(f"staff:     {r.name}\nrole:      {r.role}\nstatus:    {r.status}\n")
+        out.write(f"lockout:   {_staff_lockout(view, now, short=False)}\n")
+        if view.credential is not None and not admin.settings.passwords_in_directory:
+            out.write(f"password:  set {_fmt_time(view.credential.password_changed_at)}\n")
+        out.write(f"created:   {_fmt_time(r.created_at)}\n")
+    elif command == "disable":
+        change = admin.disable(args.name, reason=reason)
+        out.write(
+            f"staff {change.record.name} is now disabled; "
+            f"{change.sessions_ended} console session(s) ended\n"
+        )
+    elif command == "enable":
+        change = admin.enable(args.name, reason=reason)
+        out.write(f"staff {change.record.name} is now active (role {change.record.role})\n")
+    elif command == "unlock":
+        after = admin.unlock(args.name, reason=reason)
+        out.write(
+            f"staff {after.principal} unlocked: failure counters and locks cleared; "
+            "they can log in to the console now\n"
+        )
+    elif command == "reset-password":
+        password = _read_secret_file(args.password_file, "password") if args.password_file else None
+        issued = admin.reset_password(args.name, password=password, reason=reason)
+        _print_staff_issued(issued, out)
+        out.write("lockout cleared\n")
+    elif command == "reset-otp":
+        issued = admin.reset_otp(args.name, out=Path(args.out) if args.out else None, reason=reason)
+        _print_staff_issued(issued, out)
+    return EXIT_OK
+
+
+def _staff_lockout(view: staffing.StaffView, now: float, *, short: bool) -> str:
+    c = view.credential
+    if c is None:
+        return "-"
+    if c.hard_locked:
+        text = "hard-locked" if short else "hard-locked until unlocked (ssgate staff unlock)"
+    elif c.locked_until_at is not None and c.locked_until_at > now:
+        text = f"locked until {_fmt_time(c.locked_until_at)}"
+    else:
+        text = "no"
+    if short:
+        return text
+    return f"{text}; {c.consecutive_failures} consecutive failures, {c.total_failures} in all"
+
+
+def _print_staff_issued(issued: staffing.StaffIssued, out: TextIO) -> None:
+    out.write(f"staff:            {issued.name} (role {issued.role})\n")
+    if issued.password:
+        out.write(
+            f"initial password: {issued.password}   (shown once; give it to the staff member)\n"
+        )
+    if issued.otp_uri:
+        out.write(
+            "TOTP:             give the QR code or this URI to the staff member (shown once)\n"
+        )
+        out.write(f"TOTP URI:         {issued.otp_uri}\n")
+    if issued.bundle_dir:
+        files = ", ".join(sorted(p.name for p in issued.bundle_dir.iterdir()))
+        out.write(f"OTP files:        {issued.bundle_dir}/ ({files})\n")
+    if issued.sessions_ended:
+        out.write(f"console sessions: {issued.sessions_ended} ended\n")
+
+
 def _staff_add(app: App, args: argparse.Namespace, out: TextIO) -> int:
     directory = app.config.directory
-    in_directory = directory.backend == "ldap"
-    if in_directory and args.password_file:
-        raise CliError(
-            EXIT_USAGE,
-            "--password-file: staff passwords are kept in the LDAP directory "
-            '([directory] backend = "ldap"); set the password there',
-        )
     password = _read_secret_file(args.password_file, "password") if args.password_file else None
-    # With a directory, add_staff still fills the credentials row with the hash of a
-    # random password that is never shown: nobody knows it, and logins never check it.
-    issued = app.provisioner().add_staff(
-        args.name, args.role, password=password, out=Path(args.out) if args.out else None
+    issued = app.staff_admin().add(
+        args.name,
+        args.role,
+        password=password,
+        out=Path(args.out) if args.out else None,
+        reason=args.reason or "",
     )
     out.write(f"staff {args.name} added with role {args.role}\n")
-    if in_directory:
-        issued = dataclasses.replace(issued, password=None)
-    _print_issued(issued, out)
-    if in_directory:
+    _print_staff_issued(issued, out)
+    if directory.backend == "ldap":
         dn = auth.user_dn_for(directory.user_dn, args.name)
         out.write(f"password:         none stored; checked by the LDAP directory as {dn}\n")
     return EXIT_OK
@@ -835,19 +906,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=["active", "suspended", "cancelled"])
 
     staff = add(
-        "staff", "staff members: enrol with password and TOTP, list, disable, enable", cmd_staff
+        "staff",
+        "administrator: staff members of the console: enrol, list, show, unlock, reset, "
+        "disable, enable (each audited with the OS user as actor)",
+        cmd_staff,
     )
     ss = staff.add_subparsers(
         dest="staff_command", metavar="ACTION", required=True, parser_class=_Parser
     )
+    name_help = "the staff member's login name"
+    reason_help = "why, recorded in the audit log"
     p = add(
         "add",
-        'add a staff member (with [directory] backend = "ldap" no password is asked for, '
-        "stored or printed: the directory checks it; only the TOTP is enrolled)",
+        "add a staff member with a role; the initial password and the TOTP enrolment are "
+        'shown once: give them to the staff member (with [directory] backend = "ldap" no '
+        "password is asked for, stored or printed: the directory checks it)",
         cmd_staff,
         ss,
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help=name_help)
     p.add_argument("--role", required=True, choices=["carrier", "auditor", "officer", "admin"])
     p.add_argument(
         "--password-file",
@@ -855,7 +932,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="initial password (default: generated and shown once); refused with an LDAP directory",
     )
     p.add_argument("--out", metavar="DIR", help="new directory for otpauth.txt and the QR codes")
-    add("list", "list staff members: name, role, status", cmd_staff, ss)
+    p.add_argument("--reason", help=reason_help)
+    add("list", "list staff members: name, role, status, lockout", cmd_staff, ss)
+    p = add("show", "show a staff member: role, status, lockout and failure counts", cmd_staff, ss)
+    p.add_argument("name", metavar="NAME", help=name_help)
+    p = add(
+        "unlock",
+        "clear a staff member's lockout (failure counters, timed or hard lock): "
+        "the way back for someone who locked themselves out of the console",
+        cmd_staff,
+        ss,
+    )
+    p.add_argument("name", metavar="NAME", help=name_help)
+    p.add_argument("--reason", help=reason_help)
+    p = add(
+        "reset-password",
+        "set a new password (generated and shown once: give it to the staff member), clear "
+        "the lockout and end their console sessions",
+        cmd_staff,
+        ss,
+    )
+    p.add_argument("name", metavar="NAME", help=name_help)
+    p.add_argument(
+        "--password-file", metavar="F", help="the new password (first line); default: generated"
+    )
+    p.add_argument("--reason", help=reason_help)
+    p = add(
+        "reset-otp",
+        "issue a new TOTP secret (QR codes written to --out: give them to the staff member) "
+        "and end their console sessions",
+        cmd_staff,
+        ss,
+    )
+    p.add_argument("name", metavar="NAME", help=name_help)
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="new directory for otpauth.txt and the QR codes",
+    )
+    p.add_argument("--reason", help=reason_help)
     p = add(
         "disable",
         "disable a staff member: no more logins, and their console sessions end at once "
@@ -863,14 +979,16 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_staff,
         ss,
     )
-    p.add_argument("name", metavar="NAME", help="the staff member's login name")
+    p.add_argument("name", metavar="NAME", help=name_help)
+    p.add_argument("--reason", help=reason_help)
     p = add(
         "enable",
         "let a disabled staff member log in again (sessions ended by the disable stay ended)",
         cmd_staff,
         ss,
     )
-    p.add_argument("name", metavar="NAME", help="the staff member's login name")
+    p.add_argument("name", metavar="NAME", help=name_help)
+    p.add_argument("--reason", help=reason_help)
 
     aud = add("audit", "security officer: review and verify the audit log", cmd_audit)
     aus = aud.add_subparsers(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -392,6 +393,7 @@ class ConsoleShell:
         new_token: Callable[[], str],
         refusal_delay: float = 1.0,
         site_title: str = SITE_TITLE,
+        lockout: auth.LockoutPolicy | None = None,
     ) -> None:
         if len(form_key) < 16:
             raise ValueError("the login form key must be at least 16 bytes")
@@ -404,6 +406,7 @@ class ConsoleShell:
         self._new_token = new_token
         self._refusal_delay = refusal_delay
         self.site_title = site_title
+        self.lockout_help = lockout_help(lockout or auth.LockoutPolicy())
         self.portal = Portal(
             StaffRealm(runner, sessions, audit_trail), [StaffChecker(authenticator, runner)]
         )
@@ -640,6 +643,7 @@ class ConsoleShell:
         message: str = "",
         message_class: str = "error",
         name: str = "",
+        refused: bool = False,
     ) -> Response:
         prelogin = self._cookie(ctx.request, self.prelogin_cookie)
         cookies: tuple[Cookie, ...] = ()
@@ -655,6 +659,7 @@ class ConsoleShell:
             message=message,
             message_class=message_class,
             name=name,
+            lockout_help=self.lockout_help if refused else "",
         )
         return Response(page.status, page.body, page.content_type, cookies=cookies)
 
@@ -713,7 +718,11 @@ class ConsoleShell:
             if self._refusal_delay > 0:
                 await deferLater(self._clock, self._refusal_delay, lambda: None)
             return self._login_page(
-                ctx, 403, message=REFUSED_MESSAGE, name=name if actor != _INVALID_ACTOR else ""
+                ctx,
+                403,
+                message=REFUSED_MESSAGE,
+                name=name if actor != _INVALID_ACTOR else "",
+                refused=True,
             )
         except Exception:
             self.log.failure("console login could not be checked")
@@ -843,6 +852,30 @@ class ConsoleShell:
             too_large=lambda path, limit: Response(413, b"", b"text/plain; charset=utf-8"),
             security_headers=security_headers(tls=self._secure),
         )
+
+
+def lockout_help(policy: auth.LockoutPolicy) -> str:
+    """What a refused login page says about lockouts: for how long, and whom to ask.
+
+    The same words follow every refusal, whatever its reason: a page that said
+    "locked" only for a real lock would tell anyone who tries a name five times
+    whether that staff member exists.  A member who is locked out reads the rule
+    here and the administrator, who sees the actual lock on the member's page
+    (``ssgate staff show``), lifts it.
+    """
+    first, longest = _minutes(policy.lock_seconds(0)), _minutes(policy.max_lock_seconds)
+    growth = f"，再次锁定时加倍，最长 {longest} 分钟" if longest > first else ""
+    return (
+        f"连续 {policy.threshold} 次登录失败后，该用户名将被锁定 {first} 分钟{growth}，"
+        "锁定期间输入正确也不能登录；"
+        f"累计失败 {policy.hard_cap} 次后，须由系统管理员解除锁定。"
+        "如已被锁定，请等锁定时间过后再试，或请系统管理员解除锁定"
+        "（控制台“工作人员”页面，或命令 ssgate staff unlock 您的用户名）。"
+    )
+
+
+def _minutes(seconds: float) -> int:
+    return max(1, math.ceil(seconds / 60))
 
 
 def _session_and_staff(

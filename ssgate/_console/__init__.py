@@ -4,8 +4,9 @@ sections, on its own listener.
 The shell (:class:`web.ConsoleShell`: staff login through twisted.cred, sessions,
 roles, CSRF, the layout) and the pages live elsewhere: the auditors' review in
 ``declare_app.web`` (:func:`declare_app.web.review_section`), the carriers' accounts
-in ``provisioning`` (:func:`provisioning.accounts_section`), the officers' in their
-package the same way.  Here they are put together.
+in ``provisioning`` (:func:`provisioning.accounts_section`), the administrators' staff
+pages in ``staffing`` (:func:`staffing.staff_section`), the officers' in their package
+the same way.  Here they are put together.
 
 Wiring (in ``ssgate serve``)::
 
@@ -50,6 +51,7 @@ from ._sessions import DatabaseSessions, SessionPolicy, login_form_key, session_
 if TYPE_CHECKING:
     from declare_app.interfaces import DeclarationWorkflow
     from provisioning import Provisioner
+    from staffing import StaffAdministration
 
 __all__ = [
     "ConsoleListenError",
@@ -102,6 +104,8 @@ def console_shell(
     workflow: DeclarationWorkflow | None,
     clock: IReactorTime,
     provisioner: Provisioner | None = None,
+    staff_admin: StaffAdministration | None = None,
+    lockout: auth.LockoutPolicy | None = None,
     login_form_key: bytes,
     sections: Sequence[web.ConsoleSection] = (),
     secure: bool,
@@ -120,6 +124,10 @@ def console_shell(
         from provisioning import accounts_section
 
         mounted.append(accounts_section(provisioner))
+    if staff_admin is not None:
+        from staffing import staff_section
+
+        mounted.append(staff_section(staff_admin))
     mounted.extend(sections)
     return web.ConsoleShell(
         authenticator=authenticator,
@@ -132,6 +140,7 @@ def console_shell(
         form_key=login_form_key,
         new_token=lambda: web.new_token(random_bytes),
         refusal_delay=refusal_delay,
+        lockout=lockout or auth.LockoutPolicy(),
     )
 
 
@@ -139,8 +148,10 @@ def console_site(**kwargs: Any) -> Site:
     """The staff console as a twisted.web ``Site``.
 
     *workflow* (when given) mounts the auditors' review section at ``/review``,
-    *provisioner* the carriers' account pages at ``/accounts``; *sections* adds any
-    others (officers').  *secure* says the site is
+    *provisioner* the carriers' account pages at ``/accounts``, *staff_admin* the
+    administrators' staff pages at ``/staff``; *sections* adds any others.  *lockout*
+    is the authenticator's lockout policy, which the login page explains after a
+    refusal.  *secure* says the site is
     served over TLS: cookies then get ``Secure`` and the ``__Host-`` prefix, and
     responses carry HSTS.  *clock* gives the time (session timeouts, audit
     timestamps), the delay after a refused login (*refusal_delay* seconds) and the

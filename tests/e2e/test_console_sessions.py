@@ -237,7 +237,7 @@ def test_staff_list_disable_and_enable_on_the_command_line(run: Run, tmp_path: P
     )
 
     listed = run("staff", "list", check_rc=0).stdout.splitlines()
-    assert listed[0].split() == ["NAME", "ROLE", "STATUS", "CREATED"]
+    assert listed[0].split() == ["NAME", "ROLE", "STATUS", "LOCKOUT", "CREATED"]
     assert [line.split()[:3] for line in listed[1:]] == [
         ["li.na", "officer", "active"],
         ["wang.li", "auditor", "active"],

@@ -297,7 +297,8 @@ def test_staff_are_enrolled_with_password_and_totp(state: Path, run: Run, tmp_pa
     assert "otpauth://totp/" in result.stdout
     assert (tmp_path / "otp" / "otp-qr.png").exists()
     assert run("staff", "add", "wang.li", "--role", "auditor", check_rc=1).returncode == 1
-    assert run("staff", "add", "Bad Name", "--role", "auditor").returncode == 1
+    # A name that breaks the rule is bad input (ARCHITECTURE §5: exit 2), not a refusal.
+    assert run("staff", "add", "Bad Name", "--role", "auditor").returncode == 2
 
 
 def test_commands_on_a_missing_state_directory_say_to_run_init(run: Run, tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from ssgate._console import console_shell
 from ssgate._console.testing import ConsoleClient
 from ssgate._db import make_engine
 from ssgate._routes import console_table
+from staffing.testing import make_staff_admin
 
 NOW = 1_767_225_600.0
 PASSWORD = "Correct-Horse-9-battery"
@@ -109,6 +110,7 @@ def _world(tmp_path: Path) -> tuple[web.ConsoleShell, ConsoleClient, dict[str, s
         runner=SynchronousRunner(engine),
         workflow=workflow,
         provisioner=provisioner,
+        staff_admin=make_staff_admin(engine, clock=clock.seconds, hasher=hasher, box=box),
         clock=clock,
         secure=False,
         refusal_delay=0,
@@ -125,7 +127,13 @@ def test_every_console_route_every_role_every_method(tmp_path: Path, role: str |
         reply = client.login(f"{role}1", PASSWORD, auth.current_code(secrets[role], NOW))
         assert reply.status == 303 and reply.location == "/", reply.text
     token = client.get("/").csrf_token() if role is not None else ""
-    values = {"id": ids[Status.PENDING_REVIEW], "sid": SESSION_ID, "x": "x", "account": ACCOUNT}
+    values = {
+        "id": ids[Status.PENDING_REVIEW],
+        "sid": SESSION_ID,
+        "x": "x",
+        "account": ACCOUNT,
+        "name": "carrier1",  # a staff member's pages (a POST without a reason changes nothing)
+    }
     by_path: dict[str, set[str]] = {}
     for route in shell.table.routes:
         by_path.setdefault(route.path, set()).add(route.method)
