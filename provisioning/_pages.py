@@ -59,8 +59,9 @@ _ACCOUNT = r"[0-9]{1,20}@[a-z][a-z0-9-]{0,31}"
 
 STATUS_TEXT: Mapping[str, str] = {"active": "正常", "suspended": "已暂停", "cancelled": "已注销"}
 CERT_STATUS_TEXT: Mapping[str, str] = {"valid": "有效", "revoked": "已吊销", "expired": "已过期"}
+# The gateway's session statuses (gateway sessions.status: live, detached, ended).
 SESSION_STATUS_TEXT: Mapping[str, str] = {
-    "open": "在线",
+    "live": "在线",
     "detached": "暂离（可续接）",
     "ended": "已结束",
 }

@@ -246,7 +246,7 @@ def test_the_account_page_shows_certificates_lockout_and_sessions(world: World) 
             id="s-0123456789abcdef",
             peer="203.0.113.7:50000",
             node="node-a",
-            status="open",
+            status="live",  # the gateway's word for a session in progress
             started_at=NOW,
             ended_at=None,
             end_reason=None,
@@ -260,6 +260,8 @@ def test_the_account_page_shows_certificates_lockout_and_sessions(world: World) 
     assert issued.certificate_serial is not None and issued.certificate_serial in page.text
     assert "未锁定" in page.text
     assert "s-0123456789abcdef" in page.text and "203.0.113.7" in page.text
+    # The status in the carrier's words, not the gateway's code (it once showed "live").
+    assert "<td>在线</td>" in page.text and "<td>live</td>" not in page.text
     assert f"/accounts/{ACCOUNT}/suspend" in page.text
     assert f"/accounts/{ACCOUNT}/resume" not in page.text
     assert f"/accounts/{ACCOUNT}/unlock" not in page.text  # nothing to unlock
