@@ -223,7 +223,7 @@ def test_carrier_opens_an_account_the_bundle_connects_and_suspend_resume_reset_c
     screenshots.take(carrier, "carrier-suspended")
 
     refused = connect(channel, bundle, password_file, p12_file, totp.at(time.time() + 30))
-    assert refused.wait_exit() != 0, refused.output  # suspended: no login
+    assert refused.wait_exit() == 14, refused.output  # account-suspended: no login
     assert "suspended" in refused.output, refused.output
 
     # -- resume ---------------------------------------------------------------------------
