@@ -257,7 +257,9 @@ def test_carrier_opens_an_account_the_bundle_connects_and_suspend_resume_reset_c
     send(carrier)
     assert at(carrier) == f"{console}/accounts/{ACCOUNT}?done=cancel", text_of(carrier)
     assert carrier.locator("#account-status").inner_text().startswith("已注销")
-    assert "已吊销" in carrier.locator("table.list").nth(1).inner_text()
+    certificates = carrier.locator("table.list").nth(1).inner_text()
+    assert "已吊销" in certificates and "账号注销" in certificates, certificates
+    assert "账号已暂停" in carrier.locator("table.list").nth(2).inner_text()  # the first session
     screenshots.take(carrier, "carrier-cancelled")
     assert client.wait_exit() in (15, 16), client.output  # account-cancelled / cert-revoked
 

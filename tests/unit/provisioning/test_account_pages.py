@@ -324,6 +324,25 @@ def test_cancel_revokes_the_certificate_into_the_crl(world: World) -> None:
     assert event.details["certificates"] == issued.certificate_serial
 
 
+def test_revocation_and_session_end_reasons_are_shown_in_chinese(world: World) -> None:
+    """The CRL's and the gateway's reason codes in the carrier's words (the page once
+    showed "cessation_of_operation" and "account-suspended"); an unknown code as is."""
+    world.provisioner.open(ACCOUNT)
+    world.sessions.sessions[ACCOUNT] = [
+        SessionSummary(
+            id=f"s-{n}", peer="203.0.113.7:50000", node="node-a", status="ended",
+            started_at=NOW, ended_at=NOW + 60, end_reason=reason, bytes_in=1, bytes_out=2,
+        )
+        for n, reason in enumerate(("account-suspended", "some-new-reason"))
+    ]  # fmt: skip
+    world.login("carol")
+    assert world.act("cancel", reason="单位注销").status == 303
+    page = world.client.get(f"/accounts/{ACCOUNT}").text
+    assert "/ 账号注销" in page and "cessation_of_operation" not in page
+    assert "/ 账号已暂停" in page and "account-suspended" not in page
+    assert "/ some-new-reason" in page
+
+
 def test_reset_password_shows_the_new_password_once(world: World) -> None:
     issued = world.provisioner.open(ACCOUNT)
     world.login("carol")
