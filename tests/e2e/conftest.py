@@ -209,8 +209,10 @@ class Channel:
     the channel's whole life (``[gateway] listen = "systemd:…"``, handed over as
     systemd's socket activation does): its port is known before anything starts, so
     every profile ``provision open`` writes names the port that serves, and a serve
-    started again (after a kill, say) serves on the same one.  The staff console binds
-    port 0 and :meth:`start` reads the port it got from the banner.
+    started again (after a kill, say) serves on the same one.  (While no serve runs,
+    a client's connection waits in that socket's backlog instead of being refused.)
+    The staff console binds port 0 and :meth:`start` reads the port it got from the
+    banner.
     """
 
     WAIT = WAIT
@@ -246,7 +248,6 @@ class Channel:
     def start(self, command: str = "serve") -> Proc:
         """``ssgate serve`` (or ``demo``) with the gateway's socket; once it listens."""
         env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
-        env["PATH"] = f"{Path(SSGATE).parent}{os.pathsep}{env.get('PATH', '')}"
         self.serve = Proc(
             [SSGATE, "--state", str(self.state), command], env=env, listening=self.gateway_socket
         )
