@@ -30,6 +30,30 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def listening_tcp_ports(pid: int) -> list[int]:
+    """The TCP ports process *pid* listens on (Linux /proc): its socket inodes, matched
+    against the listening sockets (state 0A) of its network namespace's tables."""
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):  # gone, or not started yet
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+    ports: list[int] = []
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text(encoding="ascii").splitlines()
+        except OSError:
+            continue
+        for line in lines[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:
+                ports.append(int(local.rpartition(":")[2], 16))
+    return sorted(set(ports))
+
+
 class ChildError(RuntimeError):
     """A child exited or did not get ready; the message carries its log's tail."""
 
@@ -80,6 +104,21 @@ class Child:
                 )
             if time.monotonic() > deadline:
                 raise ChildError(f"{self.name}: no {pattern!r} within {timeout} s:\n{self.tail()}")
+            time.sleep(0.05)
+
+    def listening_port(self, timeout: float = WAIT) -> int:
+        """The TCP port the child listens on, as the kernel tells (for a server bound to
+        port 0 that does not print the port it got); waits for it with a bounded poll."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ports = listening_tcp_ports(self.popen.pid)
+            if len(ports) == 1:
+                return ports[0]
+            if len(ports) > 1:
+                raise ChildError(f"{self.name} listens on several ports: {ports}")
+            self.check_running()
+            if time.monotonic() > deadline:
+                raise ChildError(f"{self.name}: not listening within {timeout} s:\n{self.tail()}")
             time.sleep(0.05)
 
     def cpu_seconds(self) -> tuple[float, float]:

@@ -57,8 +57,9 @@ class BenchAccount:
         return self.bundle / "profile.toml"
 
 
-def init_state(ssgate: str, state: Path, *, gateway_port: int, env: dict[str, str]) -> None:
-    """``ssgate init`` and a gateway on ``127.0.0.1:gateway_port``."""
+def init_state(ssgate: str, state: Path, *, env: dict[str, str]) -> None:
+    """``ssgate init``, with the gateway on loopback port 0: the port it gets is read
+    from its first line, and :func:`set_public_port` writes it for the profiles."""
     result = subprocess.run(
         [ssgate, "--state", str(state), "init", "--hostname", "localhost"],
         capture_output=True,
@@ -71,14 +72,24 @@ def init_state(ssgate: str, state: Path, *, gateway_port: int, env: dict[str, st
         raise RuntimeError(f"ssgate init failed:\n{result.stdout}{result.stderr}")
     config = state / "ssgate.toml"
     text = config.read_text(encoding="utf-8")
-    listen = f'listen = "tcp:{gateway_port}:interface=127.0.0.1"'
+    listen = 'listen = "tcp:0:interface=127.0.0.1"'
     text, listens = re.subn(r'(?m)^listen = "tcp:8443"$', listen, text)
-    text, ports = re.subn(r"(?m)^public_port = 8443$", f"public_port = {gateway_port}", text)
     # The bench does not use the staff console: a socket in the state dir, not port 8444.
     console = f'listen = "unix:{state / "console.sock"}"'
     text, consoles = re.subn(r'(?m)^listen = "tcp:8444:interface=127.0.0.1"$', console, text)
-    if (listens, ports, consoles) != (1, 1, 1):
+    if (listens, consoles) != (1, 1):
         raise RuntimeError(f"{config}: no [gateway]/[console] listen defaults to replace")
+    config.write_text(text, encoding="utf-8")
+
+
+def set_public_port(state: Path, port: int) -> None:
+    """``[gateway] public_port = port``: what every profile written after this dials."""
+    config = state / "ssgate.toml"
+    text, ports = re.subn(
+        r"(?m)^public_port = 8443$", f"public_port = {port}", config.read_text(encoding="utf-8")
+    )
+    if ports != 1:
+        raise RuntimeError(f"{config}: no [gateway] public_port default to replace")
     config.write_text(text, encoding="utf-8")
 
 
@@ -173,26 +184,21 @@ def password_hasher(state: Path) -> auth.PasswordHasher:
         return app.hasher
 
 
-def stunnel_configs(
-    run_dir: Path,
-    state: Path,
-    account: BenchAccount,
-    *,
-    client_accept: int,
-    server_accept: int,
-    target_port: int,
-) -> tuple[Path, Path]:
-    """(client.conf, server.conf): a client on *client_accept* → server → target."""
-    common = [
-        "foreground = yes",
-        "pid =",
-        "syslog = no",
-        "debug = notice",
-    ]
+_STUNNEL_COMMON = (
+    "foreground = yes",
+    "pid =",
+    "syslog = no",
+    "debug = notice",
+)
+
+
+def stunnel_server_config(run_dir: Path, state: Path, *, target_port: int) -> Path:
+    """server.conf: port 0 on loopback (the runner asks the kernel which port it got)
+    → the target, with the gateway's server certificate and TLS policy."""
     server = [
-        *common,
+        *_STUNNEL_COMMON,
         "[ssgate-bench-server]",
-        f"accept = 127.0.0.1:{server_accept}",
+        "accept = 127.0.0.1:0",
         f"connect = 127.0.0.1:{target_port}",
         f"cert = {state / 'server.pem'}",
         f"key = {state / 'server-key.pem'}",
@@ -202,12 +208,21 @@ def stunnel_configs(
         "sslVersionMin = TLSv1.2",
         f"ciphers = {CIPHERS}",
     ]
+    path = run_dir / "stunnel-server.conf"
+    path.write_text("\n".join(server) + "\n", encoding="utf-8")
+    return path
+
+
+def stunnel_client_config(
+    run_dir: Path, state: Path, account: BenchAccount, *, server_port: int
+) -> Path:
+    """client.conf: port 0 on loopback → the stunnel server, with *account*'s certificate."""
     client = [
-        *common,
+        *_STUNNEL_COMMON,
         "[ssgate-bench-client]",
         "client = yes",
-        f"accept = 127.0.0.1:{client_accept}",
-        f"connect = 127.0.0.1:{server_accept}",
+        "accept = 127.0.0.1:0",
+        f"connect = 127.0.0.1:{server_port}",
         f"cert = {account.cert_file}",
         f"key = {account.key_file}",
         f"CAfile = {state / 'ca.pem'}",
@@ -217,7 +232,6 @@ def stunnel_configs(
         "sslVersionMin = TLSv1.2",
         f"ciphers = {CIPHERS}",
     ]
-    client_conf, server_conf = run_dir / "stunnel-client.conf", run_dir / "stunnel-server.conf"
-    client_conf.write_text("\n".join(client) + "\n", encoding="utf-8")
-    server_conf.write_text("\n".join(server) + "\n", encoding="utf-8")
-    return client_conf, server_conf
+    path = run_dir / "stunnel-client.conf"
+    path.write_text("\n".join(client) + "\n", encoding="utf-8")
+    return path

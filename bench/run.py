@@ -36,7 +36,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -50,7 +49,15 @@ from typing import Any
 
 import _measure as m
 from _procs import Child, Children
-from _setup import BenchAccount, init_state, open_accounts, password_hasher, stunnel_configs
+from _setup import (
+    BenchAccount,
+    init_state,
+    open_accounts,
+    password_hasher,
+    set_public_port,
+    stunnel_client_config,
+    stunnel_server_config,
+)
 
 import auth
 from ssgate._serve import LOGIN_THREADS
@@ -128,12 +135,6 @@ def say(text: str) -> None:
     sys.stderr.flush()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def stunnel_binary() -> str:
     for name in ("stunnel4", "stunnel"):
         found = shutil.which(name)
@@ -181,23 +182,26 @@ class World:
 
 def build_world(sizes: Sizes, tmp: Path, children: Children) -> World:
     state = tmp / "state"
-    gateway_port = free_port()
     say(f"ssgate init in {state}")
-    init_state(ssgate_binary(), state, gateway_port=gateway_port, env=children.env)
-    count = 1 + sizes.logins
-    say(f"opening {count} accounts (argon2id hashes, client certificates)")
-    started = time.perf_counter()
-    accounts = open_accounts(state, count, tmp, workers=os.cpu_count() or 2)
-    say(f"  {count} accounts in {time.perf_counter() - started:.1f} s")
+    init_state(ssgate_binary(), state, env=children.env)
 
     target = children.start("target", [sys.executable, str(BENCH / "_target.py"), str(state)])
     ports = target.wait_for(r"target listening plain=(\d+) guarded=(\d+)")
     plain, guarded = int(ports.group(1)), int(ports.group(2))
 
+    # The gateway binds port 0 and says which port it got; the profiles are written
+    # after, naming that port.
     gateway = children.start(
         "gateway", [sys.executable, str(BENCH / "_gateway.py"), str(state), str(guarded)]
     )
-    gateway.wait_for(r"gateway listening on")
+    gateway_port = int(gateway.wait_for(r"gateway listening on 127\.0\.0\.1:(\d+)").group(1))
+    set_public_port(state, gateway_port)
+
+    count = 1 + sizes.logins
+    say(f"opening {count} accounts (argon2id hashes, client certificates)")
+    started = time.perf_counter()
+    accounts = open_accounts(state, count, tmp, workers=os.cpu_count() or 2)
+    say(f"  {count} accounts in {time.perf_counter() - started:.1f} s")
 
     first = accounts[0]
     connect = children.start(
@@ -219,20 +223,17 @@ def build_world(sizes: Sizes, tmp: Path, children: Children) -> World:
     )
     local = int(connect.wait_for(r"connected as .* open http://127\.0\.0\.1:(\d+)/").group(1))
 
+    # stunnel binds port 0 too and does not print the port at this log level: the
+    # kernel says which one each got.
     stunnel = stunnel_binary()
-    client_accept, server_accept = free_port(), free_port()
-    client_conf, server_conf = stunnel_configs(
-        tmp,
-        state,
-        first,
-        client_accept=client_accept,
-        server_accept=server_accept,
-        target_port=plain,
-    )
+    server_conf = stunnel_server_config(tmp, state, target_port=plain)
     stunnel_server = children.start("stunnel-server", [stunnel, str(server_conf)])
+    stunnel_server.wait_for(r"Configuration successful")
+    server_accept = stunnel_server.listening_port()
+    client_conf = stunnel_client_config(tmp, state, first, server_port=server_accept)
     stunnel_client = children.start("stunnel-client", [stunnel, str(client_conf)])
-    for child in (stunnel_server, stunnel_client):
-        child.wait_for(r"Configuration successful")
+    stunnel_client.wait_for(r"Configuration successful")
+    client_accept = stunnel_client.listening_port()
 
     routes = {
         "direct": m.Route("direct", "127.0.0.1", plain),

@@ -59,10 +59,33 @@ _ACCOUNT = r"[0-9]{1,20}@[a-z][a-z0-9-]{0,31}"
 
 STATUS_TEXT: Mapping[str, str] = {"active": "正常", "suspended": "已暂停", "cancelled": "已注销"}
 CERT_STATUS_TEXT: Mapping[str, str] = {"valid": "有效", "revoked": "已吊销", "expired": "已过期"}
+# The gateway's session statuses (gateway sessions.status: live, detached, ended).
 SESSION_STATUS_TEXT: Mapping[str, str] = {
-    "open": "在线",
+    "live": "在线",
     "detached": "暂离（可续接）",
     "ended": "已结束",
+}
+# Why a session ended: the gateway's reason codes (gateway/_reasons.py), in the
+# carrier's words; a code not listed is shown as it is.
+SESSION_END_TEXT: Mapping[str, str] = {
+    "client-quit": "单位主动断开",
+    "idle-timeout": "空闲超时",
+    "max-lifetime": "达到最长连接时间",
+    "officer-kill": "安全员终止",
+    "account-suspended": "账号已暂停",
+    "account-cancelled": "账号已注销",
+    "cert-revoked": "证书已吊销",
+    "gateway-shutdown": "网关停机维护",
+    "network-lost": "网络中断",
+    "node-lost": "网关节点失联",
+}
+# Why a certificate was revoked (certs.REVOCATION_REASONS, the CRL's reason codes).
+REVOCATION_TEXT: Mapping[str, str] = {
+    "cessation_of_operation": "账号注销",
+    "superseded": "已补发新证书",
+    "key_compromise": "私钥泄露",
+    "affiliation_changed": "单位信息变更",
+    "unspecified": "未说明原因",
 }
 
 
@@ -312,7 +335,9 @@ class AccountPages:
             actions=[a for a in ACTIONS.values() if status in a.statuses],
             notice=f"已{done.title}。" if done is not None else "",
             cert_status=CERT_STATUS_TEXT,
+            revocation_text=REVOCATION_TEXT,
             session_status=SESSION_STATUS_TEXT,
+            end_text=SESSION_END_TEXT,
         )
 
     # -- open --------------------------------------------------------------------------

@@ -34,7 +34,7 @@ class SessionSummary:
     id: str
     peer: str
     node: str
-    status: str
+    status: str  # the gateway's: "live", "detached" (may resume) or "ended"
     started_at: float
     ended_at: float | None
     end_reason: str | None

@@ -55,23 +55,64 @@ import pyotp  # noqa: E402
 WAIT = 30.0  # seconds any single step may take on a loaded CI machine
 
 
-def free_port() -> int:
-    with socket.socket() as s:
+GATEWAY_SOCKET = "gateway"  # the name serve's [gateway] listen adopts the socket by
+
+# Run as ``python -I -c SOCKET_ACTIVATION FD PROGRAM ARG…``: hands the listening socket
+# FD to PROGRAM the way systemd's socket activation does (fd 3, LISTEN_FDS,
+# LISTEN_FDNAMES, and LISTEN_PID, which must be PROGRAM's own pid: known only here,
+# after the fork, and kept by exec).
+SOCKET_ACTIVATION = """\
+import os, sys
+fd = int(sys.argv[1])
+if fd != 3:
+    os.dup2(fd, 3)
+    os.close(fd)
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def listening_socket() -> socket.socket:
+    """A TCP socket listening on a loopback port the kernel chose (bind port 0)."""
+    s = socket.socket()
+    try:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        s.listen(128)
+    except OSError:
+        s.close()
+        raise
+    return s
 
 
 class Proc:
     """A child process whose output lines we can wait for (no sleeps, bounded waits)."""
 
-    def __init__(self, args: list[str], *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        listening: socket.socket | None = None,
+    ) -> None:
+        """Start *args*; with *listening*, the child gets that socket as systemd's
+        socket activation hands one over (fd 3, named :data:`GATEWAY_SOCKET`)."""
         self.args = args
+        pass_fds: tuple[int, ...] = ()
+        if listening is not None:
+            pass_fds = (listening.fileno(),)
+            args = [sys.executable, "-I", "-c", SOCKET_ACTIVATION, str(pass_fds[0]), *args]
+            env = {
+                **(os.environ if env is None else env),
+                "LISTEN_FDS": "1",
+                "LISTEN_FDNAMES": GATEWAY_SOCKET,
+            }
         self.popen = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
+            pass_fds=pass_fds,
             start_new_session=True,  # stop() ends the whole group (socat forks per client)
         )
         assert self.popen.stdout is not None
@@ -162,41 +203,57 @@ class Account:
 
 @dataclass
 class Channel:
-    """A state directory with ``ssgate serve`` running on a free loopback port."""
+    """A state directory with ``ssgate serve`` on loopback, and no port left to chance.
+
+    The gateway adopts a listening socket this fixture bound to port 0 and holds for
+    the channel's whole life (``[gateway] listen = "systemd:…"``, handed over as
+    systemd's socket activation does): its port is known before anything starts, so
+    every profile ``provision open`` writes names the port that serves, and a serve
+    started again (after a kill, say) serves on the same one.  (While no serve runs,
+    a client's connection waits in that socket's backlog instead of being refused.)
+    The staff console binds port 0 and :meth:`start` reads the port it got from the
+    banner.
+    """
 
     WAIT = WAIT
     ssgate = SSGATE
-    free_port = staticmethod(free_port)
 
     tmp: Path
     state: Path
     run: Run
-    port: int = 0
-    console_port: int = 0
+    gateway_socket: socket.socket = field(default_factory=listening_socket)
+    console_port: int = 0  # known once start() has read the banner
     serve: Proc | None = None
     children: list[Proc] = field(default_factory=list)
     _units: int = 0
 
+    @property
+    def port(self) -> int:
+        """The gateway's port (the public port in every profile)."""
+        return int(self.gateway_socket.getsockname()[1])
+
     def configure(self, extra: str = "") -> None:
-        self.port = free_port()
+        """The listeners as above, then *extra* appended (a second call only appends)."""
         config = self.state / "ssgate.toml"
         text = config.read_text(encoding="utf-8")
         text = text.replace(
-            'listen = "tcp:8443"', f'listen = "tcp:{self.port}:interface=127.0.0.1"'
+            'listen = "tcp:8443"', f'listen = "systemd:domain=INET:name={GATEWAY_SOCKET}"'
         )
         text = text.replace("public_port = 8443", f"public_port = {self.port}")
-        # The staff console too, so parallel runs on one machine do not collide.
-        self.console_port = free_port()
         text = text.replace(
-            'listen = "tcp:8444:interface=127.0.0.1"',
-            f'listen = "tcp:{self.console_port}:interface=127.0.0.1"',
+            'listen = "tcp:8444:interface=127.0.0.1"', 'listen = "tcp:0:interface=127.0.0.1"'
         )
         config.write_text(text + extra, encoding="utf-8")
 
-    def start(self) -> Proc:
+    def start(self, command: str = "serve") -> Proc:
+        """``ssgate serve`` (or ``demo``) with the gateway's socket; once it listens."""
         env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
-        self.serve = Proc([SSGATE, "--state", str(self.state), "serve"], env=env)
-        self.serve.wait_for(r"gateway listening on")
+        self.serve = Proc(
+            [SSGATE, "--state", str(self.state), command], env=env, listening=self.gateway_socket
+        )
+        self.serve.wait_for(rf"gateway listening on 127\.0\.0\.1:{self.port} ")
+        console = self.serve.wait_for(r"staff console on https://127\.0\.0\.1:(\d+)/")
+        self.console_port = int(console.group(1))
         return self.serve
 
     def stop(self) -> None:
@@ -204,6 +261,7 @@ class Channel:
             child.stop()
         if self.serve is not None:
             self.serve.stop()
+        self.gateway_socket.close()
 
     def open_account(self, unit: str | None = None) -> Account:
         self._units += 1

@@ -1,7 +1,7 @@
 """The secure channel end to end: real ``ssgate serve``, ``ssgate connect``, curl, openssl.
 
-Each test runs its own state directory and gateway on a free loopback port, and each
-login uses a fresh account (the TOTP replay guard would otherwise make a test wait
+Each test runs its own state directory and gateway on a loopback port that the
+fixture bound (port 0) and holds (see ``Channel`` in conftest), and each login uses a fresh account (the TOTP replay guard would otherwise make a test wait
 for the next 30-second step).  Waits are bounded reads of the processes' output,
 never sleeps.
 """
@@ -13,6 +13,7 @@ import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +31,6 @@ WAIT = 30.0  # seconds any single step may take on a loaded CI machine
 
 CURL = shutil.which("curl")
 OPENSSL = shutil.which("openssl")
-SOCAT = shutil.which("socat")
 
 
 def curl(port: int, path: str = "/") -> subprocess.CompletedProcess[str]:
@@ -333,15 +333,14 @@ def _raw(port: int, payload: bytes) -> bytes:
 def test_the_service_answers_only_a_valid_fresh_identity_header(channel: Channel) -> None:
     """Acceptance 5b: raw TCP to the service without, with a forged or a stale header
     gets nothing; with a valid one it gets the page (so the port really is the service)."""
-    declare_port = channel.free_port()
     config = channel.state / "ssgate.toml"
     text = config.read_text(encoding="utf-8")
     assert text.count('listen = ""') == 1  # the [declare] table's
     config.write_text(
-        text.replace('listen = ""', f'listen = "tcp:{declare_port}:interface=127.0.0.1"'),
-        encoding="utf-8",
+        text.replace('listen = ""', 'listen = "tcp:0:interface=127.0.0.1"'), encoding="utf-8"
     )
-    channel.start()
+    serve = channel.start()
+    declare_port = int(serve.wait_for(r"declare service on 127\.0\.0\.1:(\d+) ").group(1))
     key = (channel.state / "identity.key").read_bytes()
     request = b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -365,52 +364,109 @@ def test_the_service_answers_only_a_valid_fresh_identity_header(channel: Channel
     assert b"12345678" in _raw(declare_port, header(key=key, issued_at=time.time()) + request)
 
 
-@pytest.mark.skipif(SOCAT is None, reason="socat not installed")
+class Relay:
+    """The network path between client and gateway: a TCP relay in this process on a
+    socket bound to port 0 and held to the end, so the path can drop and come back on
+    the one port the client's profile names.  :meth:`cut` drops every relayed
+    connection and refuses new ones (accepted, then closed at once, as a broken path
+    fails) until :meth:`restore`."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._up = threading.Event()
+        self._up.set()
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self._listener.accept()
+            except OSError:
+                return  # close()
+            if not self._up.is_set():
+                near.close()
+                continue
+            try:
+                far = socket.create_connection(("127.0.0.1", self._target), timeout=WAIT)
+            except OSError:
+                near.close()
+                continue
+            far.settimeout(None)
+            with self._lock:
+                self._open += [near, far]
+                for src, dst in ((near, far), (far, near)):
+                    pipe = threading.Thread(target=self._pipe, args=(src, dst), daemon=True)
+                    self._threads.append(pipe)
+                    pipe.start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for end in (src, dst):  # one direction over: the connection is
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def _drop_all(self) -> None:
+        with self._lock:
+            dropped, self._open = self._open, []
+        for s in dropped:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)  # wakes its pipe threads, which end
+        for thread in self._threads[1:]:
+            thread.join(WAIT)
+        for s in dropped:
+            s.close()
+
+    def cut(self) -> None:
+        self._up.clear()
+        self._drop_all()
+
+    def restore(self) -> None:
+        self._up.set()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        self._listener.close()
+        self._threads[0].join(WAIT)
+        self._drop_all()
+
+
 def test_the_client_resumes_the_same_session_after_the_path_drops(channel: Channel) -> None:
-    """Acceptance 6: stop the relay between client and gateway, start it again: the
-    client reconnects by itself with its resume token, same session id, no new code."""
+    """Acceptance 6: the path between client and gateway drops and stays down, then
+    comes back: the client reconnects by itself with its resume token, same session
+    id, no new code."""
     channel.start()
     account = channel.open_account("12345678")
-    relay_port = channel.free_port()
-    profile = account.bundle / "profile-relay.toml"
-    profile.write_text(
-        account.profile.read_text(encoding="utf-8").replace(
-            f"gateway_port = {channel.port}", f"gateway_port = {relay_port}"
-        ),
-        encoding="utf-8",
-    )
-
-    def relay() -> Proc:
-        assert SOCAT is not None
-        proc = channel.spawn(
-            [
-                SOCAT,
-                f"TCP-LISTEN:{relay_port},bind=127.0.0.1,reuseaddr,fork",
-                f"TCP:127.0.0.1:{channel.port}",
-            ]
+    relay = Relay(channel.port)
+    try:
+        profile = account.bundle / "profile-relay.toml"
+        profile.write_text(
+            account.profile.read_text(encoding="utf-8").replace(
+                f"gateway_port = {channel.port}", f"gateway_port = {relay.port}"
+            ),
+            encoding="utf-8",
         )
-        deadline = time.monotonic() + WAIT
-        while True:  # socat prints nothing when ready: probe the port
-            try:
-                socket.create_connection(("127.0.0.1", relay_port), timeout=1).close()
-                return proc
-            except OSError:
-                assert proc.popen.poll() is None, f"socat exited: {proc.output}"
-                assert time.monotonic() < deadline, "socat did not listen"
-                time.sleep(0.05)  # a port probe, not a timing assumption
+        client = channel.connect(account, profile=profile)
+        session_id, port = channel.connected(client)
+        assert session_id in curl(port).stdout
 
-    path = relay()
-    client = channel.connect(account, profile=profile)
-    session_id, port = channel.connected(client)
-    assert session_id in curl(port).stdout
-
-    path.stop()  # the TCP path is gone: both ends see the connection drop
-    client.wait_for("network lost, reconnecting")
-    relay()
-    m = client.wait_for(r"reconnected, same session ([0-9a-f]+)", timeout=60)
-    assert m.group(1) == session_id
-    page = curl(port)
-    assert session_id in page.stdout
+        relay.cut()  # both ends see the connection drop; reconnecting fails meanwhile
+        client.wait_for("network lost, reconnecting")
+        relay.restore()
+        m = client.wait_for(r"reconnected, same session ([0-9a-f]+)", timeout=60)
+        assert m.group(1) == session_id
+        page = curl(port)
+        assert session_id in page.stdout
+    finally:
+        relay.close()
     resumes = audit_rows(channel, "--action", "login.resume")
     assert [r["outcome"] for r in resumes] == ["ok"]
 
@@ -418,7 +474,7 @@ def test_the_client_resumes_the_same_session_after_the_path_drops(channel: Chann
 def test_demo_serves_and_its_printed_connect_command_works(channel: Channel) -> None:
     """``ssgate demo`` prints a connect command that, pasted into a shell, connects."""
     channel.run("demo", "--no-serve", check_rc=0)
-    demo = channel.spawn([channel.ssgate, "--state", str(channel.state), "demo"])
+    demo = channel.start("demo")
     demo.wait_for("Ctrl-C stops the gateway")
     command = demo.wait_for(r"^\s+(ssgate connect .*)$").group(1)
     client = channel.spawn(["bash", "-c", f"{command} --listen 127.0.0.1:0"])

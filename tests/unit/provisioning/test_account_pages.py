@@ -246,7 +246,7 @@ def test_the_account_page_shows_certificates_lockout_and_sessions(world: World) 
             id="s-0123456789abcdef",
             peer="203.0.113.7:50000",
             node="node-a",
-            status="open",
+            status="live",  # the gateway's word for a session in progress
             started_at=NOW,
             ended_at=None,
             end_reason=None,
@@ -260,6 +260,8 @@ def test_the_account_page_shows_certificates_lockout_and_sessions(world: World) 
     assert issued.certificate_serial is not None and issued.certificate_serial in page.text
     assert "未锁定" in page.text
     assert "s-0123456789abcdef" in page.text and "203.0.113.7" in page.text
+    # The status in the carrier's words, not the gateway's code (it once showed "live").
+    assert "<td>在线</td>" in page.text and "<td>live</td>" not in page.text
     assert f"/accounts/{ACCOUNT}/suspend" in page.text
     assert f"/accounts/{ACCOUNT}/resume" not in page.text
     assert f"/accounts/{ACCOUNT}/unlock" not in page.text  # nothing to unlock
@@ -320,6 +322,25 @@ def test_cancel_revokes_the_certificate_into_the_crl(world: World) -> None:
     assert world.sessions.ended == [(ACCOUNT, "account-cancelled", "staff:carol")]
     (event,) = world.events("provision.cancel")
     assert event.details["certificates"] == issued.certificate_serial
+
+
+def test_revocation_and_session_end_reasons_are_shown_in_chinese(world: World) -> None:
+    """The CRL's and the gateway's reason codes in the carrier's words (the page once
+    showed "cessation_of_operation" and "account-suspended"); an unknown code as is."""
+    world.provisioner.open(ACCOUNT)
+    world.sessions.sessions[ACCOUNT] = [
+        SessionSummary(
+            id=f"s-{n}", peer="203.0.113.7:50000", node="node-a", status="ended",
+            started_at=NOW, ended_at=NOW + 60, end_reason=reason, bytes_in=1, bytes_out=2,
+        )
+        for n, reason in enumerate(("account-suspended", "some-new-reason"))
+    ]  # fmt: skip
+    world.login("carol")
+    assert world.act("cancel", reason="单位注销").status == 303
+    page = world.client.get(f"/accounts/{ACCOUNT}").text
+    assert "/ 账号注销" in page and "cessation_of_operation" not in page
+    assert "/ 账号已暂停" in page and "account-suspended" not in page
+    assert "/ some-new-reason" in page
 
 
 def test_reset_password_shows_the_new_password_once(world: World) -> None:

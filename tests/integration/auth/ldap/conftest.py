@@ -3,15 +3,21 @@
 :class:`Slapd` writes a ``slapd.conf`` in a temporary directory (core, cosine and
 inetorgperson schemas from ``/etc/ldap/schema``, one mdb database), loads the entries
 with ``slapadd`` while the server is down, and runs ``slapd -d 0`` in the foreground as
-a child process on free 127.0.0.1 ports: ``ldap://`` (StartTLS offered) and ``ldaps://``,
-with a server certificate from the project's own ``certs`` CA.  It is ready when both
-ports accept a connection; teardown terminates and reaps it.
+a child process listening on 127.0.0.1 port 0 twice: ``ldap://`` (StartTLS offered) and
+``ldaps://``, with a server certificate from the project's own ``certs`` CA.  slapd
+does not print the ports it got, so the kernel tells (its listening sockets in
+``/proc``), and the one that completes a TLS handshake is ``ldaps://``.  A port is
+never picked, released and handed to slapd: a restarted slapd gets new ports.
+Teardown terminates and reaps it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
@@ -35,11 +41,41 @@ STAFF_PASSWORDS = {"zhang.wei": "Directory-Pass-1", "li.na": "Another-Pass-2"}
 SLAPD = shutil.which("slapd") or shutil.which("slapd", path="/usr/sbin")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+def listening_tcp_ports(pid: int) -> list[int]:
+    """The TCP ports process *pid* listens on (Linux /proc): its socket inodes, matched
+    against the listening sockets (state 0A) of its network namespace's tables."""
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):  # gone, or not started yet
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+    ports: set[int] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text(encoding="ascii").splitlines()
+        except OSError:
+            continue
+        for line in lines[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:
+                ports.add(int(local.rpartition(":")[2], 16))
+    return sorted(ports)
+
+
+def speaks_tls(port: int, ca: Path) -> bool:
+    """Whether 127.0.0.1:*port* completes a TLS handshake with a certificate from *ca*."""
+    context = ssl.create_default_context(cafile=str(ca))
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=_READY_SECONDS) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1"),
+        ):
+            return True
+    except (ssl.SSLError, OSError):
+        return False
 
 
 def _entry(name: str, password: str) -> str:
@@ -56,8 +92,8 @@ class Slapd:
         self.root = root
         self.users = dict(users)
         self.cert, self.key, self.ca = tls
-        self.port = free_port()
-        self.tls_port = free_port()
+        self.port = 0  # both known once start() has asked the kernel
+        self.tls_port = 0
         self.process: subprocess.Popen[bytes] | None = None
         (root / "data").mkdir(parents=True)
         self.conf = root / "slapd.conf"
@@ -111,28 +147,31 @@ class Slapd:
         return shutil.which("slapadd") or shutil.which("slapadd", path="/usr/sbin") or "slapadd"
 
     def start(self) -> None:
+        """Run slapd on two new loopback ports; :attr:`url` and :attr:`ldaps_url` then
+        name them.  Returns once both listen (slapd binds them before serving)."""
         slapd = SLAPD or "/usr/sbin/slapd"
-        urls = f"{self.url}/ {self.ldaps_url}/"
+        urls = "ldap://127.0.0.1:0/ ldaps://127.0.0.1:0/"  # port 0: the kernel picks
         self.process = subprocess.Popen(
             [slapd, "-f", str(self.conf), "-h", urls, "-d", "0"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + _READY_SECONDS
-        while True:  # ready when both ports accept (slapd binds them before serving)
+        while len(ports := listening_tcp_ports(self.process.pid)) < 2:
             if self.process.poll() is not None:
                 stderr = self.process.stderr
                 err = stderr.read().decode(errors="replace") if stderr else ""
                 raise RuntimeError(f"slapd exited with {self.process.returncode}: {err}")
-            try:
-                for port in (self.port, self.tls_port):
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("slapd did not start listening") from None
-                time.sleep(0.02)  # a readiness poll, not a test sleep
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"slapd did not listen on two ports (has {ports})")
+            time.sleep(0.02)  # a readiness poll, not a test sleep
+        tls = [port for port in ports if speaks_tls(port, self.ca)]
+        if len(ports) != 2 or len(tls) != 1:
+            self.stop()
+            raise RuntimeError(f"slapd ports {ports}: expected one plain and one TLS")
+        self.tls_port = tls[0]
+        self.port = next(port for port in ports if port != self.tls_port)
 
     def stop(self) -> None:
         if self.process is None:
