@@ -492,17 +492,18 @@ def bulk_export(
 
 
 def is_probe(record: AuditRecord) -> bool:
-    """A unit's query naming a person (masked ID number in details) that found no one
-    of its own: refused ``not-found``, or answered with no rows."""
+    """A unit's query naming a person (masked ID number in details) who is not its
+    own: refused ``not-found`` (``person-payments``, ``account-statement`` find only
+    persons ever enrolled in the unit).  A filtered list answered with no rows is not
+    counted: the person may be the unit's own under another filter."""
     e = record.event
     if not e.action.startswith(QUERY_PREFIX) or not e.unit:
         return False
-    if not isinstance(e.details.get("id_number"), str):
-        return False
-    if e.outcome == "refused":
-        return e.reason.startswith("not-found")
-    rows = e.details.get("rows")
-    return e.outcome == "ok" and rows == 0
+    return (
+        isinstance(e.details.get("id_number"), str)
+        and e.outcome == "refused"
+        and e.reason.startswith("not-found")
+    )
 
 
 def id_probing(
