@@ -48,7 +48,7 @@ class AlertEvaluator:
     """One evaluation per :meth:`tick`; failures reported at most every
     :data:`REPORT_EVERY` seconds."""
 
-    log = Logger(namespace="ssgate.alerts")
+    log = Logger()
 
     def __init__(
         self,
@@ -62,7 +62,8 @@ class AlertEvaluator:
         self._clock = clock
         self._thresholds = thresholds
         self._batch = batch
-        self._failures = 0  # since the last report
+        self._failing = 0  # failures in a row
+        self._unreported = 0  # failures since the last report, this one included
         self._reported_at: float | None = None
 
     async def tick(self) -> None:
@@ -86,15 +87,16 @@ class AlertEvaluator:
         except Exception:
             self._failed(Failure())
             return
-        if self._failures:
+        if self._failing:
             self.log.info(
-                "alert evaluation works again after {count} failure(s)", count=self._failures
+                "alert evaluation works again after {count} failure(s)", count=self._failing
             )
-            self._failures = 0
+            self._failing = self._unreported = 0
             self._reported_at = None
 
     def _failed(self, failure: Failure) -> None:
-        self._failures += 1
+        self._failing += 1
+        self._unreported += 1
         now = self._clock.seconds()
         if self._reported_at is not None and now - self._reported_at < REPORT_EVERY:
             return
@@ -102,8 +104,9 @@ class AlertEvaluator:
             "alert evaluation failed ({count} failure(s) since the last report); "
             "retrying every tick",
             failure,
-            count=self._failures,
+            count=self._unreported,
         )
+        self._unreported = 0
         self._reported_at = now
 
     def deferred_tick(self) -> Deferred[None]:
