@@ -19,7 +19,7 @@ records it in the audit log in the same transaction (``alert.acknowledge``,
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -38,6 +38,10 @@ from audit._alerts import (
 from audit._events import AuditEvent, AuditRecord, DetailValue
 from audit._log import _COLUMNS, _record, append
 from audit._schema import CURSOR_ID, alert_cursor, alerts, audit_events
+
+# When the session registry ended the given sessions (id → epoch seconds), for those it
+# ended; ``audit`` cannot read the registry itself (ssgate passes the gateway's).
+SessionEnds = Callable[[Connection, Collection[str]], Mapping[str, float]]
 
 EVALUATE_BATCH: Final = 2000  # records per evaluation: keeps the lock short
 EARLIER_LOGINS: Final = 1000  # an account's most recent logins the hour rule compares with
@@ -101,8 +105,13 @@ def evaluate_alerts(
     *,
     now: float,
     batch: int = EVALUATE_BATCH,
+    session_ends: SessionEnds | None = None,
 ) -> Evaluation:
-    """Judge the audit records after the cursor (see the module docstring)."""
+    """Judge the audit records after the cursor (see the module docstring).
+
+    *session_ends* tells which sessions the registry has ended and when, so a session
+    whose node died without writing ``session.end`` does not count as live for ever.
+    """
     after = _lock_cursor(conn, now)
     new = _records(conn, audit_events.c.seq > after, limit=batch)
     if not new:
@@ -126,6 +135,9 @@ def evaluate_alerts(
     sessions = _session_events(
         conn, live_making, since=first_at - thresholds.session_lookback_seconds, upto=last
     )
+    ended_at: Mapping[str, float] = {}
+    if session_ends is not None and sessions:
+        ended_at = session_ends(conn, sorted({r.event.session_id for r in sessions}))
     logged_in = {
         r.event.subject for r in new if r.event.action == "login" and r.event.outcome == "ok"
     }
@@ -135,6 +147,7 @@ def evaluate_alerts(
         after_seq=after,
         thresholds=thresholds,
         sessions=sessions,
+        ended_at=ended_at,
         earlier_logins=earlier,
     )
     raised = refreshed = 0

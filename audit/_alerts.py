@@ -330,7 +330,11 @@ def spraying(
 
 
 def two_addresses(
-    records: Sequence[AuditRecord], *, after_seq: int, thresholds: AlertThresholds
+    records: Sequence[AuditRecord],
+    *,
+    after_seq: int,
+    thresholds: AlertThresholds,
+    ended_at: Mapping[str, float] | None = None,
 ) -> list[AlertFinding]:
     """One account live from two hosts at once.
 
@@ -340,7 +344,12 @@ def two_addresses(
     ``login.resume`` (ok, possibly from a new host) until ``session.end`` or
     ``session.detach``.  At each new live-making event, every other live session of
     the account on another host is a finding.
+
+    *ended_at* is when the session registry ended sessions, by id: a session whose
+    end left no audit event (its node died and another reaped it) is not live after
+    that time.
     """
+    ends = ended_at or {}
     live: dict[str, dict[str, tuple[str, AuditRecord]]] = defaultdict(dict)
     found: list[AlertFinding] = []
     for r in sorted(records, key=lambda r: r.seq):
@@ -358,7 +367,11 @@ def two_addresses(
         sessions[sid] = (host, r)
         if r.seq <= after_seq or not host:
             continue
-        others = {s: (h, o) for s, (h, o) in sessions.items() if s != sid and h and h != host}
+        others = {
+            s: (h, o)
+            for s, (h, o) in sessions.items()
+            if s != sid and h and h != host and ends.get(s, e.at + 1) > e.at
+        }
         if not others:
             continue
         hosts = {host, *(h for h, _ in others.values())}
@@ -551,21 +564,23 @@ def find_alerts(
     after_seq: int,
     thresholds: AlertThresholds,
     sessions: Sequence[AuditRecord] = (),
+    ended_at: Mapping[str, float] | None = None,
     earlier_logins: Mapping[str, Sequence[float]] | None = None,
 ) -> list[AlertFinding]:
     """Every rule over one evaluation's records.
 
     *recent*: the records from ``thresholds.window_seconds`` before the first new one
     up to the newest (new ones have ``seq > after_seq``); *sessions*: the session
-    events of the accounts with a new login or resume, from ``session_lookback_seconds``
-    back; *earlier_logins*: for each account with a new login, the times of its
-    logins up to *after_seq*.
+    events of the accounts with a new login or resume, from
+    ``session_lookback_seconds`` back, and *ended_at* when the registry ended any of
+    them; *earlier_logins*: for each account with a new login, the times of its logins
+    up to *after_seq*.
     """
     new = [r for r in recent if r.seq > after_seq]
     return [
         *brute_force(recent, after_seq=after_seq, thresholds=thresholds),
         *spraying(recent, after_seq=after_seq, thresholds=thresholds),
-        *two_addresses(sessions, after_seq=after_seq, thresholds=thresholds),
+        *two_addresses(sessions, after_seq=after_seq, thresholds=thresholds, ended_at=ended_at),
         *unusual_hour(
             [r for r in new if is_ok_login(r)], earlier_logins or {}, thresholds=thresholds
         ),

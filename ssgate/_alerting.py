@@ -12,8 +12,10 @@ next tick tries again.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any
 
+from sqlalchemy import Connection
 from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -22,6 +24,7 @@ from twisted.python.failure import Failure
 
 import audit
 import auth
+import gateway
 from ssgate._config import AlertsConfig
 
 REPORT_EVERY = 60.0  # seconds between two log lines about failing evaluations
@@ -44,6 +47,19 @@ def alert_thresholds(config: AlertsConfig) -> audit.AlertThresholds:
     )
 
 
+def registry_session_ends(conn: Connection, session_ids: Collection[str]) -> Mapping[str, float]:
+    """When the gateway's session registry ended each of *session_ids* that it ended
+    (:data:`audit.SessionEnds`): a session reaped after its node died has no
+    ``session.end`` event, and must not count as live for the two-address rule."""
+    registry = gateway.SessionRegistryView()
+    ends: dict[str, float] = {}
+    for sid in session_ids:
+        record = registry.get(conn, sid)
+        if record is not None and record.ended_at is not None:
+            ends[sid] = record.ended_at
+    return ends
+
+
 class AlertEvaluator:
     """One evaluation per :meth:`tick`; failures reported at most every
     :data:`REPORT_EVERY` seconds."""
@@ -57,8 +73,10 @@ class AlertEvaluator:
         thresholds: audit.AlertThresholds,
         *,
         batch: int = audit.EVALUATE_BATCH,
+        session_ends: audit.SessionEnds | None = registry_session_ends,
     ) -> None:
         self._runner = runner
+        self._session_ends = session_ends
         self._clock = clock
         self._thresholds = thresholds
         self._batch = batch
@@ -74,6 +92,7 @@ class AlertEvaluator:
                     self._thresholds,
                     now=self._clock.seconds(),
                     batch=self._batch,
+                    session_ends=self._session_ends,
                 )
                 if done.raised:
                     self.log.warn(

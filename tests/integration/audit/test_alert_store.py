@@ -217,3 +217,34 @@ def test_two_evaluator_processes_racing_raise_every_alert_exactly_once(db: Engin
             if p.poll() is None:
                 p.kill()
     assert Counter(a.rule for a in stored(db)) == {"brute-force": 3, "spraying": 1}
+
+
+def test_the_evaluator_asks_the_registry_when_sessions_without_an_end_event_ended(
+    db: Engine,
+) -> None:
+    account = ACCOUNTS[0]
+    with db.begin() as conn:
+        for sid, host, at in (("s1", "203.0.113.7", T0), ("s2", "198.51.100.4", T0 + 600)):
+            audit.append(
+                conn,
+                audit.AuditEvent(
+                    at=at,
+                    actor=f"channel:{account}",
+                    action="login",
+                    subject=account,
+                    outcome="ok",
+                    session_id=sid,
+                    details={"peer": f"{host}:1"},
+                ),
+            )
+    asked: list[list[str]] = []
+
+    def reaped(conn: object, ids: list[str]) -> dict[str, float]:
+        asked.append(list(ids))
+        return {"s1": T0 + 300}
+
+    with db.begin() as conn:
+        done = audit.evaluate_alerts(
+            conn, audit.AlertThresholds(), now=T0 + 601, session_ends=reaped
+        )
+    assert done.raised == 0 and asked == [["s1", "s2"]]

@@ -379,3 +379,15 @@ def test_find_alerts_merges_repeats_into_one_finding_per_key() -> None:
     assert keys == sorted(
         [f"brute-force:{A}", f"brute-force:{B}", f"brute-force:{C}", "spraying:198.51.100.4"]
     )
+
+
+def test_a_session_the_registry_ended_without_an_event_is_not_live_after_its_end() -> None:
+    """Its node died: another node reaped it (``node-lost``) and no ``session.end``
+    was written; a login from elsewhere after that is not two addresses at once."""
+    log = Log()
+    log.login(A, "s1", "203.0.113.7:1000", at=T0)
+    log.login(A, "s2", "198.51.100.4:2000", at=T0 + 600)
+    ended = {"s1": T0 + 300}
+    assert two_addresses(log.records, after_seq=1, thresholds=LIMITS, ended_at=ended) == []
+    still = {"s1": T0 + 900}  # ended after the second login: they overlapped
+    assert len(two_addresses(log.records, after_seq=1, thresholds=LIMITS, ended_at=still)) == 1
