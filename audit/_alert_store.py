@@ -18,6 +18,7 @@ records it in the audit log in the same transaction (``alert.acknowledge``,
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from audit._alerts import (
 )
 from audit._events import AuditEvent, AuditRecord, DetailValue
 from audit._log import _COLUMNS, _record, append
-from audit._schema import CURSOR_ID, alert_cursor, alerts, audit_events
+from audit._schema import CURSOR_ID, MAX_DEDUPE_KEY, alert_cursor, alerts, audit_events
 
 # When the session registry ended the given sessions (id → epoch seconds), for those it
 # ended; ``audit`` cannot read the registry itself (ssgate passes the gateway's).
@@ -226,9 +227,10 @@ def _login_times(conn: Connection, account: str, *, upto: int) -> list[float]:
 
 def _store(conn: Connection, finding: AlertFinding, now: float) -> bool:
     """Insert *finding* as a new alert (True) or refresh the open one with its key."""
+    key = _fitted_key(finding)
     open_one = conn.execute(
         select(alerts.c.id, alerts.c.first_seen, alerts.c.last_seen, alerts.c.evidence).where(
-            alerts.c.dedupe_key == finding.dedupe_key
+            alerts.c.dedupe_key == key
         )
     ).first()
     if open_one is None:
@@ -236,7 +238,7 @@ def _store(conn: Connection, finding: AlertFinding, now: float) -> bool:
             insert(alerts).values(
                 rule=finding.rule,
                 severity=finding.severity,
-                dedupe_key=finding.dedupe_key,
+                dedupe_key=key,
                 summary=finding.summary,
                 account=finding.account[:255],
                 source=finding.source[:64],
@@ -263,6 +265,15 @@ def _store(conn: Connection, finding: AlertFinding, now: float) -> bool:
         )
     )
     return False
+
+
+def _fitted_key(finding: AlertFinding) -> str:
+    """The dedupe key, or the rule and its SHA-256 when it is longer than the column
+    (a key holds names and a certificate serial a client chose)."""
+    key = finding.dedupe_key
+    if len(key) <= MAX_DEDUPE_KEY:
+        return key
+    return f"{finding.rule}:sha256:{hashlib.sha256(key.encode('utf-8')).hexdigest()}"
 
 
 def _json(evidence: Evidence) -> str:

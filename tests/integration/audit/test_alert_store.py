@@ -248,3 +248,28 @@ def test_the_evaluator_asks_the_registry_when_sessions_without_an_end_event_ende
             conn, audit.AlertThresholds(), now=T0 + 601, session_ends=reaped
         )
     assert done.raised == 0 and asked == [["s1", "s2"]]
+
+
+def test_a_dedupe_key_longer_than_its_column_is_stored_as_its_hash(db: Engine) -> None:
+    """A key holds what a client chose (here a certificate serial of 1,000 characters):
+    PostgreSQL would refuse it whole, so the rule and its SHA-256 stand in for it."""
+    for at in (T0, T0 + 1):
+        with db.begin() as conn:
+            audit.append(
+                conn,
+                audit.AuditEvent(
+                    at=at,
+                    actor="channel:x",
+                    action="login",
+                    subject="a" * 255,
+                    outcome="refused",
+                    reason="cert-revoked",
+                    details={"peer": "192.0.2.1:1", "certificate": "F" * 1000},
+                ),
+            )
+        evaluate(db)
+    [alert] = stored(db)
+    assert alert.rule == "revoked-cert" and alert.occurrences == 2
+    with db.begin() as conn:
+        key = conn.execute(select(alerts.c.dedupe_key)).scalar_one()
+    assert key.startswith("revoked-cert:sha256:") and len(key) == 20 + 64
