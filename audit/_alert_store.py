@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from audit._alerts import (
     LOGIN_ACTIONS,
+    PREVIEW_ACTION,
     QUERY_PREFIX,
     SESSION_ACTIONS,
     AlertFinding,
@@ -119,9 +120,9 @@ def evaluate_alerts(
         return Evaluation(after, after, 0, 0, 0)
     last = new[-1].seq
     first_at = min(r.event.at for r in new)
-    windowed = audit_events.c.action.in_(sorted(LOGIN_ACTIONS)) | audit_events.c.action.startswith(
-        QUERY_PREFIX, autoescape=True
-    )
+    windowed = audit_events.c.action.in_(
+        [*sorted(LOGIN_ACTIONS), PREVIEW_ACTION]
+    ) | audit_events.c.action.startswith(QUERY_PREFIX, autoescape=True)
     before = _records(
         conn,
         windowed,

@@ -53,6 +53,7 @@ LOGIN_ACTIONS: Final = frozenset({"login", "console.login"})
 SESSION_ACTIONS: Final = frozenset({"login", "login.resume", "session.end", "session.detach"})
 EXPORT_ACTION: Final = "audit.export"
 QUERY_PREFIX: Final = "declare.query."
+PREVIEW_ACTION: Final = "declare.preview"  # not written by declare_app yet
 
 # Refusals that are not a guess at a password: a stale form, a timeout, our own error.
 NOT_GUESSES: Final = frozenset(
@@ -505,15 +506,22 @@ def bulk_export(
 
 
 def is_probe(record: AuditRecord) -> bool:
-    """A unit's query naming a person (masked ID number in details) who is not its
-    own: refused ``not-found`` (``person-payments``, ``account-statement`` find only
-    persons ever enrolled in the unit).  A filtered list answered with no rows is not
-    counted: the person may be the unit's own under another filter."""
+    """A unit's query or preview naming a person (masked ID number in details
+    ``id_number``) who is not its own.
+
+    Queries: refused ``not-found`` (``person-payments`` and ``account-statement`` find
+    only persons ever enrolled in the unit); a filtered list answered with no rows is
+    not counted, as the person may be the unit's own under another filter.  Previews
+    (``declare.preview`` with details ``own`` false) are counted once declare_app
+    records them: today it does not audit previews at all.
+    """
     e = record.event
-    if not e.action.startswith(QUERY_PREFIX) or not e.unit:
+    if not e.unit or not isinstance(e.details.get("id_number"), str):
         return False
+    if e.action == PREVIEW_ACTION:
+        return e.details.get("own") is False
     return (
-        isinstance(e.details.get("id_number"), str)
+        e.action.startswith(QUERY_PREFIX)
         and e.outcome == "refused"
         and e.reason.startswith("not-found")
     )

@@ -391,3 +391,29 @@ def test_a_session_the_registry_ended_without_an_event_is_not_live_after_its_end
     assert two_addresses(log.records, after_seq=1, thresholds=LIMITS, ended_at=ended) == []
     still = {"s1": T0 + 900}  # ended after the second login: they overlapped
     assert len(two_addresses(log.records, after_seq=1, thresholds=LIMITS, ended_at=still)) == 1
+
+
+def test_previews_naming_persons_not_of_the_unit_count_once_declare_app_records_them() -> None:
+    """``declare.preview`` with ``own`` false (the event declare_app does not write
+    yet) counts like a refused query; a preview of the unit's own person does not."""
+    log = Log()
+    for i in range(6):
+        _probe(log, i)
+    for i in range(6, 10):
+        log.add(
+            "declare.preview",
+            A,
+            at=T0 + i,
+            unit="12345678",
+            details={"type": "person-add", "id_number": f"330682********{i:04d}", "own": False},
+        )
+    for i in range(10, 20):
+        log.add(
+            "declare.preview",
+            A,
+            at=T0 + i,
+            unit="12345678",
+            details={"type": "person-add", "id_number": f"330682********{i:04d}", "own": True},
+        )
+    [f] = id_probing(log.records, after_seq=0, thresholds=LIMITS)
+    assert len(f.evidence.seqs) == 10
