@@ -27,8 +27,8 @@ The rules (names are the ``rule`` column; thresholds in :class:`AlertThresholds`
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Final, TypeVar
 
@@ -223,12 +223,57 @@ def is_ok_login(record: AuditRecord) -> bool:
     return record.event.action == "login" and record.event.outcome == "ok"
 
 
-def _window(
-    records: Sequence[AuditRecord], anchor: AuditRecord, seconds: float
-) -> list[AuditRecord]:
-    """The records within *seconds* up to and including *anchor* (by time, then seq)."""
-    start = anchor.event.at - seconds
-    return [r for r in records if start < r.event.at <= anchor.event.at and r.seq <= anchor.seq]
+@dataclass(frozen=True)
+class _Hot:
+    """The windows of one group that met a rule's threshold."""
+
+    records: list[AuditRecord]  # every record inside any of them, oldest first
+    last: AuditRecord  # the newest record that closed one
+    count: int  # the most records in one of them
+    distinct: int  # the most distinct values in one of them
+
+
+def _hot_windows(
+    items: Sequence[AuditRecord],
+    *,
+    after_seq: int,
+    seconds: float,
+    distinct: Callable[[AuditRecord], str],
+    enough: Callable[[int, int], bool],
+) -> _Hot | None:
+    """Slide a window of *seconds* over *items* in time order; each window ending at a
+    new record (``seq > after_seq``) is judged by ``enough(records, distinct values)``.
+
+    One pass with running counts, so a long attack costs time in proportion to its
+    records, not their square.
+    """
+    ordered = sorted(items, key=lambda r: (r.event.at, r.seq))
+    counts: Counter[str] = Counter()
+    start = 0
+    ranges: list[tuple[int, int]] = []
+    last: AuditRecord | None = None
+    most = most_distinct = 0
+    for end, anchor in enumerate(ordered):
+        counts[distinct(anchor)] += 1
+        while ordered[start].event.at <= anchor.event.at - seconds:
+            gone = distinct(ordered[start])
+            counts[gone] -= 1
+            if not counts[gone]:
+                del counts[gone]
+            start += 1
+        size = end + 1 - start
+        if anchor.seq <= after_seq or not enough(size, len(counts)):
+            continue
+        if ranges and start <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], end + 1)
+        else:
+            ranges.append((start, end + 1))
+        last = anchor
+        most, most_distinct = max(most, size), max(most_distinct, len(counts))
+    if last is None:
+        return None
+    inside = [r for lo, hi in ranges for r in ordered[lo:hi]]
+    return _Hot(inside, last, most, most_distinct)
 
 
 def _merge(findings: list[AlertFinding]) -> list[AlertFinding]:
@@ -268,28 +313,31 @@ def brute_force(
     found: list[AlertFinding] = []
     n, w = thresholds.brute_force_failures, thresholds.brute_force_window_seconds
     for account, tries in failures.items():
-        for anchor in tries:
-            if anchor.seq <= after_seq:
-                continue
-            inside = _window(tries, anchor, w)
-            if len(inside) < n:
-                continue
-            sources = {s for s in map(source_of, inside) if s}
-            found.append(
-                AlertFinding(
-                    rule="brute-force",
-                    severity="high",
-                    dedupe_key=f"brute-force:{account}",
-                    summary=f"账号 {account} 在 {w / 60:g} 分钟内登录失败 {len(inside)} 次",
-                    first_seen=inside[0].event.at,
-                    last_seen=anchor.event.at,
-                    account=account,
-                    source=min(sources) if len(sources) == 1 else "",
-                    unit=anchor.event.unit,
-                    evidence=Evidence.of(inside, accounts=[account], sources=sources),
-                )
+        hot = _hot_windows(
+            tries,
+            after_seq=after_seq,
+            seconds=w,
+            distinct=lambda r: r.event.subject,
+            enough=lambda size, _: size >= n,
+        )
+        if hot is None:
+            continue
+        sources = {s for s in map(source_of, hot.records) if s}
+        found.append(
+            AlertFinding(
+                rule="brute-force",
+                severity="high",
+                dedupe_key=f"brute-force:{account}",
+                summary=f"账号 {account} 在 {w / 60:g} 分钟内登录失败 {hot.count} 次",
+                first_seen=hot.records[0].event.at,
+                last_seen=hot.last.event.at,
+                account=account,
+                source=min(sources) if len(sources) == 1 else "",
+                unit=hot.last.event.unit,
+                evidence=Evidence.of(hot.records, accounts=[account], sources=sources),
             )
-    return _merge(found)
+        )
+    return found
 
 
 def spraying(
@@ -305,29 +353,34 @@ def spraying(
     found: list[AlertFinding] = []
     w = thresholds.spray_window_seconds
     for source, tries in by_source.items():
-        for anchor in tries:
-            if anchor.seq <= after_seq:
-                continue
-            inside = _window(tries, anchor, w)
-            accounts = {r.event.subject for r in inside}
-            if len(accounts) < thresholds.spray_accounts or len(inside) < thresholds.spray_failures:
-                continue
-            found.append(
-                AlertFinding(
-                    rule="spraying",
-                    severity="high",
-                    dedupe_key=f"spraying:{source}",
-                    summary=(
-                        f"来源 {source} 在 {w / 60:g} 分钟内对 {len(accounts)} 个账号"
-                        f"登录失败 {len(inside)} 次"
-                    ),
-                    first_seen=inside[0].event.at,
-                    last_seen=anchor.event.at,
-                    source=source,
-                    evidence=Evidence.of(inside, accounts=accounts, sources=[source]),
-                )
+        hot = _hot_windows(
+            tries,
+            after_seq=after_seq,
+            seconds=w,
+            distinct=lambda r: r.event.subject,
+            enough=lambda size, accounts: (
+                accounts >= thresholds.spray_accounts and size >= thresholds.spray_failures
+            ),
+        )
+        if hot is None:
+            continue
+        accounts = {r.event.subject for r in hot.records}
+        found.append(
+            AlertFinding(
+                rule="spraying",
+                severity="high",
+                dedupe_key=f"spraying:{source}",
+                summary=(
+                    f"来源 {source} 在 {w / 60:g} 分钟内对 {hot.distinct} 个账号"
+                    f"登录失败 {hot.count} 次"
+                ),
+                first_seen=hot.records[0].event.at,
+                last_seen=hot.last.event.at,
+                source=source,
+                evidence=Evidence.of(hot.records, accounts=accounts, sources=[source]),
             )
-    return _merge(found)
+        )
+    return found
 
 
 def two_addresses(
@@ -539,31 +592,32 @@ def id_probing(
     found: list[AlertFinding] = []
     w = thresholds.probe_window_seconds
     for unit, probes in by_unit.items():
-        for anchor in probes:
-            if anchor.seq <= after_seq:
-                continue
-            inside = _window(probes, anchor, w)
-            persons = {str(r.event.details["id_number"]) for r in inside}
-            if len(persons) < thresholds.probe_persons:
-                continue
-            accounts = {r.event.actor.removeprefix("channel:") for r in inside}
-            found.append(
-                AlertFinding(
-                    rule="id-probing",
-                    severity="high",
-                    dedupe_key=f"id-probing:{unit}",
-                    summary=(
-                        f"单位 {unit} 在 {w / 60:g} 分钟内查询了 {len(persons)} 名"
-                        "不属于本单位的人员"
-                    ),
-                    first_seen=inside[0].event.at,
-                    last_seen=anchor.event.at,
-                    account=min(accounts) if len(accounts) == 1 else "",
-                    unit=unit,
-                    evidence=Evidence.of(inside, accounts=accounts),
-                )
+        hot = _hot_windows(
+            probes,
+            after_seq=after_seq,
+            seconds=w,
+            distinct=lambda r: str(r.event.details["id_number"]),
+            enough=lambda _, persons: persons >= thresholds.probe_persons,
+        )
+        if hot is None:
+            continue
+        accounts = {r.event.actor.removeprefix("channel:") for r in hot.records}
+        found.append(
+            AlertFinding(
+                rule="id-probing",
+                severity="high",
+                dedupe_key=f"id-probing:{unit}",
+                summary=(
+                    f"单位 {unit} 在 {w / 60:g} 分钟内查询了 {hot.distinct} 名不属于本单位的人员"
+                ),
+                first_seen=hot.records[0].event.at,
+                last_seen=hot.last.event.at,
+                account=min(accounts) if len(accounts) == 1 else "",
+                unit=unit,
+                evidence=Evidence.of(hot.records, accounts=accounts),
             )
-    return _merge(found)
+        )
+    return found
 
 
 def find_alerts(

@@ -417,3 +417,25 @@ def test_previews_naming_persons_not_of_the_unit_count_once_declare_app_records_
         )
     [f] = id_probing(log.records, after_seq=0, thresholds=LIMITS)
     assert len(f.evidence.seqs) == 10
+
+
+def test_a_long_attack_is_one_finding_per_key_with_the_newest_evidence_capped() -> None:
+    log = Log()
+    for i in range(5000):
+        log.fail((A, B, C)[i % 3], at=T0 + i * 0.1)
+    found = find_alerts(log.records, after_seq=0, thresholds=LIMITS)
+    assert sorted(f.rule for f in found) == ["brute-force"] * 3 + ["spraying"]
+    spray = next(f for f in found if f.rule == "spraying")
+    assert spray.evidence.seqs == tuple(range(4801, 5001))  # the newest 200
+    assert (spray.first_seen, spray.last_seen) == (T0, T0 + 499.9)
+
+
+def test_two_bursts_far_apart_keep_only_the_records_of_the_windows_that_met_the_threshold() -> None:
+    log = Log()
+    for i in range(10):
+        log.fail(A, at=T0 + i)
+    log.fail(A, at=T0 + 5000)  # alone: in no window of ten
+    for i in range(10):
+        log.fail(A, at=T0 + 10_000 + i)
+    [f] = brute_force(log.records, after_seq=0, thresholds=LIMITS)
+    assert 11 not in f.evidence.seqs and len(f.evidence.seqs) == 20
