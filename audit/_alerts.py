@@ -183,30 +183,38 @@ class AlertFinding:
 
 
 def host_of(peer: object) -> str:
-    """The host of ``host:port`` (``[v6]:port``, a bare address, IPv4-mapped IPv6
-    shown as IPv4), normalised; ``""`` when it is not an IP address."""
+    """The host of a ``host:port`` peer as the gateway writes it — an IPv6 host is not
+    bracketed there (``2001:db8::1:51000``), so the port is always after the last
+    colon; ``[2001:db8::1]:443`` is read too — normalised (an IPv4-mapped IPv6 address
+    as IPv4); ``""`` when there is no port or the host is not an IP address."""
     if not isinstance(peer, str):
         return ""
-    text = peer.strip()
-    candidates = [text]
-    if text.startswith("["):
-        candidates.append(text[1 : text.find("]")] if "]" in text else "")
-    elif text.count(":") == 1:
-        candidates.append(text.rsplit(":", 1)[0])
-    for candidate in candidates:
-        try:
-            address = ipaddress.ip_address(candidate)
-        except ValueError:
-            continue
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(address)
-    return ""
+    host, colon, port = peer.strip().rpartition(":")
+    if not colon or not port.isdigit():
+        return ""
+    return address_of(host.removeprefix("[").removesuffix("]"))
+
+
+def address_of(text: object) -> str:
+    """An IP address (no port) normalised, or ``""``."""
+    if not isinstance(text, str):
+        return ""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return ""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def source_of(record: AuditRecord) -> str:
+    """Where a record came from: the channel's ``peer`` (host:port) or the console's
+    ``source`` (an address)."""
     details = record.event.details
-    return host_of(details.get("peer") or details.get("source"))
+    if "peer" in details:
+        return host_of(details["peer"])
+    return address_of(details.get("source"))
 
 
 def local_hour(at: float) -> int:

@@ -77,9 +77,11 @@ class Log:
     [
         ("203.0.113.7:51000", "203.0.113.7"),
         ("[2001:db8::1]:443", "2001:db8::1"),
-        ("2001:db8:0:0::1", "2001:db8::1"),
-        ("::ffff:198.51.100.4", "198.51.100.4"),
-        ("198.51.100.4", "198.51.100.4"),
+        ("2001:db8::1:51000", "2001:db8::1"),  # as the gateway writes an IPv6 peer
+        ("2001:db8:0:0::1:4000", "2001:db8::1"),  # the last group is the port
+        ("::ffff:198.51.100.4:443", "198.51.100.4"),
+        ("198.51.100.4", ""),  # no port: not a peer
+        ("198.51.100.4:x", ""),
         ("unknown", ""),
         ("local", ""),
         ("", ""),
@@ -205,7 +207,7 @@ def test_two_accounts_or_few_failures_or_different_hosts_are_not_spraying() -> N
 def test_ipv6_peers_with_different_ports_are_one_source() -> None:
     log = Log()
     for i in range(10):
-        log.fail((A, B, C)[i % 3], peer=f"[2001:db8::7]:{4000 + i}", at=T0 + i)
+        log.fail((A, B, C)[i % 3], peer=f"2001:db8::7:{4000 + i}", at=T0 + i)
     [f] = spraying(log.records, after_seq=0, thresholds=LIMITS)
     assert f.source == "2001:db8::7"
 
