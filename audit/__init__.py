@@ -11,10 +11,36 @@ truncated record.  :func:`query` reads records back; :func:`export_jsonl`,
 Callers must never put a secret (password, OTP, TOTP secret, key, cookie, token) in
 any field of an event: the log is permanent, widely read and exported.
 
+Alert rules (:mod:`audit._alerts`) are pure functions over records and
+:class:`AlertThresholds`; :func:`evaluate_alerts` runs them incrementally (once across
+every node, behind a cursor row) and stores what they find in the ``alerts`` table,
+which :func:`list_alerts`, :func:`get_alert` and :func:`change_alert_state` read and
+handle.
+
 All functions take a SQLAlchemy ``Connection`` and return plain values; tables are
 in :data:`metadata`.  Nothing here imports Twisted.
 """
 
+from audit._alert_store import (
+    EVALUATE_BATCH,
+    AlertRow,
+    Evaluation,
+    SessionEnds,
+    StateChange,
+    change_alert_state,
+    evaluate_alerts,
+    get_alert,
+    list_alerts,
+)
+from audit._alerts import (
+    RULES,
+    SEVERITIES,
+    AlertFinding,
+    AlertThresholds,
+    Evidence,
+    find_alerts,
+    host_of,
+)
 from audit._chain import GENESIS_HASH
 from audit._events import (
     OUTCOMES,
@@ -27,21 +53,38 @@ from audit._events import (
 )
 from audit._export import export_csv, export_jsonl, export_syslog
 from audit._log import append, query, verify
-from audit._schema import metadata
+from audit._schema import ALERT_STATES, metadata
 
 __all__ = [
+    "ALERT_STATES",
+    "EVALUATE_BATCH",
     "GENESIS_HASH",
     "OUTCOMES",
+    "RULES",
+    "SEVERITIES",
+    "AlertFinding",
+    "AlertRow",
+    "AlertThresholds",
     "AuditChainError",
     "AuditEvent",
     "AuditEventError",
     "AuditRecord",
     "DetailValue",
+    "Evaluation",
+    "Evidence",
+    "SessionEnds",
+    "StateChange",
     "VerifyReport",
     "append",
+    "change_alert_state",
+    "evaluate_alerts",
     "export_csv",
     "export_jsonl",
     "export_syslog",
+    "find_alerts",
+    "get_alert",
+    "host_of",
+    "list_alerts",
     "metadata",
     "query",
     "verify",

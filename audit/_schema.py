@@ -5,6 +5,8 @@ plus one, never autoincrement) so a gap always means a deleted record.
 ``audit_head`` holds exactly one row, the tip of the chain, updated in the same
 transaction as each insert: without it, deleting the newest records would leave a
 shorter chain that still verifies.
+``alerts`` holds what the alert rules found and the officers' handling of it;
+``alert_cursor`` (one row) the last audit record the evaluator judged.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from audit._events import (
@@ -72,4 +75,54 @@ audit_head = Table(
     PrimaryKeyConstraint("id", name="pk_audit_head"),
     CheckConstraint(f"id = {HEAD_ID}", name="ck_audit_head_single_row"),
     CheckConstraint("last_seq >= 0", name="ck_audit_head_last_seq"),
+)
+
+# -- alerts (audit._alert_store) ------------------------------------------------------
+
+ALERT_STATES = ("new", "acknowledged", "closed")
+MAX_DEDUPE_KEY = 320  # rule + account (255) + a little
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, nullable=False, autoincrement=True),
+    Column("rule", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    # Unique while the alert is open; cleared on close, so a later episode of the same
+    # thing raises a new alert (NULLs never collide, on SQLite and PostgreSQL alike).
+    Column("dedupe_key", String(MAX_DEDUPE_KEY), nullable=True),
+    Column("summary", Text, nullable=False),
+    Column("account", String(MAX_SUBJECT), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("unit", String(MAX_UNIT), nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("occurrences", Integer, nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON: seqs, session_ids, accounts, sources
+    Column("state", String(16), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("changed_by", String(MAX_ACTOR), nullable=True),
+    Column("changed_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("id", name="pk_alerts"),
+    UniqueConstraint("dedupe_key", name="uq_alerts_dedupe_key"),
+    CheckConstraint("state IN ('new', 'acknowledged', 'closed')", name="ck_alerts_state"),
+    CheckConstraint("severity IN ('low', 'medium', 'high')", name="ck_alerts_severity"),
+    Index("ix_alerts_state_id", "state", "id"),
+    Index("ix_alerts_rule_id", "rule", "id"),
+)
+
+CURSOR_ID = 1
+
+# The last audit seq the evaluator has judged; its row is the lock that makes one
+# evaluation at a time across every node.
+alert_cursor = Table(
+    "alert_cursor",
+    metadata,
+    Column("id", Integer, nullable=False, autoincrement=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("evaluated_at", Float, nullable=False),
+    PrimaryKeyConstraint("id", name="pk_alert_cursor"),
+    CheckConstraint(f"id = {CURSOR_ID}", name="ck_alert_cursor_single_row"),
+    CheckConstraint("last_seq >= 0", name="ck_alert_cursor_last_seq"),
 )

@@ -119,6 +119,23 @@ class DirectoryConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """``[alerts]``: how often the rules run and their thresholds (audit.AlertThresholds)."""
+
+    interval_seconds: float = 2.0
+    brute_force_failures: int = 10
+    brute_force_window_seconds: float = 900.0
+    spray_accounts: int = 3
+    spray_failures: int = 10
+    spray_window_seconds: float = 900.0
+    session_lookback_seconds: float = 43200.0
+    unusual_hour_min_logins: int = 20
+    export_rows: int = 10000
+    probe_persons: int = 10
+    probe_window_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -131,6 +148,7 @@ class Config:
     declare: DeclareConfig = field(default_factory=DeclareConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -285,6 +303,20 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         # Whole seconds: ldap3 sets the receive timeout as an integer socket option.
         "timeout_seconds": _int_in(1, 120),
     },
+    "alerts": {
+        # Within 10 s of the events (issue 10): at most 5 s between evaluations.
+        "interval_seconds": _number_in(0.5, 5),
+        "brute_force_failures": _int_in(2, 10000),
+        "brute_force_window_seconds": _number_in(10, 86400),
+        "spray_accounts": _int_in(2, 10000),
+        "spray_failures": _int_in(2, 100000),
+        "spray_window_seconds": _number_in(10, 86400),
+        "session_lookback_seconds": _number_in(60, 30 * 86400),
+        "unusual_hour_min_logins": _int_in(1, 100000),
+        "export_rows": _int_in(1, 100_000_000),
+        "probe_persons": _int_in(2, 100000),
+        "probe_window_seconds": _number_in(10, 7 * 86400),
+    },
     "pki": {
         "client_cert_days": _int_in(1, 825),
         "server_cert_days": _int_in(1, 366),
@@ -304,6 +336,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "pki": PkiConfig,
     "declare": DeclareConfig,
     "directory": DirectoryConfig,
+    "alerts": AlertsConfig,
 }
 
 
@@ -355,6 +388,12 @@ def parse_config(text: str, *, source: str) -> Config:
             f"at least console.idle_timeout_seconds ({console.idle_timeout_seconds:g})"
         )
     _check_directory(config.directory, source)
+    alerts = config.alerts
+    if alerts.spray_failures < alerts.spray_accounts:
+        raise ConfigError(
+            f"{source}: alerts.spray_failures ({alerts.spray_failures}) must be at least "
+            f"alerts.spray_accounts ({alerts.spray_accounts}): each account fails at least once"
+        )
     return config
 
 
@@ -502,6 +541,29 @@ auth_timeout_seconds = 60
 # ca_file = "ldap-ca.pem"                 # relative to the state directory; empty: system CAs
 # user_dn = "uid={{name}},ou=staff,dc=example,dc=cn"
 # timeout_seconds = 5                     # whole seconds: the connect and each reply
+
+[alerts]
+# The officers' alert rules, evaluated every interval_seconds (once across every node
+# sharing the database).  Windows are in seconds.
+interval_seconds = 2
+# Brute force: this many failed logins of one account within the window.
+brute_force_failures = 10
+brute_force_window_seconds = 900
+# Spraying: failed logins of at least spray_accounts accounts (and spray_failures
+# failures in all) from one source address within the window.
+spray_accounts = 3
+spray_failures = 10
+spray_window_seconds = 900
+# One account live from two addresses: how far back a live session's login may lie
+# (the longest session lifetime of [policy]).
+session_lookback_seconds = 43200
+# A login at an hour (Beijing time) the account never used, after this many logins.
+unusual_hour_min_logins = 20
+# A staff export of at least this many rows (or of the whole log) is a bulk export.
+export_rows = 10000
+# A unit whose queries name this many persons not its own within the window.
+probe_persons = 10
+probe_window_seconds = 3600
 
 [pki]
 client_cert_days = 730

@@ -6,7 +6,8 @@ with TLS 1.2/1.3 and required client certificates on ``[gateway] listen``; the
 state directory, so only this host can reach it) behind the identity guard, which
 admits only connections that start with the gateway's signed identity header.  A
 watcher reloads the TLS files and the CRL within seconds and ends the sessions of
-revoked certificates.
+revoked certificates.  The alert evaluator (:mod:`ssgate._alerting`) judges new audit
+records every ``[alerts] interval_seconds``.
 
 Threads: database transactions on one pool, logins (argon2 hashing plus their own
 short transactions) on another, so a burst of logins cannot starve the session
@@ -61,6 +62,7 @@ from gateway import (
     policy_view,
     state_crl_watcher,
 )
+from ssgate._alerting import alert_service
 from ssgate._app import App
 from ssgate._config import ConfigError
 from ssgate._console import (
@@ -332,6 +334,8 @@ def start(
     running.addService(node)
     running.addService(state_crl_watcher(reactor, tls, state.path, on_change=on_crl))
     running.addService(session_sweeper(runner, reactor, console_policy))
+    # The officers' alert rules, once across every node sharing the database.
+    running.addService(alert_service(runner, reactor, config.alerts))
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     running.startService()
     return Serving(gateway_port, declare_port, console_port, running, node, runner)

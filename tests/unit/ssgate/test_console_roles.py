@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 
@@ -23,6 +24,7 @@ import audit
 import auth
 import gateway
 import web
+from audit._schema import alerts
 from auth.testing import SynchronousRunner
 from certs._schema import metadata as certs_metadata
 from declare_app.interfaces import Status
@@ -40,6 +42,7 @@ ROLES = ("carrier", "auditor", "officer", "admin")
 ACCOUNT = "33068212345678@sxlss"  # opened in every world, so its pages exist
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
 SESSION_ID = "5e551017" * 4
+ALERT_ID = "7"
 
 
 def _fill(path: str, values: dict[str, str]) -> str:
@@ -79,6 +82,25 @@ def _world(tmp_path: Path) -> tuple[web.ConsoleShell, ConsoleClient, dict[str, s
             node="node-a",
             now=NOW,
             max_concurrent=1,
+        )
+        # An alert for the officers' alert pages (their forms answer for it).
+        conn.execute(
+            insert(alerts).values(
+                id=int(ALERT_ID),
+                rule="spraying",
+                severity="high",
+                dedupe_key="spraying:192.0.2.7",
+                summary="sweep",
+                account="",
+                source="192.0.2.7",
+                unit="",
+                first_seen=NOW,
+                last_seen=NOW,
+                occurrences=1,
+                evidence="{}",
+                state="new",
+                created_at=NOW,
+            )
         )
         for role in ROLES:
             secret = auth.new_totp_secret()
@@ -130,6 +152,7 @@ def test_every_console_route_every_role_every_method(tmp_path: Path, role: str |
     values = {
         "id": ids[Status.PENDING_REVIEW],
         "sid": SESSION_ID,
+        "aid": ALERT_ID,
         "x": "x",
         "account": ACCOUNT,
         "name": "carrier1",  # a staff member's pages (a POST without a reason changes nothing)
