@@ -5,8 +5,10 @@ an :class:`AuditEvent`, appended with :func:`append` inside the same database
 transaction as the action it describes.  Each stored :class:`AuditRecord` carries the
 SHA-256 of its contents, its sequence number and the previous record's hash, and a
 one-row head holds the tip, so :func:`verify` finds an edited, deleted, reordered or
-truncated record.  :func:`query` reads records back; :func:`export_jsonl`,
-:func:`export_csv` and :func:`export_syslog` write them out.
+truncated record.  :func:`query` reads records back; :class:`EventFilter` with
+:func:`event_batch` and :func:`iter_events` read them by the officers' filters in
+bounded keyset batches; :func:`export_jsonl`, :func:`export_csv` and
+:func:`export_syslog` write them out.
 
 Callers must never put a secret (password, OTP, TOTP secret, key, cookie, token) in
 any field of an event: the log is permanent, widely read and exported.
@@ -25,24 +27,50 @@ from audit._events import (
     DetailValue,
     VerifyReport,
 )
-from audit._export import export_csv, export_jsonl, export_syslog
+from audit._export import (
+    FIELDS,
+    export_csv,
+    export_jsonl,
+    export_syslog,
+    record_dict,
+    spreadsheet_cell,
+)
 from audit._log import append, query, verify
+from audit._query import (
+    VIEW_FIELDS,
+    EventFilter,
+    event_batch,
+    iso_time,
+    iter_events,
+    last_seq,
+    view_row,
+)
 from audit._schema import metadata
 
 __all__ = [
+    "FIELDS",
     "GENESIS_HASH",
     "OUTCOMES",
+    "VIEW_FIELDS",
     "AuditChainError",
     "AuditEvent",
     "AuditEventError",
     "AuditRecord",
     "DetailValue",
+    "EventFilter",
     "VerifyReport",
     "append",
+    "event_batch",
     "export_csv",
     "export_jsonl",
     "export_syslog",
+    "iso_time",
+    "iter_events",
+    "last_seq",
     "metadata",
     "query",
+    "record_dict",
+    "spreadsheet_cell",
     "verify",
+    "view_row",
 ]
