@@ -117,12 +117,12 @@ class CappedRequest(Request):
 
     def connectionLost(self, reason: Failure) -> None:
         self.gone = True
+        producer = self.producer
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
         # The channel tells only its transport's producer; a streamed answer's
         # producer must stop too, whichever way the connection went.
-        producer = self.producer
         if producer is not None:
             producer.stopProducing()
-        super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
     def processingFailed(self, reason: Failure) -> None:
         """A failure outside the site's own handling: log it, answer a plain 500."""
@@ -213,7 +213,11 @@ class _StreamProducer:
         self._pump()
 
     def stopProducing(self) -> None:
+        # The connection is gone or going: nothing more is read or written, and the
+        # request is over (unless the route layer already gave up on it).
         self._end(complete=False)
+        if not self.done.called:
+            self.done.callback(None)
 
     def _pump(self) -> None:
         if self._pumping or self._paused or self._over:
@@ -231,12 +235,15 @@ class _StreamProducer:
                     self._request.unregisterProducer()
                     self._request.finish()
                     self._end(complete=True)
+                    self.done.callback(None)
                     return
                 self._request.write(chunk)
         finally:
             self._pumping = False
 
     def _failed(self, failure: Failure) -> None:
+        # The request is left unfinished (finishing would write the chunked body's
+        # end, making a short file look whole); it ends when the connection does.
         self.log.failure("streamed answer to {path} failed", failure, path=self._request.path)
         self._end(complete=False)
         transport = getattr(self._request.channel, "transport", None)
@@ -251,7 +258,6 @@ class _StreamProducer:
         if ended is not None:
             d = maybeDeferred(ended, complete)
             d.addErrback(lambda f: self.log.failure("after the stream ended", f))
-        self.done.callback(None)
 
 
 class CappedChannel(HTTPChannel):
