@@ -11,8 +11,10 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 CONFIG_FILE = "ssgate.toml"
 
@@ -119,6 +121,17 @@ class DirectoryConfig:
 
 
 @dataclass(frozen=True)
+class DisplayConfig:
+    """How times are shown to people: the IANA zone of tables and ``--since/--until``."""
+
+    time_zone: str = "Asia/Shanghai"
+
+    @property
+    def zone(self) -> tzinfo:
+        return ZoneInfo(self.time_zone)
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -131,6 +144,7 @@ class Config:
     declare: DeclareConfig = field(default_factory=DeclareConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -187,6 +201,16 @@ def _is_dn_template(value: str) -> bool:
 
     # Only the DN part is judged here; the URL is checked by its own key.
     return ldap_settings_problem("ldap://x", value, start_tls=False) is None
+
+
+def _is_time_zone(value: object) -> bool:
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        return False
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):  # unknown, or not a zone key at all
+        return False
+    return True
 
 
 _POLICY_KEYS: Mapping[str, tuple[str, Checker]] = {
@@ -285,6 +309,12 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         # Whole seconds: ldap3 sets the receive timeout as an integer socket option.
         "timeout_seconds": _int_in(1, 120),
     },
+    "display": {
+        "time_zone": (
+            'an IANA time zone name such as "Asia/Shanghai" or "UTC"',
+            _is_time_zone,
+        ),
+    },
     "pki": {
         "client_cert_days": _int_in(1, 825),
         "server_cert_days": _int_in(1, 366),
@@ -304,6 +334,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "pki": PkiConfig,
     "declare": DeclareConfig,
     "directory": DirectoryConfig,
+    "display": DisplayConfig,
 }
 
 
@@ -502,6 +533,11 @@ auth_timeout_seconds = 60
 # ca_file = "ldap-ca.pem"                 # relative to the state directory; empty: system CAs
 # user_dn = "uid={{name}},ou=staff,dc=example,dc=cn"
 # timeout_seconds = 5                     # whole seconds: the connect and each reply
+
+[display]
+# The time zone people read and type times in ('ssgate audit' tables, --since and
+# --until without an offset).  JSON and CSV carry ISO 8601 with the offset.
+time_zone = "Asia/Shanghai"
 
 [pki]
 client_cert_days = 730
