@@ -91,12 +91,6 @@ def _cell(value: Any) -> str:
     return audit.spreadsheet_cell(str(value))
 
 
-def export_format(query: Mapping[str, str]) -> str | None:
-    """The ``format`` a query string asks for (``csv`` or ``jsonl``), or None."""
-    value = query.get("format", "")
-    return value if value in FORMATS else None
-
-
 async def export_view(
     ctx: StaffCtx,
     spec: ExportSpec[R],
@@ -118,12 +112,16 @@ async def export_view(
     stream = _Stream(ctx, spec, fmt, start)
 
     def ended(complete: bool) -> Deferred[None]:
+        # Stamped when the download ended, not when it was asked for.
         return Deferred.fromCoroutine(
-            ctx.audit(
+            ctx.shell.audit(
+                ctx.shell.seconds(),
+                ctx.staff.audit_actor,
                 "audit.export",
                 view,
                 "ok",
                 reason="" if complete else "incomplete",
+                session_ref=ctx.session_ref,
                 details={
                     "view": view,
                     "format": fmt,
