@@ -46,7 +46,10 @@ BatchReader = Callable[[Connection, Any], tuple[Sequence[R], Any]]
 class ExportSpec(Generic[R]):
     """What a view exports: its *columns* (CSV header and JSON keys, in order),
     *cells* (a row as ``{column: value}``; values are text, numbers, booleans, None
-    or a mapping, written as JSON inside a CSV cell) and *reader* (one batch)."""
+    or a mapping, written as JSON inside a CSV cell) and *reader*: blocking,
+    ``reader(conn, cursor) -> (rows, next cursor)`` reads one bounded batch in the
+    view's order after *cursor* (the *start* given to :func:`export_view` first);
+    a next cursor of None means there is no more."""
 
     columns: tuple[str, ...]
     cells: Callable[[R], Mapping[str, Any]]
@@ -54,6 +57,7 @@ class ExportSpec(Generic[R]):
 
 
 def csv_header(columns: Sequence[str], *, bom: bool) -> str:
+    """The header line, after a byte order mark when *bom* (for Excel)."""
     return (BOM if bom else "") + _csv_text([list(columns)])
 
 
@@ -105,6 +109,8 @@ async def export_view(
     *filters* are the view's filters as typed (recorded in the audit event: give
     no personal data); *start* is the reader's first cursor.
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"export format must be one of {sorted(FORMATS)}, got {fmt!r}")
     details: dict[str, audit.DetailValue] = {"view": view, "format": fmt, "stage": "start"}
     details.update({f"filter_{name}": value[:200] for name, value in sorted(filters.items())})
     details["source"] = ctx.source
