@@ -1,5 +1,6 @@
-"""The officers' exports and actions view, in memory: the real console on SQLite with
-the real audit log and session registry, driven over HTTP by :class:`ConsoleClient`.
+"""The officers' exports and actions view, in memory: the real console on SQLite and
+PostgreSQL with the real audit log and session registry, driven over HTTP by
+:class:`ConsoleClient`.
 
 An export holds exactly the rows its list shows with the same filters (all pages),
 CSV starts with the UTF-8 byte order mark, every time carries its offset, and the
@@ -16,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from html import unescape
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +31,6 @@ from certs._schema import metadata as certs_metadata
 from gateway import _sessions
 from ssgate._console import console_site
 from ssgate._console.testing import ConsoleClient, Reply, enrol_staff
-from ssgate._db import make_engine
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z = 08:00 in Beijing
 PASSWORD = "Correct-Horse-9-battery"
@@ -82,8 +81,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    engine = make_engine(f"sqlite:///{tmp_path}/exports.db")
+def world(engine: Engine) -> Iterator[World]:
+    """The console on SQLite, and again on PostgreSQL (conftest's ``engine``)."""
     for metadata in (auth.metadata, audit.metadata, certs_metadata, gateway.metadata):
         metadata.create_all(engine)
     hasher = auth.PasswordHasher(auth.Argon2Params())
@@ -103,7 +102,6 @@ def world(tmp_path: Path) -> Iterator[World]:
         refusal_delay=0,
     )
     yield World(engine, clock, secrets, site)
-    engine.dispose()
 
 
 def csv_rows(reply: Reply) -> list[dict[str, str]]:
