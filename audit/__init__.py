@@ -5,8 +5,10 @@ an :class:`AuditEvent`, appended with :func:`append` inside the same database
 transaction as the action it describes.  Each stored :class:`AuditRecord` carries the
 SHA-256 of its contents, its sequence number and the previous record's hash, and a
 one-row head holds the tip, so :func:`verify` finds an edited, deleted, reordered or
-truncated record.  :func:`query` reads records back; :func:`export_jsonl`,
-:func:`export_csv` and :func:`export_syslog` write them out.
+truncated record.  :func:`query` reads records back; :class:`EventFilter` with
+:func:`event_batch` and :func:`iter_events` read them by the officers' filters in
+bounded keyset batches; :func:`export_jsonl`, :func:`export_csv` and
+:func:`export_syslog` write them out.
 
 Callers must never put a secret (password, OTP, TOTP secret, key, cookie, token) in
 any field of an event: the log is permanent, widely read and exported.
@@ -51,17 +53,35 @@ from audit._events import (
     DetailValue,
     VerifyReport,
 )
-from audit._export import export_csv, export_jsonl, export_syslog
+from audit._export import (
+    FIELDS,
+    export_csv,
+    export_jsonl,
+    export_syslog,
+    record_dict,
+    spreadsheet_cell,
+)
 from audit._log import append, query, verify
+from audit._query import (
+    VIEW_FIELDS,
+    EventFilter,
+    event_batch,
+    iso_time,
+    iter_events,
+    last_seq,
+    view_row,
+)
 from audit._schema import ALERT_STATES, metadata
 
 __all__ = [
     "ALERT_STATES",
     "EVALUATE_BATCH",
+    "FIELDS",
     "GENESIS_HASH",
     "OUTCOMES",
     "RULES",
     "SEVERITIES",
+    "VIEW_FIELDS",
     "AlertFinding",
     "AlertRow",
     "AlertThresholds",
@@ -71,6 +91,7 @@ __all__ = [
     "AuditRecord",
     "DetailValue",
     "Evaluation",
+    "EventFilter",
     "Evidence",
     "SessionEnds",
     "StateChange",
@@ -78,14 +99,21 @@ __all__ = [
     "append",
     "change_alert_state",
     "evaluate_alerts",
+    "event_batch",
     "export_csv",
     "export_jsonl",
     "export_syslog",
     "find_alerts",
     "get_alert",
     "host_of",
+    "iso_time",
+    "iter_events",
+    "last_seq",
     "list_alerts",
     "metadata",
     "query",
+    "record_dict",
+    "spreadsheet_cell",
     "verify",
+    "view_row",
 ]

@@ -42,7 +42,8 @@ def _iso_time(at: float) -> str:
     return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _as_dict(record: AuditRecord) -> dict[str, Any]:
+def record_dict(record: AuditRecord) -> dict[str, Any]:
+    """A record as :data:`FIELDS` name it, as JSON lines carry it."""
     event = record.event
     return {
         "seq": record.seq,
@@ -73,7 +74,7 @@ def export_jsonl(records: Iterable[AuditRecord]) -> Iterator[str]:
     """One JSON object per record and line, UTF-8 text kept readable (not \\u-escaped)."""
     for record in records:
         line = json.dumps(
-            _as_dict(record), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            record_dict(record), ensure_ascii=False, separators=(",", ":"), allow_nan=False
         )
         yield line.translate(_JSON_LINE_BREAKS) + "\n"
 
@@ -86,8 +87,12 @@ def export_jsonl(records: Iterable[AuditRecord]) -> Iterator[str]:
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(value: str) -> str:
+def spreadsheet_cell(value: str) -> str:
+    """*value* as a CSV cell no spreadsheet runs as a formula."""
     return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+_cell = spreadsheet_cell
 
 
 def export_csv(records: Iterable[AuditRecord]) -> Iterator[str]:

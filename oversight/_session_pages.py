@@ -9,7 +9,10 @@
 * ``POST /sessions/<sid>/terminate`` — the kill, through
   :meth:`SessionRegistry.kill` (what ``ssgate audit kill`` does: the node holding the
   session ends it at its next poll, within seconds, and the audit log records who
-  and why).
+  and why);
+* ``GET /sessions/export.csv|.jsonl`` and ``GET /sessions/live/export.csv|.jsonl``
+  — every session the list shows with the same filters (all its pages), streamed
+  and audited (:mod:`._export`).
 
 Every read and the kill run through ``ctx.runner.run`` on the database pool.  The
 shell has checked login, role and CSRF before a handler runs.
@@ -21,22 +24,49 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import tzinfo
+from typing import Any, Final
 from urllib.parse import urlencode
 
 from jinja2 import PackageLoader
 from sqlalchemy import Connection
 
+import audit
 import web
 from web import Response, StaffCtx
-from web._time import form_value, parse_local, shown
+from web._time import CHINA_TIME, form_value, parse_local, shown
 
+from ._export import FORMATS, ExportSpec, export_view
 from ._timeline import AUTH_REASONS, OUTCOMES, session_timeline
 from .interfaces import SessionRegistry, SessionRow
 
 SESSIONS = "/sessions"
 PAGE_SIZE = 50
 MAX_NOTE = 500
+EXPORT_BATCH = 500
+
+# A session as exports carry it: every time ISO 8601 with its offset, never epoch.
+SESSION_COLUMNS: Final = (
+    "id",
+    "account",
+    "unit_code",
+    "peer",
+    "node",
+    "cert_serial",
+    "status",
+    "started_at",
+    "last_seen_at",
+    "ended_at",
+    "end_reason",
+    "bytes_in",
+    "bytes_out",
+    "streams_opened",
+    "kill_requested_at",
+    "kill_reason",
+    "kill_note",
+    "kill_actor",
+)
+_SESSION_TIMES = frozenset({"started_at", "last_seen_at", "ended_at", "kill_requested_at"})
 
 # Session ids are 128-bit hex from the gateway; the converter is a little wider so
 # that an odd id is a "no such session" page, not a 404 for the path.
@@ -113,6 +143,33 @@ def _read_times(f: Filters) -> None:
                 f.errors[name] = "时间格式应为 2026-01-01T08:00（北京时间）"
     if "since" in f.search and "until" in f.search and f.search["since"] >= f.search["until"]:
         f.errors["until"] = "结束时间应晚于开始时间"
+
+
+def session_cells(row: SessionRow, zone: tzinfo = CHINA_TIME) -> dict[str, Any]:
+    """*row* by :data:`SESSION_COLUMNS`, its times ISO 8601 in *zone* (None: not yet)."""
+    cells: dict[str, Any] = {}
+    for name in SESSION_COLUMNS:
+        value = getattr(row, name)
+        if name in _SESSION_TIMES and value is not None:
+            value = audit.iso_time(value, zone)
+        cells[name] = value
+    return cells
+
+
+def _export_batch(
+    conn: Connection,
+    cursor: tuple[float, str] | None,
+    *,
+    registry: SessionRegistry,
+    search: Mapping[str, Any],
+    live: bool,
+    now: float,
+) -> tuple[Sequence[SessionRow], tuple[float, str] | None]:
+    rows = registry.search(
+        conn, **search, open_only=live, now=now, before=cursor, limit=EXPORT_BATCH
+    )
+    more = len(rows) == EXPORT_BATCH
+    return rows, ((rows[-1].started_at, rows[-1].id) if more else None)
 
 
 def cursor_of(row: SessionRow) -> str:
@@ -210,9 +267,34 @@ def sessions_section(registry: SessionRegistry) -> web.ConsoleSection:
             first_page=f.before is not None,
             first_link=base + ("?" + urlencode(f.form) if f.form else ""),
             next_link=next_link,
+            export_query=urlencode(f.form),
             page_size=PAGE_SIZE,
             now_text=form_value(ctx.now),
         )
+
+    async def export(ctx: StaffCtx, *, live: bool, fmt: str) -> Response:
+        f = read_filters(ctx.query, reasons)
+        f.errors.pop("before", None)  # an export holds every page: no cursor
+        if f.errors:
+            return await listing(ctx, live=live)
+        now = ctx.now
+
+        def reader(
+            conn: Connection, cursor: tuple[float, str] | None
+        ) -> tuple[Sequence[SessionRow], tuple[float, str] | None]:
+            return _export_batch(
+                conn, cursor, registry=registry, search=f.search, live=live, now=now
+            )
+
+        spec = ExportSpec(SESSION_COLUMNS, session_cells, reader)
+        view = "sessions-live" if live else "sessions"
+        return await export_view(ctx, spec, view=view, fmt=fmt, filters=f.form)
+
+    def exporter(live: bool, fmt: str) -> web.ConsoleHandler:
+        async def handler(ctx: StaffCtx) -> Response:
+            return await export(ctx, live=live, fmt=fmt)
+
+        return handler
 
     async def all_sessions(ctx: StaffCtx) -> Response:
         return await listing(ctx, live=False)
@@ -291,6 +373,11 @@ def sessions_section(registry: SessionRegistry) -> web.ConsoleSection:
             web.Route("GET", f"{SESSIONS}/<sid:sid>", roles, detail),
             web.Route("GET", f"{SESSIONS}/<sid:sid>/terminate", roles, terminate_form),
             web.Route("POST", f"{SESSIONS}/<sid:sid>/terminate", roles, terminate),
+            *(
+                web.Route("GET", f"{base}/export.{fmt}", roles, exporter(live, fmt))
+                for live, base in ((False, SESSIONS), (True, f"{SESSIONS}/live"))
+                for fmt in FORMATS
+            ),
         ),
         templates=PackageLoader("oversight", "templates"),
         converters={"sid": _SID},

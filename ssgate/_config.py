@@ -11,8 +11,10 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 CONFIG_FILE = "ssgate.toml"
 
@@ -136,6 +138,17 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class DisplayConfig:
+    """How times are shown to people: the IANA zone of tables and ``--since/--until``."""
+
+    time_zone: str = "Asia/Shanghai"
+
+    @property
+    def zone(self) -> tzinfo:
+        return ZoneInfo(self.time_zone)
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -149,6 +162,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -205,6 +219,16 @@ def _is_dn_template(value: str) -> bool:
 
     # Only the DN part is judged here; the URL is checked by its own key.
     return ldap_settings_problem("ldap://x", value, start_tls=False) is None
+
+
+def _is_time_zone(value: object) -> bool:
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        return False
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):  # unknown, or not a zone key at all
+        return False
+    return True
 
 
 _POLICY_KEYS: Mapping[str, tuple[str, Checker]] = {
@@ -317,6 +341,12 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         "probe_persons": _int_in(2, 100000),
         "probe_window_seconds": _number_in(10, 7 * 86400),
     },
+    "display": {
+        "time_zone": (
+            'an IANA time zone name such as "Asia/Shanghai" or "UTC"',
+            _is_time_zone,
+        ),
+    },
     "pki": {
         "client_cert_days": _int_in(1, 825),
         "server_cert_days": _int_in(1, 366),
@@ -337,6 +367,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "declare": DeclareConfig,
     "directory": DirectoryConfig,
     "alerts": AlertsConfig,
+    "display": DisplayConfig,
 }
 
 
@@ -564,6 +595,11 @@ export_rows = 10000
 # A unit whose queries name this many persons not its own within the window.
 probe_persons = 10
 probe_window_seconds = 3600
+
+[display]
+# The time zone people read and type times in ('ssgate audit' tables, --since and
+# --until without an offset).  JSON and CSV carry ISO 8601 with the offset.
+time_zone = "Asia/Shanghai"
 
 [pki]
 client_cert_days = 730

@@ -8,22 +8,25 @@ or input.  Every error is one line on stderr; a traceback is shown only with
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 
 import audit
 import auth
 import certs
 import declare_app
+import oversight
 import provisioning
 import staffing
 from ssgate import __version__
@@ -485,19 +488,57 @@ def cmd_audit(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
         app.close()
 
 
-def _parse_when(text: str | None, flag: str) -> float | None:
+def _parse_when(text: str | None, flag: str, zone: tzinfo) -> float | None:
+    """An ISO 8601 date or time; without an offset it is read in the display zone."""
     if text is None:
         return None
     try:
-        when = datetime.fromisoformat(text)
+        when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise CliError(
             EXIT_USAGE,
-            f"{flag} {text!r}: use an ISO date or time, e.g. 2026-11-23 or 2026-11-23T08:00",
+            f"{flag} {text!r}: use an ISO 8601 date or time, e.g. 2026-11-23, "
+            f"2026-11-23T08:00 (in {zone}) or 2026-11-23T08:00+08:00 / …Z",
         ) from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
+        when = when.replace(tzinfo=zone)
     return when.timestamp()
+
+
+def _local_time(ts: float | None, zone: tzinfo) -> str:
+    """``2026-11-23 08:00:00 +08:00``: a time as people read it, offset shown."""
+    if ts is None:
+        return "-"
+    stamp = datetime.fromtimestamp(ts, zone)
+    offset = stamp.strftime("%z")
+    return f"{stamp:%Y-%m-%d %H:%M:%S} {offset[:3]}:{offset[3:]}"
+
+
+def _event_filter(args: argparse.Namespace, zone: tzinfo) -> audit.EventFilter:
+    action = getattr(args, "action", None)
+    if args.audit_command == "logins":
+        if action is not None and action != "login" and not action.startswith("login."):
+            raise CliError(EXIT_USAGE, f"--action {action!r}: logins are login and login.*")
+        action = action or "login"
+    return audit.EventFilter(
+        account=args.account,
+        unit=args.unit,
+        session_id=args.session,
+        action=action,
+        outcome=args.outcome,
+        source=_source_host(args.source),
+        since=_parse_when(args.since, "--since", zone),
+        until=_parse_when(args.until, "--until", zone),
+    )
+
+
+def _source_host(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise CliError(EXIT_USAGE, f"--source {text!r}: give an IPv4 or IPv6 address") from None
 
 
 def _audit(app: App, args: argparse.Namespace, out: TextIO) -> int:
@@ -509,49 +550,56 @@ def _audit(app: App, args: argparse.Namespace, out: TextIO) -> int:
                 raise CliError(EXIT_REFUSED, f"audit log NOT intact: {report.problem}")
             out.write(f"audit log intact: {report.checked} records verified\n")
             return EXIT_OK
-        records = audit.query(
-            conn,
-            subject=getattr(args, "account", None),
-            unit=getattr(args, "unit", None),
-            since=_parse_when(getattr(args, "since", None), "--since"),
-            until=_parse_when(getattr(args, "until", None), "--until"),
-        )
-    if command == "logins":
-        records = [r for r in records if r.event.action.startswith("login")]
-    wanted = getattr(args, "action", None)
-    if wanted:
-        records = [
-            r
-            for r in records
-            if r.event.action == wanted or r.event.action.startswith(wanted + ".")
-        ]
-    fmt = {"json": "jsonl"}.get(args.format, args.format)
+        if command == "export":
+            # The exact, re-verifiable form: ``at`` as hashed, both hashes, UTC times.
+            records = audit.iter_events(conn, audit.EventFilter())
+            if args.format == "syslog":
+                lines = audit.export_syslog(records, hostname=os.uname().nodename)
+            elif args.format == "jsonl":
+                lines = audit.export_jsonl(records)
+            else:
+                lines = audit.export_csv(records)
+            for line in lines:
+                out.write(line)
+            return EXIT_OK
+        zone = app.config.display.zone
+        records = audit.iter_events(conn, _event_filter(args, zone))
+        _write_events(records, args.format, zone, out)
+    return EXIT_OK
+
+
+def _write_events(
+    records: Iterator[audit.AuditRecord], fmt: str, zone: tzinfo, out: TextIO
+) -> None:
     if fmt == "table":
         _table(
             [
                 [
                     str(r.seq),
-                    _fmt_time(r.event.at),
+                    _local_time(r.event.at, zone),
                     r.event.actor,
                     r.event.action,
                     r.event.subject,
                     r.event.outcome,
                     r.event.reason,
                     r.event.unit,
+                    r.event.session_id[:12],
                 ]
                 for r in records
             ],
-            ["SEQ", "TIME", "ACTOR", "ACTION", "SUBJECT", "OUTCOME", "REASON", "UNIT"],
+            ["SEQ", "TIME", "ACTOR", "ACTION", "SUBJECT", "OUTCOME", "REASON", "UNIT", "SESSION"],
             out,
         )
-        return EXIT_OK
-    if fmt == "syslog":
-        lines = audit.export_syslog(records, hostname=os.uname().nodename)
-    else:
-        lines = audit.export_jsonl(records) if fmt == "jsonl" else audit.export_csv(records)
-    for line in lines:
-        out.write(line if line.endswith("\n") else line + "\n")
-    return EXIT_OK
+        return
+    # json and csv: the view's form (ISO 8601 with offset, no epoch float), streamed.
+    if fmt == "csv":
+        out.write(oversight.csv_header(audit.VIEW_FIELDS, bom=False))
+    for record in records:
+        row = [audit.view_row(record, zone)]
+        if fmt == "csv":
+            out.write(oversight.csv_rows(audit.VIEW_FIELDS, row))
+        else:
+            out.write(oversight.jsonl_rows(row))
 
 
 def cmd_sessions(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
@@ -559,7 +607,6 @@ def cmd_sessions(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     from ssgate._app import operator_name
 
     app = App(state)
-    killed: gateway.SessionRecord | None = None
     try:
         now = app.clock()
         with app.engine.begin() as conn:
@@ -568,27 +615,64 @@ def cmd_sessions(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
                 killed = gateway.kill_session(
                     conn, args.session_id, note=args.reason or "", actor=actor, now=now
                 )
-            elif args.audit_command == "live":
-                rows = gateway.list_sessions(conn, open_only=True, now=now)
             else:
-                rows = gateway.list_sessions(
-                    conn,
-                    account=args.account,
-                    unit=args.unit,
-                    since=_parse_when(args.since, "--since"),
-                    until=_parse_when(args.until, "--until"),
-                )
+                zone = app.config.display.zone
+                rows = _session_rows(conn, args, zone, now=now)
+                _write_sessions(rows, args.format, zone, out)
+                return EXIT_OK
     finally:
         app.close()
-    if args.audit_command == "kill":
-        # Refused outside the transaction: the refused kill's audit event is kept.
-        if killed is None:
-            raise CliError(
-                EXIT_REFUSED, f"session {args.session_id} is not live (see 'ssgate audit live')"
-            )
-        out.write(f"session {killed.id} of {killed.account} will end within seconds\n")
-        return EXIT_OK
-    if args.format == "table":
+    # Refused outside the transaction: the refused kill's audit event is kept.
+    if killed is None:
+        raise CliError(
+            EXIT_REFUSED, f"session {args.session_id} is not live (see 'ssgate audit live')"
+        )
+    out.write(f"session {killed.id} of {killed.account} will end within seconds\n")
+    return EXIT_OK
+
+
+# Sessions read per query: a long list streams out a batch at a time.
+_SESSION_BATCH = 500
+
+
+def _session_rows(
+    conn: Connection, args: argparse.Namespace, zone: tzinfo, *, now: float
+) -> Iterator[oversight.SessionRow]:
+    """Every session the filters match, newest first, read by keyset in batches."""
+    import gateway
+
+    reasons = {r.slug for r in gateway.Reason}
+    reason = getattr(args, "reason", None)
+    if reason is not None and reason not in reasons:
+        raise CliError(
+            EXIT_USAGE,
+            f"--reason {reason!r}: not an end reason; one of {', '.join(sorted(reasons))}",
+        )
+    filters = {
+        "account": args.account,
+        "unit": args.unit,
+        "peer_host": _source_host(args.source),
+        "node": args.node,
+        "end_reason": reason,
+        "since": _parse_when(args.since, "--since", zone),
+        "until": _parse_when(args.until, "--until", zone),
+    }
+    live = args.audit_command == "live"
+    before: tuple[float, str] | None = None
+    while True:
+        rows = gateway.search_sessions(
+            conn, **filters, open_only=live, now=now, before=before, limit=_SESSION_BATCH
+        )
+        yield from rows
+        if len(rows) < _SESSION_BATCH:
+            return
+        before = (rows[-1].started_at, rows[-1].id)
+
+
+def _write_sessions(
+    rows: Iterator[oversight.SessionRow], fmt: str, zone: tzinfo, out: TextIO
+) -> None:
+    if fmt == "table":
         _table(
             [
                 [
@@ -596,9 +680,11 @@ def cmd_sessions(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
                     r.account,
                     r.status,
                     r.peer,
-                    _fmt_time(r.started_at),
-                    _fmt_time(r.ended_at),
+                    r.node,
+                    _local_time(r.started_at, zone),
+                    _local_time(r.ended_at, zone),
                     r.end_reason or "-",
+                    _kill_text(r, zone),
                     str(r.bytes_in),
                     str(r.bytes_out),
                     str(r.streams_opened),
@@ -610,28 +696,34 @@ def cmd_sessions(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
                 "ACCOUNT",
                 "STATUS",
                 "PEER",
+                "NODE",
                 "STARTED",
                 "ENDED",
                 "END REASON",
+                "KILL",
                 "IN",
                 "OUT",
                 "STREAMS",
             ],
             out,
         )
-    else:
-        import csv
-        import dataclasses
-
-        dicts = [dataclasses.asdict(r) for r in rows]
-        if args.format == "json":
-            for d in dicts:
-                out.write(_json_dump(d) + "\n")
+        return
+    if fmt == "csv":
+        out.write(oversight.csv_header(oversight.SESSION_COLUMNS, bom=False))
+    for r in rows:
+        cells = [oversight.session_cells(r, zone)]
+        if fmt == "csv":
+            out.write(oversight.csv_rows(oversight.SESSION_COLUMNS, cells))
         else:
-            writer = csv.DictWriter(out, fieldnames=list(dicts[0]) if dicts else ["id"])
-            writer.writeheader()
-            writer.writerows(dicts)
-    return EXIT_OK
+            out.write(oversight.jsonl_rows(cells))
+
+
+def _kill_text(r: oversight.SessionRow, zone: tzinfo) -> str:
+    """Who asked for a kill, when, and their note, in one table cell."""
+    if r.kill_requested_at is None:
+        return "-"
+    note = " ".join((r.kill_note or "").split())  # one line, whatever was typed
+    return f"{_local_time(r.kill_requested_at, zone)} {r.kill_actor or ''}: {note}".strip()
 
 
 def cmd_pki(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
@@ -734,6 +826,28 @@ def cmd_db(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
 
 _STATE_HELP = "state directory (default: $SSGATE_STATE, else ./ssgate-state)"
 _FORMATS = ["table", "json", "csv"]
+_FORMAT_HELP = (
+    "table (times in the display zone, offset shown), json (JSON lines) or csv; "
+    "json and csv carry every time as ISO 8601 with its offset"
+)
+_TIME_HELP = (
+    "Times (--since, --until) are ISO 8601: 2026-11-23, 2026-11-23T08:00 or "
+    "'2026-11-23 08:00:30' are read in the display time zone ([display] time_zone in "
+    "ssgate.toml, default Asia/Shanghai); 2026-11-23T00:00Z or …+08:00 give the offset."
+)
+
+
+def _time_filters(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--since",
+        metavar="T",
+        help=f"{what} at or after T (ISO 8601; without an offset: the display time zone)",
+    )
+    p.add_argument(
+        "--until",
+        metavar="T",
+        help=f"{what} before T (ISO 8601; without an offset: the display time zone)",
+    )
 
 
 def _risk_class(value: str) -> int:
@@ -991,34 +1105,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help=reason_help)
 
     aud = add("audit", "security officer: review and verify the audit log", cmd_audit)
+    aud.epilog = _TIME_HELP
     aus = aud.add_subparsers(
         dest="audit_command", metavar="ACTION", required=True, parser_class=_Parser
     )
-    for name, help in (("actions", "every recorded action"), ("logins", "login attempts")):
+    for name, help in (
+        ("actions", "every recorded action, oldest first"),
+        ("logins", "login attempts (actions login and login.*), oldest first"),
+    ):
         p = add(name, help, cmd_audit, aus)
+        p.epilog = _TIME_HELP
         p.add_argument(
-            "--action", metavar="NAME", help="only this action and its sub-actions (e.g. login)"
+            "--action",
+            metavar="NAME",
+            help="only this action and its sub-actions (login matches login and login.resume)",
         )
-        p.add_argument("--account", metavar="A")
-        p.add_argument("--unit", metavar="U")
-        p.add_argument("--since", metavar="T")
-        p.add_argument("--until", metavar="T")
-        p.add_argument("--format", choices=_FORMATS, default="table")
-    p = add("sessions", "channel sessions, newest first", cmd_sessions, aus)
-    p.add_argument("--account", metavar="A")
-    p.add_argument("--unit", metavar="U")
-    p.add_argument("--since", metavar="T")
-    p.add_argument("--until", metavar="T")
-    p.add_argument("--format", choices=_FORMATS, default="table")
-    p = add("live", "live sessions", cmd_sessions, aus)
-    p.add_argument("--format", choices=_FORMATS, default="table")
+        p.add_argument(
+            "--account",
+            metavar="A",
+            help="what account A was the subject of (provisioning, logins) and what it did "
+            "itself (actor channel:A: declarations, queries, password change)",
+        )
+        p.add_argument("--unit", metavar="U", help="events of the unit with 8-digit code U")
+        p.add_argument("--session", metavar="ID", help="events of one channel session (its id)")
+        p.add_argument(
+            "--outcome", choices=sorted(audit.OUTCOMES), help="only ok, refused or failed events"
+        )
+        p.add_argument(
+            "--source",
+            metavar="IP",
+            help="events from this client address (the peer or source in the details)",
+        )
+        _time_filters(p, "the event's time")
+        p.add_argument("--format", choices=_FORMATS, default="table", help=_FORMAT_HELP)
+    for name, help in (
+        ("sessions", "channel sessions, newest first"),
+        ("live", "live sessions (open and seen recently), newest first"),
+    ):
+        p = add(name, help, cmd_sessions, aus)
+        p.epilog = _TIME_HELP
+        p.add_argument("--account", metavar="A", help="sessions of channel account A")
+        p.add_argument("--unit", metavar="U", help="sessions of the unit with 8-digit code U")
+        p.add_argument(
+            "--source", metavar="IP", help="sessions from this client address (without port)"
+        )
+        p.add_argument("--node", metavar="NODE", help="sessions held by this gateway node")
+        if name == "sessions":
+            p.add_argument(
+                "--reason",
+                metavar="CODE",
+                help="sessions that ended for this reason code (e.g. idle-timeout, officer-kill)",
+            )
+        _time_filters(p, "the session's start")
+        p.add_argument("--format", choices=_FORMATS, default="table", help=_FORMAT_HELP)
     p = add(
         "kill", "end a live session (the client is told an officer ended it)", cmd_sessions, aus
     )
     p.add_argument("session_id", metavar="SESSION_ID")
     p.add_argument("--reason", help="a note kept in the session record and the audit log")
     add("verify", "check the hash chain; exit 1 naming the first bad record", cmd_audit, aus)
-    p = add("export", "export the whole log", cmd_audit, aus)
+    p = add(
+        "export",
+        "export the whole log in its exact form (at as hashed, both hashes, UTC times), "
+        "so the chain can be checked again",
+        cmd_audit,
+        aus,
+    )
     p.add_argument("--format", required=True, choices=["jsonl", "csv", "syslog"])
 
     pki = add("pki", "the private CA: certificates and revocation list", cmd_pki)

@@ -5,8 +5,9 @@
 body reader (:mod:`._body`) and strict decoders (:mod:`._decode`), streaming
 multipart (:mod:`._multipart`), the Host/Origin and CSRF checks (:mod:`._origin`,
 :mod:`._csrf`), the security headers (:mod:`._headers`) and the answers, errors as
-HTML pages or RFC 9457 problem documents (:mod:`._answers`).  It imports nothing of
-ours but ``auth`` types, so both feature sites and ``ssgate`` build on it.
+HTML pages or RFC 9457 problem documents, streamed downloads among them
+(:mod:`._answers`).  It imports nothing of ours but ``auth`` types, so both feature
+sites and ``ssgate`` build on it.
 """
 
 from ._answers import (
@@ -16,10 +17,14 @@ from ._answers import (
     REASONS,
     TEXT,
     TITLES,
+    ChunkSource,
     Cookie,
     HttpError,
     Response,
+    Streamed,
     attachment,
+    content_disposition,
+    download,
     finding_json,
     plain,
     problem,
@@ -56,7 +61,14 @@ from ._decode import (
 from ._headers import security_headers
 from ._multipart import MultipartError, MultipartReader, Upload
 from ._origin import host_allowed, origin_allowed, same_origin
-from ._request import INTERNAL_MESSAGE, CappedChannel, CappedRequest, WebSite, write
+from ._request import (
+    INTERNAL_MESSAGE,
+    CappedChannel,
+    CappedRequest,
+    WebSite,
+    write,
+    write_stream,
+)
 from ._routes import Dispatcher, Handler, Route, RoutedResource, RouteTable
 
 __all__ = [
@@ -77,6 +89,7 @@ __all__ = [
     "Body",
     "CappedChannel",
     "CappedRequest",
+    "ChunkSource",
     "ConsoleHandler",
     "ConsoleSection",
     "ConsoleSession",
@@ -98,9 +111,12 @@ __all__ = [
     "StaffAuthenticator",
     "StaffCtx",
     "StaffSessions",
+    "Streamed",
     "Upload",
     "WebSite",
     "attachment",
+    "content_disposition",
+    "download",
     "finding_json",
     "host_allowed",
     "may_call",
@@ -120,4 +136,5 @@ __all__ = [
     "see_other",
     "single_values",
     "write",
+    "write_stream",
 ]

@@ -1,8 +1,10 @@
 """What a handler answers, and the refusals every site maps the same way.
 
 A handler returns a :class:`Response` (status, body, type, extra headers, cookies) or
-raises :class:`HttpError`.  How an error looks is the site's choice of two: an HTML
-page (the site renders it in its layout) or, under ``/api/``, an RFC 9457
+raises :class:`HttpError`; a download too large to hold (an export) is a
+:class:`Streamed` response, built by :func:`download`, whose body the route layer
+pulls piece by piece as the client takes it.  How an error looks is the site's
+choice of two: an HTML page (the site renders it in its layout) or, under ``/api/``, an RFC 9457
 ``application/problem+json`` document built by :func:`problem`.  Our problem documents
 carry, besides ``type``/``title``/``status``/``detail``, the members ``error`` (our
 refusal code), ``message`` (the same text as ``detail``, for the clients written
@@ -13,8 +15,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -147,4 +149,66 @@ def attachment(content_type: str, filename: str, data: bytes) -> Response:
     disposition = b'attachment; filename="' + filename.encode("ascii") + b'"'
     return Response(
         200, data, content_type.encode("ascii"), ((b"Content-Disposition", disposition),)
+    )
+
+
+ChunkSource = Callable[[], Awaitable[bytes]]
+"""The next piece of a streamed body; ``b""`` when there is no more."""
+
+
+@dataclass(frozen=True)
+class Streamed(Response):
+    """A response whose body is written piece by piece (``body`` stays empty).
+
+    The route layer calls *chunks* for the next piece only when the client's
+    connection wants more (a push producer on the request, paused by the transport),
+    so one piece is held at a time however long the body.  *ended* is told, once,
+    whether the whole body went out (True) or not (False: the client left, a piece
+    failed, or a HEAD request wanted none); it may return a Deferred.
+    """
+
+    chunks: ChunkSource = field(kw_only=True, compare=False, repr=False)
+    ended: Callable[[bool], object] | None = field(
+        default=None, kw_only=True, compare=False, repr=False
+    )
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def content_disposition(filename: str) -> bytes:
+    """``attachment`` with *filename* as RFC 6266 says: a plain-ASCII ``filename``
+    for old clients (anything else becomes ``_``) and, when that differs, the exact
+    name as ``filename*=UTF-8''…`` (RFC 8187).  A name with a path separator, a
+    control character or nothing but dots is refused (``ValueError``)."""
+    if (
+        not 0 < len(filename) <= 128
+        or any(c in "/\\" or ord(c) < 0x20 or ord(c) == 0x7F for c in filename)
+        or filename.strip(".") == ""
+    ):
+        raise ValueError(f"download filename {filename!r} is not a plain file name")
+    fallback = _UNSAFE_NAME.sub("_", filename)
+    value = 'attachment; filename="' + fallback + '"'
+    if fallback != filename:
+        value += "; filename*=UTF-8''" + quote(filename, safe="")
+    return value.encode("ascii")
+
+
+def download(
+    content_type: str,
+    filename: str,
+    chunks: ChunkSource,
+    *,
+    ended: Callable[[bool], object] | None = None,
+) -> Streamed:
+    """A streamed file to save (see :class:`Streamed` and :func:`content_disposition`)."""
+    if _MEDIA.fullmatch(content_type) is None:
+        raise ValueError(f"bad content type {content_type!r}")
+    return Streamed(
+        200,
+        b"",
+        content_type.encode("ascii"),
+        ((b"Content-Disposition", content_disposition(filename)),),
+        chunks=chunks,
+        ended=ended,
     )

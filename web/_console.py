@@ -804,6 +804,11 @@ class ConsoleShell:
             details=details,
         )
 
+    def seconds(self) -> float:
+        """The console's clock, for what ends after the request's moment (a streamed
+        export's closing audit event)."""
+        return self._clock.seconds()
+
     def nav(self, role: str) -> list[tuple[str, str]]:
         return [(s.path, s.title) for s in self.sections if role == "admin" or role in s.roles]
 

@@ -10,6 +10,12 @@ in memory.  Twisted never parses a form body itself (the sites decode strictly).
 Every answer, the early ones included, carries the site's security headers; a bug
 that escapes the site's own handling is logged and answered with a plain 500 that
 shows nothing of it.
+
+A :class:`~web.Streamed` answer (an export) is written by :func:`write_stream`: a
+push producer registered on the request asks for the next piece only while the
+transport takes data (TCP's buffer full pauses it, drained resumes it), and stops
+for good when the client goes, so an export holds one piece at a time and no work
+is done for a reader that left.
 """
 
 from __future__ import annotations
@@ -18,15 +24,17 @@ import io
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
+from zope.interface import implementer
 
-from ._answers import REASONS, Response, plain
+from ._answers import REASONS, Response, Streamed, plain
 
 INTERNAL_MESSAGE = "服务器内部错误，请稍后重试。如问题持续，请联系系统管理员。"
 
@@ -109,7 +117,12 @@ class CappedRequest(Request):
 
     def connectionLost(self, reason: Failure) -> None:
         self.gone = True
+        producer = self.producer
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
+        # The channel tells only its transport's producer; a streamed answer's
+        # producer must stop too, whichever way the connection went.
+        if producer is not None:
+            producer.stopProducing()
 
     def processingFailed(self, reason: Failure) -> None:
         """A failure outside the site's own handling: log it, answer a plain 500."""
@@ -123,6 +136,30 @@ def write(request: Request, response: Response, *, tls: bool = False) -> None:
     """Write *response* on *request* and finish it (nothing if the client has gone)."""
     if getattr(request, "gone", False) or request.finished:
         return
+    _write_head(request, response, tls=tls)
+    request.setHeader(b"Content-Length", b"%d" % len(response.body))
+    if request.method != b"HEAD":
+        request.write(response.body)
+    request.finish()
+
+
+def write_stream(request: Request, response: Streamed, *, tls: bool = False) -> Deferred[None]:
+    """Write *response* on *request* piece by piece (chunked, no length known) and
+    finish it; the Deferred fires when the body has ended, however it ended."""
+    producer = _StreamProducer(request, response)
+    if getattr(request, "gone", False) or request.finished:
+        producer.stopProducing()
+        return producer.done
+    _write_head(request, response, tls=tls)
+    if request.method == b"HEAD":
+        request.finish()
+        producer.stopProducing()
+        return producer.done
+    producer.start()
+    return producer.done
+
+
+def _write_head(request: Request, response: Response, *, tls: bool) -> None:
     request.setResponseCode(response.status, REASONS.get(response.status))
     request.setHeader(b"Server", b"ssgate")  # not Twisted's name and version
     if response.status not in (204, 304):
@@ -139,10 +176,88 @@ def write(request: Request, response: Response, *, tls: bool = False) -> None:
             sameSite="strict",
             max_age=None if cookie.max_age is None else str(cookie.max_age).encode("ascii"),
         )
-    request.setHeader(b"Content-Length", b"%d" % len(response.body))
-    if request.method != b"HEAD":
-        request.write(response.body)
-    request.finish()
+
+
+@implementer(IPushProducer)
+class _StreamProducer:
+    """Pulls a :class:`Streamed` body's pieces while the transport wants them.
+
+    One pump at a time: it awaits the next piece (a database batch, say), writes it,
+    and goes on unless the transport paused it meanwhile; ``resumeProducing`` starts
+    it again.  A piece that fails cuts the connection, so the client sees a broken
+    download rather than a short file that looks whole.
+    """
+
+    log = Logger()
+
+    def __init__(self, request: Request, response: Streamed) -> None:
+        self._request = request
+        self._response = response
+        self._paused = False
+        self._pumping = False
+        self._over = False
+        self.done: Deferred[None] = Deferred()
+
+    def start(self) -> None:
+        self._request.registerProducer(self, True)
+        # A channel already waiting for its transport will not pause a producer
+        # registered after that moment: start paused, its resume will come.
+        self._paused = bool(getattr(self._request.channel, "_waitingForTransport", False))
+        self._pump()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._pump()
+
+    def stopProducing(self) -> None:
+        # The connection is gone or going: nothing more is read or written, and the
+        # request is over (unless the route layer already gave up on it).
+        self._end(complete=False)
+        if not self.done.called:
+            self.done.callback(None)
+
+    def _pump(self) -> None:
+        if self._pumping or self._paused or self._over:
+            return
+        self._pumping = True
+        Deferred.fromCoroutine(self._run()).addErrback(self._failed)
+
+    async def _run(self) -> None:
+        try:
+            while not self._paused and not self._over:
+                chunk = await self._response.chunks()
+                if self._over:  # the client left while the piece was read
+                    return
+                if not chunk:
+                    self._request.unregisterProducer()
+                    self._request.finish()
+                    self._end(complete=True)
+                    self.done.callback(None)
+                    return
+                self._request.write(chunk)
+        finally:
+            self._pumping = False
+
+    def _failed(self, failure: Failure) -> None:
+        # The request is left unfinished (finishing would write the chunked body's
+        # end, making a short file look whole); it ends when the connection does.
+        self.log.failure("streamed answer to {path} failed", failure, path=self._request.path)
+        self._end(complete=False)
+        transport = getattr(self._request.channel, "transport", None)
+        if transport is not None:
+            getattr(transport, "abortConnection", transport.loseConnection)()
+
+    def _end(self, *, complete: bool) -> None:
+        if self._over:
+            return
+        self._over = True
+        ended = self._response.ended
+        if ended is not None:
+            d = maybeDeferred(ended, complete)
+            d.addErrback(lambda f: self.log.failure("after the stream ended", f))
 
 
 class CappedChannel(HTTPChannel):

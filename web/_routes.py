@@ -9,6 +9,8 @@ Serving, per request: Klein matches the path (404 for an unknown path, 405 with
 ``Allow`` for another method, HEAD answered as GET), then the site's
 :class:`Dispatcher` runs its gate (who is asking, may they, is the write genuine)
 and the handler, and the answer is written here — never to a client that has gone.
+A streamed answer (:class:`~web.Streamed`) is written as the client takes it, and the
+request is done only when its body has ended.
 Klein cancels a handler whose client left; we let the work finish instead (a
 database call on the pool cannot be taken back) and only drop the answer.
 """
@@ -29,8 +31,8 @@ from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
 
-from ._answers import Response, plain
-from ._request import INTERNAL_MESSAGE, CappedRequest, write
+from ._answers import Response, Streamed, plain
+from ._request import INTERNAL_MESSAGE, CappedRequest, write, write_stream
 
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
 _PATH_SHAPE = re.compile(r"^/[A-Za-z0-9_./<>:~-]*$")
@@ -190,11 +192,14 @@ class RoutedResource:
     def _answer(self, request: CappedRequest, d: Deferred[Response]) -> Deferred[None]:
         done: Deferred[None] = Deferred()
 
-        def send(response: Response) -> None:
+        def send(response: Response) -> Deferred[None] | None:
             if not isinstance(response, Response):  # a handler bug, not the client's
                 self.log.error("{path} answered {what!r}", path=request.path, what=response)
                 response = plain(500, INTERNAL_MESSAGE)
+            if isinstance(response, Streamed):
+                return write_stream(request, response, tls=self._tls)
             write(request, response, tls=self._tls)
+            return None
 
         def failed(failure: Failure) -> None:
             self.log.failure("request {path} failed", failure, path=request.path)

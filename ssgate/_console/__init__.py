@@ -121,6 +121,7 @@ def console_shell(
         mounted.append(review_section(workflow))
     mounted.append(oversight.sessions_section(gateway.SessionRegistryView()))
     mounted.append(oversight.alerts_section())
+    mounted.append(oversight.events_section())
     if provisioner is not None:
         from provisioning import accounts_section
 

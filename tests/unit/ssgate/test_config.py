@@ -18,6 +18,14 @@ def test_the_template_init_writes_is_valid_and_carries_the_hostname() -> None:
     assert config.console.max_lifetime_seconds == 8 * 3600
 
 
+def test_the_display_zone_is_shanghai_unless_another_iana_zone_is_named() -> None:
+    assert parse_config("", source="ssgate.toml").display.time_zone == "Asia/Shanghai"
+    config = parse_config('[display]\ntime_zone = "Europe/Berlin"', source="ssgate.toml")
+    assert str(config.display.zone) == "Europe/Berlin"
+    template = parse_config(render_default_config(hostname="h"), source="ssgate.toml")
+    assert template.display.time_zone == "Asia/Shanghai"
+
+
 def test_an_empty_file_means_all_defaults() -> None:
     config = parse_config("", source="ssgate.toml")
     assert config.gateway.listen == "tcp:8443"
@@ -52,6 +60,9 @@ def test_an_empty_file_means_all_defaults() -> None:
             "console.idle_timeout_seconds (3600)",
         ),
         ("[console]\nidle_timeout_seconds = 5", "console.idle_timeout_seconds = 5 is invalid"),
+        ("[display]\ntime_zone = 'Beijing'", "display.time_zone = 'Beijing' is invalid"),
+        ("[display]\ntime_zone = '../etc/passwd'", "expected an IANA time zone name"),
+        ("[display]\ntime_zone = 8", "display.time_zone = 8 is invalid"),
         ("gateway = 3", "gateway must be a table"),
         ("[gateway", "not valid TOML"),
     ],
