@@ -6,8 +6,9 @@ transaction as the action it describes.  Each stored :class:`AuditRecord` carrie
 SHA-256 of its contents, its sequence number and the previous record's hash, and a
 one-row head holds the tip, so :func:`verify` finds an edited, deleted, reordered or
 truncated record; :func:`begin_verify` and :func:`verify_batch` do the same walk in
-short batches that a background job can spread over many transactions.  :func:`query` reads records back; :func:`export_jsonl`,
-:func:`export_csv` and :func:`export_syslog` write them out.
+short batches that a background job can spread over many transactions.
+:func:`query` reads records back; :func:`export_jsonl`, :func:`export_csv` and
+:func:`export_syslog` write them out.
 
 Callers must never put a secret (password, OTP, TOTP secret, key, cookie, token) in
 any field of an event: the log is permanent, widely read and exported.
