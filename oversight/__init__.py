@@ -5,8 +5,13 @@ and keyset paging, a session's timeline from login to end (with every declaratio
 action and query it made), the live sessions and their termination.  Sessions are
 read, and kills asked for, through :class:`SessionRegistry` (``gateway`` provides
 it); the timeline reads the audit log.  ``ssgate`` mounts the section in the console.
+
+:func:`logins_section` is the login audit: every login attempt from the audit log
+(:func:`login_rows`, reusable by exports), failures grouped by account and by source,
+the locked accounts and their unlock through :class:`AccountUnlock`.
 """
 
+from ._login_pages import logins_section
 from ._logins import (
     FailureGroup,
     LoginFilters,
@@ -17,9 +22,10 @@ from ._logins import (
 )
 from ._session_pages import sessions_section
 from ._timeline import Timeline, TimelineEntry, session_timeline
-from .interfaces import SessionRegistry, SessionRow
+from .interfaces import AccountUnlock, SessionRegistry, SessionRow, UnlockRefused
 
 __all__ = [
+    "AccountUnlock",
     "FailureGroup",
     "LoginFilters",
     "LoginRow",
@@ -27,9 +33,11 @@ __all__ = [
     "SessionRow",
     "Timeline",
     "TimelineEntry",
+    "UnlockRefused",
     "failures_by_account",
     "failures_by_source",
     "login_rows",
+    "logins_section",
     "session_timeline",
     "sessions_section",
 ]

@@ -56,6 +56,13 @@ KINDS: Mapping[str, tuple[str, ...]] = {
 }
 ALL_ACTIONS = CHANNEL_ACTIONS + CONSOLE_ACTIONS
 FAILED = ("refused", "failed")
+# The outcome filter: one outcome, or "not-ok" for every refused or failed attempt.
+OUTCOME_CHOICES: Mapping[str, tuple[str, ...]] = {
+    "ok": ("ok",),
+    "refused": ("refused",),
+    "failed": ("failed",),
+    "not-ok": FAILED,
+}
 
 audit_events = audit.metadata.tables["audit_events"]
 
@@ -68,7 +75,8 @@ class LoginFilters:
 
     *kind* is ``channel`` (the secure channel's logins and resumes), ``console``
     (staff logins) or None (both); *source* a host address, normalised
-    (``ipaddress``'s text); ``since <= at < until``.
+    (``ipaddress``'s text); *outcome* a key of :data:`OUTCOME_CHOICES`;
+    ``since <= at < until``.
     """
 
     kind: str | None = None
@@ -164,9 +172,11 @@ def _source_forms(host: str) -> tuple[str, ...]:
 def _where(conn: Connection, f: LoginFilters, actions: Collection[str]) -> list[Any]:
     e = audit_events.c
     clauses: list[Any] = [e.action.in_(sorted(actions))]
-    for column, value in ((e.subject, f.account), (e.outcome, f.outcome), (e.reason, f.reason)):
+    for column, value in ((e.subject, f.account), (e.reason, f.reason)):
         if value is not None:
             clauses.append(column == value)
+    if f.outcome is not None:
+        clauses.append(e.outcome.in_(OUTCOME_CHOICES[f.outcome]))
     if f.since is not None:
         clauses.append(e.at >= float(f.since))
     if f.until is not None:

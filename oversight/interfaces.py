@@ -2,8 +2,10 @@
 
 ``oversight`` reads sessions and asks for kills only through :class:`SessionRegistry`
 (``gateway.SessionRegistryView`` is the real one; ``ssgate`` passes it in), so the
-pages do not depend on how or where the gateway keeps its sessions.  The audit log is
-read directly: ``audit`` is a layer below every feature.
+pages do not depend on how or where the gateway keeps its sessions.  Unlocking an
+account goes through :class:`AccountUnlock` (``ssgate`` passes the carriers'
+workflow, so the officers' unlock is the same one ``ssgate provision unlock`` runs).
+The audit log is read directly: ``audit`` is a layer below every feature.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
-__all__ = ["SessionRegistry", "SessionRow"]
+__all__ = ["AccountUnlock", "SessionRegistry", "SessionRow", "UnlockRefused"]
 
 
 class SessionRow(Protocol):
@@ -100,3 +102,22 @@ class SessionRegistry(Protocol):
     def reasons(self) -> Mapping[str, str]:
         """Reason codes (ends of sessions, refused logins and streams) in Chinese."""
         ...
+
+
+class UnlockRefused(Exception):
+    """The unlock was not done; ``reason`` is the workflow's code (``not-locked``,
+    ``account-cancelled``, ``unknown-account``, ``bad-account``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AccountUnlock(Protocol):
+    """Clears a channel account's lock through the carriers' workflow (what ``ssgate
+    provision unlock`` runs), audited as *actor* in console session *session_ref*.
+
+    Blocking, in a transaction of its own: call it with ``runner.call``.  Raises
+    :class:`UnlockRefused` (the workflow has audited the refusal)."""
+
+    def __call__(self, account: str, *, reason: str, actor: str, session_ref: str) -> None: ...

@@ -296,6 +296,7 @@ def start(
         clock=reactor,
         secure=True,
         policy=console_policy,
+        lockout=authenticator.policy,  # the officers' view of throttled sources
         # The same on every node and after a restart: a login form loaded from one
         # node can be sent to another.
         login_form_key=login_form_key(identity_key),

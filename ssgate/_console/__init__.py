@@ -106,6 +106,7 @@ def console_shell(
     sections: Sequence[web.ConsoleSection] = (),
     secure: bool,
     policy: SessionPolicy | None = None,
+    lockout: auth.LockoutPolicy | None = None,
     refusal_delay: float = 1.0,
     random_bytes: Callable[[int], bytes] = secrets.token_bytes,
 ) -> web.ConsoleShell:
@@ -115,7 +116,15 @@ def console_shell(
         from declare_app.web import review_section
 
         mounted.append(review_section(workflow))
-    mounted.append(oversight.sessions_section(gateway.SessionRegistryView()))
+    registry = gateway.SessionRegistryView()
+    mounted.append(oversight.sessions_section(registry))
+    mounted.append(
+        oversight.logins_section(
+            None if provisioner is None else _unlock_through(provisioner),
+            reasons=registry.reasons(),
+            lockout=lockout,
+        )
+    )
     if provisioner is not None:
         from provisioning import accounts_section
 
@@ -135,6 +144,22 @@ def console_shell(
     )
 
 
+def _unlock_through(provisioner: Provisioner) -> oversight.AccountUnlock:
+    """The officers' unlock as the carriers' workflow (``ssgate provision unlock``),
+    acting as the staff member; the workflow's refusals in oversight's terms."""
+    from provisioning import ProvisioningInputError, ProvisioningRefused
+
+    def unlock(account: str, *, reason: str, actor: str, session_ref: str) -> None:
+        try:
+            provisioner.acting_as(actor, session_ref=session_ref).unlock(account, reason=reason)
+        except ProvisioningRefused as refused:
+            raise oversight.UnlockRefused(refused.reason) from None
+        except ProvisioningInputError:
+            raise oversight.UnlockRefused("bad-account") from None
+
+    return unlock
+
+
 def console_site(**kwargs: Any) -> Site:
     """The staff console as a twisted.web ``Site``.
 
@@ -145,8 +170,9 @@ def console_site(**kwargs: Any) -> Site:
     responses carry HSTS.  *clock* gives the time (session timeouts, audit
     timestamps), the delay after a refused login (*refusal_delay* seconds) and the
     HTTP timeouts.  *policy* sets the session timeouts (15 min idle, 8 h in all) and
-    caps.  *login_form_key* signs the login form's token; every node serving the
-    console must use the same one (:func:`login_form_key` derives it from
-    ``identity.key``).
+    caps; *lockout* is the authenticator's lockout policy (the officers' locked-out
+    page shows the throttled sources' windows by it).  *login_form_key* signs the
+    login form's token; every node serving the console must use the same one
+    (:func:`login_form_key` derives it from ``identity.key``).
     """
     return console_shell(**kwargs).site()
