@@ -9,8 +9,11 @@ it); the timeline reads the audit log.  ``ssgate`` mounts the section in the con
 :func:`logins_section` is the login audit: every login attempt from the audit log
 (:func:`login_rows`, reusable by exports), failures grouped by account and by source,
 the locked accounts and their unlock through :class:`AccountUnlock`.
+:func:`integrity_section` verifies the audit chain in the background
+(:class:`ChainVerification`) and shows its progress and verdict.
 """
 
+from ._integrity import ChainVerification, VerifyState, integrity_section
 from ._login_pages import logins_section
 from ._logins import (
     FailureGroup,
@@ -26,6 +29,7 @@ from .interfaces import AccountUnlock, SessionRegistry, SessionRow, UnlockRefuse
 
 __all__ = [
     "AccountUnlock",
+    "ChainVerification",
     "FailureGroup",
     "LoginFilters",
     "LoginRow",
@@ -34,8 +38,10 @@ __all__ = [
     "Timeline",
     "TimelineEntry",
     "UnlockRefused",
+    "VerifyState",
     "failures_by_account",
     "failures_by_source",
+    "integrity_section",
     "login_rows",
     "logins_section",
     "session_timeline",

@@ -125,6 +125,7 @@ def console_shell(
             lockout=lockout,
         )
     )
+    mounted.append(oversight.integrity_section(runner, clock))
     if provisioner is not None:
         from provisioning import accounts_section
 
