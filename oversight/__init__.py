@@ -9,10 +9,12 @@ it); the timeline reads the audit log.  ``ssgate`` mounts the section in the con
 :func:`logins_section` is the login audit: every login attempt from the audit log
 (:func:`login_rows`, reusable by exports), failures grouped by account and by source,
 the locked accounts and their unlock through :class:`AccountUnlock`.
-:func:`integrity_section` verifies the audit chain in the background
+:func:`charts_section` draws logins, failures, open sessions and declarations as
+SVG on the server.  :func:`integrity_section` verifies the audit chain in the background
 (:class:`ChainVerification`) and shows its progress and verdict.
 """
 
+from ._charts import charts_section
 from ._integrity import ChainVerification, VerifyState, integrity_section
 from ._login_pages import logins_section
 from ._logins import (
@@ -25,20 +27,32 @@ from ._logins import (
 )
 from ._session_pages import sessions_section
 from ._timeline import Timeline, TimelineEntry, session_timeline
-from .interfaces import AccountUnlock, SessionRegistry, SessionRow, UnlockRefused
+from .interfaces import (
+    AccountUnlock,
+    DeclarationCounts,
+    DeclarationTally,
+    SessionCounts,
+    SessionRegistry,
+    SessionRow,
+    UnlockRefused,
+)
 
 __all__ = [
     "AccountUnlock",
     "ChainVerification",
+    "DeclarationCounts",
+    "DeclarationTally",
     "FailureGroup",
     "LoginFilters",
     "LoginRow",
+    "SessionCounts",
     "SessionRegistry",
     "SessionRow",
     "Timeline",
     "TimelineEntry",
     "UnlockRefused",
     "VerifyState",
+    "charts_section",
     "failures_by_account",
     "failures_by_source",
     "integrity_section",

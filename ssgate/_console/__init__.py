@@ -34,6 +34,7 @@ from twisted.web.server import Site
 
 import audit
 import auth
+import declare_app
 import gateway
 import oversight
 import web
@@ -123,6 +124,11 @@ def console_shell(
             None if provisioner is None else _unlock_through(provisioner),
             reasons=registry.reasons(),
             lockout=lockout,
+        )
+    )
+    mounted.append(
+        oversight.charts_section(
+            registry, None if workflow is None else declare_app.submitted_per_interval
         )
     )
     mounted.append(oversight.integrity_section(runner, clock))
