@@ -83,6 +83,9 @@ UNLOCK_REFUSALS: Mapping[str, str] = {
     "unknown-account": "该账号不存在。",
     "bad-account": "账号名称不符合本系统的地区或域设置。",
 }
+# The gateway's own codes on a login event (its other codes end sessions).
+GATEWAY_LOGIN_CODES = ("auth-timeout", "resume-invalid", "internal-error", "network-lost")
+MAX_FAILURE_DAYS = 31  # the failures page groups at most this long a range
 _DONE = {"unlock": "已解除锁定，并已记入审计日志（provision.unlock）。"}
 
 
@@ -219,6 +222,17 @@ def lock_cause(state: auth.CredentialState, now: float) -> str:
     return "未锁定"
 
 
+def _reason_words(
+    gateway_reasons: Mapping[str, str],
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """(every reason code in words, the codes a login can have for the filter)."""
+    # The gateway's reasons are sentences for employers: their first clause names it.
+    words = {k: v.split("，")[0].rstrip("。") for k, v in gateway_reasons.items()}
+    texts = {**words, **CONSOLE_REASONS, **AUTH_REASONS}
+    login_codes = {*AUTH_REASONS, *CONSOLE_REASONS, *GATEWAY_LOGIN_CODES}
+    return texts, sorted((k, v) for k, v in texts.items() if k in login_codes)
+
+
 # -- the section ---------------------------------------------------------------------------
 
 
@@ -235,7 +249,7 @@ def logins_section(
     audit log holds beyond :data:`AUTH_REASONS`); *lockout* the policy the
     authenticator runs with (for the throttled sources' windows).
     """
-    reason_texts = {**CONSOLE_REASONS, **(reasons or {}), **AUTH_REASONS}
+    reason_texts, reason_choices = _reason_words(reasons or {})
     policy = lockout or auth.LockoutPolicy()
 
     def reason_text(code: str) -> str:
@@ -282,7 +296,7 @@ def logins_section(
             rows=rows,
             form=form,
             errors=q.errors,
-            reasons=sorted(reason_texts.items()),
+            reasons=reason_choices,
             first_page=before is not None,
             first_link=LOGINS + ("?" + urlencode(form) if form else ""),
             next_link=next_link,
@@ -295,6 +309,8 @@ def logins_section(
         since = q.values.get("since", until - DAY)
         if since >= until and "until" not in q.errors:
             q.errors["since"] = "开始时间应早于结束时间"
+        elif until - since > MAX_FAILURE_DAYS * DAY:
+            q.errors["since"] = f"统计范围最长 {MAX_FAILURE_DAYS} 天，请缩短时间范围"
         found: Failures | None = None
         if not q.errors:
             found = await ctx.runner.run(

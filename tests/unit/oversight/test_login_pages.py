@@ -308,7 +308,9 @@ def test_unlock_needs_a_reason_then_runs_the_carriers_workflow_audited_with_the_
     assert form.status == 200 and "确认解除锁定" in form.text
     empty = c.submit(path, path, {"reason": ""})
     assert empty.status == 400 and "请填写解除锁定的原因" in empty.text
-    assert auth.get_credential_state(world.engine.connect(), ACCOUNT).hard_locked  # type: ignore[union-attr]
+    with world.engine.begin() as conn:
+        still = auth.get_credential_state(conn, ACCOUNT)
+    assert still is not None and still.hard_locked
     done = c.submit(path, path, {"reason": "单位来电核实为本人输错密码"})
     assert (done.status, done.location) == (303, "/logins/locked?done=unlock")
     with world.engine.begin() as conn:
@@ -352,3 +354,19 @@ def test_an_auditor_cannot_unlock_and_nothing_changes(world: World) -> None:
 
 def test_an_admin_sees_the_officers_pages(world: World) -> None:
     assert world.login("adam").get("/logins").status == 200
+
+
+def test_a_failures_range_longer_than_a_month_is_refused(world: World) -> None:
+    page = world.login("olga").get("/logins/failures?since=2025-01-01T00:00")
+    assert page.status == 400
+    assert "统计范围最长 31 天" in page.text
+
+
+def test_the_reason_choices_are_login_reasons_and_gateway_codes_read_as_words(
+    world: World,
+) -> None:
+    world.attempt(NOW, ACCOUNT, "192.0.2.7:1", reason="auth-timeout")
+    page = world.login("olga").get("/logins")
+    assert '<option value="auth-timeout">登录超时（auth-timeout）</option>' in page.text
+    assert 'value="idle-timeout"' not in page.text  # ends sessions, never a login
+    assert "<td>登录超时（auth-timeout）</td>" in page.text
