@@ -7,16 +7,17 @@ read, and kills asked for, through :class:`SessionRegistry` (``gateway`` provide
 it); the timeline reads the audit log.  ``ssgate`` mounts the section in the console.
 
 :func:`logins_section` is the login audit: every login attempt from the audit log
-(:func:`login_rows`, reusable by exports), failures grouped by account and by source,
-the locked accounts and their unlock through :class:`AccountUnlock`.
-:func:`charts_section` draws logins, failures, open sessions and declarations as
-SVG on the server.  :func:`integrity_section` verifies the audit chain in the background
-(:class:`ChainVerification`) and shows its progress and verdict.
+(:func:`login_rows` and :func:`parse_login_filters`, reusable by exports), failures
+grouped by account and by source, the locked accounts and their unlock through
+:class:`AccountUnlock`.  :func:`charts_section` draws logins, failures, open
+sessions and declarations as SVG on the server.  :func:`integrity_section` verifies
+the audit chain in the background (:class:`ChainVerification`) and shows its
+progress and verdict.
 """
 
 from ._charts import charts_section
 from ._integrity import ChainVerification, VerifyState, integrity_section
-from ._login_pages import logins_section
+from ._login_pages import logins_section, parse_login_filters
 from ._logins import (
     FailureGroup,
     LoginFilters,
@@ -58,6 +59,7 @@ __all__ = [
     "integrity_section",
     "login_rows",
     "logins_section",
+    "parse_login_filters",
     "session_timeline",
     "sessions_section",
 ]

@@ -146,6 +146,19 @@ def read_query(query: Mapping[str, str], names: Sequence[str]) -> Query:
     return q
 
 
+LIST_FIELDS = ("kind", "account", "source", "outcome", "reason", "since", "until", "before")
+
+
+def parse_login_filters(
+    query: Mapping[str, str],
+) -> tuple[LoginFilters, int | None, Mapping[str, str]]:
+    """The logins list's query string as (filters, before_seq, errors): what an export
+    of the same view reads, so that it holds exactly the rows the view shows.  Use
+    the filters only when *errors* (Chinese, by field) is empty."""
+    q = read_query(query, LIST_FIELDS)
+    return q.filters(), q.values.get("before"), q.errors
+
+
 def _address(text: str) -> str | None:
     try:
         return str(ipaddress.ip_address(text))
@@ -275,10 +288,7 @@ def logins_section(
         )
 
     async def listing(ctx: StaffCtx) -> Response:
-        q = read_query(
-            ctx.query,
-            ("kind", "account", "source", "outcome", "reason", "since", "until", "before"),
-        )
+        q = read_query(ctx.query, LIST_FIELDS)
         rows: Sequence[LoginRow] = ()
         more = False
         before = q.values.get("before")

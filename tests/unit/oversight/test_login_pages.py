@@ -19,6 +19,7 @@ from twisted.internet.testing import MemoryReactorClock
 import audit
 import auth
 import gateway
+import oversight
 from auth._store import record_source_failure, reserve_attempt
 from auth.testing import SynchronousRunner
 from certs._schema import metadata as certs_metadata
@@ -370,3 +371,18 @@ def test_the_reason_choices_are_login_reasons_and_gateway_codes_read_as_words(
     assert '<option value="auth-timeout">登录超时（auth-timeout）</option>' in page.text
     assert 'value="idle-timeout"' not in page.text  # ends sessions, never a login
     assert "<td>登录超时（auth-timeout）</td>" in page.text
+
+
+def test_an_export_reads_the_lists_query_string_as_the_view_does() -> None:
+    filters, before, errors = oversight.parse_login_filters(
+        {"source": "2001:DB8::0:1", "outcome": "not-ok", "since": "2026-01-01T08:00", "before": "9"}
+    )
+    assert errors == {}
+    assert (filters.source, filters.outcome, filters.since, before) == (
+        "2001:db8::1",
+        "not-ok",
+        NOW,
+        9,
+    )
+    _, _, bad = oversight.parse_login_filters({"source": "nowhere"})
+    assert bad == {"source": "来源地址应为 IPv4 或 IPv6 地址（不含端口）"}
