@@ -57,14 +57,16 @@ class Chart:
 
 
 def nice_ceiling(value: float) -> float:
-    """The axis top for *value*: 1, 2, 2.5 or 5 times a power of ten, at least 1."""
-    if value <= 1:
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * power:
-            return float(step * power)
-    return float(10 * power)  # pragma: no cover - the loop always returns
+    """The axis top for *value*: four gridline steps of 1, 2 or 5 times a power of
+    ten (at least 1), so that counts are labelled in whole numbers."""
+    quarter = value / 4
+    if quarter <= 1:
+        return 4.0
+    power = 10 ** math.floor(math.log10(quarter))
+    for step in (1, 2, 5, 10):
+        if quarter <= step * power:
+            return float(4 * step * power)
+    return float(40 * power)  # pragma: no cover - the loop always returns
 
 
 def _number(value: float) -> str:

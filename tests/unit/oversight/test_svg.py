@@ -26,9 +26,9 @@ def parse(svg: str) -> ET.Element:
 
 @pytest.mark.parametrize(
     ("value", "top"),
-    [(0, 1), (1, 1), (3, 5), (7, 10), (11, 20), (24, 25), (240, 250), (1001, 2000)],
+    [(0, 4), (1, 4), (4, 4), (5, 8), (34, 40), (41, 80), (240, 400), (1001, 2000)],
 )
-def test_the_axis_top_is_a_round_number_at_or_above_the_data(value: float, top: float) -> None:
+def test_the_axis_top_is_four_whole_steps_at_or_above_the_data(value: float, top: float) -> None:
     assert nice_ceiling(value) == top
 
 
@@ -59,7 +59,7 @@ def test_line_points_sit_at_their_values_on_the_axis() -> None:
     points = parse(chart.svg).find("svg:polyline", NS).get("points", "").split()  # type: ignore[union-attr]
     (_, y0), (_, y1) = (tuple(map(float, p.split(","))) for p in points)
     assert y0 == HEIGHT - 64  # zero on the baseline
-    assert y1 == 16.0  # 5 is the axis top: the top of the plot
+    assert y1 == pytest.approx(16 + (HEIGHT - 80) * 3 / 8, abs=0.1)  # 5 of an axis to 8
 
 
 def test_stacked_bars_add_up_and_zero_draws_nothing() -> None:
@@ -76,7 +76,7 @@ def test_stacked_bars_add_up_and_zero_draws_nothing() -> None:
     assert len(rects) == 2  # the empty day has no bar
     heights = [float(r.get("height", "0")) for r in rects]
     plot_h = HEIGHT - 16 - 64
-    assert heights == pytest.approx([plot_h * 2 / 5] * 2, abs=0.1)  # 2 and 2 of an axis to 5
+    assert heights == pytest.approx([plot_h * 2 / 4] * 2, abs=0.1)  # 2 and 2 of an axis to 4
     assert float(rects[1].get("y", "0")) < float(rects[0].get("y", "0"))  # stacked on top
 
 
