@@ -399,8 +399,9 @@ def open_session_counts(conn: Connection, instants: Sequence[float]) -> list[int
     """How many sessions were open (started, not yet ended) at each of *instants*.
 
     One statement: a conditional count per instant over the sessions that overlap
-    ``[min, max]`` of them, so a chart of the last day reads only that day's sessions
-    and the open ones (``ended_at IS NULL OR ended_at > first``).
+    ``[min, max]`` of them (``started_at <= last AND (ended_at IS NULL OR ended_at >
+    first)``).  An index on ``ended_at`` lets a chart of the last day read only that
+    day's ends and the open sessions; without one the table is read through.
     """
     if not instants:
         return []
