@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -111,6 +111,24 @@ class Query:
         )
 
 
+def _address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+# Each field's reader (its value, or None when malformed) and its error message.
+_READERS: Mapping[str, tuple[Callable[[str], Any], str]] = {
+    "kind": (lambda v: v if v in KINDS else None, "请从列表中选择登录类型"),
+    "account": (lambda v: v if _ACCOUNT.fullmatch(v) else None, "账号格式不正确"),
+    "source": (_address, "来源地址应为 IPv4 或 IPv6 地址（不含端口）"),
+    "outcome": (lambda v: v if v in OUTCOME_CHOICES else None, "请从列表中选择结果"),
+    "reason": (lambda v: v if _REASON.fullmatch(v) else None, "原因代码格式不正确"),
+    "before": (lambda v: int(v) if _SEQ.fullmatch(v) else None, "翻页位置无效，请从第一页开始"),
+}
+
+
 def read_query(query: Mapping[str, str], names: Sequence[str]) -> Query:
     """The fields *names* of a query string, each checked; a bad one is a field error,
     never passed on."""
@@ -119,15 +137,7 @@ def read_query(query: Mapping[str, str], names: Sequence[str]) -> Query:
         value = query.get(name, "").strip()
         if value:
             q.form[name] = value
-    checks: dict[str, tuple[Any, str]] = {
-        "kind": (lambda v: v if v in KINDS else None, "请从列表中选择登录类型"),
-        "account": (lambda v: v if _ACCOUNT.fullmatch(v) else None, "账号格式不正确"),
-        "source": (_address, "来源地址应为 IPv4 或 IPv6 地址（不含端口）"),
-        "outcome": (lambda v: v if v in OUTCOME_CHOICES else None, "请从列表中选择结果"),
-        "reason": (lambda v: v if _REASON.fullmatch(v) else None, "原因代码格式不正确"),
-        "before": (lambda v: int(v) if _SEQ.fullmatch(v) else None, "翻页位置无效，请从第一页开始"),
-    }
-    for name, (read, message) in checks.items():
+    for name, (read, message) in _READERS.items():
         if name in q.form:
             value = read(q.form[name])
             if value is None:
@@ -157,13 +167,6 @@ def parse_login_filters(
     the filters only when *errors* (Chinese, by field) is empty."""
     q = read_query(query, LIST_FIELDS)
     return q.filters(), q.values.get("before"), q.errors
-
-
-def _address(text: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
 
 
 def link_time(ts: float) -> str:
