@@ -5,9 +5,11 @@ an :class:`AuditEvent`, appended with :func:`append` inside the same database
 transaction as the action it describes.  Each stored :class:`AuditRecord` carries the
 SHA-256 of its contents, its sequence number and the previous record's hash, and a
 one-row head holds the tip, so :func:`verify` finds an edited, deleted, reordered or
-truncated record.  :func:`query` reads records back; :class:`EventFilter` with
-:func:`event_batch` and :func:`iter_events` read them by the officers' filters in
-bounded keyset batches; :func:`export_jsonl`, :func:`export_csv` and
+truncated record; :func:`begin_verify` and :func:`verify_batch` do the same walk in
+short batches that a background job can spread over many transactions.
+:func:`query` reads records back; :class:`EventFilter` with :func:`event_batch` and
+:func:`iter_events` read them by the officers' filters in bounded keyset batches;
+:func:`export_jsonl`, :func:`export_csv` and
 :func:`export_syslog` write them out.
 
 Callers must never put a secret (password, OTP, TOTP secret, key, cookie, token) in
@@ -72,6 +74,7 @@ from audit._query import (
     view_row,
 )
 from audit._schema import ALERT_STATES, metadata
+from audit._verify import ChainWalk, RangeCheck, begin_verify, check_range, verify_batch
 
 __all__ = [
     "ALERT_STATES",
@@ -89,15 +92,19 @@ __all__ = [
     "AuditEvent",
     "AuditEventError",
     "AuditRecord",
+    "ChainWalk",
     "DetailValue",
     "Evaluation",
     "EventFilter",
     "Evidence",
+    "RangeCheck",
     "SessionEnds",
     "StateChange",
     "VerifyReport",
     "append",
+    "begin_verify",
     "change_alert_state",
+    "check_range",
     "evaluate_alerts",
     "event_batch",
     "export_csv",
@@ -115,5 +122,6 @@ __all__ = [
     "record_dict",
     "spreadsheet_cell",
     "verify",
+    "verify_batch",
     "view_row",
 ]

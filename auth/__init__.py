@@ -50,6 +50,7 @@ from ._directory import (
     user_dn_for,
 )
 from ._lockout import LockoutPolicy, LockoutPolicyError
+from ._locks import ThrottledSource, locked_principals, throttled_sources
 from ._names import (
     AccountName,
     AccountNameError,
@@ -147,6 +148,7 @@ __all__ = [
     "StaffExistsError",
     "StaffNameError",
     "StaffRecord",
+    "ThrottledSource",
     "TotpSecretError",
     "WeakPasswordError",
     "check_password_strength",
@@ -168,6 +170,7 @@ __all__ = [
     "ldap_settings_problem",
     "list_accounts",
     "list_staff",
+    "locked_principals",
     "lookup_console_session",
     "match_totp",
     "metadata",
@@ -180,6 +183,7 @@ __all__ = [
     "set_account_status",
     "set_staff_status",
     "sweep_console_sessions",
+    "throttled_sources",
     "totp_secret_context",
     "totp_step",
     "totp_uri",

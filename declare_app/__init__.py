@@ -79,6 +79,7 @@ from declare_app._retirement import (
 )
 from declare_app._rules import RuleSettings, form_fields
 from declare_app._schema import metadata
+from declare_app._submitted_counts import SubmittedCount, submitted_per_interval
 from declare_app._units import (
     Unit,
     UnitError,
@@ -126,6 +127,7 @@ __all__ = [
     "RetirementRow",
     "RuleSettings",
     "StaffKind",
+    "SubmittedCount",
     "Unit",
     "UnitError",
     "UnitInputError",
@@ -166,6 +168,7 @@ __all__ = [
     "retirement_delay_months",
     "retirement_month",
     "run_recording_refusals",
+    "submitted_per_interval",
     "upgrade_legacy_id",
     "uscc_check_char",
     "validate_registration",

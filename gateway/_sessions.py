@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import secrets
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import Connection, and_, case, func, insert, or_, select, text, tuple_, update
 
 import audit
 from auth._schema import accounts
@@ -395,6 +395,32 @@ def search_sessions(
     return [_record(r) for r in conn.execute(query)]
 
 
+def open_session_counts(conn: Connection, instants: Sequence[float]) -> list[int]:
+    """How many sessions were open (started, not yet ended) at each of *instants*.
+
+    One statement: a conditional count per instant over the sessions that overlap
+    ``[min, max]`` of them (``started_at <= last AND (ended_at IS NULL OR ended_at >
+    first)``).  An index on ``ended_at`` lets a chart of the last day read only that
+    day's ends and the open sessions; without one the table is read through.
+    """
+    if not instants:
+        return []
+    c = sessions.c
+    counts = [
+        func.sum(
+            case((and_(c.started_at <= t, or_(c.ended_at.is_(None), c.ended_at > t)), 1), else_=0)
+        )
+        for t in instants
+    ]
+    row = conn.execute(
+        select(*counts).where(
+            c.started_at <= max(instants),
+            or_(c.ended_at.is_(None), c.ended_at > min(instants)),
+        )
+    ).one()
+    return [int(v or 0) for v in row]
+
+
 class SessionRegistryView:
     """The session registry as the officers' pages read and act on it
     (``oversight.SessionRegistry``): blocking, each call in the caller's transaction."""
@@ -421,6 +447,9 @@ class SessionRegistryView:
         """Every reason code a session can end with or a login be refused for, in
         Chinese, by slug."""
         return {r.slug: r.chinese for r in Reason}
+
+    def open_counts(self, conn: Connection, instants: Sequence[float]) -> list[int]:
+        return open_session_counts(conn, instants)
 
 
 def reap_stale(conn: Connection, *, now: float) -> int:

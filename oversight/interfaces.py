@@ -2,8 +2,12 @@
 
 ``oversight`` reads sessions and asks for kills only through :class:`SessionRegistry`
 (``gateway.SessionRegistryView`` is the real one; ``ssgate`` passes it in), so the
-pages do not depend on how or where the gateway keeps its sessions.  The audit log is
-read directly: ``audit`` is a layer below every feature.
+pages do not depend on how or where the gateway keeps its sessions.  Unlocking an
+account goes through :class:`AccountUnlock` (``ssgate`` passes the carriers'
+workflow, so the officers' unlock is the same one ``ssgate provision unlock`` runs).
+The charts count open sessions through :class:`SessionCounts` (``gateway`` again)
+and declarations through :class:`DeclarationCounts` (``declare_app`` owns them).
+The audit log is read directly: ``audit`` is a layer below every feature.
 """
 
 from __future__ import annotations
@@ -13,7 +17,15 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
-__all__ = ["SessionRegistry", "SessionRow"]
+__all__ = [
+    "AccountUnlock",
+    "DeclarationCounts",
+    "DeclarationTally",
+    "SessionCounts",
+    "SessionRegistry",
+    "SessionRow",
+    "UnlockRefused",
+]
 
 
 class SessionRow(Protocol):
@@ -100,3 +112,54 @@ class SessionRegistry(Protocol):
     def reasons(self) -> Mapping[str, str]:
         """Reason codes (ends of sessions, refused logins and streams) in Chinese."""
         ...
+
+
+class UnlockRefused(Exception):
+    """The unlock was not done; ``reason`` is the workflow's code (``not-locked``,
+    ``account-cancelled``, ``unknown-account``, ``bad-account``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AccountUnlock(Protocol):
+    """Clears a channel account's lock through the carriers' workflow (what ``ssgate
+    provision unlock`` runs), audited as *actor* in console session *session_ref*.
+
+    Blocking, in a transaction of its own: call it with ``runner.call``.  Raises
+    :class:`UnlockRefused` (the workflow has audited the refusal)."""
+
+    def __call__(self, account: str, *, reason: str, actor: str, session_ref: str) -> None: ...
+
+
+class SessionCounts(Protocol):
+    """How many channel sessions were open at given instants (``gateway``'s
+    ``SessionRegistryView.open_counts``); blocking, in the caller's transaction."""
+
+    def open_counts(self, conn: Connection, instants: Sequence[float]) -> Sequence[int]: ...
+
+
+class DeclarationTally(Protocol):
+    """Declarations of one type now in one state, counted per interval."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def type_text(self) -> str: ...  # the type in Chinese
+    @property
+    def status(self) -> str: ...
+    @property
+    def status_text(self) -> str: ...  # the state in Chinese
+    @property
+    def counts(self) -> Sequence[int]: ...  # one per interval between the boundaries
+
+
+class DeclarationCounts(Protocol):
+    """Declarations submitted in each interval ``[boundaries[i], boundaries[i+1])``,
+    by type and current state (``declare_app.submitted_per_interval``); blocking, in
+    the caller's transaction."""
+
+    def __call__(
+        self, conn: Connection, boundaries: Sequence[float]
+    ) -> Sequence[DeclarationTally]: ...

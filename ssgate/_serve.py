@@ -297,6 +297,7 @@ def start(
         provisioner=app.provisioner(),
         # The administrators' staff pages: the same workflows ``ssgate staff`` runs.
         staff_admin=app.staff_admin(),
+        # The login page's lockout help and the officers' view of throttled sources.
         lockout=authenticator.policy,
         clock=reactor,
         secure=True,

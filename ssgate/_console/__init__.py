@@ -35,6 +35,7 @@ from twisted.web.server import Site
 
 import audit
 import auth
+import declare_app
 import gateway
 import oversight
 import web
@@ -119,9 +120,23 @@ def console_shell(
         from declare_app.web import review_section
 
         mounted.append(review_section(workflow))
-    mounted.append(oversight.sessions_section(gateway.SessionRegistryView()))
+    registry = gateway.SessionRegistryView()
+    mounted.append(oversight.sessions_section(registry))
     mounted.append(oversight.alerts_section())
     mounted.append(oversight.events_section())
+    mounted.append(
+        oversight.logins_section(
+            None if provisioner is None else _unlock_through(provisioner),
+            reasons=registry.reasons(),
+            lockout=lockout,
+        )
+    )
+    mounted.append(
+        oversight.charts_section(
+            registry, None if workflow is None else declare_app.submitted_per_interval
+        )
+    )
+    mounted.append(oversight.integrity_section(runner, clock))
     if provisioner is not None:
         from provisioning import accounts_section
 
@@ -146,20 +161,36 @@ def console_shell(
     )
 
 
+def _unlock_through(provisioner: Provisioner) -> oversight.AccountUnlock:
+    """The officers' unlock as the carriers' workflow (``ssgate provision unlock``),
+    acting as the staff member; the workflow's refusals in oversight's terms."""
+    from provisioning import ProvisioningInputError, ProvisioningRefused
+
+    def unlock(account: str, *, reason: str, actor: str, session_ref: str) -> None:
+        try:
+            provisioner.acting_as(actor, session_ref=session_ref).unlock(account, reason=reason)
+        except ProvisioningRefused as refused:
+            raise oversight.UnlockRefused(refused.reason) from None
+        except ProvisioningInputError:
+            raise oversight.UnlockRefused("bad-account") from None
+
+    return unlock
+
+
 def console_site(**kwargs: Any) -> Site:
     """The staff console as a twisted.web ``Site``.
 
     *workflow* (when given) mounts the auditors' review section at ``/review``,
     *provisioner* the carriers' account pages at ``/accounts``, *staff_admin* the
     administrators' staff pages at ``/staff``; *sections* adds any others.  *lockout*
-    is the authenticator's lockout policy, which the login page explains after a
-    refusal.  *secure* says the site is
-    served over TLS: cookies then get ``Secure`` and the ``__Host-`` prefix, and
+    is the authenticator's lockout policy: the login page explains it after a refusal,
+    and the officers' locked-out page shows the throttled sources' windows by it.
+    *secure* says the site is served over TLS: cookies then get ``Secure`` and the ``__Host-`` prefix, and
     responses carry HSTS.  *clock* gives the time (session timeouts, audit
     timestamps), the delay after a refused login (*refusal_delay* seconds) and the
     HTTP timeouts.  *policy* sets the session timeouts (15 min idle, 8 h in all) and
-    caps.  *login_form_key* signs the login form's token; every node serving the
-    console must use the same one (:func:`login_form_key` derives it from
-    ``identity.key``).
+    caps.  *login_form_key* signs the
+    login form's token; every node serving the console must use the same one
+    (:func:`login_form_key` derives it from ``identity.key``).
     """
     return console_shell(**kwargs).site()

@@ -22,6 +22,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 import audit
 import auth
+import declare_app
 import gateway
 import web
 from audit._schema import alerts
@@ -65,6 +66,7 @@ def _world(tmp_path: Path) -> tuple[web.ConsoleShell, ConsoleClient, dict[str, s
     audit.metadata.create_all(engine)
     gateway.metadata.create_all(engine)
     certs_metadata.create_all(engine)
+    declare_app.metadata.create_all(engine)  # the officers' declarations chart counts there
     hasher = auth.PasswordHasher(auth.Argon2Params())
     box = auth.SecretBox(auth.SecretBox.generate_key())
     secrets: dict[str, str] = {}
