@@ -185,8 +185,8 @@ def console_site(**kwargs: Any) -> Site:
     administrators' staff pages at ``/staff``; *sections* adds any others.  *lockout*
     is the authenticator's lockout policy: the login page explains it after a refusal,
     and the officers' locked-out page shows the throttled sources' windows by it.
-    *secure* says the site is served over TLS: cookies then get ``Secure`` and the ``__Host-`` prefix, and
-    responses carry HSTS.  *clock* gives the time (session timeouts, audit
+    *secure* says the site is served over TLS: cookies then get ``Secure`` and the
+    ``__Host-`` prefix, and responses carry HSTS.  *clock* gives the time (session timeouts, audit
     timestamps), the delay after a refused login (*refusal_delay* seconds) and the
     HTTP timeouts.  *policy* sets the session timeouts (15 min idle, 8 h in all) and
     caps.  *login_form_key* signs the
