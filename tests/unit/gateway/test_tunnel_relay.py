@@ -443,9 +443,9 @@ def test_three_failed_attempts_end_the_connection_with_too_many_attempts(
     bed.run()
 
     assert [e for e in raw.events if isinstance(e, AuthRejected)] == [
-        AuthRejected(Reason.AUTH_FAILED, 2),
-        AuthRejected(Reason.AUTH_FAILED, 1),
-        AuthRejected(Reason.AUTH_FAILED, 0),
+        AuthRejected(Reason.AUTH_FAILED, 2, retry_after=0),
+        AuthRejected(Reason.AUTH_FAILED, 1, retry_after=0),
+        AuthRejected(Reason.AUTH_FAILED, 0, retry_after=0),
     ]
     assert raw.events[-1] == SessionClosed(Reason.TOO_MANY_ATTEMPTS, "", by_peer=True)
     assert raw.lost is not None and not tunnel_transport(tunnel).connected
@@ -461,7 +461,7 @@ def test_an_empty_account_name_is_refused_like_any_other_not_left_unanswered(
     raw.machine.authenticate("", "x", "123456")
     raw_connect(bed, raw)
     bed.run()
-    assert AuthRejected(Reason.AUTH_FAILED, 2) in raw.events
+    assert AuthRejected(Reason.AUTH_FAILED, 2, retry_after=0) in raw.events
     [login] = bed.audit_events("login")
     assert (login.subject, login.reason) == ("-", "cert-mismatch")
 
@@ -708,7 +708,7 @@ def test_a_resume_token_works_once(bed: ChannelTestbed) -> None:
     raw.machine.resume(token)
     raw_connect(bed, raw)
     bed.run()
-    assert AuthRejected(Reason.RESUME_INVALID, 2) in raw.events
+    assert AuthRejected(Reason.RESUME_INVALID, 2, retry_after=0) in raw.events
     refusals = [e for e in bed.audit_events("login.resume") if e.outcome == "refused"]
     assert [e.reason for e in refusals] == ["resume-invalid"]
 
