@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import certs
+from gateway._frames import RETRY_AFTER_CALL_CARRIER, terminal_text
 from gateway._machine import (
     AuthAccepted,
     AuthRejected,
@@ -51,6 +53,49 @@ SERVICE = "declare"
 # Exit statuses of 'ssgate connect' for failures before any session exists.
 EXIT_SETUP = 2  # bad profile, bundle or passphrase
 EXIT_UNREACHABLE = 3  # the gateway cannot be reached or its certificate is wrong
+
+
+# Added to the generic auth-failed sentence: the client cannot know which factor was
+# wrong (the gateway never says), but a code typed twice is the usual mistake.
+CODE_ONCE_HINT = (
+    "每个动态口令只能使用一次：如果刚刚用过这个口令，请等待下一个口令出现后再试。"
+    " A one-time code works only once: if you have just used this one, wait for the "
+    "next code and try again."
+)
+
+
+def refusal_text(reason: Reason, retry_after: int | None = None) -> str:
+    """What the client prints when a login is refused (Chinese, then English).
+
+    ``auth-failed`` keeps its generic sentence and adds :data:`CODE_ONCE_HINT`;
+    ``locked`` says for how many minutes (AUTH_FAIL's ``retry_after``, protocol
+    version 2) or, for an account at its hard cap, to call the carrier.
+    """
+    if reason is Reason.AUTH_FAILED:
+        return f"{reason.bilingual}\n{CODE_ONCE_HINT}"
+    if reason is Reason.LOCKED and retry_after == RETRY_AFTER_CALL_CARRIER:
+        return (
+            "该账号因多次登录失败已被锁定，需由电信运营商解锁，请联系电信运营商。"
+            " This account is locked after too many failed logins and only the carrier "
+            "can unlock it; please call the carrier."
+        )
+    if reason is Reason.LOCKED and retry_after:
+        minutes = max(1, math.ceil(retry_after / 60))
+        return (
+            f"该账号因多次登录失败已被暂时锁定，请在 {minutes} 分钟后再试。"
+            f" This account is locked after repeated failed logins; please try again in "
+            f"{minutes} minute{'s' if minutes != 1 else ''}."
+        )
+    return reason.bilingual
+
+
+def officer_kill_text(note: str) -> str:
+    """The line printed when an officer ended the session; *note* is theirs, cleaned
+    once more here (the gateway should have, but this is what reaches the terminal)."""
+    note = terminal_text(note)
+    if not note:
+        return Reason.OFFICER_KILL.bilingual
+    return f"会话已被安全管理员终止 / Terminated by a security officer: {note}"
 
 
 class ClientSetupError(Exception):
@@ -210,7 +255,7 @@ class ClientTunnel(TunnelProtocol):
 
     def session_closed(self, reason: Reason, message: str, *, by_peer: bool) -> None:
         self.open = False
-        self.client.ended(reason)
+        self.client.ended(reason, message if by_peer else "")
         super().session_closed(reason, message, by_peer=by_peer)
 
     def terminate(self, reason: Reason, message: str = "") -> None:
@@ -284,6 +329,7 @@ class ConnectClient:
         self._keepalive: Any = None
         self._retry: Any = None  # the pending redial
         self._told: Reason | None = None  # already printed
+        self.ending_note = ""  # the officer's note of a kill
 
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -387,7 +433,7 @@ class ConnectClient:
 
     def rejected(self, event: AuthRejected) -> None:
         self._told = event.reason
-        self.say(event.reason.bilingual)
+        self.say(refusal_text(event.reason, event.retry_after))
         self.ending = event.reason
         tunnel = self.tunnel
         if event.attempts_left <= 0 or tunnel is None:
@@ -411,15 +457,18 @@ class ConnectClient:
         tunnel.machine.authenticate(self.profile.account, password, otp)
         tunnel.flush()
 
-    def ended(self, reason: Reason) -> None:
+    def ended(self, reason: Reason, message: str = "") -> None:
         self.ending = reason
+        self.ending_note = message if reason is Reason.OFFICER_KILL else ""
 
     def tunnel_lost(self, tunnel: ClientTunnel) -> None:
         if tunnel is not self.tunnel or self.done.called:
             return
         self.tunnel = None
         if self.ending is not None:
-            if self.ending not in (Reason.CLIENT_QUIT, self._told):
+            if self.ending is Reason.OFFICER_KILL:
+                self.say(officer_kill_text(self.ending_note))
+            elif self.ending not in (Reason.CLIENT_QUIT, self._told):
                 self.say(self.ending.bilingual)
             self._finish(self.ending.exit_code)
             return
