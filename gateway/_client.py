@@ -113,13 +113,35 @@ class Profile:
     client_bundle: Path
 
 
+_KIND_CHINESE = {"str": "文本", "int": "整数"}
+
+
 def load_profile(path: Path) -> Profile:
+    """The profile at *path*; :class:`ClientSetupError` (one line, Chinese and English,
+    naming the file and the problem) for a missing, unreadable or malformed one."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ClientSetupError(f"{path}: no such profile") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ClientSetupError(f"{path}: not a readable profile ({e})") from None
+        raise ClientSetupError(
+            f"{path}: 找不到该配置文件，请检查 --profile 的路径（应为开通包中的 profile.toml）。"
+            f" No such profile: check the --profile path (the profile.toml of your "
+            f"enrolment bundle)."
+        ) from None
+    except IsADirectoryError:
+        raise ClientSetupError(
+            f"{path}: 这是一个目录，--profile 应指向开通包中的 profile.toml 文件。"
+            f" This is a directory: --profile names the profile.toml file of your "
+            f"enrolment bundle."
+        ) from None
+    except OSError as e:
+        raise ClientSetupError(
+            f"{path}: 无法读取该配置文件（{e.strerror}）。 Cannot read this profile ({e.strerror})."
+        ) from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        raise ClientSetupError(
+            f"{path}: 不是有效的配置文件（应为开通包中的 profile.toml）。"
+            f" Not a valid profile (expected the profile.toml of your enrolment bundle)."
+        ) from None
     expected = {
         "account": str,
         "gateway_host": str,
@@ -130,12 +152,16 @@ def load_profile(path: Path) -> Profile:
     }
     for key, kind in expected.items():
         if not isinstance(raw.get(key), kind):
-            raise ClientSetupError(f"{path}: {key} missing or not a {kind.__name__}")
+            raise ClientSetupError(
+                f"{path}: {key} 缺失或不是{_KIND_CHINESE[kind.__name__]}。"
+                f" {key} missing or not a {kind.__name__}."
+            )
     unknown = set(raw) - set(expected)
     if unknown:
-        raise ClientSetupError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+        names = ", ".join(sorted(unknown))
+        raise ClientSetupError(f"{path}: 无法识别的配置项 {names}。 Unknown keys {names}.")
     if not 1 <= raw["gateway_port"] <= 65535:
-        raise ClientSetupError(f"{path}: gateway_port must be 1-65535")
+        raise ClientSetupError(f"{path}: gateway_port 应为 1-65535。 gateway_port must be 1-65535.")
     base = path.parent
     return Profile(
         path=path,
@@ -161,45 +187,62 @@ def load_identity(profile: Profile, passphrase: bytes) -> ClientIdentity:
         ca_pem = profile.ca_file.read_bytes()
         ca = x509.load_pem_x509_certificate(ca_pem)
     except OSError as e:
-        raise ClientSetupError(f"{profile.ca_file}: cannot read ({e.strerror})") from None
+        raise ClientSetupError(
+            f"{profile.ca_file}: 无法读取（{e.strerror}），它应与 profile.toml 在同一目录。"
+            f" Cannot read ({e.strerror}); it belongs beside profile.toml."
+        ) from None
     except ValueError:
-        raise ClientSetupError(f"{profile.ca_file}: not a PEM certificate") from None
+        raise ClientSetupError(
+            f"{profile.ca_file}: 不是 PEM 格式的证书。 Not a PEM certificate."
+        ) from None
     fingerprint = hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest()
     if fingerprint != profile.ca_fingerprint_sha256.replace(":", ""):
         raise ClientSetupError(
-            f"{profile.ca_file}: CA fingerprint does not match the profile; "
-            "ask your carrier for a new enrolment bundle"
+            f"{profile.ca_file}: CA 证书指纹与配置文件不符，请向电信运营商索取新的开通包。"
+            " CA fingerprint does not match the profile; "
+            "ask your carrier for a new enrolment bundle."
         )
     try:
         data = profile.client_bundle.read_bytes()
     except OSError as e:
-        raise ClientSetupError(f"{profile.client_bundle}: cannot read ({e.strerror})") from None
+        raise ClientSetupError(
+            f"{profile.client_bundle}: 无法读取（{e.strerror}），它应与 profile.toml 在同一目录。"
+            f" Cannot read ({e.strerror}); it belongs beside profile.toml."
+        ) from None
     try:
         key, cert, _chain = certs.load_pkcs12(data, passphrase)
     except certs.CertificateError:
         raise ClientSetupError(
-            f"{profile.client_bundle}: wrong passphrase or damaged file / 证书密码错误或文件损坏"
+            f"{profile.client_bundle}: 证书密码错误或文件损坏。 Wrong passphrase or damaged file."
         ) from None
     if certs.account_of(cert) != profile.account:
         raise ClientSetupError(
-            f"{profile.client_bundle}: the certificate is not for {profile.account}"
+            f"{profile.client_bundle}: 该证书不属于账号 {profile.account}。"
+            f" The certificate is not for {profile.account}."
         )
     return ClientIdentity(ca=ca, key=key, certificate=cert)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
     """``127.0.0.1:8080`` → (host, port); only loopback, so no one else can use the session."""
+    shown = terminal_text(text, 80)
     host, sep, port_text = text.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ClientSetupError(f"--listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:8080")
+        raise ClientSetupError(
+            f"--listen {shown!r}: 请写成 主机:端口，例如 127.0.0.1:8080。"
+            " Write it as HOST:PORT, e.g. 127.0.0.1:8080."
+        )
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        raise ClientSetupError(f"--listen {text!r}: HOST must be an IP address") from None
+        raise ClientSetupError(
+            f"--listen {shown!r}: 主机必须是 IP 地址。 HOST must be an IP address."
+        ) from None
     if not address.is_loopback:
         raise ClientSetupError(
-            f"--listen {text!r}: only a loopback address (127.0.0.1) is allowed, "
-            "so nobody else on the network can use your session"
+            f"--listen {shown!r}: 只允许本机回环地址（127.0.0.1），以免网络上的其他人使用您的会话。"
+            " Only a loopback address (127.0.0.1) is allowed, "
+            "so nobody else on the network can use your session."
         )
     return str(address), int(port_text)
 
@@ -412,7 +455,8 @@ class ConnectClient:
         host, port = self.listen
         bound = getattr(self.port.getHost(), "port", port) if self.port is not None else port
         self.say(
-            f"connected as {event.account} (unit {event.unit_code}, session {event.session_id}); "
+            f"已连接安全专网，请在浏览器中打开 http://{host}:{bound}/ 。"
+            f" connected as {event.account} (unit {event.unit_code}, session {event.session_id}); "
             f"open http://{host}:{bound}/"
         )
         from twisted.internet.task import LoopingCall
