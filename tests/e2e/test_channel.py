@@ -273,16 +273,22 @@ def _wait_exit_within(proc: Proc, seconds: float) -> int:
 
 
 def test_officer_kill_reaches_the_client_within_five_seconds(channel: Channel) -> None:
-    """Acceptance 4a: ``audit kill SID`` → the client says an officer ended it, exit 13."""
+    """Acceptance 4a: ``audit kill SID --reason TEXT`` → the client prints the officer's
+    words (one clean line: the escape sequence and line break are gone), exit 13."""
     channel.start()
     account = channel.open_account()
     client = channel.connect(account)
     session_id, _ = channel.connected(client)
     started = time.monotonic()
-    channel.run("audit", "kill", session_id, "--reason", "test", check_rc=0)
+    note = "请致电 0575-1234\x1b[2J\n核实"
+    channel.run("audit", "kill", session_id, "--reason", note, check_rc=0)
     assert client.wait_exit() == 13
     assert time.monotonic() - started <= 5.0 + 1.0  # one poll interval of slack
-    assert "security officer ended this session" in client.output
+    assert (
+        "会话已被安全管理员终止 / Terminated by a security officer: 请致电 0575-1234 [2J 核实"
+        in client.output
+    ), client.output
+    assert "\x1b" not in client.output
 
 
 def test_suspending_an_account_ends_all_its_sessions(channel: Channel) -> None:
