@@ -977,3 +977,36 @@ def test_an_account_at_its_hard_cap_is_told_to_call_the_carrier(bed: ChannelTest
     out = client.out.getvalue()  # type: ignore[attr-defined]
     assert "需由电信运营商解锁" in out and "only the carrier can unlock it" in out
     assert "minute" not in out
+
+
+def test_a_stream_the_browser_aborts_ends_as_client_cancelled(bed: ChannelTestbed) -> None:
+    c = connect(bed)
+    browser, _ = bed.browse(c.client)
+    browser.transport.write(b"GET")  # type: ignore[union-attr]
+    bed.run()
+    browser.transport.abortConnection()  # type: ignore[union-attr]
+    bed.run()
+    [end] = bed.audit_events("stream.end")
+    assert (end.reason, end.details["bytes_in"], end.details["bytes_out"]) == (
+        "client-cancelled",
+        3,
+        0,
+    )
+
+
+def test_a_stream_the_service_aborts_ends_as_service_closed(bed: ChannelTestbed) -> None:
+    c = connect(bed)
+    browser, _ = bed.browse(c.client)
+    browser.transport.write(b"GET")  # type: ignore[union-attr]
+    bed.run()
+    [service] = bed.services
+    service.transport.write(b"HTTP/1.1 500")  # type: ignore[union-attr]
+    bed.run()
+    service.transport.abortConnection()  # type: ignore[union-attr]
+    bed.run()
+    [end] = bed.audit_events("stream.end")
+    assert (end.reason, end.details["bytes_in"], end.details["bytes_out"]) == (
+        "service-closed",
+        3,
+        12,
+    )
