@@ -135,7 +135,13 @@ def run_connect(
     out: TextIO,
     stdin: TextIO = sys.stdin,
     reactor: Any = None,
+    err: TextIO | None = None,
 ) -> int:
+    """Run the client until its session ends; the exit status (``--help`` lists them).
+
+    A setup problem is one line on *err* (default stderr) and status 2, before any
+    connection; what the running client says goes to *out*."""
+    err = err if err is not None else sys.stderr
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -165,10 +171,10 @@ def run_connect(
                 )
             otp = getpass.getpass("动态口令 / one-time code: ").strip()
     except ClientSetupError as e:
-        out.write(f"ssgate connect: {e}\n")
+        err.write(f"ssgate connect: {e}\n")
         return EXIT_SETUP
     except (EOFError, KeyboardInterrupt):
-        out.write("\nssgate connect: cancelled / 已取消\n")
+        err.write("\nssgate connect: cancelled / 已取消\n")
         return EXIT_SETUP
 
     ask_again = None

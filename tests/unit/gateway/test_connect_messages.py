@@ -93,7 +93,8 @@ def test_connect_without_a_profile_says_so_in_both_languages_and_exits_2() -> No
         password_file=None,
         otp=None,
         p12_password_file=None,
-        out=out,
+        out=io.StringIO(),
+        err=out,
         stdin=io.StringIO(),
         reactor=object(),
     )
@@ -109,7 +110,8 @@ def test_connect_with_a_wrong_profile_path_exits_2_with_one_line(tmp_path: Path)
         password_file=None,
         otp=None,
         p12_password_file=None,
-        out=out,
+        out=io.StringIO(),
+        err=out,
         stdin=io.StringIO(),
         reactor=object(),
     )
