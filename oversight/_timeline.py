@@ -61,8 +61,16 @@ ACTIONS: Mapping[str, str] = {
     "declare.password-change": "修改密码",
 }
 
-# Outcome codes of a login, by factor; the gateway's reason codes come from the
-# registry (``SessionRegistry.reasons``).
+# How a stream ended (the reason of its ``stream.end`` event).
+STREAM_ENDS: Mapping[str, str] = {
+    "finished": "正常结束",
+    "client-cancelled": "单位端取消",
+    "service-closed": "服务端关闭",
+    "session-ended": "随会话结束",
+}
+
+# The reason codes the gateway's registry does not name (``SessionRegistry.reasons``):
+# a login's outcome by factor, and how a stream ended.
 AUTH_REASONS: Mapping[str, str] = {
     "unknown-account": "账号不存在",
     "bad-password": "密码错误",
@@ -77,6 +85,7 @@ AUTH_REASONS: Mapping[str, str] = {
     "source-denied": "来源地址不在允许范围内",
     "too-many-sessions": "在线会话数已达上限",
     "not-live": "会话不在线",
+    **STREAM_ENDS,
 }
 
 OUTCOMES: Mapping[str, str] = {"ok": "成功", "refused": "拒绝", "failed": "失败"}
@@ -96,13 +105,6 @@ FACTOR_OUTCOMES: Mapping[str, str] = {
     "not-checked": "未检查",
 }
 
-# How a stream ended (the reason of its ``stream.end`` event).
-STREAM_ENDS: Mapping[str, str] = {
-    "finished": "正常结束",
-    "client-cancelled": "单位端取消",
-    "service-closed": "服务端关闭",
-    "session-ended": "随会话结束",
-}
 
 
 @dataclass(frozen=True)
