@@ -106,7 +106,6 @@ FACTOR_OUTCOMES: Mapping[str, str] = {
 }
 
 
-
 @dataclass(frozen=True)
 class TimelineEntry:
     at: float
