@@ -63,6 +63,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.epilog = exit_status_help()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser._optionals.title = "选项 / options"  # argparse's own words, in both languages too
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            action.help = "显示本帮助并退出。 Show this help and exit"
     parser.add_argument(
         "--profile",
         metavar="FILE",

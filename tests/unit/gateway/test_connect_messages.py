@@ -168,3 +168,20 @@ def test_the_officers_note_is_printed_after_the_fixed_words() -> None:
     )
     assert officer_kill_text("\x07\n\t\u200b") == Reason.OFFICER_KILL.bilingual
     assert "\x07" not in officer_kill_text("bell\x07")
+
+
+def test_connect_help_is_in_both_languages_from_options_to_exit_statuses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ssgate.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["connect", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "单位端安全专网客户端" in text and "The employer's secure-channel client" in text
+    assert "选项 / options:" in text and "显示本帮助并退出" in text
+    for option in ("--profile", "--listen", "--password-file", "--otp", "--p12-password-file"):
+        [line] = [ln for ln in text.splitlines() if ln.strip().startswith(option)]
+        assert CHINESE.search(line) or CHINESE.search(text[text.index(line) :][:200]), option
+    assert exit_status_help() in text
