@@ -23,6 +23,7 @@ private; :mod:`gateway.testing` has the in-memory network and a whole test chann
 
 from ._client import (
     EXIT_SETUP,
+    EXIT_UNREACHABLE,
     ClientIdentity,
     ClientSetupError,
     ConnectClient,
@@ -54,6 +55,7 @@ from ._tls import (
 
 __all__ = [
     "EXIT_SETUP",
+    "EXIT_UNREACHABLE",
     "AccountPolicySettings",
     "AccountPolicyView",
     "ClientIdentity",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import certs
+from gateway._frames import RETRY_AFTER_CALL_CARRIER, terminal_text
 from gateway._machine import (
     AuthAccepted,
     AuthRejected,
@@ -53,6 +55,49 @@ EXIT_SETUP = 2  # bad profile, bundle or passphrase
 EXIT_UNREACHABLE = 3  # the gateway cannot be reached or its certificate is wrong
 
 
+# Added to the generic auth-failed sentence: the client cannot know which factor was
+# wrong (the gateway never says), but a code typed twice is the usual mistake.
+CODE_ONCE_HINT = (
+    "每个动态口令只能使用一次：如果刚刚用过这个口令，请等待下一个口令出现后再试。"
+    " A one-time code works only once: if you have just used this one, wait for the "
+    "next code and try again."
+)
+
+
+def refusal_text(reason: Reason, retry_after: int | None = None) -> str:
+    """What the client prints when a login is refused (Chinese, then English).
+
+    ``auth-failed`` keeps its generic sentence and adds :data:`CODE_ONCE_HINT`;
+    ``locked`` says for how many minutes (AUTH_FAIL's ``retry_after``, protocol
+    version 2) or, for an account at its hard cap, to call the carrier.
+    """
+    if reason is Reason.AUTH_FAILED:
+        return f"{reason.bilingual}\n{CODE_ONCE_HINT}"
+    if reason is Reason.LOCKED and retry_after == RETRY_AFTER_CALL_CARRIER:
+        return (
+            "该账号因多次登录失败已被锁定，需由电信运营商解锁，请联系电信运营商。"
+            " This account is locked after too many failed logins and only the carrier "
+            "can unlock it; please call the carrier."
+        )
+    if reason is Reason.LOCKED and retry_after:
+        minutes = max(1, math.ceil(retry_after / 60))
+        return (
+            f"该账号因多次登录失败已被暂时锁定，请在 {minutes} 分钟后再试。"
+            f" This account is locked after repeated failed logins; please try again in "
+            f"{minutes} minute{'s' if minutes != 1 else ''}."
+        )
+    return reason.bilingual
+
+
+def officer_kill_text(note: str) -> str:
+    """The line printed when an officer ended the session; *note* is theirs, cleaned
+    once more here (the gateway should have, but this is what reaches the terminal)."""
+    note = terminal_text(note)
+    if not note:
+        return Reason.OFFICER_KILL.bilingual
+    return f"会话已被安全管理员终止 / Terminated by a security officer: {note}"
+
+
 class ClientSetupError(Exception):
     """The profile, bundle or passphrase cannot be used; the message says why."""
 
@@ -68,13 +113,35 @@ class Profile:
     client_bundle: Path
 
 
+_KIND_CHINESE = {"str": "文本", "int": "整数"}
+
+
 def load_profile(path: Path) -> Profile:
+    """The profile at *path*; :class:`ClientSetupError` (one line, Chinese and English,
+    naming the file and the problem) for a missing, unreadable or malformed one."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ClientSetupError(f"{path}: no such profile") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ClientSetupError(f"{path}: not a readable profile ({e})") from None
+        raise ClientSetupError(
+            f"{path}: 找不到该配置文件，请检查 --profile 的路径（应为开通包中的 profile.toml）。"
+            f" No such profile: check the --profile path (the profile.toml of your "
+            f"enrolment bundle)."
+        ) from None
+    except IsADirectoryError:
+        raise ClientSetupError(
+            f"{path}: 这是一个目录，--profile 应指向开通包中的 profile.toml 文件。"
+            f" This is a directory: --profile names the profile.toml file of your "
+            f"enrolment bundle."
+        ) from None
+    except OSError as e:
+        raise ClientSetupError(
+            f"{path}: 无法读取该配置文件（{e.strerror}）。 Cannot read this profile ({e.strerror})."
+        ) from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        raise ClientSetupError(
+            f"{path}: 不是有效的配置文件（应为开通包中的 profile.toml）。"
+            f" Not a valid profile (expected the profile.toml of your enrolment bundle)."
+        ) from None
     expected = {
         "account": str,
         "gateway_host": str,
@@ -85,12 +152,16 @@ def load_profile(path: Path) -> Profile:
     }
     for key, kind in expected.items():
         if not isinstance(raw.get(key), kind):
-            raise ClientSetupError(f"{path}: {key} missing or not a {kind.__name__}")
+            raise ClientSetupError(
+                f"{path}: {key} 缺失或不是{_KIND_CHINESE[kind.__name__]}。"
+                f" {key} missing or not a {kind.__name__}."
+            )
     unknown = set(raw) - set(expected)
     if unknown:
-        raise ClientSetupError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+        names = ", ".join(sorted(unknown))
+        raise ClientSetupError(f"{path}: 无法识别的配置项 {names}。 Unknown keys {names}.")
     if not 1 <= raw["gateway_port"] <= 65535:
-        raise ClientSetupError(f"{path}: gateway_port must be 1-65535")
+        raise ClientSetupError(f"{path}: gateway_port 应为 1-65535。 gateway_port must be 1-65535.")
     base = path.parent
     return Profile(
         path=path,
@@ -116,45 +187,62 @@ def load_identity(profile: Profile, passphrase: bytes) -> ClientIdentity:
         ca_pem = profile.ca_file.read_bytes()
         ca = x509.load_pem_x509_certificate(ca_pem)
     except OSError as e:
-        raise ClientSetupError(f"{profile.ca_file}: cannot read ({e.strerror})") from None
+        raise ClientSetupError(
+            f"{profile.ca_file}: 无法读取（{e.strerror}），它应与 profile.toml 在同一目录。"
+            f" Cannot read ({e.strerror}); it belongs beside profile.toml."
+        ) from None
     except ValueError:
-        raise ClientSetupError(f"{profile.ca_file}: not a PEM certificate") from None
+        raise ClientSetupError(
+            f"{profile.ca_file}: 不是 PEM 格式的证书。 Not a PEM certificate."
+        ) from None
     fingerprint = hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest()
     if fingerprint != profile.ca_fingerprint_sha256.replace(":", ""):
         raise ClientSetupError(
-            f"{profile.ca_file}: CA fingerprint does not match the profile; "
-            "ask your carrier for a new enrolment bundle"
+            f"{profile.ca_file}: CA 证书指纹与配置文件不符，请向电信运营商索取新的开通包。"
+            " CA fingerprint does not match the profile; "
+            "ask your carrier for a new enrolment bundle."
         )
     try:
         data = profile.client_bundle.read_bytes()
     except OSError as e:
-        raise ClientSetupError(f"{profile.client_bundle}: cannot read ({e.strerror})") from None
+        raise ClientSetupError(
+            f"{profile.client_bundle}: 无法读取（{e.strerror}），它应与 profile.toml 在同一目录。"
+            f" Cannot read ({e.strerror}); it belongs beside profile.toml."
+        ) from None
     try:
         key, cert, _chain = certs.load_pkcs12(data, passphrase)
     except certs.CertificateError:
         raise ClientSetupError(
-            f"{profile.client_bundle}: wrong passphrase or damaged file / 证书密码错误或文件损坏"
+            f"{profile.client_bundle}: 证书密码错误或文件损坏。 Wrong passphrase or damaged file."
         ) from None
     if certs.account_of(cert) != profile.account:
         raise ClientSetupError(
-            f"{profile.client_bundle}: the certificate is not for {profile.account}"
+            f"{profile.client_bundle}: 该证书不属于账号 {profile.account}。"
+            f" The certificate is not for {profile.account}."
         )
     return ClientIdentity(ca=ca, key=key, certificate=cert)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
     """``127.0.0.1:8080`` → (host, port); only loopback, so no one else can use the session."""
+    shown = terminal_text(text, 80)
     host, sep, port_text = text.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ClientSetupError(f"--listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:8080")
+        raise ClientSetupError(
+            f"--listen {shown!r}: 请写成 主机:端口，例如 127.0.0.1:8080。"
+            " Write it as HOST:PORT, e.g. 127.0.0.1:8080."
+        )
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        raise ClientSetupError(f"--listen {text!r}: HOST must be an IP address") from None
+        raise ClientSetupError(
+            f"--listen {shown!r}: 主机必须是 IP 地址。 HOST must be an IP address."
+        ) from None
     if not address.is_loopback:
         raise ClientSetupError(
-            f"--listen {text!r}: only a loopback address (127.0.0.1) is allowed, "
-            "so nobody else on the network can use your session"
+            f"--listen {shown!r}: 只允许本机回环地址（127.0.0.1），以免网络上的其他人使用您的会话。"
+            " Only a loopback address (127.0.0.1) is allowed, "
+            "so nobody else on the network can use your session."
         )
     return str(address), int(port_text)
 
@@ -210,7 +298,7 @@ class ClientTunnel(TunnelProtocol):
 
     def session_closed(self, reason: Reason, message: str, *, by_peer: bool) -> None:
         self.open = False
-        self.client.ended(reason)
+        self.client.ended(reason, message if by_peer else "")
         super().session_closed(reason, message, by_peer=by_peer)
 
     def terminate(self, reason: Reason, message: str = "") -> None:
@@ -284,6 +372,7 @@ class ConnectClient:
         self._keepalive: Any = None
         self._retry: Any = None  # the pending redial
         self._told: Reason | None = None  # already printed
+        self.ending_note = ""  # the officer's note of a kill
 
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -366,7 +455,8 @@ class ConnectClient:
         host, port = self.listen
         bound = getattr(self.port.getHost(), "port", port) if self.port is not None else port
         self.say(
-            f"connected as {event.account} (unit {event.unit_code}, session {event.session_id}); "
+            f"已连接安全专网，请在浏览器中打开 http://{host}:{bound}/ 。"
+            f" connected as {event.account} (unit {event.unit_code}, session {event.session_id}); "
             f"open http://{host}:{bound}/"
         )
         from twisted.internet.task import LoopingCall
@@ -387,7 +477,7 @@ class ConnectClient:
 
     def rejected(self, event: AuthRejected) -> None:
         self._told = event.reason
-        self.say(event.reason.bilingual)
+        self.say(refusal_text(event.reason, event.retry_after))
         self.ending = event.reason
         tunnel = self.tunnel
         if event.attempts_left <= 0 or tunnel is None:
@@ -411,15 +501,18 @@ class ConnectClient:
         tunnel.machine.authenticate(self.profile.account, password, otp)
         tunnel.flush()
 
-    def ended(self, reason: Reason) -> None:
+    def ended(self, reason: Reason, message: str = "") -> None:
         self.ending = reason
+        self.ending_note = message if reason is Reason.OFFICER_KILL else ""
 
     def tunnel_lost(self, tunnel: ClientTunnel) -> None:
         if tunnel is not self.tunnel or self.done.called:
             return
         self.tunnel = None
         if self.ending is not None:
-            if self.ending not in (Reason.CLIENT_QUIT, self._told):
+            if self.ending is Reason.OFFICER_KILL:
+                self.say(officer_kill_text(self.ending_note))
+            elif self.ending not in (Reason.CLIENT_QUIT, self._told):
                 self.say(self.ending.bilingual)
             self._finish(self.ending.exit_code)
             return

@@ -8,13 +8,17 @@ turns a verified account into a session: it takes a slot under the concurrent-se
 limit and returns a ``logout`` that ends the session record.
 
 Every refusal is a :class:`LoginRefused` carrying an auth reason code, so the adapter
-can log it and tell the employer the matching :class:`~gateway._reasons.Reason`.
+can log it and tell the employer the matching :class:`~gateway._reasons.Reason`; a
+``locked`` refusal also carries how long the lock lasts (AUTH_FAIL's ``retry_after``).
+:func:`factor_outcomes` spells out, for the officer's log only, what each factor's
+check said — the employer is never told.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +32,7 @@ from zope.interface import Attribute, Interface, implementer
 import auth
 import certs
 from gateway import _sessions
+from gateway._frames import RETRY_AFTER_CALL_CARRIER, RETRY_AFTER_UNKNOWN
 
 
 class IChannelCredentials(Interface):
@@ -55,13 +60,60 @@ class ChannelCredentials:
 
 
 class LoginRefused(UnauthorizedLogin):
-    """A refused login; ``reason`` is the auth reason code (``bad-password``, …)."""
+    """A refused login; ``reason`` is the auth reason code (``bad-password``, …).
 
-    def __init__(self, reason: str, account: str = "", unit_code: str | None = None) -> None:
+    ``retry_after``: seconds until a ``locked`` account may try again,
+    ``RETRY_AFTER_CALL_CARRIER`` at its hard cap, else ``RETRY_AFTER_UNKNOWN`` (0)."""
+
+    def __init__(
+        self,
+        reason: str,
+        account: str = "",
+        unit_code: str | None = None,
+        *,
+        retry_after: int = RETRY_AFTER_UNKNOWN,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.account = account
         self.unit_code = unit_code
+        self.retry_after = retry_after
+
+
+def lock_wait(state: auth.CredentialState | None, now: float) -> int:
+    """AUTH_FAIL's ``retry_after`` for a locked principal in *state* at *now*."""
+    if state is None:
+        return RETRY_AFTER_UNKNOWN
+    if state.hard_locked:
+        return RETRY_AFTER_CALL_CARRIER
+    if state.locked_until_at is not None and state.locked_until_at > now:
+        return min(math.ceil(state.locked_until_at - now), RETRY_AFTER_CALL_CARRIER - 1)
+    return RETRY_AFTER_UNKNOWN
+
+
+# What each login factor's check said, by the login's outcome code, in the order the
+# checker looks (certificate, then source and account state, then password, then
+# code).  "not-checked": the login stopped before that factor; a wrong password's
+# code is "not-checked" too, because the authenticator reports one reason only.
+FACTORS = ("certificate", "password", "code")
+_FACTOR_OUTCOMES: Mapping[str, tuple[str, str, str]] = {
+    "ok": ("ok", "ok", "ok"),
+    "too-many-sessions": ("ok", "ok", "ok"),  # every factor passed; the limit refused
+    "cert-mismatch": ("wrong", "not-checked", "not-checked"),
+    "cert-revoked": ("revoked", "not-checked", "not-checked"),
+    "empty-password": ("ok", "empty", "not-checked"),
+    "bad-password": ("ok", "wrong", "not-checked"),
+    "bad-otp": ("ok", "ok", "wrong"),
+    "otp-reused": ("ok", "ok", "reused"),
+    "internal-error": ("not-checked", "not-checked", "not-checked"),
+}
+
+
+def factor_outcomes(code: str) -> dict[str, str]:
+    """``{"factor_certificate": …, "factor_password": …, "factor_code": …}`` for a
+    login that ended with auth outcome *code* (details of the ``login`` audit event)."""
+    outcomes = _FACTOR_OUTCOMES.get(code, ("ok", "not-checked", "not-checked"))
+    return {f"factor_{name}": value for name, value in zip(FACTORS, outcomes, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -142,7 +194,11 @@ class ChannelChecker:
             now=self._clock(),
         )
         if not outcome.ok:
-            raise LoginRefused(outcome.reason, account, outcome.unit_code)
+            retry_after = RETRY_AFTER_UNKNOWN
+            if outcome.reason == "locked":
+                state = yield self._db.run(auth.get_credential_state, account)
+                retry_after = lock_wait(state, self._clock())
+            raise LoginRefused(outcome.reason, account, outcome.unit_code, retry_after=retry_after)
         return (account, outcome.unit_code, credentials.certificate_serial, credentials.source)
 
 

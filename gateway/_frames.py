@@ -20,6 +20,11 @@ frames (HELLO … GOAWAY); the stream frames (OPEN … RESET) carry a non-zero s
 Frame values check their own fields when built (``ValueError`` or ``TypeError``), so
 an invalid frame cannot be encoded and a parsed frame is always valid.  Passwords,
 one-time codes and resume tokens are left out of every ``repr``.
+
+Version 2 adds one field, ``retry_after`` at the end of AUTH_FAIL.  The parser reads
+either layout (the payload's length says which: 3 or 7 bytes), so it needs no
+version; the machine, which knows the negotiated version, refuses the wrong one.
+:func:`terminal_text` makes text that came over the wire safe to print.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import enum
 import re
 import struct
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
@@ -40,10 +46,14 @@ __all__ = [
     "HEADER_SIZE",
     "MAGIC",
     "MAX_MAX_PAYLOAD",
+    "MAX_NOTE_CHARS",
     "MAX_WINDOW",
     "MIN_INITIAL_WINDOW",
     "MIN_MAX_PAYLOAD",
+    "MIN_PROTOCOL_VERSION",
     "PROTOCOL_VERSION",
+    "RETRY_AFTER_CALL_CARRIER",
+    "RETRY_AFTER_UNKNOWN",
     "Auth",
     "AuthFail",
     "AuthOk",
@@ -66,10 +76,12 @@ __all__ = [
     "WindowUpdate",
     "encode",
     "encode_data_header",
+    "terminal_text",
 ]
 
 MAGIC = b"SSGT"
-PROTOCOL_VERSION = 1
+MIN_PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # the highest version this code speaks (docs/protocol.md §11)
 
 _HEADER = struct.Struct(">BBII")
 HEADER_SIZE = _HEADER.size  # 10
@@ -92,7 +104,14 @@ MAX_UNIT_CODE_BYTES = 32
 MAX_TOKEN_BYTES = 255
 MAX_SERVICE_BYTES = 64
 MAX_GOAWAY_MESSAGE_BYTES = 1024
+# An officer's note to the employer (GOAWAY(officer-kill)'s message): what a terminal
+# line can show.  1024 bytes of UTF-8 always hold 200 characters.
+MAX_NOTE_CHARS = 200
 PING_SIZE = 8
+# AUTH_FAIL.retry_after (version 2): 0 = no known wait; all ones = the lock does not
+# lift by itself (the carrier must clear it).
+RETRY_AFTER_UNKNOWN = 0
+RETRY_AFTER_CALL_CARRIER = 0xFFFFFFFF
 
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 
@@ -168,6 +187,29 @@ def _reason(value: Reason) -> None:
 
 def _stream(stream_id: int) -> None:
     _int("stream_id", stream_id, 1, MAX_STREAM_ID)
+
+
+# Control characters (C0, DEL, C1), format characters (bidi overrides, zero-width
+# joiners: they reorder or hide what a terminal shows), line and paragraph separators,
+# and unassigned or private code points.
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def terminal_text(text: str, limit: int = MAX_NOTE_CHARS) -> str:
+    """*text* made safe for one terminal line, at most *limit* characters.
+
+    Every unprintable character (see ``_UNPRINTABLE_CATEGORIES``: escape sequences
+    included) becomes a space, runs of white space become one, and a text longer than
+    *limit* is cut with "…".  Used by the gateway on the officer's note before it is
+    sent, and again by the client on whatever the gateway sent before printing it.
+    """
+    cleaned = "".join(
+        " " if unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES else ch for ch in text
+    )
+    cleaned = " ".join(cleaned.split())
+    if len(cleaned) > limit:
+        cleaned = cleaned[: max(limit - 1, 0)].rstrip() + "…"
+    return cleaned
 
 
 def _str8(raw: bytes) -> bytes:
@@ -289,19 +331,30 @@ class AuthOk:
 
 @dataclass(frozen=True, slots=True)
 class AuthFail:
-    """Gateway → client: this AUTH or RESUME was refused; *attempts_left* 0 ends it."""
+    """Gateway → client: this AUTH or RESUME was refused; *attempts_left* 0 ends it.
+
+    *retry_after* exists from version 2 on (``None``: the version 1 layout): seconds
+    until a refusal such as ``locked`` lifts, :data:`RETRY_AFTER_UNKNOWN` (0) when no
+    wait is known, :data:`RETRY_AFTER_CALL_CARRIER` when only the carrier can lift it.
+    """
 
     TYPE: ClassVar[FrameType] = FrameType.AUTH_FAIL
     stream_id: ClassVar[int] = 0
     reason: Reason
     attempts_left: int
+    retry_after: int | None = None
 
     def __post_init__(self) -> None:
         _reason(self.reason)
         _int("attempts_left", self.attempts_left, 0, 0xFF)
+        if self.retry_after is not None:
+            _int("retry_after", self.retry_after, 0, 0xFFFFFFFF)
 
     def encode_payload(self) -> bytes:
-        return struct.pack(">HB", self.reason.code, self.attempts_left)
+        payload = struct.pack(">HB", self.reason.code, self.attempts_left)
+        if self.retry_after is not None:
+            payload += self.retry_after.to_bytes(4, "big")
+        return payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,6 +615,10 @@ class _Reader:
                 Reason.PROTOCOL_ERROR, f"{self._what}: {name} is not valid UTF-8"
             ) from None
 
+    @property
+    def remaining(self) -> int:
+        return len(self._view) - self._pos
+
     def end(self) -> None:
         if self._pos != len(self._view):
             raise ProtocolError(
@@ -596,6 +653,14 @@ def _auth_ok(r: _Reader, stream_id: int) -> Frame:
     )
 
 
+def _auth_fail(r: _Reader, stream_id: int) -> Frame:
+    reason, attempts_left = r.reason(), r.u8("attempts_left")
+    # Version 1 ends here; version 2 adds retry_after.  Anything else is left over
+    # (and refused by ``end``), so the length alone tells the layouts apart.
+    retry_after = r.u32("retry_after") if r.remaining == 4 else None
+    return AuthFail(reason, attempts_left, retry_after)
+
+
 def _open(r: _Reader, stream_id: int) -> Frame:
     service = r.bytes8("service")
     if _SERVICE_NAME.fullmatch(service.decode("latin-1")) is None:
@@ -608,7 +673,7 @@ _DECODERS: dict[FrameType, Callable[[_Reader, int], Frame]] = {
     FrameType.HELLO_OK: _hello_ok,
     FrameType.AUTH: lambda r, _: Auth(r.str8("account"), r.str16("password"), r.str8("otp")),
     FrameType.AUTH_OK: _auth_ok,
-    FrameType.AUTH_FAIL: lambda r, _: AuthFail(r.reason(), r.u8("attempts_left")),
+    FrameType.AUTH_FAIL: _auth_fail,
     FrameType.RESUME: lambda r, _: Resume(r.bytes8("token")),
     FrameType.PING: lambda r, _: Ping(r.raw(PING_SIZE, "opaque")),
     FrameType.PONG: lambda r, _: Pong(r.raw(PING_SIZE, "opaque")),

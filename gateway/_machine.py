@@ -62,8 +62,11 @@ from ._frames import (
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_MAX_STREAMS,
     MAX_GOAWAY_MESSAGE_BYTES,
+    MAX_NOTE_CHARS,
     MAX_STREAM_ID,
+    MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
+    RETRY_AFTER_UNKNOWN,
     Auth,
     AuthFail,
     AuthOk,
@@ -84,6 +87,7 @@ from ._frames import (
     WindowUpdate,
     encode,
     encode_data_header,
+    terminal_text,
 )
 from ._reasons import ProtocolError, Reason
 
@@ -174,10 +178,13 @@ class AuthAccepted:
 
 @dataclass(frozen=True, slots=True)
 class AuthRejected:
-    """Client: the login was refused; with ``attempts_left == 0`` GOAWAY follows."""
+    """Client: the login was refused; with ``attempts_left == 0`` GOAWAY follows.
+
+    *retry_after* is AUTH_FAIL's (version 2; ``None`` from a version 1 gateway)."""
 
     reason: Reason
     attempts_left: int
+    retry_after: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +251,11 @@ class PongReceived:
 
 @dataclass(frozen=True, slots=True)
 class SessionClosed:
-    """The session ended because of what was received; flush and close the transport."""
+    """The session ended because of what was received; flush and close the transport.
+
+    A peer's *message* arrives made printable (:func:`~gateway._frames.terminal_text`):
+    for ``officer-kill`` it is the officer's note to the employer, at most
+    :data:`~gateway._frames.MAX_NOTE_CHARS` characters."""
 
     reason: Reason
     message: str
@@ -288,6 +299,11 @@ class _Stream:
 def _clip(message: str) -> str:
     raw = message.encode("utf-8")[:MAX_GOAWAY_MESSAGE_BYTES]
     return raw.decode("utf-8", errors="ignore")
+
+
+def _message_limit(reason: Reason) -> int:
+    """How many characters of a GOAWAY message are kept: an officer's note is one line."""
+    return MAX_NOTE_CHARS if reason is Reason.OFFICER_KILL else MAX_GOAWAY_MESSAGE_BYTES
 
 
 def _illegal(frame: Frame, state: State) -> ProtocolError:
@@ -396,7 +412,8 @@ class _TunnelMachine:
             self._state = State.CLOSED
             self._close_reason = frame.reason
             self._streams.clear()
-            events.append(SessionClosed(frame.reason, frame.message, by_peer=True))
+            message = terminal_text(frame.message, _message_limit(frame.reason))
+            events.append(SessionClosed(frame.reason, message, by_peer=True))
             return None
         return self._handle_side(frame, events)
 
@@ -464,8 +481,14 @@ class _TunnelMachine:
         self._streams.clear()
 
     def close(self, reason: Reason, message: str = "") -> None:
-        """End the session with GOAWAY(*reason*); then close the transport."""
+        """End the session with GOAWAY(*reason*); then close the transport.
+
+        With ``officer-kill``, *message* is the officer's note, which the client
+        prints: it is sent as :func:`~gateway._frames.terminal_text` makes it (one
+        line, no control characters, at most ``MAX_NOTE_CHARS`` characters)."""
         if self._state not in _ENDED:
+            if reason is Reason.OFFICER_KILL:
+                message = terminal_text(message, MAX_NOTE_CHARS)
             self._end(reason, message)
 
     def ping(self, opaque: bytes) -> None:
@@ -578,7 +601,7 @@ class GatewayMachine(_TunnelMachine):
         self,
         *,
         server_name: str = "ssgate",
-        versions: tuple[int, int] = (PROTOCOL_VERSION, PROTOCOL_VERSION),
+        versions: tuple[int, int] = (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         initial_window: int = DEFAULT_INITIAL_WINDOW,
         max_streams: int = DEFAULT_MAX_STREAMS,
@@ -686,18 +709,22 @@ class GatewayMachine(_TunnelMachine):
         self._send(frame)
         self._state = State.OPEN
 
-    def reject_auth(self, reason: Reason) -> int:
+    def reject_auth(self, reason: Reason, *, retry_after: int = RETRY_AFTER_UNKNOWN) -> int:
         """Refuse the login; returns the attempts left (0: GOAWAY was sent too).
 
         Only ``auth-failed`` and ``resume-invalid`` leave the door open; every other
         reason (locked, throttled, suspended, …) ends the session at once with it.
         After the last attempt the session ends with ``too-many-attempts``.
+        *retry_after* (seconds, or ``RETRY_AFTER_CALL_CARRIER``) reaches clients that
+        speak version 2; a version 1 client gets AUTH_FAIL without it.
         """
+        frame = AuthFail(reason, 0, retry_after)  # checks retry_after's range first
         if not self._login_answer("reject_auth"):
             return 0
         self._auth_attempts += 1
         left = self._max_auth_attempts - self._auth_attempts if reason.retry_auth else 0
-        self._send(AuthFail(reason, left))
+        version = self.version or MIN_PROTOCOL_VERSION
+        self._send(AuthFail(reason, left, frame.retry_after if version >= 2 else None))
         if left == 0:
             self._end(reason if not reason.retry_auth else Reason.TOO_MANY_ATTEMPTS, "")
         return left
@@ -742,7 +769,7 @@ class ClientMachine(_TunnelMachine):
         self,
         *,
         client_name: str = "ssgate-connect",
-        versions: tuple[int, int] = (PROTOCOL_VERSION, PROTOCOL_VERSION),
+        versions: tuple[int, int] = (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         initial_window: int = DEFAULT_INITIAL_WINDOW,
     ) -> None:
@@ -815,8 +842,15 @@ class ClientMachine(_TunnelMachine):
                     )
                 )
             else:
+                if (frame.retry_after is not None) != (
+                    self.version is not None and self.version >= 2
+                ):
+                    raise ProtocolError(
+                        Reason.PROTOCOL_ERROR,
+                        f"AUTH_FAIL: not the layout of protocol version {self.version}",
+                    )
                 self._attempts_left = frame.attempts_left
-                events.append(AuthRejected(frame.reason, frame.attempts_left))
+                events.append(AuthRejected(frame.reason, frame.attempts_left, frame.retry_after))
         else:
             assert isinstance(frame, OpenOk | OpenFail)
             stream = self._peer_stream(frame)

@@ -43,6 +43,7 @@ from gateway._cred import (
     ChannelSession,
     IChannelSession,
     LoginRefused,
+    factor_outcomes,
 )
 from gateway._machine import (
     AuthRequested,
@@ -60,9 +61,23 @@ from gateway._tls import (
     ReloadingServerTLS,
     peer_certificate,
     tls_refusal_reason,
+    tls_version_and_cipher,
 )
 from gateway._tunnel import StreamConnection, TunnelProtocol, quiet, transport_peer
 
+# One ``stream.end`` audit event per stream, up to this many per connection; past it
+# the rest are only counted, and the counts go on the session's ``session.end`` (or
+# ``session.detach``) event.  A browser opens a handful of connections per page, so a
+# day's work stays itemised; a client that opens streams in a loop cannot make the
+# permanent log grow by more than this per connection.
+STREAM_EVENTS_PER_CONNECTION = 500
+# How each stream ended, as the officer reads it (the gateway's "local" is the service).
+STREAM_ENDS = {
+    "finished": "finished",
+    "peer-reset": "client-cancelled",
+    "local-closed": "service-closed",
+    "session-ended": "session-ended",
+}
 KEEPALIVE_INTERVAL = 30.0
 KEEPALIVE_DEAD_AFTER = 90.0
 STREAM_CONNECT_TIMEOUT = 10.0
@@ -112,9 +127,10 @@ class GatewayContext:
 class UpstreamConnection(StreamConnection):
     """The gateway's connection to a service: the identity header goes first."""
 
-    def __init__(self, tunnel: GatewayTunnel, stream_id: int, header: bytes) -> None:
+    def __init__(self, tunnel: GatewayTunnel, stream_id: int, header: bytes, service: str) -> None:
         super().__init__(tunnel, stream_id)
         self._header = header
+        self.service = service
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -136,6 +152,8 @@ class GatewayTunnel(TunnelProtocol):
         self.cert_account: str | None = None
         self.cert_serial = ""
         self.cert_fingerprint = ""
+        # What the officer's timeline shows of the TLS handshake (on login events).
+        self.tls_facts: dict[str, str] = {}
         self.peer = "unknown"
         self.replaced = False  # resumed on another connection: don't end the session
         self.last_activity = 0.0
@@ -146,6 +164,9 @@ class GatewayTunnel(TunnelProtocol):
         self._login_deadline: Any = None
         self._is_finished = False
         self._finish_waiters: list[Deferred[None]] = []
+        self._stream_events = 0
+        self._unitemised = [0, 0, 0]  # streams, bytes in, bytes out past the budget
+        self._stream_writes: set[Deferred[Any]] = set()  # stream.end events being written
 
     # -- connection and TLS --------------------------------------------------------------
 
@@ -168,6 +189,15 @@ class GatewayTunnel(TunnelProtocol):
         self.cert_account = certs.account_of(cert)
         self.cert_serial = certs.serial_hex_of(cert.serial_number)
         self.cert_fingerprint = certs.fingerprint_sha256_of(cert)
+        try:
+            version, cipher = tls_version_and_cipher(self.transport)
+        except ValueError:  # not TLS (a test's plain transport): nothing to tell
+            version = cipher = ""
+        self.tls_facts = {
+            "tls_version": version,
+            "tls_cipher": cipher,
+            "certificate_subject": cert.subject.rfc4514_string()[:255],
+        }
 
     def _login_timeout(self) -> None:
         self._login_deadline = None
@@ -251,10 +281,10 @@ class GatewayTunnel(TunnelProtocol):
                 reason=ended_by.slug,
                 now=self.ctx.clock.seconds(),
             )
-            self._audit("login", session.account, "failed", ended_by.slug)
+            self._audit("login", session.account, "failed", ended_by.slug, **self.tls_facts)
             return
         self._open_session(session, generation=0)
-        self._audit("login", session.account, "ok")
+        self._audit("login", session.account, "ok", **self.tls_facts, **factor_outcomes("ok"))
 
     def _open_session(self, session: ChannelSession, *, generation: int) -> None:
         self.session = session
@@ -285,14 +315,21 @@ class GatewayTunnel(TunnelProtocol):
         self.last_activity = self.ctx.clock.seconds()
 
     def _login_refused(self, failure: Failure, account: str) -> None:
+        retry_after = 0
         if isinstance(failure.value, LoginRefused):
             code = failure.value.reason
+            retry_after = failure.value.retry_after
         else:
             self.log.failure("login error for {account}", failure, account=account)
             code = "internal-error"
-        self._audit("login", account, "refused", code)
+        # Which factor failed is for the officer's log only; the employer gets the
+        # generic reason (refusal_reason) and, for a lock, how long it lasts.
+        facts: dict[str, str | int] = {**self.tls_facts, **factor_outcomes(code)}
+        if retry_after:
+            facts["retry_after"] = retry_after
+        self._audit("login", account, "refused", code, **facts)
         reason = Reason.INTERNAL_ERROR if code == "internal-error" else refusal_reason(code)
-        left = self.machine.reject_auth(reason)
+        left = self.machine.reject_auth(reason, retry_after=retry_after)
         self.flush()
         if left == 0:
             self.close_transport()
@@ -339,10 +376,17 @@ class GatewayTunnel(TunnelProtocol):
         )
         self._offsets = (record.bytes_in, record.bytes_out, record.streams_opened)
         self._open_session(session, generation=generation + 1)
-        self._audit("login.resume", record.account, "ok")
+        self._audit("login.resume", record.account, "ok", **self.tls_facts)
 
     def _resume_refused(self, why: str) -> None:
-        self._audit("login.resume", self.cert_account or "-", "refused", "resume-invalid", why=why)
+        self._audit(
+            "login.resume",
+            self.cert_account or "-",
+            "refused",
+            "resume-invalid",
+            why=why,
+            **self.tls_facts,
+        )
         if self.machine.reject_auth(Reason.RESUME_INVALID) == 0:
             self.close_transport()
         self.flush()
@@ -367,7 +411,8 @@ class GatewayTunnel(TunnelProtocol):
             self.log.failure("cannot vouch for stream {sid} of {peer}", sid=sid, peer=self.peer)
             self._refuse_stream(sid, service, Reason.SERVICE_UNAVAILABLE)
             return
-        upstream = UpstreamConnection(self, sid, header)
+        upstream = UpstreamConnection(self, sid, header, service)
+        upstream.opened_at = self.ctx.clock.seconds()
         self.streams[sid] = upstream
         factory = quiet(Factory.forProtocol(lambda: upstream))
         d = maybeDeferred(lambda: endpoint_for().connect(factory))
@@ -376,6 +421,50 @@ class GatewayTunnel(TunnelProtocol):
             lambda _: self._stream_connected(sid, upstream),
             lambda f: self._stream_failed(sid, service, f),
         )
+
+    def stream_ended(self, stream: StreamConnection, how: str) -> None:
+        """Record the stream's end: one ``stream.end`` event (service, bytes each way,
+        duration, how it ended) within the connection's budget, else only counted."""
+        session = self.session
+        if session is None or not isinstance(stream, UpstreamConnection):
+            return
+        # Towards the service is what the client sent (in); from it, what it got (out).
+        bytes_in, bytes_out = stream.bytes_to_local, stream.bytes_from_local
+        if self._stream_events >= STREAM_EVENTS_PER_CONNECTION:
+            for i, n in enumerate((1, bytes_in, bytes_out)):
+                self._unitemised[i] += n
+            return
+        self._stream_events += 1
+        duration = max(self.ctx.clock.seconds() - stream.opened_at, 0.0)
+        d = self._audit(
+            "stream.end",
+            session.account,
+            "ok",
+            STREAM_ENDS.get(how, how),
+            stream=stream.stream_id or 0,
+            service=stream.service,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            duration_ms=round(duration * 1000),
+        )
+        if not d.called:
+            self._stream_writes.add(d)
+
+            def written(result: object) -> object:
+                self._stream_writes.discard(d)
+                return result
+
+            d.addBoth(written)
+
+    def _unitemised_details(self) -> dict[str, str | int]:
+        streams, bytes_in, bytes_out = self._unitemised
+        if not streams:
+            return {}
+        return {
+            "streams_not_itemised": streams,
+            "bytes_in_not_itemised": bytes_in,
+            "bytes_out_not_itemised": bytes_out,
+        }
 
     def _refuse_stream(self, sid: int, service: str, reason: Reason) -> None:
         assert self.session is not None
@@ -470,14 +559,21 @@ class GatewayTunnel(TunnelProtocol):
             return
         now = self.ctx.clock.seconds()
         b_in, b_out, streams = self.counters()
+        # The streams' ends (written as they ended, the last ones just now by
+        # drop_streams) belong to the session's final records.
+        stream_writes = list(self._stream_writes)
+        unitemised = self._unitemised_details()
         if ended_by is None:
             # The network dropped without GOAWAY: keep the session resumable for a while.
             stats = {session.session_id: (b_in, b_out, streams)}
             self._finished(
                 [
+                    *stream_writes,
                     self.ctx.db.run(_sessions.detach_session, session.session_id, now=now),
                     self.ctx.db.run(_sessions.heartbeat, stats, now=now),
-                    self._audit("session.detach", session.account, "ok", "network-lost"),
+                    self._audit(
+                        "session.detach", session.account, "ok", "network-lost", **unitemised
+                    ),
                 ]
             )
             return
@@ -490,7 +586,13 @@ class GatewayTunnel(TunnelProtocol):
             bytes_out=b_out,
             streams_opened=streams,
         )
-        self._finished([ended, self._audit("session.end", session.account, "ok", ended_by.slug)])
+        self._finished(
+            [
+                *stream_writes,
+                ended,
+                self._audit("session.end", session.account, "ok", ended_by.slug, **unitemised),
+            ]
+        )
 
     def _tls_refused(self, reason: Failure) -> None:
         # Logged, not audited: anyone can open a TCP connection, and the audit log must
@@ -594,7 +696,7 @@ class GatewayNode(Service):
             return  # the database is slow; don't pile up queries
         self._polling = True
         ids = list(self.ctx.live)
-        d: Deferred[Any] = self.ctx.db.run(_sessions.sessions_to_end, ids)
+        d: Deferred[Any] = self.ctx.db.run(_sessions.ends_due, ids)
         d.addCallback(self._end_sessions)
         if self._ticks % 10 == 0:
             stats = {sid: t.counters() for sid, t in self.ctx.live.items()}
@@ -607,18 +709,20 @@ class GatewayNode(Service):
     def _polled(self, result: object) -> None:
         self._polling = False
 
-    def _end_sessions(self, verdict: dict[str, str]) -> None:
-        for session_id, slug in verdict.items():
+    def _end_sessions(self, verdict: dict[str, _sessions.SessionEnd]) -> None:
+        for session_id, end in verdict.items():
             tunnel = self.ctx.live.get(session_id)
             if tunnel is None:
                 continue
             try:
-                reason = Reason.from_slug(slug)
+                reason = Reason.from_slug(end.reason)
             except ValueError:
                 # A kill reason written by another version or by hand: still a kill.
                 reason = Reason.OFFICER_KILL
+            # Not the note: it is the officer's words, in the audit log already.
             self.log.info("ending session {sid}: {reason}", sid=session_id, reason=reason.slug)
-            tunnel.terminate(reason)
+            # The machine makes the note one clean line before it goes to the client.
+            tunnel.terminate(reason, end.note if reason is Reason.OFFICER_KILL else "")
 
     def revoked(self, crl: x509.CertificateRevocationList) -> None:
         """A new CRL: end at once the live sessions whose certificate it lists."""

@@ -272,8 +272,22 @@ def request_kill_account(
     return int(result.rowcount)
 
 
+@dataclass(frozen=True)
+class SessionEnd:
+    """Why a live session must end: the reason code and, for a kill, the note that the
+    officer wrote (the client prints it; empty for every other end)."""
+
+    reason: str
+    note: str = ""
+
+
 def sessions_to_end(conn: Connection, session_ids: list[str]) -> dict[str, str]:
-    """Which of these sessions must end now, with the reason code.
+    """Which of these sessions must end now, with the reason code (see :func:`ends_due`)."""
+    return {sid: end.reason for sid, end in ends_due(conn, session_ids).items()}
+
+
+def ends_due(conn: Connection, session_ids: list[str]) -> dict[str, SessionEnd]:
+    """Which of these sessions must end now, with the reason code and a kill's note.
 
     A kill request, an account that is no longer active, or a revoked certificate all
     end a session — whichever node or command caused it.
@@ -284,6 +298,7 @@ def sessions_to_end(conn: Connection, session_ids: list[str]) -> dict[str, str]:
         select(
             sessions.c.id,
             sessions.c.kill_reason,
+            sessions.c.kill_note,
             sessions.c.kill_requested_at,
             accounts.c.status,
             certificates.c.status.label("cert_status"),
@@ -304,18 +319,18 @@ def sessions_to_end(conn: Connection, session_ids: list[str]) -> dict[str, str]:
             )
         )
     )
-    verdict: dict[str, str] = {}
+    verdict: dict[str, SessionEnd] = {}
     for row in rows:
         if row.kill_requested_at is not None:
-            verdict[row.id] = row.kill_reason or "officer-kill"
+            verdict[row.id] = SessionEnd(row.kill_reason or "officer-kill", row.kill_note or "")
         elif row.status == "suspended":
-            verdict[row.id] = "account-suspended"
+            verdict[row.id] = SessionEnd("account-suspended")
         elif row.status in ("cancelled", None):
-            verdict[row.id] = "account-cancelled"
+            verdict[row.id] = SessionEnd("account-cancelled")
         elif row.cert_status == "revoked":
-            verdict[row.id] = "cert-revoked"
+            verdict[row.id] = SessionEnd("cert-revoked")
         else:
-            verdict[row.id] = "gateway-shutdown"
+            verdict[row.id] = SessionEnd("gateway-shutdown")
     return verdict
 
 

@@ -12,6 +12,11 @@ browser on the client.  Back-pressure, both ways, with nothing buffered without 
   local transport is paused until ``StreamCredit`` arrives; and when the TLS transport
   itself is full, every local transport is paused until it drains.
 
+Each stream ends exactly once, and :meth:`TunnelProtocol.stream_ended` says how
+(``finished``: FIN both ways; ``peer-reset``; ``local-closed``: the local side went
+away first; ``session-ended``), with the bytes it carried each way: the gateway records
+it for the officer's timeline.
+
 Closing follows Twisted's rules for a half-closeable protocol: a FIN from the tunnel
 half-closes the local connection, and once both directions have ended we close it
 ourselves (Twisted never does, and the socket would stay open).  The stream stops
@@ -59,6 +64,11 @@ class StreamConnection(Protocol):
         self._early: list[bytes] = []  # read before the stream id was known
         self._to_local: list[bytes] = []  # tunnel data before the local side connected
         self._producing = False  # registered as the local transport's producer
+        # For the record of the stream's end (the gateway's ``stream.end`` event).
+        self.opened_at = 0.0
+        self.bytes_from_local = 0
+        self.bytes_to_local = 0
+        self.ended = False
 
     # -- the local transport produces into us (we consume it into the tunnel)
 
@@ -70,6 +80,7 @@ class StreamConnection(Protocol):
         self._producing = True
 
     def dataReceived(self, data: bytes) -> None:
+        self.bytes_from_local += len(data)
         if self.stream_id is None:
             self._early.append(data)
             self._set_reading()
@@ -244,6 +255,7 @@ class TunnelProtocol(Protocol):
         elif isinstance(event, StreamReset):
             stream = self.streams.pop(event.stream_id, None)
             if stream is not None:
+                self._ended(stream, "peer-reset")
                 stream.close_local(abort=True)
         elif isinstance(event, SessionClosed):
             self.session_closed(event.reason, event.message, by_peer=event.by_peer)
@@ -269,6 +281,15 @@ class TunnelProtocol(Protocol):
     def handle_side_event(self, event: object) -> None:
         raise NotImplementedError
 
+    def stream_ended(self, stream: StreamConnection, how: str) -> None:
+        """Hook, called once per stream when it is gone: *how* is ``finished``,
+        ``peer-reset``, ``local-closed`` or ``session-ended``."""
+
+    def _ended(self, stream: StreamConnection, how: str) -> None:
+        if not stream.ended:
+            stream.ended = True
+            self.stream_ended(stream, how)
+
     def session_closed(self, reason: Reason, message: str, *, by_peer: bool) -> None:
         """The machine ended the session; flush the GOAWAY and close."""
         self.close_transport()
@@ -293,6 +314,7 @@ class TunnelProtocol(Protocol):
         stream = self.streams.get(event.stream_id)
         if stream is None:
             return
+        stream.bytes_to_local += len(event.payload)
         if stream.closed:
             # Nobody left to read it (we still deliver our last bytes and FIN): drop it
             # but return the credit, so the peer is not stalled until it gives up.
@@ -325,6 +347,7 @@ class TunnelProtocol(Protocol):
         """Both directions ended: forget the stream and close its local connection."""
         if stream.sent_fin and stream.got_fin and stream.stream_id is not None:
             self.streams.pop(stream.stream_id, None)
+            self._ended(stream, "finished")
             stream.close_local()
 
     def local_eof(self, stream: StreamConnection) -> None:
@@ -341,6 +364,7 @@ class TunnelProtocol(Protocol):
         if not stream.got_fin and (stream.sent_fin or not stream.pending):
             # Nobody is left to read what the peer might still send: cancel the stream.
             del self.streams[stream.stream_id]
+            self._ended(stream, "local-closed")
             self.machine.reset_stream(stream.stream_id, Reason.STREAM_CANCELLED)
             self.flush()
             return
@@ -352,6 +376,7 @@ class TunnelProtocol(Protocol):
         streams = list(self.streams.values())
         self.streams.clear()
         for stream in streams:
+            self._ended(stream, "session-ended")
             stream.close_local(abort=True)
 
     def buffered(self) -> int:

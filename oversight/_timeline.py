@@ -12,15 +12,24 @@ database pool) gathers:
 * the end as the session record has it, when no ``session.end`` event says it (a
   detached session killed or reaped ends without one).
 
-The gateway records no per-stream rows (service, bytes, duration): the session's
-totals (bytes each way, streams opened) come from its record and are shown as such.
+Each entry carries a one-line ``summary`` in Chinese of what its details say:
+
+* a ``login`` or ``login.resume``: each factor's outcome (certificate, password,
+  one-time code — the officer's view; the employer only ever heard "auth-failed") and
+  the TLS handshake (protocol version, cipher, client certificate serial and subject);
+* a ``stream.end`` (one per stream, written by the gateway when the stream is gone):
+  service, bytes each way, duration and how it ended.
+
+:class:`Timeline` also gathers the streams (:class:`StreamRow`) for the page's stream
+table, the TLS facts of the login that opened the session, and how many streams the
+gateway counted without itemising them (past its per-connection budget).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
@@ -37,6 +46,7 @@ ACTIONS: Mapping[str, str] = {
     "login": "登录",
     "login.resume": "恢复会话",
     "stream.refused": "拒绝数据流",
+    "stream.end": "数据流结束",
     "session.detach": "网络中断（可恢复）",
     "session.end": "会话结束",
     "session.kill": "安全员终止会话",
@@ -51,8 +61,16 @@ ACTIONS: Mapping[str, str] = {
     "declare.password-change": "修改密码",
 }
 
-# Outcome codes of a login, by factor; the gateway's reason codes come from the
-# registry (``SessionRegistry.reasons``).
+# How a stream ended (the reason of its ``stream.end`` event).
+STREAM_ENDS: Mapping[str, str] = {
+    "finished": "正常结束",
+    "client-cancelled": "单位端取消",
+    "service-closed": "服务端关闭",
+    "session-ended": "随会话结束",
+}
+
+# The reason codes the gateway's registry does not name (``SessionRegistry.reasons``):
+# a login's outcome by factor, and how a stream ended.
 AUTH_REASONS: Mapping[str, str] = {
     "unknown-account": "账号不存在",
     "bad-password": "密码错误",
@@ -67,9 +85,25 @@ AUTH_REASONS: Mapping[str, str] = {
     "source-denied": "来源地址不在允许范围内",
     "too-many-sessions": "在线会话数已达上限",
     "not-live": "会话不在线",
+    **STREAM_ENDS,
 }
 
 OUTCOMES: Mapping[str, str] = {"ok": "成功", "refused": "拒绝", "failed": "失败"}
+
+# The factors of a login, as the gateway records them (``factor_<name>`` details).
+FACTORS: Sequence[tuple[str, str]] = (
+    ("certificate", "证书"),
+    ("password", "密码"),
+    ("code", "动态口令"),
+)
+FACTOR_OUTCOMES: Mapping[str, str] = {
+    "ok": "通过",
+    "wrong": "错误",
+    "revoked": "已吊销",
+    "reused": "重复使用",
+    "empty": "未填写",
+    "not-checked": "未检查",
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +117,35 @@ class TimelineEntry:
     actor: str
     subject: str
     details: Sequence[tuple[str, str]]
+    summary: str = ""  # one line in Chinese of what the details say (logins, streams)
+
+
+@dataclass(frozen=True)
+class StreamRow:
+    """One stream of the session, from its ``stream.end`` event."""
+
+    ended_at: float
+    stream: int
+    service: str
+    bytes_in: int  # from the unit to the service
+    bytes_out: int  # from the service to the unit
+    duration_ms: int
+    end: str  # the code (``finished``, …)
+    end_text: str
+
+    @property
+    def duration_text(self) -> str:
+        return duration_text(self.duration_ms)
+
+
+@dataclass(frozen=True)
+class TlsFacts:
+    """The TLS handshake of the login that opened the session (its ``login`` event)."""
+
+    version: str
+    cipher: str
+    certificate_serial: str
+    certificate_subject: str
 
 
 @dataclass(frozen=True)
@@ -90,6 +153,91 @@ class Timeline:
     session: SessionRow
     entries: Sequence[TimelineEntry]
     truncated: bool
+    streams: Sequence[StreamRow] = field(default=())
+    tls: TlsFacts | None = None
+    streams_not_itemised: int = 0
+
+
+def byte_text(n: int) -> str:
+    """A byte count for people: ``512 B``, ``4.9 KiB``, ``1.2 MiB``."""
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def duration_text(ms: int) -> str:
+    """A duration for people: ``0.35 秒``, ``12.0 秒``, ``3 分 05 秒``, ``1 时 02 分``."""
+    if ms < 1000:
+        return f"{ms / 1000:.2f} 秒"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} 秒"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60} 分 {whole % 60:02d} 秒"
+    return f"{whole // 3600} 时 {whole % 3600 // 60:02d} 分"
+
+
+def _int_detail(details: Mapping[str, object], key: str) -> int:
+    value = details.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _str_detail(details: Mapping[str, object], key: str) -> str:
+    value = details.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def factors_text(details: Mapping[str, object]) -> str:
+    """``证书：通过 · 密码：错误 · 动态口令：未检查``, or "" if the event has none."""
+    parts = []
+    for name, label in FACTORS:
+        outcome = _str_detail(details, f"factor_{name}")
+        if outcome:
+            parts.append(f"{label}：{FACTOR_OUTCOMES.get(outcome, outcome)}")
+    return " · ".join(parts)
+
+
+def tls_text(details: Mapping[str, object]) -> str:
+    """``TLSv1.3 · TLS_AES_256_GCM_SHA384 · 证书 0a1b（CN=…）``, or "" without TLS facts."""
+    parts = [_str_detail(details, "tls_version"), _str_detail(details, "tls_cipher")]
+    serial = _str_detail(details, "certificate")
+    subject = _str_detail(details, "certificate_subject")
+    if serial or subject:
+        parts.append(f"证书 {serial or '—'}" + (f"（{subject}）" if subject else ""))
+    return " · ".join(p for p in parts if p)
+
+
+def _stream_row(e: audit.AuditEvent) -> StreamRow:
+    d = e.details
+    return StreamRow(
+        ended_at=e.at,
+        stream=_int_detail(d, "stream"),
+        service=_str_detail(d, "service") or "—",
+        bytes_in=_int_detail(d, "bytes_in"),
+        bytes_out=_int_detail(d, "bytes_out"),
+        duration_ms=_int_detail(d, "duration_ms"),
+        end=e.reason,
+        end_text=STREAM_ENDS.get(e.reason, e.reason),
+    )
+
+
+def summary_text(e: audit.AuditEvent) -> str:
+    """The one line an entry shows above its raw details (see the module docstring)."""
+    if e.action == "stream.end":
+        row = _stream_row(e)
+        return (
+            f"{row.service} · 上行 {byte_text(row.bytes_in)} · 下行 {byte_text(row.bytes_out)}"
+            f" · {row.duration_text} · {row.end_text}"
+        )
+    if e.action in ("login", "login.resume"):
+        return " ｜ ".join(t for t in (factors_text(e.details), tls_text(e.details)) if t)
+    return ""
 
 
 def action_text(action: str) -> str:
@@ -122,6 +270,7 @@ def _entry(record: audit.AuditRecord) -> TimelineEntry:
         actor=e.actor,
         subject=e.subject,
         details=tuple((k, _detail_text(v)) for k, v in sorted(e.details.items())),
+        summary=summary_text(e),
     )
 
 
@@ -164,4 +313,24 @@ def session_timeline(
             )
         )
     entries.sort(key=lambda e: (e.at, e.seq or 0))
-    return Timeline(session, entries, truncated)
+    streams = [_stream_row(r.event) for r in ordered if r.event.action == "stream.end"]
+    opening = [
+        r.event
+        for r in ordered
+        if r.event.action == "login" and r.event.outcome == "ok" and r.event.session_id
+    ]
+    tls = None
+    if opening:
+        d = opening[0].details
+        tls = TlsFacts(
+            version=_str_detail(d, "tls_version"),
+            cipher=_str_detail(d, "tls_cipher"),
+            certificate_serial=_str_detail(d, "certificate"),
+            certificate_subject=_str_detail(d, "certificate_subject"),
+        )
+    not_itemised = sum(
+        _int_detail(r.event.details, "streams_not_itemised")
+        for r in ordered
+        if r.event.action in ("session.end", "session.detach")
+    )
+    return Timeline(session, entries, truncated, streams, tls, not_itemised)

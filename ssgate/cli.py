@@ -909,35 +909,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--auditor", action="store_true", help="with --code: the demo auditor's code instead"
     )
     add("serve", "run the gateway and the declare service until Ctrl-C / SIGTERM", cmd_serve)
-    from ssgate._connect import DEFAULT_LISTEN, exit_status_help
+    from ssgate._connect import configure_parser
 
     p = add(
         "connect",
         "the employer's secure-channel client: dial the gateway, log in, "
-        "serve the declaration pages on a loopback address",
+        "serve the declaration pages on a loopback address / 单位端安全专网客户端",
         cmd_connect,
     )
-    p.epilog = exit_status_help()
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument(
-        "--profile",
-        required=True,
-        metavar="FILE",
-        help="profile.toml from the enrolment bundle (client.p12 and ca.pem beside it)",
-    )
-    p.add_argument(
-        "--listen",
-        default=DEFAULT_LISTEN,
-        metavar="HOST:PORT",
-        help=f"loopback address for the browser (default {DEFAULT_LISTEN}; port 0: any free)",
-    )
-    p.add_argument("--password-file", metavar="F", help="password (first line); default: prompt")
-    p.add_argument("--otp", metavar="CODE", help="the current one-time code; default: prompt")
-    p.add_argument(
-        "--p12-password-file",
-        metavar="F",
-        help="client.p12 passphrase (first line); default: prompt",
-    )
+    configure_parser(p)  # bilingual options, help and exit-status list
 
     units = add("units", "agency: register units and approve them for online service", cmd_units)
     us = units.add_subparsers(

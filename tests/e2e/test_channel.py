@@ -102,8 +102,15 @@ def test_a_code_is_accepted_once(channel: Channel) -> None:
     again = channel.connect(account, otp=code)
     assert again.wait_exit() == 20  # auth-failed: never says which factor
     assert "one-time code is not correct" in again.output
-    reasons = [r["reason"] for r in audit_rows(channel, "--action", "login")]
-    assert reasons[-1] == "otp-reused"
+    # Issue 11: the generic refusal adds that a code works once (for every auth-failed).
+    assert "只能使用一次" in again.output and "wait for the next code" in again.output
+    rows = audit_rows(channel, "--action", "login")
+    assert rows[-1]["reason"] == "otp-reused"
+    # The officer's log says which factor: the code was reused, the password was right.
+    assert (rows[-1]["details"]["factor_password"], rows[-1]["details"]["factor_code"]) == (
+        "ok",
+        "reused",
+    )
 
 
 def test_a_busy_listen_port_fails_at_once_and_spends_no_code(channel: Channel) -> None:
@@ -141,7 +148,9 @@ def test_five_wrong_passwords_lock_out_the_right_one(channel: Channel) -> None:
         assert attempt.wait_exit() == 20, attempt.output
     right = channel.connect(account, otp=account.code(1))
     assert right.wait_exit() == 23, right.output  # locked
-    assert "locked" in right.output
+    # Issue 11: how long, in minutes (the first lock lasts base_lock_seconds = 60 s).
+    assert "请在 1 分钟后再试" in right.output, right.output
+    assert "please try again in 1 minute." in right.output
 
     rows = audit_rows(channel, "--action", "login")
     assert [r["reason"] for r in rows] == ["bad-password"] * 5 + ["locked"]
@@ -273,16 +282,22 @@ def _wait_exit_within(proc: Proc, seconds: float) -> int:
 
 
 def test_officer_kill_reaches_the_client_within_five_seconds(channel: Channel) -> None:
-    """Acceptance 4a: ``audit kill SID`` → the client says an officer ended it, exit 13."""
+    """Acceptance 4a: ``audit kill SID --reason TEXT`` → the client prints the officer's
+    words (one clean line: the escape sequence and line break are gone), exit 13."""
     channel.start()
     account = channel.open_account()
     client = channel.connect(account)
     session_id, _ = channel.connected(client)
     started = time.monotonic()
-    channel.run("audit", "kill", session_id, "--reason", "test", check_rc=0)
+    note = "请致电 0575-1234\x1b[2J\n核实"
+    channel.run("audit", "kill", session_id, "--reason", note, check_rc=0)
     assert client.wait_exit() == 13
     assert time.monotonic() - started <= 5.0 + 1.0  # one poll interval of slack
-    assert "security officer ended this session" in client.output
+    assert (
+        "会话已被安全管理员终止 / Terminated by a security officer: 请致电 0575-1234 [2J 核实"
+        in client.output
+    ), client.output
+    assert "\x1b" not in client.output
 
 
 def test_suspending_an_account_ends_all_its_sessions(channel: Channel) -> None:

@@ -1,8 +1,8 @@
 """Issue 10, acceptance 1 (the officer's part): with ``ssgate serve`` and a live
 ``ssgate connect`` running as processes, an officer in headless Chromium finds the
 session by unit among the live ones, opens its timeline (the login carrying the session
-id), terminates it with a reason, and the client exits
-within 5 s with the officer's message (exit 13).  Screenshots of each step go to
+id, the TLS handshake), terminates it with a reason, and the client exits within 5 s
+printing the officer's own words (exit 13); the ended session's page lists its streams.  Screenshots of each step go to
 ``test-artifacts/<test name>/``.
 """
 
@@ -103,6 +103,9 @@ def test_officer_finds_the_live_session_by_unit_and_terminates_it(
     assert officer.url == f"{console}/sessions/{session_id}"
     timeline = officer.locator("#timeline").inner_text()
     assert "登录" in timeline and "成功" in timeline, timeline
+    assert "证书：通过 · 密码：通过 · 动态口令：通过" in timeline, timeline
+    tls = officer.locator("#tls").inner_text()
+    assert "TLSv1." in tls and account.name in tls, tls
     screenshots.take(officer, "officer-session-timeline")
 
     # -- terminate it, with a reason -------------------------------------------------------
@@ -120,8 +123,10 @@ def test_officer_finds_the_live_session_by_unit_and_terminates_it(
 
     assert client.wait_exit() == 13
     assert time.monotonic() - started <= 5.0 + 1.0  # one poll interval of slack
-    assert "security officer ended this session" in client.output
-    assert "安全管理员已终止本次会话" in client.output
+    # The officer's note itself reaches the employer's terminal (protocol §5, GOAWAY).
+    assert (
+        f"会话已被安全管理员终止 / Terminated by a security officer: {KILL_NOTE}" in client.output
+    ), client.output
 
     # The ended session, as the officer now sees it: the kill and the end, with reasons.
     deadline = time.monotonic() + 10
@@ -132,4 +137,7 @@ def test_officer_finds_the_live_session_by_unit_and_terminates_it(
             break
         time.sleep(0.5)
     assert "已结束" in body and KILL_NOTE in body and "安全员终止会话" in body, body
+    # The stream the employer's request used, with its service and bytes (stream.end).
+    streams = officer.locator("#streams").inner_text()
+    assert "declare" in streams and ("正常结束" in streams or "随会话结束" in streams), streams
     screenshots.take(officer, "officer-session-ended")

@@ -131,13 +131,13 @@ def test_a_full_conversation_between_client_and_gateway() -> None:
     client.authenticate(ACCOUNT, "wrong", "123456")
     events = pump(client, gateway)
     assert events == [
-        HandshakeCompleted(1, "ssgate-connect 0.1"),
+        HandshakeCompleted(2, "ssgate-connect 0.1"),
         AuthRequested(ACCOUNT, "wrong", "123456"),
     ]
     assert gateway.reject_auth(Reason.AUTH_FAILED) == 2
     assert pump(gateway, client) == [
-        HandshakeCompleted(1, "gw-1"),
-        AuthRejected(Reason.AUTH_FAILED, 2),
+        HandshakeCompleted(2, "gw-1"),
+        AuthRejected(Reason.AUTH_FAILED, 2, retry_after=0),
     ]
 
     # The right password.
@@ -247,15 +247,15 @@ def test_a_lost_connection_ends_the_session_as_network_lost() -> None:
 
 
 def test_no_common_version_is_refused_with_version_unsupported() -> None:
-    client = ClientMachine(versions=(2, 3))
+    client = ClientMachine(versions=(3, 4))
     gateway = GatewayMachine()
     events = pump(client, gateway)
     assert closed_by_us(events, Reason.VERSION_UNSUPPORTED).message == (
-        "this gateway speaks protocol versions 1-1"
+        "this gateway speaks protocol versions 1-2"
     )
     assert pump(gateway, client) == [
         SessionClosed(
-            Reason.VERSION_UNSUPPORTED, "this gateway speaks protocol versions 1-1", by_peer=True
+            Reason.VERSION_UNSUPPORTED, "this gateway speaks protocol versions 1-2", by_peer=True
         )
     ]
 
@@ -270,7 +270,7 @@ def test_the_highest_common_version_is_chosen() -> None:
 
 def test_a_client_refuses_a_version_it_did_not_offer() -> None:
     client = ClientMachine()
-    closed_by_us(client.receive(encode(HelloOk(2, "g"))), Reason.PROTOCOL_ERROR)
+    closed_by_us(client.receive(encode(HelloOk(3, "g"))), Reason.PROTOCOL_ERROR)
 
 
 def test_each_side_sends_frames_no_larger_than_the_peer_accepts() -> None:
@@ -382,7 +382,7 @@ def test_after_three_failed_logins_the_fourth_is_refused() -> None:
         assert isinstance(pump(client, gateway)[-1], AuthRequested)
         assert gateway.reject_auth(Reason.AUTH_FAILED) == left
         events = pump(gateway, client)
-        assert AuthRejected(Reason.AUTH_FAILED, left) in events
+        assert AuthRejected(Reason.AUTH_FAILED, left, retry_after=0) in events
         if left == 0:
             assert events[-1] == SessionClosed(Reason.TOO_MANY_ATTEMPTS, "", by_peer=True)
     assert client.state is State.CLOSED and client.close_reason is Reason.TOO_MANY_ATTEMPTS

@@ -443,9 +443,9 @@ def test_three_failed_attempts_end_the_connection_with_too_many_attempts(
     bed.run()
 
     assert [e for e in raw.events if isinstance(e, AuthRejected)] == [
-        AuthRejected(Reason.AUTH_FAILED, 2),
-        AuthRejected(Reason.AUTH_FAILED, 1),
-        AuthRejected(Reason.AUTH_FAILED, 0),
+        AuthRejected(Reason.AUTH_FAILED, 2, retry_after=0),
+        AuthRejected(Reason.AUTH_FAILED, 1, retry_after=0),
+        AuthRejected(Reason.AUTH_FAILED, 0, retry_after=0),
     ]
     assert raw.events[-1] == SessionClosed(Reason.TOO_MANY_ATTEMPTS, "", by_peer=True)
     assert raw.lost is not None and not tunnel_transport(tunnel).connected
@@ -461,7 +461,7 @@ def test_an_empty_account_name_is_refused_like_any_other_not_left_unanswered(
     raw.machine.authenticate("", "x", "123456")
     raw_connect(bed, raw)
     bed.run()
-    assert AuthRejected(Reason.AUTH_FAILED, 2) in raw.events
+    assert AuthRejected(Reason.AUTH_FAILED, 2, retry_after=0) in raw.events
     [login] = bed.audit_events("login")
     assert (login.subject, login.reason) == ("-", "cert-mismatch")
 
@@ -570,14 +570,19 @@ def test_end_sessions_terminates_with_the_verdicts_reason_and_treats_unknown_one
     bed: ChannelTestbed,
 ) -> None:
     c = connect(bed)
-    bed.node._end_sessions({c.session_id: "account-suspended", "gone": "officer-kill"})
+    bed.node._end_sessions(
+        {
+            c.session_id: _sessions.SessionEnd("account-suspended"),
+            "gone": _sessions.SessionEnd("officer-kill", "not this one"),
+        }
+    )
     bed.run()
     assert SessionClosed(Reason.ACCOUNT_SUSPENDED, "", by_peer=True) in c.client_events
     assert result_of(c.done) == 14
 
     bed.elapse(30)  # a new one-time code
     other = connect(bed)
-    bed.node._end_sessions({other.session_id: "a note someone typed"})
+    bed.node._end_sessions({other.session_id: _sessions.SessionEnd("a note someone typed")})
     bed.run()
     assert SessionClosed(Reason.OFFICER_KILL, "", by_peer=True) in other.client_events
 
@@ -708,7 +713,7 @@ def test_a_resume_token_works_once(bed: ChannelTestbed) -> None:
     raw.machine.resume(token)
     raw_connect(bed, raw)
     bed.run()
-    assert AuthRejected(Reason.RESUME_INVALID, 2) in raw.events
+    assert AuthRejected(Reason.RESUME_INVALID, 2, retry_after=0) in raw.events
     refusals = [e for e in bed.audit_events("login.resume") if e.outcome == "refused"]
     assert [e.reason for e in refusals] == ["resume-invalid"]
 
@@ -824,3 +829,184 @@ def test_writes_while_paused_are_counted_afresh_after_each_resume(bed: ChannelTe
     gateway.resumeProducing()
     assert gateway.written_while_paused == 0
     assert tunnel_transport(gateway).connected
+
+
+# -- what reaches the employer and the officer (issue 10 timeline, issue 11 wording) ----------
+
+
+def test_an_officer_kill_brings_the_officers_note_to_the_client_as_one_clean_line(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    with bed.engine.begin() as conn:
+        _sessions.kill_session(
+            conn,
+            c.session_id,
+            note="账号核查中，请致电 0575-1234\x1b[2J\n\u202eevil",
+            actor="officer:o",
+            now=bed.clock.seconds(),
+        )
+    bed.elapse(1)
+    assert result_of(c.done) == Reason.OFFICER_KILL.exit_code
+    line = "会话已被安全管理员终止 / Terminated by a security officer: 账号核查中，请致电 0575-1234 [2J evil"
+    assert line + "\n" in c.out
+    assert "\x1b" not in c.out and "\u202e" not in c.out
+
+
+def test_an_officer_kill_without_a_note_prints_the_standard_sentence(bed: ChannelTestbed) -> None:
+    c = connect(bed)
+    bed.node._end_sessions({c.session_id: _sessions.SessionEnd("officer-kill", " \x07 ")})
+    bed.run()
+    assert result_of(c.done) == 13
+    assert c.out.endswith(Reason.OFFICER_KILL.bilingual + "\n")
+
+
+def test_each_stream_end_is_an_audit_event_with_service_bytes_duration_and_how(
+    bed: ChannelTestbed,
+) -> None:
+    c = connect(bed)
+    browser, _ = bed.browse(c.client)
+    browser.transport.write(b"GET / HTTP/1.1\r\n\r\n")  # type: ignore[union-attr]
+    browser.transport.loseWriteConnection()  # type: ignore[union-attr]
+    bed.run()
+    [service] = bed.services
+    bed.elapse(2)
+    service.transport.write(b"x" * 5000)  # type: ignore[union-attr]
+    service.transport.loseConnection()  # type: ignore[union-attr]
+    bed.run()
+    second, _ = bed.browse(c.client)
+    second.transport.write(b"abc")  # type: ignore[union-attr]
+    bed.run()
+    c.client.quit()  # the second stream is still open when the session ends
+    bed.run()
+    ends = bed.audit_events("stream.end")
+    assert [(e.reason, e.details["service"], e.details["stream"]) for e in ends] == [
+        ("finished", "declare", 1),
+        ("session-ended", "declare", 3),
+    ]
+    first = ends[0]
+    assert (first.details["bytes_in"], first.details["bytes_out"]) == (18, 5000)
+    assert first.details["duration_ms"] == 2000
+    assert (first.actor, first.session_id, first.unit) == (
+        f"channel:{ACCOUNT}",
+        c.session_id,
+        TESTBED_UNIT,
+    )
+    assert (ends[1].details["bytes_in"], ends[1].details["bytes_out"]) == (3, 0)
+    session_end = bed.audit_events("session.end")[-1]
+    assert "streams_not_itemised" not in session_end.details
+
+
+def test_streams_past_the_per_connection_budget_are_counted_on_the_session_end(
+    bed: ChannelTestbed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway import _service
+
+    monkeypatch.setattr(_service, "STREAM_EVENTS_PER_CONNECTION", 1)
+    c = connect(bed)
+    for payload in (b"a", b"bb", b"ccc"):
+        browser, _ = bed.browse(c.client)
+        browser.transport.write(payload)  # type: ignore[union-attr]
+        bed.run()
+        browser.transport.loseConnection()  # type: ignore[union-attr]
+        bed.run()
+    c.client.quit()
+    bed.run()
+    assert len(bed.audit_events("stream.end")) == 1
+    details = bed.audit_events("session.end")[-1].details
+    assert (
+        details["streams_not_itemised"],
+        details["bytes_in_not_itemised"],
+        details["bytes_out_not_itemised"],
+    ) == (2, 5, 0)
+
+
+def test_the_login_event_records_each_factor_and_the_client_certificate(
+    bed: ChannelTestbed,
+) -> None:
+    refused = connect_refused(bed, password="wrong-password")
+    assert "A one-time code works only once" in refused.out.getvalue()  # type: ignore[attr-defined]
+    c = connect(bed)
+    refusal, success = bed.audit_events("login")[-2:]
+    assert (refusal.reason, refusal.details["factor_certificate"]) == ("bad-password", "ok")
+    assert (refusal.details["factor_password"], refusal.details["factor_code"]) == (
+        "wrong",
+        "not-checked",
+    )
+    assert success.session_id == c.session_id
+    assert {k: success.details[k] for k in ("factor_password", "factor_code")} == {
+        "factor_password": "ok",
+        "factor_code": "ok",
+    }
+    assert success.details["certificate_subject"] == (
+        bed.client_certificate.certificate.subject.rfc4514_string()
+    )
+    # The memory transport is not TLS: the facts are there, and empty, not invented.
+    assert (success.details["tls_version"], success.details["tls_cipher"]) == ("", "")
+
+
+def connect_refused(bed: ChannelTestbed, **kwargs: str) -> ConnectClient:
+    client = bed.client(**kwargs)
+    done = client.start()
+    bed.run()
+    assert done.called
+    return client
+
+
+def _lock(bed: ChannelTestbed, **values: object) -> None:
+    from sqlalchemy import update
+
+    from auth._schema import credentials
+
+    with bed.engine.begin() as conn:
+        conn.execute(update(credentials).where(credentials.c.principal == ACCOUNT).values(**values))
+
+
+def test_a_locked_account_is_told_for_how_many_minutes(bed: ChannelTestbed) -> None:
+    _lock(bed, locked_until_at=bed.clock.seconds() + 601, lock_count=1)
+    client = connect_refused(bed)
+    out = client.out.getvalue()  # type: ignore[attr-defined]
+    assert "请在 11 分钟后再试" in out and "please try again in 11 minutes." in out
+    [event] = [e for e in bed.audit_events("login") if e.reason == "locked"]
+    assert event.details["retry_after"] == 601
+
+
+def test_an_account_at_its_hard_cap_is_told_to_call_the_carrier(bed: ChannelTestbed) -> None:
+    _lock(bed, hard_locked=True)
+    client = connect_refused(bed)
+    out = client.out.getvalue()  # type: ignore[attr-defined]
+    assert "需由电信运营商解锁" in out and "only the carrier can unlock it" in out
+    assert "minute" not in out
+
+
+def test_a_stream_the_browser_aborts_ends_as_client_cancelled(bed: ChannelTestbed) -> None:
+    c = connect(bed)
+    browser, _ = bed.browse(c.client)
+    browser.transport.write(b"GET")  # type: ignore[union-attr]
+    bed.run()
+    browser.transport.abortConnection()  # type: ignore[union-attr]
+    bed.run()
+    [end] = bed.audit_events("stream.end")
+    assert (end.reason, end.details["bytes_in"], end.details["bytes_out"]) == (
+        "client-cancelled",
+        3,
+        0,
+    )
+
+
+def test_a_stream_the_service_aborts_ends_as_service_closed(bed: ChannelTestbed) -> None:
+    c = connect(bed)
+    browser, _ = bed.browse(c.client)
+    browser.transport.write(b"GET")  # type: ignore[union-attr]
+    bed.run()
+    [service] = bed.services
+    service.transport.write(b"HTTP/1.1 500")  # type: ignore[union-attr]
+    bed.run()
+    service.transport.abortConnection()  # type: ignore[union-attr]
+    bed.run()
+    [end] = bed.audit_events("stream.end")
+    assert (end.reason, end.details["bytes_in"], end.details["bytes_out"]) == (
+        "service-closed",
+        3,
+        12,
+    )

@@ -377,3 +377,50 @@ def test_the_command_line_and_the_page_kill_through_the_same_function(world: Wor
         ("session.kill", "ok", ""),
         ("session.kill", "refused", "not-live"),
     ]
+
+
+def test_the_timeline_page_shows_the_tls_handshake_factors_and_each_stream(world: World) -> None:
+    s = sid(11)
+    peer = "192.0.2.7:50123"
+    tls = {
+        "tls_version": "TLSv1.3",
+        "tls_cipher": "TLS_AES_128_GCM_SHA256",
+        "certificate": "0a1b",
+        "certificate_subject": f"CN={ACCOUNT}",
+    }
+    factors = {"factor_certificate": "ok", "factor_password": "ok", "factor_code": "ok"}
+    world.session(s, at=NOW, peer=peer)
+    world.event("login", at=NOW, session_id=s, details={"peer": peer, **tls, **factors})
+    world.event(
+        "stream.end",
+        at=NOW + 4,
+        session_id=s,
+        reason="finished",
+        details={
+            "peer": peer,
+            "stream": 1,
+            "service": "declare",
+            "bytes_in": 812,
+            "bytes_out": 40960,
+            "duration_ms": 1500,
+        },
+    )
+    reply = world.login("olga").get(f"/sessions/{s}")
+    assert reply.status == 200, reply.text
+    text = unescape(reply.text)
+    tls_table = re.search(r'<table class="list" id="tls">(.*?)</table>', text, re.S)
+    assert tls_table is not None
+    assert "TLSv1.3" in tls_table[1] and "TLS_AES_128_GCM_SHA256" in tls_table[1]
+    assert f"CN={ACCOUNT}" in tls_table[1]
+    [row] = re.findall(r'<tr class="stream">(.*?)</tr>', text, re.S)
+    cells = [re.sub(r"<[^>]+>", " ", c).split() for c in re.findall(r"<td>(.*?)</td>", row, re.S)]
+    assert cells[1:] == [
+        ["1"],
+        ["declare"],
+        ["812"],
+        ["40960"],
+        ["1.5", "秒"],
+        ["正常结束", "finished"],
+    ]
+    assert "证书：通过 · 密码：通过 · 动态口令：通过" in text
+    assert "declare · 上行 812 B · 下行 40.0 KiB · 1.5 秒 · 正常结束" in text
