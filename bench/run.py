@@ -3,6 +3,9 @@
     python bench/run.py            # the full run recorded in docs/benchmarks.md
     python bench/run.py --quick    # smaller sizes, well under a minute
     python bench/run.py --quick --smoke   # tiny sizes: checks that everything runs
+    python bench/run.py officer --db sqlite|postgresql [--events N]
+                                   # the officers' console pages over a large audit log
+                                   # (bench/_officer.py; a separate scenario)
 
 Everything runs on loopback, in one temporary directory, started and stopped here:
 
@@ -491,6 +494,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["officer"]:
+        from _officer import main as officer_main
+
+        return officer_main(argv[1:])
     args = parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     overrides = {
