@@ -26,6 +26,7 @@ grouped by account and by source address — is measured.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -37,7 +38,7 @@ from typing import Any
 
 from _officer_data import DAY, Landmarks, Params
 from _officer_db import cache_dir, postgresql_database, sqlite_database
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, event, select
 from twisted.internet.testing import MemoryReactorClock
 
 import audit
@@ -46,7 +47,7 @@ import gateway
 from auth.testing import SynchronousRunner
 from oversight import session_timeline
 from ssgate._console import console_site
-from ssgate._console.testing import ConsoleClient, enrol_staff
+from ssgate._console.testing import ConsoleClient, Reply, enrol_staff
 from ssgate._db import make_engine
 
 END = 1_795_000_000.0  # 2026-11-18T08:26:40Z: the data set ends here, and "now" is here
@@ -80,18 +81,33 @@ def _host(peer: object) -> str:
 def failed_logins(conn: Connection, *, now: float, window: float = DAY) -> Failures:
     """What the login failures view shows: refused or failed ``login`` events in the
     last *window* seconds, counted by account and by source address (the host of
-    ``details.peer``), most first."""
-    records = audit.query(conn, actions={"login"}, since=now - window, until=now)
+    ``details.peer``), most first.  It reads two columns of the failed logins only:
+    building an :class:`audit.AuditRecord` per row (``failed_logins_as_records``)
+    checks every field again and costs several times the query."""
+    events = audit.metadata.tables["audit_events"]
+    rows = conn.execute(
+        select(events.c.subject, events.c.details).where(
+            events.c.action == "login",
+            events.c.outcome.in_(("refused", "failed")),
+            events.c.at >= now - window,
+            events.c.at < now,
+        )
+    ).all()
     by_account: Counter[str] = Counter()
     by_source: Counter[str] = Counter()
-    total = 0
-    for r in records:
-        if r.event.outcome == "ok":
-            continue
-        total += 1
-        by_account[r.event.subject] += 1
-        by_source[_host(r.event.details.get("peer"))] += 1
-    return Failures(by_account.most_common(), by_source.most_common(), total)
+    for subject, details in rows:
+        by_account[subject] += 1
+        by_source[_host(json.loads(details).get("peer"))] += 1
+    return Failures(by_account.most_common(), by_source.most_common(), len(rows))
+
+
+def failed_logins_as_records(conn: Connection, *, now: float, window: float = DAY) -> Failures:
+    """The same through :func:`audit.query` (every login of the window, as records)."""
+    records = audit.query(conn, actions={"login"}, since=now - window, until=now)
+    failed = [r.event for r in records if r.event.outcome != "ok"]
+    by_account = Counter(e.subject for e in failed)
+    by_source = Counter(_host(e.details.get("peer")) for e in failed)
+    return Failures(by_account.most_common(), by_source.most_common(), len(failed))
 
 
 # -- measuring ---------------------------------------------------------------------------
@@ -174,62 +190,75 @@ def measure(
         "timeline": lambda c: session_timeline(c, registry, marks.heavy_session),
         "typical": lambda c: session_timeline(c, registry, marks.typical_session),
         "failures": lambda c: failed_logins(c, now=now),
+        "records": lambda c: failed_logins_as_records(c, now=now),
     }
-    pages = {
+    pages: dict[str, str | None] = {
         "sessions": f"/sessions?unit={marks.busy_unit}",
         "timeline": f"/sessions/{marks.heavy_session}",
         "typical": f"/sessions/{marks.typical_session}",
         "failures": FAILURES_PATH,
+        "records": None,
     }
     labels = {
-        "sessions": "sessions list, unit filter (GET /sessions?unit=…, {rows})",
-        "timeline": "timeline of the longest session (GET /sessions/<sid>, {rows})",
-        "typical": "timeline of a typical session ({rows})",
-        "failures": "login failures view, last 24 h (GET /logins/failures, {rows})",
+        "sessions": "GET /sessions?unit=<busiest unit> ({rows})",
+        "timeline": "GET /sessions/<longest session> ({rows})",
+        "typical": "GET /sessions/<a typical session> ({rows})",
+        "failures": "GET /logins/failures, last 24 h ({rows})",
+        "records": "  the same failures through audit.query, as records",
     }
     lines = []
     for key, path in pages.items():
         line = Line(key)
-        reply = client.get(path)
-        if reply.status == 404 and key == "failures":
+        page = None if path is None else _page_getter(client, path)
+        if page is None:
+            line.status = "-"
+        elif page() is None:
             line.status = "not yet"
-        elif reply.status != 200:
-            raise SystemExit(f"bench officer: GET {path} answered {reply.status}:\n{reply.text}")
-        _, result = timed(in_tx(peers[key]))
-        line.rows = _rows_text(key, result)
+            page = None
+        peer = in_tx(peers[key])
+        line.rows = _rows_text(key, peer())
         line.label = labels[key].format(rows=line.rows)
         for _ in range(warmup):
-            if not line.status:
-                client.get(path)
-            in_tx(peers[key])()
+            if page is not None:
+                page()
+            peer()
         for i in range(repeats):
             # Alternate which goes first, so drift favours neither.
-            order = ("page", "peer") if i % 2 == 0 else ("peer", "page")
-            for which in order:
-                if which == "page":
-                    if line.status:
-                        continue
-                    seconds, reply = timed(lambda p=path: client.get(p))
-                    if reply.status != 200:
-                        raise SystemExit(f"bench officer: GET {path} answered {reply.status}")
-                    line.page.append(seconds)
-                else:
-                    seconds, _ = timed(in_tx(peers[key]))
-                    line.peer.append(seconds)
+            if page is not None and i % 2 == 0:
+                line.page.append(timed(page)[0])
+            line.peer.append(timed(peer)[0])
+            if page is not None and i % 2 == 1:
+                line.page.append(timed(page)[0])
         say(f"  {key}: page median {_ms(line.page)} ms, store median {_ms(line.peer)} ms")
         lines.append(line)
     return lines, peers
 
 
+def _page_getter(client: ConsoleClient, path: str) -> Callable[[], Reply | None]:
+    """GET *path* as the officer: the reply, or None if the console has no such
+    route yet (404 on the failures view); any other answer than 200 ends the run."""
+
+    def get() -> Reply | None:
+        reply = client.get(path)
+        if reply.status == 404 and path == FAILURES_PATH:
+            return None
+        if reply.status != 200:
+            raise SystemExit(f"bench officer: GET {path} answered {reply.status}")
+        return reply
+
+    return get
+
+
 def _rows_text(key: str, result: Any) -> str:
     if key == "sessions":
-        return f"{min(len(result), 50)} of the busiest unit's sessions"
+        return f"{min(len(result), 50)} rows"
     if key in ("timeline", "typical"):
         return f"{len(result.entries)} entries"
+    if key == "records":
+        return ""
     assert isinstance(result, Failures)
     return (
-        f"{result.total} failures, {len(result.by_account)} accounts, "
-        f"{len(result.by_source)} sources"
+        f"{result.total} failed, {len(result.by_account)} accounts, {len(result.by_source)} sources"
     )
 
 
@@ -294,8 +323,9 @@ def report(
     w(f"  sessions:            {marks.sessions:,}; {p.units:,} units, {p.sources} sources\n")
     w(f"  failed logins, 24 h: {marks.failed_logins_last_day:,}\n")
     w(f"  data set:            {build}\n")
+    w(f"  schema:              {args.revision or 'newest (every migration)'}\n")
     w(f"  repeats:             {args.repeats} after {args.warmup} warm-up\n\n")
-    head = f"{'':70}{'page p50':>10}{'p95':>8}{'store p50':>11}{'p95':>8}\n"
+    head = f"{'':72}{'page p50':>10}{'p95':>8}{'store p50':>11}{'p95':>8}\n"
     w(head)
     for line in lines:
         if line.status:
@@ -306,14 +336,18 @@ def report(
                 f"{percentile(line.page, 95) * 1000:8.1f}"
             )
         w(
-            f"{line.label[:69]:70}{page_cells}"
+            f"{line.label:72}{page_cells}"
             f"{statistics.median(line.peer) * 1000:11.1f}"
             f"{percentile(line.peer, 95) * 1000:8.1f}\n"
         )
     w("  (milliseconds; page = the HTTP request as served, store = its store function alone)\n\n")
+    by_key = {line.key: line for line in lines}
     for line in lines:
         name = RATIO_NAMES[line.key]
-        if line.status:
+        if line.key == "records":
+            ratio = statistics.median(line.peer) / statistics.median(by_key["failures"].peer)
+            w(f"ratio {name} / two-column query: {ratio:.2f}\n")
+        elif line.status:
             w(f"ratio {name}: page/store {line.status}\n")
         else:
             ratio = statistics.median(line.page) / statistics.median(line.peer)
@@ -326,6 +360,7 @@ RATIO_NAMES = {
     "timeline": "longest timeline",
     "typical": "typical timeline",
     "failures": "login failures",
+    "records": "login failures through audit.query",
 }
 
 
@@ -357,6 +392,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema")
     parser.add_argument("--explain", action="store_true", help="print every query's plan")
+    parser.add_argument(
+        "--revision",
+        metavar="REV",
+        help="migrate only to this schema revision (e.g. 0004: before the officer indexes)",
+    )
     return parser.parse_args(argv)
 
 
@@ -371,9 +411,11 @@ def main(argv: list[str]) -> int:
     try:
         if args.db == "sqlite":
             cache = None if args.no_cache else (args.cache or cache_dir())
-            database = sqlite_database(p, work, say, cache=cache)
+            database = sqlite_database(p, work, say, cache=cache, revision=args.revision)
         else:
-            database = postgresql_database(p, args.pg_url, say, keep=args.keep)
+            database = postgresql_database(
+                p, args.pg_url, say, keep=args.keep, revision=args.revision
+            )
         with database as (url, marks, from_cache):
             build = (
                 "from the cache"

@@ -87,9 +87,26 @@ def _rows(
             yield kind, batch
 
 
-def load(engine: Engine, p: Params, say: Callable[[str], None]) -> Landmarks:
+def migrate(engine: Engine, revision: str | None) -> None:
+    """To the newest schema, or to *revision* (to measure without a later index)."""
+    if revision is None:
+        upgrade(engine)
+        return
+    from alembic import command
+
+    from ssgate._schema import _alembic_config
+
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def load(
+    engine: Engine, p: Params, say: Callable[[str], None], *, revision: str | None
+) -> Landmarks:
     """Migrate the database of *engine* and fill it (see the module docstring)."""
-    upgrade(engine)
+    migrate(engine, revision)
     indexes = _secondary_indexes(engine)
     with engine.begin() as conn:
         for _table, name, _columns in indexes:
@@ -186,10 +203,15 @@ def cache_dir() -> Path:
 
 @contextmanager
 def sqlite_database(
-    p: Params, work: Path, say: Callable[[str], None], *, cache: Path | None
+    p: Params,
+    work: Path,
+    say: Callable[[str], None],
+    *,
+    cache: Path | None,
+    revision: str | None = None,
 ) -> Iterator[tuple[str, Landmarks, bool]]:
     """(URL of this run's copy, landmarks, whether it came from the cache)."""
-    key = cache_key(p, migration_head())
+    key = cache_key(p, revision or migration_head())
     from_cache = False
     if cache is not None:
         cached = cache / f"officer-{key}.db"
@@ -198,7 +220,7 @@ def sqlite_database(
             cache.mkdir(parents=True, exist_ok=True)
             building = cache / f"officer-{key}.building-{os.getpid()}.db"
             say(f"building the SQLite data set {cached} (cached for the next runs)")
-            marks = _build_sqlite(building, p, say)
+            marks = _build_sqlite(building, p, say, revision)
             building.rename(cached)
             marks_file.write_text(json.dumps(asdict(marks)), encoding="utf-8")
         else:
@@ -210,14 +232,16 @@ def sqlite_database(
     else:
         db = work / "officer.db"
         say(f"building the SQLite data set {db}")
-        marks = _build_sqlite(db, p, say)
+        marks = _build_sqlite(db, p, say, revision)
     yield f"sqlite:///{db}", marks, from_cache
 
 
-def _build_sqlite(path: Path, p: Params, say: Callable[[str], None]) -> Landmarks:
+def _build_sqlite(
+    path: Path, p: Params, say: Callable[[str], None], revision: str | None
+) -> Landmarks:
     engine = make_engine(f"sqlite:///{path}")
     try:
-        marks = load(engine, p, say)
+        marks = load(engine, p, say, revision=revision)
         raw = engine.raw_connection()  # fold the WAL into the file before it is copied
         try:
             raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
@@ -230,7 +254,12 @@ def _build_sqlite(path: Path, p: Params, say: Callable[[str], None]) -> Landmark
 
 @contextmanager
 def postgresql_database(
-    p: Params, admin_url: str, say: Callable[[str], None], *, keep: bool
+    p: Params,
+    admin_url: str,
+    say: Callable[[str], None],
+    *,
+    keep: bool,
+    revision: str | None = None,
 ) -> Iterator[tuple[str, Landmarks, bool]]:
     """A fresh schema in *admin_url*'s database, loaded; dropped afterwards unless
     *keep*."""
@@ -245,7 +274,7 @@ def postgresql_database(
             say(f"building the PostgreSQL data set in schema {schema}")
             engine = make_engine(url)
             try:
-                marks = load(engine, p, say)
+                marks = load(engine, p, say, revision=revision)
             finally:
                 engine.dispose()
             yield url, marks, False
