@@ -293,8 +293,9 @@ def explain(engine: Engine, peers: dict[str, Callable[[Connection], Any]], out: 
     sqlite = engine.dialect.name == "sqlite"
     for key, fn in peers.items():
         out.write(f"\n-- {key}\n")
+        statements = _statements(engine, fn)
         with engine.begin() as conn:
-            for statement, parameters in _statements(engine, fn):
+            for statement, parameters in statements:
                 out.write(" ".join(statement.split()) + "\n")
                 raw: Any = conn.connection.driver_connection
                 cur = raw.cursor()

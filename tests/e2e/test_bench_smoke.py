@@ -110,7 +110,7 @@ def test_officer_bench_smoke_measures_every_page(db: str, short_tmp: Path) -> No
     env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
     env["TMPDIR"] = str(short_tmp)
     args = ["officer", "--db", db, "--events", "2000", "--no-cache"]
-    args += ["--repeats", "3", "--warmup", "1", "--pg-url", PG_ADMIN_URL]
+    args += ["--repeats", "3", "--warmup", "1", "--explain", "--pg-url", PG_ADMIN_URL]
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "run.py"), *args],
         cwd=REPO,
