@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -249,6 +251,27 @@ def _page_getter(client: ConsoleClient, path: str) -> Callable[[], Reply | None]
     return get
 
 
+def appends(engine: Engine, count: int) -> list[float]:
+    """Seconds per :func:`audit.append`, each in its own transaction as the gateway
+    writes them, into the loaded log: what the log's indexes cost a writer."""
+    times = []
+    for i in range(count):
+        e = audit.AuditEvent(
+            at=END + i,
+            actor="channel:bench",
+            action="login" if i % 3 else "declare.view",
+            subject="bench",
+            outcome="refused" if i % 3 == 1 else "ok",
+            session_id=f"{i:032x}",
+            details={"peer": f"192.0.2.{i % 250}:40000"},
+        )
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            audit.append(conn, e)
+        times.append(time.perf_counter() - started)
+    return times
+
+
 def _rows_text(key: str, result: Any) -> str:
     if key == "sessions":
         return f"{min(len(result), 50)} rows"
@@ -394,6 +417,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema")
     parser.add_argument("--explain", action="store_true", help="print every query's plan")
     parser.add_argument(
+        "--appends",
+        type=int,
+        default=0,
+        metavar="N",
+        help="afterwards, time N audit.append transactions into the loaded log",
+    )
+    parser.add_argument(
         "--revision",
         metavar="REV",
         help="migrate only to this schema revision (e.g. 0004: before the officer indexes)",
@@ -404,10 +434,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     p = Params(events=args.events, days=args.days, end=END, seed=args.seed)
-    import shutil
-    import tempfile
-
     work = Path(tempfile.mkdtemp(prefix="ssgate-bench-officer-"))
+    written: list[float] = []
     started = time.perf_counter()
     try:
         if args.db == "sqlite":
@@ -428,6 +456,9 @@ def main(argv: list[str]) -> int:
             try:
                 say(f"measuring: {args.warmup} warm-up, {args.repeats} repeats per page")
                 lines, peers = measure(console, marks, warmup=args.warmup, repeats=args.repeats)
+                if args.appends:
+                    say(f"appending {args.appends} audit events, one per transaction")
+                    written = appends(console.engine, args.appends)
                 if args.explain:
                     explain(console.engine, peers, sys.stdout)
             finally:
@@ -436,4 +467,10 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(work, ignore_errors=True)
     say(f"done in {time.perf_counter() - started:.0f} s")
     report(args, p, marks, lines, build=build, out=sys.stdout)
+    if args.appends:
+        sys.stdout.write(
+            f"audit.append, one per transaction, into the loaded log ({len(written)}): "
+            f"p50 {statistics.median(written) * 1000:.2f} ms, "
+            f"p95 {percentile(written, 95) * 1000:.2f} ms\n"
+        )
     return 0
