@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _measure import percentile
 from _officer_data import DAY, Landmarks, Params
 from _officer_db import cache_dir, postgresql_database, sqlite_database
 from sqlalchemy import Connection, Engine, event, select
@@ -52,7 +53,7 @@ from ssgate._console import console_site
 from ssgate._console.testing import ConsoleClient, Reply, enrol_staff
 from ssgate._db import make_engine
 
-END = 1_795_000_000.0  # 2026-11-18T08:26:40Z: the data set ends here, and "now" is here
+END = 1_795_000_000.0  # 2026-11-18T11:06:40Z: the data set ends here, and "now" is here
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 OFFICER = "bench-officer"
 PASSWORD = "Bench-Officer-Pass-9"
@@ -123,14 +124,6 @@ class Line:
     peer: list[float] = field(default_factory=list)  # seconds per store call
     status: str = ""  # "" when the page was measured; else why not
     rows: str = ""
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
 
 
 @dataclass

@@ -465,6 +465,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python bench/run.py",
         description="ssgate against stunnel and a direct connection, on loopback.",
+        epilog="python bench/run.py officer --help: the officers' console pages over a "
+        "large audit log (another scenario, bench/_officer.py).",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (well under a minute)")
     parser.add_argument(
