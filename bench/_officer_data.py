@@ -33,8 +33,8 @@ REALM = "sxlss"
 FIRST_UNIT = 20_000_001
 NODES = ("gw-a", "gw-b", "gw-c")
 HEAVY_EVENTS = 900
-# Roughly how many audit events one session brings (login, actions, end, …): sizes
-# the unit count so that every size has a few hundred events per account.
+# Audit events per unit (account) over the window: sizes the unit count, so that a
+# bigger log means more employers rather than busier ones (3,030 units for 10⁶ events).
 EVENTS_PER_UNIT = 330
 
 EVENT_COLUMNS = (
@@ -132,8 +132,8 @@ class Params:
 
 @dataclass
 class Landmarks:
-    """What the measurements look up: the busiest unit, the heavy session, the
-    sprayer's address, the brute-forced account."""
+    """What the measurements look up (the busiest unit, the longest and a typical
+    session) and what the report says about the data set (counts, the attacks)."""
 
     busy_unit: str = ""
     busy_unit_host: str = ""
