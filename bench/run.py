@@ -496,6 +496,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str]) -> int:
+    # SIGTERM and SIGHUP unwind through the finally clauses that stop the children and
+    # remove temporary directories and schemas, in either scenario.
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     if argv[:1] == ["officer"]:
         from _officer import main as officer_main
 
@@ -508,8 +512,6 @@ def main(argv: list[str]) -> int:
         "logins": args.logins,
     }
     sizes = dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v})
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
     results = Results(sizes)
     results.machine.update(
         {
