@@ -182,6 +182,7 @@ def measure(
 
     peers: dict[str, Callable[[Connection], Any]] = {
         "sessions": lambda c: gateway.search_sessions(c, unit=marks.busy_unit, limit=51),
+        "source": lambda c: gateway.search_sessions(c, peer_host=marks.busy_unit_host, limit=51),
         "timeline": lambda c: session_timeline(c, registry, marks.heavy_session),
         "typical": lambda c: session_timeline(c, registry, marks.typical_session),
         "failures": lambda c: failed_logins(c, now=now),
@@ -189,6 +190,7 @@ def measure(
     }
     pages: dict[str, str | None] = {
         "sessions": f"/sessions?unit={marks.busy_unit}",
+        "source": f"/sessions?source={marks.busy_unit_host}",
         "timeline": f"/sessions/{marks.heavy_session}",
         "typical": f"/sessions/{marks.typical_session}",
         "failures": FAILURES_PATH,
@@ -196,6 +198,7 @@ def measure(
     }
     labels = {
         "sessions": "GET /sessions?unit=<busiest unit> ({rows})",
+        "source": "GET /sessions?source=<its office's address> ({rows})",
         "timeline": "GET /sessions/<longest session> ({rows})",
         "typical": "GET /sessions/<a typical session> ({rows})",
         "failures": "GET /logins/failures, last 24 h ({rows})",
@@ -266,7 +269,7 @@ def appends(engine: Engine, count: int) -> list[float]:
 
 
 def _rows_text(key: str, result: Any) -> str:
-    if key == "sessions":
+    if key in ("sessions", "source"):
         return f"{min(len(result), 50)} rows"
     if key in ("timeline", "typical"):
         return f"{len(result.entries)} entries"
@@ -374,6 +377,7 @@ def report(
 
 RATIO_NAMES = {
     "sessions": "sessions list",
+    "source": "sessions list by source",
     "timeline": "longest timeline",
     "typical": "typical timeline",
     "failures": "login failures",

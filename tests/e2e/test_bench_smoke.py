@@ -93,6 +93,7 @@ def test_bench_smoke_prints_every_ratio_and_cleans_up(short_tmp: Path) -> None:
 
 OFFICER_RATIO_LINES = (
     "ratio sessions list: page/store ",
+    "ratio sessions list by source: page/store ",
     "ratio longest timeline: page/store ",
     "ratio typical timeline: page/store ",
     "ratio login failures: page/store ",
