@@ -58,7 +58,9 @@ audit_events = Table(
     CheckConstraint("outcome IN ('ok', 'refused', 'failed')", name="ck_audit_events_outcome"),
     Index("ix_audit_events_at", "at"),
     Index("ix_audit_events_actor", "actor"),
-    Index("ix_audit_events_action", "action"),
+    # By action within a time range (the officers' login views, alerts): the range is
+    # sought, not filtered (migration 0007).
+    Index("ix_audit_events_action_at", "action", "at"),
     Index("ix_audit_events_subject", "subject"),
     Index("ix_audit_events_unit", "unit"),
     Index("ix_audit_events_session_id", "session_id"),

@@ -3,6 +3,9 @@
     python bench/run.py            # the full run recorded in docs/benchmarks.md
     python bench/run.py --quick    # smaller sizes, well under a minute
     python bench/run.py --quick --smoke   # tiny sizes: checks that everything runs
+    python bench/run.py officer --db sqlite|postgresql [--events N]
+                                   # the officers' console pages over a large audit log
+                                   # (bench/_officer.py; a separate scenario)
 
 Everything runs on loopback, in one temporary directory, started and stopped here:
 
@@ -463,6 +466,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python bench/run.py",
         description="ssgate against stunnel and a direct connection, on loopback.",
+        epilog="python bench/run.py officer --help: the officers' console pages over a "
+        "large audit log (another scenario, bench/_officer.py).",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (well under a minute)")
     parser.add_argument(
@@ -492,6 +497,14 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str]) -> int:
+    # SIGTERM and SIGHUP unwind through the finally clauses that stop the children and
+    # remove temporary directories and schemas, in either scenario.
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    if argv[:1] == ["officer"]:
+        from _officer import main as officer_main
+
+        return officer_main(argv[1:])
     args = parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     overrides = {
@@ -500,8 +513,6 @@ def main(argv: list[str]) -> int:
         "logins": args.logins,
     }
     sizes = dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v})
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
     results = Results(sizes)
     results.machine.update(
         {

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import PG_ADMIN_URL
+
 pytestmark = [pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,4 +88,45 @@ def test_bench_smoke_prints_every_ratio_and_cleans_up(short_tmp: Path) -> None:
         assert ratio.replace(".", "", 1).isdigit(), line
     assert not [x for x in lines if x.startswith("warning:")], out
     assert processes_mentioning(str(short_tmp)) == []
+    assert list(short_tmp.iterdir()) == [], "the runner left its temporary directory behind"
+
+
+OFFICER_RATIO_LINES = (
+    "ratio sessions list: page/store ",
+    "ratio sessions list by source: page/store ",
+    "ratio longest timeline: page/store ",
+    "ratio typical timeline: page/store ",
+    "ratio login failures: page/store ",
+    "ratio login failures through audit.query / two-column query: ",
+)
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_officer_bench_smoke_measures_every_page(db: str, short_tmp: Path) -> None:
+    """``bench/run.py officer`` at 2,000 events: builds the data set (no cache),
+    logs an officer in to the console, measures each page and its store function,
+    prints every ratio (the failures view's reads "not yet" until the console has
+    the route) and leaves no temporary directory behind (PostgreSQL: its schema is
+    made in the test database and dropped)."""
+    env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
+    env["TMPDIR"] = str(short_tmp)
+    args = ["officer", "--db", db, "--events", "2000", "--no-cache"]
+    args += ["--repeats", "3", "--warmup", "1", "--explain", "--pg-url", PG_ADMIN_URL]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stdout.splitlines()
+    for prefix in OFFICER_RATIO_LINES:
+        line = next((x for x in lines if x.startswith(prefix)), None)
+        assert line is not None, f"no line starting {prefix!r} in:\n{proc.stdout}"
+        value = line.removeprefix(prefix)
+        assert value == "not yet" or value.replace(".", "", 1).isdigit(), line
     assert list(short_tmp.iterdir()) == [], "the runner left its temporary directory behind"
