@@ -47,6 +47,7 @@ from twisted.python.failure import Failure
 
 import auth
 import declare_app
+import web
 from declare_app._declarations import Declarations
 from declare_app._guard import IdentityGuardFactory
 from declare_app.web import employer_site, registry_unit_name
@@ -76,6 +77,7 @@ from ssgate._db import Database, WorkerPool
 from ssgate._state import StateDir, StateError
 
 DECLARE_SOCKET = "declare.sock"
+ACCESS_LOG = "logs/access.log"  # both sites' requests, one masked line each
 LOGIN_THREADS = 4
 
 P = ParamSpec("P")
@@ -265,6 +267,10 @@ def start(
     material, console_tls, rates = _load_files(app)
     identity_key = state.key("identity.key")
     authenticator = make_authenticator(app)
+    try:
+        access = web.AccessLog(state.path / ACCESS_LOG, clock=reactor.seconds)
+    except OSError as e:
+        raise ServeError(f"{state.path / ACCESS_LOG}: cannot be written: {e.strerror}") from None
     runner = Runner(Database(app.engine, reactor), reactor)
     ports = _Ports(reactor, runner)
     workflow = Declarations(rates, clock=reactor.seconds)
@@ -277,6 +283,7 @@ def start(
         unit_names=registry_unit_name,
         queries=declare_app.EmployerQueries(rates),
         change_password=authenticator.change_password,
+        access_log=access.writer("employer"),
     )
     declare_port = ports.listen(
         config.declare.listen or f"unix:{state.path / DECLARE_SOCKET}:mode=600:lockfile=1",
@@ -299,6 +306,7 @@ def start(
         # The same on every node and after a restart: a login form loaded from one
         # node can be sent to another.
         login_form_key=login_form_key(identity_key),
+        access_log=access.writer("console"),
     )
     console_port = ports.listen(
         config.console.listen, console_factory(console, console_tls), "staff console"
@@ -326,6 +334,7 @@ def start(
             node.revoked(crl)
 
     running = MultiService()
+    running.addService(access)  # closes the file on stop
     running.addService(node)
     running.addService(state_crl_watcher(reactor, tls, state.path, on_change=on_crl))
     running.addService(session_sweeper(runner, reactor, console_policy))

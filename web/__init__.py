@@ -9,6 +9,7 @@ HTML pages or RFC 9457 problem documents (:mod:`._answers`).  It imports nothing
 ours but ``auth`` types, so both feature sites and ``ssgate`` build on it.
 """
 
+from ._access import AccessLog, masked_target, request_line
 from ._answers import (
     HTML,
     JSON,
@@ -73,6 +74,7 @@ __all__ = [
     "STAFF",
     "TEXT",
     "TITLES",
+    "AccessLog",
     "AuditTrail",
     "Body",
     "CappedChannel",
@@ -103,6 +105,7 @@ __all__ = [
     "attachment",
     "finding_json",
     "host_allowed",
+    "masked_target",
     "may_call",
     "media_type",
     "new_token",
@@ -114,6 +117,7 @@ __all__ = [
     "plain",
     "problem",
     "read_body",
+    "request_line",
     "same_origin",
     "same_token",
     "security_headers",

@@ -26,6 +26,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from ._access import request_line
 from ._answers import REASONS, Response, plain
 
 INTERNAL_MESSAGE = "服务器内部错误，请稍后重试。如问题持续，请联系系统管理员。"
@@ -194,10 +195,9 @@ class WebSite(Site):
         self._access_log = access_log
 
     def log(self, request: http.Request) -> None:
-        # Paths can name persons (a query's search terms): the access line has the
-        # method, the path without its query, the status and the size only.
+        # Targets can name persons (a query's search terms): web._access masks them.
         if self._access_log is None:
             return
-        path = (request.path or b"").decode("ascii", "replace")[:200]
-        method = request.method.decode("ascii", "replace")[:16]
-        self._access_log(f"{method} {path} {request.code} {request.sentLength}")
+        self._access_log(
+            request_line(request.method, request.uri, request.code, request.sentLength)
+        )

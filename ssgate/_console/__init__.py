@@ -135,7 +135,7 @@ def console_shell(
     )
 
 
-def console_site(**kwargs: Any) -> Site:
+def console_site(*, access_log: Callable[[str], None] | None = None, **kwargs: Any) -> Site:
     """The staff console as a twisted.web ``Site``.
 
     *workflow* (when given) mounts the auditors' review section at ``/review``,
@@ -147,6 +147,7 @@ def console_site(**kwargs: Any) -> Site:
     HTTP timeouts.  *policy* sets the session timeouts (15 min idle, 8 h in all) and
     caps.  *login_form_key* signs the login form's token; every node serving the
     console must use the same one (:func:`login_form_key` derives it from
-    ``identity.key``).
+    ``identity.key``).  *access_log* (:meth:`web.AccessLog.writer`) gets one masked
+    line per request.
     """
-    return console_shell(**kwargs).site()
+    return console_shell(**kwargs).site(access_log=access_log)
