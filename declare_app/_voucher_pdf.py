@@ -166,9 +166,7 @@ def voucher_pdf(voucher: VoucherView) -> bytes:
     applied = voucher.applied_at.astimezone(CHINA_TIME)
     buffer = io.BytesIO()
     # The initial font too, or reportlab names Helvetica (not embedded) on the page.
-    canvas = Canvas(
-        buffer, pagesize=A4, invariant=1, pageCompression=1, initialFontName=font
-    )
+    canvas = Canvas(buffer, pagesize=A4, invariant=1, pageCompression=1, initialFontName=font)
     title = f"办理凭证 {_clean(voucher.voucher_no, 60)}"
     canvas.setTitle(title)
     canvas.setAuthor("社会保险网上申报系统")
