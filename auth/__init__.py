@@ -49,6 +49,7 @@ from ._directory import (
     ldap_settings_problem,
     user_dn_for,
 )
+from ._failures import FailureCause, RepeatedFailureLog, failure_cause
 from ._lockout import LockoutPolicy, LockoutPolicyError
 from ._names import (
     AccountName,
@@ -129,6 +130,7 @@ __all__ = [
     "CredentialState",
     "DirectoryPasswordError",
     "DirectorySettingsError",
+    "FailureCause",
     "Identity",
     "IdentityHeaderError",
     "IdentityHeaderReader",
@@ -140,6 +142,7 @@ __all__ = [
     "PasswordHasher",
     "PasswordVerifier",
     "PrincipalNotFoundError",
+    "RepeatedFailureLog",
     "Runner",
     "SecretBox",
     "SecretBoxError",
@@ -159,6 +162,7 @@ __all__ = [
     "encode_assertion",
     "end_console_session",
     "end_staff_console_sessions",
+    "failure_cause",
     "generate_password",
     "get_account",
     "get_credential_state",

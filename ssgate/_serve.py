@@ -20,7 +20,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TextIO, TypeVar
+from typing import Any, Concatenate, ParamSpec, TextIO, TypeVar, cast
 
 from cryptography import x509
 from sqlalchemy import Connection
@@ -36,6 +36,7 @@ from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
+    LogEvent,
     Logger,
     LogLevel,
     LogLevelFilterPredicate,
@@ -44,6 +45,7 @@ from twisted.logger import (
     textFileLogObserver,
 )
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 import auth
 import declare_app
@@ -358,10 +360,27 @@ def _listen_now(reactor: Any, spec: str, factory: Any) -> IListeningPort:
 def log_observer(out: TextIO) -> ILogObserver:
     """Human lines on a terminal; otherwise one JSON object per line, without the
     RFC 7464 record separator (0x1E) Twisted puts before each by default, so that
-    ``json.loads`` per line and every log shipper read it."""
+    ``json.loads`` per line and every log shipper read it.
+
+    A JSON line of a logged failure carries its cause, ``"error": {"type": …,
+    "message": …}`` (:func:`auth.failure_cause`): Twisted writes the exception itself
+    as ``{"unpersistable": true}``, which cannot tell a stopped database from a full
+    disk."""
     if out.isatty():
         return textFileLogObserver(out)
-    return jsonFileLogObserver(out, recordSeparator="")
+    return with_failure_cause(jsonFileLogObserver(out, recordSeparator=""))
+
+
+def with_failure_cause(observer: ILogObserver) -> ILogObserver:
+    """*observer* with ``error`` added to each event that has a ``log_failure``."""
+
+    def observe(event: LogEvent) -> None:
+        failure = event.get("log_failure")
+        if isinstance(failure, Failure) and "error" not in event:
+            event = {**event, "error": auth.failure_cause(failure.value).as_dict()}
+        observer(event)
+
+    return cast(ILogObserver, implementer(ILogObserver)(observe))
 
 
 def start_logging(out: TextIO) -> None:
