@@ -4,8 +4,9 @@ A body's cap is the route's (:meth:`WebSite.body_limit`, from the route table: t
 batch import routes take 8 MiB, everything else the site's default).  A body over
 its cap is answered 413 as soon as its length is known — from ``Content-Length``
 before ``100 Continue`` is sent, or, chunked, as soon as it passes the cap — and the
-connection is closed; the rest is never read, and nothing over the cap is ever held
-in memory.  Twisted never parses a form body itself (the sites decode strictly).
+connection is then closed the lingering way (:mod:`._drain`): the rest of the body is
+read and dropped, never held, so that the answer is not lost in a reset.  Twisted
+never parses a form body itself (the sites decode strictly).
 
 Every answer, the early ones included, carries the site's security headers; a bug
 that escapes the site's own handling is logged and answered with a plain 500 that
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -28,6 +30,7 @@ from twisted.web.server import Request, Site
 
 from ._access import request_line
 from ._answers import REASONS, Response, plain
+from ._drain import RefusedBodyDrain
 
 INTERNAL_MESSAGE = "服务器内部错误，请稍后重试。如问题持续，请联系系统管理员。"
 
@@ -58,7 +61,7 @@ class CappedRequest(Request):
         return site.body_limit(self._path()) if site is not None else 0
 
     def refuse_too_large(self) -> None:
-        """Answer 413 at once and close: the rest of the body is never read."""
+        """Answer 413 at once, then close once the rest of the body is dropped."""
         self.too_large = True
         self.content = io.BytesIO()
         channel = self.channel
@@ -75,7 +78,13 @@ class CappedRequest(Request):
             b"Connection: close",
         ]
         channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + answer.body)
-        channel.loseConnection()
+        if isinstance(channel, CappedChannel):
+            declared = channel.length  # None when chunked
+            channel.drain_refused_body(
+                site.reactor, None if declared is None else declared - self.body_read
+            )
+        else:
+            channel.loseConnection()
 
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > self.body_limit():
@@ -150,6 +159,26 @@ class CappedChannel(HTTPChannel):
     """HTTP/1.1 only, built directly by the site (so a wrapping protocol's attributes,
     such as the gateway identity, are on ``request.channel``), refusing an over-long
     body before ``100 Continue``."""
+
+    _drain: RefusedBodyDrain | None = None
+
+    def drain_refused_body(self, clock: IReactorTime, expected: int | None) -> None:
+        """The answer is written: drop the *expected* rest of the body, then close."""
+        self._drain = RefusedBodyDrain(self.transport, clock, expected=expected)
+        self._drain.start()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        # The body (raw mode) after a refusal, from the rest of the read that carried
+        # the headers on: counted and dropped.
+        if self._drain is not None:
+            self._drain.received(data)
+            return
+        super().rawDataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._drain is not None:
+            self._drain.stop()
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
     def allHeadersReceived(self) -> None:
         length = self.length
