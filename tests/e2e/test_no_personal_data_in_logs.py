@@ -171,6 +171,11 @@ def test_no_id_number_name_person_number_or_password_in_any_log(channel: Channel
     assert serve.wait_exit() == 0, serve.output
     client.wait_exit()
 
+    # Off a terminal, the process log is plain JSON lines (after the banner on stdout).
+    banner_end = serve.lines.index("Ctrl-C stops the gateway.")
+    for line in serve.lines[banner_end + 1 :]:
+        assert isinstance(json.loads(line), dict), line
+
     logs: dict[str, str] = {
         "serve": serve.output,
         "connect": client.output,
