@@ -127,6 +127,12 @@ def run_demo(state: StateDir, out: TextIO, *, serve: bool = True) -> int:
         text = _load_demo(App(state))
         state.write_secret(LOGINS_FILE, text.encode())
     out.write(demo_banner(state))
+    listen = state.load_config().gateway.listen
+    if not _on_loopback(listen):
+        out.write(
+            f"note:             this state's gateway listens on {listen!r}, not loopback "
+            "only ([gateway] listen in ssgate.toml)\n"
+        )
     code = current_demo_code(state)
     ssgate = shlex.quote(ssgate_script())
     base = shlex.quote(str(state.path.absolute()))
@@ -147,6 +153,13 @@ def run_demo(state: StateDir, out: TextIO, *, serve: bool = True) -> int:
 
     out.write("\n")
     return run_serve(state, out, banner=banner + "\n")
+
+
+def _on_loopback(spec: str) -> bool:
+    """Whether a listen endpoint string reaches this machine only."""
+    if spec.startswith("unix:"):
+        return True
+    return any(f"interface={host}" in spec for host in ("127.0.0.1", "localhost", r"\:\:1"))
 
 
 def _load_demo(app: App) -> str:

@@ -77,3 +77,24 @@ def test_the_connect_command_starts_with_the_absolute_path_of_ssgate(
     assert script.is_absolute() and script.name == "ssgate" and script.is_file()
     otp = next(w for w in words if w.startswith("$("))
     assert otp.startswith(f"$({script} --state ")
+
+
+def test_a_state_that_listens_beyond_loopback_is_pointed_out(tmp_path: Path) -> None:
+    """A state made by plain ``ssgate init`` (gateway on every interface) keeps its
+    configuration, and the demo says so; once it listens on loopback, it says nothing."""
+    import time
+
+    from ssgate._init import init_state
+
+    state = init_state(tmp_path / "state", hostname="localhost", clock=time.time, actor="os:t")
+    out = io.StringIO()
+    assert run_demo(state, out, serve=False) == 0
+    assert "listens on 'tcp:8443', not loopback only" in out.getvalue()
+
+    config = state.path / "ssgate.toml"
+    text = config.read_text(encoding="utf-8")
+    loopback = 'listen = "tcp:8443:interface=127.0.0.1"'
+    config.write_text(text.replace('listen = "tcp:8443"', loopback, 1), encoding="utf-8")
+    again = io.StringIO()
+    assert run_demo(state, again, serve=False) == 0
+    assert "not loopback" not in again.getvalue()
