@@ -78,6 +78,8 @@ class CappedRequest(Request):
             b"Connection: close",
         ]
         channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + answer.body)
+        method = getattr(channel, "_command", b"") or b""
+        site.log_request(method, self._path(), 413, len(answer.body))
         if isinstance(channel, CappedChannel):
             declared = channel.length  # None when chunked
             channel.drain_refused_body(
@@ -224,9 +226,10 @@ class WebSite(Site):
         self._access_log = access_log
 
     def log(self, request: http.Request) -> None:
+        self.log_request(request.method, request.uri, request.code, request.sentLength)
+
+    def log_request(self, method: bytes, uri: bytes, status: int, size: int) -> None:
+        """One access line; also for the answers written before a request is whole."""
         # Targets can name persons (a query's search terms): web._access masks them.
-        if self._access_log is None:
-            return
-        self._access_log(
-            request_line(request.method, request.uri, request.code, request.sentLength)
-        )
+        if self._access_log is not None:
+            self._access_log(request_line(method, uri, status, size))

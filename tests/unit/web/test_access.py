@@ -91,3 +91,24 @@ def test_a_site_writes_the_masked_line_of_each_request(tmp_path: Path) -> None:
         "Host: 127.0.0.1\r\n\r\n".encode()
     )
     assert lines == ["GET /queries/roster?id_number=*&name=* 200 2"]
+
+
+def test_a_body_refused_from_its_headers_has_its_413_line() -> None:
+    lines: list[str] = []
+    site = web.WebSite(
+        _Page(),
+        reactor=MemoryReactorClock(),
+        body_limit=lambda path: 1024,
+        too_large=lambda path, limit: web.plain(413, "too large"),
+        security_headers=(),
+        access_log=lines.append,
+    )
+    peer = IPv4Address("TCP", "127.0.0.1", 40000)
+    channel = site.buildProtocol(peer)
+    assert channel is not None
+    channel.makeConnection(StringTransport(peerAddress=peer))
+    channel.dataReceived(
+        f"POST /queries/roster?name={NAME} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Length: 99999\r\n\r\n".encode()
+    )
+    assert lines == ["POST /queries/roster?name=* 413 10"]
