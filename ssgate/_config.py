@@ -543,8 +543,8 @@ issuer = "ssgate"
 # declare.sock in the state directory.
 listen = ""
 # Contribution rates and base floor/ceiling per region, effective-dated.  'ssgate init'
-# writes the DOMAIN demo seed for region 330682 (every entry verified = false): check
-# it against the provincial notices before real use.
+# writes a demo seed for region 330682 (every entry verified = false, each with its
+# source): check it against the provincial notices before real use.
 rates_file = "rates.toml"
 
 [policy]

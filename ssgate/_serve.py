@@ -21,7 +21,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TextIO, TypeVar
+from typing import Any, Concatenate, ParamSpec, TextIO, TypeVar, cast
 
 from cryptography import x509
 from sqlalchemy import Connection
@@ -37,6 +37,7 @@ from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
+    LogEvent,
     Logger,
     LogLevel,
     LogLevelFilterPredicate,
@@ -45,9 +46,11 @@ from twisted.logger import (
     textFileLogObserver,
 )
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 import auth
 import declare_app
+import web
 from declare_app._declarations import Declarations
 from declare_app._guard import IdentityGuardFactory
 from declare_app.web import employer_site, registry_unit_name
@@ -78,6 +81,7 @@ from ssgate._db import Database, WorkerPool
 from ssgate._state import StateDir, StateError
 
 DECLARE_SOCKET = "declare.sock"
+ACCESS_LOG = "logs/access.log"  # both sites' requests, one masked line each
 LOGIN_THREADS = 4
 
 P = ParamSpec("P")
@@ -267,6 +271,10 @@ def start(
     material, console_tls, rates = _load_files(app)
     identity_key = state.key("identity.key")
     authenticator = make_authenticator(app)
+    try:
+        access = web.AccessLog(state.path / ACCESS_LOG, clock=reactor.seconds)
+    except OSError as e:
+        raise ServeError(f"{state.path / ACCESS_LOG}: cannot be written: {e.strerror}") from None
     runner = Runner(Database(app.engine, reactor), reactor)
     ports = _Ports(reactor, runner)
     workflow = Declarations(rates, clock=reactor.seconds)
@@ -279,6 +287,7 @@ def start(
         unit_names=registry_unit_name,
         queries=declare_app.EmployerQueries(rates),
         change_password=authenticator.change_password,
+        access_log=access.writer("employer"),
     )
     declare_port = ports.listen(
         config.declare.listen or f"unix:{state.path / DECLARE_SOCKET}:mode=600:lockfile=1",
@@ -305,6 +314,7 @@ def start(
         # The same on every node and after a restart: a login form loaded from one
         # node can be sent to another.
         login_form_key=login_form_key(identity_key),
+        access_log=access.writer("console"),
     )
     console_port = ports.listen(
         config.console.listen, console_factory(console, console_tls), "staff console"
@@ -332,6 +342,7 @@ def start(
             node.revoked(crl)
 
     running = MultiService()
+    running.addService(access)  # closes the file on stop
     running.addService(node)
     running.addService(state_crl_watcher(reactor, tls, state.path, on_change=on_crl))
     running.addService(session_sweeper(runner, reactor, console_policy))
@@ -357,10 +368,27 @@ def _listen_now(reactor: Any, spec: str, factory: Any) -> IListeningPort:
 def log_observer(out: TextIO) -> ILogObserver:
     """Human lines on a terminal; otherwise one JSON object per line, without the
     RFC 7464 record separator (0x1E) Twisted puts before each by default, so that
-    ``json.loads`` per line and every log shipper read it."""
+    ``json.loads`` per line and every log shipper read it.
+
+    A JSON line of a logged failure carries its cause, ``"error": {"type": …,
+    "message": …}`` (:func:`auth.failure_cause`): Twisted writes the exception itself
+    as ``{"unpersistable": true}``, which cannot tell a stopped database from a full
+    disk."""
     if out.isatty():
         return textFileLogObserver(out)
-    return jsonFileLogObserver(out, recordSeparator="")
+    return with_failure_cause(jsonFileLogObserver(out, recordSeparator=""))
+
+
+def with_failure_cause(observer: ILogObserver) -> ILogObserver:
+    """*observer* with ``error`` added to each event that has a ``log_failure``."""
+
+    def observe(event: LogEvent) -> None:
+        failure = event.get("log_failure")
+        if isinstance(failure, Failure) and "error" not in event:
+            event = {**event, "error": auth.failure_cause(failure.value).as_dict()}
+        observer(event)
+
+    return cast(ILogObserver, implementer(ILogObserver)(observe))
 
 
 def start_logging(out: TextIO) -> None:

@@ -10,6 +10,8 @@ Layout (directory mode 0700; secrets 0600; public PEM files 0644)::
     totp.key             AES-256-GCM key sealing TOTP secrets in the database
     identity.key         HMAC key for the identity assertion sent to services
     resume.key           HMAC key for the client's resume tokens
+    logs/access.log      one masked line per request to the declaration service and
+                         the staff console (written by 'ssgate serve')
 """
 
 from __future__ import annotations

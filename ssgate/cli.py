@@ -354,10 +354,18 @@ def _show_account(view: provisioning.AccountView, out: TextIO) -> None:
             f"{c.total_failures} since last reset\n"
         )
     for cert in view.certificates:
-        out.write(
-            f"cert:      {cert.serial} {cert.status} valid to {_fmt_time(cert.not_after_at)}"
-            f"{f' revoked {_fmt_time(cert.revoked_at)} ({cert.revocation_reason})' if cert.revoked_at else ''}\n"
-        )
+        # "<serial> valid until T", "<serial> revoked T (reason), would have expired T":
+        # the status word once, then the date that matters for it.
+        if cert.revoked_at:
+            state = (
+                f"revoked {_fmt_time(cert.revoked_at)} ({cert.revocation_reason}), "
+                f"would have expired {_fmt_time(cert.not_after_at)}"
+            )
+        elif cert.status == "valid":
+            state = f"valid until {_fmt_time(cert.not_after_at)}"
+        else:
+            state = f"{cert.status}, not after {_fmt_time(cert.not_after_at)}"
+        out.write(f"cert:      {cert.serial} {state}\n")
 
 
 def cmd_staff(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:

@@ -10,6 +10,7 @@ HTML pages or RFC 9457 problem documents, streamed downloads among them
 sites and ``ssgate`` build on it.
 """
 
+from ._access import AccessLog, masked_target, request_line
 from ._answers import (
     HTML,
     JSON,
@@ -85,6 +86,7 @@ __all__ = [
     "STAFF",
     "TEXT",
     "TITLES",
+    "AccessLog",
     "AuditTrail",
     "Body",
     "CappedChannel",
@@ -119,6 +121,7 @@ __all__ = [
     "download",
     "finding_json",
     "host_allowed",
+    "masked_target",
     "may_call",
     "media_type",
     "new_token",
@@ -130,6 +133,7 @@ __all__ = [
     "plain",
     "problem",
     "read_body",
+    "request_line",
     "same_origin",
     "same_token",
     "security_headers",

@@ -848,7 +848,8 @@ class ConsoleShell:
         )
         return Response(page.status, page.body, page.content_type, tuple(headers))
 
-    def site(self) -> WebSite:
+    def site(self, *, access_log: Callable[[str], None] | None = None) -> WebSite:
+        """The console as a site; *access_log* gets one masked line per request."""
         routed = RoutedResource(self.table, self, tls=self._secure)
         return WebSite(
             routed.resource(),
@@ -856,6 +857,7 @@ class ConsoleShell:
             body_limit=routed.body_limit,
             too_large=lambda path, limit: Response(413, b"", b"text/plain; charset=utf-8"),
             security_headers=security_headers(tls=self._secure),
+            access_log=access_log,
         )
 
 

@@ -370,7 +370,10 @@ SPECS: Final[dict[str, QuerySpec]] = {
         QuerySpec(
             name="account-statement",
             title="养老个人帐户对帐单",
-            intro="本单位参保人员某一年度的基本养老保险个人账户对帐单（按月计息，DOMAIN §4）。",
+            intro=(
+                "本单位参保人员某一年度的基本养老保险个人账户对帐单"
+                "（按国家公布的当年记账利率计息，《社会保险法》第十四条）。"
+            ),
             method="account_statement",
             filters=(_ID, _PERSON_NO, Filter("year", "年度", "year", hint="如 2024")),
             columns=(
