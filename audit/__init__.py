@@ -17,6 +17,12 @@ every node, behind a cursor row) and stores what they find in the ``alerts`` tab
 which :func:`list_alerts`, :func:`get_alert` and :func:`change_alert_state` read and
 handle.
 
+Syslog forwarding keeps, per collector, the last record delivered in
+``syslog_cursors`` behind a lease (:func:`claim_syslog_lease`,
+:func:`syslog_batch`, :func:`advance_syslog_cursor`): the log itself is the durable
+queue.  :func:`frame_octet_counted` and :class:`OctetCountingDecoder` are RFC 6587
+octet-counting framing.
+
 All functions take a SQLAlchemy ``Connection`` and return plain values; tables are
 in :data:`metadata`.  Nothing here imports Twisted.
 """
@@ -54,6 +60,18 @@ from audit._events import (
 from audit._export import export_csv, export_jsonl, export_syslog
 from audit._log import append, query, verify
 from audit._schema import ALERT_STATES, metadata
+from audit._syslog_framing import FramingError, OctetCountingDecoder
+from audit._syslog_framing import frame as frame_octet_counted
+from audit._syslog_store import (
+    SYSLOG_BATCH,
+    SyslogLease,
+    advance_syslog_cursor,
+    claim_syslog_lease,
+    get_syslog_cursors,
+    release_syslog_lease,
+    syslog_batch,
+    syslog_records,
+)
 
 __all__ = [
     "ALERT_STATES",
@@ -62,6 +80,7 @@ __all__ = [
     "OUTCOMES",
     "RULES",
     "SEVERITIES",
+    "SYSLOG_BATCH",
     "AlertFinding",
     "AlertRow",
     "AlertThresholds",
@@ -72,20 +91,30 @@ __all__ = [
     "DetailValue",
     "Evaluation",
     "Evidence",
+    "FramingError",
+    "OctetCountingDecoder",
     "SessionEnds",
     "StateChange",
+    "SyslogLease",
     "VerifyReport",
+    "advance_syslog_cursor",
     "append",
     "change_alert_state",
+    "claim_syslog_lease",
     "evaluate_alerts",
     "export_csv",
     "export_jsonl",
     "export_syslog",
     "find_alerts",
+    "frame_octet_counted",
     "get_alert",
+    "get_syslog_cursors",
     "host_of",
     "list_alerts",
     "metadata",
     "query",
+    "release_syslog_lease",
+    "syslog_batch",
+    "syslog_records",
     "verify",
 ]

@@ -1,0 +1,522 @@
+"""Syslog forwarding as a service of ``ssgate serve``: every audit event to each
+collector in ``[syslog]``, as RFC 5424 over TCP with octet counting (RFC 6587),
+TLS 1.2+ (RFC 5425) unless the collector says ``tls = false``.
+
+The audit log is the queue (see :mod:`audit._syslog_store`): per collector a cursor
+row holds the last ``seq`` known delivered, and a lease on that row makes one node
+forward to each collector.  Every ``interval_seconds`` a :class:`SyslogForwarder`
+renews its lease, connects if it is not connected (with back-off), moves the cursor
+over what it can now believe delivered, and sends the records after what it has sent
+in batches (read and formatted on the database pool, written with the transport's
+back-pressure: nothing more is read while the transport asks us to pause).
+
+Delivery is at least once.  Plain syslog over TCP has no acknowledgement, so a
+record counts as delivered once it was written and the connection then stayed up,
+not back-pressured, for :data:`CONFIRM_SECONDS` (a collector that died meanwhile
+resets the connection, and we know).  After a broken connection, a restart or a
+``kill -9`` the forwarder resends from the cursor; a repeat carries the same ``seq``
+in its structured data, which is how a receiver drops it.
+
+A collector that cannot be reached is logged once, then in one summary line a minute
+(attempts, events waiting), and once more when it is back.  Nothing here blocks the
+reactor: database work runs on the runner, files are read once at start.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IPushProducer, IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.ssl import (
+    Certificate,
+    PrivateCertificate,
+    TLSVersion,
+    optionsForClientTLS,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+import audit
+import auth
+from ssgate._config import SyslogCollector, SyslogConfig
+
+REPORT_EVERY: Final = 60.0  # seconds between two summary lines while a collector is down
+CONFIRM_SECONDS: Final = 2.0  # connection up this long after a write: delivered
+LEASE_SECONDS: Final = 10.0  # another node takes over this long after we stopped renewing
+CONNECT_TIMEOUT: Final = 10.0
+FIRST_RETRY: Final = 1.0
+MAX_RETRY: Final = 30.0
+MAX_ROUNDS: Final = 20  # batches sent back to back in one tick (a backlog)
+# The ciphers the gateway allows: forward secrecy and AEAD only.
+CIPHERS: Final = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+class SyslogSetupError(Exception):
+    """A collector's TLS files cannot be used; the message names the key and file."""
+
+
+def encoder(config: SyslogConfig, hostname: str) -> Callable[[list[audit.AuditRecord]], bytes]:
+    """Records → one byte string of octet-counted RFC 5424 messages
+    (:func:`audit.export_syslog` without its line feed, then framed)."""
+
+    def encode(records: list[audit.AuditRecord]) -> bytes:
+        lines = audit.export_syslog(
+            records, hostname, config.app_name, facility=config.facility, sd_id=config.sd_id
+        )
+        return b"".join(
+            audit.frame_octet_counted(line.removesuffix("\n").encode("utf-8")) for line in lines
+        )
+
+    return encode
+
+
+class _CollectorProtocol(Protocol):
+    """The connection to a collector: writes what the forwarder gives it, tells the
+    forwarder when to pause and when the connection is gone.  A syslog collector
+    sends nothing back; whatever it sends is dropped."""
+
+    def __init__(self, forwarder: SyslogForwarder) -> None:
+        self._forwarder = forwarder
+        self.paused = False
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport  # TCP or TLS: an IConsumer as well
+        transport.registerProducer(_Producer(self), True)
+
+    def dataReceived(self, data: bytes) -> None:
+        pass  # nothing to read: RFC 5425/6587 senders expect no reply
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._forwarder._lost(self, reason)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self) -> None:
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+
+@implementer(IPushProducer)
+class _Producer:
+    def __init__(self, protocol: _CollectorProtocol) -> None:
+        self._protocol = protocol
+
+    def pauseProducing(self) -> None:
+        self._protocol.paused = True
+
+    def resumeProducing(self) -> None:
+        self._protocol.paused = False
+
+    def stopProducing(self) -> None:
+        self._protocol.paused = True
+
+
+@dataclass
+class _Outage:
+    """A collector that cannot be reached: since when, and what has not been logged."""
+
+    since: float
+    reported_at: float
+    attempts: int = 0  # failed attempts since the last log line
+
+
+class SyslogForwarder:
+    """Forwards the audit log to one collector; :meth:`tick` does one step."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        runner: auth.Runner,
+        clock: IReactorTime,
+        endpoint: IStreamClientEndpoint,
+        *,
+        collector: str,
+        node: str,
+        encode: Callable[[list[audit.AuditRecord]], bytes],
+        batch: int = audit.SYSLOG_BATCH,
+        confirm_seconds: float = CONFIRM_SECONDS,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
+        self.collector = collector
+        self._runner = runner
+        self._clock = clock
+        self._endpoint = endpoint
+        self._node = node
+        self._encode = encode
+        self._batch = batch
+        self._confirm_seconds = confirm_seconds
+        self._lease_seconds = lease_seconds
+        self._protocol: _CollectorProtocol | None = None
+        self._busy = False
+        self._stopped = False
+        self._held = False
+        self.delivered = 0  # the cursor as last read or moved
+        self.sent = 0  # the last seq written on this connection
+        self._unconfirmed: deque[tuple[float, int]] = deque()  # (written at, last seq)
+        self._retry_at = 0.0
+        self._retry_delay = FIRST_RETRY
+        self._outage: _Outage | None = None
+        self._waiting = 0
+        self._db_failing = 0
+        self._db_unreported = 0
+        self._db_reported_at: float | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._protocol is not None
+
+    # -- one step ------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        if self._busy or self._stopped:
+            return  # a step takes longer than the interval: skip, never overlap
+        self._busy = True
+        try:
+            await self._step()
+        except Exception:
+            self._db_failed(Failure())
+        else:
+            self._db_works()
+        finally:
+            self._busy = False
+
+    def deferred_tick(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self.tick())
+
+    async def _step(self) -> None:
+        now = self._clock.seconds()
+        lease: audit.SyslogLease = await self._runner.run(
+            audit.claim_syslog_lease,
+            self.collector,
+            holder=self._node,
+            now=now,
+            lease_seconds=self._lease_seconds,
+        )
+        self._waiting = lease.waiting
+        if not lease.held:
+            if self._held:
+                self.log.info(
+                    "syslog collector {collector}: node {holder} forwards to it now",
+                    collector=self.collector,
+                    holder=lease.holder,
+                )
+            self._held = False
+            self._drop_connection()
+            return
+        self._held = True
+        if self._protocol is None:
+            self.delivered = lease.delivered_seq
+            if now < self._retry_at:
+                return
+            if not await self._connect():
+                return
+        await self._confirm()
+        await self._send()
+
+    async def _connect(self) -> bool:
+        factory = Factory.forProtocol(lambda: _CollectorProtocol(self))
+        d = self._endpoint.connect(factory)
+        d.addTimeout(CONNECT_TIMEOUT, self._clock)
+        try:
+            protocol = await d
+        except Exception:
+            self._unreachable(Failure())
+            return False
+        assert isinstance(protocol, _CollectorProtocol)
+        if self._stopped:
+            protocol.close()
+            return False
+        self._protocol = protocol
+        self.sent = self.delivered  # everything since the cursor, again
+        self._unconfirmed.clear()
+        if self._outage is not None:
+            self.log.info(
+                "syslog collector {collector} reachable again after {seconds:.0f} s; "
+                "sending from audit record {seq} ({waiting} waiting)",
+                collector=self.collector,
+                seconds=self._clock.seconds() - self._outage.since,
+                seq=self.sent + 1,
+                waiting=self._waiting,
+            )
+            self._outage = None
+        return True
+
+    async def _confirm(self) -> None:
+        """Move the cursor over what was written at least CONFIRM_SECONDS ago on this
+        connection, which is still up and not back-pressured."""
+        protocol = self._protocol
+        if protocol is None or protocol.paused:
+            return
+        limit = self._clock.seconds() - self._confirm_seconds
+        seq = None
+        while self._unconfirmed and self._unconfirmed[0][0] <= limit:
+            seq = self._unconfirmed.popleft()[1]
+        if seq is None or seq <= self.delivered:
+            return
+        moved = await self._runner.run(
+            audit.advance_syslog_cursor,
+            self.collector,
+            holder=self._node,
+            seq=seq,
+            now=self._clock.seconds(),
+        )
+        if moved:
+            self.delivered = max(self.delivered, seq)
+            self._retry_delay = FIRST_RETRY  # this connection delivered: it is healthy
+
+    async def _send(self) -> None:
+        for _ in range(MAX_ROUNDS):
+            protocol = self._protocol
+            if protocol is None or protocol.paused:
+                return
+            count, last, data = await self._runner.run(
+                audit.syslog_batch, self.sent, self._encode, limit=self._batch
+            )
+            if self._protocol is not protocol or count == 0:
+                return  # the connection broke while we read: the next one resends
+            protocol.write(data)
+            self.sent = last
+            self._unconfirmed.append((self._clock.seconds(), last))
+            if count < self._batch:
+                return
+
+    # -- the connection ------------------------------------------------------------
+
+    def _lost(self, protocol: _CollectorProtocol, reason: Failure) -> None:
+        if self._protocol is not protocol:
+            return
+        self._protocol = None
+        self._unconfirmed.clear()
+        self.sent = self.delivered
+        if not self._stopped and self._held:
+            self._unreachable(reason)
+
+    def _drop_connection(self) -> None:
+        protocol, self._protocol = self._protocol, None
+        self._unconfirmed.clear()
+        if protocol is not None:
+            protocol.close()
+
+    def _unreachable(self, reason: Failure) -> None:
+        """A failed connect or a broken connection: back off, and log (rate-limited)."""
+        now = self._clock.seconds()
+        self._retry_at = now + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, MAX_RETRY)
+        why = _reason(reason)
+        if self._outage is None:
+            self._outage = _Outage(since=now, reported_at=now)
+            self.log.warn(
+                "syslog collector {collector} unreachable ({reason}); its {waiting} waiting "
+                "event(s) stay queued in the audit log and are sent when it is back",
+                collector=self.collector,
+                reason=why,
+                waiting=self._waiting,
+            )
+            return
+        outage = self._outage
+        outage.attempts += 1
+        if now - outage.reported_at >= REPORT_EVERY:
+            self.log.warn(
+                "syslog collector {collector} still unreachable after {seconds:.0f} s "
+                "({attempts} failed attempt(s) since the last report, last: {reason}); "
+                "{waiting} event(s) waiting",
+                collector=self.collector,
+                seconds=now - outage.since,
+                attempts=outage.attempts,
+                reason=why,
+                waiting=self._waiting,
+            )
+            outage.attempts = 0
+            outage.reported_at = now
+
+    # -- database failures (as the alert evaluator reports them) -------------------
+
+    def _db_failed(self, failure: Failure) -> None:
+        self._db_failing += 1
+        self._db_unreported += 1
+        now = self._clock.seconds()
+        if self._db_reported_at is not None and now - self._db_reported_at < REPORT_EVERY:
+            return
+        self.log.failure(
+            "syslog forwarding to {collector} failed ({count} failure(s) since the last "
+            "report); retrying every tick",
+            failure,
+            collector=self.collector,
+            count=self._db_unreported,
+        )
+        self._db_unreported = 0
+        self._db_reported_at = now
+
+    def _db_works(self) -> None:
+        if self._db_failing:
+            self.log.info(
+                "syslog forwarding to {collector} works again after {count} failure(s)",
+                collector=self.collector,
+                count=self._db_failing,
+            )
+            self._db_failing = self._db_unreported = 0
+            self._db_reported_at = None
+
+    # -- stop ----------------------------------------------------------------------
+
+    def stop(self) -> Deferred[None]:
+        """Close the connection and give the lease up for another node."""
+        self._stopped = True
+        self._drop_connection()
+        if not self._held:
+            return succeed(None)
+        self._held = False
+        d: Deferred[None] = maybeDeferred(
+            self._runner.run, audit.release_syslog_lease, self.collector, holder=self._node
+        )
+        d.addErrback(lambda f: self.log.failure("syslog lease not released", f))
+        return d
+
+
+def _reason(failure: Failure) -> str:
+    """The error in words, without a traceback (and nothing secret: it is a socket
+    or TLS error about the collector)."""
+    value = failure.value
+    text = str(value).strip() or type(value).__name__
+    return text[:300]
+
+
+class _ForwarderService(TimerService):
+    """A forwarder's ticks; stopping also closes its connection and frees its lease."""
+
+    def __init__(self, forwarder: SyslogForwarder, interval: float, clock: IReactorTime) -> None:
+        super().__init__(interval, forwarder.deferred_tick)  # type: ignore[no-untyped-call]
+        self.clock = clock
+        self.forwarder = forwarder
+
+    def stopService(self) -> Deferred[None]:
+        d: Deferred[None] = maybeDeferred(super().stopService)
+        d.addBoth(lambda _: self.forwarder.stop())
+        return d
+
+
+# -- building them from [syslog] ---------------------------------------------------------
+
+
+def client_tls(collector: SyslogCollector, state_path: Path) -> Any:
+    """TLS 1.2+ client options checking the collector's certificate against its CA and
+    name, with our client certificate when configured.  Raises SyslogSetupError."""
+
+    def read(key: str, name: str) -> bytes:
+        path = state_path / name  # an absolute path stays as it is
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise SyslogSetupError(
+                f"syslog collector {collector.key}: {key} {path}: {e.strerror or e}"
+            ) from None
+
+    try:
+        ca = Certificate.loadPEM(read("ca_file", collector.ca_file))
+    except SyslogSetupError:
+        raise
+    except Exception as e:
+        raise SyslogSetupError(
+            f"syslog collector {collector.key}: ca_file {collector.ca_file}: not a PEM "
+            f"certificate ({type(e).__name__})"
+        ) from None
+    client = None
+    if collector.cert_file:
+        cert = read("cert_file", collector.cert_file)
+        key = read("key_file", collector.key_file)
+        try:
+            client = PrivateCertificate.loadPEM(cert + b"\n" + key)
+        except Exception as e:
+            # The message names the files, never their contents (a key is secret).
+            raise SyslogSetupError(
+                f"syslog collector {collector.key}: cert_file/key_file cannot be used "
+                f"({type(e).__name__})"
+            ) from None
+    return optionsForClientTLS(
+        collector.expected_name,
+        trustRoot=ca,
+        clientCertificate=client,
+        extraCertificateOptions={
+            "raiseMinimumTo": TLSVersion.TLSv1_2,
+            "acceptableCiphers": _ciphers(),
+        },
+    )
+
+
+def _ciphers() -> Any:
+    from twisted.internet.ssl import AcceptableCiphers
+
+    return AcceptableCiphers.fromOpenSSLCipherString(CIPHERS)
+
+
+def collector_endpoint(
+    reactor: Any, collector: SyslogCollector, state_path: Path
+) -> IStreamClientEndpoint:
+    endpoint: IStreamClientEndpoint = HostnameEndpoint(
+        reactor, collector.host, collector.port, timeout=CONNECT_TIMEOUT
+    )
+    if collector.tls:
+        endpoint = wrapClientTLS(client_tls(collector, state_path), endpoint)
+    return endpoint
+
+
+def syslog_service(
+    runner: auth.Runner,
+    reactor: Any,
+    config: SyslogConfig,
+    *,
+    state_path: Path,
+    node: str,
+    endpoints: Callable[[SyslogCollector], IStreamClientEndpoint] | None = None,
+    **kwargs: Any,
+) -> MultiService:
+    """One forwarder per collector (none without collectors), each ticking every
+    ``interval_seconds``.  Raises :class:`SyslogSetupError` for unusable TLS files."""
+    hostname = config.hostname or _hostname()
+    encode = encoder(config, hostname)
+    services = MultiService()
+    for collector in config.collectors:
+        endpoint = (
+            endpoints(collector)
+            if endpoints is not None
+            else collector_endpoint(reactor, collector, state_path)
+        )
+        forwarder = SyslogForwarder(
+            runner,
+            reactor,
+            endpoint,
+            collector=collector.key,
+            node=node,
+            encode=encode,
+            batch=config.batch,
+            **kwargs,
+        )
+        services.addService(_ForwarderService(forwarder, config.interval_seconds, reactor))
+    return services
+
+
+def forwarders(services: MultiService) -> Iterable[SyslogForwarder]:
+    for service in services:
+        if isinstance(service, _ForwarderService):
+            yield service.forwarder
+
+
+def _hostname() -> str:
+    """This machine's name as RFC 5424 HOSTNAME takes it (printable ASCII)."""
+    name = socket.gethostname()  # not getfqdn(): that may wait for DNS
+    clean = "".join(c for c in name if 33 <= ord(c) <= 126)[:255]
+    return clean or "-"
