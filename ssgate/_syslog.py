@@ -130,6 +130,7 @@ class _Outage:
 
     since: float
     reported_at: float
+    reason: str
     attempts: int = 0  # failed attempts since the last log line
 
 
@@ -221,6 +222,7 @@ class SyslogForwarder:
         if self._protocol is None:
             self.delivered = lease.delivered_seq
             if now < self._retry_at:
+                self._report_outage(now)
                 return
             if not await self._connect():
                 return
@@ -318,7 +320,7 @@ class SyslogForwarder:
         self._retry_delay = min(self._retry_delay * 2, MAX_RETRY)
         why = _reason(reason)
         if self._outage is None:
-            self._outage = _Outage(since=now, reported_at=now)
+            self._outage = _Outage(since=now, reported_at=now, reason=why)
             self.log.warn(
                 "syslog collector {collector} unreachable ({reason}); its {waiting} waiting "
                 "event(s) stay queued in the audit log and are sent when it is back",
@@ -327,21 +329,27 @@ class SyslogForwarder:
                 waiting=self._waiting,
             )
             return
+        self._outage.attempts += 1
+        self._outage.reason = why
+        self._report_outage(now)
+
+    def _report_outage(self, now: float) -> None:
+        """The minute's summary while a collector stays unreachable."""
         outage = self._outage
-        outage.attempts += 1
-        if now - outage.reported_at >= REPORT_EVERY:
-            self.log.warn(
-                "syslog collector {collector} still unreachable after {seconds:.0f} s "
-                "({attempts} failed attempt(s) since the last report, last: {reason}); "
-                "{waiting} event(s) waiting",
-                collector=self.collector,
-                seconds=now - outage.since,
-                attempts=outage.attempts,
-                reason=why,
-                waiting=self._waiting,
-            )
-            outage.attempts = 0
-            outage.reported_at = now
+        if outage is None or now - outage.reported_at < REPORT_EVERY:
+            return
+        self.log.warn(
+            "syslog collector {collector} still unreachable after {seconds:.0f} s "
+            "({attempts} failed attempt(s) since the last report, last: {reason}); "
+            "{waiting} event(s) waiting",
+            collector=self.collector,
+            seconds=now - outage.since,
+            attempts=outage.attempts,
+            reason=outage.reason,
+            waiting=self._waiting,
+        )
+        outage.attempts = 0
+        outage.reported_at = now
 
     # -- database failures (as the alert evaluator reports them) -------------------
 
