@@ -399,7 +399,8 @@ def _reason(failure: Failure) -> str:
     """The error in words, without a traceback (and nothing secret: it is a socket
     or TLS error about the collector)."""
     value = failure.value
-    queue = value.args[0] if value.args else None
+    args = getattr(value, "args", ())
+    queue = args[0] if args else None
     if isinstance(queue, list) and queue and all(isinstance(e, tuple) for e in queue):
         # pyOpenSSL's error queue: [(library, function, reason), ...]
         text = "TLS: " + "; ".join(str(e[-1]) for e in queue)
