@@ -231,6 +231,7 @@ class SyslogForwarder:
 
     async def _connect(self) -> bool:
         factory = Factory.forProtocol(lambda: _CollectorProtocol(self))
+        factory.noisy = False  # no "Starting factory" line at every attempt
         d = self._endpoint.connect(factory)
         d.addTimeout(CONNECT_TIMEOUT, self._clock)
         try:
