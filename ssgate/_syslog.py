@@ -35,7 +35,12 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IPushProducer, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import (
     Certificate,
@@ -81,23 +86,39 @@ def encoder(config: SyslogConfig, hostname: str) -> Callable[[list[audit.AuditRe
     return encode
 
 
+@implementer(IHandshakeListener)
 class _CollectorProtocol(Protocol):
     """The connection to a collector: writes what the forwarder gives it, tells the
     forwarder when to pause and when the connection is gone.  A syslog collector
-    sends nothing back; whatever it sends is dropped."""
+    sends nothing back; whatever it sends is dropped.
 
-    def __init__(self, forwarder: SyslogForwarder) -> None:
+    :attr:`ready` fires when the connection can carry messages: at once over plain
+    TCP, after the handshake (the collector's certificate checked) over TLS; it fails
+    with the reason if the connection ends first.
+    """
+
+    def __init__(self, forwarder: SyslogForwarder, *, tls: bool) -> None:
         self._forwarder = forwarder
+        self._tls = tls
         self.paused = False
+        self.ready: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
         transport: Any = self.transport  # TCP or TLS: an IConsumer as well
         transport.registerProducer(_Producer(self), True)
+        if not self._tls:
+            self.ready.callback(None)
+
+    def handshakeCompleted(self) -> None:
+        if not self.ready.called:
+            self.ready.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
         pass  # nothing to read: RFC 5425/6587 senders expect no reply
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self.ready.called:
+            self.ready.errback(reason)
         self._forwarder._lost(self, reason)
 
     def write(self, data: bytes) -> None:
@@ -107,6 +128,11 @@ class _CollectorProtocol(Protocol):
     def close(self) -> None:
         assert self.transport is not None
         self.transport.loseConnection()
+
+    def abort(self) -> None:
+        transport: Any = self.transport  # TCP and TLS transports can abort
+        if transport is not None:
+            transport.abortConnection()
 
 
 @implementer(IPushProducer)
@@ -148,6 +174,7 @@ class SyslogForwarder:
         collector: str,
         node: str,
         encode: Callable[[list[audit.AuditRecord]], bytes],
+        tls: bool = False,
         batch: int = audit.SYSLOG_BATCH,
         confirm_seconds: float = CONFIRM_SECONDS,
         lease_seconds: float = LEASE_SECONDS,
@@ -158,6 +185,7 @@ class SyslogForwarder:
         self._endpoint = endpoint
         self._node = node
         self._encode = encode
+        self._tls = tls  # the endpoint wraps TLS: wait for the handshake
         self._batch = batch
         self._confirm_seconds = confirm_seconds
         self._lease_seconds = lease_seconds
@@ -230,16 +258,24 @@ class SyslogForwarder:
         await self._send()
 
     async def _connect(self) -> bool:
-        factory = Factory.forProtocol(lambda: _CollectorProtocol(self))
+        factory = Factory.forProtocol(lambda: _CollectorProtocol(self, tls=self._tls))
         factory.noisy = False  # no "Starting factory" line at every attempt
         d = self._endpoint.connect(factory)
         d.addTimeout(CONNECT_TIMEOUT, self._clock)
+        protocol: _CollectorProtocol | None = None
         try:
-            protocol = await d
+            connected = await d
+            assert isinstance(connected, _CollectorProtocol)
+            protocol = connected
+            ready = protocol.ready
+            ready.addTimeout(CONNECT_TIMEOUT, self._clock)
+            await ready
         except Exception:
-            self._unreachable(Failure())
+            failure = Failure()
+            if protocol is not None:
+                protocol.abort()  # a handshake that failed or hung
+            self._unreachable(failure)
             return False
-        assert isinstance(protocol, _CollectorProtocol)
         if self._stopped:
             protocol.close()
             return False
@@ -517,6 +553,7 @@ def syslog_service(
             collector=collector.key,
             node=node,
             encode=encode,
+            tls=collector.tls,
             batch=config.batch,
             **kwargs,
         )

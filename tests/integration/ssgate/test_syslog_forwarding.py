@@ -344,10 +344,13 @@ async def test_a_collector_whose_certificate_our_ca_did_not_sign_gets_nothing(
     port = rsyslog.port()
     assert port is not None
     warnings: list[dict[str, Any]] = []
+    recovered: list[dict[str, Any]] = []
 
     def keep(event: dict[str, Any]) -> None:
         if "unreachable (" in str(event.get("log_format", "")):
             warnings.append(event)
+        if "reachable again" in str(event.get("log_format", "")):
+            recovered.append(event)
 
     globalLogPublisher.addObserver(keep)
     db = Database(engine, reactor)
@@ -356,13 +359,18 @@ async def test_a_collector_whose_certificate_our_ca_did_not_sign_gets_nothing(
     )
     service.startService()
     try:
+        [forwarder] = forwarders(service)
         await record(db, 0, 3)
         await until(lambda: bool(warnings), "the refusal to be logged")
+        outage = forwarder._outage
+        assert outage is not None
+        await until(lambda: outage.attempts >= 1, "a second attempt, refused as well")
     finally:
         await maybeDeferred(service.stopService)
         globalLogPublisher.removeObserver(keep)
         db.close()
     assert rsyslog.lines() == []
+    assert len(warnings) == 1 and recovered == []  # logged once, never "back"
     assert warnings[0]["reason"] == "TLS: certificate verify failed"
     with engine.begin() as conn:
         assert audit.get_syslog_cursors(conn)[f"localhost:{port}"] == 0
