@@ -31,6 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from OpenSSL.crypto import FILETYPE_ASN1
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -43,10 +47,11 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import (
+    AcceptableCiphers,
     Certificate,
-    PrivateCertificate,
     TLSVersion,
     optionsForClientTLS,
+    trustRootFromCertificates,
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -464,8 +469,14 @@ class _ForwarderService(TimerService):
 
 
 def client_tls(collector: SyslogCollector, state_path: Path) -> Any:
-    """TLS 1.2+ client options checking the collector's certificate against its CA and
-    name, with our client certificate when configured.  Raises SyslogSetupError."""
+    """TLS 1.2+ client options checking the collector's certificate against the CAs in
+    ``ca_file`` (one or a bundle) and its name, with our client certificate when
+    configured.  Raises :class:`SyslogSetupError` naming the collector and the key.
+
+    Key and certificate go to Twisted as ``cryptography`` objects (through
+    ``extraCertificateOptions``), as ``gateway.client_tls_options`` does: pyOpenSSL
+    deprecates its own.
+    """
 
     def read(key: str, name: str) -> bytes:
         path = state_path / name  # an absolute path stays as it is
@@ -476,42 +487,43 @@ def client_tls(collector: SyslogCollector, state_path: Path) -> Any:
                 f"syslog collector {collector.key}: {key} {path}: {e.strerror or e}"
             ) from None
 
+    def unusable(key: str, what: str, e: Exception) -> SyslogSetupError:
+        # The message names the file, never its contents (a key is secret).
+        return SyslogSetupError(
+            f"syslog collector {collector.key}: {key} {getattr(collector, key)}: "
+            f"{what} ({type(e).__name__})"
+        )
+
+    ca_pem = read("ca_file", collector.ca_file)
     try:
-        ca = Certificate.loadPEM(read("ca_file", collector.ca_file))
-    except SyslogSetupError:
-        raise
-    except Exception as e:
-        raise SyslogSetupError(
-            f"syslog collector {collector.key}: ca_file {collector.ca_file}: not a PEM "
-            f"certificate ({type(e).__name__})"
-        ) from None
-    client = None
+        cas = x509.load_pem_x509_certificates(ca_pem)
+    except ValueError as e:
+        raise unusable("ca_file", "not a PEM certificate", e) from None
+    extra: dict[str, Any] = {
+        "raiseMinimumTo": TLSVersion.TLSv1_2,
+        "acceptableCiphers": AcceptableCiphers.fromOpenSSLCipherString(CIPHERS),  # type: ignore[no-untyped-call, unused-ignore]
+    }
     if collector.cert_file:
-        cert = read("cert_file", collector.cert_file)
-        key = read("key_file", collector.key_file)
+        cert_pem = read("cert_file", collector.cert_file)
+        key_pem = read("key_file", collector.key_file)
         try:
-            client = PrivateCertificate.loadPEM(cert + b"\n" + key)
-        except Exception as e:
-            # The message names the files, never their contents (a key is secret).
-            raise SyslogSetupError(
-                f"syslog collector {collector.key}: cert_file/key_file cannot be used "
-                f"({type(e).__name__})"
-            ) from None
+            extra["certificate"] = x509.load_pem_x509_certificate(cert_pem)
+        except ValueError as e:
+            raise unusable("cert_file", "not a PEM certificate", e) from None
+        try:
+            extra["privateKey"] = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+            raise unusable("key_file", "not an unencrypted PEM private key", e) from None
     return optionsForClientTLS(
         collector.expected_name,
-        trustRoot=ca,
-        clientCertificate=client,
-        extraCertificateOptions={
-            "raiseMinimumTo": TLSVersion.TLSv1_2,
-            "acceptableCiphers": _ciphers(),
-        },
+        trustRoot=trustRootFromCertificates(
+            [
+                Certificate.load(c.public_bytes(serialization.Encoding.DER), FILETYPE_ASN1)
+                for c in cas
+            ]
+        ),
+        extraCertificateOptions=extra,
     )
-
-
-def _ciphers() -> Any:
-    from twisted.internet.ssl import AcceptableCiphers
-
-    return AcceptableCiphers.fromOpenSSLCipherString(CIPHERS)
 
 
 def collector_endpoint(

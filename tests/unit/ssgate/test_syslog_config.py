@@ -94,3 +94,26 @@ def test_missing_or_bad_tls_files_name_the_collector_and_key(tmp_path: Path) -> 
     (tmp_path / "ca.pem").write_text("not a certificate")
     with pytest.raises(SyslogSetupError, match=r"ca_file ca\.pem: not a PEM certificate"):
         client_tls(collector, tmp_path)
+
+
+def test_an_unusable_key_is_named_without_its_contents(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import certs
+
+    now = datetime.now(UTC)
+    ca = certs.CertificateAuthority.create("syslog CA", now=now)
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem())
+    (tmp_path / "c.pem").write_bytes(ca.issue_client("33068212345678@sxlss", now=now).cert_pem())
+    (tmp_path / "k.pem").write_text(
+        "-----BEGIN PRIVATE KEY-----\nU0VDUkVU\n-----END PRIVATE KEY-----\n"
+    )
+    collector = parse_config(
+        '[syslog]\n[[syslog.collector]]\naddress = "logs:6514"\nca_file = "ca.pem"\n'
+        'cert_file = "c.pem"\nkey_file = "k.pem"\n',
+        source="f",
+    ).syslog.collectors[0]
+    with pytest.raises(SyslogSetupError) as e:
+        client_tls(collector, tmp_path)
+    assert "logs:6514: key_file k.pem: not an unencrypted PEM private key" in str(e.value)
+    assert "U0VDUkVU" not in str(e.value)
