@@ -551,6 +551,10 @@ def syslog_service(
     ``interval_seconds``.  Raises :class:`SyslogSetupError` for unusable TLS files."""
     hostname = config.hostname or _hostname()
     encode = encoder(config, hostname)
+    try:
+        encode([])  # export_syslog checks hostname, app name, facility and SD-ID now
+    except ValueError as e:
+        raise SyslogSetupError(f"[syslog]: {e}") from None
     services = MultiService()
     for collector in config.collectors:
         endpoint = (
