@@ -21,7 +21,7 @@ Syslog forwarding keeps, per collector, the last record delivered in
 ``syslog_cursors`` behind a lease (:func:`claim_syslog_lease`,
 :func:`syslog_batch`, :func:`advance_syslog_cursor`): the log itself is the durable
 queue.  :func:`frame_octet_counted` and :class:`OctetCountingDecoder` are RFC 6587
-octet-counting framing.
+octet-counting framing; :class:`RelpClient` speaks RELP, the acknowledged transport.
 
 All functions take a SQLAlchemy ``Connection`` and return plain values; tables are
 in :data:`metadata`.  Nothing here imports Twisted.
@@ -59,6 +59,10 @@ from audit._events import (
 )
 from audit._export import export_csv, export_jsonl, export_syslog
 from audit._log import append, query, verify
+from audit._relp import DEFAULT_WINDOW as RELP_WINDOW
+from audit._relp import Acknowledged as RelpAcknowledged
+from audit._relp import Opened as RelpOpened
+from audit._relp import RelpClient, RelpError, RelpFrame, RelpFrameParser
 from audit._schema import ALERT_STATES, metadata
 from audit._syslog_framing import FramingError, OctetCountingDecoder
 from audit._syslog_framing import frame as frame_octet_counted
@@ -78,6 +82,7 @@ __all__ = [
     "EVALUATE_BATCH",
     "GENESIS_HASH",
     "OUTCOMES",
+    "RELP_WINDOW",
     "RULES",
     "SEVERITIES",
     "SYSLOG_BATCH",
@@ -93,6 +98,12 @@ __all__ = [
     "Evidence",
     "FramingError",
     "OctetCountingDecoder",
+    "RelpAcknowledged",
+    "RelpClient",
+    "RelpError",
+    "RelpFrame",
+    "RelpFrameParser",
+    "RelpOpened",
     "SessionEnds",
     "StateChange",
     "SyslogLease",

@@ -143,6 +143,7 @@ class SyslogCollector:
     host: str
     port: int
     name: str = ""  # empty: the address; the cursor in the database is kept under it
+    protocol: str = "syslog"  # or "relp": rsyslog's acknowledged transport
     tls: bool = True
     ca_file: str = ""  # the CA that signed the collector's certificate (required with tls)
     server_name: str = ""  # the name its certificate must carry; empty: host
@@ -284,6 +285,10 @@ _COLLECTOR_KEYS: Mapping[str, tuple[str, Checker]] = {
     "address": (
         'host:port such as "logs.example.cn:6514" or "[2001:db8::5]:6514"',
         _is_address,
+    ),
+    "protocol": (
+        '"syslog" (RFC 5425/6587) or "relp" (acknowledged)',
+        lambda v: v in ("syslog", "relp"),
     ),
     "tls": ("true or false", lambda v: isinstance(v, bool)),
     "ca_file": _FILE,
@@ -734,6 +739,7 @@ probe_window_seconds = 3600
 #
 # [[syslog.collector]]
 # address = "logs.example.cn:6514"
+# protocol = "syslog"                    # or "relp": acknowledged, exact delivery
 # tls = true                             # false: plain TCP (a trusted network only)
 # ca_file = "syslog-ca.pem"              # the CA of the collector's certificate
 # server_name = "logs.example.cn"        # the name it must carry; empty: the address's host

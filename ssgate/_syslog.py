@@ -68,6 +68,7 @@ CONNECT_TIMEOUT: Final = 10.0
 FIRST_RETRY: Final = 1.0
 MAX_RETRY: Final = 30.0
 MAX_ROUNDS: Final = 20  # batches sent back to back in one tick (a backlog)
+MAX_CAPACITY: Final = 1 << 30  # plain syslog: no window, only back-pressure
 # The ciphers the gateway allows: forward secrecy and AEAD only.
 CIPHERS: Final = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
@@ -76,26 +77,34 @@ class SyslogSetupError(Exception):
     """A collector's TLS files cannot be used; the message names the key and file."""
 
 
-def encoder(config: SyslogConfig, hostname: str) -> Callable[[list[audit.AuditRecord]], bytes]:
-    """Records → one byte string of octet-counted RFC 5424 messages
-    (:func:`audit.export_syslog` without its line feed, then framed)."""
+Messages = list[tuple[int, bytes]]  # (audit seq, one RFC 5424 message), in seq order
 
-    def encode(records: list[audit.AuditRecord]) -> bytes:
+
+def encoder(config: SyslogConfig, hostname: str) -> Callable[[list[audit.AuditRecord]], Messages]:
+    """Records → ``(seq, message)`` pairs: :func:`audit.export_syslog`'s lines as UTF-8,
+    without their line feed (the transport frames them)."""
+
+    def encode(records: list[audit.AuditRecord]) -> Messages:
         lines = audit.export_syslog(
             records, hostname, config.app_name, facility=config.facility, sd_id=config.sd_id
         )
-        return b"".join(
-            audit.frame_octet_counted(line.removesuffix("\n").encode("utf-8")) for line in lines
-        )
+        return [
+            (record.seq, line.removesuffix("\n").encode("utf-8"))
+            for record, line in zip(records, lines, strict=True)
+        ]
 
     return encode
 
 
 @implementer(IHandshakeListener)
 class _CollectorProtocol(Protocol):
-    """The connection to a collector: writes what the forwarder gives it, tells the
-    forwarder when to pause and when the connection is gone.  A syslog collector
-    sends nothing back; whatever it sends is dropped.
+    """A connection carrying octet-counted syslog (RFC 6587) to a collector.
+
+    It writes what the forwarder gives it, pauses the forwarder with the transport's
+    back-pressure, and says what it believes delivered: what was written at least
+    ``confirm_seconds`` ago while the connection stayed up (plain syslog has no
+    acknowledgement).  A syslog collector sends nothing back; whatever it sends is
+    dropped.
 
     :attr:`ready` fires when the connection can carry messages: at once over plain
     TCP, after the handshake (the collector's certificate checked) over TLS; it fails
@@ -107,14 +116,19 @@ class _CollectorProtocol(Protocol):
         self._tls = tls
         self.paused = False
         self.ready: Deferred[None] = Deferred()
+        self.failure: Failure | None = None  # why we dropped the connection, if we did
+        self._written: deque[tuple[float, int]] = deque()  # (written at, last seq)
 
     def connectionMade(self) -> None:
         transport: Any = self.transport  # TCP or TLS: an IConsumer as well
         transport.registerProducer(_Producer(self), True)
         if not self._tls:
-            self.ready.callback(None)
+            self._usable()
 
     def handshakeCompleted(self) -> None:
+        self._usable()
+
+    def _usable(self) -> None:
         if not self.ready.called:
             self.ready.callback(None)
 
@@ -122,22 +136,82 @@ class _CollectorProtocol(Protocol):
         pass  # nothing to read: RFC 5425/6587 senders expect no reply
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        reason = self.failure or reason
         if not self.ready.called:
             self.ready.errback(reason)
         self._forwarder._lost(self, reason)
 
-    def write(self, data: bytes) -> None:
+    def capacity(self) -> int:
+        """Messages the forwarder may hand over now."""
+        return 0 if self.paused else MAX_CAPACITY
+
+    def send(self, messages: Messages, now: float) -> None:
         assert self.transport is not None
-        self.transport.write(data)
+        self.transport.write(b"".join(audit.frame_octet_counted(m) for _, m in messages))
+        self._written.append((now, messages[-1][0]))
+
+    def delivered_upto(self, now: float, confirm_seconds: float) -> int | None:
+        """The last seq written at least *confirm_seconds* ago, while not paused."""
+        if self.paused:
+            return None
+        seq = None
+        while self._written and self._written[0][0] <= now - confirm_seconds:
+            seq = self._written.popleft()[1]
+        return seq
 
     def close(self) -> None:
         assert self.transport is not None
         self.transport.loseConnection()
 
-    def abort(self) -> None:
+    def abort(self, failure: Failure | None = None) -> None:
+        self.failure = self.failure or failure
         transport: Any = self.transport  # TCP and TLS transports can abort
         if transport is not None:
             transport.abortConnection()
+
+
+class _RelpProtocol(_CollectorProtocol):
+    """A connection speaking RELP (:mod:`audit._relp`): each message is acknowledged by
+    the collector, so what is delivered is known exactly, and at most a window of
+    messages is unacknowledged at a time."""
+
+    def __init__(self, forwarder: SyslogForwarder, *, tls: bool) -> None:
+        super().__init__(forwarder, tls=tls)
+        self._relp = audit.RelpClient()
+        self._acknowledged: int | None = None
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        transport.registerProducer(_Producer(self), True)
+        transport.write(self._relp.open())  # over TLS, sent once the handshake is done
+
+    def handshakeCompleted(self) -> None:
+        pass  # usable once the server accepts the RELP session
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            events = self._relp.receive(data)
+        except audit.RelpError:
+            self.abort(Failure())
+            return
+        for event in events:
+            if isinstance(event, audit.RelpOpened):
+                self._usable()
+            else:
+                self._acknowledged = event.key
+        if events and self.ready.called and self.capacity() * 2 >= audit.RELP_WINDOW:
+            self._forwarder.kick()  # the window opened: send more before the next tick
+
+    def capacity(self) -> int:
+        return 0 if self.paused else self._relp.capacity
+
+    def send(self, messages: Messages, now: float) -> None:
+        assert self.transport is not None
+        self.transport.writeSequence([self._relp.send(seq, m) for seq, m in messages])
+
+    def delivered_upto(self, now: float, confirm_seconds: float) -> int | None:
+        seq, self._acknowledged = self._acknowledged, None
+        return seq
 
 
 @implementer(IPushProducer)
@@ -178,8 +252,9 @@ class SyslogForwarder:
         *,
         collector: str,
         node: str,
-        encode: Callable[[list[audit.AuditRecord]], bytes],
+        encode: Callable[[list[audit.AuditRecord]], Messages],
         tls: bool = False,
+        relp: bool = False,
         batch: int = audit.SYSLOG_BATCH,
         confirm_seconds: float = CONFIRM_SECONDS,
         lease_seconds: float = LEASE_SECONDS,
@@ -191,6 +266,7 @@ class SyslogForwarder:
         self._node = node
         self._encode = encode
         self._tls = tls  # the endpoint wraps TLS: wait for the handshake
+        self._kind = _RelpProtocol if relp else _CollectorProtocol
         self._batch = batch
         self._confirm_seconds = confirm_seconds
         self._lease_seconds = lease_seconds
@@ -200,7 +276,6 @@ class SyslogForwarder:
         self._held = False
         self.delivered = 0  # the cursor as last read or moved
         self.sent = 0  # the last seq written on this connection
-        self._unconfirmed: deque[tuple[float, int]] = deque()  # (written at, last seq)
         self._retry_at = 0.0
         self._retry_delay = FIRST_RETRY
         self._outage: _Outage | None = None
@@ -263,7 +338,7 @@ class SyslogForwarder:
         await self._send()
 
     async def _connect(self) -> bool:
-        factory = Factory.forProtocol(lambda: _CollectorProtocol(self, tls=self._tls))
+        factory = Factory.forProtocol(lambda: self._kind(self, tls=self._tls))
         factory.noisy = False  # no "Starting factory" line at every attempt
         d = self._endpoint.connect(factory)
         d.addTimeout(CONNECT_TIMEOUT, self._clock)
@@ -286,7 +361,6 @@ class SyslogForwarder:
             return False
         self._protocol = protocol
         self.sent = self.delivered  # everything since the cursor, again
-        self._unconfirmed.clear()
         if self._outage is not None:
             self.log.info(
                 "syslog collector {collector} reachable again after {seconds:.0f} s; "
@@ -300,15 +374,12 @@ class SyslogForwarder:
         return True
 
     async def _confirm(self) -> None:
-        """Move the cursor over what was written at least CONFIRM_SECONDS ago on this
-        connection, which is still up and not back-pressured."""
+        """Move the cursor over what the connection says is delivered: acknowledged
+        (RELP), or written CONFIRM_SECONDS ago on a connection still up (syslog)."""
         protocol = self._protocol
-        if protocol is None or protocol.paused:
+        if protocol is None:
             return
-        limit = self._clock.seconds() - self._confirm_seconds
-        seq = None
-        while self._unconfirmed and self._unconfirmed[0][0] <= limit:
-            seq = self._unconfirmed.popleft()[1]
+        seq = protocol.delivered_upto(self._clock.seconds(), self._confirm_seconds)
         if seq is None or seq <= self.delivered:
             return
         moved = await self._runner.run(
@@ -325,18 +396,35 @@ class SyslogForwarder:
     async def _send(self) -> None:
         for _ in range(MAX_ROUNDS):
             protocol = self._protocol
-            if protocol is None or protocol.paused:
+            limit = 0 if protocol is None else min(self._batch, protocol.capacity())
+            if protocol is None or limit <= 0:
                 return
-            count, last, data = await self._runner.run(
-                audit.syslog_batch, self.sent, self._encode, limit=self._batch
+            count, last, messages = await self._runner.run(
+                audit.syslog_batch, self.sent, self._encode, limit=limit
             )
-            if self._protocol is not protocol or count == 0:
-                return  # the connection broke while we read: the next one resends
-            protocol.write(data)
+            if self._protocol is not protocol or count == 0 or protocol.capacity() < count:
+                return  # the connection broke (or shrank) while we read: sent later
+            protocol.send(messages, self._clock.seconds())
             self.sent = last
-            self._unconfirmed.append((self._clock.seconds(), last))
-            if count < self._batch:
+            if count < limit:
                 return
+
+    def kick(self) -> None:
+        """Confirm and send now, not at the next tick (a RELP window opened)."""
+        if self._busy or self._stopped or self._protocol is None:
+            return
+        self._busy = True
+
+        async def pump() -> None:
+            try:
+                await self._confirm()
+                await self._send()
+            except Exception:
+                self._db_failed(Failure())
+            finally:
+                self._busy = False
+
+        Deferred.fromCoroutine(pump())
 
     # -- the connection ------------------------------------------------------------
 
@@ -344,14 +432,12 @@ class SyslogForwarder:
         if self._protocol is not protocol:
             return
         self._protocol = None
-        self._unconfirmed.clear()
         self.sent = self.delivered
         if not self._stopped and self._held:
             self._unreachable(reason)
 
     def _drop_connection(self) -> None:
         protocol, self._protocol = self._protocol, None
-        self._unconfirmed.clear()
         if protocol is not None:
             protocol.close()
 
@@ -570,6 +656,7 @@ def syslog_service(
             node=node,
             encode=encode,
             tls=collector.tls,
+            relp=collector.protocol == "relp",
             batch=config.batch,
             **kwargs,
         )
