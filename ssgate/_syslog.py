@@ -13,9 +13,11 @@ back-pressure: nothing more is read while the transport asks us to pause).
 Delivery is at least once.  Plain syslog over TCP has no acknowledgement, so a
 record counts as delivered once it was written and the connection then stayed up,
 not back-pressured, for :data:`CONFIRM_SECONDS` (a collector that died meanwhile
-resets the connection, and we know).  After a broken connection, a restart or a
-``kill -9`` the forwarder resends from the cursor; a repeat carries the same ``seq``
-in its structured data, which is how a receiver drops it.
+resets the connection, and we know).  With ``protocol = "relp"`` the collector
+acknowledges each record (:mod:`audit._relp`) and the cursor follows exactly.
+After a broken connection, a restart or a ``kill -9`` the forwarder resends from the
+cursor; a repeat carries the same ``seq`` in its structured data, which is how a
+receiver drops it.
 
 A collector that cannot be reached is logged once, then in one summary line a minute
 (attempts, events waiting), and once more when it is back.  Nothing here blocks the

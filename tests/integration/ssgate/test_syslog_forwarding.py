@@ -374,3 +374,96 @@ async def test_a_collector_whose_certificate_our_ca_did_not_sign_gets_nothing(
     assert warnings[0]["reason"] == "TLS: certificate verify failed"
     with engine.begin() as conn:
         assert audit.get_syslog_cursors(conn)[f"localhost:{port}"] == 0
+
+
+# -- RELP to a real rsyslog -----------------------------------------------------------
+
+
+def listening_port_of(pid: int) -> int | None:
+    """The TCP port process *pid* listens on (Linux /proc): imrelp binds port 0 but,
+    unlike imtcp, cannot write the port it got to a file."""
+    try:
+        inodes = {
+            target[8:-1]
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if (target := _readlink(f"/proc/{pid}/fd/{fd}")).startswith("socket:[")
+        }
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in table:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+            return int(fields[1].rsplit(":", 1)[1], 16)
+    return None
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+@pytest.fixture
+def relp_rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
+    if not os.path.exists(RSYSLOGD) or not RELP.exists():
+        pytest.skip("rsyslog-relp not installed (apt-get install rsyslog-relp)")
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp to find rsyslog's RELP port")
+    directory = tmp_path / "relp"
+    directory.mkdir()
+    (directory / "rsyslog.conf").write_text(
+        f"""\
+global(workDirectory="{directory}" maxMessageSize="64k")
+module(load="imrelp")
+input(type="imrelp" address="127.0.0.1" port="0")
+template(name="sd" type="string" string="%msgid% %structured-data%\\n")
+action(type="omfile" file="{directory}/received.log" template="sd")
+""",
+        encoding="utf-8",
+    )
+    process = subprocess.Popen(
+        [RSYSLOGD, "-n", "-f", str(directory / "rsyslog.conf"), "-i", str(directory / "pid")],
+        stdin=subprocess.DEVNULL,
+        stdout=(directory / "rsyslogd.out").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    server = Rsyslog(directory, process)
+    yield server
+    server.stop()
+
+
+RELP = Path("/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so")
+
+
+@reactor_test
+async def test_rsyslog_acknowledges_each_event_over_relp_and_the_cursor_follows(
+    engine: Engine, tmp_path: Path, relp_rsyslog: Rsyslog
+) -> None:
+    from twisted.internet import reactor
+
+    pid = relp_rsyslog.process.pid
+    await until(lambda: listening_port_of(pid) is not None, "rsyslog's RELP listener")
+    port = listening_port_of(pid)
+    assert port is not None
+    collector = SyslogCollector(
+        address=f"127.0.0.1:{port}", host="127.0.0.1", port=port, tls=False, protocol="relp"
+    )
+    config = SyslogConfig(hostname="gw1", interval_seconds=0.2, collectors=(collector,))
+    db = Database(engine, reactor)
+    service = syslog_service(db, reactor, config, state_path=tmp_path, node="gw1:1")
+    [forwarder] = forwarders(service)
+    service.startService()
+    try:
+        await record(db, 0, 1000)  # more than the RELP window of 128
+        # Acknowledged, so the cursor follows without the plain-TCP grace period.
+        await until(lambda: forwarder.delivered == 1000, "all 1,000 acknowledged")
+        await until(lambda: len(relp_rsyslog.lines()) >= 1000, "rsyslog to write them")
+    finally:
+        await maybeDeferred(service.stopService)
+        db.close()
+    seqs = [
+        int(m.group(1)) for line in relp_rsyslog.lines() if (m := re.search(r' seq="(\d+)"', line))
+    ]
+    assert seqs == list(range(1, 1001))  # exactly once: no connection broke

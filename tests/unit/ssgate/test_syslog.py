@@ -269,3 +269,88 @@ def test_the_messages_are_rfc_5424_with_the_seq_as_structured_data(engine: Engin
     assert b'[ssgate@32473 seq="1" ' in message
     assert not message.endswith(b"\n")  # octet counting: no trailer
     service.stopService()
+
+
+class FakeRelpServer:
+    """Answers a RELP connection held in a StringTransport: the open, then
+    acknowledgements of the syslog transactions the test chooses."""
+
+    def __init__(self, protocol: Protocol, transport: StringTransport) -> None:
+        self.protocol = protocol
+        self.transport = transport
+        self.parser = audit.RelpFrameParser()
+        self.frames: list[audit.RelpFrame] = []
+
+    def read(self) -> list[audit.RelpFrame]:
+        new = self.parser.feed(self.transport.value())
+        self.transport.clear()
+        self.frames += new
+        return new
+
+    def answer(self, txnr: int, data: bytes = b"200 OK") -> None:
+        self.protocol.dataReceived(audit.RelpFrame(txnr, "rsp", data).encode())
+
+
+def start_relp(engine: Engine, clock: MemoryReactorClock, collector: FakeCollector) -> Any:
+    relp = SyslogCollector(
+        address="collector:2514", host="collector", port=2514, tls=False, protocol="relp"
+    )
+    service = syslog_service(
+        SynchronousRunner(engine),
+        clock,
+        SyslogConfig(hostname="gw1", batch=100, collectors=(relp,)),
+        state_path=Path("/nonexistent"),
+        node="gw1:1",
+        endpoints=lambda c: collector,
+    )
+    service.startService()
+    return service
+
+
+def test_relp_moves_the_cursor_on_acknowledgements_and_resends_only_the_rest(
+    engine: Engine,
+) -> None:
+    clock = MemoryReactorClock()
+    clock.advance(T0)
+    collector = FakeCollector()
+    record(engine, 5, at=T0)
+    service = start_relp(engine, clock, collector)
+    server = FakeRelpServer(*collector.connections[-1])
+    [opening] = server.read()
+    assert opening.command == "open" and b"commands=syslog" in opening.data
+    server.answer(opening.txnr, b"200 OK\nrelp_version=0\ncommands=syslog")
+    clock.advance(1)
+    sent = server.read()
+    assert [seq_of(f.data) for f in sent] == [1, 2, 3, 4, 5]
+    server.answer(sent[0].txnr)
+    server.answer(sent[1].txnr)  # 1 and 2 acknowledged, 3 to 5 not
+    clock.advance(1)
+    [forwarder] = forwarders(service)
+    assert forwarder.delivered == 2  # at once: no grace period as with plain syslog
+
+    server.protocol.connectionLost(Failure(ConnectionLost("reset")))
+    clock.advance(1)
+    again = FakeRelpServer(*collector.connections[-1])
+    [opening] = again.read()
+    again.answer(opening.txnr)
+    clock.advance(1)
+    assert [seq_of(f.data) for f in again.read()] == [3, 4, 5]
+    service.stopService()
+
+
+def test_relp_keeps_within_the_window(engine: Engine) -> None:
+    clock = MemoryReactorClock()
+    clock.advance(T0)
+    collector = FakeCollector()
+    record(engine, 300, at=T0)
+    service = start_relp(engine, clock, collector)
+    server = FakeRelpServer(*collector.connections[-1])
+    [opening] = server.read()
+    server.answer(opening.txnr)
+    pump(clock, 3)
+    sent = server.read()
+    assert len(sent) == audit.RELP_WINDOW  # nothing more until acknowledged
+    for frame in sent:
+        server.answer(frame.txnr)  # the window opens: the forwarder sends at once
+    assert [seq_of(f.data) for f in server.read()][:1] == [audit.RELP_WINDOW + 1]
+    service.stopService()
