@@ -21,6 +21,12 @@ every node, behind a cursor row) and stores what they find in the ``alerts`` tab
 which :func:`list_alerts`, :func:`get_alert` and :func:`change_alert_state` read and
 handle.
 
+Syslog forwarding keeps, per collector, the last record delivered in
+``syslog_cursors`` behind a lease (:func:`claim_syslog_lease`,
+:func:`syslog_batch`, :func:`advance_syslog_cursor`): the log itself is the durable
+queue.  :func:`frame_octet_counted` and :class:`OctetCountingDecoder` are RFC 6587
+octet-counting framing; :class:`RelpClient` speaks RELP, the acknowledged transport.
+
 All functions take a SQLAlchemy ``Connection`` and return plain values; tables are
 in :data:`metadata`.  Nothing here imports Twisted.
 """
@@ -73,7 +79,23 @@ from audit._query import (
     last_seq,
     view_row,
 )
+from audit._relp import DEFAULT_WINDOW as RELP_WINDOW
+from audit._relp import Acknowledged as RelpAcknowledged
+from audit._relp import Opened as RelpOpened
+from audit._relp import RelpClient, RelpError, RelpFrame, RelpFrameParser
 from audit._schema import ALERT_STATES, metadata
+from audit._syslog_framing import FramingError, OctetCountingDecoder
+from audit._syslog_framing import frame as frame_octet_counted
+from audit._syslog_store import (
+    SYSLOG_BATCH,
+    SyslogLease,
+    advance_syslog_cursor,
+    claim_syslog_lease,
+    get_syslog_cursors,
+    release_syslog_lease,
+    syslog_batch,
+    syslog_records,
+)
 from audit._verify import ChainWalk, RangeCheck, begin_verify, check_range, verify_batch
 
 __all__ = [
@@ -82,8 +104,10 @@ __all__ = [
     "FIELDS",
     "GENESIS_HASH",
     "OUTCOMES",
+    "RELP_WINDOW",
     "RULES",
     "SEVERITIES",
+    "SYSLOG_BATCH",
     "VIEW_FIELDS",
     "AlertFinding",
     "AlertRow",
@@ -97,21 +121,34 @@ __all__ = [
     "Evaluation",
     "EventFilter",
     "Evidence",
+    "FramingError",
+    "OctetCountingDecoder",
     "RangeCheck",
+    "RelpAcknowledged",
+    "RelpClient",
+    "RelpError",
+    "RelpFrame",
+    "RelpFrameParser",
+    "RelpOpened",
     "SessionEnds",
     "StateChange",
+    "SyslogLease",
     "VerifyReport",
+    "advance_syslog_cursor",
     "append",
     "begin_verify",
     "change_alert_state",
     "check_range",
+    "claim_syslog_lease",
     "evaluate_alerts",
     "event_batch",
     "export_csv",
     "export_jsonl",
     "export_syslog",
     "find_alerts",
+    "frame_octet_counted",
     "get_alert",
+    "get_syslog_cursors",
     "host_of",
     "iso_time",
     "iter_events",
@@ -120,7 +157,10 @@ __all__ = [
     "metadata",
     "query",
     "record_dict",
+    "release_syslog_lease",
     "spreadsheet_cell",
+    "syslog_batch",
+    "syslog_records",
     "verify",
     "verify_batch",
     "view_row",

@@ -149,6 +149,44 @@ class DisplayConfig:
 
 
 @dataclass(frozen=True)
+class SyslogCollector:
+    """One ``[[syslog.collector]]``: where audit events are forwarded, and how."""
+
+    address: str  # "host:port" or "[v6]:port", as written
+    host: str
+    port: int
+    name: str = ""  # empty: the address; the cursor in the database is kept under it
+    protocol: str = "syslog"  # or "relp": rsyslog's acknowledged transport
+    tls: bool = True
+    ca_file: str = ""  # the CA that signed the collector's certificate (required with tls)
+    server_name: str = ""  # the name its certificate must carry; empty: host
+    cert_file: str = ""  # our client certificate, when the collector asks for one
+    key_file: str = ""
+
+    @property
+    def key(self) -> str:
+        """The name the delivered cursor is stored under."""
+        return self.name or self.address
+
+    @property
+    def expected_name(self) -> str:
+        return self.server_name or self.host
+
+
+@dataclass(frozen=True)
+class SyslogConfig:
+    """``[syslog]``: forwarding every audit event to the collectors (none by default)."""
+
+    hostname: str = ""  # HOSTNAME field of each message; empty: this machine's name
+    app_name: str = "ssgate"
+    sd_id: str = "ssgate@32473"
+    facility: int = 13  # log audit
+    interval_seconds: float = 1.0
+    batch: int = 500
+    collectors: tuple[SyslogCollector, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -163,6 +201,7 @@ class Config:
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
+    syslog: SyslogConfig = field(default_factory=SyslogConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -243,6 +282,43 @@ _POLICY_KEYS: Mapping[str, tuple[str, Checker]] = {
         'a list of service names such as ["declare"]',
         lambda v: isinstance(v, list) and all(isinstance(x, str) and x == "declare" for x in v),
     ),
+}
+
+_PRINTUSASCII = re.compile(r"^[\x21-\x7e]+$")
+_ADDRESS = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*)):(?P<port>[0-9]{1,5})$"
+)
+_FILE = (
+    "a PEM file name (relative to the state directory) or an absolute path",
+    lambda v: isinstance(v, str) and 0 < len(v) <= 4096 and "\x00" not in v,
+)
+
+
+def _is_address(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    m = _ADDRESS.fullmatch(value)
+    return m is not None and 1 <= int(m["port"]) <= 65535
+
+
+_COLLECTOR_KEYS: Mapping[str, tuple[str, Checker]] = {
+    "name": _matching(
+        re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"),
+        "1-64 letters, digits, '.', '_', ':', '@' or '-'",
+    ),
+    "address": (
+        'host:port such as "logs.example.cn:6514" or "[2001:db8::5]:6514"',
+        _is_address,
+    ),
+    "protocol": (
+        '"syslog" (RFC 5425/6587) or "relp" (acknowledged)',
+        lambda v: v in ("syslog", "relp"),
+    ),
+    "tls": ("true or false", lambda v: isinstance(v, bool)),
+    "ca_file": _FILE,
+    "server_name": _matching(_HOST, "the host name the collector's certificate carries"),
+    "cert_file": _FILE,
+    "key_file": _FILE,
 }
 
 _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
@@ -347,6 +423,31 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
             _is_time_zone,
         ),
     },
+    "syslog": {
+        "hostname": (
+            '"" (this machine\'s name) or 1-255 printable ASCII characters without spaces',
+            lambda v: (
+                isinstance(v, str)
+                and (v == "" or (len(v) <= 255 and bool(_PRINTUSASCII.fullmatch(v))))
+            ),
+        ),
+        "app_name": (
+            "1-48 printable ASCII characters without spaces",
+            lambda v: isinstance(v, str) and len(v) <= 48 and bool(_PRINTUSASCII.fullmatch(v)),
+        ),
+        "sd_id": (
+            'an SD-ID such as "ssgate@32473" (NAME@<your IANA enterprise number>)',
+            lambda v: (
+                isinstance(v, str)
+                and re.fullmatch(r"[\x21-\x7e]{1,32}", v) is not None
+                and not any(c in '= ]"' for c in v)
+            ),
+        ),
+        "facility": _int_in(0, 23),
+        "interval_seconds": _number_in(0.1, 60),
+        "batch": _int_in(1, 10000),
+        "collector": ("[[syslog.collector]] tables", lambda v: isinstance(v, list)),
+    },
     "pki": {
         "client_cert_days": _int_in(1, 825),
         "server_cert_days": _int_in(1, 366),
@@ -397,8 +498,9 @@ def parse_config(text: str, *, source: str) -> Config:
             if not check(value):
                 raise ConfigError(f"{source}: {name}.{key} = {value!r} is invalid; expected {form}")
             values[key] = tuple(value) if isinstance(value, list) else value
-        if name == "policy":
-            sections[name] = _parse_policy(values, source)
+        parse = _TABLE_PARSERS.get(name)
+        if parse is not None:  # sections with nested tables
+            sections[name] = parse(values, source)
             continue
         sections[name] = _SECTIONS[name](**values)
     config = Config(**sections)
@@ -477,6 +579,60 @@ def _parse_policy(values: dict[str, Any], source: str) -> PolicyConfig:
             raise ConfigError(f"{where}: account {name} appears twice")
         accounts[name] = replace(default, **own)
     return PolicyConfig(default=default, accounts=accounts, **timeouts)
+
+
+def _parse_syslog(values: dict[str, Any], source: str) -> SyslogConfig:
+    tables = values.pop("collector", ())
+    collectors: list[SyslogCollector] = []
+    for i, table in enumerate(tables):
+        where = f"{source}: [[syslog.collector]] #{i + 1}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        own: dict[str, Any] = {}
+        for key, value in table.items():
+            spec = _COLLECTOR_KEYS.get(key)
+            if spec is None:
+                raise ConfigError(
+                    f"{where}: unknown key syslog.collector.{key}; "
+                    f"takes: {', '.join(_COLLECTOR_KEYS)}"
+                )
+            form, check = spec
+            if not check(value):
+                raise ConfigError(
+                    f"{where}: syslog.collector.{key} = {value!r} is invalid; expected {form}"
+                )
+            own[key] = value
+        if "address" not in own:
+            raise ConfigError(f'{where} needs syslog.collector.address = "host:port"')
+        m = _ADDRESS.fullmatch(own["address"])
+        assert m is not None  # checked above
+        collector = SyslogCollector(host=m["v6"] or m["host"], port=int(m["port"]), **own)
+        if collector.tls and not collector.ca_file:
+            raise ConfigError(
+                f"{where} ({collector.key}): syslog.collector.ca_file is required with tls = true "
+                "(the CA that signed the collector's certificate); plain TCP needs tls = false"
+            )
+        if bool(collector.cert_file) != bool(collector.key_file):
+            raise ConfigError(
+                f"{where} ({collector.key}): syslog.collector.cert_file and key_file go together"
+            )
+        if not collector.tls and (collector.cert_file or collector.server_name):
+            raise ConfigError(
+                f"{where} ({collector.key}): syslog.collector.cert_file and server_name need "
+                "tls = true"
+            )
+        if any(c.key == collector.key for c in collectors):
+            raise ConfigError(
+                f"{where}: collector {collector.key} appears twice (give each a distinct name)"
+            )
+        collectors.append(collector)
+    return SyslogConfig(**values, collectors=tuple(collectors))
+
+
+_TABLE_PARSERS: Mapping[str, Callable[[dict[str, Any], str], Any]] = {
+    "policy": _parse_policy,
+    "syslog": _parse_syslog,
+}
 
 
 def load_config(path: Path) -> Config:
@@ -600,6 +756,32 @@ probe_window_seconds = 3600
 # The time zone people read and type times in ('ssgate audit' tables, --since and
 # --until without an offset).  JSON and CSV carry ISO 8601 with the offset.
 time_zone = "Asia/Shanghai"
+
+# [syslog]
+# Every audit event, as it is recorded, to each collector below: RFC 5424 messages with
+# every field (and the audit sequence number seq) as structured data, over TCP with
+# octet counting (RFC 6587), TLS 1.2+ (RFC 5425) unless tls = false.  Nothing is lost
+# while a collector is down: the audit log is the queue, and each collector's
+# delivered position is kept in the database; after a broken connection the events
+# since the last one known delivered are sent again (a repeat has the same seq).  A
+# new collector first receives the whole log.  One node at a time forwards to each
+# collector.  See docs/operations.md for an rsyslog receiver.
+# hostname = ""                          # HOSTNAME of the messages; empty: this machine's
+# app_name = "ssgate"
+# sd_id = "ssgate@32473"                 # NAME@<your IANA enterprise number>
+# facility = 13                          # log audit
+# interval_seconds = 1                   # how often new events are looked for
+# batch = 500                            # events read and sent at a time
+#
+# [[syslog.collector]]
+# address = "logs.example.cn:6514"
+# protocol = "syslog"                    # or "relp": acknowledged, exact delivery
+# tls = true                             # false: plain TCP (a trusted network only)
+# ca_file = "syslog-ca.pem"              # the CA of the collector's certificate
+# server_name = "logs.example.cn"        # the name it must carry; empty: the address's host
+# cert_file = "syslog-client.pem"        # optional client certificate and its key
+# key_file = "syslog-client.key"
+# name = "soc"                           # optional; the delivered position is kept under it
 
 [pki]
 client_cert_days = 730

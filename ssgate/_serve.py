@@ -7,7 +7,8 @@ state directory, so only this host can reach it) behind the identity guard, whic
 admits only connections that start with the gateway's signed identity header.  A
 watcher reloads the TLS files and the CRL within seconds and ends the sessions of
 revoked certificates.  The alert evaluator (:mod:`ssgate._alerting`) judges new audit
-records every ``[alerts] interval_seconds``.
+records every ``[alerts] interval_seconds``; the syslog forwarders (:mod:`ssgate._syslog`)
+send every audit record to the ``[syslog]`` collectors.
 
 Threads: database transactions on one pool, logins (argon2 hashing plus their own
 short transactions) on another, so a burst of logins cannot starve the session
@@ -79,6 +80,7 @@ from ssgate._console import (
 )
 from ssgate._db import Database, WorkerPool
 from ssgate._state import StateDir, StateError
+from ssgate._syslog import SyslogSetupError, syslog_service
 
 DECLARE_SOCKET = "declare.sock"
 ACCESS_LOG = "logs/access.log"  # both sites' requests, one masked line each
@@ -276,6 +278,14 @@ def start(
     except OSError as e:
         raise ServeError(f"{state.path / ACCESS_LOG}: cannot be written: {e.strerror}") from None
     runner = Runner(Database(app.engine, reactor), reactor)
+    node_name = default_node_name()
+    try:
+        forwarding = syslog_service(
+            runner, reactor, config.syslog, state_path=state.path, node=node_name
+        )
+    except SyslogSetupError as e:
+        runner.close()
+        raise ServeError(str(e)) from None
     ports = _Ports(reactor, runner)
     workflow = Declarations(rates, clock=reactor.seconds)
 
@@ -321,7 +331,6 @@ def start(
     )
 
     policy_for = policy_view(config.policy.for_account)
-    node_name = default_node_name()
     ctx = GatewayContext(
         clock=reactor,
         portal=channel_portal(authenticator, runner, policy_for, reactor.seconds, node_name),
@@ -348,6 +357,8 @@ def start(
     running.addService(session_sweeper(runner, reactor, console_policy))
     # The officers' alert rules, once across every node sharing the database.
     running.addService(alert_service(runner, reactor, config.alerts))
+    # Every audit record to the [syslog] collectors, each by one node at a time.
+    running.addService(forwarding)
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     running.startService()
     return Serving(gateway_port, declare_port, console_port, running, node, runner)
