@@ -11,6 +11,14 @@ truncated record.  :func:`query` reads records back; :func:`export_jsonl`,
 Callers must never put a secret (password, OTP, TOTP secret, key, cookie, token) in
 any field of an event: the log is permanent, widely read and exported.
 
+Retention (:mod:`audit._archive`): :func:`archive_batch` moves the oldest records into
+compressed JSON Lines archives with manifests, catalogued in ``audit_archives``, and
+:func:`verify_with_archives` checks the chain across the archives and into the
+database.  Signed checkpoints (:mod:`audit._checkpoint`): :func:`take_checkpoint` signs
+the chain head with the Ed25519 audit key, writes it to a file and records it as an
+``audit.checkpoint`` event; :func:`verify_checkpoints` finds a consistent rewrite of
+the chain made after a checkpoint.
+
 Alert rules (:mod:`audit._alerts`) are pure functions over records and
 :class:`AlertThresholds`; :func:`evaluate_alerts` runs them incrementally (once across
 every node, behind a cursor row) and stores what they find in the ``alerts`` table,
@@ -41,7 +49,30 @@ from audit._alerts import (
     find_alerts,
     host_of,
 )
+from audit._archive import (
+    ARCHIVE_FILE_RECORDS,
+    ArchiveError,
+    ArchiveManifest,
+    ChainReport,
+    archive_batch,
+    list_archives,
+    verify_with_archives,
+)
 from audit._chain import GENESIS_HASH
+from audit._checkpoint import (
+    CHECKPOINT_ACTION,
+    PUBLIC_KEY_FILE,
+    Checkpoint,
+    CheckpointError,
+    CheckpointReport,
+    TakenCheckpoint,
+    checkpoint_files,
+    key_id,
+    load_public_key,
+    public_key_pem,
+    take_checkpoint,
+    verify_checkpoints,
+)
 from audit._events import (
     OUTCOMES,
     AuditChainError,
@@ -52,31 +83,44 @@ from audit._events import (
     VerifyReport,
 )
 from audit._export import export_csv, export_jsonl, export_syslog
-from audit._log import append, query, verify
+from audit._log import append, archived_base, query, verify
 from audit._schema import ALERT_STATES, metadata
 
 __all__ = [
     "ALERT_STATES",
+    "ARCHIVE_FILE_RECORDS",
+    "CHECKPOINT_ACTION",
     "EVALUATE_BATCH",
     "GENESIS_HASH",
     "OUTCOMES",
+    "PUBLIC_KEY_FILE",
     "RULES",
     "SEVERITIES",
     "AlertFinding",
     "AlertRow",
     "AlertThresholds",
+    "ArchiveError",
+    "ArchiveManifest",
     "AuditChainError",
     "AuditEvent",
     "AuditEventError",
     "AuditRecord",
+    "ChainReport",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointReport",
     "DetailValue",
     "Evaluation",
     "Evidence",
     "SessionEnds",
     "StateChange",
+    "TakenCheckpoint",
     "VerifyReport",
     "append",
+    "archive_batch",
+    "archived_base",
     "change_alert_state",
+    "checkpoint_files",
     "evaluate_alerts",
     "export_csv",
     "export_jsonl",
@@ -84,8 +128,15 @@ __all__ = [
     "find_alerts",
     "get_alert",
     "host_of",
+    "key_id",
     "list_alerts",
+    "list_archives",
+    "load_public_key",
     "metadata",
+    "public_key_pem",
     "query",
+    "take_checkpoint",
     "verify",
+    "verify_checkpoints",
+    "verify_with_archives",
 ]

@@ -135,6 +135,18 @@ class AlertsConfig:
     probe_window_seconds: float = 3600.0
 
 
+# 网络安全法 (Cybersecurity Law) Art. 21: network logs are kept at least six months.
+MIN_RETENTION_DAYS = 180
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """``[audit]``: how long audit records stay in the database before retention moves
+    them into the archives in the state directory (``audit-archive/``)."""
+
+    retention_days: int = MIN_RETENTION_DAYS
+
+
 @dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
@@ -149,6 +161,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -317,6 +330,15 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         "probe_persons": _int_in(2, 100000),
         "probe_window_seconds": _number_in(10, 7 * 86400),
     },
+    "audit": {
+        "retention_days": (
+            f"an integer from {MIN_RETENTION_DAYS} to 36500 days: 网络安全法 (Cybersecurity "
+            "Law) Art. 21 requires network logs to be kept at least six months",
+            lambda v: (
+                isinstance(v, int) and not isinstance(v, bool) and MIN_RETENTION_DAYS <= v <= 36500
+            ),
+        ),
+    },
     "pki": {
         "client_cert_days": _int_in(1, 825),
         "server_cert_days": _int_in(1, 366),
@@ -337,6 +359,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "declare": DeclareConfig,
     "directory": DirectoryConfig,
     "alerts": AlertsConfig,
+    "audit": AuditConfig,
 }
 
 
@@ -564,6 +587,20 @@ export_rows = 10000
 # A unit whose queries name this many persons not its own within the window.
 probe_persons = 10
 probe_window_seconds = 3600
+
+[audit]
+# Audit records older than this move from the database into compressed, hash-chained
+# archives in the state directory (audit-archive/), daily under 'ssgate serve' or now
+# with 'ssgate audit archive'; 'ssgate audit verify' checks archives and database as
+# one chain.  At least 180: 网络安全法 (Cybersecurity Law) Art. 21 requires network
+# logs to be kept six months.  Archives are never deleted by ssgate.
+retention_days = 180
+# Signed checkpoints: daily under 'serve' and with 'ssgate audit checkpoint' the chain
+# head is signed with the Ed25519 audit key audit.key (mode 0600, created by
+# 'ssgate init' or on first use) and written to checkpoints/ beside its public key
+# audit-key.pub.pem; each is also an audit.checkpoint event, so syslog carries it off
+# the host.  Pin the key id that 'ssgate audit checkpoint' prints, keep a copy of
+# checkpoints/ off the host, and check with 'ssgate audit verify --checkpoints DIR'.
 
 [pki]
 client_cert_days = 730

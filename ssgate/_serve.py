@@ -7,7 +7,8 @@ state directory, so only this host can reach it) behind the identity guard, whic
 admits only connections that start with the gateway's signed identity header.  A
 watcher reloads the TLS files and the CRL within seconds and ends the sessions of
 revoked certificates.  The alert evaluator (:mod:`ssgate._alerting`) judges new audit
-records every ``[alerts] interval_seconds``.
+records every ``[alerts] interval_seconds``.  Once a day the audit log's retention and
+a signed checkpoint run (:mod:`ssgate._audit_daily`).
 
 Threads: database transactions on one pool, logins (argon2 hashing plus their own
 short transactions) on another, so a burst of logins cannot starve the session
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import signal
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,6 +66,7 @@ from gateway import (
 )
 from ssgate._alerting import alert_service
 from ssgate._app import App
+from ssgate._audit_daily import DailyPaths, audit_daily_service
 from ssgate._config import ConfigError
 from ssgate._console import (
     ConsoleListenError,
@@ -266,6 +269,7 @@ def start(
     config, state = app.config, app.state
     material, console_tls, rates = _load_files(app)
     identity_key = state.key("identity.key")
+    audit_key = state.audit_signing_key()  # created here for a state dir that predates it
     authenticator = make_authenticator(app)
     runner = Runner(Database(app.engine, reactor), reactor)
     ports = _Ports(reactor, runner)
@@ -336,6 +340,17 @@ def start(
     running.addService(session_sweeper(runner, reactor, console_policy))
     # The officers' alert rules, once across every node sharing the database.
     running.addService(alert_service(runner, reactor, config.alerts))
+    # Retention and the signed checkpoint, daily (archives go to this node's state dir).
+    running.addService(
+        audit_daily_service(
+            runner,
+            reactor,
+            config.audit,
+            DailyPaths(state.archive_dir, state.checkpoints_dir),
+            audit_key,
+            node=socket.gethostname(),
+        )
+    )
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     running.startService()
     return Serving(gateway_port, declare_port, console_port, running, node, runner)
