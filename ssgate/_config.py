@@ -145,6 +145,9 @@ class AuditConfig:
     them into the archives in the state directory (``audit-archive/``)."""
 
     retention_days: int = MIN_RETENTION_DAYS
+    # Empty: audit-archive/ in the state directory.  Several nodes: one directory they
+    # all mount, since any node's daily run may move records.
+    archive_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -337,6 +340,11 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
             lambda v: (
                 isinstance(v, int) and not isinstance(v, bool) and MIN_RETENTION_DAYS <= v <= 36500
             ),
+        ),
+        "archive_dir": (
+            '"" (audit-archive/ in the state directory), a directory name relative to the '
+            "state directory, or an absolute path (a mount every node shares)",
+            lambda v: isinstance(v, str) and len(v) <= 4096 and "\x00" not in v,
         ),
     },
     "pki": {
@@ -595,6 +603,9 @@ probe_window_seconds = 3600
 # one chain.  At least 180: 网络安全法 (Cybersecurity Law) Art. 21 requires network
 # logs to be kept six months.  Archives are never deleted by ssgate.
 retention_days = 180
+# Where the archives go: empty is audit-archive/ in the state directory.  With several
+# gateway nodes, any node's daily run may archive: name one directory they all mount.
+archive_dir = ""
 # Signed checkpoints: daily under 'serve' and with 'ssgate audit checkpoint' the chain
 # head is signed with the Ed25519 audit key audit.key (mode 0600, created by
 # 'ssgate init' or on first use) and written to checkpoints/ beside its public key

@@ -346,7 +346,7 @@ def start(
             runner,
             reactor,
             config.audit,
-            DailyPaths(state.archive_dir, state.checkpoints_dir),
+            DailyPaths(state.archive_dir(config), state.checkpoints_dir),
             audit_key,
             node=socket.gethostname(),
         )

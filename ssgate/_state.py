@@ -108,9 +108,10 @@ class StateDir:
     def crl_path(self) -> Path:
         return self.path / "crl.pem"
 
-    @property
-    def archive_dir(self) -> Path:
-        return self.path / "audit-archive"
+    def archive_dir(self, config: Config) -> Path:
+        """``[audit] archive_dir``, relative to the state directory (default
+        ``audit-archive``); an absolute path stays as it is."""
+        return self.path / (config.audit.archive_dir or "audit-archive")
 
     @property
     def checkpoints_dir(self) -> Path:

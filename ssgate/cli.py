@@ -558,8 +558,9 @@ def _audit_verify(app: App, args: argparse.Namespace, out: TextIO) -> int:
     """The chain across the archives and the database, then (``--checkpoints``) each
     signed checkpoint against it."""
     checkpoints = _checkpoint_source(app, args) if args.checkpoints else None
+    archive_dir = app.state.archive_dir(app.config)
     with app.engine.begin() as conn:
-        report = audit.verify_with_archives(conn, app.state.archive_dir)
+        report = audit.verify_with_archives(conn, archive_dir)
         if not report.ok:
             raise CliError(EXIT_REFUSED, f"audit log NOT intact: {report.problem}")
         stored = report.database.checked if report.database else 0
@@ -570,7 +571,7 @@ def _audit_verify(app: App, args: argparse.Namespace, out: TextIO) -> int:
         if checkpoints is None:
             return EXIT_OK
         directory, public_key, key_source = checkpoints
-        found = audit.verify_checkpoints(conn, directory, app.state.archive_dir, public_key)
+        found = audit.verify_checkpoints(conn, directory, archive_dir, public_key)
     if not found.ok:
         raise CliError(EXIT_REFUSED, f"audit log contradicts a signed checkpoint: {found.problem}")
     out.write(
@@ -619,10 +620,11 @@ def _audit_archive(app: App, args: argparse.Namespace, out: TextIO) -> int:
     from ssgate._audit_daily import archive_old_records, retention_cutoff
 
     config = app.config.audit
+    archive_dir = app.state.archive_dir(app.config)
     try:
         moved = archive_old_records(
             app.engine,
-            app.state.archive_dir,
+            archive_dir,
             config=config,
             clock=app.clock,
             node=socket.gethostname(),
@@ -640,7 +642,7 @@ def _audit_archive(app: App, args: argparse.Namespace, out: TextIO) -> int:
         out.write(
             f"archived audit records {m.first_seq} to {m.last_seq} ({m.count} records, "
             f"{_fmt_time(m.first_at)} to {_fmt_time(m.last_at)}) to "
-            f"{app.state.archive_dir / m.file}\n"
+            f"{archive_dir / m.file}\n"
         )
     total = sum(m.count for m in moved)
     out.write(f"{total} records moved; the database now starts after record {moved[-1].last_seq}\n")
@@ -659,6 +661,8 @@ def _audit_checkpoint(app: App, args: argparse.Namespace, out: TextIO) -> int:
             )
     except OSError as e:
         raise CliError(EXIT_REFUSED, f"checkpoint cannot be written: {e}") from None
+    except audit.AuditChainError as e:  # the head is gone: nothing honest to sign
+        raise CliError(EXIT_REFUSED, str(e)) from None
     cp = taken.checkpoint
     out.write(
         f"checkpoint of audit record {cp.seq} (hash {cp.hash}) signed with audit key "

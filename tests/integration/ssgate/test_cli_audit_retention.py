@@ -262,3 +262,20 @@ def test_a_state_directory_without_an_audit_key_gets_one_on_first_use(
     assert (state / "audit-key.pub.pem").read_bytes() == (
         state / "checkpoints" / "audit-key.pub.pem"
     ).read_bytes()
+
+
+def test_archive_dir_may_name_a_directory_every_node_shares(
+    state: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared-archive"
+    config = state / "ssgate.toml"
+    config.write_text(
+        config.read_text().replace('archive_dir = ""', f'archive_dir = "{shared}"'),
+        encoding="utf-8",
+    )
+    synthetic_days(state, days=30)
+    code, out, err = ssgate(state, "audit", "archive", capsys=capsys)
+    assert code == 0, err
+    assert str(shared / f"audit-{1:012d}-{2 + 10 * PER_DAY:012d}.jsonl.gz") in out
+    assert not (state / "audit-archive").exists()
+    assert ssgate(state, "audit", "verify", capsys=capsys)[0] == 0
