@@ -276,6 +276,6 @@ def test_archive_dir_may_name_a_directory_every_node_shares(
     synthetic_days(state, days=30)
     code, out, err = ssgate(state, "audit", "archive", capsys=capsys)
     assert code == 0, err
-    assert str(shared / f"audit-{1:012d}-{2 + 10 * PER_DAY:012d}.jsonl.gz") in out
+    assert str(shared / f"audit-{1:012d}-{2 + 20 * PER_DAY:012d}.jsonl.gz") in out
     assert not (state / "audit-archive").exists()
     assert ssgate(state, "audit", "verify", capsys=capsys)[0] == 0
