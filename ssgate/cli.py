@@ -8,17 +8,19 @@ or input.  Every error is one line on stderr; a traceback is shown only with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, Engine
 from sqlalchemy import exc as sa_exc
 
 import audit
@@ -559,7 +561,7 @@ def _audit_verify(app: App, args: argparse.Namespace, out: TextIO) -> int:
     signed checkpoint against it."""
     checkpoints = _checkpoint_source(app, args) if args.checkpoints else None
     archive_dir = app.state.archive_dir(app.config)
-    with app.engine.begin() as conn:
+    with _snapshot(app.engine) as conn:
         report = audit.verify_with_archives(conn, archive_dir)
         if not report.ok:
             raise CliError(EXIT_REFUSED, f"audit log NOT intact: {report.problem}")
@@ -579,6 +581,18 @@ def _audit_verify(app: App, args: argparse.Namespace, out: TextIO) -> int:
         f"key {found.key_id} ({key_source}); compare that key id with the one you pinned\n"
     )
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """One transaction that sees one state of the database throughout: on PostgreSQL a
+    daily archive run committing mid-walk would otherwise look like deleted records.
+    (SQLite's transactions already begin IMMEDIATE, excluding every writer.)"""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")  # in place
+        with conn.begin():
+            yield conn
 
 
 def _checkpoint_source(app: App, args: argparse.Namespace) -> tuple[Path, Ed25519PublicKey, Path]:
