@@ -345,3 +345,25 @@ def test_a_damaged_record_refuses_archiving_and_nothing_moves(db: Engine, arch: 
     with db.begin() as conn:
         assert list_archives(conn) == []
     assert not any(p.name.startswith("audit-") for p in arch.iterdir())
+
+
+@pytest.mark.postgres
+def test_on_postgresql_one_archiver_at_a_time_while_appends_go_on(
+    pg_engine: Engine, arch: Path
+) -> None:
+    """A second archiver waits for the first (advisory lock; here it gives up at once
+    instead of waiting), and an append is not held up by an archive run."""
+    from sqlalchemy.exc import OperationalError
+
+    metadata.create_all(pg_engine)
+    fill_days(pg_engine, 30)
+    with pg_engine.begin() as first:
+        assert archive_batch(first, arch, before=CUTOFF, now=NOW, node="a", limit=5) is not None
+        with pg_engine.begin() as writer:
+            writer.execute(text("SET LOCAL lock_timeout = '5s'"))
+            append(writer, event(199))  # commits while the archive run is open
+        with pytest.raises(OperationalError, match="lock"), pg_engine.begin() as second:
+            second.execute(text("SET LOCAL lock_timeout = '10ms'"))
+            archive_batch(second, arch, before=CUTOFF, now=NOW, node="b")
+    assert [m.last_seq for m in archive(pg_engine, arch)] == [40]
+    assert whole(pg_engine, arch).ok
