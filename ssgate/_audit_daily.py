@@ -8,11 +8,12 @@ old enough) and the chain head is signed into ``checkpoints/``
 run on the database pool through the runner, files included; the reactor only
 schedules.
 
-The timer looks every :data:`CHECK_EVERY` seconds whether the run is due; a run that
-failed (database down, disk full, damaged chain) is tried again at the next look and
-logged at most once an hour with the number of failures since the last report, as
-the alert evaluator does (:mod:`ssgate._alerting`).  ``ssgate audit archive`` and
-``ssgate audit checkpoint`` do the same on demand (:func:`archive_old_records`).
+The timer looks every :data:`CHECK_EVERY` seconds whether the run is due; a part that
+failed (database down, disk full, damaged chain) is tried again at the next look — the
+other part goes on as due — and failures are logged at most once an hour with the
+number of failures since the last report, as the alert evaluator does
+(:mod:`ssgate._alerting`).  ``ssgate audit archive`` and ``ssgate audit checkpoint`` do
+the same on demand (:func:`archive_old_records`).
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ class DailyPaths:
 
 
 class DailyAuditRun:
-    """Archive and checkpoint when due (:meth:`tick`); failures reported at most every
-    :data:`REPORT_EVERY` seconds."""
+    """Archive, then checkpoint, each when due (:meth:`tick`); failures reported at most
+    every :data:`REPORT_EVERY` seconds."""
 
     log = Logger()
 
@@ -97,46 +98,56 @@ class DailyAuditRun:
         self._key = signing_key
         self._node = node
         self._first_run_delay = first_run_delay
-        self._due: float | None = None
+        # When each part is next due; each moves a day on only when it succeeded, so a
+        # failing archive (a full archive disk) does not hold up the checkpoint.
+        self._archive_due: float | None = None
+        self._checkpoint_due: float | None = None
         self._failing = 0
         self._unreported = 0
         self._reported_at: float | None = None
 
-    @property
-    def due(self) -> float | None:
-        return self._due
-
     async def tick(self) -> None:
         now = self._clock.seconds()
-        if self._due is None:
-            self._due = now + self._first_run_delay
-        if now < self._due:
-            return
-        try:
-            await self._archive(now)
-            taken: audit.TakenCheckpoint = await self._runner.run(
-                audit.take_checkpoint,
-                self._key,
-                self._paths.checkpoints_dir,
-                now=now,
-                actor=SYSTEM_ACTOR,
+        if self._archive_due is None or self._checkpoint_due is None:
+            self._archive_due = self._checkpoint_due = now + self._first_run_delay
+        failed = False
+        if now >= self._archive_due:
+            try:
+                await self._archive(now)
+            except Exception:
+                self._failed(Failure())
+                failed = True
+            else:
+                self._archive_due = now + DAY
+        if now >= self._checkpoint_due:
+            try:
+                await self._checkpoint(now)
+            except Exception:
+                self._failed(Failure())
+                failed = True
+            else:
+                self._checkpoint_due = now + DAY
+        if not failed and self._failing:
+            self.log.info(
+                "the daily audit run works again after {count} failure(s)", count=self._failing
             )
-        except Exception:
-            self._failed(Failure())
-            return
+            self._failing = self._unreported = 0
+            self._reported_at = None
+
+    async def _checkpoint(self, now: float) -> None:
+        taken: audit.TakenCheckpoint = await self._runner.run(
+            audit.take_checkpoint,
+            self._key,
+            self._paths.checkpoints_dir,
+            now=now,
+            actor=SYSTEM_ACTOR,
+        )
         self.log.info(
             "audit checkpoint of record {seq} signed with key {key_id}: {file}",
             seq=taken.checkpoint.seq,
             key_id=taken.checkpoint.key_id,
             file=taken.path.name,
         )
-        self._due = now + DAY
-        if self._failing:
-            self.log.info(
-                "the daily audit run works again after {count} failure(s)", count=self._failing
-            )
-            self._failing = self._unreported = 0
-            self._reported_at = None
 
     async def _archive(self, now: float) -> None:
         before = retention_cutoff(now, self._config)

@@ -127,3 +127,23 @@ def test_a_failing_run_is_retried_at_each_look_and_logged_once_an_hour(
     clock.advance(CHECK_EVERY)
     assert "works again" in logged[-1]["log_format"]
     assert len(audit.checkpoint_files(paths.checkpoints_dir)) == 1
+
+
+def test_a_failing_archive_does_not_hold_up_the_daily_checkpoint(
+    engine: Engine, tmp_path: Path, logged: list[dict[str, Any]]
+) -> None:
+    events_on_days(engine, range(200))
+    (tmp_path / "audit-archive").write_text("a file where the directory should be")
+    clock, runner, paths = start(engine, tmp_path)
+    clock.advance(FIRST_RUN_DELAY)
+    assert runner.calls == ["archive_batch", "take_checkpoint"]
+    assert len(audit.checkpoint_files(paths.checkpoints_dir)) == 1
+    assert logged[0]["log_level"] == LogLevel.critical
+    clock.advance(CHECK_EVERY)  # the archive is retried, the checkpoint is not due
+    assert runner.calls == ["archive_batch", "take_checkpoint", "archive_batch"]
+    (tmp_path / "audit-archive").unlink()
+    clock.advance(CHECK_EVERY)
+    assert runner.calls[3:] == ["archive_batch", "archive_batch"]
+    assert "works again" in logged[-1]["log_format"]
+    with engine.begin() as conn:
+        assert [a.last_seq for a in audit.list_archives(conn)] == [21]
