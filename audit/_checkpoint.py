@@ -129,28 +129,30 @@ def parse_checkpoint(data: bytes, source: str) -> Checkpoint:
         raise CheckpointError(f"checkpoint {source} is not JSON") from None
     if not isinstance(body, dict):
         raise CheckpointError(f"checkpoint {source} is not a JSON object")
-    seq, hash_, at, kid, signature = (
-        body.get(k) for k in ("seq", "hash", "at", "key_id", "signature")
-    )
     if body.get("v") != CHECKPOINT_VERSION or body.get("type") != CHECKPOINT_TYPE:
         raise CheckpointError(f"checkpoint {source} is not an ssgate audit checkpoint (v1)")
+    seq = body.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise CheckpointError(f"checkpoint {source}: seq is not a record number")
-    for name, value, length in (
-        ("hash", hash_, 64),
-        ("key_id", kid, 16),
-        ("signature", signature, 128),
-    ):
-        if not isinstance(value, str) or len(value) != length or not _HEX.match(value):
-            raise CheckpointError(f"checkpoint {source}: {name} is not {length} hex digits")
+    hex_fields = {
+        name: _hex_field(body, name, length, source)
+        for name, length in (("hash", 64), ("key_id", 16), ("signature", 128))
+    }
+    at = body.get("at")
     try:
         when = float(at) if isinstance(at, str) else None
     except ValueError:
         when = None
     if when is None or format_at(when) != at:
         raise CheckpointError(f"checkpoint {source}: at is not a time as ssgate writes it")
-    assert isinstance(hash_, str) and isinstance(kid, str) and isinstance(signature, str)
-    return Checkpoint(seq=seq, hash=hash_, at=when, key_id=kid, signature=signature)
+    return Checkpoint(seq=seq, at=when, **hex_fields)
+
+
+def _hex_field(body: dict[str, Any], name: str, length: int, source: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or len(value) != length or not _HEX.match(value):
+        raise CheckpointError(f"checkpoint {source}: {name} is not {length} hex digits")
+    return value
 
 
 def signature_valid(checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> bool:
