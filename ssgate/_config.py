@@ -137,6 +137,21 @@ class AlertsConfig:
     probe_window_seconds: float = 3600.0
 
 
+# 网络安全法 (Cybersecurity Law) Art. 21: network logs are kept at least six months.
+MIN_RETENTION_DAYS = 180
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """``[audit]``: how long audit records stay in the database before retention moves
+    them into the archives in the state directory (``audit-archive/``)."""
+
+    retention_days: int = MIN_RETENTION_DAYS
+    # Empty: audit-archive/ in the state directory.  Several nodes: one directory they
+    # all mount, since any node's daily run may move records.
+    archive_dir: str = ""
+
+
 @dataclass(frozen=True)
 class DisplayConfig:
     """How times are shown to people: the IANA zone of tables and ``--since/--until``."""
@@ -202,6 +217,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     syslog: SyslogConfig = field(default_factory=SyslogConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -448,6 +464,20 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         "batch": _int_in(1, 10000),
         "collector": ("[[syslog.collector]] tables", lambda v: isinstance(v, list)),
     },
+    "audit": {
+        "retention_days": (
+            f"an integer from {MIN_RETENTION_DAYS} to 36500 days: 网络安全法 (Cybersecurity "
+            "Law) Art. 21 requires network logs to be kept at least six months",
+            lambda v: (
+                isinstance(v, int) and not isinstance(v, bool) and MIN_RETENTION_DAYS <= v <= 36500
+            ),
+        ),
+        "archive_dir": (
+            '"" (audit-archive/ in the state directory), a directory name relative to the '
+            "state directory, or an absolute path (a mount every node shares)",
+            lambda v: isinstance(v, str) and len(v) <= 4096 and "\x00" not in v,
+        ),
+    },
     "pki": {
         "client_cert_days": _int_in(1, 825),
         "server_cert_days": _int_in(1, 366),
@@ -469,6 +499,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "directory": DirectoryConfig,
     "alerts": AlertsConfig,
     "display": DisplayConfig,
+    "audit": AuditConfig,
 }
 
 
@@ -782,6 +813,23 @@ time_zone = "Asia/Shanghai"
 # cert_file = "syslog-client.pem"        # optional client certificate and its key
 # key_file = "syslog-client.key"
 # name = "soc"                           # optional; the delivered position is kept under it
+
+[audit]
+# Audit records older than this move from the database into compressed, hash-chained
+# archives in the state directory (audit-archive/), daily under 'ssgate serve' or now
+# with 'ssgate audit archive'; 'ssgate audit verify' checks archives and database as
+# one chain.  At least 180: 网络安全法 (Cybersecurity Law) Art. 21 requires network
+# logs to be kept six months.  Archives are never deleted by ssgate.
+retention_days = 180
+# Where the archives go: empty is audit-archive/ in the state directory.  With several
+# gateway nodes, any node's daily run may archive: name one directory they all mount.
+archive_dir = ""
+# Signed checkpoints: daily under 'serve' and with 'ssgate audit checkpoint' the chain
+# head is signed with the Ed25519 audit key audit.key (mode 0600, created by
+# 'ssgate init' or on first use) and written to checkpoints/ beside its public key
+# audit-key.pub.pem; each is also an audit.checkpoint event, so syslog carries it off
+# the host.  Pin the key id that 'ssgate audit checkpoint' prints, keep a copy of
+# checkpoints/ off the host, and check with 'ssgate audit verify --checkpoints DIR'.
 
 [pki]
 client_cert_days = 730

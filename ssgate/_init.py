@@ -119,6 +119,7 @@ def _populate(
     state.write_secret("server-key.pem", server.key_pem())
     for name in KEY_FILES:
         state.write_secret(name, new_key())
+    state.audit_signing_key()  # audit.key and audit-key.pub.pem: checkpoints
     state.write_public(config.declare.rates_file, declare_app.DEMO_330682.encode())
 
     try:

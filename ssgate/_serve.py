@@ -8,7 +8,8 @@ admits only connections that start with the gateway's signed identity header.  A
 watcher reloads the TLS files and the CRL within seconds and ends the sessions of
 revoked certificates.  The alert evaluator (:mod:`ssgate._alerting`) judges new audit
 records every ``[alerts] interval_seconds``; the syslog forwarders (:mod:`ssgate._syslog`)
-send every audit record to the ``[syslog]`` collectors.
+send every audit record to the ``[syslog]`` collectors.  Once a day the audit log's
+retention and a signed checkpoint run (:mod:`ssgate._audit_daily`).
 
 Threads: database transactions on one pool, logins (argon2 hashing plus their own
 short transactions) on another, so a burst of logins cannot starve the session
@@ -68,6 +69,7 @@ from gateway import (
 )
 from ssgate._alerting import alert_service
 from ssgate._app import App
+from ssgate._audit_daily import DailyPaths, audit_daily_service
 from ssgate._config import ConfigError
 from ssgate._console import (
     ConsoleListenError,
@@ -272,6 +274,7 @@ def start(
     config, state = app.config, app.state
     material, console_tls, rates = _load_files(app)
     identity_key = state.key("identity.key")
+    audit_key = state.audit_signing_key()  # created here for a state dir that predates it
     authenticator = make_authenticator(app)
     try:
         access = web.AccessLog(state.path / ACCESS_LOG, clock=reactor.seconds)
@@ -359,6 +362,17 @@ def start(
     running.addService(alert_service(runner, reactor, config.alerts))
     # Every audit record to the [syslog] collectors, each by one node at a time.
     running.addService(forwarding)
+    # Retention and the signed checkpoint, daily (archives go to this node's state dir).
+    running.addService(
+        audit_daily_service(
+            runner,
+            reactor,
+            config.audit,
+            DailyPaths(state.archive_dir(config), state.checkpoints_dir),
+            audit_key,
+            node=node_name,
+        )
+    )
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     running.startService()
     return Serving(gateway_port, declare_port, console_port, running, node, runner)
