@@ -149,6 +149,17 @@ class DisplayConfig:
 
 
 @dataclass(frozen=True)
+class OpsConfig:
+    """``[ops]``: the listener for health checks and Prometheus (``ssgate._ops``)."""
+
+    listen: str = "tcp:8445:interface=127.0.0.1"
+    # /readyz counts the database as down when SELECT 1 takes longer than this.
+    readiness_timeout_seconds: float = 2.0
+    # /metrics reads the database counts at most this often (and when scraped).
+    metrics_refresh_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -163,6 +174,7 @@ class Config:
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -347,6 +359,15 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
             _is_time_zone,
         ),
     },
+    "ops": {
+        "listen": _matching(
+            _ENDPOINT,
+            'a Twisted endpoint string such as "tcp:8445:interface=127.0.0.1" '
+            "(loopback unless a monitoring host must reach it)",
+        ),
+        "readiness_timeout_seconds": _number_in(0.1, 30),
+        "metrics_refresh_seconds": _number_in(1, 3600),
+    },
     "pki": {
         "client_cert_days": _int_in(1, 825),
         "server_cert_days": _int_in(1, 366),
@@ -368,6 +389,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "directory": DirectoryConfig,
     "alerts": AlertsConfig,
     "display": DisplayConfig,
+    "ops": OpsConfig,
 }
 
 
@@ -600,6 +622,14 @@ probe_window_seconds = 3600
 # The time zone people read and type times in ('ssgate audit' tables, --since and
 # --until without an offset).  JSON and CSV carry ISO 8601 with the offset.
 time_zone = "Asia/Shanghai"
+
+[ops]
+# Health checks and metrics without login: /healthz, /readyz (for the balancer's check)
+# and /metrics (Prometheus).  Loopback by default; another address is allowed (no
+# personal data is shown) but logged as a warning at every start.
+listen = "tcp:8445:interface=127.0.0.1"
+readiness_timeout_seconds = 2
+metrics_refresh_seconds = 10
 
 [pki]
 client_cert_days = 730

@@ -75,6 +75,8 @@ from ssgate._console import (
     session_sweeper,
 )
 from ssgate._db import Database, WorkerPool
+from ssgate._metrics import ProcessMetrics, process_metrics
+from ssgate._ops import MetricsRefresh, ReadinessCheck, is_loopback_listen, ops_site
 from ssgate._state import StateDir, StateError
 
 DECLARE_SOCKET = "declare.sock"
@@ -145,11 +147,19 @@ class Serving:
     services: MultiService
     node: GatewayNode
     runner: Runner
+    ops: IListeningPort
+    readiness: ReadinessCheck
+    metrics: ProcessMetrics
 
     def stop(self) -> Deferred[Any]:
-        """Stop listening, end the live sessions (GOAWAY, recorded), then the pools."""
+        """Stop listening, end the live sessions (GOAWAY, recorded), then the pools.
+
+        ``/readyz`` says "draining" from the first moment, and the ops listener is the
+        last to close, so the balancer sees the node leave rather than vanish.
+        """
         from twisted.internet.defer import gatherResults, maybeDeferred
 
+        self.readiness.start_draining()
         waits = [
             maybeDeferred(self.gateway.stopListening),
             maybeDeferred(self.declare.stopListening),
@@ -157,6 +167,7 @@ class Serving:
             maybeDeferred(self.services.stopService),  # the node waits for session ends
         ]
         d: Deferred[Any] = gatherResults(waits, consumeErrors=True)
+        d.addBoth(lambda _: self.ops.stopListening())
         d.addBoth(self._closed)
         return d
 
@@ -332,13 +343,53 @@ def start(
 
     running = MultiService()
     running.addService(node)
-    running.addService(state_crl_watcher(reactor, tls, state.path, on_change=on_crl))
+    watcher = state_crl_watcher(reactor, tls, state.path, on_change=on_crl)
+    running.addService(watcher)
     running.addService(session_sweeper(runner, reactor, console_policy))
     # The officers' alert rules, once across every node sharing the database.
     running.addService(alert_service(runner, reactor, config.alerts))
+    # What /readyz checks the CRL against; the gateway's own copy is inside its options.
+    ca_certificate = x509.load_pem_x509_certificate(state.ca_cert_path.read_bytes())
+    metrics = process_metrics(node_name, engine=app.engine)
+    readiness = ReadinessCheck(
+        runner,
+        reactor,
+        timeout=config.ops.readiness_timeout_seconds,
+        ca=lambda: ca_certificate,
+        crl=lambda: watcher.current_crl,
+        on_database=lambda up: setattr(metrics.database, "database_up", up),
+    )
+    refresh = MetricsRefresh(
+        runner,
+        reactor,
+        metrics,
+        max_age=config.ops.metrics_refresh_seconds,
+        timeout=config.ops.readiness_timeout_seconds,
+    )
+    ops_port = ports.listen(
+        config.ops.listen,
+        ops_site(readiness=readiness, metrics=metrics, refresh=refresh, clock=reactor),
+        "ops listener",
+    )
+    if not is_loopback_listen(config.ops.listen):
+        Logger(namespace="ssgate.ops").warn(
+            "[ops] listen = {spec!r} is reachable from other hosts: /metrics and /readyz "
+            "answer anyone who can connect; firewall it to the balancer and Prometheus",
+            spec=config.ops.listen,
+        )
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     running.startService()
-    return Serving(gateway_port, declare_port, console_port, running, node, runner)
+    return Serving(
+        gateway_port,
+        declare_port,
+        console_port,
+        running,
+        node,
+        runner,
+        ops_port,
+        readiness,
+        metrics,
+    )
 
 
 def _listen_now(reactor: Any, spec: str, factory: Any) -> IListeningPort:
@@ -407,6 +458,8 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
         "(TLS 1.2/1.3, client certificate + password + one-time code)\n"
         f"declare service on {describe(serving.declare)} (identity-guarded)\n"
         f"staff console on https://{describe(serving.console)}/ (TLS, staff password + code)\n"
+        f"ops on http://{describe(serving.ops)}/ (healthz, readyz, metrics"
+        f"{'' if is_loopback_listen(app.config.ops.listen) else '; NOT loopback'})\n"
     )
     if banner:
         out.write(banner)
