@@ -48,6 +48,7 @@ from twisted.python.failure import Failure
 
 import auth
 import declare_app
+import web
 from declare_app._declarations import Declarations
 from declare_app._guard import IdentityGuardFactory
 from declare_app.web import employer_site, registry_unit_name
@@ -281,10 +282,12 @@ def start(
     runner = Runner(Database(app.engine, reactor), reactor)
     ports = _Ports(reactor, runner)
     workflow = Declarations(rates, clock=reactor.seconds)
+    # What the web sites get: a database outage is their 503, not a 500 (web._outage).
+    site_runner = web.OutageRunner(runner, clock=reactor.seconds)
 
     site: Any = employer_site(  # a Site is a Factory; Twisted's generics disagree
         workflow=workflow,
-        runner=runner,
+        runner=site_runner,
         clock=reactor,
         csrf_key=hmac.digest(identity_key, b"ssgate employer csrf v1", "sha256"),
         unit_names=registry_unit_name,
@@ -302,7 +305,7 @@ def start(
     )
     console = console_site(
         authenticator=authenticator,
-        runner=runner,
+        runner=site_runner,
         workflow=workflow,
         # The carriers' pages: the same workflows ``ssgate provision`` runs.
         provisioner=app.provisioner(),
