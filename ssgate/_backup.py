@@ -37,6 +37,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -218,7 +219,8 @@ def _run(command: list[str], env: Mapping[str, str], what: str) -> None:
             "(Debian: apt-get install postgresql-client) of the server's major version"
         ) from None
     if done.returncode != 0:
-        detail = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        lines = done.stderr.strip().splitlines() or ["no message"]
+        detail = next((line for line in lines if "error:" in line), lines[-1])[:500]
         raise BackupError(f"{what} failed ({command[0]} exit {done.returncode}): {detail}")
 
 
@@ -324,6 +326,7 @@ def restore(
     *,
     force: bool,
     actor: str,
+    database_url: str = "",
     clock: Callable[[], float] = time.time,
     pg_restore: str = "pg_restore",
 ) -> RestoreResult:
@@ -348,25 +351,16 @@ def restore(
         if member != (SQLITE_MEMBER if manifest.get("database") == "sqlite" else PGDUMP_MEMBER):
             raise BackupInputError(f"{archive}: the manifest's database kind and its dump disagree")
         staged = StateDir(staging)
-        config = _restored_config(staged)
         kind = str(manifest["database"])
-        url = config.database.url
-        if kind == "sqlite":
-            if url:
-                raise BackupError(
-                    "the archive holds an SQLite database but its ssgate.toml names "
-                    f"database.url = {url!r}; SQLite archives restore into the state "
-                    "directory's ssgate.db (database.url empty)"
+        if database_url:
+            if kind != "postgresql":
+                raise BackupInputError(
+                    "--database-url: the archive holds an SQLite database; it restores into "
+                    "the state directory (a PostgreSQL URL needs a PostgreSQL archive)"
                 )
-            shutil.move(str(dump), staged.db_path)
-            os.chmod(staged.db_path, SECRET_MODE)
-        elif kind == "postgresql":
-            if not url.startswith("postgresql"):
-                raise BackupError("a PostgreSQL archive whose ssgate.toml names no PostgreSQL URL")
-            _pg_restore(make_url(url), dump, pg_restore, force=force)
-            dump.unlink()
-        else:
-            raise BackupInputError(f"{archive}: unknown database kind {kind!r} in the manifest")
+            _set_database_url(staged, database_url)
+        config = _restored_config(staged)
+        _put_database(staged, kind, config.database.url, dump, pg_restore, force=force)
         (staging / "database").rmdir()
         records = _check_restored(staged, manifest, target, actor=actor, clock=clock)
         if busy:
@@ -380,6 +374,28 @@ def restore(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return RestoreResult(target, kind, len(files), records, moved)
+
+
+def _put_database(
+    staged: StateDir, kind: str, url: str, dump: Path, pg_restore: str, *, force: bool
+) -> None:
+    """The dump back where the restored configuration says the database is."""
+    if kind == "sqlite":
+        if url:
+            raise BackupError(
+                "the archive holds an SQLite database but its ssgate.toml names "
+                f"database.url = {url!r}; SQLite archives restore into the state "
+                "directory's ssgate.db (database.url empty)"
+            )
+        shutil.move(str(dump), staged.db_path)
+        os.chmod(staged.db_path, SECRET_MODE)
+    elif kind == "postgresql":
+        if not url.startswith("postgresql"):
+            raise BackupError("a PostgreSQL archive whose ssgate.toml names no PostgreSQL URL")
+        _pg_restore(make_url(url), dump, pg_restore, force=force)
+        dump.unlink()
+    else:
+        raise BackupInputError(f"unknown database kind {kind!r} in the archive's manifest")
 
 
 def _refuse_running(target: Path) -> None:
@@ -479,6 +495,29 @@ def _extract(
         )
     mode = int(want.get("mode", SECRET_MODE)) & 0o644  # never more than it had; never exec
     os.chmod(path, mode)
+
+
+_DATABASE_SECTION = re.compile(r"(?ms)^\[database\][ \t]*\n(.*?)(?=^\[|\Z)")
+_URL_LINE = re.compile(r"(?m)^url[ \t]*=.*$")
+
+
+def _set_database_url(staged: StateDir, url: str) -> None:
+    """Point the restored ``ssgate.toml`` at *url* (``[database] url``), keeping the
+    rest of the file, comments included, as it was."""
+    if not url.startswith("postgresql+psycopg://") or any(c in url for c in '"\n\\'):
+        raise BackupInputError(f"--database-url: write postgresql+psycopg://…, not {url!r}")
+    path = staged.path / CONFIG_FILE
+    text = path.read_text(encoding="utf-8")
+    line = f'url = "{url}"'
+    section = _DATABASE_SECTION.search(text)
+    if section is None:
+        text = text.rstrip("\n") + f"\n\n[database]\n{line}\n"
+    elif _URL_LINE.search(section.group(1)):
+        body = _URL_LINE.sub(lambda _: line, section.group(1), count=1)
+        text = text[: section.start(1)] + body + text[section.end(1) :]
+    else:
+        text = text[: section.start(1)] + line + "\n" + text[section.start(1) :]
+    path.write_text(text, encoding="utf-8")
 
 
 def _restored_config(staged: StateDir) -> Any:

@@ -845,7 +845,13 @@ def cmd_restore(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     from ssgate._backup import BackupError, BackupInputError, restore
 
     try:
-        done = restore(Path(args.archive), state, force=args.force, actor=operator_name())
+        done = restore(
+            Path(args.archive),
+            state,
+            force=args.force,
+            actor=operator_name(),
+            database_url=args.database_url or "",
+        )
     except BackupInputError as e:
         raise CliError(EXIT_USAGE, str(e)) from None
     except BackupError as e:
@@ -923,6 +929,12 @@ def _backup_parsers(add: Callable[..., _Parser]) -> None:
         action="store_true",
         help="restore over a non-empty state directory (moved aside, never deleted) and "
         "replace the tables of a non-empty PostgreSQL database",
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL archives: restore into this database (postgresql+psycopg://…) "
+        "and write it into the restored ssgate.toml",
     )
 
 

@@ -19,9 +19,11 @@ import socket
 import ssl
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # conftest is not importable under --import-mode=importlib
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SSGATE = shutil.which("ssgate", path=str(Path(sys.executable).parent)) or "ssgate"
+WAIT = 30.0  # seconds any single step may take on a loaded machine
 
 
 class Forwarder:
@@ -115,13 +118,24 @@ def console_get(port: int, ca: Path, path: str, cookie: str) -> tuple[int, dict[
         return e.code, dict(e.headers), e.read().decode()
 
 
-def test_readyz_follows_the_database_down_and_back_and_pages_answer_503(
+@dataclass
+class Node:
+    state: Path
+    serve: Proc
+    gateway: int
+    console: int
+    ops: int
+
+
+@pytest.fixture
+def node(
     tmp_path: Path,
     run: Run,
     spawn: Callable[[list[str]], Proc],
     pg_url: str,
     forwarder: Forwarder,
-) -> None:
+) -> Node:
+    """``ssgate serve`` on PostgreSQL through *forwarder*, every listener on port 0."""
     state = tmp_path / "state"
     url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{forwarder.port}")
     run("init", "--hostname", "localhost", "--database-url", url, check_rc=0)
@@ -135,10 +149,17 @@ def test_readyz_follows_the_database_down_and_back_and_pages_answer_503(
         assert default in text
         text = text.replace(default, 'listen = "tcp:0:interface=127.0.0.1"')
     config.write_text(text, encoding="utf-8")
-
     serve = spawn([SSGATE, "--state", str(state), "serve"])
-    ops = int(serve.wait_for(r"ops on http://127\.0\.0\.1:(\d+)/").group(1))
+    gateway = int(serve.wait_for(r"gateway listening on 127\.0\.0\.1:(\d+) ").group(1))
     console = int(serve.wait_for(r"staff console on https://127\.0\.0\.1:(\d+)/").group(1))
+    ops = int(serve.wait_for(r"ops on http://127\.0\.0\.1:(\d+)/").group(1))
+    return Node(state, serve, gateway, console, ops)
+
+
+def test_readyz_follows_the_database_down_and_back_and_pages_answer_503(
+    node: Node, forwarder: Forwarder
+) -> None:
+    state, ops, console = node.state, node.ops, node.console
 
     status, _, body = get(ops, "/healthz")
     assert (status, body) == (200, b"ok\n")
@@ -173,5 +194,82 @@ def test_readyz_follows_the_database_down_and_back_and_pages_answer_503(
     assert status == 200, body  # no restart
     status, _, page = console_get(console, state / "ca.pem", "/", cookie)
     assert status == 200 and "登录" in page
-    serve.stop()
-    assert "console request failed" not in serve.output  # an outage, not a bug
+    node.serve.stop()
+    assert "console request failed" not in node.serve.output  # an outage, not a bug
+
+
+# The backend of docs/operations.md's HAProxy example, pointed at this node.
+HAPROXY_CONFIG = """\
+global
+    stats socket {stats} mode 600 level admin
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+
+frontend ssgate_channel
+    bind unix@{front}
+    default_backend ssgate_gateways
+
+backend ssgate_gateways
+    balance leastconn
+    option httpchk
+    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host ssgate
+    http-check expect status 200
+    default-server send-proxy-v2 check port {ops} inter 200ms fall 2 rise 2
+    server gw1 127.0.0.1:{gateway}
+"""
+
+
+def server_status(stats: Path) -> str:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(stats))
+        s.sendall(b"show stat\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    for line in data.decode().splitlines():
+        fields = line.split(",")
+        if fields[:2] == ["ssgate_gateways", "gw1"]:
+            return fields[17]  # status
+    raise AssertionError(data.decode())
+
+
+def wait_status(stats: Path, want: str, proc: Proc) -> None:
+    """Bounded wait (HAProxy checks every 200 ms) for gw1 to be *want*."""
+    deadline = time.monotonic() + WAIT
+    seen = ""
+    while time.monotonic() < deadline:
+        seen = server_status(stats)
+        if seen == want:
+            return
+        proc._pump(0.2)  # read HAProxy's output meanwhile (and wait a little)
+    raise AssertionError(f"gw1 is {seen}, not {want}:\n{proc.output}")
+
+
+def test_haproxy_health_check_on_readyz_takes_the_node_out_and_back(
+    node: Node, forwarder: Forwarder, spawn: Callable[[list[str]], Proc], tmp_path: Path
+) -> None:
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        pytest.skip("haproxy not installed")
+    stats = tmp_path / "haproxy.stats"
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        HAPROXY_CONFIG.format(
+            stats=stats, front=tmp_path / "front.sock", ops=node.ops, gateway=node.gateway
+        ),
+        encoding="utf-8",
+    )
+    proxy = spawn([haproxy, "-db", "-f", str(config)])
+    deadline = time.monotonic() + WAIT
+    while not stats.exists() and time.monotonic() < deadline:
+        proxy._pump(0.1)
+    wait_status(stats, "UP", proxy)
+    forwarder.down()
+    wait_status(stats, "DOWN", proxy)
+    forwarder.up()
+    wait_status(stats, "UP", proxy)
+    proxy.stop()

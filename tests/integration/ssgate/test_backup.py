@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import shutil
 import stat
 import tarfile
@@ -204,6 +205,46 @@ def test_postgresql_backup_wipe_restore_keeps_the_chain_and_the_logins(
     assert code == 0 and "audit log intact" in out, out
     assert staff_login(state, secret) == "ok"
 
-    # The database now holds ssgate's tables: a second restore elsewhere is refused.
+    # The database now holds ssgate's tables: a second restore elsewhere is refused…
     code, _ = ssgate("--state", str(tmp_path / "again"), "restore", str(archive))
     assert code == 1
+    # …unless it names another, empty database.
+    other = "ssgate_restore_" + secrets.token_hex(4)
+    other_url = pg_url.replace("/test?", f"/{other}?")
+    admin = make_engine(pg_url).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {other}"))
+    try:
+        code, out = ssgate(
+            "--state", str(tmp_path / "again"), "restore", str(archive),
+            "--database-url", other_url,
+        )  # fmt: skip
+        assert code == 0, out
+        assert other_url in (tmp_path / "again" / "ssgate.toml").read_text(encoding="utf-8")
+        assert staff_login(tmp_path / "again", secret) == "ok"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)"))
+        admin.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (
+            '[database]\n# where\nurl = ""\n\n[accounts]\n',
+            '[database]\n# where\nurl = "U"\n\n[accounts]\n',
+        ),
+        ("[database]\n\n[accounts]\n", '[database]\nurl = "U"\n\n[accounts]\n'),
+        ('[gateway]\nurl = "x"\n', '[gateway]\nurl = "x"\n\n[database]\nurl = "U"\n'),
+    ],
+)
+def test_database_url_is_written_into_the_database_section_only(
+    tmp_path: Path, before: str, after: str
+) -> None:
+    from ssgate._backup import _set_database_url
+
+    url = "postgresql+psycopg://ssgate@db2.example/ssgate"
+    (tmp_path / "ssgate.toml").write_text(before, encoding="utf-8")
+    _set_database_url(StateDir(tmp_path), url)
+    assert (tmp_path / "ssgate.toml").read_text(encoding="utf-8") == after.replace("U", url)
