@@ -55,7 +55,7 @@ from sqlalchemy.engine import URL, make_url
 import audit
 from ssgate import __version__
 from ssgate._config import CONFIG_FILE, ConfigError, parse_config
-from ssgate._db import make_engine
+from ssgate._db import make_engine, sqlite_url
 from ssgate._schema import schema_status
 from ssgate._state import DIR_MODE, SECRET_MODE, StateDir
 
@@ -81,6 +81,7 @@ class BackupResult:
     database: str  # "sqlite" or "postgresql"
     files: int
     audit_records: int
+    not_included: tuple[str, ...] = ()  # files ssgate.toml names outside the state dir
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,19 @@ def backup(
             _write_archive(out, manifest, files, member, dump)
     finally:
         engine.dispose()
-    return BackupResult(out, kind, len(files), head[0])
+    return BackupResult(out, kind, len(files), head[0], _named_outside(state, config))
+
+
+def _named_outside(state: StateDir, config: Any) -> tuple[str, ...]:
+    """Files the configuration names by a path outside the state directory: not in
+    the archive, so the operator must keep them some other way."""
+    root = state.path.resolve()
+    named = (config.declare.rates_file, config.directory.ca_file)
+    outside = []
+    for name in named:
+        if name and not (root / name).resolve().is_relative_to(root):
+            outside.append(str(root / name))
+    return tuple(outside)
 
 
 def _sqlite_path(engine: Engine) -> Path:
@@ -360,9 +373,12 @@ def restore(
                 )
             _set_database_url(staged, database_url)
         config = _restored_config(staged)
-        _put_database(staged, kind, config.database.url, dump, pg_restore, force=force)
+        url = config.database.url
+        elsewhere = _sqlite_elsewhere(url) if kind == "sqlite" else None
+        _put_database(staged, kind, url, dump, pg_restore, force=force)
         (staging / "database").rmdir()
-        records = _check_restored(staged, manifest, target, actor=actor, clock=clock)
+        check_url = sqlite_url(staged.db_path) if kind == "sqlite" else url
+        records = _check_restored(check_url, manifest, target, actor=actor, clock=clock)
         if busy:
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(clock()))
             moved = target.with_name(f"{target.name}.before-restore-{stamp}")
@@ -373,7 +389,30 @@ def restore(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if elsewhere is not None:  # checked in the state directory, then put where it belongs
+        main = StateDir(target).db_path
+        for suffix in ("", "-wal", "-shm"):  # the journal too, if a checkpoint left one
+            if main.with_name(main.name + suffix).exists():
+                shutil.move(str(main) + suffix, str(elsewhere) + suffix)
     return RestoreResult(target, kind, len(files), records, moved)
+
+
+def _sqlite_elsewhere(url: str) -> Path | None:
+    """The file a ``sqlite:///PATH`` database.url names, or None for the state
+    directory's own ``ssgate.db``; refuses to overwrite an existing file."""
+    if not url:
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        raise BackupError(f"database.url {url!r} is not an SQLite file to restore into")
+    path = Path(database)
+    if path.exists():
+        raise BackupError(
+            f"{path}: exists (database.url names it); move it away, then restore again"
+        )
+    if not path.parent.is_dir():
+        raise BackupError(f"{path.parent}: no such directory (database.url names {path})")
+    return path
 
 
 def _put_database(
@@ -381,11 +420,9 @@ def _put_database(
 ) -> None:
     """The dump back where the restored configuration says the database is."""
     if kind == "sqlite":
-        if url:
+        if url and not url.startswith("sqlite"):
             raise BackupError(
-                "the archive holds an SQLite database but its ssgate.toml names "
-                f"database.url = {url!r}; SQLite archives restore into the state "
-                "directory's ssgate.db (database.url empty)"
+                f"the archive holds an SQLite database but its ssgate.toml names {url!r}"
             )
         shutil.move(str(dump), staged.db_path)
         os.chmod(staged.db_path, SECRET_MODE)
@@ -577,7 +614,7 @@ def _pg_restore(url: URL, dump: Path, program: str, *, force: bool) -> None:
 
 
 def _check_restored(
-    staged: StateDir,
+    url: str,
     manifest: Mapping[str, Any],
     target: Path,
     *,
@@ -586,7 +623,7 @@ def _check_restored(
 ) -> int:
     """The restored database is at the archived schema and its audit chain is intact up
     to the archived head; then the restore is recorded."""
-    engine = make_engine(staged.database_url(_restored_config(staged)))
+    engine = make_engine(url)
     try:
         current, head = schema_status(engine)
         if current != manifest.get("schema_revision"):

@@ -837,6 +837,8 @@ def cmd_backup(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
         f"directory is kept): {done.database} database, {done.files} state files, "
         f"audit log up to record {done.audit_records}\n"
     )
+    for name in done.not_included:
+        out.write(f"not in the archive (outside the state directory): {name}\n")
     return EXIT_OK
 
 

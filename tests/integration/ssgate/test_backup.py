@@ -248,3 +248,37 @@ def test_database_url_is_written_into_the_database_section_only(
     (tmp_path / "ssgate.toml").write_text(before, encoding="utf-8")
     _set_database_url(StateDir(tmp_path), url)
     assert (tmp_path / "ssgate.toml").read_text(encoding="utf-8") == after.replace("U", url)
+
+
+def test_an_sqlite_file_named_by_database_url_is_restored_where_it_was(tmp_path: Path) -> None:
+    """database.url = sqlite:///PATH outside the state directory: the copy goes back to
+    PATH (refused while a file is there); a rates file outside is named, not archived."""
+    state = tmp_path / "state"
+    elsewhere = tmp_path / "db" / "ssgate.db"
+    elsewhere.parent.mkdir()
+    secret = populated(state, tmp_path, database_url=f"sqlite:///{elsewhere}")
+    rates = tmp_path / "rates.toml"
+    shutil.move(state / "rates.toml", rates)
+    config = state / "ssgate.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            'rates_file = "rates.toml"', f'rates_file = "{rates}"'
+        ),
+        encoding="utf-8",
+    )
+    archive = tmp_path / "a.tar.gz"
+    code, out = ssgate("--state", str(state), "backup", "--out", str(archive))
+    assert code == 0, out
+    assert f"not in the archive (outside the state directory): {rates}" in out
+
+    shutil.rmtree(state)
+    code, _ = ssgate("--state", str(state), "restore", str(archive))
+    assert code == 1  # the database file is still there
+    assert not state.exists()
+    elsewhere.unlink()
+    code, out = ssgate("--state", str(state), "restore", str(archive))
+    assert code == 0, out
+    assert elsewhere.is_file() and not (state / "ssgate.db").exists()
+    code, out = ssgate("--state", str(state), "audit", "verify")
+    assert code == 0, out
+    assert staff_login(state, secret) == "ok"
