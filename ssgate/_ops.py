@@ -55,6 +55,18 @@ def is_loopback_listen(spec: str) -> bool:
     return inspect_listen(spec).loopback
 
 
+def exposure_warning(spec: str) -> str | None:
+    """The warning ``serve`` logs at every start for an ops listener other hosts can
+    reach (allowed: a balancer or Prometheus elsewhere needs it), or None."""
+    if is_loopback_listen(spec):
+        return None
+    return (
+        f"[ops] listen = {spec!r} is reachable from other hosts: /healthz, /readyz and "
+        "/metrics answer anyone who can connect, without login; firewall the port to "
+        "the balancer and the Prometheus server"
+    )
+
+
 class OneAtATime(Generic[T]):
     """At most one run of *start* in flight; callers meanwhile share its outcome.
 

@@ -77,7 +77,13 @@ from ssgate._console import (
 )
 from ssgate._db import Database, WorkerPool
 from ssgate._metrics import ProcessMetrics, process_metrics
-from ssgate._ops import MetricsRefresh, ReadinessCheck, is_loopback_listen, ops_site
+from ssgate._ops import (
+    MetricsRefresh,
+    ReadinessCheck,
+    exposure_warning,
+    is_loopback_listen,
+    ops_site,
+)
 from ssgate._state import StateDir, StateError
 
 DECLARE_SOCKET = "declare.sock"
@@ -374,12 +380,9 @@ def start(
         ops_site(readiness=readiness, metrics=metrics, refresh=refresh, clock=reactor),
         "ops listener",
     )
-    if not is_loopback_listen(config.ops.listen):
-        Logger(namespace="ssgate.ops").warn(
-            "[ops] listen = {spec!r} is reachable from other hosts: /metrics and /readyz "
-            "answer anyone who can connect; firewall it to the balancer and Prometheus",
-            spec=config.ops.listen,
-        )
+    exposed = exposure_warning(config.ops.listen)
+    if exposed is not None:
+        Logger(namespace="ssgate.ops").warn("{warning}", warning=exposed)
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     running.startService()
     return Serving(

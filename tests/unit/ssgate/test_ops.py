@@ -26,7 +26,14 @@ from ssgate._config import parse_config
 from ssgate._console.testing import ConsoleClient
 from ssgate._db import make_engine
 from ssgate._metrics import GatewayMetrics, ProcessMetrics, process_metrics
-from ssgate._ops import MetricsRefresh, OneAtATime, ReadinessCheck, is_loopback_listen, ops_site
+from ssgate._ops import (
+    MetricsRefresh,
+    OneAtATime,
+    ReadinessCheck,
+    exposure_warning,
+    is_loopback_listen,
+    ops_site,
+)
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 NOW_DT = datetime.fromtimestamp(NOW, UTC)
@@ -341,6 +348,10 @@ def test_unknown_paths_are_404_and_only_three_paths_exist(
 )
 def test_the_ops_listen_string_is_judged_loopback_or_not(spec: str, loopback: bool) -> None:
     assert is_loopback_listen(spec) is loopback
+    warning = exposure_warning(spec)
+    assert (warning is None) is loopback
+    if warning is not None:
+        assert spec in warning and "firewall" in warning
 
 
 def test_ops_config_defaults_to_loopback_and_names_a_bad_key() -> None:
