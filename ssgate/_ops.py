@@ -32,7 +32,7 @@ from typing import Any, Generic, TypeVar
 
 from cryptography import x509
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
@@ -42,8 +42,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 import auth
+from ssgate._config import OpsConfig
 from ssgate._console import inspect_listen
-from ssgate._metrics import DatabaseSnapshot, ProcessMetrics, read_snapshot
+from ssgate._metrics import DatabaseSnapshot, ProcessMetrics, process_metrics, read_snapshot
 
 T = TypeVar("T")
 
@@ -360,3 +361,45 @@ def ops_site(
     root.putChild(b"readyz", Readyz(readiness))
     root.putChild(b"metrics", Metrics(metrics, refresh))
     return OpsSite(root, reactor=clock)
+
+
+@dataclass
+class Ops:
+    """What ``serve`` listens with on ``[ops] listen``, and what others act on:
+    :attr:`readiness` (``start_draining``) and :attr:`metrics` (``metrics.gateway`` is
+    the object to hand the gateway)."""
+
+    site: OpsSite
+    readiness: ReadinessCheck
+    metrics: ProcessMetrics
+
+
+def node_ops(
+    runner: auth.Runner,
+    clock: IReactorTime,
+    config: OpsConfig,
+    *,
+    node: str,
+    engine: Engine | None,
+    ca: x509.Certificate | None,
+    crl: Callable[[], x509.CertificateRevocationList | None],
+) -> Ops:
+    """The ops site of one node: its metrics registry, readiness and refresh wired."""
+    metrics = process_metrics(node, engine=engine)
+    readiness = ReadinessCheck(
+        runner,
+        clock,
+        timeout=config.readiness_timeout_seconds,
+        ca=lambda: ca,
+        crl=crl,
+        on_database=lambda up: setattr(metrics.database, "database_up", up),
+    )
+    refresh = MetricsRefresh(
+        runner,
+        clock,
+        metrics,
+        max_age=config.metrics_refresh_seconds,
+        timeout=config.readiness_timeout_seconds,
+    )
+    site = ops_site(readiness=readiness, metrics=metrics, refresh=refresh, clock=clock)
+    return Ops(site, readiness, metrics)

@@ -76,14 +76,7 @@ from ssgate._console import (
     session_sweeper,
 )
 from ssgate._db import Database, WorkerPool
-from ssgate._metrics import ProcessMetrics, process_metrics
-from ssgate._ops import (
-    MetricsRefresh,
-    ReadinessCheck,
-    exposure_warning,
-    is_loopback_listen,
-    ops_site,
-)
+from ssgate._ops import Ops, exposure_warning, is_loopback_listen, node_ops
 from ssgate._state import StateDir, StateError
 
 DECLARE_SOCKET = "declare.sock"
@@ -154,9 +147,8 @@ class Serving:
     services: MultiService
     node: GatewayNode
     runner: Runner
-    ops: IListeningPort
-    readiness: ReadinessCheck
-    metrics: ProcessMetrics
+    ops_port: IListeningPort
+    ops: Ops  # readiness (draining) and the metrics registry
 
     def stop(self) -> Deferred[Any]:
         """Stop listening, end the live sessions (GOAWAY, recorded), then the pools.
@@ -166,7 +158,7 @@ class Serving:
         """
         from twisted.internet.defer import gatherResults, maybeDeferred
 
-        self.readiness.start_draining()
+        self.ops.readiness.start_draining()
         waits = [
             maybeDeferred(self.gateway.stopListening),
             maybeDeferred(self.declare.stopListening),
@@ -174,7 +166,7 @@ class Serving:
             maybeDeferred(self.services.stopService),  # the node waits for session ends
         ]
         d: Deferred[Any] = gatherResults(waits, consumeErrors=True)
-        d.addBoth(lambda _: self.ops.stopListening())
+        d.addBoth(lambda _: self.ops_port.stopListening())
         d.addBoth(self._closed)
         return d
 
@@ -357,29 +349,17 @@ def start(
     running.addService(session_sweeper(runner, reactor, console_policy))
     # The officers' alert rules, once across every node sharing the database.
     running.addService(alert_service(runner, reactor, config.alerts))
-    # What /readyz checks the CRL against; the gateway's own copy is inside its options.
-    ca_certificate = x509.load_pem_x509_certificate(state.ca_cert_path.read_bytes())
-    metrics = process_metrics(node_name, engine=app.engine)
-    readiness = ReadinessCheck(
+    ops = node_ops(
         runner,
         reactor,
-        timeout=config.ops.readiness_timeout_seconds,
-        ca=lambda: ca_certificate,
+        config.ops,
+        node=node_name,
+        engine=app.engine,
+        # What /readyz checks the CRL against; the gateway's copy is in its options.
+        ca=x509.load_pem_x509_certificate(state.ca_cert_path.read_bytes()),
         crl=lambda: watcher.current_crl,
-        on_database=lambda up: setattr(metrics.database, "database_up", up),
     )
-    refresh = MetricsRefresh(
-        runner,
-        reactor,
-        metrics,
-        max_age=config.ops.metrics_refresh_seconds,
-        timeout=config.ops.readiness_timeout_seconds,
-    )
-    ops_port = ports.listen(
-        config.ops.listen,
-        ops_site(readiness=readiness, metrics=metrics, refresh=refresh, clock=reactor),
-        "ops listener",
-    )
+    ops_port = ports.listen(config.ops.listen, ops.site, "ops listener")
     exposed = exposure_warning(config.ops.listen)
     if exposed is not None:
         Logger(namespace="ssgate.ops").warn("{warning}", warning=exposed)
@@ -393,8 +373,7 @@ def start(
         node,
         runner,
         ops_port,
-        readiness,
-        metrics,
+        ops,
     )
 
 
@@ -464,7 +443,7 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
         "(TLS 1.2/1.3, client certificate + password + one-time code)\n"
         f"declare service on {describe(serving.declare)} (identity-guarded)\n"
         f"staff console on https://{describe(serving.console)}/ (TLS, staff password + code)\n"
-        f"ops on http://{describe(serving.ops)}/ (healthz, readyz, metrics"
+        f"ops on http://{describe(serving.ops_port)}/ (healthz, readyz, metrics"
         f"{'' if is_loopback_listen(app.config.ops.listen) else '; NOT loopback'})\n"
     )
     if banner:
