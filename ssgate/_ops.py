@@ -71,9 +71,10 @@ def exposure_warning(spec: str) -> str | None:
 class OneAtATime(Generic[T]):
     """At most one run of *start* in flight; callers meanwhile share its outcome.
 
-    Each run is bounded by *timeout* seconds on *clock* (the waiters get
-    ``TimeoutError``); the work itself, on a thread pool, cannot be taken back and
-    its late result is dropped.
+    Each caller waits at most *timeout* seconds on *clock* (then gets
+    ``TimeoutError``), but the run itself — on a thread pool, where it cannot be taken
+    back — stays the one in flight until it ends: a database that hangs holds one
+    pool thread, not one per health check.
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class OneAtATime(Generic[T]):
 
     def __call__(self) -> Deferred[T]:
         waiter: Deferred[T] = Deferred()
+        waiter.addTimeout(self._timeout, self._clock)
         if self._waiting is not None:
             self._waiting.append(waiter)
             return waiter
@@ -95,13 +97,14 @@ class OneAtATime(Generic[T]):
         except Exception:
             d = Deferred()
             d.errback(Failure())
-        d.addTimeout(self._timeout, self._clock)
         d.addBoth(self._done)
         return waiter
 
     def _done(self, outcome: T | Failure) -> None:
         waiting, self._waiting = self._waiting or [], None
         for waiter in waiting:
+            if waiter.called:  # gave up waiting (timed out)
+                continue
             if isinstance(outcome, Failure):
                 waiter.errback(outcome)
             else:
