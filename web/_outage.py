@@ -40,7 +40,11 @@ T = TypeVar("T")
 RETRY_AFTER_SECONDS = 30
 OUTAGE_CODE = "database-unavailable"
 OUTAGE_TITLE = "服务暂不可用"
-OUTAGE_MESSAGE = "数据库暂时无法访问，请稍后重试。已填写的内容不会丢失，返回上一页即可重新提交。"
+# After a failed submission the outcome may be unknown (the database can fail after a
+# commit): check before submitting again, rather than declare twice.
+OUTAGE_MESSAGE = (
+    "数据库暂时无法访问，请稍后重试。如刚才在提交，请稍后先查看是否已办理，再决定是否重新提交。"
+)
 REPORT_EVERY = 60.0  # seconds between two log lines about an outage
 
 _RETRY_AFTER = ((b"Retry-After", b"%d" % RETRY_AFTER_SECONDS),)
