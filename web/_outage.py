@@ -32,6 +32,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+import auth
+
 from ._answers import HttpError
 
 P = ParamSpec("P")
@@ -109,7 +111,7 @@ class OutageRunner:
 
     log = Logger()
 
-    def __init__(self, inner: Any, *, clock: Callable[[], float]) -> None:
+    def __init__(self, inner: auth.Runner, *, clock: Callable[[], float]) -> None:
         self._inner = inner
         self._clock = clock
         self._unreported = 0
