@@ -202,6 +202,17 @@ class SyslogConfig:
 
 
 @dataclass(frozen=True)
+class OpsConfig:
+    """``[ops]``: the listener for health checks and Prometheus (``ssgate._ops``)."""
+
+    listen: str = "tcp:8445:interface=127.0.0.1"
+    # /readyz counts the database as down when SELECT 1 takes longer than this.
+    readiness_timeout_seconds: float = 2.0
+    # /metrics reads the database counts at most this often (and when scraped).
+    metrics_refresh_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -218,6 +229,7 @@ class Config:
     display: DisplayConfig = field(default_factory=DisplayConfig)
     syslog: SyslogConfig = field(default_factory=SyslogConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -478,6 +490,15 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
             lambda v: isinstance(v, str) and len(v) <= 4096 and "\x00" not in v,
         ),
     },
+    "ops": {
+        "listen": _matching(
+            _ENDPOINT,
+            'a Twisted endpoint string such as "tcp:8445:interface=127.0.0.1" '
+            "(loopback unless a monitoring host must reach it)",
+        ),
+        "readiness_timeout_seconds": _number_in(0.1, 30),
+        "metrics_refresh_seconds": _number_in(1, 3600),
+    },
     "pki": {
         "client_cert_days": _int_in(1, 825),
         "server_cert_days": _int_in(1, 366),
@@ -500,6 +521,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "alerts": AlertsConfig,
     "display": DisplayConfig,
     "audit": AuditConfig,
+    "ops": OpsConfig,
 }
 
 
@@ -830,6 +852,14 @@ archive_dir = ""
 # audit-key.pub.pem; each is also an audit.checkpoint event, so syslog carries it off
 # the host.  Pin the key id that 'ssgate audit checkpoint' prints, keep a copy of
 # checkpoints/ off the host, and check with 'ssgate audit verify --checkpoints DIR'.
+
+[ops]
+# Health checks and metrics without login: /healthz, /readyz (for the balancer's check)
+# and /metrics (Prometheus).  Loopback by default; another address is allowed (no
+# personal data is shown) but logged as a warning at every start.
+listen = "tcp:8445:interface=127.0.0.1"
+readiness_timeout_seconds = 2
+metrics_refresh_seconds = 10
 
 [pki]
 client_cert_days = 730

@@ -81,6 +81,7 @@ from ssgate._console import (
     session_sweeper,
 )
 from ssgate._db import Database, WorkerPool
+from ssgate._ops import Ops, exposure_warning, is_loopback_listen, node_ops
 from ssgate._state import StateDir, StateError
 from ssgate._syslog import SyslogSetupError, syslog_service
 
@@ -153,11 +154,18 @@ class Serving:
     services: MultiService
     node: GatewayNode
     runner: Runner
+    ops_port: IListeningPort
+    ops: Ops  # readiness (draining) and the metrics registry
 
     def stop(self) -> Deferred[Any]:
-        """Stop listening, end the live sessions (GOAWAY, recorded), then the pools."""
+        """Stop listening, end the live sessions (GOAWAY, recorded), then the pools.
+
+        ``/readyz`` says "draining" from the first moment, and the ops listener is the
+        last to close, so the balancer sees the node leave rather than vanish.
+        """
         from twisted.internet.defer import gatherResults, maybeDeferred
 
+        self.ops.readiness.start_draining()
         waits = [
             maybeDeferred(self.gateway.stopListening),
             maybeDeferred(self.declare.stopListening),
@@ -165,6 +173,7 @@ class Serving:
             maybeDeferred(self.services.stopService),  # the node waits for session ends
         ]
         d: Deferred[Any] = gatherResults(waits, consumeErrors=True)
+        d.addBoth(lambda _: self.ops_port.stopListening())
         d.addBoth(self._closed)
         return d
 
@@ -291,10 +300,12 @@ def start(
         raise ServeError(str(e)) from None
     ports = _Ports(reactor, runner)
     workflow = Declarations(rates, clock=reactor.seconds)
+    # What the web sites get: a database outage is their 503, not a 500 (web._outage).
+    site_runner = web.OutageRunner(runner, clock=reactor.seconds)
 
     site: Any = employer_site(  # a Site is a Factory; Twisted's generics disagree
         workflow=workflow,
-        runner=runner,
+        runner=site_runner,
         clock=reactor,
         csrf_key=hmac.digest(identity_key, b"ssgate employer csrf v1", "sha256"),
         unit_names=registry_unit_name,
@@ -313,7 +324,7 @@ def start(
     )
     console = console_site(
         authenticator=authenticator,
-        runner=runner,
+        runner=site_runner,
         workflow=workflow,
         # The carriers' pages: the same workflows ``ssgate provision`` runs.
         provisioner=app.provisioner(),
@@ -356,7 +367,8 @@ def start(
     running = MultiService()
     running.addService(access)  # closes the file on stop
     running.addService(node)
-    running.addService(state_crl_watcher(reactor, tls, state.path, on_change=on_crl))
+    watcher = state_crl_watcher(reactor, tls, state.path, on_change=on_crl)
+    running.addService(watcher)
     running.addService(session_sweeper(runner, reactor, console_policy))
     # The officers' alert rules, once across every node sharing the database.
     running.addService(alert_service(runner, reactor, config.alerts))
@@ -373,9 +385,32 @@ def start(
             node=node_name,
         )
     )
+    ops = node_ops(
+        runner,
+        reactor,
+        config.ops,
+        node=node_name,
+        engine=app.engine,
+        # What /readyz checks the CRL against; the gateway's copy is in its options.
+        ca=x509.load_pem_x509_certificate(state.ca_cert_path.read_bytes()),
+        crl=lambda: watcher.current_crl,
+    )
+    ops_port = ports.listen(config.ops.listen, ops.site, "ops listener")
+    exposed = exposure_warning(config.ops.listen)
+    if exposed is not None:
+        Logger(namespace="ssgate.ops").warn("{warning}", warning=exposed)
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     running.startService()
-    return Serving(gateway_port, declare_port, console_port, running, node, runner)
+    return Serving(
+        gateway_port,
+        declare_port,
+        console_port,
+        running,
+        node,
+        runner,
+        ops_port,
+        ops,
+    )
 
 
 def _listen_now(reactor: Any, spec: str, factory: Any) -> IListeningPort:
@@ -461,6 +496,8 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
         "(TLS 1.2/1.3, client certificate + password + one-time code)\n"
         f"declare service on {describe(serving.declare)} (identity-guarded)\n"
         f"staff console on https://{describe(serving.console)}/ (TLS, staff password + code)\n"
+        f"ops on http://{describe(serving.ops_port)}/ (healthz, readyz, metrics"
+        f"{'' if is_loopback_listen(app.config.ops.listen) else '; NOT loopback'})\n"
     )
     if banner:
         out.write(banner)

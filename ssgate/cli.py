@@ -1003,6 +1003,51 @@ def cmd_db(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_backup(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from ssgate._app import operator_name
+    from ssgate._backup import BackupError, BackupInputError, backup
+
+    try:
+        done = backup(state, Path(args.out), actor=operator_name())
+    except BackupInputError as e:
+        raise CliError(EXIT_USAGE, str(e)) from None
+    except BackupError as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
+    out.write(
+        f"backup written to {done.path} (mode 0600; it holds every key: keep it as the state "
+        f"directory is kept): {done.database} database, {done.files} state files, "
+        f"audit log up to record {done.audit_records}\n"
+    )
+    for name in done.not_included:
+        out.write(f"not in the archive (outside the state directory): {name}\n")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from ssgate._app import operator_name
+    from ssgate._backup import BackupError, BackupInputError, restore
+
+    try:
+        done = restore(
+            Path(args.archive),
+            state,
+            force=args.force,
+            actor=operator_name(),
+            database_url=args.database_url or "",
+        )
+    except BackupInputError as e:
+        raise CliError(EXIT_USAGE, str(e)) from None
+    except BackupError as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
+    if done.moved_aside is not None:
+        out.write(f"the previous state directory was moved to {done.moved_aside}\n")
+    out.write(
+        f"restored into {done.state}: {done.database} database, {done.files} state files; "
+        f"audit log intact: {done.audit_records} records verified\n"
+    )
+    return EXIT_OK
+
+
 # -- the parser --------------------------------------------------------------------------
 
 _STATE_HELP = "state directory (default: $SSGATE_STATE, else ./ssgate-state)"
@@ -1035,6 +1080,45 @@ def _risk_class(value: str) -> int:
     if value.strip() in {str(n) for n in range(1, 9)}:
         return int(value)
     raise argparse.ArgumentTypeError(f"must be an industry risk class 1 to 8, not {value!r}")
+
+
+def _backup_parsers(add: Callable[..., _Parser]) -> None:
+    secrets = (
+        "The archive holds every secret of the installation (CA key, TOTP key, identity "
+        "and resume keys, server key, configuration): it is written with mode 0600; keep "
+        "it as the state directory is kept."
+    )
+    p = add(
+        "backup",
+        "write the database (a consistent online copy: SQLite backup API or pg_dump) and "
+        "the state directory's keys and configuration to one archive",
+        cmd_backup,
+    )
+    p.epilog = secrets
+    p.add_argument("--out", required=True, metavar="FILE", help="the archive to write (atomic)")
+    p = add(
+        "restore",
+        "restore an archive from 'ssgate backup' into --state (new or empty), then check "
+        "the schema and the audit chain",
+        cmd_restore,
+    )
+    p.epilog = secrets + (
+        " A PostgreSQL archive is restored into the database its ssgate.toml names, "
+        "which must hold no tables unless --force."
+    )
+    p.add_argument("archive", metavar="FILE", help="an archive written by 'ssgate backup'")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="restore over a non-empty state directory (moved aside, never deleted) and "
+        "replace the tables of a non-empty PostgreSQL database",
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL archives: restore into this database (postgresql+psycopg://…) "
+        "and write it into the restored ssgate.toml",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1352,6 +1436,8 @@ def build_parser() -> argparse.ArgumentParser:
         "logged-in staff member; admin may call every console route)",
         cmd_routes,
     )
+    _backup_parsers(add)
+
     db = add("db", "database schema status and upgrade", cmd_db)
     ds = db.add_subparsers(dest="db_command", metavar="ACTION", required=True, parser_class=_Parser)
     add("status", "show the schema revision", cmd_db, ds)
