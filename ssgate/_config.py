@@ -149,6 +149,31 @@ class DisplayConfig:
 
 
 @dataclass(frozen=True)
+class RadiusClientConfig:
+    """``[[radius.client]]``: one NAS of the carrier's dial-in equipment."""
+
+    name: str
+    sources: tuple[str, ...]  # CIDR networks its datagrams come from
+    secret_file: str  # relative to the state directory, or absolute; never logged
+    require_message_authenticator: bool = True
+
+
+@dataclass(frozen=True)
+class RadiusConfig:
+    """``[radius]``: the dial-in access server; off while no client is configured."""
+
+    interface: str = "127.0.0.1"
+    auth_port: int = 1812
+    duplicate_window_seconds: float = 30.0
+    challenge_timeout_seconds: float = 60.0
+    clients: tuple[RadiusClientConfig, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.clients)
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -163,6 +188,7 @@ class Config:
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
+    radius: RadiusConfig = field(default_factory=RadiusConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -243,6 +269,35 @@ _POLICY_KEYS: Mapping[str, tuple[str, Checker]] = {
         'a list of service names such as ["declare"]',
         lambda v: isinstance(v, list) and all(isinstance(x, str) and x == "declare" for x in v),
     ),
+}
+
+
+def _is_address(value: object) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+_FILE_NAME: tuple[str, Checker] = (
+    "a file name (relative to the state directory) or an absolute path",
+    lambda v: isinstance(v, str) and 0 < len(v) <= 4096 and "\x00" not in v,
+)
+
+_RADIUS_CLIENT_KEYS: Mapping[str, tuple[str, Checker]] = {
+    "name": _matching(
+        re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$"),
+        'a NAS name: 1-63 lowercase letters, digits, ".", "_" or "-", such as "bras-shangyu-1"',
+    ),
+    "sources": (
+        'a non-empty list of CIDR networks such as ["10.1.2.3/32"]',
+        lambda v: isinstance(v, list) and len(v) > 0 and all(_is_network(x) for x in v),
+    ),
+    "secret_file": _FILE_NAME,
+    "require_message_authenticator": ("true or false", lambda v: isinstance(v, bool)),
 }
 
 _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
@@ -347,6 +402,15 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
             _is_time_zone,
         ),
     },
+    "radius": {
+        "interface": ('an IP address to listen on, such as "127.0.0.1"', _is_address),
+        # 0: any free port (tests); the NAS must be told the real one.
+        "auth_port": _int_in(0, 65535),
+        # RFC 5080 §2.2.2: a duplicate is answered from cache within this window.
+        "duplicate_window_seconds": _number_in(5, 300),
+        "challenge_timeout_seconds": _number_in(10, 600),
+        "client": ("[[radius.client]] tables", lambda v: isinstance(v, list)),
+    },
     "pki": {
         "client_cert_days": _int_in(1, 825),
         "server_cert_days": _int_in(1, 366),
@@ -397,10 +461,10 @@ def parse_config(text: str, *, source: str) -> Config:
             if not check(value):
                 raise ConfigError(f"{source}: {name}.{key} = {value!r} is invalid; expected {form}")
             values[key] = tuple(value) if isinstance(value, list) else value
-        if name == "policy":
-            sections[name] = _parse_policy(values, source)
-            continue
-        sections[name] = _SECTIONS[name](**values)
+        special = _SPECIAL_SECTIONS.get(name)
+        sections[name] = (
+            special(values, source) if special is not None else _SECTIONS[name](**values)
+        )
     config = Config(**sections)
     lockout = config.lockout
     if lockout.hard_cap < lockout.threshold:
@@ -477,6 +541,44 @@ def _parse_policy(values: dict[str, Any], source: str) -> PolicyConfig:
             raise ConfigError(f"{where}: account {name} appears twice")
         accounts[name] = replace(default, **own)
     return PolicyConfig(default=default, accounts=accounts, **timeouts)
+
+
+def _parse_radius(values: dict[str, Any], source: str) -> RadiusConfig:
+    tables = values.pop("client", ())
+    clients: list[RadiusClientConfig] = []
+    for i, table in enumerate(tables):
+        where = f"{source}: [[radius.client]] #{i + 1}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        label = f"{where} ({table['name']})" if isinstance(table.get("name"), str) else where
+        own: dict[str, Any] = {}
+        for key, value in table.items():
+            spec = _RADIUS_CLIENT_KEYS.get(key)
+            if spec is None:
+                raise ConfigError(
+                    f"{label}: unknown key radius.client.{key}; "
+                    f"takes: {', '.join(_RADIUS_CLIENT_KEYS)}"
+                )
+            form, check = spec
+            if not check(value):
+                raise ConfigError(
+                    f"{label}: radius.client.{key} = {value!r} is invalid; expected {form}"
+                )
+            own[key] = tuple(value) if isinstance(value, list) else value
+        for key in ("name", "sources", "secret_file"):
+            if key not in own:
+                raise ConfigError(f"{label}: radius.client.{key} is required")
+        if any(c.name == own["name"] for c in clients):
+            raise ConfigError(f"{label}: radius.client.name {own['name']!r} appears twice")
+        clients.append(RadiusClientConfig(**own))
+    return RadiusConfig(**values, clients=tuple(clients))
+
+
+# Sections with arrays of tables ([[policy.account]], [[radius.client]]).
+_SPECIAL_SECTIONS: Mapping[str, Callable[[dict[str, Any], str], Any]] = {
+    "policy": _parse_policy,
+    "radius": _parse_radius,
+}
 
 
 def load_config(path: Path) -> Config:
@@ -600,6 +702,21 @@ probe_window_seconds = 3600
 # The time zone people read and type times in ('ssgate audit' tables, --since and
 # --until without an offset).  JSON and CSV carry ISO 8601 with the offset.
 time_zone = "Asia/Shanghai"
+
+[radius]
+# The dial-in access server for the carrier's NAS (LNS/BRAS): RADIUS over UDP.  Off
+# until at least one [[radius.client]] is configured.  Every NAS must send a
+# Message-Authenticator (BlastRADIUS, CVE-2024-3596) unless its entry says otherwise.
+interface = "127.0.0.1"
+auth_port = 1812
+duplicate_window_seconds = 30
+challenge_timeout_seconds = 60
+
+# [[radius.client]]
+# name = "bras-shangyu-1"
+# sources = ["10.1.2.3/32"]                # where its datagrams come from
+# secret_file = "radius-bras-shangyu-1.secret"   # 16+ bytes; relative to the state directory
+# require_message_authenticator = true
 
 [pki]
 client_cert_days = 730

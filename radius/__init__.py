@@ -1,0 +1,63 @@
+"""The dial-in access server: RADIUS (RFC 2865 PAP, RFC 3579 Message-Authenticator)
+for the carrier's access equipment (NAS), with the channel's accounts and rules.
+
+* :class:`AccessServer` — sans-IO: a datagram, its source and the time in; a
+  :class:`Drop`, a :class:`Send` or an :class:`Evaluate` out; replies to evaluated
+  attempts from :meth:`~AccessServer.accept` / :meth:`~AccessServer.reject`;
+* :class:`NasClient` / :class:`NasDirectory` — the configured NAS and their secrets;
+* :class:`DialInLogin` — the channel's checks through ``auth`` on the runner's pools,
+  and the ``login`` audit event of each verdict;
+* :class:`RadiusAuthProtocol` — the Twisted UDP adapter;
+* :mod:`radius._client` pieces for the built-in test client (``ssgate radius test``):
+  :func:`build_access_request`, :func:`read_reply`.
+
+Packets are encoded, decoded and signed with pyrad (``pyrad.packet``; never
+``pyrad.curved``, whose import installs a reactor).
+"""
+
+from ._access import (
+    QUIET_DROPS,
+    AccessServer,
+    Attempt,
+    Drop,
+    Evaluate,
+    Send,
+    split_password_and_code,
+)
+from ._client import AccessReply, build_access_request, read_reply
+from ._login import DialInLogin, DialInPolicy, Verdict, login_event, source_allowed
+from ._nas import NasClient, NasDirectory, NasSettingsError, parse_networks
+from ._packets import radius_dictionary
+from ._protocol import RadiusAuthProtocol
+from ._reports import DropReport, DropReports
+from ._wire import MAX_ATTRIBUTES, MAX_PACKET, MalformedPacket, scan_request
+
+__all__ = [
+    "MAX_ATTRIBUTES",
+    "MAX_PACKET",
+    "QUIET_DROPS",
+    "AccessReply",
+    "AccessServer",
+    "Attempt",
+    "DialInLogin",
+    "DialInPolicy",
+    "Drop",
+    "DropReport",
+    "DropReports",
+    "Evaluate",
+    "MalformedPacket",
+    "NasClient",
+    "NasDirectory",
+    "NasSettingsError",
+    "RadiusAuthProtocol",
+    "Send",
+    "Verdict",
+    "build_access_request",
+    "login_event",
+    "parse_networks",
+    "radius_dictionary",
+    "read_reply",
+    "scan_request",
+    "source_allowed",
+    "split_password_and_code",
+]
