@@ -47,14 +47,16 @@ def build_access_request(
     calling_station: str | None = None,
     nas_identifier: str = "ssgate-radius-test",
     identifier: int | None = None,
+    message_authenticator: bool = True,
 ) -> tuple[Any, bytes]:
-    """(the pyrad request, its bytes): PAP, signed with a Message-Authenticator."""
+    """(the pyrad request, its bytes): PAP, signed with a Message-Authenticator unless
+    told not to (only tests of the refusal want that)."""
     request = pyrad_packet.AuthPacket(
         code=pyrad_packet.AccessRequest,
         id=secrets.randbelow(256) if identifier is None else identifier,
         secret=secret,
         dict=radius_dictionary(),
-        message_authenticator=True,
+        message_authenticator=message_authenticator or None,
     )
     request.authenticator = request.CreateAuthenticator()
     request.AddAttribute("User-Name", user_name)
