@@ -17,6 +17,7 @@ import argparse
 import functools
 import getpass
 import socket
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,15 +42,21 @@ class RadiusSetupError(ConfigError):
 
 
 def read_client_secret(state_path: Path, client: RadiusClientConfig) -> bytes:
-    """The shared secret of *client*: its file's bytes without a trailing newline."""
+    """The shared secret of *client*: its file's bytes without a trailing newline.  The
+    file must be readable by its owner only, as the state directory is."""
     path = state_path / client.secret_file  # an absolute secret_file stays as it is
     where = f"[[radius.client]] {client.name}: radius.client.secret_file {path}"
     try:
+        mode = stat.S_IMODE(path.stat().st_mode)
         secret = path.read_bytes().rstrip(b"\r\n")
     except FileNotFoundError:
         raise RadiusSetupError(f"{where}: no such file") from None
     except OSError as e:
         raise RadiusSetupError(f"{where}: cannot read ({e.strerror})") from None
+    if mode & 0o077:
+        raise RadiusSetupError(
+            f"{where}: mode {mode:04o} lets other users read the secret; run: chmod 600 {path}"
+        )
     return secret
 
 

@@ -73,6 +73,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict
     path = tmp_path_factory.mktemp("radius") / "state"
     assert ssgate(path, "init", "--hostname", "localhost") == 0
     (path / "radius-radclient.secret").write_text(SECRET + "\n")
+    (path / "radius-radclient.secret").chmod(0o600)
     config = path / "ssgate.toml"
     text = config.read_text().replace("auth_port = 1812", "auth_port = 0")
     config.write_text(
