@@ -28,7 +28,6 @@ challenges pending; beyond that new requests are dropped as ``busy``.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from typing import Any
 
 from radius._nas import NasClient, NasDirectory
 from radius._packets import decode_request, encode_reply, message_authenticator_valid
+from radius._recent import BUSY, DUPLICATE_PENDING, RecentRequests
 from radius._wire import (
     ACCESS_ACCEPT,
     ACCESS_CHALLENGE,
@@ -62,11 +62,8 @@ UNKNOWN_NAS = "unknown-nas"
 NOT_ACCESS_REQUEST = "not-access-request"
 NO_MESSAGE_AUTHENTICATOR = "no-message-authenticator"
 BAD_MESSAGE_AUTHENTICATOR = "bad-message-authenticator"
-AUTHENTICATOR_REPLAY = "authenticator-replay"
-DUPLICATE_PENDING = "duplicate-pending"
 BAD_USER_NAME = "bad-user-name"
 UNDECODABLE_PASSWORD = "undecodable-password"  # noqa: S105 - a reason code
-BUSY = "busy"
 
 # Drops that are the protocol working as designed: counted, never logged.
 QUIET_DROPS = frozenset({DUPLICATE_PENDING})
@@ -137,7 +134,6 @@ class _Received:
     scanned: ScannedPacket = field(repr=False)
     request: Any = field(repr=False)
     key: tuple[str, bytes]
-    digest: bytes
 
     def attempt(
         self,
@@ -166,15 +162,6 @@ class _Received:
         )
 
 
-@dataclass
-class _Seen:
-    port: int
-    identifier: int
-    digest: bytes
-    expires: float
-    reply: bytes | None = None
-
-
 @dataclass(frozen=True)
 class _Challenge:
     nas: str
@@ -198,23 +185,21 @@ class AccessServer:
     ) -> None:
         self._nas = nas
         self._random = random
-        self._window = duplicate_window
         self._challenge_timeout = challenge_timeout
-        self._max_tracked = max_tracked
         self._max_challenges = max_challenges
-        self._seen: OrderedDict[tuple[str, bytes], _Seen] = OrderedDict()
+        self._recent = RecentRequests(window=duplicate_window, limit=max_tracked)
         self._challenges: OrderedDict[bytes, _Challenge] = OrderedDict()
         self.drops: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return (
-            f"AccessServer({self._nas!r}, tracked={len(self._seen)}, "
+            f"AccessServer({self._nas!r}, tracked={len(self._recent)}, "
             f"challenges={len(self._challenges)})"
         )
 
     @property
     def tracked(self) -> int:
-        return len(self._seen)
+        return len(self._recent)
 
     @property
     def pending_challenges(self) -> int:
@@ -229,19 +214,27 @@ class AccessServer:
             return self._drop(UNKNOWN_NAS, host)
         try:
             received = self._verified(data, nas, source)
-            self._expire(now)
-            seen = self._seen.get(received.key)
-            if seen is not None:
-                return self._again(seen, received)
-            if len(self._seen) >= self._max_tracked:
-                raise _Dropped(BUSY)
-            step = self._login(received, now)
         except _Dropped as e:
             return self._drop(e.reason, host, nas)
-        tracked = _Seen(port, received.scanned.identifier, received.digest, now + self._window)
+        self._expire_challenges(now)
+        seen = self._recent.look(
+            received.key,
+            port=port,
+            identifier=received.scanned.identifier,
+            packet=received.scanned.packet,
+            now=now,
+        )
+        if seen.refusal is not None:
+            return self._drop(seen.refusal, host, nas)
+        if seen.reply is not None:
+            return Send(seen.reply, seen.reply[0])
+        try:
+            step = self._login(received, now)
+        except _Dropped as e:
+            self._recent.forget(received.key)
+            return self._drop(e.reason, host, nas)
         if isinstance(step, Send):
-            tracked.reply = step.data
-        self._seen[received.key] = tracked
+            self._recent.answer(received.key, step.data)
         return step
 
     def _verified(self, data: bytes, nas: NasClient, source: tuple[str, int]) -> _Received:
@@ -267,23 +260,7 @@ class AccessServer:
             scanned=scanned,
             request=request,
             key=(nas.name, scanned.authenticator),
-            digest=hashlib.sha256(scanned.packet).digest(),
         )
-
-    @staticmethod
-    def _again(seen: _Seen, received: _Received) -> Step:
-        """A Request Authenticator seen within the window: the same packet again from
-        the same port is a retransmission (the cached reply); anything else a replay."""
-        same = (seen.port, seen.identifier, seen.digest) == (
-            received.source[1],
-            received.scanned.identifier,
-            received.digest,
-        )
-        if not same:
-            raise _Dropped(AUTHENTICATOR_REPLAY)
-        if seen.reply is None:
-            raise _Dropped(DUPLICATE_PENDING)
-        return Send(seen.reply, seen.reply[0])
 
     def _login(self, received: _Received, now: float) -> Step:
         scanned, nas = received.scanned, received.nas
@@ -357,12 +334,10 @@ class AccessServer:
 
     def abandon(self, attempt: Attempt) -> None:
         """No answer (the evaluation failed): a retransmission is evaluated afresh."""
-        self._seen.pop(attempt.key, None)
+        self._recent.forget(attempt.key)
 
     def _answered(self, attempt: Attempt, reply: bytes) -> bytes:
-        seen = self._seen.get(attempt.key)
-        if seen is not None:
-            seen.reply = reply
+        self._recent.answer(attempt.key, reply)
         return reply
 
     # -- housekeeping --------------------------------------------------------------------
@@ -371,12 +346,7 @@ class AccessServer:
         self.drops[reason] += 1
         return Drop(reason, host, None if nas is None else nas.name)
 
-    def _expire(self, now: float) -> None:
-        while self._seen:
-            key, seen = next(iter(self._seen.items()))
-            if seen.expires > now:
-                break
-            del self._seen[key]
+    def _expire_challenges(self, now: float) -> None:
         while self._challenges:
             token, challenge = next(iter(self._challenges.items()))
             if challenge.expires > now:

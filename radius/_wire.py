@@ -32,14 +32,26 @@ ACCESS_REQUEST = 1
 ACCESS_ACCEPT = 2
 ACCESS_REJECT = 3
 ACCESS_CHALLENGE = 11
+ACCOUNTING_REQUEST = 4
+ACCOUNTING_RESPONSE = 5
 
 USER_NAME = 1
 USER_PASSWORD = 2
 CHAP_PASSWORD = 3
 NAS_PORT = 5
+FRAMED_IP_ADDRESS = 8
+CLASS = 25
 STATE = 24
 CALLING_STATION_ID = 31
 NAS_IDENTIFIER = 32
+ACCT_STATUS_TYPE = 40
+ACCT_INPUT_OCTETS = 42
+ACCT_OUTPUT_OCTETS = 43
+ACCT_SESSION_ID = 44
+ACCT_SESSION_TIME = 46
+ACCT_TERMINATE_CAUSE = 49
+ACCT_INPUT_GIGAWORDS = 52
+ACCT_OUTPUT_GIGAWORDS = 53
 EAP_MESSAGE = 79
 MESSAGE_AUTHENTICATOR = 80
 
@@ -143,3 +155,10 @@ def decode_text(value: bytes | None, *, limit: int = 253) -> str | None:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
         return None
     return text
+
+
+def decode_integer(value: bytes | None) -> int | None:
+    """A 32-bit integer attribute, or None if absent or not 4 octets."""
+    if value is None or len(value) != 4:
+        return None
+    return int.from_bytes(value)
