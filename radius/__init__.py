@@ -7,7 +7,11 @@ for the carrier's access equipment (NAS), with the channel's accounts and rules.
 * :class:`NasClient` / :class:`NasDirectory` — the configured NAS and their secrets;
 * :class:`DialInLogin` — the channel's checks through ``auth`` on the runner's pools,
   and the ``login`` audit event of each verdict;
-* :class:`RadiusAuthProtocol` — the Twisted UDP adapter;
+* :class:`AccountingServer` — sans-IO accounting (RFC 2866): a verified report is a
+  :class:`Record` of :class:`Usage`, stored by :func:`record_usage` into the session
+  registry (:class:`DialInSessions`) and ``radius_sessions`` (tables in
+  :data:`metadata`); :func:`keep_alive` keeps open dial-in sessions from being reaped;
+* :class:`RadiusAuthProtocol`, :class:`RadiusAccountingProtocol` — the UDP adapters;
 * :mod:`radius._client` pieces for the built-in test client (``ssgate radius test``):
   :func:`build_access_request`, :func:`read_reply`.
 
@@ -24,12 +28,15 @@ from ._access import (
     Send,
     split_password_and_code,
 )
+from ._accounting import AccountingServer, Record, Usage
 from ._client import AccessReply, build_access_request, read_reply
 from ._login import DialInLogin, DialInPolicy, Verdict, login_event, source_allowed
 from ._nas import NasClient, NasDirectory, NasSettingsError, parse_networks
 from ._packets import radius_dictionary
-from ._protocol import RadiusAuthProtocol
+from ._protocol import RadiusAccountingProtocol, RadiusAuthProtocol
 from ._reports import DropReport, DropReports
+from ._schema import metadata
+from ._usage_store import DialInSessions, keep_alive, record_usage
 from ._wire import MAX_ATTRIBUTES, MAX_PACKET, MalformedPacket, scan_request
 
 __all__ = [
@@ -38,9 +45,11 @@ __all__ = [
     "QUIET_DROPS",
     "AccessReply",
     "AccessServer",
+    "AccountingServer",
     "Attempt",
     "DialInLogin",
     "DialInPolicy",
+    "DialInSessions",
     "Drop",
     "DropReport",
     "DropReports",
@@ -49,14 +58,20 @@ __all__ = [
     "NasClient",
     "NasDirectory",
     "NasSettingsError",
+    "RadiusAccountingProtocol",
     "RadiusAuthProtocol",
+    "Record",
     "Send",
+    "Usage",
     "Verdict",
     "build_access_request",
+    "keep_alive",
     "login_event",
+    "metadata",
     "parse_networks",
     "radius_dictionary",
     "read_reply",
+    "record_usage",
     "scan_request",
     "source_allowed",
     "split_password_and_code",

@@ -9,6 +9,7 @@ fails over to another server, and is logged as a bug would be.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -17,6 +18,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from radius._access import QUIET_DROPS, AccessServer, Attempt, Drop, Evaluate, Send
+from radius._accounting import AccountingServer, Record, Usage
 from radius._login import DialInLogin
 from radius._reports import DropReports
 
@@ -92,3 +94,73 @@ class RadiusAuthProtocol(DatagramProtocol):
                 nas=report.nas or "unknown",
                 reasons=", ".join(f"{r} ×{n}" for r, n in sorted(report.reasons.items())),
             )
+
+
+class RadiusAccountingProtocol(DatagramProtocol):
+    """Accounting-Requests to :class:`~radius._accounting.AccountingServer`; each
+    report stored by *store* (a transaction on the database pool) before the
+    Accounting-Response goes back."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        server: AccountingServer,
+        store: Callable[[Usage], Deferred[str]],
+        clock: IReactorTime,
+        *,
+        reports: DropReports | None = None,
+    ) -> None:
+        self.server = server
+        self._store = store
+        self._clock = clock
+        self._reports = reports or DropReports()
+        self.storing: set[Deferred[None]] = set()
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        now = self._clock.seconds()
+        step = self.server.receive(datagram, (addr[0], addr[1]), now)
+        if isinstance(step, Drop):
+            if step.reason in QUIET_DROPS:
+                return
+            report = self._reports.note(step.host, step.reason, now, step.nas)
+            if report is not None:
+                self.log.warn(
+                    "RADIUS accounting: dropped {count} packet(s) from {host} (NAS {nas}): "
+                    "{reasons}",
+                    count=report.count,
+                    host=report.host,
+                    nas=report.nas or "unknown",
+                    reasons=", ".join(f"{r} ×{n}" for r, n in sorted(report.reasons.items())),
+                )
+        elif isinstance(step, Send):
+            self._send(step.data, addr)
+        elif isinstance(step, Record):
+            d = Deferred.fromCoroutine(self._record(step.usage, addr))
+            self.storing.add(d)
+            d.addBoth(lambda _: self.storing.discard(d))
+
+    async def _record(self, usage: Usage, addr: Any) -> None:
+        try:
+            outcome = await self._store(usage)
+        except Exception:
+            self.server.abandon(usage)
+            self.log.failure(
+                "accounting {status} from NAS {nas} not stored; no response sent",
+                status=usage.status,
+                nas=usage.nas.name,
+            )
+            return
+        if outcome not in ("started", "updated", "ended", "nas-restarted"):
+            self.log.warn(
+                "accounting {status} for {account} from NAS {nas}: {outcome}",
+                status=usage.status,
+                account=usage.account,
+                nas=usage.nas.name,
+                outcome=outcome,
+            )
+        self._send(self.server.acknowledge(usage), addr)
+
+    def _send(self, data: bytes, addr: Any) -> None:
+        if self.transport is not None:
+            self.transport.write(data, addr)

@@ -164,6 +164,7 @@ class RadiusConfig:
 
     interface: str = "127.0.0.1"
     auth_port: int = 1812
+    accounting_port: int = 1813
     duplicate_window_seconds: float = 30.0
     challenge_timeout_seconds: float = 60.0
     clients: tuple[RadiusClientConfig, ...] = ()
@@ -406,6 +407,7 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         "interface": ('an IP address to listen on, such as "127.0.0.1"', _is_address),
         # 0: any free port (tests); the NAS must be told the real one.
         "auth_port": _int_in(0, 65535),
+        "accounting_port": _int_in(0, 65535),
         # RFC 5080 §2.2.2: a duplicate is answered from cache within this window.
         "duplicate_window_seconds": _number_in(5, 300),
         "challenge_timeout_seconds": _number_in(10, 600),
@@ -709,6 +711,7 @@ time_zone = "Asia/Shanghai"
 # Message-Authenticator (BlastRADIUS, CVE-2024-3596) unless its entry says otherwise.
 interface = "127.0.0.1"
 auth_port = 1812
+accounting_port = 1813
 duplicate_window_seconds = 30
 challenge_timeout_seconds = 60
 

@@ -5,6 +5,10 @@ state directory); :func:`start_radius` listens on UDP ``[radius] interface`` and
 ``auth_port`` with the channel's authenticator and runner, or does nothing while no
 client is configured.  Unit approval comes from the agency's unit registry.
 
+Accounting (``accounting_port``) records dial-in sessions in the gateway's session
+registry through :class:`RegistrySessions`, and a timer keeps the open ones from being
+reaped (the registry ends sessions nobody reported for two minutes).
+
 ``ssgate radius test ACCOUNT`` is the built-in client a carrier uses to check the setup
 end to end: it sends a PAP Access-Request (with Message-Authenticator) to the
 configured listener as one of the configured NAS, answers a challenge with the code,
@@ -24,10 +28,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import Connection
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 
 import auth
 import declare_app
+import gateway
 import radius
 from ssgate._app import App
 from ssgate._config import ConfigError, RadiusClientConfig, RadiusConfig
@@ -88,10 +95,64 @@ def unit_approved(conn: Connection, unit_code: str) -> bool:
     return unit is not None and unit.status == "approved"
 
 
+class RegistrySessions:
+    """:class:`radius.DialInSessions` on the gateway's session registry: a dial-in
+    session is a row of ``sessions`` held by node ``radius:<nas>``."""
+
+    def start(
+        self,
+        conn: Connection,
+        *,
+        session_id: str,
+        account: str,
+        unit_code: str,
+        peer: str,
+        node: str,
+        now: float,
+    ) -> None:
+        # The NAS already let the user in: the session is recorded whatever the limit.
+        gateway.start_session(
+            conn,
+            session_id=session_id,
+            account=account,
+            unit_code=unit_code,
+            peer=peer,
+            cert_serial="",
+            node=node,
+            now=now,
+            max_concurrent=2**31,
+        )
+
+    def update(
+        self, conn: Connection, session_id: str, *, bytes_in: int, bytes_out: int, now: float
+    ) -> None:
+        gateway.heartbeat(conn, {session_id: (bytes_in, bytes_out, 0)}, now=now)
+
+    def end(
+        self,
+        conn: Connection,
+        session_id: str,
+        *,
+        reason: str,
+        bytes_in: int,
+        bytes_out: int,
+        now: float,
+    ) -> bool:
+        return gateway.end_session(
+            conn, session_id, reason=reason, now=now, bytes_in=bytes_in, bytes_out=bytes_out
+        )
+
+
+KEEP_ALIVE_SECONDS = 30.0  # well inside the registry's two minutes
+
+
 @dataclass
 class RadiusListener:
     port: IListeningPort
     protocol: radius.RadiusAuthProtocol
+    accounting_port: IListeningPort
+    accounting: radius.RadiusAccountingProtocol
+    keep_alive: TimerService
 
 
 def start_radius(
@@ -123,8 +184,30 @@ def start_radius(
         clock=reactor,
     )
     protocol = radius.RadiusAuthProtocol(server, login, reactor)
+    sessions = RegistrySessions()
+
+    def store(usage: radius.Usage) -> Deferred[str]:
+        return runner.run(radius.record_usage, usage, sessions=sessions, now=reactor.seconds())
+
+    accounting = radius.RadiusAccountingProtocol(
+        radius.AccountingServer(nas, duplicate_window=config.duplicate_window_seconds),
+        store,
+        reactor,
+    )
     port = reactor.listenUDP(config.auth_port, protocol, interface=config.interface)
-    return RadiusListener(port, protocol)
+    try:
+        accounting_port = reactor.listenUDP(
+            config.accounting_port, accounting, interface=config.interface
+        )
+    except Exception:
+        port.stopListening()
+        raise
+    keep = TimerService(
+        KEEP_ALIVE_SECONDS,
+        lambda: runner.run(radius.keep_alive, sessions=sessions, now=reactor.seconds()),
+    )
+    keep.clock = reactor
+    return RadiusListener(port, protocol, accounting_port, accounting, keep)
 
 
 # -- ssgate radius test ----------------------------------------------------------------

@@ -75,7 +75,7 @@ from ssgate._console import (
     session_sweeper,
 )
 from ssgate._db import Database, WorkerPool
-from ssgate._radius import start_radius
+from ssgate._radius import RadiusListener, start_radius
 from ssgate._state import StateDir, StateError
 
 DECLARE_SOCKET = "declare.sock"
@@ -147,6 +147,7 @@ class Serving:
     node: GatewayNode
     runner: Runner
     radius: IListeningPort | None = None  # UDP, while [radius] has clients
+    radius_accounting: IListeningPort | None = None
 
     def stop(self) -> Deferred[Any]:
         """Stop listening, end the live sessions (GOAWAY, recorded), then the pools."""
@@ -156,7 +157,11 @@ class Serving:
             maybeDeferred(self.gateway.stopListening),
             maybeDeferred(self.declare.stopListening),
             maybeDeferred(self.console.stopListening),
-            *([maybeDeferred(self.radius.stopListening)] if self.radius is not None else []),
+            *(
+                maybeDeferred(port.stopListening)
+                for port in (self.radius, self.radius_accounting)
+                if port is not None
+            ),
             maybeDeferred(self.services.stopService),  # the node waits for session ends
         ]
         d: Deferred[Any] = gatherResults(waits, consumeErrors=True)
@@ -340,25 +345,35 @@ def start(
     # The officers' alert rules, once across every node sharing the database.
     running.addService(alert_service(runner, reactor, config.alerts))
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
-    radius_port = _start_radius(app, reactor, ports, authenticator, runner)
+    dial_in = _start_radius(app, reactor, ports, authenticator, runner)
+    if dial_in is not None:
+        running.addService(dial_in.keep_alive)
     running.startService()
-    return Serving(gateway_port, declare_port, console_port, running, node, runner, radius_port)
+    return Serving(
+        gateway_port,
+        declare_port,
+        console_port,
+        running,
+        node,
+        runner,
+        None if dial_in is None else dial_in.port,
+        None if dial_in is None else dial_in.accounting_port,
+    )
 
 
 def _start_radius(
     app: App, reactor: Any, ports: _Ports, authenticator: auth.Authenticator, runner: Runner
-) -> IListeningPort | None:
+) -> RadiusListener | None:
     """The dial-in access server (``[radius]``), or None while it has no NAS."""
     from twisted.internet.error import CannotListenError
 
     try:
-        listener = start_radius(app, reactor, authenticator=authenticator, runner=runner)
+        return start_radius(app, reactor, authenticator=authenticator, runner=runner)
     except (ConfigError, CannotListenError, OSError) as e:
         for other in ports.opened:
             other.stopListening()
         runner.close()
         raise ServeError(f"RADIUS: {e}") from None
-    return None if listener is None else listener.port
 
 
 def _listen_now(reactor: Any, spec: str, factory: Any) -> IListeningPort:
@@ -433,6 +448,8 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
             f"RADIUS access server on udp:{describe(serving.radius)} "
             "(PAP password + code, Message-Authenticator)\n"
         )
+    if serving.radius_accounting is not None:
+        out.write(f"RADIUS accounting on udp:{describe(serving.radius_accounting)}\n")
     if banner:
         out.write(banner)
     out.write("Ctrl-C stops the gateway.\n")

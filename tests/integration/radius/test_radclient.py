@@ -75,7 +75,11 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict
     (path / "radius-radclient.secret").write_text(SECRET + "\n")
     (path / "radius-radclient.secret").chmod(0o600)
     config = path / "ssgate.toml"
-    text = config.read_text().replace("auth_port = 1812", "auth_port = 0")
+    text = (
+        config.read_text()
+        .replace("auth_port = 1812", "auth_port = 0")
+        .replace("accounting_port = 1813", "accounting_port = 0")
+    )
     config.write_text(
         text + '\n[[radius.client]]\nname = "radclient"\nsources = ["127.0.0.1/32"]\n'
         'secret_file = "radius-radclient.secret"\n'
@@ -119,6 +123,7 @@ class Served:
 
     async def stop(self) -> None:
         await self.listener.port.stopListening()  # type: ignore[misc]
+        await self.listener.accounting_port.stopListening()  # type: ignore[misc]
         self.runner.close()
         self.app.close()
 

@@ -29,6 +29,7 @@ def state(tmp_path: Path) -> Iterator[Path]:
         .replace('listen = "tcp:8443"', 'listen = "tcp:0:interface=127.0.0.1"')
         .replace('listen = "tcp:8444:interface=127.0.0.1"', 'listen = "tcp:0:interface=127.0.0.1"')
         .replace("auth_port = 1812", "auth_port = 0")
+        .replace("accounting_port = 1813", "accounting_port = 0")
     )
     config.write_text(
         text + '\n[[radius.client]]\nname = "local"\nsources = ["127.0.0.1/32"]\n'
