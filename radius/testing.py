@@ -26,11 +26,14 @@ from twisted.internet.task import Clock
 import audit
 import auth
 from radius._access import AccessServer
+from radius._accounting import AccountingServer, Usage
 from radius._client import AccessReply, build_access_request, read_reply
 from radius._login import DialInLogin
 from radius._nas import NasClient, NasDirectory, parse_networks
 from radius._packets import radius_dictionary
-from radius._protocol import RadiusAuthProtocol
+from radius._protocol import RadiusAccountingProtocol, RadiusAuthProtocol
+from radius._schema import metadata as radius_metadata
+from radius._usage_store import DialInSessions, record_usage
 
 TESTBED_NOW = 1_790_000_000.0
 TESTBED_UNIT = "12345678"
@@ -99,6 +102,39 @@ class NasSimulator:
         request.AddAttribute("CHAP-Password", b"\x01" + secrets.token_bytes(16))
         return request, request.RequestPacket()
 
+    def accounting(
+        self,
+        status: int,
+        *,
+        user_name: str = TESTBED_ACCOUNT,
+        session_class: str | None = None,
+        acct_session_id: str = "acct-1",
+        bytes_in: int = 0,
+        bytes_out: int = 0,
+        terminate_cause: int | None = None,
+        framed_ip: str | None = "10.64.0.7",
+    ) -> tuple[Any, bytes]:
+        """An Accounting-Request (1 Start, 2 Stop, 3 Interim, 7 On, 8 Off)."""
+        request = pyrad_packet.AcctPacket(
+            id=secrets.randbelow(256), secret=self.secret, dict=radius_dictionary()
+        )
+        request.AddAttribute("Acct-Status-Type", status)
+        if status in (1, 2, 3):
+            request.AddAttribute("User-Name", user_name)
+            request.AddAttribute("Acct-Session-Id", acct_session_id)
+            request.AddAttribute("NAS-Port", 17)
+            request.AddAttribute("Acct-Input-Octets", bytes_in % 2**32)
+            request.AddAttribute("Acct-Output-Octets", bytes_out % 2**32)
+            if bytes_in >= 2**32:
+                request.AddAttribute("Acct-Input-Gigawords", bytes_in // 2**32)
+            if framed_ip is not None:
+                request.AddAttribute("Framed-IP-Address", framed_ip)
+        if session_class is not None:
+            request.AddAttribute("Class", session_class.encode())
+        if terminate_cause is not None:
+            request.AddAttribute("Acct-Terminate-Cause", terminate_cause)
+        return request, request.RequestPacket()
+
     @staticmethod
     def read(request: Any, data: bytes) -> AccessReply | None:
         return read_reply(request, data)
@@ -121,6 +157,66 @@ class DatagramRecorder:
         return None
 
 
+@dataclass
+class MemorySession:
+    account: str
+    unit_code: str
+    peer: str
+    node: str
+    started_at: float
+    last_seen_at: float
+    bytes_in: int = 0
+    bytes_out: int = 0
+    ended_at: float | None = None
+    end_reason: str | None = None
+
+
+class MemorySessions:
+    """:class:`radius.DialInSessions` in a dict (the real one is the gateway's table)."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, MemorySession] = {}
+
+    def start(
+        self,
+        conn: Connection,
+        *,
+        session_id: str,
+        account: str,
+        unit_code: str,
+        peer: str,
+        node: str,
+        now: float,
+    ) -> None:
+        self.sessions[session_id] = MemorySession(account, unit_code, peer, node, now, now)
+
+    def update(
+        self, conn: Connection, session_id: str, *, bytes_in: int, bytes_out: int, now: float
+    ) -> None:
+        s = self.sessions[session_id]
+        if s.ended_at is None:
+            s.bytes_in, s.bytes_out, s.last_seen_at = bytes_in, bytes_out, now
+
+    def end(
+        self,
+        conn: Connection,
+        session_id: str,
+        *,
+        reason: str,
+        bytes_in: int,
+        bytes_out: int,
+        now: float,
+    ) -> bool:
+        s = self.sessions[session_id]
+        if s.ended_at is not None:
+            return False
+        s.bytes_in, s.bytes_out, s.ended_at, s.end_reason = bytes_in, bytes_out, now, reason
+        return True
+
+
+_sessions_check: type[DialInSessions] = MemorySessions  # satisfies the Protocol
+
+
 class DialInTestbed:
     """The dial-in access server on a real database with one enrolled account."""
 
@@ -132,7 +228,7 @@ class DialInTestbed:
         require_message_authenticator: bool = True,
         lockout: auth.LockoutPolicy | None = None,
     ) -> None:
-        for metadata in (auth.metadata, audit.metadata):
+        for metadata in (auth.metadata, audit.metadata, radius_metadata):
             metadata.create_all(engine)
         from auth.testing import SynchronousRunner
 
@@ -180,6 +276,22 @@ class DialInTestbed:
         self.transport = DatagramRecorder()
         self.protocol.makeConnection(self.transport)  # type: ignore[arg-type]
         self.nas = NasSimulator()
+        self.sessions = MemorySessions()
+        self.accounting_server = AccountingServer(NasDirectory([self.nas_client]))
+        self.accounting = RadiusAccountingProtocol(self.accounting_server, self._store, self.clock)
+        self.accounting_transport = DatagramRecorder()
+        self.accounting.makeConnection(self.accounting_transport)  # type: ignore[arg-type]
+
+    def _store(self, usage: Usage) -> Any:
+        return self.runner.run(
+            record_usage, usage, sessions=self.sessions, now=self.clock.seconds()
+        )
+
+    def report(self, data: bytes, source: tuple[str, int] = TESTBED_NAS_ADDRESS) -> list[bytes]:
+        """Deliver one Accounting-Request; the datagrams sent back."""
+        before = len(self.accounting_transport.sent)
+        self.accounting.datagramReceived(data, source)
+        return [packet for packet, _ in self.accounting_transport.sent[before:]]
 
     def _unit_admitted(self, conn: Connection, unit_code: str) -> bool:
         return unit_code in self.approved_units
@@ -209,5 +321,8 @@ class DialInTestbed:
         )
 
     def logins(self) -> list[audit.AuditRecord]:
+        return self.events("login")
+
+    def events(self, *actions: str) -> list[audit.AuditRecord]:
         with self.engine.begin() as conn:
-            return audit.query(conn, actions=["login"])
+            return audit.query(conn, actions=list(actions))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import re
 import shutil
 import time
@@ -144,7 +145,13 @@ def code(secret: str, step_offset: int = 0) -> str:
 
 
 async def radclient(
-    port: int, tmp: Path, attributes: dict[str, str], *, retries: int = 1, timeout: float = 3
+    port: int,
+    tmp: Path,
+    attributes: dict[str, str],
+    *,
+    retries: int = 1,
+    timeout: float = 3,
+    command: str = "auth",
 ) -> str:
     """Run radclient once (one Access-Request); its output, with the exit status."""
     request = tmp / f"request-{time.monotonic_ns()}.txt"
@@ -160,7 +167,7 @@ async def radclient(
             "-f",
             str(request),
             f"127.0.0.1:{port}",
-            "auth",
+            command,
             SECRET,
         ],
     )
@@ -294,3 +301,58 @@ async def test_ssgate_radius_test_logs_in_as_the_configured_nas(
     assert out.splitlines()[0].startswith("Access-Challenge: ")
     assert out.splitlines()[1].startswith("Access-Reject")
     assert [r.event.reason for r in served.logins(account)] == ["", "otp-reused"]
+
+
+@reactor_test
+async def test_accounting_start_stop_from_radclient_appear_in_ssgate_audit_sessions(
+    served: Served, state: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    path, secrets = state
+    account = f"330682{UNITS[5]}@sxlss"
+    accept = await radclient(served.port, tmp_path, pap(account, PASSWORD + code(secrets[account])))
+    match = re.search(r"Class = 0x([0-9a-f]+)", accept)
+    assert match is not None, accept
+    session_id = bytes.fromhex(match.group(1)).decode()
+    acct_port = served.listener.accounting_port.getHost().port  # type: ignore[attr-defined]
+    common = {
+        "User-Name": f'"{account}"',
+        "Acct-Session-Id": '"radclient-1"',
+        "Class": f"0x{match.group(1)}",
+        "NAS-Port": "5",
+        "Framed-IP-Address": "10.64.0.9",
+    }
+    start = await radclient(
+        acct_port, tmp_path, {**common, "Acct-Status-Type": "Start"}, command="acct"
+    )
+    assert "Received Accounting-Response" in start, start
+    stop = await radclient(
+        acct_port,
+        tmp_path,
+        {
+            **common,
+            "Acct-Status-Type": "Stop",
+            "Acct-Input-Octets": "123456",
+            "Acct-Output-Octets": "654321",
+            "Acct-Session-Time": "60",
+            "Acct-Terminate-Cause": "User-Request",
+        },
+        command="acct",
+    )
+    assert "Received Accounting-Response" in stop, stop
+
+    out = io.StringIO()
+    status = await deferToThread(
+        cli.main,
+        ["--state", str(path), "audit", "sessions", "--account", account, "--format", "json"],
+        out,
+    )
+    assert status == 0
+    [row] = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+    assert row["id"] == session_id and row["node"] == "radius:radclient"
+    assert (row["bytes_in"], row["bytes_out"]) == (123456, 654321)
+    assert row["end_reason"] == "nas-user-request" and row["peer"] == "10.64.0.9"
+    actions = [(r.event.action, r.event.session_id) for r in served.logins(account)]
+    assert actions == [("login", session_id)]
+    with served.app.engine.begin() as conn:
+        ends = audit.query(conn, actions=["session.start", "session.end"], session_id=session_id)
+    assert [e.event.action for e in ends] == ["session.start", "session.end"]
