@@ -11,6 +11,10 @@ for the carrier's access equipment (NAS), with the channel's accounts and rules.
   :class:`Record` of :class:`Usage`, stored by :func:`record_usage` into the session
   registry (:class:`DialInSessions`) and ``radius_sessions`` (tables in
   :data:`metadata`); :func:`keep_alive` keeps open dial-in sessions from being reaped;
+* disconnect (RFC 5176): :func:`claim_disconnects` finds the dial-in sessions an
+  officer killed (or whose account was suspended), :class:`DisconnectSender` sends the
+  Disconnect-Requests (:func:`disconnect_request`), :class:`DisconnectPoller` runs a
+  round, :func:`finish_disconnect` records the answer;
 * :class:`RadiusAuthProtocol`, :class:`RadiusAccountingProtocol` — the UDP adapters;
 * :mod:`radius._client` pieces for the built-in test client (``ssgate radius test``):
   :func:`build_access_request`, :func:`read_reply`.
@@ -30,13 +34,26 @@ from ._access import (
 )
 from ._accounting import AccountingServer, Record, Usage
 from ._client import AccessReply, build_access_request, read_reply
+from ._disconnect import disconnect_outcome, disconnect_request
 from ._login import DialInLogin, DialInPolicy, Verdict, login_event, source_allowed
 from ._nas import NasClient, NasDirectory, NasSettingsError, parse_networks
 from ._packets import radius_dictionary
-from ._protocol import RadiusAccountingProtocol, RadiusAuthProtocol
+from ._protocol import (
+    DisconnectPoller,
+    DisconnectSender,
+    RadiusAccountingProtocol,
+    RadiusAuthProtocol,
+)
 from ._reports import DropReport, DropReports
 from ._schema import metadata
-from ._usage_store import DialInSessions, keep_alive, record_usage
+from ._usage_store import (
+    DialInSessions,
+    DisconnectTarget,
+    claim_disconnects,
+    finish_disconnect,
+    keep_alive,
+    record_usage,
+)
 from ._wire import MAX_ATTRIBUTES, MAX_PACKET, MalformedPacket, scan_request
 
 __all__ = [
@@ -50,6 +67,9 @@ __all__ = [
     "DialInLogin",
     "DialInPolicy",
     "DialInSessions",
+    "DisconnectPoller",
+    "DisconnectSender",
+    "DisconnectTarget",
     "Drop",
     "DropReport",
     "DropReports",
@@ -65,6 +85,10 @@ __all__ = [
     "Usage",
     "Verdict",
     "build_access_request",
+    "claim_disconnects",
+    "disconnect_outcome",
+    "disconnect_request",
+    "finish_disconnect",
     "keep_alive",
     "login_event",
     "metadata",

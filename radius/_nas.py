@@ -32,6 +32,7 @@ class NasClient:
     networks: tuple[Network, ...]
     secret: bytes = field(repr=False)
     require_message_authenticator: bool = True
+    disconnect_port: int = 3799  # its dynamic-authorization server (RFC 5176)
 
     def __post_init__(self) -> None:
         if not self.networks:

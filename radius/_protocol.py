@@ -10,17 +10,27 @@ fails over to another server, and is logged as a bug would be.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+import auth
 from radius._access import QUIET_DROPS, AccessServer, Attempt, Drop, Evaluate, Send
 from radius._accounting import AccountingServer, Record, Usage
+from radius._disconnect import disconnect_outcome, disconnect_request
 from radius._login import DialInLogin
+from radius._nas import NasClient, NasDirectory
 from radius._reports import DropReports
+from radius._usage_store import (
+    DialInSessions,
+    DisconnectTarget,
+    claim_disconnects,
+    finish_disconnect,
+)
 
 
 class RadiusAuthProtocol(DatagramProtocol):
@@ -164,3 +174,125 @@ class RadiusAccountingProtocol(DatagramProtocol):
     def _send(self, data: bytes, addr: Any) -> None:
         if self.transport is not None:
             self.transport.write(data, addr)
+
+
+@dataclass
+class _Outstanding:
+    request: Any = field(repr=False)
+    data: bytes = field(repr=False)
+    addr: tuple[str, int]
+    done: Deferred[str]
+    tries_left: int
+    timer: IDelayedCall | None = None
+
+
+class DisconnectSender(DatagramProtocol):
+    """Sends Disconnect-Requests (RFC 5176) from one UDP port, resends each up to
+    *tries* times *timeout* seconds apart, and matches answers by identifier and
+    address; each :meth:`send` fires with ``ack``, ``nak:<cause>``, ``no-answer`` or
+    ``busy`` (256 already outstanding)."""
+
+    def __init__(self, clock: IReactorTime, *, tries: int = 3, timeout: float = 2.0) -> None:
+        self._clock = clock
+        self._tries = tries
+        self._timeout = timeout
+        self._outstanding: dict[int, _Outstanding] = {}
+        self._next = 0
+
+    def send(self, target: DisconnectTarget, nas: NasClient) -> Deferred[str]:
+        free = [i for i in range(256) if (self._next + i) % 256 not in self._outstanding]
+        if not free or self.transport is None:
+            return succeed("busy")
+        identifier = (self._next + free[0]) % 256
+        self._next = identifier + 1
+        request, data = disconnect_request(
+            secret=nas.secret,
+            identifier=identifier,
+            account=target.account,
+            acct_session_id=target.acct_session_id,
+            framed_ip=target.framed_ip,
+            now=self._clock.seconds(),
+        )
+        done: Deferred[str] = Deferred()
+        self._outstanding[identifier] = _Outstanding(
+            request, data, (target.nas_host, nas.disconnect_port), done, self._tries
+        )
+        self._transmit(identifier)
+        return done
+
+    def _transmit(self, identifier: int) -> None:
+        out = self._outstanding[identifier]
+        out.tries_left -= 1
+        assert self.transport is not None
+        self.transport.write(out.data, out.addr)
+        out.timer = self._clock.callLater(self._timeout, self._expired, identifier)
+
+    def _expired(self, identifier: int) -> None:
+        out = self._outstanding[identifier]
+        if out.tries_left > 0:
+            self._transmit(identifier)
+            return
+        del self._outstanding[identifier]
+        out.done.callback("no-answer")
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        if len(datagram) < 2:
+            return
+        out = self._outstanding.get(datagram[1])
+        if out is None or addr[0] != out.addr[0]:
+            return
+        outcome = disconnect_outcome(out.request, datagram)
+        if outcome is None:
+            return  # not an authentic answer: keep waiting
+        del self._outstanding[datagram[1]]
+        if out.timer is not None and out.timer.active():
+            out.timer.cancel()
+        out.done.callback(outcome)
+
+
+class DisconnectPoller:
+    """Each :meth:`tick` claims the dial-in sessions the registry says must end (an
+    officer's kill, a suspended or cancelled account) and sends each NAS its
+    Disconnect-Request, then records the answer (:func:`finish_disconnect`)."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        runner: auth.Runner,
+        sessions: DialInSessions,
+        sender: DisconnectSender,
+        nas: NasDirectory,
+        clock: IReactorTime,
+    ) -> None:
+        self._runner = runner
+        self._sessions = sessions
+        self._sender = sender
+        self._nas = nas
+        self._clock = clock
+
+    def tick(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._tick())
+
+    async def _tick(self) -> None:
+        try:
+            targets: list[DisconnectTarget] = await self._runner.run(
+                claim_disconnects, sessions=self._sessions, now=self._clock.seconds()
+            )
+            await gatherResults([self._one(t) for t in targets], consumeErrors=True)
+        except Exception:
+            self.log.failure("dial-in disconnects failed this round")
+
+    def _one(self, target: DisconnectTarget) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._disconnect(target))
+
+    async def _disconnect(self, target: DisconnectTarget) -> None:
+        nas = self._nas.by_name(target.nas)
+        outcome = "unknown-nas" if nas is None else await self._sender.send(target, nas)
+        await self._runner.run(
+            finish_disconnect,
+            target,
+            outcome,
+            sessions=self._sessions,
+            now=self._clock.seconds(),
+        )

@@ -17,6 +17,7 @@ already ended, changes nothing and is acknowledged, as RFC 2866 wants.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Row, and_, insert, select, update
@@ -66,6 +67,10 @@ class DialInSessions(Protocol):
         bytes_out: int,
         now: float,
     ) -> bool: ...
+
+    def kill_reason(self, conn: Connection, session_id: str) -> str | None:
+        """Why the session must end (an officer's kill, a suspended account…), or None."""
+        ...
 
 
 def record_usage(conn: Connection, usage: Usage, *, sessions: DialInSessions, now: float) -> str:
@@ -267,3 +272,115 @@ def keep_alive(
             conn, row.session_id, bytes_in=row.bytes_in, bytes_out=row.bytes_out, now=now
         )
     return len(rows)
+
+
+# -- disconnect (RFC 5176) -------------------------------------------------------------
+
+# Session-Context-Not-Found (RFC 5176 §3.5): the NAS no longer has it, so it has ended.
+NOT_FOUND = "nak:503"
+
+
+@dataclass(frozen=True)
+class DisconnectTarget:
+    """A dial-in session to end at its NAS, and why."""
+
+    session_id: str
+    account: str
+    unit_code: str
+    nas: str
+    nas_host: str
+    acct_session_id: str
+    framed_ip: str | None
+    reason: str
+
+
+def claim_disconnects(
+    conn: Connection, *, sessions: DialInSessions, now: float, limit: int = 100
+) -> list[DisconnectTarget]:
+    """The open dial-in sessions the registry says must end, each claimed once (by one
+    node of many: a conditional UPDATE) so that one Disconnect-Request goes out."""
+    c = radius_sessions.c
+    rows = conn.execute(
+        select(radius_sessions)
+        .where(c.ended_at.is_(None), c.disconnect_at.is_(None))
+        .order_by(c.started_at)
+        .limit(limit * 10)
+    ).all()
+    targets: list[DisconnectTarget] = []
+    for row in rows:
+        reason = sessions.kill_reason(conn, row.session_id)
+        if reason is None:
+            continue
+        claimed = conn.execute(
+            update(radius_sessions)
+            .where(c.session_id == row.session_id, c.disconnect_at.is_(None))
+            .values(disconnect_at=now)
+        )
+        if claimed.rowcount != 1:
+            continue
+        targets.append(
+            DisconnectTarget(
+                session_id=row.session_id,
+                account=row.account,
+                unit_code=row.unit_code,
+                nas=row.nas,
+                nas_host=row.nas_address.rpartition(":")[0].strip("[]"),
+                acct_session_id=row.acct_session_id,
+                framed_ip=row.framed_ip,
+                reason=reason,
+            )
+        )
+        if len(targets) == limit:
+            break
+    return targets
+
+
+def finish_disconnect(
+    conn: Connection,
+    target: DisconnectTarget,
+    outcome: str,
+    *,
+    sessions: DialInSessions,
+    now: float,
+) -> bool:
+    """Record what the NAS answered (``ack``, ``nak:<cause>``, ``no-answer``); the
+    session ends on an ACK or when the NAS no longer has it.  Audited as
+    ``session.disconnect`` with the session id.  True if the session ended."""
+    c = radius_sessions.c
+    ends = outcome in ("ack", NOT_FOUND)
+    values: dict[str, Any] = {"disconnect_outcome": outcome[:32]}
+    if ends:
+        values.update(ended_at=now, end_reason=target.reason[:32])
+    conn.execute(update(radius_sessions).where(c.session_id == target.session_id).values(**values))
+    if ends:
+        row = conn.execute(select(radius_sessions).where(c.session_id == target.session_id)).one()
+        sessions.end(
+            conn,
+            target.session_id,
+            reason=target.reason[:32],
+            bytes_in=row.bytes_in,
+            bytes_out=row.bytes_out,
+            now=now,
+        )
+    audit.append(
+        conn,
+        audit.AuditEvent(
+            at=now,
+            actor=f"radius:{target.nas}"[:255],
+            action="session.disconnect",
+            subject=target.account[:255],
+            outcome="ok" if ends else "failed",
+            reason=target.reason if ends else outcome,
+            unit=target.unit_code,
+            session_id=target.session_id,
+            details={
+                "via": "radius",
+                "nas": target.nas,
+                "nas_host": target.nas_host,
+                "acct_session_id": target.acct_session_id,
+                "answer": outcome,
+                "kill_reason": target.reason,
+            },
+        ),
+    )
+    return ends

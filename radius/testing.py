@@ -176,6 +176,10 @@ class MemorySessions:
 
     def __init__(self) -> None:
         self.sessions: dict[str, MemorySession] = {}
+        self.kills: dict[str, str] = {}  # session id -> reason, as an officer's kill sets
+
+    def kill_reason(self, conn: Connection, session_id: str) -> str | None:
+        return self.kills.get(session_id)
 
     def start(
         self,

@@ -156,6 +156,7 @@ class RadiusClientConfig:
     sources: tuple[str, ...]  # CIDR networks its datagrams come from
     secret_file: str  # relative to the state directory, or absolute; never logged
     require_message_authenticator: bool = True
+    disconnect_port: int = 3799  # where it takes Disconnect-Requests (RFC 5176)
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,7 @@ _RADIUS_CLIENT_KEYS: Mapping[str, tuple[str, Checker]] = {
     ),
     "secret_file": _FILE_NAME,
     "require_message_authenticator": ("true or false", lambda v: isinstance(v, bool)),
+    "disconnect_port": _int_in(1, 65535),
 }
 
 _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
@@ -720,6 +722,7 @@ challenge_timeout_seconds = 60
 # sources = ["10.1.2.3/32"]                # where its datagrams come from
 # secret_file = "radius-bras-shangyu-1.secret"   # 16+ bytes; relative to the state directory
 # require_message_authenticator = true
+# disconnect_port = 3799                  # its Disconnect-Request (RFC 5176) port
 
 [pki]
 client_cert_days = 730

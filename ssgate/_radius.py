@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import Connection
 from twisted.application.internet import TimerService
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 
@@ -79,6 +80,7 @@ def radius_clients(state_path: Path, config: RadiusConfig) -> radius.NasDirector
                     networks=radius.parse_networks(c.sources),
                     secret=secret,
                     require_message_authenticator=c.require_message_authenticator,
+                    disconnect_port=c.disconnect_port,
                 )
             )
         except radius.NasSettingsError as e:
@@ -142,17 +144,33 @@ class RegistrySessions:
             conn, session_id, reason=reason, now=now, bytes_in=bytes_in, bytes_out=bytes_out
         )
 
+    def kill_reason(self, conn: Connection, session_id: str) -> str | None:
+        """An officer's kill (``ssgate audit kill``, the console) or a suspension or
+        cancellation (``request_kill_account``) marks the registry row."""
+        record = gateway.SessionRegistryView().get(conn, session_id)
+        if record is None or record.status == "ended" or record.kill_requested_at is None:
+            return None
+        return record.kill_reason or "officer-kill"
+
 
 KEEP_ALIVE_SECONDS = 30.0  # well inside the registry's two minutes
+DISCONNECT_POLL_SECONDS = 2.0  # an officer's kill reaches the NAS within seconds
 
 
 @dataclass
 class RadiusListener:
+    """The running dial-in access server: its UDP ports and its timers."""
+
     port: IListeningPort
     protocol: radius.RadiusAuthProtocol
     accounting_port: IListeningPort
     accounting: radius.RadiusAccountingProtocol
-    keep_alive: TimerService
+    disconnect_port: IListeningPort
+    disconnects: radius.DisconnectPoller
+    services: MultiService  # keep-alive and disconnect timers
+
+    def ports(self) -> tuple[IListeningPort, ...]:
+        return (self.port, self.accounting_port, self.disconnect_port)
 
 
 def start_radius(
@@ -194,20 +212,30 @@ def start_radius(
         store,
         reactor,
     )
-    port = reactor.listenUDP(config.auth_port, protocol, interface=config.interface)
+    sender = radius.DisconnectSender(reactor)
+    opened: list[IListeningPort] = []
     try:
-        accounting_port = reactor.listenUDP(
-            config.accounting_port, accounting, interface=config.interface
-        )
+        for number, listener in (
+            (config.auth_port, protocol),
+            (config.accounting_port, accounting),
+            (0, sender),  # Disconnect-Requests go out from any free port
+        ):
+            opened.append(reactor.listenUDP(number, listener, interface=config.interface))
     except Exception:
-        port.stopListening()
+        for port in opened:
+            port.stopListening()
         raise
+    timers = MultiService()
     keep = TimerService(
         KEEP_ALIVE_SECONDS,
         lambda: runner.run(radius.keep_alive, sessions=sessions, now=reactor.seconds()),
     )
-    keep.clock = reactor
-    return RadiusListener(port, protocol, accounting_port, accounting, keep)
+    poller = radius.DisconnectPoller(runner, sessions, sender, nas, reactor)
+    disconnect = TimerService(DISCONNECT_POLL_SECONDS, poller.tick)
+    for timer in (keep, disconnect):
+        timer.clock = reactor
+        timer.setServiceParent(timers)
+    return RadiusListener(opened[0], protocol, opened[1], accounting, opened[2], poller, timers)
 
 
 # -- ssgate radius test ----------------------------------------------------------------

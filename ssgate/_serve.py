@@ -146,8 +146,7 @@ class Serving:
     services: MultiService
     node: GatewayNode
     runner: Runner
-    radius: IListeningPort | None = None  # UDP, while [radius] has clients
-    radius_accounting: IListeningPort | None = None
+    dial_in: RadiusListener | None = None  # UDP, while [radius] has clients
 
     def stop(self) -> Deferred[Any]:
         """Stop listening, end the live sessions (GOAWAY, recorded), then the pools."""
@@ -159,8 +158,7 @@ class Serving:
             maybeDeferred(self.console.stopListening),
             *(
                 maybeDeferred(port.stopListening)
-                for port in (self.radius, self.radius_accounting)
-                if port is not None
+                for port in (self.dial_in.ports() if self.dial_in is not None else ())
             ),
             maybeDeferred(self.services.stopService),  # the node waits for session ends
         ]
@@ -347,18 +345,9 @@ def start(
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     dial_in = _start_radius(app, reactor, ports, authenticator, runner)
     if dial_in is not None:
-        running.addService(dial_in.keep_alive)
+        running.addService(dial_in.services)  # keep-alive and disconnect timers
     running.startService()
-    return Serving(
-        gateway_port,
-        declare_port,
-        console_port,
-        running,
-        node,
-        runner,
-        None if dial_in is None else dial_in.port,
-        None if dial_in is None else dial_in.accounting_port,
-    )
+    return Serving(gateway_port, declare_port, console_port, running, node, runner, dial_in)
 
 
 def _start_radius(
@@ -443,13 +432,12 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
         f"declare service on {describe(serving.declare)} (identity-guarded)\n"
         f"staff console on https://{describe(serving.console)}/ (TLS, staff password + code)\n"
     )
-    if serving.radius is not None:
+    if serving.dial_in is not None:
         out.write(
-            f"RADIUS access server on udp:{describe(serving.radius)} "
-            "(PAP password + code, Message-Authenticator)\n"
+            f"RADIUS access server on udp:{describe(serving.dial_in.port)} "
+            "(PAP password + code, Message-Authenticator), "
+            f"accounting on udp:{describe(serving.dial_in.accounting_port)}\n"
         )
-    if serving.radius_accounting is not None:
-        out.write(f"RADIUS accounting on udp:{describe(serving.radius_accounting)}\n")
     if banner:
         out.write(banner)
     out.write("Ctrl-C stops the gateway.\n")

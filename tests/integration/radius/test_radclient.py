@@ -123,8 +123,8 @@ class Served:
         self.port = listener.port.getHost().port  # type: ignore[attr-defined]
 
     async def stop(self) -> None:
-        await self.listener.port.stopListening()  # type: ignore[misc]
-        await self.listener.accounting_port.stopListening()  # type: ignore[misc]
+        for port in self.listener.ports():
+            await port.stopListening()  # type: ignore[misc]
         self.runner.close()
         self.app.close()
 

@@ -47,8 +47,8 @@ async def test_serve_starts_the_access_server_which_answers(state: Path) -> None
     app = App(StateDir(state))
     serving = start(app, reactor)
     try:
-        assert serving.radius is not None
-        port = serving.radius.getHost().port  # type: ignore[attr-defined]
+        assert serving.dial_in is not None
+        port = serving.dial_in.port.getHost().port  # type: ignore[attr-defined]
         password = state / "password"
         password.write_text("Not-the-password-1")
         out = io.StringIO()
@@ -102,7 +102,7 @@ async def test_without_clients_serve_runs_without_the_access_server(state: Path)
     app = App(StateDir(state))
     serving = start(app, reactor)
     try:
-        assert serving.radius is None
+        assert serving.dial_in is None
     finally:
         await serving.stop()
         app.close()
