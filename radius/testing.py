@@ -268,7 +268,8 @@ class DialInTestbed:
             secret=TESTBED_SECRET,
             require_message_authenticator=require_message_authenticator,
         )
-        self.server = AccessServer(NasDirectory([self.nas_client]), random=secrets.token_bytes)
+        self.nas_directory = NasDirectory([self.nas_client])
+        self.server = AccessServer(self.nas_directory, random=secrets.token_bytes)
         self.login = DialInLogin(
             authenticate=self.authenticator.authenticate,
             runner=self.runner,
@@ -281,7 +282,7 @@ class DialInTestbed:
         self.protocol.makeConnection(self.transport)  # type: ignore[arg-type]
         self.nas = NasSimulator()
         self.sessions = MemorySessions()
-        self.accounting_server = AccountingServer(NasDirectory([self.nas_client]))
+        self.accounting_server = AccountingServer(self.nas_directory)
         self.accounting = RadiusAccountingProtocol(self.accounting_server, self._store, self.clock)
         self.accounting_transport = DatagramRecorder()
         self.accounting.makeConnection(self.accounting_transport)  # type: ignore[arg-type]

@@ -24,12 +24,15 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import pytest_twisted  # type: ignore[import-untyped, unused-ignore]
+from pyrad import packet as pyrad_packet
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
 
 import audit
 import auth
+import radius
 from ssgate import cli
 from ssgate._app import App
 from ssgate._db import Database
@@ -38,7 +41,7 @@ from ssgate._serve import Runner, make_authenticator
 
 SECRET = "radclient-shared-secret-0123456789"
 PASSWORD = "Correct-Horse-9-battery"
-UNITS = ("12345678", "12345679", "12345680", "12345681", "12345682", "12345683")
+UNITS = ("12345678", "12345679", "12345680", "12345681", "12345682", "12345683", "12345684")
 TEST_TIMEOUT = 60.0
 
 P = ParamSpec("P")
@@ -356,3 +359,90 @@ async def test_accounting_start_stop_from_radclient_appear_in_ssgate_audit_sessi
     with served.app.engine.begin() as conn:
         ends = audit.query(conn, actions=["session.start", "session.end"], session_id=session_id)
     assert [e.event.action for e in ends] == ["session.start", "session.end"]
+
+
+class TestNas(DatagramProtocol):
+    """A NAS's dynamic-authorization server: keeps each Disconnect-Request and ACKs it."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.received: Deferred[None] = Deferred()
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        request = pyrad_packet.CoAPacket(
+            secret=SECRET.encode(), dict=radius.radius_dictionary(), packet=datagram
+        )
+        self.requests.append(request)
+        assert self.transport is not None
+        self.transport.write(request.CreateReply().ReplyPacket(), addr)
+        if not self.received.called:
+            self.received.callback(None)
+
+
+@reactor_test
+async def test_ssgate_audit_kill_of_a_dial_in_session_reaches_the_nas_as_a_disconnect_request(
+    state: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    from twisted.internet import reactor
+
+    path, secrets = state
+    nas = TestNas()
+    nas_port = reactor.listenUDP(0, nas, interface="127.0.0.1")  # type: ignore[attr-defined]
+    config = path / "ssgate.toml"
+    original = config.read_text()
+    config.write_text(original + f"disconnect_port = {nas_port.getHost().port}\n")
+    served = Served(path)
+    try:
+        account = f"330682{UNITS[6]}@sxlss"
+        accept = await radclient(
+            served.port, tmp_path, pap(account, PASSWORD + code(secrets[account]))
+        )
+        match = re.search(r"Class = 0x([0-9a-f]+)", accept)
+        assert match is not None, accept
+        session_id = bytes.fromhex(match.group(1)).decode()
+        acct_port = served.listener.accounting_port.getHost().port  # type: ignore[attr-defined]
+        start = await radclient(
+            acct_port,
+            tmp_path,
+            {
+                "User-Name": f'"{account}"',
+                "Acct-Status-Type": "Start",
+                "Acct-Session-Id": '"radclient-kill"',
+                "Class": f"0x{match.group(1)}",
+            },
+            command="acct",
+        )
+        assert "Received Accounting-Response" in start, start
+
+        out = io.StringIO()
+        status = await deferToThread(
+            cli.main,
+            ["--state", str(path), "audit", "kill", session_id, "--reason", "test"],
+            out,
+        )
+        assert status == 0, out.getvalue()
+        await served.listener.disconnects.tick()  # the 2-second poll, now
+        await nas.received
+        [request] = nas.requests
+        assert request.code == pyrad_packet.DisconnectRequest
+        assert request.VerifyCoARequest() and request.verify_message_authenticator()
+        assert request["User-Name"] == [account]
+        assert request["Acct-Session-Id"] == ["radclient-kill"]
+
+        with served.app.engine.begin() as conn:
+            ended = audit.query(conn, actions=["session.disconnect"], session_id=session_id)
+        assert [(e.event.outcome, e.event.reason) for e in ended] == [("ok", "officer-kill")]
+        out = io.StringIO()
+        await deferToThread(
+            cli.main,
+            ["--state", str(path), "audit", "sessions", "--account", account, "--format", "json"],
+            out,
+        )
+        [row] = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+        assert row["end_reason"] == "officer-kill" and row["ended_at"]
+    finally:
+        await served.stop()
+        await nas_port.stopListening()
+        config.write_text(original)
