@@ -22,7 +22,11 @@ def test_radius_is_off_by_default_and_in_the_template_listens_on_loopback() -> N
     for text in ("", render_default_config(hostname="h")):
         radius = parse_config(text, source="ssgate.toml").radius
         assert not radius.enabled
-        assert (radius.interface, radius.auth_port) == ("127.0.0.1", 1812)
+        assert (radius.interface, radius.auth_port, radius.accounting_port) == (
+            "127.0.0.1",
+            1812,
+            1813,
+        )
 
 
 def test_a_client_turns_it_on_and_must_send_message_authenticator_by_default() -> None:
@@ -35,6 +39,7 @@ def test_a_client_turns_it_on_and_must_send_message_authenticator_by_default() -
         "bras-1.secret",
     )
     assert client.require_message_authenticator is True
+    assert client.disconnect_port == 3799
 
 
 @pytest.mark.parametrize(
@@ -78,6 +83,11 @@ def test_a_client_turns_it_on_and_must_send_message_authenticator_by_default() -
             "radius.client.require_message_authenticator = 'no' is invalid; expected true or false",
         ),
         (CLIENT + CLIENT, "radius.client.name 'bras-1' appears twice"),
+        ("[radius]\naccounting_port = -1", "radius.accounting_port = -1 is invalid"),
+        (
+            CLIENT + "disconnect_port = 0\n",
+            "radius.client.disconnect_port = 0 is invalid; expected an integer from 1 to 65535",
+        ),
     ],
 )
 def test_bad_radius_settings_are_refused_naming_the_key(text: str, expected: str) -> None:
