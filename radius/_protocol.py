@@ -1,10 +1,15 @@
-"""The UDP adapter: datagrams to :class:`~radius._access.AccessServer`, steps to the
-network, evaluations to :class:`~radius._login.DialInLogin`.
+"""The UDP adapters around the sans-IO pieces, and the disconnect round.
 
-Nothing here decides anything: it reads the clock, writes what the server says, and
-logs drops through :class:`~radius._reports.DropReports` (once per source per minute).
-A failed evaluation (the database is down…) sends nothing, so that the NAS retries or
-fails over to another server, and is logged as a bug would be.
+* :class:`RadiusAuthProtocol`: datagrams to :class:`~radius._access.AccessServer`,
+  evaluations to :class:`~radius._login.DialInLogin`, replies back;
+* :class:`RadiusAccountingProtocol`: reports to
+  :class:`~radius._accounting.AccountingServer`, stored, then acknowledged;
+* :class:`DisconnectSender` and :class:`DisconnectPoller`: RFC 5176 requests to NAS.
+
+Nothing here decides anything: the adapters read the clock, write what the servers
+say, and log drops through :class:`~radius._reports.DropReports` (once per source per
+minute).  A failed evaluation or store (the database is down…) sends nothing, so that
+the NAS retries or fails over to another server, and is logged as a bug would be.
 """
 
 from __future__ import annotations
