@@ -36,6 +36,7 @@ from radius._access import Attempt
 
 SOURCE_DENIED = "source-denied"
 UNIT_UNAPPROVED = "unit-unapproved"
+TOO_MANY_SESSIONS = "too-many-sessions"
 _SOURCE_LENGTH = 64  # the key column of auth's per-source failure counts
 
 
@@ -51,6 +52,9 @@ class DialInPolicy(Protocol):
 
     @property
     def max_lifetime_seconds(self) -> float: ...
+
+    @property
+    def max_sessions(self) -> int: ...
 
 
 Authenticate = Callable[..., auth.AuthOutcome]
@@ -89,6 +93,7 @@ class DialInLogin:
         runner: auth.Runner,
         policy_for: Callable[[str], DialInPolicy],
         unit_admitted: Callable[[Connection, str], bool],
+        open_sessions: Callable[[Connection, str, float], int] | None = None,
         clock: IReactorTime,
         new_session_id: Callable[[], str] = lambda: secrets.token_hex(16),
     ) -> None:
@@ -96,6 +101,7 @@ class DialInLogin:
         self._runner = runner
         self._policy_for = policy_for
         self._unit_admitted = unit_admitted
+        self._open_sessions = open_sessions
         self._clock = clock
         self._new_session_id = new_session_id
 
@@ -127,6 +133,12 @@ class DialInLogin:
         admitted: bool = await self._runner.run(self._unit_admitted, unit)
         if not admitted:
             return Verdict(False, UNIT_UNAPPROVED, unit_code=unit)
+        if self._open_sessions is not None:
+            count: int = await self._runner.run(
+                self._open_sessions, attempt.account, self._clock.seconds()
+            )
+            if count >= policy.max_sessions:
+                return Verdict(False, TOO_MANY_SESSIONS, unit_code=unit)
         return Verdict(
             True,
             "ok",

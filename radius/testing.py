@@ -52,6 +52,7 @@ class TestPolicy:
     allowed_sources: tuple[str, ...] = ()
     idle_timeout_seconds: float = 1800.0
     max_lifetime_seconds: float = 43200.0
+    max_sessions: int = 2
 
 
 @dataclass
@@ -275,6 +276,7 @@ class DialInTestbed:
             runner=self.runner,
             policy_for=lambda account: self.policy,
             unit_admitted=self._unit_admitted,
+            open_sessions=self._open_sessions,
             clock=self.clock,
         )
         self.protocol = RadiusAuthProtocol(self.server, self.login, self.clock)
@@ -300,6 +302,13 @@ class DialInTestbed:
 
     def _unit_admitted(self, conn: Connection, unit_code: str) -> bool:
         return unit_code in self.approved_units
+
+    def _open_sessions(self, conn: Connection, account: str, now: float) -> int:
+        return sum(
+            1
+            for s in self.sessions.sessions.values()
+            if s.account == account and s.ended_at is None
+        )
 
     def otp(self, offset_steps: int = 0) -> str:
         return auth.current_code(self.totp_secret, self.clock.seconds() + 30 * offset_steps)

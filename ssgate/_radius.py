@@ -157,6 +157,11 @@ KEEP_ALIVE_SECONDS = 30.0  # well inside the registry's two minutes
 DISCONNECT_POLL_SECONDS = 2.0  # an officer's kill reaches the NAS within seconds
 
 
+def open_sessions(conn: Connection, account: str, now: float) -> int:
+    """The account's open sessions, channel and dial-in (for ``max_sessions``)."""
+    return len(gateway.search_sessions(conn, account=account, open_only=True, now=now, limit=101))
+
+
 @dataclass
 class RadiusListener:
     """The running dial-in access server: its UDP ports and its timers."""
@@ -199,6 +204,7 @@ def start_radius(
         runner=runner,
         policy_for=app.config.policy.for_account,
         unit_admitted=unit_approved,
+        open_sessions=open_sessions,
         clock=reactor,
     )
     protocol = radius.RadiusAuthProtocol(server, login, reactor)

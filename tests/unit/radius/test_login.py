@@ -147,7 +147,12 @@ def test_hashing_runs_on_the_login_pool_and_the_database_work_on_the_database_po
     bed: DialInTestbed,
 ) -> None:
     bed.ask(bed.password + bed.otp())
-    assert bed.runner.calls == ["call:authenticate", "_unit_admitted", "append"]
+    assert bed.runner.calls == [
+        "call:authenticate",
+        "_unit_admitted",
+        "_open_sessions",
+        "append",
+    ]
 
 
 def test_a_failing_evaluation_sends_nothing_and_a_retransmission_is_evaluated_again(
@@ -161,3 +166,13 @@ def test_a_failing_evaluation_sends_nothing_and_a_retransmission_is_evaluated_ag
     # evaluated afresh and refused as a replay, never accepted twice.
     [answer] = bed.exchange(data)
     assert bed.nas.read(request, answer).code_name == "Access-Reject"  # type: ignore[union-attr]
+
+
+def test_the_concurrent_session_limit_counts_open_sessions(sqlite_engine: Engine) -> None:
+    bed = DialInTestbed(sqlite_engine, policy=TestPolicy(max_sessions=1))
+    first = bed.ask(bed.password + bed.otp())
+    assert first is not None and first.code_name == "Access-Accept"
+    bed.report(bed.nas.accounting(1, session_class=first.session_class)[1])
+    bed.clock.advance(30)
+    assert bed.ask(bed.password + bed.otp()).code_name == "Access-Reject"  # type: ignore[union-attr]
+    assert bed.logins()[-1].event.reason == "too-many-sessions"
