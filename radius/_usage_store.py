@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Row, and_, insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 
 import audit
 from radius._accounting import Usage
@@ -102,10 +102,11 @@ def record_usage(conn: Connection, usage: Usage, *, sessions: DialInSessions, no
 def _find(conn: Connection, usage: Usage) -> Row[Any] | None:
     c = radius_sessions.c
     if usage.session_id:
-        where = c.session_id == usage.session_id
+        which = c.session_id == usage.session_id
     else:  # a NAS that does not echo Class: its own session id names the session
-        where = and_(c.nas == usage.nas.name, c.acct_session_id == usage.acct_session_id)
-    return conn.execute(select(radius_sessions).where(where)).first()
+        which = c.acct_session_id == usage.acct_session_id
+    # Only the NAS that started a session reports on it (a Class is no secret to NAS).
+    return conn.execute(select(radius_sessions).where(which, c.nas == usage.nas.name)).first()
 
 
 def _start(conn: Connection, usage: Usage, sessions: DialInSessions, now: float) -> str:

@@ -156,3 +156,20 @@ def test_a_report_that_cannot_be_stored_is_not_acknowledged_so_the_nas_sends_it_
     bed.sessions = sessions
     assert len(bed.report(data)) == 1
     assert sid in bed.sessions.sessions
+
+
+def test_only_the_nas_that_started_a_session_reports_on_it(sqlite_engine: Engine) -> None:
+    from radius import AccountingServer, NasClient, NasDirectory, parse_networks
+    from radius.testing import NasSimulator
+
+    bed = DialInTestbed(sqlite_engine)
+    sid = granted(bed)
+    bed.report(bed.nas.accounting(START, session_class=sid)[1])
+    other_secret = b"the-other-nas-shared-secret-0123"
+    other = NasClient("bras-other", parse_networks(["192.0.2.0/24"]), other_secret)
+    bed.accounting.server = AccountingServer(NasDirectory([bed.nas_client, other]))
+    _, stop = NasSimulator(secret=other_secret).accounting(
+        STOP, session_class=sid, terminate_cause=1
+    )
+    assert len(bed.report(stop, ("192.0.2.5", 1813))) == 1  # acknowledged, not applied
+    assert bed.sessions.sessions[sid].ended_at is None

@@ -130,3 +130,17 @@ def test_ten_thousand_mutated_packets_leave_memory_bounded_and_valid_requests_an
     step = srv.receive(_valid(nas, 99), NAS, now + 200)
     assert isinstance(step, Evaluate)
     assert sum(srv.drops.values()) >= 9_000
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_mutated_accounting_reports_never_raise(data: st.DataObject) -> None:
+    from radius import AccountingServer, Drop, Record
+
+    client = NasClient("bras-1", parse_networks(["127.0.0.0/8"]), TESTBED_SECRET)
+    srv = AccountingServer(NasDirectory([client]), max_tracked=64)
+    packet = bytearray(NasSimulator().accounting(2, session_class="ab" * 16, terminate_cause=1)[1])
+    for _ in range(data.draw(st.integers(0, 6))):
+        packet[data.draw(st.integers(0, len(packet) - 1))] = data.draw(st.integers(0, 255))
+    step = srv.receive(bytes(packet[: data.draw(st.integers(0, len(packet)))]), NAS, 1000.0)
+    assert isinstance(step, Drop | Record)
