@@ -10,7 +10,8 @@ What it enforces, in this order, before any work on the account:
 
 1. the source address names a configured NAS (else ``unknown-nas``);
 2. the packet is well formed and bounded (:func:`radius._wire.scan_request`);
-3. it is an Access-Request;
+3. it is an Access-Request (or a Status-Server, RFC 5997, which is answered with a
+   signed Access-Accept at once and must carry a Message-Authenticator);
 4. a Message-Authenticator is present when the NAS must send one (all by default,
    after BlastRADIUS) and is valid whenever present;
 5. duplicates (same NAS, port, identifier and Request Authenticator within
@@ -55,6 +56,7 @@ from radius._wire import (
 )
 
 OTP_DIGITS = 6
+STATUS_SERVER = 12
 STATE_BYTES = 16
 
 # Drop reasons (also the counters' names).
@@ -216,18 +218,13 @@ class AccessServer:
             received = self._verified(data, nas, source)
         except _Dropped as e:
             return self._drop(e.reason, host, nas)
+        if received.scanned.code == STATUS_SERVER:
+            # RFC 5997: "alive", signed; never cached, never evaluated.
+            return Send(encode_reply(received.request, ACCESS_ACCEPT), ACCESS_ACCEPT)
         self._expire_challenges(now)
-        seen = self._recent.look(
-            received.key,
-            port=port,
-            identifier=received.scanned.identifier,
-            packet=received.scanned.packet,
-            now=now,
-        )
-        if seen.refusal is not None:
-            return self._drop(seen.refusal, host, nas)
-        if seen.reply is not None:
-            return Send(seen.reply, seen.reply[0])
+        earlier = self._seen_before(received, port, now)
+        if earlier is not None:
+            return earlier
         try:
             step = self._login(received, now)
         except _Dropped as e:
@@ -237,6 +234,22 @@ class AccessServer:
             self._recent.answer(received.key, step.data)
         return step
 
+    def _seen_before(self, received: _Received, port: int, now: float) -> Step | None:
+        """A retransmission's cached reply, a drop (replay, pending, busy), or None for
+        a new request (now remembered)."""
+        seen = self._recent.look(
+            received.key,
+            port=port,
+            identifier=received.scanned.identifier,
+            packet=received.scanned.packet,
+            now=now,
+        )
+        if seen.refusal is not None:
+            return self._drop(seen.refusal, received.source[0], received.nas)
+        if seen.reply is not None:
+            return Send(seen.reply, seen.reply[0])
+        return None
+
     def _verified(self, data: bytes, nas: NasClient, source: tuple[str, int]) -> _Received:
         """The request if it is a well-formed Access-Request that this NAS signed as its
         entry requires; :class:`_Dropped` otherwise."""
@@ -244,9 +257,10 @@ class AccessServer:
             scanned = scan_request(data)
         except MalformedPacket as e:
             raise _Dropped(e.reason) from None
-        if scanned.code != ACCESS_REQUEST:
+        if scanned.code not in (ACCESS_REQUEST, STATUS_SERVER):
             raise _Dropped(NOT_ACCESS_REQUEST)
-        if not scanned.has_message_authenticator and nas.require_message_authenticator:
+        must_sign = nas.require_message_authenticator or scanned.code == STATUS_SERVER
+        if not scanned.has_message_authenticator and must_sign:
             raise _Dropped(NO_MESSAGE_AUTHENTICATOR)
         try:
             request = decode_request(scanned, nas.secret)

@@ -207,3 +207,32 @@ def test_a_password_that_does_not_decrypt_to_text_is_dropped() -> None:
     request[2] = [bytes(a ^ b for a, b in zip(plain, pad, strict=True))]
     step = srv.receive(request.RequestPacket(), NAS, NOW)
     assert step == Drop("undecodable-password", "127.0.0.1", "bras-1")
+
+
+def test_status_server_is_answered_alive_with_a_signed_accept_only_when_signed() -> None:
+    from pyrad import packet as pyrad_packet
+
+    from radius import radius_dictionary
+
+    srv = server(require=False)
+    status = pyrad_packet.AuthPacket(
+        code=pyrad_packet.StatusServer,
+        id=5,
+        secret=TESTBED_SECRET,
+        dict=radius_dictionary(),
+        message_authenticator=True,
+    )
+    status.authenticator = status.CreateAuthenticator()
+    step = srv.receive(status.RequestPacket(), NAS, NOW)
+    assert isinstance(step, Send) and step.code == 2
+    reply = pyrad_packet.AuthPacket(
+        secret=TESTBED_SECRET, dict=radius_dictionary(), packet=step.data
+    )
+    assert status.VerifyReply(reply, step.data, enforce_ma=True)
+    assert srv.tracked == 0  # never cached
+
+    unsigned = pyrad_packet.AuthPacket(
+        code=pyrad_packet.StatusServer, id=6, secret=TESTBED_SECRET, dict=radius_dictionary()
+    )
+    unsigned.authenticator = unsigned.CreateAuthenticator()
+    assert srv.receive(unsigned.RequestPacket(), NAS, NOW).reason == "no-message-authenticator"  # type: ignore[union-attr]
