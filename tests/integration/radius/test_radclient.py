@@ -33,6 +33,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 import audit
 import auth
 import radius
+import radius.testing
 from ssgate import cli
 from ssgate._app import App
 from ssgate._db import Database
@@ -446,3 +447,36 @@ async def test_ssgate_audit_kill_of_a_dial_in_session_reaches_the_nas_as_a_disco
         await served.stop()
         await nas_port.stopListening()
         config.write_text(original)
+
+
+def _junk(port: int, packets: list[bytes]) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for packet in packets:
+            sock.sendto(packet, ("127.0.0.1", port))
+
+
+@reactor_test
+async def test_ten_thousand_random_and_mutated_datagrams_leave_the_server_answering(
+    served: Served, state: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    import random
+
+    rng = random.Random(4)
+    nas = radius.testing.NasSimulator(secret=SECRET.encode())
+    seeds = [nas.request(f"330682{UNITS[0]}@sxlss", f"Guess-{i}123456")[1] for i in range(16)]
+    packets: list[bytes] = []
+    for _ in range(10_000):
+        packet = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 6)):
+            packet[rng.randrange(len(packet))] = rng.randrange(256)
+        packets.append(bytes(packet) if rng.random() > 0.2 else rng.randbytes(rng.randrange(300)))
+    await deferToThread(_junk, served.port, packets)
+
+    account = f"330682{UNITS[3]}@sxlss"
+    out = await radclient(served.port, tmp_path, pap(account, PASSWORD + code(state[1][account])))
+    assert "Received Access-Accept" in out, out
+    server = served.listener.protocol.server
+    assert server.tracked <= 16384 and server.pending_challenges <= 4096
+    assert sum(server.drops.values()) > 0
