@@ -42,10 +42,11 @@ radius_sessions = Table(
     Column("bytes_in", BigInteger, nullable=False, server_default=text("0")),
     Column("bytes_out", BigInteger, nullable=False, server_default=text("0")),
     Column("session_time", Integer, nullable=True),
-    # An officer's kill or a suspension sent to the NAS (RFC 5176): claimed once, by
-    # one node, then the outcome (ack, nak:<Error-Cause>, no-answer).
+    # An officer's kill or a suspension sent to the NAS (RFC 5176): each round claimed
+    # by one node, then its outcome (ack, nak:<Error-Cause>, no-answer).
     Column("disconnect_at", Float, nullable=True),
     Column("disconnect_outcome", String(32), nullable=True),
+    Column("disconnect_rounds", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("session_id", name="pk_radius_sessions"),
     Index("ix_radius_sessions_nas_acct_session_id", "nas", "acct_session_id"),
     Index("ix_radius_sessions_ended_at", "ended_at"),

@@ -279,6 +279,8 @@ def keep_alive(
 
 # Session-Context-Not-Found (RFC 5176 §3.5): the NAS no longer has it, so it has ended.
 NOT_FOUND = "nak:503"
+# Rounds (each a request sent up to three times) before a disconnect is given up.
+DISCONNECT_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -315,7 +317,7 @@ def claim_disconnects(
         claimed = conn.execute(
             update(radius_sessions)
             .where(c.session_id == row.session_id, c.disconnect_at.is_(None))
-            .values(disconnect_at=now)
+            .values(disconnect_at=now, disconnect_rounds=c.disconnect_rounds + 1)
         )
         if claimed.rowcount != 1:
             continue
@@ -345,13 +347,20 @@ def finish_disconnect(
     now: float,
 ) -> bool:
     """Record what the NAS answered (``ack``, ``nak:<cause>``, ``no-answer``); the
-    session ends on an ACK or when the NAS no longer has it.  Audited as
+    session ends on an ACK or when the NAS no longer has it.  Otherwise the next round
+    claims it again, up to :data:`DISCONNECT_ROUNDS` rounds.  Each round is audited as
     ``session.disconnect`` with the session id.  True if the session ended."""
     c = radius_sessions.c
     ends = outcome in ("ack", NOT_FOUND)
+    rounds = conn.execute(
+        select(c.disconnect_rounds).where(c.session_id == target.session_id)
+    ).scalar_one()
+    final = ends or rounds >= DISCONNECT_ROUNDS
     values: dict[str, Any] = {"disconnect_outcome": outcome[:32]}
     if ends:
         values.update(ended_at=now, end_reason=target.reason[:32])
+    elif not final:
+        values.update(disconnect_at=None)  # the next round tries again
     conn.execute(update(radius_sessions).where(c.session_id == target.session_id).values(**values))
     if ends:
         row = conn.execute(select(radius_sessions).where(c.session_id == target.session_id)).one()
@@ -381,6 +390,8 @@ def finish_disconnect(
                 "acct_session_id": target.acct_session_id,
                 "answer": outcome,
                 "kill_reason": target.reason,
+                "round": rounds,
+                "final": final,
             },
         ),
     )

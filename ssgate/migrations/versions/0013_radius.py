@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("session_time", sa.Integer(), nullable=True),
         sa.Column("disconnect_at", sa.Float(), nullable=True),
         sa.Column("disconnect_outcome", sa.String(length=32), nullable=True),
+        sa.Column("disconnect_rounds", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.PrimaryKeyConstraint("session_id", name="pk_radius_sessions"),
     )
     with op.batch_alter_table("radius_sessions", schema=None) as batch_op:

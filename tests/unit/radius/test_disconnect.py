@@ -87,15 +87,23 @@ def test_an_officers_kill_reaches_the_nas_and_the_ack_ends_the_session(dialled: 
     assert len(dialled.wire.sent) == 1
 
 
-def test_an_unanswered_request_is_resent_then_recorded_as_failed(dialled: Dialled) -> None:
+def test_an_unanswered_request_is_resent_then_tried_again_for_three_rounds_then_given_up(
+    dialled: Dialled,
+) -> None:
     dialled.bed.sessions.kills[dialled.sid] = "account-suspended"
-    dialled.poller.tick()
     for _ in range(3):
-        dialled.bed.clock.advance(2.0)
-    assert len(dialled.wire.sent) == 3
-    assert len({data for data, _ in dialled.wire.sent}) == 1  # the same packet each time
-    [event] = dialled.bed.events("session.disconnect")
-    assert (event.event.outcome, event.event.reason) == ("failed", "no-answer")
+        dialled.poller.tick()
+        for _ in range(3):
+            dialled.bed.clock.advance(2.0)
+    dialled.poller.tick()  # given up: nothing more is sent
+    assert len(dialled.wire.sent) == 9  # 3 rounds of 3 sends
+    assert len({data for data, _ in dialled.wire.sent[:3]}) == 1  # resends: the same packet
+    events = dialled.bed.events("session.disconnect")
+    assert [(e.event.outcome, e.event.reason, e.event.details["final"]) for e in events] == [
+        ("failed", "no-answer", False),
+        ("failed", "no-answer", False),
+        ("failed", "no-answer", True),
+    ]
     assert dialled.bed.sessions.sessions[dialled.sid].ended_at is None
 
 
