@@ -213,6 +213,33 @@ class OpsConfig:
 
 
 @dataclass(frozen=True)
+class RadiusClientConfig:
+    """``[[radius.client]]``: one NAS of the carrier's dial-in equipment."""
+
+    name: str
+    sources: tuple[str, ...]  # CIDR networks its datagrams come from
+    secret_file: str  # relative to the state directory, or absolute; never logged
+    require_message_authenticator: bool = True
+    disconnect_port: int = 3799  # where it takes Disconnect-Requests (RFC 5176)
+
+
+@dataclass(frozen=True)
+class RadiusConfig:
+    """``[radius]``: the dial-in access server; off while no client is configured."""
+
+    interface: str = "127.0.0.1"
+    auth_port: int = 1812
+    accounting_port: int = 1813
+    duplicate_window_seconds: float = 30.0
+    challenge_timeout_seconds: float = 60.0
+    clients: tuple[RadiusClientConfig, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.clients)
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -230,6 +257,7 @@ class Config:
     syslog: SyslogConfig = field(default_factory=SyslogConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+    radius: RadiusConfig = field(default_factory=RadiusConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -322,7 +350,7 @@ _FILE = (
 )
 
 
-def _is_address(value: object) -> bool:
+def _is_host_port(value: object) -> bool:
     if not isinstance(value, str):
         return False
     m = _ADDRESS.fullmatch(value)
@@ -336,7 +364,7 @@ _COLLECTOR_KEYS: Mapping[str, tuple[str, Checker]] = {
     ),
     "address": (
         'host:port such as "logs.example.cn:6514" or "[2001:db8::5]:6514"',
-        _is_address,
+        _is_host_port,
     ),
     "protocol": (
         '"syslog" (RFC 5425/6587) or "relp" (acknowledged)',
@@ -347,6 +375,36 @@ _COLLECTOR_KEYS: Mapping[str, tuple[str, Checker]] = {
     "server_name": _matching(_HOST, "the host name the collector's certificate carries"),
     "cert_file": _FILE,
     "key_file": _FILE,
+}
+
+
+def _is_ip_address(value: object) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+_FILE_NAME: tuple[str, Checker] = (
+    "a file name (relative to the state directory) or an absolute path",
+    lambda v: isinstance(v, str) and 0 < len(v) <= 4096 and "\x00" not in v,
+)
+
+_RADIUS_CLIENT_KEYS: Mapping[str, tuple[str, Checker]] = {
+    "name": _matching(
+        re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$"),
+        'a NAS name: 1-63 lowercase letters, digits, ".", "_" or "-", such as "bras-shangyu-1"',
+    ),
+    "sources": (
+        'a non-empty list of CIDR networks such as ["10.1.2.3/32"]',
+        lambda v: isinstance(v, list) and len(v) > 0 and all(_is_network(x) for x in v),
+    ),
+    "secret_file": _FILE_NAME,
+    "require_message_authenticator": ("true or false", lambda v: isinstance(v, bool)),
+    "disconnect_port": _int_in(1, 65535),
 }
 
 _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
@@ -498,6 +556,16 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         ),
         "readiness_timeout_seconds": _number_in(0.1, 30),
         "metrics_refresh_seconds": _number_in(1, 3600),
+    },
+    "radius": {
+        "interface": ('an IP address to listen on, such as "127.0.0.1"', _is_ip_address),
+        # 0: any free port (tests); the NAS must be told the real one.
+        "auth_port": _int_in(0, 65535),
+        "accounting_port": _int_in(0, 65535),
+        # RFC 5080 §2.2.2: a duplicate is answered from cache within this window.
+        "duplicate_window_seconds": _number_in(5, 300),
+        "challenge_timeout_seconds": _number_in(10, 600),
+        "client": ("[[radius.client]] tables", lambda v: isinstance(v, list)),
     },
     "pki": {
         "client_cert_days": _int_in(1, 825),
@@ -682,9 +750,41 @@ def _parse_syslog(values: dict[str, Any], source: str) -> SyslogConfig:
     return SyslogConfig(**values, collectors=tuple(collectors))
 
 
+def _parse_radius(values: dict[str, Any], source: str) -> RadiusConfig:
+    tables = values.pop("client", ())
+    clients: list[RadiusClientConfig] = []
+    for i, table in enumerate(tables):
+        where = f"{source}: [[radius.client]] #{i + 1}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        label = f"{where} ({table['name']})" if isinstance(table.get("name"), str) else where
+        own: dict[str, Any] = {}
+        for key, value in table.items():
+            spec = _RADIUS_CLIENT_KEYS.get(key)
+            if spec is None:
+                raise ConfigError(
+                    f"{label}: unknown key radius.client.{key}; "
+                    f"takes: {', '.join(_RADIUS_CLIENT_KEYS)}"
+                )
+            form, check = spec
+            if not check(value):
+                raise ConfigError(
+                    f"{label}: radius.client.{key} = {value!r} is invalid; expected {form}"
+                )
+            own[key] = tuple(value) if isinstance(value, list) else value
+        for key in ("name", "sources", "secret_file"):
+            if key not in own:
+                raise ConfigError(f"{label}: radius.client.{key} is required")
+        if any(c.name == own["name"] for c in clients):
+            raise ConfigError(f"{label}: radius.client.name {own['name']!r} appears twice")
+        clients.append(RadiusClientConfig(**own))
+    return RadiusConfig(**values, clients=tuple(clients))
+
+
 _TABLE_PARSERS: Mapping[str, Callable[[dict[str, Any], str], Any]] = {
     "policy": _parse_policy,
     "syslog": _parse_syslog,
+    "radius": _parse_radius,
 }
 
 
@@ -860,6 +960,23 @@ archive_dir = ""
 listen = "tcp:8445:interface=127.0.0.1"
 readiness_timeout_seconds = 2
 metrics_refresh_seconds = 10
+
+[radius]
+# The dial-in access server for the carrier's NAS (LNS/BRAS): RADIUS over UDP.  Off
+# until at least one [[radius.client]] is configured.  Every NAS must send a
+# Message-Authenticator (BlastRADIUS, CVE-2024-3596) unless its entry says otherwise.
+interface = "127.0.0.1"
+auth_port = 1812
+accounting_port = 1813
+duplicate_window_seconds = 30
+challenge_timeout_seconds = 60
+
+# [[radius.client]]
+# name = "bras-shangyu-1"
+# sources = ["10.1.2.3/32"]                # where its datagrams come from
+# secret_file = "radius-bras-shangyu-1.secret"   # 16+ bytes; relative to the state directory
+# require_message_authenticator = true
+# disconnect_port = 3799                  # its Disconnect-Request (RFC 5176) port
 
 [pki]
 client_cert_days = 730

@@ -82,6 +82,7 @@ from ssgate._console import (
 )
 from ssgate._db import Database, WorkerPool
 from ssgate._ops import Ops, exposure_warning, is_loopback_listen, node_ops
+from ssgate._radius import RadiusListener, start_radius
 from ssgate._state import StateDir, StateError
 from ssgate._syslog import SyslogSetupError, syslog_service
 
@@ -156,6 +157,7 @@ class Serving:
     runner: Runner
     ops_port: IListeningPort
     ops: Ops  # readiness (draining) and the metrics registry
+    dial_in: RadiusListener | None = None  # UDP, while [radius] has clients
 
     def stop(self) -> Deferred[Any]:
         """Stop listening, end the live sessions (GOAWAY, recorded), then the pools.
@@ -170,6 +172,10 @@ class Serving:
             maybeDeferred(self.gateway.stopListening),
             maybeDeferred(self.declare.stopListening),
             maybeDeferred(self.console.stopListening),
+            *(
+                maybeDeferred(port.stopListening)
+                for port in (self.dial_in.ports() if self.dial_in is not None else ())
+            ),
             maybeDeferred(self.services.stopService),  # the node waits for session ends
         ]
         d: Deferred[Any] = gatherResults(waits, consumeErrors=True)
@@ -385,21 +391,11 @@ def start(
             node=node_name,
         )
     )
-    ops = node_ops(
-        runner,
-        reactor,
-        config.ops,
-        node=node_name,
-        engine=app.engine,
-        # What /readyz checks the CRL against; the gateway's copy is in its options.
-        ca=x509.load_pem_x509_certificate(state.ca_cert_path.read_bytes()),
-        crl=lambda: watcher.current_crl,
-    )
-    ops_port = ports.listen(config.ops.listen, ops.site, "ops listener")
-    exposed = exposure_warning(config.ops.listen)
-    if exposed is not None:
-        Logger(namespace="ssgate.ops").warn("{warning}", warning=exposed)
+    ops, ops_port = _start_ops(app, reactor, ports, runner, node_name=node_name, watcher=watcher)
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
+    dial_in = _start_radius(app, reactor, ports, authenticator, runner)
+    if dial_in is not None:
+        running.addService(dial_in.services)  # keep-alive and disconnect timers
     running.startService()
     return Serving(
         gateway_port,
@@ -410,7 +406,44 @@ def start(
         runner,
         ops_port,
         ops,
+        dial_in,
     )
+
+
+def _start_ops(
+    app: App, reactor: Any, ports: _Ports, runner: Runner, *, node_name: str, watcher: Any
+) -> tuple[Ops, IListeningPort]:
+    """Health, readiness and metrics on ``[ops] listen`` (a warning when not loopback)."""
+    ops = node_ops(
+        runner,
+        reactor,
+        app.config.ops,
+        node=node_name,
+        engine=app.engine,
+        # What /readyz checks the CRL against; the gateway's copy is in its options.
+        ca=x509.load_pem_x509_certificate(app.state.ca_cert_path.read_bytes()),
+        crl=lambda: watcher.current_crl,
+    )
+    ops_port = ports.listen(app.config.ops.listen, ops.site, "ops listener")
+    exposed = exposure_warning(app.config.ops.listen)
+    if exposed is not None:
+        Logger(namespace="ssgate.ops").warn("{warning}", warning=exposed)
+    return ops, ops_port
+
+
+def _start_radius(
+    app: App, reactor: Any, ports: _Ports, authenticator: auth.Authenticator, runner: Runner
+) -> RadiusListener | None:
+    """The dial-in access server (``[radius]``), or None while it has no NAS."""
+    from twisted.internet.error import CannotListenError
+
+    try:
+        return start_radius(app, reactor, authenticator=authenticator, runner=runner)
+    except (ConfigError, CannotListenError, OSError) as e:
+        for other in ports.opened:
+            other.stopListening()
+        runner.close()
+        raise ServeError(f"RADIUS: {e}") from None
 
 
 def _listen_now(reactor: Any, spec: str, factory: Any) -> IListeningPort:
@@ -499,6 +532,12 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
         f"ops on http://{describe(serving.ops_port)}/ (healthz, readyz, metrics"
         f"{'' if is_loopback_listen(app.config.ops.listen) else '; NOT loopback'})\n"
     )
+    if serving.dial_in is not None:
+        out.write(
+            f"RADIUS access server on udp:{describe(serving.dial_in.port)} "
+            "(PAP password + code, Message-Authenticator), "
+            f"accounting on udp:{describe(serving.dial_in.accounting_port)}\n"
+        )
     if banner:
         out.write(banner)
     out.write("Ctrl-C stops the gateway.\n")

@@ -1442,6 +1442,10 @@ def build_parser() -> argparse.ArgumentParser:
     ds = db.add_subparsers(dest="db_command", metavar="ACTION", required=True, parser_class=_Parser)
     add("status", "show the schema revision", cmd_db, ds)
     add("upgrade", "migrate to the newest schema", cmd_db, ds)
+
+    from ssgate._radius import add_radius_commands
+
+    add_radius_commands(add, _Parser)
     return parser
 
 
