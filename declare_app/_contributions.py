@@ -233,6 +233,7 @@ class RateTable:
     """
 
     regions: Mapping[str, RegionRates]
+    source: str = ""  # the file the table was read from, named when a figure is missing
 
     def _region(self, region: str) -> RegionRates:
         found = self.regions.get(region)
@@ -636,7 +637,8 @@ def parse_rates(data: Mapping[str, Any], *, source: str) -> RateTable:
     if not isinstance(regions, Mapping):
         raise RatesConfigError(source, "region", "must be a table of regions ([region.330682])")
     return RateTable(
-        {code: _parse_region(str(code), raw, source=source) for code, raw in regions.items()}
+        {code: _parse_region(str(code), raw, source=source) for code, raw in regions.items()},
+        source=source,
     )
 
 

@@ -74,6 +74,7 @@ from declare_app._contributions import (
     RateTable,
 )
 from declare_app._declarations import _audit_actor, _bounded
+from declare_app._ledger_store import account_adjustments, credited_condition
 from declare_app._pension_account import (
     AccountStatementLine,
     InterestRate,
@@ -392,7 +393,9 @@ class AccountStatementView:
     is carried year by year with :func:`annual_statement`; ``opening_principal`` and
     ``opening_interest`` split the opening balance into credits and interest.  For the
     current year ``provisional`` is true: the year's interest is credited at year end.
-    ``deemed_months`` (视同缴费月数) is not recorded anywhere yet: ``None``.
+    ``deemed_months`` (视同缴费月数) is not recorded anywhere yet: ``None``.  A year
+    whose 记账利率 is not yet published (DOMAIN §4.2) answers with its credits and
+    ``rate_status`` ``"unpublished"``: no rate, no interest, closing = opening + credits.
     """
 
     year: int
@@ -402,11 +405,11 @@ class AccountStatementView:
     opening_interest: Decimal
     months_credited: int  # 本年缴费月数
     credited: Decimal  # 本年个人缴费记账额
-    rate: Decimal  # 本年记账利率
-    rate_status: str  # official | reported
-    interest_on_opening: Decimal
-    interest_on_new: Decimal
-    interest: Decimal  # 本年利息
+    rate: Decimal | None  # 本年记账利率; None: not yet published
+    rate_status: str  # official | reported | unpublished
+    interest_on_opening: Decimal | None  # None while the year's rate is unpublished
+    interest_on_new: Decimal | None
+    interest: Decimal | None  # 本年利息
     closing: Decimal  # 本年末累计储存额
     total_months: int  # 累计缴费月数 (actual months credited, to the end of the year)
     actual_months: int  # 实际缴费月数
@@ -1198,8 +1201,10 @@ class EmployerQueries:
     ) -> AccountStatementView:
         credits = _account_credits(conn, person.person_number)
         carried = self._carry(credits, year)
-        rate = self._rate(year)
-        statement = annual_statement(carried.balance, credits.get(year, {}), year, rate.rate)
+        rate = self._tables.interest_rates.get(year)
+        statement = annual_statement(
+            carried.balance, credits.get(year, {}), year, _ZERO if rate is None else rate.rate
+        )
         before = sum(len(m) for y, m in credits.items() if y < year)
         this_year = len(credits.get(year, {}))
         return AccountStatementView(
@@ -1210,11 +1215,11 @@ class EmployerQueries:
             opening_interest=carried.interest,
             months_credited=statement.months_credited,
             credited=statement.credited,
-            rate=statement.rate,
-            rate_status=rate.status,
-            interest_on_opening=statement.interest_on_opening,
-            interest_on_new=statement.interest_on_new,
-            interest=statement.interest,
+            rate=None if rate is None else statement.rate,
+            rate_status="unpublished" if rate is None else rate.status,
+            interest_on_opening=None if rate is None else statement.interest_on_opening,
+            interest_on_new=None if rate is None else statement.interest_on_new,
+            interest=None if rate is None else statement.interest,
             closing=statement.closing,
             total_months=before + this_year,
             actual_months=before + this_year,
@@ -1740,24 +1745,31 @@ def _enrolled_in_year(conn: Connection, unit_code: str, person_number: str, year
 def _account_credits(
     conn: Connection, person_number: str, *, before: YearMonth | None = None
 ) -> dict[int, dict[int, Decimal]]:
-    """The person's pension account credits (paid 110 lines, every unit), year →
-    month → amount."""
+    """The person's pension account credits (every unit), year → month → amount: the
+    110 lines paid or in a closed month of the ledger, plus the ledger's adjustments
+    (补缴/退费) of those months."""
     c = contributions.c
     query = (
         select(c.month, func.sum(c.to_account_fen).label("credit"))
         .where(
             c.person_number == person_number,
             c.insurance == Insurance.PENSION.value,
-            c.status == "paid",
+            credited_condition(),
         )
         .group_by(c.month)
     )
     if before is not None:
         query = query.where(c.month < month_text(before))
-    credits: dict[int, dict[int, Decimal]] = defaultdict(dict)
+    by_month: dict[str, Decimal] = defaultdict(lambda: _ZERO)
     for row in conn.execute(query):
-        month = _parse_month(row.month)
-        credits[month.year][month.month] = _yuan(row.credit)
+        by_month[row.month] += _yuan(row.credit)
+    for text, amount in account_adjustments(conn, person_number).items():
+        if before is None or text < month_text(before):
+            by_month[text] += amount
+    credits: dict[int, dict[int, Decimal]] = defaultdict(dict)
+    for text, amount in by_month.items():
+        month = _parse_month(text)
+        credits[month.year][month.month] = max(amount, _ZERO)
     return dict(credits)
 
 

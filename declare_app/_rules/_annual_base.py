@@ -62,7 +62,19 @@ SPEC: Final = FormSpec(
     DeclarationType.ANNUAL_BASE,
     "每年只可申报一次。申报工资为上年度月平均工资；低于缴费基数下限的按下限、"
     "高于上限的按上限核定。",
-    (Section("申报", (FieldSpec("year", "申报年度", FieldKind.YEAR, required=True), LINES)),),
+    (
+        Section(
+            "申报",
+            (
+                FieldSpec("year", "申报年度", FieldKind.YEAR, required=True),
+                # From which month the new bases are contributed on (issue 14's plan).
+                FieldSpec(
+                    "from_month", "执行起始年月", FieldKind.MONTH, hint="不填为申报年度1月"
+                ),
+                LINES,
+            ),
+        ),
+    ),
 )
 
 
@@ -86,6 +98,9 @@ class AnnualBaseRules:
                     f"申报年度只能为{filed - 1}至{filed + 1}年",
                 )
                 year = None
+        start = r.month("from_month")
+        if start is not None and year is not None and start.year != year:
+            r.error("from_month", "V-DATE-01", f"执行起始年月应在申报年度{year}年内")
         raw_lines = r.sub_forms("lines", max_items=ctx.settings.max_lines) or []
         pending = self._pending_ids(ctx, year)
         seen: set[str] = set()

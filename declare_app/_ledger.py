@@ -1,0 +1,234 @@
+"""The contribution ledger's arithmetic (issue 14): plans, a month's 应缴, adjustments.
+
+Pure: no database, no Twisted, no clock.  The store (:mod:`declare_app._ledger_store`)
+reads rows, calls these functions and writes what they return.
+
+* A person's **contribution plan** for one unit and insurance type is a list of
+  :class:`PlanSegment` — from which month, until which month (open-ended while the
+  enrolment is open), on which base.  Approval of 人员增加 / 人员险种增加 starts a
+  segment, 人员减少 / 人员险种减少 ends them, 年度缴费基数申报 re-bases them from its
+  month on.  Segments of one plan never overlap.
+* The **monthly close** turns the plan of every person into that month's 应缴
+  (费款所属期 ``aae003``): ``round(base × rate, 2)`` half-up, employer and employee
+  parts separately (DOMAIN §2.3, :func:`~declare_app._contributions.monthly_contribution`),
+  and for pension (110) the part credited to the personal account (§4.1).
+* A closed month is never edited.  When an approval changes the plan of a closed
+  month, the difference between what the plan now says and what the ledger holds for
+  that month is booked as an **adjustment** (补缴 when more is owed, 退费 when less).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Final, Literal
+
+from declare_app._contributions import (
+    Insurance,
+    MissingRateError,
+    RateTable,
+    Rates,
+    monthly_contribution,
+)
+from declare_app._pension_account import account_credit
+from declare_app._retirement import YearMonth
+
+ZERO: Final = Decimal("0.00")
+
+
+def month_text(month: YearMonth) -> str:
+    return f"{month.year:04d}-{month.month:02d}"
+
+
+def parse_month(text: str) -> YearMonth:
+    """A stored ``YYYY-MM`` month."""
+    return YearMonth(int(text[:4]), int(text[5:7]))
+
+
+def first_day(month: YearMonth) -> date:
+    return date(month.year, month.month, 1)
+
+
+# -- plans ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanSegment:
+    """Months ``start`` to ``end`` (inclusive; ``None``: still running) on ``base``."""
+
+    start: YearMonth
+    end: YearMonth | None
+    base: Decimal
+
+    def covers(self, month: YearMonth) -> bool:
+        return self.start <= month and (self.end is None or month <= self.end)
+
+
+def _ordered(segments: Iterable[PlanSegment]) -> tuple[PlanSegment, ...]:
+    return tuple(sorted(segments, key=lambda s: s.start))
+
+
+def plan_start(
+    segments: Sequence[PlanSegment], start: YearMonth, base: Decimal
+) -> tuple[PlanSegment, ...]:
+    """Contributions (re)start in *start* on *base*: whatever the plan said from that
+    month on is replaced by one open segment (a 续保 after a stop, a back-dated add)."""
+    kept = plan_stop(segments, start.plus_months(-1))
+    return _ordered((*kept, PlanSegment(start, None, base)))
+
+
+def plan_stop(segments: Sequence[PlanSegment], last: YearMonth) -> tuple[PlanSegment, ...]:
+    """No contributions after *last* (the month before the 停保年月)."""
+    kept = []
+    for s in segments:
+        if s.start > last:
+            continue
+        if s.end is None or s.end > last:
+            s = PlanSegment(s.start, last, s.base)
+        kept.append(s)
+    return _ordered(kept)
+
+
+def plan_rebase(
+    segments: Sequence[PlanSegment], start: YearMonth, base: Decimal
+) -> tuple[PlanSegment, ...]:
+    """From *start* on, every month the plan covers is contributed on *base*; months
+    the plan does not cover stay uncovered (a base declaration enrols nobody)."""
+    out: list[PlanSegment] = []
+    for s in segments:
+        if s.end is not None and s.end < start:
+            out.append(s)
+        elif s.start >= start:
+            out.append(PlanSegment(s.start, s.end, base))
+        else:
+            out.append(PlanSegment(s.start, start.plus_months(-1), s.base))
+            out.append(PlanSegment(start, s.end, base))
+    return _merged(out)
+
+
+def _merged(segments: Iterable[PlanSegment]) -> tuple[PlanSegment, ...]:
+    """Adjacent segments on the same base become one (so re-basing twice is a no-op)."""
+    out: list[PlanSegment] = []
+    for s in _ordered(segments):
+        if (
+            out
+            and out[-1].base == s.base
+            and out[-1].end is not None
+            and out[-1].end.plus_months(1) == s.start
+        ):
+            out[-1] = PlanSegment(out[-1].start, s.end, s.base)
+        else:
+            out.append(s)
+    return tuple(out)
+
+
+def base_in(segments: Sequence[PlanSegment], month: YearMonth) -> Decimal | None:
+    """The base the plan contributes *month* on, or ``None`` when it does not cover it."""
+    for s in segments:
+        if s.covers(month):
+            return s.base
+    return None
+
+
+# -- a month's 应缴 -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Due:
+    """One person's month of one insurance type, in yuan (each part rounded to the fen)."""
+
+    base: Decimal
+    employer: Decimal
+    employee: Decimal
+    to_account: Decimal  # 划入个人账户: pension (110) only
+
+    @property
+    def total(self) -> Decimal:
+        return self.employer + self.employee
+
+
+NOTHING: Final = Due(ZERO, ZERO, ZERO, ZERO)
+
+
+class RatesNotInForce(MissingRateError):
+    """No figures in force for a month: the message names the year and the file."""
+
+    def __init__(self, region: str, month: YearMonth, what: str, source: str) -> None:
+        self.region = region
+        self.month = month
+        self.source = source
+        where = source or "the rates file ([declare] rates_file)"
+        super().__init__(
+            f"no {what} in force for region {region} in {month_text(month)}: "
+            f"add the {month.year} figures to {where}"
+        )
+
+
+def rates_in_force(
+    table: RateTable,
+    region: str,
+    insurance: Insurance,
+    month: YearMonth,
+    *,
+    risk_class: int | None,
+    source: str = "",
+) -> Rates:
+    """The rates of *insurance* in force in *month*; :class:`RatesNotInForce` if none.
+
+    Work injury (410) needs the unit's industry *risk_class*; a unit without one has no
+    work-injury rate, which is refused the same way (V-RATE-02 makes every unit with a
+    410 enrolment carry one)."""
+    if insurance is Insurance.WORK_INJURY and risk_class is None:
+        raise RatesNotInForce(region, month, "work-injury rate (the unit has no risk class)", "")
+    try:
+        return table.rates_for(
+            region,
+            insurance,
+            first_day(month),
+            risk_class=risk_class if insurance is Insurance.WORK_INJURY else None,
+        )
+    except MissingRateError:
+        raise RatesNotInForce(region, month, f"{insurance} rate", source) from None
+
+
+def month_due(base: Decimal, rates: Rates) -> Due:
+    """``base × rates`` for one month, rounded per DOMAIN §2.3; pension also credits
+    the personal account (§4.1)."""
+    amounts = monthly_contribution(base, rates)
+    to_account = account_credit(base, rates) if rates.insurance is Insurance.PENSION else ZERO
+    return Due(base, amounts.employer, amounts.employee, to_account)
+
+
+# -- adjustments --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """What to book for a closed month: ``owed − booked``, part by part."""
+
+    kind: Literal["arrears", "refund"]  # 补缴 | 退费
+    base: Decimal  # the base the month is now owed on (0: no longer owed)
+    employer: Decimal
+    employee: Decimal
+    to_account: Decimal
+
+    @property
+    def label(self) -> str:
+        return ADJUSTMENT_LABELS[self.kind]
+
+
+ADJUSTMENT_LABELS: Final = {"arrears": "补缴", "refund": "退费"}
+
+
+def adjustment(owed: Due, booked: Sequence[Due]) -> Adjustment | None:
+    """The adjustment that brings the *booked* lines of a closed month to *owed*;
+    ``None`` when they agree already (so reconciling twice books nothing twice)."""
+    employer = owed.employer - sum((b.employer for b in booked), ZERO)
+    employee = owed.employee - sum((b.employee for b in booked), ZERO)
+    to_account = owed.to_account - sum((b.to_account for b in booked), ZERO)
+    if employer == employee == to_account == 0:
+        return None
+    kind: Literal["arrears", "refund"] = "arrears" if employer + employee >= 0 else "refund"
+    return Adjustment(kind, owed.base, employer, employee, to_account)
