@@ -28,8 +28,8 @@ from typing import Final, Literal
 from declare_app._contributions import (
     Insurance,
     MissingRateError,
-    RateTable,
     Rates,
+    RateTable,
     monthly_contribution,
 )
 from declare_app._pension_account import account_credit
@@ -81,14 +81,11 @@ def plan_start(
 
 def plan_stop(segments: Sequence[PlanSegment], last: YearMonth) -> tuple[PlanSegment, ...]:
     """No contributions after *last* (the month before the 停保年月)."""
-    kept = []
-    for s in segments:
-        if s.start > last:
-            continue
-        if s.end is None or s.end > last:
-            s = PlanSegment(s.start, last, s.base)
-        kept.append(s)
-    return _ordered(kept)
+    return _ordered(
+        s if s.end is not None and s.end <= last else PlanSegment(s.start, last, s.base)
+        for s in segments
+        if s.start <= last
+    )
 
 
 def plan_rebase(

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select
 
-from declare_app._contributions import Insurance, RateTable, Rates
+from declare_app._contributions import Insurance, Rates, RateTable
 from declare_app._ledger import (
     NOTHING,
     ZERO,
