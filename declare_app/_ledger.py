@@ -229,3 +229,85 @@ def adjustment(owed: Due, booked: Sequence[Due]) -> Adjustment | None:
         return None
     kind: Literal["arrears", "refund"] = "arrears" if employer + employee >= 0 else "refund"
     return Adjustment(kind, owed.base, employer, employee, to_account)
+
+
+# -- what is in force (``ssgate declare rates``) --------------------------------------------
+
+
+@dataclass(frozen=True)
+class FigureInForce:
+    """One configured figure as it stands in a month, or why there is none."""
+
+    what: str  # "110 企业职工基本养老保险", "base limits", "410 class 3", ...
+    values: str  # "employer 0.16, employee 0.08, to account 0.08" — empty when missing
+    period: str  # "2026-01 to 2026-12", "from 2024-01"
+    verified: bool
+    source: str
+    missing: str = ""  # why nothing is in force, naming the year and the file
+
+    @property
+    def in_force(self) -> bool:
+        return not self.missing
+
+
+def _period(start: date, until: date | None) -> str:
+    first = f"{start.year:04d}-{start.month:02d}"
+    return f"from {first}" if until is None else f"{first} to {until.year:04d}-{until.month:02d}"
+
+
+def figures_in_force(table: RateTable, region: str, month: YearMonth) -> tuple[FigureInForce, ...]:
+    """Every rate, base limit and work-injury class rate of *region* in *month*."""
+    on = first_day(month)
+    where = table.source or "the rates file ([declare] rates_file)"
+    missing = f"nothing in force in {month_text(month)}: add the {month.year} figures to {where}"
+    out = []
+    for insurance in (
+        Insurance.PENSION,
+        Insurance.UNEMPLOYMENT,
+        Insurance.MEDICAL,
+        Insurance.MATERNITY,
+    ):
+        what = f"{insurance.value} {insurance.label}"
+        try:
+            r = table.rates_for(region, insurance, on)
+        except MissingRateError:
+            out.append(FigureInForce(what, "", "", False, "", missing))
+            continue
+        values = f"employer {r.employer}, employee {r.employee}"
+        if insurance is Insurance.PENSION:
+            values += f", to account {r.to_account}"
+        period = _period(r.effective_from, r.effective_until)
+        out.append(FigureInForce(what, values, period, r.verified, r.source))
+    try:
+        limits = table.base_limits(region, on)
+    except MissingRateError:
+        out.append(FigureInForce("base floor/ceiling", "", "", False, "", missing))
+    else:
+        out.append(
+            FigureInForce(
+                "base floor/ceiling",
+                f"floor {limits.floor}, ceiling {limits.ceiling}",
+                _period(limits.effective_from, limits.effective_until),
+                limits.verified,
+                limits.source,
+            )
+        )
+    what = f"{Insurance.WORK_INJURY.value} {Insurance.WORK_INJURY.label} by risk class"
+    try:
+        class_rates = [
+            table.rates_for(region, Insurance.WORK_INJURY, on, risk_class=k) for k in range(1, 9)
+        ]
+    except MissingRateError:
+        out.append(FigureInForce(what, "", "", False, "", missing))
+    else:
+        first = class_rates[0]
+        out.append(
+            FigureInForce(
+                what,
+                ", ".join(f"{k}: {r.employer}" for k, r in enumerate(class_rates, 1)),
+                _period(first.effective_from, first.effective_until),
+                first.verified,
+                first.source,
+            )
+        )
+    return tuple(out)

@@ -68,9 +68,7 @@ SPEC: Final = FormSpec(
             (
                 FieldSpec("year", "申报年度", FieldKind.YEAR, required=True),
                 # From which month the new bases are contributed on (issue 14's plan).
-                FieldSpec(
-                    "from_month", "执行起始年月", FieldKind.MONTH, hint="不填为申报年度1月"
-                ),
+                FieldSpec("from_month", "执行起始年月", FieldKind.MONTH, hint="不填为申报年度1月"),
                 LINES,
             ),
         ),

@@ -22,8 +22,7 @@ from declare_app._queries import EmployerQueries
 from declare_app._retirement import YearMonth
 from declare_app._schema import contribution_adjustments, contributions
 from declare_app.interfaces import Actor, Declaration, DeclarationType, InvalidDeclaration
-
-from .conftest import person_add_form
+from tests.integration.declare_app.conftest import person_add_form
 
 # Every figure ends with 2026: a month of 2027 has none in force.
 RATES_2026 = """
