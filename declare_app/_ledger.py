@@ -170,7 +170,6 @@ def rates_in_force(
     month: YearMonth,
     *,
     risk_class: int | None,
-    source: str = "",
 ) -> Rates:
     """The rates of *insurance* in force in *month*; :class:`RatesNotInForce` if none.
 
@@ -178,7 +177,9 @@ def rates_in_force(
     work-injury rate, which is refused the same way (V-RATE-02 makes every unit with a
     410 enrolment carry one)."""
     if insurance is Insurance.WORK_INJURY and risk_class is None:
-        raise RatesNotInForce(region, month, "work-injury rate (the unit has no risk class)", "")
+        raise RatesNotInForce(
+            region, month, "work-injury rate (the unit has no risk class)", table.source
+        )
     try:
         return table.rates_for(
             region,
@@ -187,7 +188,7 @@ def rates_in_force(
             risk_class=risk_class if insurance is Insurance.WORK_INJURY else None,
         )
     except MissingRateError:
-        raise RatesNotInForce(region, month, f"{insurance} rate", source) from None
+        raise RatesNotInForce(region, month, f"{insurance} rate", table.source) from None
 
 
 def month_due(base: Decimal, rates: Rates) -> Due:

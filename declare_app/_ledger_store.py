@@ -149,9 +149,8 @@ def _unit_rates(conn: Connection, unit_code: str) -> _UnitRates:
 class _RateCache:
     """Rates looked up once per region, insurance, risk class and month."""
 
-    def __init__(self, table: RateTable, source: str) -> None:
+    def __init__(self, table: RateTable) -> None:
         self._table = table
-        self._source = source
         self._found: dict[tuple[str, Insurance, int | None, YearMonth], Rates] = {}
 
     def get(self, unit: _UnitRates, insurance: Insurance, month: YearMonth) -> Rates:
@@ -165,7 +164,6 @@ class _RateCache:
                 insurance,
                 month,
                 risk_class=unit.risk_class,
-                source=self._source,
             )
             self._found[key] = found
         return found
@@ -207,7 +205,7 @@ def record_applied(
         changes = _rebased(conn, unit_code, payload)
     else:
         return 0
-    cache = _RateCache(rates, rates.source)
+    cache = _RateCache(rates)
     booked = 0
     for change in changes:
         save_plan(conn, change.key, change.segments, declaration_id=declaration_id, now=now)
@@ -397,7 +395,7 @@ def close_month(
             select(c.person_number, c.unit_code, c.insurance).where(c.month == text)
         )
     }
-    cache = _RateCache(rates, rates.source)
+    cache = _RateCache(rates)
     unit_rates: dict[str, _UnitRates] = {}
     rows = []
     for plan in plans:
