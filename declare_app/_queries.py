@@ -51,17 +51,22 @@ from typing import Any, Final, Generic, NamedTuple, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Date,
     Select,
     String,
     and_,
     case,
     cast,
     distinct,
+    false,
     func,
+    literal,
+    null,
     or_,
     select,
     true,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql
 
@@ -101,7 +106,14 @@ from declare_app._rules._forms import FORM_INVALID, FORM_TOO_LONG, month_text, p
 from declare_app._rules._insurance_change import CHANGE_REASONS
 from declare_app._rules._master import UnitStanding, unit_standing
 from declare_app._rules._person_add import ADD_TYPES
-from declare_app._schema import contributions, declarations, enrolments, persons, unit_profiles
+from declare_app._schema import (
+    contribution_adjustments,
+    contributions,
+    declarations,
+    enrolments,
+    persons,
+    unit_profiles,
+)
 from declare_app.interfaces import (
     Actor,
     DeclarationError,
@@ -358,6 +370,13 @@ class PersonPaymentRow:
     to_account: Decimal  # 划入个人账户
     status: str  # paid 到账 | due
     paid_on: date | None
+    # The month's own line, or a later 补缴 (arrears) / 退费 (refund) of that month
+    # booked by the ledger when an approval changed a closed month (signed amounts).
+    kind: str = "regular"
+
+    @property
+    def kind_label(self) -> str:
+        return {"regular": "正常应缴", "arrears": "补缴", "refund": "退费"}[self.kind]
 
 
 @dataclass(frozen=True)
@@ -824,35 +843,34 @@ class EmployerQueries:
         if status is not None:
             conditions.append(c.status == status)
         where = and_(*conditions)
-        line_total = c.employer_fen + c.employee_fen
-        unpaid = case((c.status == "paid", 0), else_=line_total)
-        groups = (
-            select(
-                c.month,
-                c.insurance,
-                func.count(distinct(c.person_number)).label("persons"),
-                func.sum(c.base_fen).label("base"),
-                func.sum(c.employer_fen).label("employer"),
-                func.sum(c.employee_fen).label("employee"),
-                func.count().label("lines"),
-                func.sum(case((c.status == "paid", 1), else_=0)).label("paid_lines"),
-                func.max(c.paid_on).label("paid_on"),
-            )
-            .where(where)
-            .group_by(c.month, c.insurance)
-        )
+        # The month's lines and the ledger's 补缴/退费 of it (always due) together.
+        ledger = _unit_ledger(unit_code, months, insurance, status)
+        g = ledger.c
+        regular = g.kind == "regular"
+        unpaid = case((g.status == "paid", 0), else_=g.employer_fen + g.employee_fen)
+        groups = select(
+            g.month,
+            g.insurance,
+            func.count(distinct(g.person_number)).label("persons"),
+            func.sum(case((regular, g.base_fen), else_=0)).label("base"),
+            func.sum(g.employer_fen).label("employer"),
+            func.sum(g.employee_fen).label("employee"),
+            func.count().label("lines"),
+            func.sum(case((g.status == "paid", 1), else_=0)).label("paid_lines"),
+            func.max(g.paid_on).label("paid_on"),
+        ).group_by(g.month, g.insurance)
         total = int(conn.execute(select(func.count()).select_from(groups.subquery())).scalar_one())
         limit, offset = page
         rows = conn.execute(
-            groups.order_by(c.month.desc(), c.insurance).limit(limit).offset(offset)
+            groups.order_by(g.month.desc(), g.insurance).limit(limit).offset(offset)
         ).all()
         sums = conn.execute(
             select(
-                func.coalesce(func.sum(c.base_fen), 0).label("base"),
-                func.coalesce(func.sum(c.employer_fen), 0).label("employer"),
-                func.coalesce(func.sum(c.employee_fen), 0).label("employee"),
+                func.coalesce(func.sum(case((regular, g.base_fen), else_=0)), 0).label("base"),
+                func.coalesce(func.sum(g.employer_fen), 0).label("employer"),
+                func.coalesce(func.sum(g.employee_fen), 0).label("employee"),
                 func.coalesce(func.sum(unpaid), 0).label("unpaid"),
-            ).where(where)
+            )
         ).one()
         late = self._late_fees(conn, where, today)
         out = []
@@ -1117,31 +1135,20 @@ class EmployerQueries:
         insurance: str | None,
         page: tuple[int, int],
     ) -> PersonPayments:
-        c = contributions.c
-        conditions: list[ColumnElement[bool]] = [
-            c.unit_code == unit_code,
-            c.person_number == person.person_number,
-            *_month_conditions(c.month, months),
-        ]
-        if insurance is not None:
-            conditions.append(c.insurance == insurance)
-        where = and_(*conditions)
+        lines = _person_ledger(unit_code, person.person_number, months, insurance)
+        c = lines.c
         sums = conn.execute(
             select(
                 func.count().label("n"),
-                func.count(distinct(c.month)).label("months"),
+                func.count(distinct(case((c.kind == "regular", c.month)))).label("months"),
                 func.coalesce(func.sum(c.employer_fen), 0).label("employer"),
                 func.coalesce(func.sum(c.employee_fen), 0).label("employee"),
                 func.coalesce(func.sum(c.to_account_fen), 0).label("to_account"),
-            ).where(where)
+            )
         ).one()
         limit, offset = page
         rows = conn.execute(
-            select(contributions)
-            .where(where)
-            .order_by(c.month, c.insurance, c.id)
-            .limit(limit)
-            .offset(offset)
+            select(lines).order_by(c.month, c.insurance, c.booked, c.id).limit(limit).offset(offset)
         ).all()
         return PersonPayments(
             person=person,
@@ -1155,6 +1162,7 @@ class EmployerQueries:
                     to_account=_yuan(r.to_account_fen),
                     status=r.status,
                     paid_on=r.paid_on,
+                    kind=r.kind,
                 )
                 for r in rows
             ),
@@ -1725,6 +1733,91 @@ def _person_of_unit(
         raise NotFound("该人员")
     record.subject = row.person_number
     return PersonRef(row.person_number, row.name, row.id_number)
+
+
+def _unit_ledger(
+    unit_code: str,
+    months: tuple[str | None, str | None],
+    insurance: str | None,
+    status: str | None,
+) -> Any:
+    """The unit's ledger as one subquery: every month's lines (``kind`` regular) and
+    the adjustments of closed months (arrears / refund, always due)."""
+    c, a = contributions.c, contribution_adjustments.c
+    regular = select(
+        c.month,
+        c.insurance,
+        c.person_number,
+        c.base_fen,
+        c.employer_fen,
+        c.employee_fen,
+        c.status,
+        c.paid_on,
+        literal("regular", String).label("kind"),
+    ).where(c.unit_code == unit_code, *_month_conditions(c.month, months))
+    later = select(
+        a.month,
+        a.insurance,
+        a.person_number,
+        a.base_fen,
+        a.employer_fen,
+        a.employee_fen,
+        literal("due", String).label("status"),
+        cast(null(), Date).label("paid_on"),
+        a.kind,
+    ).where(a.unit_code == unit_code, *_month_conditions(a.month, months))
+    if insurance is not None:
+        regular = regular.where(c.insurance == insurance)
+        later = later.where(a.insurance == insurance)
+    if status is not None:
+        regular = regular.where(c.status == status)
+        if status != "due":
+            later = later.where(false())
+    return union_all(regular, later).subquery("ledger")
+
+
+def _person_ledger(
+    unit_code: str,
+    person_number: str,
+    months: tuple[str | None, str | None],
+    insurance: str | None,
+) -> Any:
+    """The person's ledger in the unit as one subquery: each month's line (``kind``
+    regular) and the adjustments of closed months (arrears / refund, always due);
+    ``booked`` orders a month's adjustments after its line."""
+    c, a = contributions.c, contribution_adjustments.c
+    regular = select(
+        c.id,
+        c.month,
+        c.insurance,
+        c.base_fen,
+        c.employer_fen,
+        c.employee_fen,
+        c.to_account_fen,
+        c.status,
+        c.paid_on,
+        literal("regular", String).label("kind"),
+        literal(0).label("booked"),
+    ).where(c.unit_code == unit_code, c.person_number == person_number)
+    later = select(
+        a.id,
+        a.month,
+        a.insurance,
+        a.base_fen,
+        a.employer_fen,
+        a.employee_fen,
+        a.to_account_fen,
+        literal("due", String).label("status"),
+        cast(null(), Date).label("paid_on"),
+        a.kind,
+        literal(1).label("booked"),
+    ).where(a.unit_code == unit_code, a.person_number == person_number)
+    regular = regular.where(*_month_conditions(c.month, months))
+    later = later.where(*_month_conditions(a.month, months))
+    if insurance is not None:
+        regular = regular.where(c.insurance == insurance)
+        later = later.where(a.insurance == insurance)
+    return union_all(regular, later).subquery("ledger")
 
 
 def _enrolled_in_year(conn: Connection, unit_code: str, person_number: str, year: int) -> bool:

@@ -350,6 +350,7 @@ SPECS: Final[dict[str, QuerySpec]] = {
             columns=(
                 Column("费款所属期", lambda r: r.month),
                 Column("险种", lambda r: r.insurance.label),
+                Column("类型", lambda r: r.kind_label),
                 Column("缴费基数", lambda r: r.base),
                 Column("单位部分", lambda r: r.employer),
                 Column("个人部分", lambda r: r.employee),

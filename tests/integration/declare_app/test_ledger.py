@@ -252,6 +252,20 @@ def test_acceptance_2_a_back_dated_add_books_arrears_and_leaves_the_closed_month
         ("2026-03", "110", "arrears", 144000, 72000),
         ("2026-04", "110", "arrears", 144000, 72000),
     ]
+    # 个人缴费 shows the 补缴 under the months they belong to; 单位缴费 counts them.
+    late_rows = payments(decl_db, queries, employer_a, late.result["person_no"])
+    march = late_rows[("2026-03", "110")]
+    assert (march.kind_label, march.employer, march.status) == ("补缴", D("1440.00"), "due")
+    with decl_db.begin() as conn:
+        unit = queries.unit_payments(
+            conn, employer_a, from_month="2026-03", to_month="2026-03", now=at(2026, 12, 20)
+        )
+    pension = next(r for r in unit.rows if r.insurance.value == "110")
+    assert (pension.persons, pension.employer, pension.base_total) == (
+        2,
+        D("2880.00"),
+        D("9000.00"),  # the base of the month's own lines; the 补缴 adds amounts
+    )
     # Approving nothing new and closing again books nothing twice.
     close(decl_db, "2026-03", "2026-04")
     assert {m: ledger_rows(decl_db, m) for m in before} == before
