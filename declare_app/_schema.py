@@ -14,6 +14,10 @@ chronologically; money is integer fen (``*_fen``), exact on both databases.
 * The intermediate store: ``declarations`` (payload and findings as JSON text),
   ``declaration_events`` (insert-only transitions), ``vouchers`` (办理凭证).
 * ``number_sequences`` hands out 个人编号 and per-day voucher sequences.
+* The ledger (issue 14): ``contribution_plans`` (per person, unit and insurance type:
+  from which month, until which, on which base — written on approval),
+  ``ledger_months`` (the closed 费款所属期, whose ``contributions`` lines are final) and
+  ``contribution_adjustments`` (补缴/退费 of a closed month, insert-only).
 
 Every constraint and index is named so migrations can refer to them.
 """

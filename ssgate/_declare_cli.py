@@ -17,15 +17,23 @@ from typing import TextIO
 from sqlalchemy import exc as sa_exc
 
 import audit
+from declare_app import (
+    LedgerError,
+    RatesNotInForce,
+    YearMonth,
+    close_month,
+    figures_in_force,
+)
 from declare_app._china_time import CHINA_TIME
-from declare_app._ledger import RatesNotInForce, figures_in_force, month_text
-from declare_app._ledger_store import LedgerError, close_month
-from declare_app._retirement import YearMonth
 from ssgate._app import App, operator_name
 from ssgate._state import StateDir
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
+
+
+def month_text(month: YearMonth) -> str:
+    return f"{month.year:04d}-{month.month:02d}"
 
 
 class DeclareCommandError(Exception):
