@@ -75,6 +75,7 @@ from ssgate._console import (
     session_sweeper,
 )
 from ssgate._db import Database, WorkerPool
+from ssgate._monthly_close import monthly_close_service
 from ssgate._state import StateDir, StateError
 
 DECLARE_SOCKET = "declare.sock"
@@ -336,6 +337,8 @@ def start(
     running.addService(session_sweeper(runner, reactor, console_policy))
     # The officers' alert rules, once across every node sharing the database.
     running.addService(alert_service(runner, reactor, config.alerts))
+    if config.declare.close_day:  # the contribution ledger's monthly close (issue 14)
+        running.addService(monthly_close_service(runner, reactor, rates, config.declare.close_day))
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     running.startService()
     return Serving(gateway_port, declare_port, console_port, running, node, runner)

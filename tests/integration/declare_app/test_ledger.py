@@ -371,3 +371,32 @@ def test_closing_a_month_twice_changes_nothing(
     assert again.already_closed and again.lines == 5
     assert again.employer == D("1440.00") + D("45.00") + D("855.00") + D("63.00")
     assert ledger_rows(decl_db, "2026-03") == once
+
+
+def test_serve_closes_the_month_by_itself_on_the_close_day(
+    decl_db: Engine, employer_a: Actor, decide: Callable[..., Declaration]
+) -> None:
+    """``[declare] close_day`` = 25: nothing before the 25th, the month closed on it,
+    and later ticks find it closed (one audit event)."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    import audit
+    from auth.testing import SynchronousRunner
+    from ssgate._monthly_close import TICK_SECONDS, MonthlyClose
+
+    decide(employer_a, ADD, add_form(make_id(121), "甲"), at(2026, 3))
+    clock = MemoryReactorClock()
+    clock.advance(at(2026, 3, 24))
+    closer = MonthlyClose(SynchronousRunner(decl_db), clock, RATES, 25)
+    closer.tick()
+    assert ledger_rows(decl_db, "2026-03") == []
+    clock.advance(2 * 86400)
+    closer.tick()
+    assert len(ledger_rows(decl_db, "2026-03")) == 5
+    clock.advance(TICK_SECONDS)
+    closer.tick()
+    with decl_db.connect() as conn:
+        records = audit.query(conn, actions=["declare.close-month"])
+    assert [(r.event.subject, r.event.actor) for r in records] == [
+        ("2026-03", "ssgate:monthly-close")
+    ]
