@@ -14,13 +14,18 @@ from sqlalchemy import Engine, select
 
 import declare_app
 from declare_app._china_time import CHINA_TIME
-from declare_app._declarations import Declarations
+from declare_app._declarations import ApplyConflictError, Declarations
 from declare_app._ledger import RatesNotInForce
 from declare_app._ledger_store import close_month
 from declare_app._person_id import person_id_check_char
 from declare_app._queries import EmployerQueries
 from declare_app._retirement import YearMonth
-from declare_app._schema import contribution_adjustments, contributions
+from declare_app._schema import (
+    contribution_adjustments,
+    contribution_plans,
+    contributions,
+    enrolments,
+)
 from declare_app.interfaces import Actor, Declaration, DeclarationType, InvalidDeclaration
 from tests.integration.declare_app.conftest import person_add_form
 
@@ -400,3 +405,31 @@ def test_serve_closes_the_month_by_itself_on_the_close_day(
     assert [(r.event.subject, r.event.actor) for r in records] == [
         ("2026-03", "ssgate:monthly-close")
     ]
+
+
+def test_an_approval_needing_rates_not_in_force_is_refused_and_applies_nothing(
+    decl_db: Engine, employer_a: Actor, auditor: Actor
+) -> None:
+    """Base limits run into 2027 but the rates end with 2026: a 2027-01 add passes the
+    form's checks, and its approval is refused naming the year (V-RATE-01), with no
+    enrolment, plan or voucher written."""
+    limits_2027 = RATES_2026.replace(
+        'until = 2026-12-31\nfloor = "4812"', 'until = 2027-12-31\nfloor = "4812"'
+    )
+    workflow = Declarations(
+        declare_app.load_rates_toml(limits_2027, source="rates.toml"), clock=lambda: at(2027, 1)
+    )
+    with decl_db.begin() as conn:
+        d = workflow.create_draft(
+            conn, employer_a, ADD, add_form(make_id(121), "甲", "2027-01"), now=at(2027, 1)
+        )
+        workflow.submit(conn, employer_a, d.id, now=at(2027, 1))
+        workflow.claim(conn, auditor, d.id, now=at(2027, 1))
+    with pytest.raises(ApplyConflictError) as refused, decl_db.begin() as conn:
+        workflow.approve(conn, auditor, d.id, now=at(2027, 1))
+    assert [f.rule for f in refused.value.findings] == ["V-RATE-01"]
+    assert "2027年度" in refused.value.findings[0].message
+    with decl_db.connect() as conn:
+        assert conn.execute(select(enrolments)).all() == []
+        assert conn.execute(select(contribution_plans)).all() == []
+        assert workflow.get(conn, auditor, d.id).status.value == "under-review"
