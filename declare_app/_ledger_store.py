@@ -14,9 +14,10 @@ Log lines and errors name months, units and counts, never a person.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select
@@ -65,67 +66,11 @@ def _yuan(fen: int) -> Decimal:
 
 @dataclass(frozen=True)
 class PlanKey:
+    """One plan: a person's contributions to one insurance type in one unit."""
+
     person_number: str
     unit_code: str
     insurance: Insurance
-
-
-# -- plans ------------------------------------------------------------------------------
-
-
-def load_plan(conn: Connection, key: PlanKey) -> tuple[PlanSegment, ...]:
-    p = contribution_plans.c
-    rows = conn.execute(
-        select(p.from_month, p.until_month, p.base_fen)
-        .where(
-            p.person_number == key.person_number,
-            p.unit_code == key.unit_code,
-            p.insurance == key.insurance.value,
-        )
-        .order_by(p.from_month)
-    ).all()
-    return tuple(
-        PlanSegment(
-            parse_month(r.from_month),
-            None if r.until_month is None else parse_month(r.until_month),
-            _yuan(r.base_fen),
-        )
-        for r in rows
-    )
-
-
-def save_plan(
-    conn: Connection,
-    key: PlanKey,
-    segments: Iterable[PlanSegment],
-    *,
-    declaration_id: str | None,
-    now: float,
-) -> None:
-    """Replace the plan of *key* with *segments* (one step of the caller's transaction)."""
-    p = contribution_plans.c
-    conn.execute(
-        delete(contribution_plans).where(
-            p.person_number == key.person_number,
-            p.unit_code == key.unit_code,
-            p.insurance == key.insurance.value,
-        )
-    )
-    rows = [
-        {
-            "person_number": key.person_number,
-            "unit_code": key.unit_code,
-            "insurance": key.insurance.value,
-            "from_month": month_text(s.start),
-            "until_month": None if s.end is None else month_text(s.end),
-            "base_fen": _fen(s.base),
-            "declaration_id": declaration_id,
-            "updated_at": now,
-        }
-        for s in segments
-    ]
-    if rows:
-        conn.execute(insert(contribution_plans), rows)
 
 
 # -- the unit's figures ---------------------------------------------------------------
@@ -171,12 +116,16 @@ class _RateCache:
 
 # -- approval -------------------------------------------------------------------------
 
+_IN_CHUNK = 500  # values per IN (...) list: well inside every driver's limits
+
 
 @dataclass(frozen=True)
-class _Change:
+class _Intent:
+    """What an applied declaration does to one plan, from which month on."""
+
     key: PlanKey
-    segments: tuple[PlanSegment, ...]
     since: YearMonth  # the first month whose 应缴 the change may alter
+    change: Callable[[tuple[PlanSegment, ...]], tuple[PlanSegment, ...]]
 
 
 def record_applied(
@@ -195,55 +144,68 @@ def record_applied(
     Called after the type's rules applied it, in the same transaction: the enrolments
     opened or closed by *declaration_id* say what changed; a 年度缴费基数申报's lines
     say whose base changes from which month.  Raises :class:`RatesNotInForce` when a
-    month the plan now covers has no rates in force (the approval is then refused and
-    nothing is written)."""
+    start month or a closed month the plan now covers has no rates in force (the
+    approval is then refused and nothing is written).  A batch of any size takes a
+    few statements per 500 persons, not a few per line."""
     if type in _ADDS:
-        changes = _started(conn, declaration_id)
+        intents = _started(conn, declaration_id)
     elif type in _REDUCES:
-        changes = _stopped(conn, declaration_id)
+        intents = _stopped(conn, declaration_id)
     elif type is DeclarationType.ANNUAL_BASE:
-        changes = _rebased(conn, unit_code, payload)
+        intents = _rebased(conn, unit_code, payload)
     else:
         return 0
+    if not intents:
+        return 0
+    unit = _unit_rates(conn, unit_code)
     cache = _RateCache(rates)
-    booked = 0
-    for change in changes:
-        save_plan(conn, change.key, change.segments, declaration_id=declaration_id, now=now)
-        unit = _unit_rates(conn, change.key.unit_code)
+    before = _plans(conn, unit_code, {i.key.person_number for i in intents})
+    plans = {key: segments for key, (_, segments) in before.items()}
+    for intent in intents:
+        plans[intent.key] = intent.change(plans.get(intent.key, ()))
         if type in _ADDS:  # a start month without rates is refused now, not at the close
-            cache.get(unit, change.key.insurance, change.since)
-        booked += _reconcile(conn, change, unit, cache, declaration_id=declaration_id, now=now)
-    return booked
+            cache.get(unit, intent.key.insurance, intent.since)
+    changed = {i.key for i in intents}
+    _replace_plans(
+        conn,
+        [row_id for key in changed if key in before for row_id in before[key][0]],
+        {key: plans[key] for key in changed},
+        declaration_id=declaration_id,
+        now=now,
+    )
+    return _reconcile(conn, intents, plans, unit, cache, declaration_id=declaration_id, now=now)
 
 
-def _started(conn: Connection, declaration_id: str) -> list[_Change]:
+def _started(conn: Connection, declaration_id: str) -> list[_Intent]:
     e = enrolments.c
-    out = []
-    for row in conn.execute(
-        select(e.person_number, e.unit_code, e.insurance, e.start_month, e.base_fen)
-        .where(e.opened_by == declaration_id)
-        .order_by(e.id)
-    ):
-        key = PlanKey(row.person_number, row.unit_code, Insurance(row.insurance))
-        start = parse_month(row.start_month)
-        segments = plan_start(load_plan(conn, key), start, _yuan(row.base_fen))
-        out.append(_Change(key, segments, start))
-    return out
+    return [
+        _Intent(
+            PlanKey(row.person_number, row.unit_code, Insurance(row.insurance)),
+            parse_month(row.start_month),
+            partial(plan_start, start=parse_month(row.start_month), base=_yuan(row.base_fen)),
+        )
+        for row in conn.execute(
+            select(e.person_number, e.unit_code, e.insurance, e.start_month, e.base_fen)
+            .where(e.opened_by == declaration_id)
+            .order_by(e.id)
+        )
+    ]
 
 
-def _stopped(conn: Connection, declaration_id: str) -> list[_Change]:
+def _stopped(conn: Connection, declaration_id: str) -> list[_Intent]:
     e = enrolments.c
-    out = []
-    for row in conn.execute(
-        select(e.person_number, e.unit_code, e.insurance, e.end_month)
-        .where(e.closed_by == declaration_id)
-        .order_by(e.id)
-    ):
-        key = PlanKey(row.person_number, row.unit_code, Insurance(row.insurance))
-        last = parse_month(row.end_month)
-        segments = plan_stop(load_plan(conn, key), last)
-        out.append(_Change(key, segments, last.plus_months(1)))
-    return out
+    return [
+        _Intent(
+            PlanKey(row.person_number, row.unit_code, Insurance(row.insurance)),
+            parse_month(row.end_month).plus_months(1),
+            partial(plan_stop, last=parse_month(row.end_month)),
+        )
+        for row in conn.execute(
+            select(e.person_number, e.unit_code, e.insurance, e.end_month)
+            .where(e.closed_by == declaration_id)
+            .order_by(e.id)
+        )
+    ]
 
 
 def annual_base_start(payload: Mapping[str, Any]) -> YearMonth:
@@ -254,87 +216,183 @@ def annual_base_start(payload: Mapping[str, Any]) -> YearMonth:
     return YearMonth(int(payload["year"]), 1)
 
 
-def _rebased(conn: Connection, unit_code: str, payload: Mapping[str, Any]) -> list[_Change]:
+def _rebased(conn: Connection, unit_code: str, payload: Mapping[str, Any]) -> list[_Intent]:
+    """Every open enrolment in the unit of each line's person is re-based."""
     start = annual_base_start(payload)
+    bases = {line["id_number"]: Decimal(line["base"]) for line in payload.get("lines") or ()}
     e, p = enrolments.c, persons.c
+    wanted = sorted(bases)
     out = []
-    for line in payload.get("lines") or ():
-        base = Decimal(line["base"])
+    for i in range(0, len(wanted), _IN_CHUNK):
         for row in conn.execute(
-            select(e.person_number, e.insurance)
+            select(p.id_number, e.person_number, e.insurance)
             .select_from(enrolments.join(persons, p.person_number == e.person_number))
-            .where(p.id_number == line["id_number"], e.unit_code == unit_code, e.status == "1")
+            .where(
+                p.id_number.in_(wanted[i : i + _IN_CHUNK]),
+                e.unit_code == unit_code,
+                e.status == "1",
+            )
             .order_by(e.id)
         ):
-            key = PlanKey(row.person_number, unit_code, Insurance(row.insurance))
-            out.append(_Change(key, plan_rebase(load_plan(conn, key), start, base), start))
+            out.append(
+                _Intent(
+                    PlanKey(row.person_number, unit_code, Insurance(row.insurance)),
+                    start,
+                    partial(plan_rebase, start=start, base=bases[row.id_number]),
+                )
+            )
     return out
+
+
+def _plans(
+    conn: Connection, unit_code: str, person_numbers: Iterable[str]
+) -> dict[PlanKey, tuple[list[int], tuple[PlanSegment, ...]]]:
+    """The plans of these persons in the unit: row ids and segments per key."""
+    p = contribution_plans.c
+    ids: dict[PlanKey, list[int]] = {}
+    segments: dict[PlanKey, list[PlanSegment]] = {}
+    wanted = sorted(set(person_numbers))
+    for i in range(0, len(wanted), _IN_CHUNK):
+        for r in conn.execute(
+            select(p.id, p.person_number, p.insurance, p.from_month, p.until_month, p.base_fen)
+            .where(p.unit_code == unit_code, p.person_number.in_(wanted[i : i + _IN_CHUNK]))
+            .order_by(p.from_month)
+        ):
+            key = PlanKey(r.person_number, unit_code, Insurance(r.insurance))
+            ids.setdefault(key, []).append(r.id)
+            segments.setdefault(key, []).append(
+                PlanSegment(
+                    parse_month(r.from_month),
+                    None if r.until_month is None else parse_month(r.until_month),
+                    _yuan(r.base_fen),
+                )
+            )
+    return {key: (ids[key], tuple(segments[key])) for key in ids}
+
+
+def _replace_plans(
+    conn: Connection,
+    old_ids: list[int],
+    plans: Mapping[PlanKey, tuple[PlanSegment, ...]],
+    *,
+    declaration_id: str,
+    now: float,
+) -> None:
+    for i in range(0, len(old_ids), _IN_CHUNK):
+        conn.execute(
+            delete(contribution_plans).where(
+                contribution_plans.c.id.in_(old_ids[i : i + _IN_CHUNK])
+            )
+        )
+    rows = [
+        {
+            "person_number": key.person_number,
+            "unit_code": key.unit_code,
+            "insurance": key.insurance.value,
+            "from_month": month_text(s.start),
+            "until_month": None if s.end is None else month_text(s.end),
+            "base_fen": _fen(s.base),
+            "declaration_id": declaration_id,
+            "updated_at": now,
+        }
+        for key, segments in plans.items()
+        for s in segments
+    ]
+    if rows:
+        conn.execute(insert(contribution_plans), rows)
 
 
 def _reconcile(
     conn: Connection,
-    change: _Change,
+    intents: list[_Intent],
+    plans: Mapping[PlanKey, tuple[PlanSegment, ...]],
     unit: _UnitRates,
     cache: _RateCache,
     *,
-    declaration_id: str | None,
+    declaration_id: str,
     now: float,
 ) -> int:
-    """Book ``owed − booked`` for every closed month from ``change.since`` on."""
-    key = change.key
-    closed = conn.execute(
-        select(ledger_months.c.month)
-        .where(ledger_months.c.month >= month_text(change.since))
-        .order_by(ledger_months.c.month)
-    ).scalars()
+    """Book ``owed − booked`` for every closed month each changed plan reaches."""
+    since: dict[PlanKey, YearMonth] = {}
+    for intent in intents:
+        since[intent.key] = min(since.get(intent.key, intent.since), intent.since)
+    earliest = month_text(min(since.values()))
+    closed = list(
+        conn.execute(
+            select(ledger_months.c.month)
+            .where(ledger_months.c.month >= earliest)
+            .order_by(ledger_months.c.month)
+        ).scalars()
+    )
+    if not closed:
+        return 0
+    unit_code = next(iter(since)).unit_code
+    booked = _booked(conn, unit_code, {k.person_number for k in since}, closed)
     rows = []
-    for text in closed:
-        month = parse_month(text)
-        base = base_in(change.segments, month)
-        owed = NOTHING if base is None else month_due(base, cache.get(unit, key.insurance, month))
-        found = adjustment(owed, _booked(conn, key, text))
-        if found is not None:
-            rows.append(
-                {
-                    "person_number": key.person_number,
-                    "unit_code": key.unit_code,
-                    "insurance": key.insurance.value,
-                    "month": text,
-                    "kind": found.kind,
-                    "base_fen": _fen(found.base),
-                    "employer_fen": _fen(found.employer),
-                    "employee_fen": _fen(found.employee),
-                    "to_account_fen": _fen(found.to_account),
-                    "declaration_id": declaration_id,
-                    "booked_at": now,
-                }
+    for key, first in since.items():
+        for text in closed:
+            month = parse_month(text)
+            if month < first:
+                continue
+            base = base_in(plans[key], month)
+            owed = (
+                NOTHING if base is None else month_due(base, cache.get(unit, key.insurance, month))
             )
+            found = adjustment(owed, booked.get((key.person_number, key.insurance.value, text), []))
+            if found is not None:
+                rows.append(
+                    {
+                        "person_number": key.person_number,
+                        "unit_code": key.unit_code,
+                        "insurance": key.insurance.value,
+                        "month": text,
+                        "kind": found.kind,
+                        "base_fen": _fen(found.base),
+                        "employer_fen": _fen(found.employer),
+                        "employee_fen": _fen(found.employee),
+                        "to_account_fen": _fen(found.to_account),
+                        "declaration_id": declaration_id,
+                        "booked_at": now,
+                    }
+                )
     if rows:
         conn.execute(insert(contribution_adjustments), rows)
     return len(rows)
 
 
-def _booked(conn: Connection, key: PlanKey, month: str) -> list[Due]:
-    """The line and adjustments the ledger holds for one person's month."""
-    booked = []
+def _booked(
+    conn: Connection, unit_code: str, person_numbers: Iterable[str], months: list[str]
+) -> dict[tuple[str, str, str], list[Due]]:
+    """The lines and adjustments the ledger holds in the unit for these persons and
+    months, per (person, insurance, month)."""
+    booked: dict[tuple[str, str, str], list[Due]] = {}
+    wanted = sorted(set(person_numbers))
     for table in (contributions, contribution_adjustments):
         c = table.c
-        for r in conn.execute(
-            select(c.base_fen, c.employer_fen, c.employee_fen, c.to_account_fen).where(
-                c.person_number == key.person_number,
-                c.unit_code == key.unit_code,
-                c.insurance == key.insurance.value,
-                c.month == month,
-            )
-        ):
-            booked.append(
-                Due(
-                    _yuan(r.base_fen),
-                    _yuan(r.employer_fen),
-                    _yuan(r.employee_fen),
-                    _yuan(r.to_account_fen),
+        for i in range(0, len(wanted), _IN_CHUNK):
+            for r in conn.execute(
+                select(
+                    c.person_number,
+                    c.insurance,
+                    c.month,
+                    c.base_fen,
+                    c.employer_fen,
+                    c.employee_fen,
+                    c.to_account_fen,
+                ).where(
+                    c.unit_code == unit_code,
+                    c.person_number.in_(wanted[i : i + _IN_CHUNK]),
+                    c.month.in_(months),
                 )
-            )
+            ):
+                booked.setdefault((r.person_number, r.insurance, r.month), []).append(
+                    Due(
+                        _yuan(r.base_fen),
+                        _yuan(r.employer_fen),
+                        _yuan(r.employee_fen),
+                        _yuan(r.to_account_fen),
+                    )
+                )
     return booked
 
 
@@ -493,6 +551,5 @@ __all__ = [
     "close_month",
     "closed_months",
     "credited_condition",
-    "load_plan",
     "record_applied",
 ]
