@@ -433,3 +433,36 @@ def test_an_approval_needing_rates_not_in_force_is_refused_and_applies_nothing(
         assert conn.execute(select(enrolments)).all() == []
         assert conn.execute(select(contribution_plans)).all() == []
         assert workflow.get(conn, auditor, d.id).status.value == "under-review"
+
+
+def test_the_demo_history_continues_through_the_monthly_close(decl_db: Engine) -> None:
+    """The demo keeps its six months of lines and loads plans: closing its current
+    month leaves those lines alone, closing the next books every open plan."""
+    from declare_app._demo_data import load_demo
+    from tests.integration.declare_app.conftest import UNIT_A
+
+    demo_rates = declare_app.demo_rate_table()
+    with decl_db.begin() as conn:
+        load_demo(conn, UNIT_A, now=at(2026, 11, 23), seed=7, persons_count=40)
+    november = ledger_rows(decl_db, "2026-11")
+    assert november  # the demo's own history
+    for month in (YearMonth(2026, 11), YearMonth(2026, 12)):
+        with decl_db.begin() as conn:
+            close_month(
+                conn, month, rates=demo_rates, current=YearMonth(2026, 12), actor="t", now=0
+            )
+    closed_november = ledger_rows(decl_db, "2026-11")
+    # The demo's lines stay as they were; the close adds the persons its declarations
+    # enrolled through the workflow (they have a plan but no demo history).
+    assert [r for r in closed_november if r in november] == november
+    p = contribution_plans.c
+    with decl_db.connect() as conn:
+        covering = conn.execute(
+            select(p.person_number, p.insurance).where(
+                p.from_month <= "2026-12",
+                (p.until_month.is_(None)) | (p.until_month >= "2026-12"),
+            )
+        ).all()
+    december = ledger_rows(decl_db, "2026-12")
+    assert sorted((r[1], r[3]) for r in december) == sorted(tuple(r) for r in covering)
+    assert len(december) > 100  # 40 persons' worth, less the reduced and retired
