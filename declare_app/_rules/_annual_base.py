@@ -2,7 +2,9 @@
 
 Each line's declared wage (上年度月平均工资) is clamped to the region's floor and
 ceiling in force on 1 January of the declared year (V-BASE-01) and, once applied,
-becomes the base of every open enrolment of that person in the unit.  A person's base
+becomes the base of every open enrolment of that person in the unit; the contribution
+plan (:mod:`declare_app._ledger_store`) uses it from ``from_month`` (执行起始年月, a
+month of the declared year; January when left empty).  A person's base
 may be declared once a year (Xianyang FAQ: "基数申报每年只可申报一次"): a person
 whose enrolments already carry that year is locked (V-DUP-03).
 
