@@ -40,6 +40,7 @@ from declare_app._ledger import (
     rates_in_force,
 )
 from declare_app._retirement import YearMonth
+from declare_app._rules._master import next_number
 from declare_app._schema import (
     contribution_adjustments,
     contribution_plans,
@@ -114,6 +115,17 @@ class _RateCache:
         return found
 
 
+def _serialise_with_closes(conn: Connection) -> None:
+    """Take the ledger's lock until the transaction ends.
+
+    A close reads the plans, an approval changes them and reads which months are
+    closed: run side by side on two nodes, the close could miss the change and the
+    approval miss the close, and the month would stay wrong with no adjustment.  Both
+    bump one counter row first (an UPDATE locks it; SQLite's BEGIN IMMEDIATE already
+    serialises writers), so one waits for the other and then reads what it wrote."""
+    next_number(conn, "ledger")
+
+
 # -- approval -------------------------------------------------------------------------
 
 _IN_CHUNK = 500  # values per IN (...) list: well inside every driver's limits
@@ -157,6 +169,7 @@ def record_applied(
         return 0
     if not intents:
         return 0
+    _serialise_with_closes(conn)
     unit = _unit_rates(conn, unit_code)
     cache = _RateCache(rates)
     before = _plans(conn, unit_code, {i.key.person_number for i in intents})
@@ -434,6 +447,7 @@ def close_month(
     text = month_text(month)
     if month > current:
         raise LedgerError(f"{text} has not begun yet (this month is {month_text(current)})")
+    _serialise_with_closes(conn)
     done = conn.execute(select(ledger_months).where(ledger_months.c.month == text)).first()
     if done is not None:
         return _summary(conn, text, already=True)
