@@ -46,7 +46,7 @@ import audit
 from declare_app import _vocabulary as vocabulary
 from declare_app._china_time import CHINA_TIME
 from declare_app._contributions import RateTable
-from declare_app._ledger import RatesNotInForce
+from declare_app._ledger import RatesNotInForce, month_text
 from declare_app._ledger_store import record_applied
 from declare_app._rules import (
     ApplyConflict,
@@ -591,8 +591,8 @@ class Declarations:
                             "V-RATE-01",
                             "",
                             "error",
-                            f"未配置{missing.month.year}年度（{missing.month.year}-"
-                            f"{missing.month.month:02d}）的缴费费率，请联系经办机构",
+                            f"未配置{missing.month.year}年度（{month_text(missing.month)}）"
+                            "的缴费费率，请联系经办机构",
                         )
                     ]
                 ) from None

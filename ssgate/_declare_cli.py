@@ -18,6 +18,7 @@ from sqlalchemy import exc as sa_exc
 
 import audit
 from declare_app import (
+    CloseResult,
     LedgerError,
     RatesNotInForce,
     YearMonth,
@@ -52,34 +53,13 @@ def _month(text: str) -> YearMonth:
 
 
 def cmd_close_month(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
-    """Close the month: one ledger line per person, unit and insurance type."""
+    """Close the month: one ledger line per person, unit and insurance type; the close
+    and its refusals are audited as ``declare.close-month``."""
     app = App(state)
-    month: YearMonth = args.month
-    rates = app.rate_table
-    now = app.clock()
-    current = YearMonth.of(datetime.fromtimestamp(now, CHINA_TIME).date())
-    actor = operator_name()
     try:
-        with app.engine.begin() as conn:
-            result = close_month(conn, month, rates=rates, current=current, actor=actor, now=now)
-            if not result.already_closed:
-                audit.append(
-                    conn,
-                    audit.AuditEvent(
-                        at=now,
-                        actor=actor,
-                        action="declare.close-month",
-                        subject=result.month,
-                        outcome="ok",
-                        details={"lines": result.lines, "units": result.units},
-                    ),
-                )
-    except (RatesNotInForce, LedgerError) as e:
-        raise DeclareCommandError(EXIT_REFUSED, f"{month_text(month)} not closed: {e}") from None
-    except sa_exc.IntegrityError:
-        raise DeclareCommandError(
-            EXIT_REFUSED, f"{month_text(month)} was being closed by another node; run it again"
-        ) from None
+        result = _close(app, args.month)
+    finally:
+        app.close()
     verb = "was closed already" if result.already_closed else "closed"
     out.write(
         f"{result.month} {verb}: {result.lines} lines in {result.units} units, "
@@ -89,11 +69,47 @@ def cmd_close_month(args: argparse.Namespace, state: StateDir, out: TextIO) -> i
     return EXIT_OK
 
 
+def _close(app: App, month: YearMonth) -> CloseResult:
+    rates = app.rate_table
+    now = app.clock()
+    current = YearMonth.of(datetime.fromtimestamp(now, CHINA_TIME).date())
+    actor = operator_name()
+
+    def event(outcome: str, reason: str = "", **details: audit.DetailValue) -> audit.AuditEvent:
+        return audit.AuditEvent(
+            at=now,
+            actor=actor,
+            action="declare.close-month",
+            subject=month_text(month),
+            outcome=outcome,
+            reason=reason[:1000],
+            details=details,
+        )
+
+    try:
+        with app.engine.begin() as conn:
+            result = close_month(conn, month, rates=rates, current=current, actor=actor, now=now)
+            if not result.already_closed:
+                audit.append(conn, event("ok", lines=result.lines, units=result.units))
+            return result
+    except (RatesNotInForce, LedgerError) as e:
+        with app.engine.begin() as conn:
+            audit.append(conn, event("refused", str(e)))
+        raise DeclareCommandError(EXIT_REFUSED, f"{month_text(month)} not closed: {e}") from None
+    except sa_exc.IntegrityError:
+        raise DeclareCommandError(
+            EXIT_REFUSED, f"{month_text(month)} was being closed by another node; run it again"
+        ) from None
+
+
 def cmd_rates(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     """Print the figures in force in the month for every configured region."""
     app = App(state)
     month: YearMonth = args.month
-    table = app.rate_table
+    try:
+        table = app.rate_table  # reads the file only: no database
+    finally:
+        app.close()
     regions = sorted(table.regions) if args.region is None else [args.region]
     if args.region is not None and args.region not in table.regions:
         raise DeclareCommandError(

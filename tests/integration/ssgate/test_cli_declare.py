@@ -65,7 +65,14 @@ def test_a_bad_month_is_exit_2(state: Path, month: str, capsys: pytest.CaptureFi
     assert "write it as YYYY-MM" in capsys.readouterr().err
 
 
-def test_a_future_month_is_not_closed(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_future_month_is_not_closed_and_the_refusal_is_audited(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _ = _ssgate("--state", str(state), "declare", "close-month", "2199-01")
     assert code == 1
     assert "has not begun" in capsys.readouterr().err
+    code, text = _ssgate(
+        "--state", str(state), "audit", "actions", "--format", "json"
+    )  # fmt: skip
+    assert code == 0, text
+    assert '"declare.close-month"' in text and '"refused"' in text
