@@ -384,7 +384,7 @@ class PersonPayments:
     person: PersonRef
     rows: tuple[PersonPaymentRow, ...]
     page: Page
-    months: int  # distinct months over all pages
+    months: int  # distinct months over all pages with a line of their own or a 补缴
     employer: Decimal
     employee: Decimal
     to_account: Decimal
@@ -1140,7 +1140,7 @@ class EmployerQueries:
         sums = conn.execute(
             select(
                 func.count().label("n"),
-                func.count(distinct(case((c.kind == "regular", c.month)))).label("months"),
+                func.count(distinct(case((c.kind != "refund", c.month)))).label("months"),
                 func.coalesce(func.sum(c.employer_fen), 0).label("employer"),
                 func.coalesce(func.sum(c.employee_fen), 0).label("employee"),
                 func.coalesce(func.sum(c.to_account_fen), 0).label("to_account"),

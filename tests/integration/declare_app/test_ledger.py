@@ -258,6 +258,11 @@ def test_acceptance_2_a_back_dated_add_books_arrears_and_leaves_the_closed_month
         ("2026-04", "110", "arrears", 144000, 72000),
     ]
     # 个人缴费 shows the 补缴 under the months they belong to; 单位缴费 counts them.
+    with decl_db.begin() as conn:
+        late_result = queries.person_payments(
+            conn, employer_a, person_number=late.result["person_no"], now=at(2026, 12, 20)
+        )
+    assert late_result.months == 2  # March and April, by 补缴
     late_rows = payments(decl_db, queries, employer_a, late.result["person_no"])
     march = late_rows[("2026-03", "110")]
     assert (march.kind_label, march.employer, march.status) == ("补缴", D("1440.00"), "due")
