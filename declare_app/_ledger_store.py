@@ -25,10 +25,8 @@ from sqlalchemy import Connection, and_, delete, func, insert, or_, select
 from declare_app._contributions import Insurance, Rates, RateTable
 from declare_app._ledger import (
     NOTHING,
-    ZERO,
     Due,
     PlanSegment,
-    RatesNotInForce,
     adjustment,
     base_in,
     month_due,
@@ -521,12 +519,6 @@ def _summary(conn: Connection, text: str, *, already: bool) -> CloseResult:
     )
 
 
-def closed_months(conn: Connection) -> list[str]:
-    return list(
-        conn.execute(select(ledger_months.c.month).order_by(ledger_months.c.month)).scalars()
-    )
-
-
 def credited_condition() -> Any:
     """SQL condition on ``contributions``: the line has credited the pension account —
     paid (到账, lines from before the ledger) or in a closed month (记账 at the close)."""
@@ -556,14 +548,11 @@ def account_adjustments(conn: Connection, person_number: str) -> dict[str, Decim
 
 
 __all__ = [
-    "ZERO",
     "CloseResult",
     "LedgerError",
     "PlanKey",
-    "RatesNotInForce",
     "account_adjustments",
     "close_month",
-    "closed_months",
     "credited_condition",
     "record_applied",
 ]
