@@ -1,4 +1,5 @@
-"""ledger: contribution plans, closed months and adjustments of closed months (issue 14)
+"""ledger: contribution plans (filled from the existing enrolments), closed months and
+adjustments of closed months (issue 14)
 
 Revision ID: 0012
 Revises: 0005
@@ -50,6 +51,15 @@ def upgrade() -> None:
             "ix_contribution_plans_person", ["person_number", "unit_code", "insurance"]
         )
         batch_op.create_index("ix_contribution_plans_months", ["from_month", "until_month"])
+
+    # Enrolments made before the ledger get the plan they imply (their current base
+    # from their start month; no base history was kept), so the close covers them.
+    op.execute(
+        "INSERT INTO contribution_plans (person_number, unit_code, insurance, from_month, "
+        "until_month, base_fen, declaration_id, updated_at) "
+        "SELECT person_number, unit_code, insurance, start_month, end_month, base_fen, "
+        "NULL, updated_at FROM enrolments WHERE end_month IS NULL OR end_month >= start_month"
+    )
 
     op.create_table(
         "ledger_months",
