@@ -36,7 +36,14 @@ from declare_app._retirement import (
 from declare_app._rules._common import gender_code, staff_kind_of
 from declare_app._rules._forms import month_text, to_fen
 from declare_app._rules._master import next_number, person_by_id_number
-from declare_app._schema import contributions, declarations, enrolments, persons, unit_profiles
+from declare_app._schema import (
+    contribution_plans,
+    contributions,
+    declarations,
+    enrolments,
+    persons,
+    unit_profiles,
+)
 from declare_app._units import get_unit
 from declare_app.interfaces import Actor, Declaration, DeclarationType
 
@@ -386,6 +393,18 @@ class _Builder:
                     add_type="A",
                     hire_date=date(p.start.year, p.start.month, self.rng.randint(1, 28)),
                     stop_reason=p.reason,
+                    updated_at=self.now,
+                )
+            )
+            # The plan the monthly close continues the demo's history from (issue 14).
+            self.conn.execute(
+                insert(contribution_plans).values(
+                    person_number=p.number,
+                    unit_code=self.unit_code,
+                    insurance=code,
+                    from_month=month_text(p.start),
+                    until_month=None if p.end is None else month_text(p.end),
+                    base_fen=p.base_fen,
                     updated_at=self.now,
                 )
             )

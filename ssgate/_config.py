@@ -84,6 +84,9 @@ class DeclareConfig:
     # Contribution rates and base limits per region, effective-dated (DOMAIN §2);
     # relative to the state directory.
     rates_file: str = "rates.toml"
+    # The day of each month (1-28) on which 'serve' closes that month's contributions
+    # (费款所属期) by itself, as 'ssgate declare close-month' does; 0: only by command.
+    close_day: int = 0
 
 
 @dataclass(frozen=True)
@@ -463,6 +466,7 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
             "absolute path",
             lambda v: isinstance(v, str) and 0 < len(v) <= 4096 and "\x00" not in v,
         ),
+        "close_day": _int_in(0, 28),
     },
     "policy": {
         **_POLICY_KEYS,
@@ -855,6 +859,9 @@ listen = ""
 # writes a demo seed for region 330682 (every entry verified = false, each with its
 # source): check it against the provincial notices before real use.
 rates_file = "rates.toml"
+# The day of each month (1-28) on which 'serve' closes that month's contributions by
+# itself ('ssgate declare close-month YYYY-MM' does it by hand); 0: only by hand.
+close_day = 0
 
 [policy]
 # Defaults for every channel account; override per account with [[policy.account]].

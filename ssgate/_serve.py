@@ -81,6 +81,7 @@ from ssgate._console import (
     session_sweeper,
 )
 from ssgate._db import Database, WorkerPool
+from ssgate._monthly_close import monthly_close_service
 from ssgate._ops import Ops, exposure_warning, is_loopback_listen, node_ops
 from ssgate._radius import RadiusListener, start_radius
 from ssgate._state import StateDir, StateError
@@ -392,6 +393,8 @@ def start(
         )
     )
     ops, ops_port = _start_ops(app, reactor, ports, runner, node_name=node_name, watcher=watcher)
+    if config.declare.close_day:  # the contribution ledger's monthly close (issue 14)
+        running.addService(monthly_close_service(runner, reactor, rates, config.declare.close_day))
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     dial_in = _start_radius(app, reactor, ports, authenticator, runner)
     if dial_in is not None:

@@ -978,6 +978,15 @@ def _pki_crl(app: App, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_declare(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from ssgate._declare_cli import DeclareCommandError, run_declare
+
+    try:
+        return run_declare(args, state, out)
+    except DeclareCommandError as e:
+        raise CliError(e.code, str(e)) from None
+
+
 def cmd_routes(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     from ssgate._routes import format_routes, route_tables
 
@@ -1438,6 +1447,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _backup_parsers(add)
 
+    from ssgate._declare_cli import add_declare_parser
+
+    add_declare_parser(add, cmd_declare)
     db = add("db", "database schema status and upgrade", cmd_db)
     ds = db.add_subparsers(dest="db_command", metavar="ACTION", required=True, parser_class=_Parser)
     add("status", "show the schema revision", cmd_db, ds)
