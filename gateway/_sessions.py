@@ -209,7 +209,7 @@ def request_kill(
     )
     if result.rowcount != 1:
         return None
-    _end_detached(conn, sessions.c.id == session_id, reason=reason, now=now)
+    _end_detached(conn, sessions.c.id == session_id, reason=reason, now=now, actor=actor)
     return get_session(conn, session_id)
 
 
@@ -246,14 +246,13 @@ def kill_session(
     return record
 
 
-def _end_detached(conn: Connection, which: Any, *, reason: str, now: float) -> None:
+def _end_detached(conn: Connection, which: Any, *, reason: str, now: float, actor: str) -> None:
     """A detached session has no node to tell: a kill ends it here, with its reason
-    (not later by the reaper as ``network-lost``); its resume token dies with it."""
-    conn.execute(
-        update(sessions)
-        .where(which, sessions.c.status == "detached")
-        .values(status="ended", ended_at=now, end_reason=reason)
-    )
+    (not later by the reaper as ``network-lost``) and its ``session.end`` event; its
+    resume token dies with it."""
+    rows = conn.execute(select(sessions).where(which, sessions.c.status == "detached")).all()
+    for row in rows:
+        _end_abandoned(conn, row, reason=reason, now=now, actor=actor, ended_by="request")
 
 
 def request_kill_account(
@@ -268,7 +267,7 @@ def request_kill_account(
         )
         .values(kill_requested_at=now, kill_reason=reason, kill_actor=actor)
     )
-    _end_detached(conn, sessions.c.account == account, reason=reason, now=now)
+    _end_detached(conn, sessions.c.account == account, reason=reason, now=now, actor=actor)
     return int(result.rowcount)
 
 
@@ -618,22 +617,21 @@ def _end_abandoned(
     reason: str,
     now: float,
     actor: str,
-    detected: str,
-    still: Any,
+    ended_by: str,
+    still: Any = None,
 ) -> bool:
-    """End one abandoned session (*row* as read) with its ``session.end`` event, unless
-    it changed since it was read (*still*: the condition it must still meet)."""
-    result = conn.execute(
-        update(sessions)
-        .where(
-            sessions.c.id == row.id,
-            sessions.c.status == row.status,
-            sessions.c.node == row.node,
-            sessions.c.resume_generation == row.resume_generation,
-            still,
-        )
-        .values(status="ended", ended_at=now, end_reason=reason)
+    """End one session that no tunnel holds (*row* as read) with its ``session.end``
+    event, unless it changed since it was read (*still*: a further condition it must
+    still meet).  *ended_by* says what found it: ``restart``, ``stale`` or ``request``."""
+    unchanged = update(sessions).where(
+        sessions.c.id == row.id,
+        sessions.c.status == row.status,
+        sessions.c.node == row.node,
+        sessions.c.resume_generation == row.resume_generation,
     )
+    if still is not None:
+        unchanged = unchanged.where(still)
+    result = conn.execute(unchanged.values(status="ended", ended_at=now, end_reason=reason))
     if result.rowcount != 1:
         return False  # resumed, ended or reaped meanwhile: not ours to end
     audit.append(
@@ -649,7 +647,7 @@ def _end_abandoned(
             session_id=row.id,
             details={
                 "node": row.node,
-                "detected": detected,
+                "ended_by": ended_by,
                 "last_seen_at": row.last_seen_at,
                 "peer": row.peer,
                 "certificate": row.cert_serial,
@@ -679,7 +677,7 @@ def reap_stale_recorded(conn: Connection, *, now: float, actor: str) -> int:
             reason=reason,
             now=now,
             actor=actor,
-            detected="stale",
+            ended_by="stale",
             still=sessions.c.last_seen_at <= cutoff,
         )
     return ended
@@ -738,7 +736,7 @@ def recover_sessions(
             reason="node-lost",
             now=now,
             actor=f"gateway:{node}",
-            detected="restart",
+            ended_by="restart",
             still=still,
         )
     return ended
