@@ -786,9 +786,7 @@ class GatewayNode(Service):
         for tunnel in tunnels:
             tunnel.terminate(Reason.GATEWAY_SHUTDOWN)
         if not tunnels:
-            d: Deferred[None] = Deferred()
-            d.callback(None)
-            return d
+            return self._last_writes(None)
 
         def cut() -> None:
             for tunnel in tunnels:
@@ -802,7 +800,23 @@ class GatewayNode(Service):
             if deadline.active():
                 deadline.cancel()
 
-        return done.addBoth(stopped)
+        return done.addBoth(stopped).addBoth(self._last_writes)
+
+    def _last_writes(self, _: object) -> Deferred[None]:
+        """One more try for the session changes the database refused (what still fails
+        is ended at the next start, or by another node, as ``node-lost``)."""
+        d: Deferred[None] = Deferred()
+        if not self.ctx.unwritten:
+            d.callback(None)
+            return d
+        retry = self._write_again()
+        retry.addErrback(
+            lambda f: self.log.failure(
+                "{count} session ends stay unrecorded at stop", f, count=len(self.ctx.unwritten)
+            )
+        )
+        retry.addBoth(lambda _: d.callback(None))
+        return d
 
     def _recover(self) -> Deferred[int]:
         """End the sessions a dead gateway process on this host left live (a crash, a

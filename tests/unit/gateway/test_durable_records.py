@@ -230,3 +230,20 @@ def test_a_login_that_completes_after_the_connection_dropped_is_recorded_and_end
     [event] = bed.audit_events("login")
     [end] = bed.audit_events("session.end")
     assert event.session_id == end.session_id == record.id
+
+
+def test_stopping_the_node_tries_once_more_to_write_the_ends_the_database_refused(
+    bed: ChannelTestbed,
+) -> None:
+    login = RawLogin(bed)
+    assert login.accepted is not None
+    full = DiskFull(bed.engine)
+    login.quit()
+    bed.run()
+    assert list(bed.ctx.unwritten) == [login.accepted.session_id]
+    full.freed()
+    stopped = bed.node.stopService()
+    assert stopped.called  # nothing live: only the retry, already done
+    assert bed.ctx.unwritten == {}
+    [end] = bed.audit_events("session.end")
+    assert (end.reason, end.session_id) == ("client-quit", login.accepted.session_id)
