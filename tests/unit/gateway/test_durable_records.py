@@ -11,6 +11,8 @@ every insert into ``audit_events`` (or into ``sessions``), dropped to "free spac
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import Engine, text
 from twisted.internet.protocol import Factory, Protocol
@@ -18,7 +20,7 @@ from twisted.internet.protocol import Factory, Protocol
 from gateway import _sessions
 from gateway._machine import AuthAccepted, AuthRejected, ClientMachine
 from gateway._reasons import Reason
-from gateway._service import GatewayTunnel
+from gateway._service import GatewayNode, GatewayTunnel
 from gateway.testing import TESTBED_ACCOUNT, ChannelTestbed, MemoryTransport
 
 
@@ -247,3 +249,32 @@ def test_stopping_the_node_tries_once_more_to_write_the_ends_the_database_refuse
     assert bed.ctx.unwritten == {}
     [end] = bed.audit_events("session.end")
     assert (end.reason, end.session_id) == ("client-quit", login.accepted.session_id)
+
+
+def test_a_node_starting_ends_what_its_dead_predecessor_left_live_with_events(
+    bed: ChannelTestbed,
+) -> None:
+    login = RawLogin(bed)
+    assert login.accepted is not None
+    session_id = login.accepted.session_id
+    # kill -9: the process and its tunnels vanish, nothing is written.
+    bed.ctx.live.clear()
+    bed.clock.advance(5)
+    restarted = GatewayNode(replace(bed.ctx, live={}), process_alive=lambda pid: False)
+    restarted.startService()
+    assert restarted.recovered is not None and restarted.recovered.called
+    record = bed.session(session_id)
+    assert record is not None and (record.status, record.end_reason) == ("ended", "node-lost")
+    [end] = bed.audit_events("session.end")
+    assert (end.session_id, end.reason, end.details["ended_by"]) == (
+        session_id,
+        "node-lost",
+        "restart",
+    )
+    # A session the new process holds itself is not touched by a second start.
+    bed.clock.advance(30)  # the next one-time code
+    again = RawLogin(bed)
+    assert again.accepted is not None
+    GatewayNode(bed.ctx).startService()
+    record = bed.session(again.accepted.session_id)
+    assert record is not None and record.status == "live"
