@@ -750,8 +750,11 @@ class GatewayNode(Service):
         self.ctx = ctx
         self._poll_interval = poll_interval
         self._process_alive = process_alive
-        # Fires once the sessions of stopped processes are ended (see startService).
+        # Fires once the sessions of stopped processes are ended (see startService);
+        # if the database refused, the poll tries again every 30 ticks.
         self.recovered: Deferred[int] | None = None
+        self._booted_at = 0.0
+        self._recovery_due = True
         self._loop: LoopingCall | None = None
         self._ticks = 0
         self._polling = False
@@ -765,6 +768,7 @@ class GatewayNode(Service):
 
     def startService(self) -> None:
         Service.startService(self)
+        self._booted_at = self.ctx.clock.seconds()
         self.recovered = self._recover()
         self._loop = LoopingCall(self._poll)
         self._loop.clock = self.ctx.clock
@@ -821,18 +825,18 @@ class GatewayNode(Service):
     def _recover(self) -> Deferred[int]:
         """End the sessions a dead gateway process on this host left live (a crash, a
         ``kill -9``), each with its ``session.end`` event; fires with how many."""
-        now = self.ctx.clock.seconds()
         host, _, pid = self.ctx.node.rpartition(":")
         d: Deferred[int] = self.ctx.db.run(
             _sessions.recover_sessions,
             node=self.ctx.node,
             host=host if pid.isdigit() else "",
             process_alive=self._process_alive,
-            booted_at=now,
-            now=now,
+            booted_at=self._booted_at,
+            now=self.ctx.clock.seconds(),
         )
 
         def done(ended: int) -> int:
+            self._recovery_due = False
             if ended:
                 self.log.warn(
                     "ended {count} sessions left live by a stopped gateway process", count=ended
@@ -840,7 +844,7 @@ class GatewayNode(Service):
             return ended
 
         def failed(failure: Failure) -> int:
-            # Not fatal: the reaper ends them once they are stale.
+            # Not fatal: the poll tries again, and the reaper ends them once stale.
             self.log.failure("recovering the sessions of stopped processes failed", failure)
             return 0
 
@@ -864,6 +868,8 @@ class GatewayNode(Service):
         if self._ticks % 10 == 0:
             stats = {sid: t.counters() for sid, t in self.ctx.live.items()}
             d.addCallback(lambda _: self.ctx.db.run(_sessions.heartbeat, stats, now=now))
+        if self._ticks % 30 == 0 and self._recovery_due:
+            d.addCallback(lambda _: self._recover())
         if self._ticks % 30 == 0:
             actor = f"gateway:{self.ctx.node}"
             d.addCallback(

@@ -278,3 +278,23 @@ def test_a_node_starting_ends_what_its_dead_predecessor_left_live_with_events(
     GatewayNode(bed.ctx).startService()
     record = bed.session(again.accepted.session_id)
     assert record is not None and record.status == "live"
+
+
+def test_a_start_up_recovery_the_database_refused_is_tried_again_by_the_poll(
+    bed: ChannelTestbed,
+) -> None:
+    login = RawLogin(bed)
+    assert login.accepted is not None
+    bed.ctx.live.clear()  # kill -9
+    bed.node.stopService()
+    bed.clock.advance(5)
+    full = DiskFull(bed.engine)
+    restarted = GatewayNode(replace(bed.ctx, live={}), process_alive=lambda pid: False)
+    restarted.startService()
+    record = bed.session(login.accepted.session_id)
+    assert record is not None and record.status == "live"
+    full.freed()
+    bed.elapse(30)
+    record = bed.session(login.accepted.session_id)
+    assert record is not None and (record.status, record.end_reason) == ("ended", "node-lost")
+    assert [e.session_id for e in bed.audit_events("session.end")] == [login.accepted.session_id]
