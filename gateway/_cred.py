@@ -29,6 +29,7 @@ from twisted.cred.portal import IRealm
 from twisted.internet.defer import inlineCallbacks
 from zope.interface import Attribute, Interface, implementer
 
+import audit
 import auth
 import certs
 from gateway import _sessions
@@ -204,7 +205,12 @@ class ChannelChecker:
 
 @implementer(IRealm)
 class ChannelRealm:
-    """Grants a session under the account's concurrent-session limit."""
+    """Grants a session under the account's concurrent-session limit.
+
+    The *mind* of the login is its ``login`` :class:`audit.AuditEvent` as the tunnel
+    saw it (peer, certificate, TLS facts, factors): the realm writes it, completed with
+    the session id and unit, in the transaction that records the session.
+    """
 
     def __init__(
         self,
@@ -229,8 +235,16 @@ class ChannelRealm:
         policy = self._policy_for(account)
         session_id = _sessions.new_session_id()
         now = self._clock()
+        # The login's audit event commits with the session row, before the client can
+        # be told it is logged in: neither exists without the other (issue 12).
+        if isinstance(mind, audit.AuditEvent):
+            event = mind
+        else:
+            event = audit.AuditEvent(
+                at=now, actor=f"channel:{account}", action="login", subject=account, outcome="ok"
+            )
         started = yield self._db.run(
-            _sessions.start_session,
+            _sessions.start_session_recorded,
             session_id=session_id,
             account=account,
             unit_code=unit_code,
@@ -239,6 +253,7 @@ class ChannelRealm:
             node=self._node,
             now=now,
             max_concurrent=policy.max_sessions,
+            event=event,
         )
         if not started:
             raise LoginRefused("too-many-sessions", account, unit_code)

@@ -10,10 +10,18 @@ The node keeps the live tunnels of this process and, once a second, asks the ses
 registry which of them must end (officer kill, suspended or cancelled account,
 revoked certificate, whichever node or command asked), so a kill takes effect within
 seconds everywhere.  Every login attempt, refusal and session end is an audit event.
+
+Nothing happens without its record: a session's row and its ``login`` event commit in
+one transaction before AUTH_OK goes out (RESUME_OK likewise with ``login.resume``), and
+each end or detach commits with its event.  An end the database refused is kept and
+written again at every poll (:attr:`GatewayContext.unwritten`); one lost with the
+process is written at the next start (:func:`~gateway._sessions.recover_sessions`) or,
+after the stale period, by any node (:func:`~gateway._sessions.reap_stale_recorded`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import socket
@@ -22,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
+from sqlalchemy import Connection
 from twisted.application.service import Service
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
@@ -109,6 +118,26 @@ def default_node_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process *pid* of this host still runs (a zombie does not: it is dead and
+    only waits for its parent to collect its status)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, as another user
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[:1] != [b"Z"]
+    except OSError:
+        return True  # no /proc: trust the signal test
+
+
+# A session's end or detach with its event, as a transaction to (re)run.
+SessionWrite = Callable[[Connection], object]
+
+
 @dataclass
 class GatewayContext:
     """Everything the tunnels of one gateway process share."""
@@ -124,11 +153,40 @@ class GatewayContext:
     handshake_timeout: float = 10.0
     auth_timeout: float = 60.0
     live: dict[str, GatewayTunnel] = field(default_factory=dict)
+    # Session ends and detaches the database refused (a full disk, a lost connection),
+    # by session id: the node writes them again at each poll until they commit.
+    unwritten: dict[str, SessionWrite] = field(default_factory=dict)
+    # Beyond this many, the oldest is given up: the reaper ends it (node-lost) later.
+    max_unwritten: int = 10_000
 
     def record(self, event: audit.AuditEvent) -> Deferred[Any]:
         d: Deferred[Any] = self.db.run(audit.append, event)
         d.addErrback(lambda f: GatewayTunnel.log.failure("audit append failed", f))
         return d
+
+    def write_session(self, session_id: str, write: SessionWrite) -> Deferred[Any]:
+        """Run *write* (a session change with its event); if the database refuses it,
+        keep it in :attr:`unwritten` for the node to retry.  Never fails."""
+        self.unwritten.pop(session_id, None)  # superseded by this newer change
+        d: Deferred[Any] = self.db.run(write)
+
+        def refused(failure: Failure) -> None:
+            GatewayTunnel.log.failure(
+                "recording session {sid} failed; retrying at the next poll", failure, sid=session_id
+            )
+            self.keep_unwritten(session_id, write)
+
+        return d.addErrback(refused)
+
+    def keep_unwritten(self, session_id: str, write: SessionWrite) -> None:
+        self.unwritten[session_id] = write
+        while len(self.unwritten) > self.max_unwritten:
+            oldest = next(iter(self.unwritten))
+            del self.unwritten[oldest]
+            GatewayTunnel.log.error(
+                "gave up recording session {sid}: too many unwritten; the reaper ends it",
+                sid=oldest,
+            )
 
 
 class UpstreamConnection(StreamConnection):
@@ -241,11 +299,23 @@ class GatewayTunnel(TunnelProtocol):
     def _audit(
         self, action: str, subject: str, outcome: str, reason: str = "", **details: str | int
     ) -> Deferred[Any]:
+        event = self._event(action, subject, outcome, reason, **details)
+        if event is None:
+            d: Deferred[Any] = Deferred()
+            d.callback(None)
+            return d
+        return self.ctx.record(event)
+
+    def _event(
+        self, action: str, subject: str, outcome: str, reason: str = "", **details: str | int
+    ) -> audit.AuditEvent | None:
+        """The audit event of *action* on this connection (``None``, logged, if a value
+        cannot be recorded)."""
         session = self.session
         # *subject* may be the account name a client sent: any UTF-8, NUL or empty.
         subject = subject.replace("\x00", "\\x00") or "-"
         try:
-            event = audit.AuditEvent(
+            return audit.AuditEvent(
                 at=self.ctx.clock.seconds(),
                 actor=f"channel:{subject}"[:255],
                 action=action,
@@ -259,10 +329,7 @@ class GatewayTunnel(TunnelProtocol):
         except audit.AuditEventError:
             # Never let a bad value break the tunnel; the failure says what it was.
             self.log.failure("cannot record audit event {action}", action=action)
-            d: Deferred[Any] = Deferred()
-            d.callback(None)
-            return d
-        return self.ctx.record(event)
+            return None
 
     def _login(self, event: AuthRequested) -> None:
         credentials = ChannelCredentials(
@@ -273,7 +340,10 @@ class GatewayTunnel(TunnelProtocol):
             certificate_account=self.cert_account,
             certificate_serial=self.cert_serial,
         )
-        d = self.ctx.portal.login(credentials, None, IChannelSession)  # type: ignore[arg-type]
+        # The realm (the mind's reader) writes this event with the session it opens, in
+        # one transaction: AUTH_OK goes out only once both are committed.
+        login = self._event("login", event.account, "ok", **self.tls_facts, **factor_outcomes("ok"))
+        d = self.ctx.portal.login(credentials, login, IChannelSession)  # type: ignore[arg-type]
         d.addCallbacks(self._logged_in, self._login_refused, errbackArgs=(event.account,))
 
     def _logged_in(self, result: tuple[Any, ChannelSession, Callable[[], None]]) -> None:
@@ -281,17 +351,12 @@ class GatewayTunnel(TunnelProtocol):
         ended_by = self.machine.close_reason
         if ended_by is not None:
             # The deadline, the peer or the network ended the connection while we
-            # checked: the session the realm just started must not stay live.
-            self.ctx.db.run(
-                _sessions.end_session,
-                session.session_id,
-                reason=ended_by.slug,
-                now=self.ctx.clock.seconds(),
-            )
-            self._audit("login", session.account, "failed", ended_by.slug, **self.tls_facts)
+            # checked: the session the realm just started (and its login event) must
+            # not stay live; its end is recorded like any other.
+            self.session = session
+            self._write_end(session, ended_by, (0, 0, 0), {})
             return
         self._open_session(session, generation=0)
-        self._audit("login", session.account, "ok", **self.tls_facts, **factor_outcomes("ok"))
 
     def _open_session(self, session: ChannelSession, *, generation: int) -> None:
         self.session = session
@@ -319,6 +384,7 @@ class GatewayTunnel(TunnelProtocol):
             previous.replaced = True
             previous.close_transport()
         self.ctx.live[session.session_id] = self
+        self.ctx.unwritten.pop(session.session_id, None)  # a failed detach: live again
         self.last_activity = self.ctx.clock.seconds()
 
     def _login_refused(self, failure: Failure, account: str) -> None:
@@ -350,13 +416,20 @@ class GatewayTunnel(TunnelProtocol):
         except ResumeTokenError as e:
             self._resume_refused(str(e))
             return
+        # Committed with the reattachment, before RESUME_OK goes out.
+        resumed = self._event("login.resume", self.cert_account or "-", "ok", **self.tls_facts)
+        if resumed is None:
+            self._resume_refused("error")
+            return
         d = self.ctx.db.run(
-            _sessions.resume_session,
+            _sessions.resume_session_recorded,
             claim.session_id,
             generation=claim.generation,
+            account=self.cert_account,
             node=self.ctx.node,
             peer=self.peer,
             now=now,
+            event=resumed,
         )
         d.addCallback(self._resumed, claim.generation)
         d.addErrback(self._resume_error)
@@ -366,13 +439,8 @@ class GatewayTunnel(TunnelProtocol):
         self._resume_refused("error")
 
     def _resumed(self, record: _sessions.SessionRecord | None, generation: int) -> None:
-        if record is None or record.account != self.cert_account:
+        if record is None:
             self._resume_refused("session not resumable")
-            return
-        if self.machine.close_reason is not None:
-            # Gone while we reattached it: leave it detached again (the reaper ends it).
-            now = self.ctx.clock.seconds()
-            self.ctx.db.run(_sessions.detach_session, record.id, now=now)
             return
         session = ChannelSession(
             record.id,
@@ -382,8 +450,13 @@ class GatewayTunnel(TunnelProtocol):
             record.started_at,
         )
         self._offsets = (record.bytes_in, record.bytes_out, record.streams_opened)
+        if self.machine.close_reason is not None:
+            # Gone while we reattached it: detached again, resumable as before (the
+            # reaper ends it if nobody does), recorded like any detach.
+            self.session = session
+            self._write_detach(session, self._offsets, {})
+            return
         self._open_session(session, generation=generation + 1)
-        self._audit("login.resume", record.account, "ok", **self.tls_facts)
 
     def _resume_refused(self, why: str) -> None:
         self._audit(
@@ -564,42 +637,70 @@ class GatewayTunnel(TunnelProtocol):
         if self.replaced:
             self._finished([])
             return
-        now = self.ctx.clock.seconds()
-        b_in, b_out, streams = self.counters()
         # The streams' ends (written as they ended, the last ones just now by
         # drop_streams) belong to the session's final records.
         stream_writes = list(self._stream_writes)
         unitemised = self._unitemised_details()
+        counters = self.counters()
         if ended_by is None:
             # The network dropped without GOAWAY: keep the session resumable for a while.
-            stats = {session.session_id: (b_in, b_out, streams)}
-            self._finished(
-                [
-                    *stream_writes,
-                    self.ctx.db.run(_sessions.detach_session, session.session_id, now=now),
-                    self.ctx.db.run(_sessions.heartbeat, stats, now=now),
-                    self._audit(
-                        "session.detach", session.account, "ok", "network-lost", **unitemised
-                    ),
-                ]
-            )
+            self._finished([*stream_writes, self._write_detach(session, counters, unitemised)])
             return
-        ended = self.ctx.db.run(
-            _sessions.end_session,
-            session.session_id,
-            reason=ended_by.slug,
-            now=now,
+        self._finished([*stream_writes, self._write_end(session, ended_by, counters, unitemised)])
+
+    def _write_end(
+        self,
+        session: ChannelSession,
+        reason: Reason,
+        counters: tuple[int, int, int],
+        details: dict[str, str | int],
+    ) -> Deferred[Any]:
+        """The session's end and its ``session.end`` event, in one transaction (kept
+        for a retry if the database refuses it)."""
+        event = self._event("session.end", session.account, "ok", reason.slug, **details)
+        if event is None:  # pragma: no cover - our own values always make an event
+            event = audit.AuditEvent(
+                at=self.ctx.clock.seconds(),
+                actor=f"channel:{session.account}",
+                action="session.end",
+                subject=session.account,
+                outcome="ok",
+                reason=reason.slug,
+                unit=session.unit_code,
+                session_id=session.session_id,
+            )
+        b_in, b_out, streams = counters
+        write = functools.partial(
+            _sessions.end_session_recorded,
+            session_id=session.session_id,
+            reason=reason.slug,
+            now=self.ctx.clock.seconds(),
             bytes_in=b_in,
             bytes_out=b_out,
             streams_opened=streams,
+            event=event,
         )
-        self._finished(
-            [
-                *stream_writes,
-                ended,
-                self._audit("session.end", session.account, "ok", ended_by.slug, **unitemised),
-            ]
+        return self.ctx.write_session(session.session_id, write)
+
+    def _write_detach(
+        self, session: ChannelSession, counters: tuple[int, int, int], details: dict[str, str | int]
+    ) -> Deferred[Any]:
+        """The session detached, with its counters and ``session.detach`` event."""
+        event = self._event("session.detach", session.account, "ok", "network-lost", **details)
+        if event is None:  # pragma: no cover - our own values always make an event
+            return self._write_end(session, Reason.NETWORK_LOST, counters, details)
+        b_in, b_out, streams = counters
+        write = functools.partial(
+            _sessions.detach_session_recorded,
+            session_id=session.session_id,
+            node=self.ctx.node,
+            now=self.ctx.clock.seconds(),
+            bytes_in=b_in,
+            bytes_out=b_out,
+            streams_opened=streams,
+            event=event,
         )
+        return self.ctx.write_session(session.session_id, write)
 
     def _tls_refused(self, reason: Failure) -> None:
         # Logged, not audited: anyone can open a TCP connection, and the audit log must
@@ -639,9 +740,21 @@ class GatewayNode(Service):
 
     log = Logger()
 
-    def __init__(self, ctx: GatewayContext, *, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        ctx: GatewayContext,
+        *,
+        poll_interval: float = 1.0,
+        process_alive: Callable[[int], bool] = process_alive,
+    ) -> None:
         self.ctx = ctx
         self._poll_interval = poll_interval
+        self._process_alive = process_alive
+        # Fires once the sessions of stopped processes are ended (see startService);
+        # if the database refused, the poll tries again every 30 ticks.
+        self.recovered: Deferred[int] | None = None
+        self._booted_at = 0.0
+        self._recovery_due = True
         self._loop: LoopingCall | None = None
         self._ticks = 0
         self._polling = False
@@ -655,6 +768,8 @@ class GatewayNode(Service):
 
     def startService(self) -> None:
         Service.startService(self)
+        self._booted_at = self.ctx.clock.seconds()
+        self.recovered = self._recover()
         self._loop = LoopingCall(self._poll)
         self._loop.clock = self.ctx.clock
         self._loop.start(self._poll_interval, now=False).addErrback(
@@ -675,9 +790,7 @@ class GatewayNode(Service):
         for tunnel in tunnels:
             tunnel.terminate(Reason.GATEWAY_SHUTDOWN)
         if not tunnels:
-            d: Deferred[None] = Deferred()
-            d.callback(None)
-            return d
+            return self._last_writes(None)
 
         def cut() -> None:
             for tunnel in tunnels:
@@ -691,7 +804,51 @@ class GatewayNode(Service):
             if deadline.active():
                 deadline.cancel()
 
-        return done.addBoth(stopped)
+        return done.addBoth(stopped).addBoth(self._last_writes)
+
+    def _last_writes(self, _: object) -> Deferred[None]:
+        """One more try for the session changes the database refused (what still fails
+        is ended at the next start, or by another node, as ``node-lost``)."""
+        d: Deferred[None] = Deferred()
+        if not self.ctx.unwritten:
+            d.callback(None)
+            return d
+        retry = self._write_again()
+        retry.addErrback(
+            lambda f: self.log.failure(
+                "{count} session ends stay unrecorded at stop", f, count=len(self.ctx.unwritten)
+            )
+        )
+        retry.addBoth(lambda _: d.callback(None))
+        return d
+
+    def _recover(self) -> Deferred[int]:
+        """End the sessions a dead gateway process on this host left live (a crash, a
+        ``kill -9``), each with its ``session.end`` event; fires with how many."""
+        host, _, pid = self.ctx.node.rpartition(":")
+        d: Deferred[int] = self.ctx.db.run(
+            _sessions.recover_sessions,
+            node=self.ctx.node,
+            host=host if pid.isdigit() else "",
+            process_alive=self._process_alive,
+            booted_at=self._booted_at,
+            now=self.ctx.clock.seconds(),
+        )
+
+        def done(ended: int) -> int:
+            self._recovery_due = False
+            if ended:
+                self.log.warn(
+                    "ended {count} sessions left live by a stopped gateway process", count=ended
+                )
+            return ended
+
+        def failed(failure: Failure) -> int:
+            # Not fatal: the poll tries again, and the reaper ends them once stale.
+            self.log.failure("recovering the sessions of stopped processes failed", failure)
+            return 0
+
+        return d.addCallbacks(done, failed)
 
     def _poll(self) -> None:
         now = self.ctx.clock.seconds()
@@ -711,13 +868,47 @@ class GatewayNode(Service):
         if self._ticks % 10 == 0:
             stats = {sid: t.counters() for sid, t in self.ctx.live.items()}
             d.addCallback(lambda _: self.ctx.db.run(_sessions.heartbeat, stats, now=now))
+        if self._ticks % 30 == 0 and self._recovery_due:
+            d.addCallback(lambda _: self._recover())
         if self._ticks % 30 == 0:
-            d.addCallback(lambda _: self.ctx.db.run(_sessions.reap_stale, now=now))
+            actor = f"gateway:{self.ctx.node}"
+            d.addCallback(
+                lambda _: self.ctx.db.run(_sessions.reap_stale_recorded, now=now, actor=actor)
+            )
+        if self.ctx.unwritten:
+            d.addCallback(lambda _: self._write_again())
         d.addCallbacks(self._poll_failures.succeeded, self._poll_failures.failed)
         d.addBoth(self._polled)
 
     def _polled(self, result: object) -> None:
         self._polling = False
+
+    def _write_again(self) -> Deferred[Any]:
+        """Retry the session changes the database refused, oldest first; the first
+        failure stops the round (and fails the poll, logged at a readable rate)."""
+        pending = list(self.ctx.unwritten.items())
+
+        def next_one(_: object = None) -> Deferred[Any] | None:
+            while pending:
+                session_id, write = pending.pop(0)
+                if self.ctx.unwritten.get(session_id) is not write:
+                    continue  # superseded meanwhile
+                d: Deferred[Any] = self.ctx.db.run(write)
+
+                def written(_: object, sid: str = session_id, w: SessionWrite = write) -> object:
+                    if self.ctx.unwritten.get(sid) is w:
+                        del self.ctx.unwritten[sid]
+                    return next_one()
+
+                return d.addCallback(written)
+            return None
+
+        first = next_one()
+        if first is None:
+            done: Deferred[Any] = Deferred()
+            done.callback(None)
+            return done
+        return first
 
     def _end_sessions(self, verdict: dict[str, _sessions.SessionEnd]) -> None:
         for session_id, end in verdict.items():

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import secrets
 import zlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, insert, or_, select, text, tuple_, update
@@ -209,7 +209,7 @@ def request_kill(
     )
     if result.rowcount != 1:
         return None
-    _end_detached(conn, sessions.c.id == session_id, reason=reason, now=now)
+    _end_detached(conn, sessions.c.id == session_id, reason=reason, now=now, actor=actor)
     return get_session(conn, session_id)
 
 
@@ -246,14 +246,13 @@ def kill_session(
     return record
 
 
-def _end_detached(conn: Connection, which: Any, *, reason: str, now: float) -> None:
+def _end_detached(conn: Connection, which: Any, *, reason: str, now: float, actor: str) -> None:
     """A detached session has no node to tell: a kill ends it here, with its reason
-    (not later by the reaper as ``network-lost``); its resume token dies with it."""
-    conn.execute(
-        update(sessions)
-        .where(which, sessions.c.status == "detached")
-        .values(status="ended", ended_at=now, end_reason=reason)
-    )
+    (not later by the reaper as ``network-lost``) and its ``session.end`` event; its
+    resume token dies with it."""
+    rows = conn.execute(select(sessions).where(which, sessions.c.status == "detached")).all()
+    for row in rows:
+        _end_abandoned(conn, row, reason=reason, now=now, actor=actor, ended_by="request")
 
 
 def request_kill_account(
@@ -268,7 +267,7 @@ def request_kill_account(
         )
         .values(kill_requested_at=now, kill_reason=reason, kill_actor=actor)
     )
-    _end_detached(conn, sessions.c.account == account, reason=reason, now=now)
+    _end_detached(conn, sessions.c.account == account, reason=reason, now=now, actor=actor)
     return int(result.rowcount)
 
 
@@ -480,4 +479,264 @@ def reap_stale(conn: Connection, *, now: float) -> int:
             .values(status="ended", ended_at=now, end_reason=reason)
         )
         ended += int(result.rowcount)
+    return ended
+
+
+# -- each change of a session committed with its audit event (issue 12) ------------------
+#
+# A session row never exists without its ``login`` event, and no session changes state
+# without the event that says so: each function below writes both in the caller's one
+# transaction, so a crash, a full disk or a lost database leaves neither or both.  The
+# event comes from the caller (who knows the peer, the certificate, the TLS facts) and
+# is completed here with what only the registry knows: the session id and the unit.
+
+
+def start_session_recorded(
+    conn: Connection,
+    *,
+    session_id: str,
+    account: str,
+    unit_code: str,
+    peer: str,
+    cert_serial: str,
+    node: str,
+    now: float,
+    max_concurrent: int,
+    event: audit.AuditEvent,
+) -> bool:
+    """:func:`start_session` and, if the session started, its ``login`` *event*."""
+    started = start_session(
+        conn,
+        session_id=session_id,
+        account=account,
+        unit_code=unit_code,
+        peer=peer,
+        cert_serial=cert_serial,
+        node=node,
+        now=now,
+        max_concurrent=max_concurrent,
+    )
+    if started:
+        audit.append(conn, replace(event, at=now, unit=unit_code, session_id=session_id))
+    return started
+
+
+def resume_session_recorded(
+    conn: Connection,
+    session_id: str,
+    *,
+    generation: int,
+    account: str | None,
+    node: str,
+    peer: str,
+    now: float,
+    event: audit.AuditEvent,
+) -> SessionRecord | None:
+    """:func:`resume_session` for *account*'s session and its ``login.resume`` *event*.
+
+    ``None`` (nothing written, the token not consumed) unless the session is
+    *account*'s and resumable with token *generation*."""
+    found = get_session(conn, session_id)
+    if found is None or found.account != account:
+        return None
+    record = resume_session(conn, session_id, generation=generation, node=node, peer=peer, now=now)
+    if record is not None:
+        audit.append(conn, replace(event, at=now, unit=record.unit_code, session_id=record.id))
+    return record
+
+
+def end_session_recorded(
+    conn: Connection,
+    session_id: str,
+    *,
+    reason: str,
+    now: float,
+    bytes_in: int = 0,
+    bytes_out: int = 0,
+    streams_opened: int = 0,
+    event: audit.AuditEvent,
+) -> bool:
+    """:func:`end_session` and its ``session.end`` *event*; ``False`` (and no event) if
+    the session had already ended (a kill of a detached session, the reaper)."""
+    ended = end_session(
+        conn,
+        session_id,
+        reason=reason,
+        now=now,
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        streams_opened=streams_opened,
+    )
+    if ended:
+        audit.append(conn, event)
+    return ended
+
+
+def detach_session_recorded(
+    conn: Connection,
+    session_id: str,
+    *,
+    node: str,
+    now: float,
+    bytes_in: int,
+    bytes_out: int,
+    streams_opened: int,
+    event: audit.AuditEvent,
+) -> bool:
+    """A session live on *node* whose tunnel dropped becomes ``detached`` (resumable for
+    a while), with its counters and its ``session.detach`` *event*; ``False`` (and no
+    event) if it is no longer live there (ended, or resumed on another node)."""
+    result = conn.execute(
+        update(sessions)
+        .where(sessions.c.id == session_id, sessions.c.status == "live", sessions.c.node == node)
+        .values(
+            status="detached",
+            last_seen_at=now,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            streams_opened=streams_opened,
+        )
+    )
+    if result.rowcount != 1:
+        return False
+    audit.append(conn, event)
+    return True
+
+
+# -- sessions whose node is gone ---------------------------------------------------------
+
+# One transaction ends at most this many abandoned sessions (the audit chain's lock is
+# held meanwhile); the rest are ended by the next call.
+ABANDONED_BATCH = 500
+
+
+def _end_abandoned(
+    conn: Connection,
+    row: Any,
+    *,
+    reason: str,
+    now: float,
+    actor: str,
+    ended_by: str,
+    still: Any = None,
+) -> bool:
+    """End one session that no tunnel holds (*row* as read) with its ``session.end``
+    event, unless it changed since it was read (*still*: a further condition it must
+    still meet).  *ended_by* says what found it: ``restart``, ``stale`` or ``request``."""
+    unchanged = update(sessions).where(
+        sessions.c.id == row.id,
+        sessions.c.status == row.status,
+        sessions.c.node == row.node,
+        sessions.c.resume_generation == row.resume_generation,
+    )
+    if still is not None:
+        unchanged = unchanged.where(still)
+    result = conn.execute(unchanged.values(status="ended", ended_at=now, end_reason=reason))
+    if result.rowcount != 1:
+        return False  # resumed, ended or reaped meanwhile: not ours to end
+    audit.append(
+        conn,
+        audit.AuditEvent(
+            at=now,
+            actor=actor[:255],
+            action="session.end",
+            subject=row.account,
+            outcome="ok",
+            reason=reason,
+            unit=row.unit_code,
+            session_id=row.id,
+            details={
+                "node": row.node,
+                "ended_by": ended_by,
+                "last_seen_at": row.last_seen_at,
+                "peer": row.peer,
+                "certificate": row.cert_serial,
+            },
+        ),
+    )
+    return True
+
+
+def reap_stale_recorded(conn: Connection, *, now: float, actor: str) -> int:
+    """End, each with its ``session.end`` event, the sessions nobody resumed in time
+    (``network-lost``) and those whose node stopped reporting (``node-lost``) — whichever
+    node they were on.  At most :data:`ABANDONED_BATCH` per call."""
+    cutoff = now - STALE_AFTER_SECONDS
+    rows = conn.execute(
+        select(sessions)
+        .where(sessions.c.status.in_(("live", "detached")), sessions.c.last_seen_at <= cutoff)
+        .order_by(sessions.c.last_seen_at)
+        .limit(ABANDONED_BATCH)
+    ).all()
+    ended = 0
+    for row in rows:
+        reason = "network-lost" if row.status == "detached" else "node-lost"
+        ended += _end_abandoned(
+            conn,
+            row,
+            reason=reason,
+            now=now,
+            actor=actor,
+            ended_by="stale",
+            still=sessions.c.last_seen_at <= cutoff,
+        )
+    return ended
+
+
+def node_pid(node: str, host: str) -> int | None:
+    """The process id in node name *node* (``host:pid``, :func:`default_node_name`) if
+    the node runs on *host*, else ``None``."""
+    prefix, _, pid = node.rpartition(":")
+    if prefix != host or not pid.isdigit():
+        return None
+    return int(pid)
+
+
+def recover_sessions(
+    conn: Connection,
+    *,
+    node: str,
+    host: str,
+    process_alive: Callable[[int], bool],
+    booted_at: float,
+    now: float,
+) -> int:
+    """At a node's start: end, each with its ``session.end`` event (``node-lost``), the
+    sessions that a dead gateway process on this host left ``live`` — a ``kill -9``, a
+    crash or a power cut ended it before it could record their ends.
+
+    Dead means: named *node* itself (the process id was reused, as a container's is at
+    every restart) and not seen since this process booted at *booted_at*; or named
+    ``host:pid`` for another pid of which *process_alive* says it is gone.  Sessions of
+    other hosts wait for :func:`reap_stale_recorded`, which needs no such knowledge.
+    Detached sessions stay: their client may still resume them on any node."""
+    rows = conn.execute(
+        select(sessions)
+        .where(
+            sessions.c.status == "live",
+            or_(sessions.c.node == node, sessions.c.node.startswith(f"{host}:", autoescape=True)),
+        )
+        .order_by(sessions.c.started_at)
+        .limit(ABANDONED_BATCH)
+    ).all()
+    ended = 0
+    for row in rows:
+        if row.node == node:
+            if row.last_seen_at >= booted_at:
+                continue  # this process's own
+            still: Any = sessions.c.last_seen_at < booted_at
+        else:
+            pid = node_pid(row.node, host)
+            if pid is None or process_alive(pid):
+                continue
+            still = sessions.c.last_seen_at <= row.last_seen_at  # no heartbeat since
+        ended += _end_abandoned(
+            conn,
+            row,
+            reason="node-lost",
+            now=now,
+            actor=f"gateway:{node}",
+            ended_by="restart",
+            still=still,
+        )
     return ended

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import Engine, insert
 
+import audit
 from auth._schema import accounts, credentials
 from auth._schema import metadata as auth_metadata
 from certs._schema import certificates
@@ -20,7 +21,7 @@ ACCOUNT = "33068212345678@sxlss"
 
 @pytest.fixture
 def db(engine: Engine) -> Engine:
-    for m in (auth_metadata, certs_metadata, gateway_metadata):
+    for m in (auth_metadata, certs_metadata, gateway_metadata, audit.metadata):
         m.create_all(engine)
     with engine.begin() as conn:
         conn.execute(
