@@ -11,7 +11,13 @@ from typing import Final
 
 from declare_app import _vocabulary as vocabulary
 from declare_app._contributions import Insurance, MissingRateError, clamp_base
-from declare_app._person_id import Gender, PersonId, check_person_id, parse_person_id
+from declare_app._person_id import (
+    Gender,
+    PersonId,
+    check_person_id,
+    parse_person_id,
+    upgrade_legacy_id,
+)
 from declare_app._retirement import (
     RetirementCategory,
     StaffKind,
@@ -162,6 +168,20 @@ def read_id_number(
                 f"身份号码中的出生年月为{actual}，申报为{declared}",
             )
     return parsed
+
+
+LEGACY_ID_MESSAGE: Final = "15位旧号码，已升级为18位"
+
+
+def upgraded_id_number(reader: FormReader, name: str, text: str) -> str:
+    """*text* without spaces, upper-cased, and a legacy 15-digit number (GB 11643-1989)
+    upgraded to 18 characters with the V-ID-01 warning — on every form that names a
+    person, as :func:`read_id_number` does on 人员增加 (DOMAIN §1.1, R02)."""
+    number = text.replace(" ", "").upper()
+    if len(number) == 15 and number.isascii() and number.isdigit():
+        reader.warn(name, "V-ID-01", LEGACY_ID_MESSAGE)
+        return upgrade_legacy_id(number)
+    return number
 
 
 def month_window(reader: FormReader, name: str, month: YearMonth, ctx: RuleContext) -> None:
@@ -350,7 +370,7 @@ def read_unit_person(reader: FormReader, ctx: RuleContext) -> tuple[Person, list
     name = reader.text("name")
     id_number = None
     if id_text is not None:
-        id_number = id_text.replace(" ", "").upper()
+        id_number = upgraded_id_number(reader, "id_number", id_text)
         if len(id_number) != 18:
             reader.error("id_number", "V-ID-01", "身份号码应为18位")
             id_number = None

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from declare_app import _vocabulary as vocabulary
 from declare_app._contributions import Insurance
-from declare_app._person_id import PersonId, PersonIdKind
+from declare_app._person_id import PersonId, PersonIdKind, upgrade_legacy_id
 from declare_app._retirement import YearMonth
 from declare_app._rules._common import (
     GENDER_ALIASES,
@@ -635,7 +635,10 @@ def _id_numbers(raw_lines: list[Any]) -> list[str]:
     for raw in raw_lines:
         value = raw.get("id_number") if isinstance(raw, Mapping) else None
         if isinstance(value, str):
-            out.append(value.strip().replace(" ", "").upper())
+            number = value.strip().replace(" ", "").upper()
+            if len(number) == 15 and number.isascii() and number.isdigit():
+                number = upgrade_legacy_id(number)
+            out.append(number)
     return out
 
 

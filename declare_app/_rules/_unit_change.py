@@ -17,7 +17,7 @@ from sqlalchemy import insert, select, update
 
 from declare_app import _vocabulary as vocabulary
 from declare_app._identifiers import USCC_TAKEN, check_uscc, normalise_uscc
-from declare_app._person_id import check_person_id
+from declare_app._person_id import check_person_id, parse_person_id
 from declare_app._rules._common import UNIT_PROOF_RULE, unit_findings
 from declare_app._rules._context import Checked, RuleContext
 from declare_app._rules._forms import FORM_INVALID, FormReader, first_part
@@ -173,7 +173,12 @@ class UnitChangeRules:
             for f in findings:
                 add = r.error if f.severity == "error" else r.warn
                 add("new_value", "V-" + f.rule, first_part(f.message))
-            return None if any(f.severity == "error" for f in findings) else new
+            if any(f.severity == "error" for f in findings):
+                return None
+            # A legacy 15-digit number (ID-01 warning above) is recorded upgraded.
+            new = parse_person_id(new, today=ctx.filed_on).number
+            r.out["new_value"] = new
+            return new
         problem = _problem(field, new)
         if problem is not None:
             r.error("new_value", *problem)

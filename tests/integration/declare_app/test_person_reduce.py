@@ -84,6 +84,19 @@ def test_a_resignation_suspends_every_open_enrolment_from_the_stop_month(
     }
 
 
+def test_a_legacy_15_digit_id_number_is_upgraded_with_a_warning(
+    decl_db: Engine, workflow: Declarations, employer_a: Actor, enrol: Callable[..., str]
+) -> None:
+    """The 15-digit number (GB 11643-1989) of someone enrolled under the 18-digit one
+    finds them on 人员减少 too, with the V-ID-01 warning (issue 14, defect 5)."""
+    idn = make_id(birth="19750115", seq=125)
+    number = enrol(employer_a, idn)
+    legacy = idn[:6] + idn[8:17]
+    findings = check(decl_db, workflow, employer_a, reduce_form(number, legacy))
+    assert errors(findings) == set()
+    assert ("V-ID-01", "id_number") in errors(findings, "warning")
+
+
 @pytest.mark.parametrize("reason", ["11", "12", "13", "14", "21", "22", "34", "35", "41"])
 def test_every_reason_but_31_32_33_suspends(
     decl_db: Engine,

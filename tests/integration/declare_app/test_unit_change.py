@@ -110,6 +110,19 @@ def test_the_credit_code_is_checked_and_unique(
         assert "其他单位" in findings[0].message and "87654321" not in findings[0].message
 
 
+def test_a_legacy_15_digit_legal_representative_id_is_recorded_upgraded(
+    decl_db: Engine, workflow: Declarations, employer_a: Actor
+) -> None:
+    """GB 11643-1989 numbers are upgraded (V-ID-01 warning) on 单位基本信息变更 as on
+    人员增加 (issue 14, defect 5)."""
+    body = "33068219900115123"
+    legacy = body[:6] + body[8:]
+    normalised, findings = check(decl_db, workflow, employer_a, change("legal_rep_id", legacy))
+    assert errors(findings) == set()
+    assert ("V-ID-01", "new_value") in errors(findings, "warning")
+    assert normalised["new_value"] == body + person_id_check_char(body)
+
+
 @pytest.mark.parametrize(
     "case",
     [
