@@ -17,6 +17,10 @@ without an id carry ids of ours:
   that number in this unit, nothing open to reduce, an enrolment already terminated
   (DOMAIN §8: 终止 is terminal).
 * ``V-UNIT-02`` a change of unit name or credit code needs proof (DOMAIN §5.1).
+* ``V-DATE-04`` (warning) the 参保开始月 is after the hire month: the months between
+  are undeclared (社会保险法 Arts. 58, 60).
+* ``V-USCC-06`` the new credit code is already registered to another unit (which is
+  never named); ``V-USCC-03`` stays the check-character rule.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ from declare_app._rules._forms import (
     FORM_INVALID,
     FormReader,
     ignore_computed,
+    month_text,
     to_fen,
 )
 from declare_app._rules._master import (
@@ -366,6 +367,8 @@ class PersonAddRules:
             month_window(r, "start_month", form.start, ctx)
             if form.hire is not None and form.start < YearMonth.of(form.hire):
                 r.error("start_month", "V-DATE-01", "参保年月不能早于本单位入职年月")
+            elif form.hire is not None:
+                late_start_findings(r, hire=YearMonth.of(form.hire), start=form.start)
         if form.hire is not None:
             deadline = form.hire + timedelta(days=ctx.settings.registration_days)
             if ctx.filed_on > deadline:
@@ -626,6 +629,29 @@ class _Form:
     wage: Decimal | None = None
     number: str | None = None
     flexible: str | None = None
+
+
+LATE_START_RULE: Final = "V-DATE-04"
+
+
+def late_start_findings(r: FormReader, *, hire: YearMonth, start: YearMonth) -> None:
+    """V-DATE-04: a 参保开始月 after the hire month leaves the months between undeclared.
+
+    The employer must register within 30 days of hiring and owes contributions from
+    then on (社会保险法 Arts. 58, 60), so the warning names the months it skips; the
+    agency decides on 补缴.
+    """
+    if start <= hire:
+        return
+    last = start.plus_months(-1)
+    months = start.months_since(hire)
+    span = month_text(hire) if months == 1 else f"{month_text(hire)}至{month_text(last)}"
+    r.warn(
+        "start_month",
+        LATE_START_RULE,
+        f"参保年月晚于本单位入职年月，{span}共{months}个月未申报参保缴费；"
+        "用人单位应自用工之日起为职工参保并按月缴费（社会保险法第五十八条、第六十条）",
+    )
 
 
 def _id_numbers(raw_lines: list[Any]) -> list[str]:

@@ -218,6 +218,23 @@ def test_registering_more_than_30_days_after_hiring_is_a_warning(
     assert rules(findings) == set()
 
 
+def test_a_start_month_after_the_hire_month_warns_of_the_undeclared_months(
+    decl_db: Engine, workflow: Declarations, employer_a: Actor
+) -> None:
+    """社会保险法 Arts. 58, 60: contributions are owed from hiring, so 2025-01 and
+    2025-02 go unpaid when a January hire is declared from March (issue 14, defect 6)."""
+    _, findings = preview(
+        decl_db,
+        workflow,
+        employer_a,
+        person(make_id(), hire_date="2025-01-15", start_month="2025-03"),
+    )
+    assert rules(findings) == set()
+    assert ("V-DATE-04", "start_month") in rules(findings, "warning")
+    late = next(f for f in findings if f.rule == "V-DATE-04")
+    assert "2025-01至2025-02共2个月" in late.message
+
+
 def test_under_16_at_hiring_is_refused(
     decl_db: Engine, workflow: Declarations, employer_a: Actor
 ) -> None:
