@@ -17,7 +17,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    and_,
+    case,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 
 import audit
 from auth._schema import accounts
@@ -360,6 +374,37 @@ def list_sessions(
     return [_record(r) for r in conn.execute(query)]
 
 
+_PORT_DIGITS = literal_column("'0123456789'", String)
+
+
+def _host_forms(host: str) -> tuple[str, ...]:
+    """*host* and, for IPv4, the IPv4-mapped form a dual-stack listener reports."""
+    return (host,) if ":" in host else (host, f"::ffff:{host}")
+
+
+def peer_is(host: str) -> ColumnElement[bool]:
+    """``peer`` is *host* with a port (``host:port``), *host* exactly.
+
+    A prefix alone is not enough: ``2001:db8::1:5:443`` starts with ``2001:db8::1:``
+    too.  So the range ``[host:, host;)`` (``:`` is followed by ``;`` in every
+    collation we run on) picks the candidates through the ``peer`` index, and what is
+    left once the port's digits are trimmed off the end must be ``host:`` itself —
+    ``rtrim(text, characters)`` is the same on SQLite and PostgreSQL.  An IPv4 *host*
+    also matches its IPv4-mapped form (``::ffff:192.0.2.7``), as the logins view does.
+    """
+    peer = sessions.c.peer
+    return or_(
+        *(
+            and_(
+                peer >= f"{form}:",
+                peer < f"{form};",
+                func.rtrim(peer, _PORT_DIGITS, type_=String) == f"{form}:",
+            )
+            for form in _host_forms(host)
+        )
+    )
+
+
 def search_sessions(
     conn: Connection,
     *,
@@ -380,8 +425,8 @@ def search_sessions(
     Keyset paging: *before* is the (``started_at``, ``id``) of the last session of the
     previous page, so a page costs the same however deep it is (no OFFSET).  Every
     filter given must match: *peer_host* is the address without the port (``peer`` is
-    ``host:port``), matched as a prefix range so the ``peer`` index serves it;
-    ``since <= started_at < until``.  The filters have indexes (migration 0004).
+    ``host:port``), matched exactly (:func:`peer_is`); ``since <= started_at < until``.
+    The filters have indexes (migration 0004).
     """
     query = (
         select(sessions).order_by(sessions.c.started_at.desc(), sessions.c.id.desc()).limit(limit)
@@ -398,9 +443,7 @@ def search_sessions(
         if value is not None:
             query = query.where(column == value)
     if peer_host is not None:
-        # ":" is followed by ";" in every collation we run on: [host:, host;) is
-        # exactly the peers whose text starts with "host:".
-        query = query.where(sessions.c.peer >= f"{peer_host}:", sessions.c.peer < f"{peer_host};")
+        query = query.where(peer_is(peer_host))
     if since is not None:
         query = query.where(sessions.c.started_at >= since)
     if until is not None:
