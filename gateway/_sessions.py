@@ -36,7 +36,7 @@ from sqlalchemy import (
 import audit
 from auth._schema import accounts
 from certs._schema import certificates
-from gateway._reasons import Reason
+from gateway._reasons import REASON_WORDS, Reason
 from gateway._schema import sessions
 
 # A session whose node has not reported for this long is considered gone (node crash).
@@ -502,9 +502,10 @@ class SessionRegistryView:
         return kill_session(conn, session_id, note=note, actor=actor, now=now, details=details)
 
     def reasons(self) -> dict[str, str]:
-        """Every reason code a session can end with or a login be refused for, in
-        Chinese, by slug."""
-        return {r.slug: r.chinese for r in Reason}
+        """Every reason code the gateway records (session ends, refused logins and
+        streams, stream ends, refused TLS connections) in the words staff read
+        (:data:`gateway.REASON_WORDS`), by code."""
+        return dict(REASON_WORDS)
 
     def open_counts(self, conn: Connection, instants: Sequence[float]) -> list[int]:
         return open_session_counts(conn, instants)

@@ -53,7 +53,7 @@ from ._logins import (
     failures_by_source,
     login_rows,
 )
-from ._timeline import AUTH_REASONS, OUTCOMES
+from ._timeline import OUTCOMES
 from .interfaces import AccountUnlock, UnlockRefused
 
 LOGINS = "/logins"
@@ -90,8 +90,27 @@ UNLOCK_REFUSALS: Mapping[str, str] = {
     "unknown-account": "该账号不存在。",
     "bad-account": "账号名称不符合本系统的地区或域设置。",
 }
-# The gateway's own codes on a login event (its other codes end sessions).
-GATEWAY_LOGIN_CODES = ("auth-timeout", "resume-invalid", "internal-error", "network-lost")
+# The codes a channel login event can carry: each factor's outcome (the auth layer's),
+# the gateway's own refusals, and its codes for a login that never completed.
+CHANNEL_LOGIN_CODES = (
+    "unknown-account",
+    "bad-password",
+    "bad-otp",
+    "otp-reused",
+    "empty-password",
+    "locked",
+    "throttled",
+    "account-suspended",
+    "account-cancelled",
+    "cert-mismatch",
+    "cert-revoked",
+    "source-denied",
+    "too-many-sessions",
+    "auth-timeout",
+    "resume-invalid",
+    "internal-error",
+    "network-lost",
+)
 MAX_FAILURE_DAYS = 31  # the failures page groups at most this long a range
 _DONE = {"unlock": "已解除锁定，并已记入审计日志（provision.unlock）。"}
 
@@ -348,11 +367,9 @@ def _reason_words(
     gateway_reasons: Mapping[str, str],
 ) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """(every reason code in words, the codes a login can have for the filter)."""
-    # The gateway's reasons are sentences for employers: their first clause names it.
-    words = {k: v.split("，")[0].rstrip("。") for k, v in gateway_reasons.items()}
-    texts = {**words, **CONSOLE_REASONS, **AUTH_REASONS}
-    login_codes = {*AUTH_REASONS, *CONSOLE_REASONS, *GATEWAY_LOGIN_CODES}
-    return texts, sorted((k, v) for k, v in texts.items() if k in login_codes)
+    texts = {**gateway_reasons, **CONSOLE_REASONS}
+    login_codes = {*CHANNEL_LOGIN_CODES, *CONSOLE_REASONS}
+    return texts, sorted((k, texts.get(k, k)) for k in login_codes)
 
 
 # -- exports -----------------------------------------------------------------------------
@@ -411,8 +428,8 @@ def logins_section(
     """The officers' login pages (see the module docstring) as a console section.
 
     *unlock* is the carriers' unlock workflow (None: the pages say it is not
-    available here); *reasons* the gateway's reason codes in Chinese (for codes the
-    audit log holds beyond :data:`AUTH_REASONS`); *lockout* the policy the
+    available here); *reasons* the gateway's reason codes in the words staff read
+    (``SessionRegistry.reasons``, ``gateway.REASON_WORDS``); *lockout* the policy the
     authenticator runs with (for the throttled sources' windows).
     """
     reason_texts, reason_choices = _reason_words(reasons or {})
