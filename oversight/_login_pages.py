@@ -278,13 +278,19 @@ def _export_batch(
 
 @dataclass(frozen=True)
 class Failures:
+    """What the failures page shows: both tables and the range's totals."""
+
     accounts: Sequence[FailureGroup]
     sources: Sequence[FailureGroup]
     attempts: int
     failed: int
 
 
-def _failures(conn: Connection, *, since: float, until: float, kind: str | None) -> Failures:
+def failure_summary(
+    conn: Connection, *, since: float, until: float, kind: str | None = None
+) -> Failures:
+    """The failures page's reads (blocking, on the database pool): the attempts and
+    failures of ``[since, until)`` and the two tables."""
     attempts, failed = failure_totals(conn, since=since, until=until)
     return Failures(
         accounts=failures_by_account(conn, since=since, until=until, kind=kind),
@@ -488,7 +494,7 @@ def logins_section(
         r = read_failure_range(ctx.query, ctx.now)
         found: Failures | None = None
         if not r.errors:
-            found = await ctx.runner.run(_failures, since=r.since, until=r.until, kind=r.kind)
+            found = await ctx.runner.run(failure_summary, since=r.since, until=r.until, kind=r.kind)
         span = r.span
         kind = {"kind": r.kind} if r.kind is not None else {}
 
