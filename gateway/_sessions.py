@@ -456,27 +456,32 @@ def search_sessions(
 def open_session_counts(conn: Connection, instants: Sequence[float]) -> list[int]:
     """How many sessions were open (started, not yet ended) at each of *instants*.
 
-    One statement: a conditional count per instant over the sessions that overlap
-    ``[min, max]`` of them (``started_at <= last AND (ended_at IS NULL OR ended_at >
-    first)``).  An index on ``ended_at`` lets a chart of the last day read only that
-    day's ends and the open sessions; without one the table is read through.
+    A conditional count per instant over the sessions not ended before the first of
+    them, in two statements: the sessions still open (``ended_at IS NULL``) and those
+    that ended after the first instant.  Each is one seek of the ``ended_at`` index
+    (migration 0007), so a chart of the last day reads the open sessions and that
+    day's ends, not the table.  (One statement with ``started_at <= last AND
+    (ended_at IS NULL OR ended_at > first)`` leaves SQLite's planner, without
+    statistics, walking the ``started_at`` index through the whole history: that
+    condition holds for nearly every session.)
     """
     if not instants:
         return []
     c = sessions.c
+    first = min(instants)
     counts = [
         func.sum(
             case((and_(c.started_at <= t, or_(c.ended_at.is_(None), c.ended_at > t)), 1), else_=0)
         )
         for t in instants
     ]
-    row = conn.execute(
-        select(*counts).where(
-            c.started_at <= max(instants),
-            or_(c.ended_at.is_(None), c.ended_at > min(instants)),
-        )
-    ).one()
-    return [int(v or 0) for v in row]
+    totals = [0] * len(instants)
+    # Only the end time in WHERE (each instant's CASE checks the start): given
+    # ``started_at <= last`` as well, SQLite seeks the start index instead.
+    for overlapping in (c.ended_at.is_(None), c.ended_at > first):
+        row = conn.execute(select(*counts).where(overlapping)).one()
+        totals = [total + int(v or 0) for total, v in zip(totals, row, strict=True)]
+    return totals
 
 
 class SessionRegistryView:
