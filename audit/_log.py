@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from audit._chain import GENESIS_HASH, canonical_bytes, canonical_details, digest, event_hash
 from audit._events import AuditChainError, AuditEvent, AuditEventError, AuditRecord, VerifyReport
-from audit._schema import HEAD_ID, audit_events, audit_head
+from audit._schema import HEAD_ID, audit_archives, audit_events, audit_head
 
 _AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
@@ -157,7 +157,8 @@ _Problem = tuple[int | None, str]  # (first bad seq, sentence)
 
 
 def verify(conn: Connection) -> VerifyReport:
-    """Walk the whole chain in ``seq`` order and report the first damaged record.
+    """Walk the database's part of the chain in ``seq`` order and report the first
+    damaged record.
 
     Detects an edited record (its hash no longer matches its contents), a deleted
     record (a gap in ``seq``), records swapped or re-linked (``seq`` and ``prev_hash``
@@ -165,30 +166,67 @@ def verify(conn: Connection) -> VerifyReport:
     says it does), records added behind the head's back, and a missing head.  Rows are
     read in chunks of :data:`VERIFY_CHUNK`.  An empty log verifies.
 
+    When retention has moved the oldest records into archives (:mod:`audit._archive`),
+    the database part starts after the newest archived record and links to its hash
+    (:func:`archived_base`); ``checked`` counts the database's records only, and
+    :func:`audit.verify_with_archives` checks the archives as well.
+
     The chain proves order and integrity against anyone who cannot rewrite the whole
-    chain and its head; anchor the head elsewhere (syslog export) to cover that too.
+    chain and its head; signed checkpoints (:mod:`audit._checkpoint`) cover that too.
     """
     _exact_floats(conn)
     head = _read_head(conn)
     # Walk up to the head as first seen: a record at or below it was committed with the
     # head, so a concurrent append on another node cannot make this walk look damaged.
     upper = None if head is None else head[0]
+    base_seq, base_hash = archived_base(conn)
 
-    expected_seq = 1
-    expected_prev = GENESIS_HASH
+    expected_seq = base_seq + 1
+    expected_prev = base_hash
     checked = 0
-    for row in _walk(conn, upper):
-        problem = _check_position(row, expected_seq) or _check_contents(row, expected_prev)
+    problem = _check_archived_rows(conn, base_seq)
+    if problem is not None:
+        return VerifyReport(False, checked, problem[0], problem[1])
+    for row in _walk(conn, upper, after=base_seq):
+        problem = _check_position(row, expected_seq, base_seq) or _check_contents(
+            row, expected_prev, base_seq
+        )
         if problem is not None:
             return VerifyReport(False, checked, problem[0], problem[1])
         checked += 1
         expected_seq += 1
         expected_prev = str(row.hash)
 
-    problem = _check_head(conn, head, checked, expected_prev)
+    problem = _check_head(conn, head, expected_seq - 1, expected_prev)
     if problem is not None:
         return VerifyReport(False, checked, problem[0], problem[1])
     return VerifyReport(ok=True, checked=checked, first_bad_seq=None, problem="")
+
+
+def archived_base(conn: Connection) -> tuple[int, str]:
+    """Where the database's part of the chain starts: (the newest archived seq, its
+    hash), or ``(0, GENESIS_HASH)`` when nothing was archived."""
+    row = conn.execute(
+        select(audit_archives.c.last_seq, audit_archives.c.last_hash)
+        .order_by(audit_archives.c.last_seq.desc())
+        .limit(1)
+    ).one_or_none()
+    return (0, GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
+
+
+def _check_archived_rows(conn: Connection, base_seq: int) -> _Problem | None:
+    """A row at or below the archived part was put back (or never deleted)."""
+    if not base_seq:
+        return None
+    stray = conn.execute(
+        select(func.min(audit_events.c.seq)).where(audit_events.c.seq <= base_seq)
+    ).scalar_one_or_none()
+    if stray is None:
+        return None
+    return (stray if isinstance(stray, int) else None), (
+        f"audit record {stray} is in the database although records 1 to {base_seq} were "
+        "archived: it was put back behind the log's back"
+    )
 
 
 def _read_head(conn: Connection) -> tuple[int, str] | None:
@@ -198,11 +236,10 @@ def _read_head(conn: Connection) -> tuple[int, str] | None:
     return None if row is None else (int(row[0]), str(row[1]))
 
 
-def _walk(conn: Connection, upper: int | None) -> Iterator[_AnyRow]:
-    after: int | None = None
+def _walk(conn: Connection, upper: int | None, *, after: int = 0) -> Iterator[_AnyRow]:
     while True:
         stmt = select(*_COLUMNS).order_by(audit_events.c.seq).limit(VERIFY_CHUNK)
-        if after is not None:
+        if after:
             stmt = stmt.where(audit_events.c.seq > after)
         if upper is not None:
             stmt = stmt.where(audit_events.c.seq <= upper)
@@ -219,7 +256,7 @@ def _missing(first: int, last: int) -> str:
     return f"audit records {first} to {last} are missing"
 
 
-def _check_position(row: _AnyRow, expected_seq: int) -> _Problem | None:
+def _check_position(row: _AnyRow, expected_seq: int, base_seq: int = 0) -> _Problem | None:
     seq = row.seq
     if isinstance(seq, bool) or not isinstance(seq, int):
         # SQLite stores whatever it is given; verify reports damage, it never crashes on it.
@@ -227,15 +264,19 @@ def _check_position(row: _AnyRow, expected_seq: int) -> _Problem | None:
     if seq > expected_seq:
         if expected_seq == 1:
             where = f"records start at {seq}"
+        elif expected_seq == base_seq + 1:
+            where = f"records 1 to {base_seq} were archived; the database starts at {seq}"
         else:
             where = f"records jump from {expected_seq - 1} to {seq}"
         return expected_seq, f"{_missing(expected_seq, seq - 1)} ({where})"
     if seq < expected_seq:
-        return seq, f"audit record {seq} is out of sequence: records are numbered from 1"
+        return seq, (
+            f"audit record {seq} is out of sequence: records are numbered from {base_seq + 1}"
+        )
     return None
 
 
-def _check_contents(row: _AnyRow, expected_prev: str) -> _Problem | None:
+def _check_contents(row: _AnyRow, expected_prev: str, base_seq: int = 0) -> _Problem | None:
     seq = int(row.seq)
     altered = f"audit record {seq} was altered"
     for name in _TEXT_COLUMNS:
@@ -264,16 +305,22 @@ def _check_contents(row: _AnyRow, expected_prev: str) -> _Problem | None:
     if computed != row.hash:
         return seq, f"{altered}: its hash does not match its contents"
     if row.prev_hash != expected_prev:
-        if seq == 1:
-            return seq, (
-                "audit record 1 is not the start of the chain: its prev_hash is not the "
-                "genesis hash"
-            )
-        return seq, (
-            f"audit record {seq} is not linked to record {seq - 1}: its prev_hash is not "
-            f"the hash of record {seq - 1}"
-        )
+        return seq, _unlinked(seq, base_seq)
     return None
+
+
+def _unlinked(seq: int, base_seq: int) -> str:
+    if seq == 1:
+        return "audit record 1 is not the start of the chain: its prev_hash is not the genesis hash"
+    if base_seq and seq == base_seq + 1:
+        return (
+            f"audit record {seq} is not linked to the archived record {base_seq}: its "
+            f"prev_hash is not the hash the archive catalogue holds for record {base_seq}"
+        )
+    return (
+        f"audit record {seq} is not linked to record {seq - 1}: its prev_hash is not "
+        f"the hash of record {seq - 1}"
+    )
 
 
 def _check_head(

@@ -5,6 +5,10 @@ plus one, never autoincrement) so a gap always means a deleted record.
 ``audit_head`` holds exactly one row, the tip of the chain, updated in the same
 transaction as each insert: without it, deleting the newest records would leave a
 shorter chain that still verifies.
+``audit_archives`` catalogues the archive files that retention moved the oldest
+records into (:mod:`audit._archive`): one row per file, written in the transaction that
+deletes those records, so the database always says where its part of the chain starts
+(after the newest archived record) and which files hold the part before it.
 ``alerts`` holds what the alert rules found and the officers' handling of it;
 ``alert_cursor`` (one row) the last audit record the evaluator judged.
 """
@@ -77,6 +81,31 @@ audit_head = Table(
     PrimaryKeyConstraint("id", name="pk_audit_head"),
     CheckConstraint(f"id = {HEAD_ID}", name="ck_audit_head_single_row"),
     CheckConstraint("last_seq >= 0", name="ck_audit_head_last_seq"),
+)
+
+MAX_ARCHIVE_NAME = 128
+MAX_NODE = 255
+
+audit_archives = Table(
+    "audit_archives",
+    metadata,
+    Column("first_seq", BigInteger, nullable=False, autoincrement=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("prev_hash", String(HASH_LENGTH), nullable=False),  # the hash before first_seq
+    Column("last_hash", String(HASH_LENGTH), nullable=False),
+    Column("first_at", Float, nullable=False),
+    Column("last_at", Float, nullable=False),
+    Column("file", String(MAX_ARCHIVE_NAME), nullable=False),  # a name in the archive dir
+    Column("sha256", String(HASH_LENGTH), nullable=False),  # of the compressed file
+    Column("archived_at", Float, nullable=False),
+    Column("node", String(MAX_NODE), nullable=False),  # the host whose directory holds it
+    PrimaryKeyConstraint("first_seq", name="pk_audit_archives"),
+    UniqueConstraint("last_seq", name="uq_audit_archives_last_seq"),
+    UniqueConstraint("file", name="uq_audit_archives_file"),
+    CheckConstraint("first_seq >= 1", name="ck_audit_archives_first_seq"),
+    CheckConstraint("last_seq >= first_seq", name="ck_audit_archives_range"),
+    CheckConstraint("count = last_seq - first_seq + 1", name="ck_audit_archives_count"),
 )
 
 # -- alerts (audit._alert_store) ------------------------------------------------------

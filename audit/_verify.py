@@ -27,11 +27,13 @@ from audit._log import (
     _COLUMNS,
     VERIFY_CHUNK,
     _AnyRow,
+    _check_archived_rows,
     _check_contents,
     _check_head,
     _check_position,
     _exact_floats,
     _read_head,
+    archived_base,
 )
 from audit._schema import audit_events
 
@@ -64,6 +66,7 @@ class ChainWalk:
     prev_hash: str = GENESIS_HASH
     checked: int = 0
     report: VerifyReport | None = None
+    base: int = 0  # the newest archived seq: the database's part starts after it
 
     @property
     def done(self) -> bool:
@@ -71,12 +74,13 @@ class ChainWalk:
 
     @property
     def total(self) -> int:
-        """How many records the walk covers (the head's count when it began)."""
-        return self.upper
+        """How many records the walk covers (the database's, up to the head as it was
+        when the walk began)."""
+        return max(0, self.upper - self.base)
 
 
 def check_range(
-    conn: Connection, start: int, stop: int, *, expected_seq: int, prev_hash: str
+    conn: Connection, start: int, stop: int, *, expected_seq: int, prev_hash: str, base: int = 0
 ) -> RangeCheck:
     """Check the records with ``start <= seq < stop``, the first of them expected to be
     *expected_seq* and linked to *prev_hash*; stops at the first problem."""
@@ -88,7 +92,7 @@ def check_range(
     ).all()
     checked = 0
     for row in rows:
-        problem = _check_position(row, expected_seq) or _check_contents(row, prev_hash)
+        problem = _check_position(row, expected_seq, base) or _check_contents(row, prev_hash, base)
         if problem is not None:
             return RangeCheck(checked, expected_seq, prev_hash, problem[0], problem[1])
         checked += 1
@@ -98,13 +102,29 @@ def check_range(
 
 
 def begin_verify(conn: Connection) -> ChainWalk:
-    """A walk over the chain as it stands now (nothing checked yet)."""
+    """A walk over the database's part of the chain as it stands now (nothing checked
+    yet): after the newest archived record, linked to its hash, as :func:`audit.verify`
+    walks it."""
     head = _read_head(conn)
+    base, base_hash = archived_base(conn)
     if head is not None:
-        return ChainWalk(head=head, upper=head[0])
-    # No head: walk whatever is stored, so that damage below is still found first.
-    highest = conn.execute(select(func.max(audit_events.c.seq))).scalar_one_or_none()
-    return ChainWalk(head=None, upper=highest if isinstance(highest, int) else 0)
+        upper = head[0]
+    else:
+        # No head: walk whatever is stored, so that damage below is still found first.
+        highest = conn.execute(select(func.max(audit_events.c.seq))).scalar_one_or_none()
+        upper = highest if isinstance(highest, int) else 0
+    walk = ChainWalk(
+        head=head,
+        upper=upper,
+        cursor=base + 1,
+        expected_seq=base + 1,
+        prev_hash=base_hash,
+        base=base,
+    )
+    stray = _check_archived_rows(conn, base)
+    if stray is not None:
+        return replace(walk, report=VerifyReport(False, 0, stray[0], stray[1]))
+    return walk
 
 
 def verify_batch(conn: Connection, walk: ChainWalk, *, limit: int = VERIFY_CHUNK) -> ChainWalk:
@@ -118,7 +138,12 @@ def verify_batch(conn: Connection, walk: ChainWalk, *, limit: int = VERIFY_CHUNK
     if walk.cursor <= walk.upper:
         stop = min(walk.cursor + limit, walk.upper + 1)
         found = check_range(
-            conn, walk.cursor, stop, expected_seq=walk.expected_seq, prev_hash=walk.prev_hash
+            conn,
+            walk.cursor,
+            stop,
+            expected_seq=walk.expected_seq,
+            prev_hash=walk.prev_hash,
+            base=walk.base,
         )
         checked = walk.checked + found.checked
         if found.problem:
@@ -133,7 +158,8 @@ def verify_batch(conn: Connection, walk: ChainWalk, *, limit: int = VERIFY_CHUNK
         )
         if stop <= walk.upper:
             return walk
-    problem = _check_head(conn, walk.head, walk.checked, walk.prev_hash)
+    # The last record found is expected_seq - 1 (checked counts only the database part).
+    problem = _check_head(conn, walk.head, walk.expected_seq - 1, walk.prev_hash)
     if problem is not None:
         return replace(walk, report=VerifyReport(False, walk.checked, problem[0], problem[1]))
     return replace(walk, report=VerifyReport(True, walk.checked, None, ""))

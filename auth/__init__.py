@@ -49,6 +49,7 @@ from ._directory import (
     ldap_settings_problem,
     user_dn_for,
 )
+from ._failures import FailureCause, RepeatedFailureLog, failure_cause
 from ._lockout import LockoutPolicy, LockoutPolicyError
 from ._locks import ThrottledSource, locked_principals, throttled_sources
 from ._names import (
@@ -130,6 +131,7 @@ __all__ = [
     "CredentialState",
     "DirectoryPasswordError",
     "DirectorySettingsError",
+    "FailureCause",
     "Identity",
     "IdentityHeaderError",
     "IdentityHeaderReader",
@@ -141,6 +143,7 @@ __all__ = [
     "PasswordHasher",
     "PasswordVerifier",
     "PrincipalNotFoundError",
+    "RepeatedFailureLog",
     "Runner",
     "SecretBox",
     "SecretBoxError",
@@ -161,6 +164,7 @@ __all__ = [
     "encode_assertion",
     "end_console_session",
     "end_staff_console_sessions",
+    "failure_cause",
     "generate_password",
     "get_account",
     "get_credential_state",

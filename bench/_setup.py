@@ -77,8 +77,10 @@ def init_state(ssgate: str, state: Path, *, env: dict[str, str]) -> None:
     # The bench does not use the staff console: a socket in the state dir, not port 8444.
     console = f'listen = "unix:{state / "console.sock"}"'
     text, consoles = re.subn(r'(?m)^listen = "tcp:8444:interface=127.0.0.1"$', console, text)
-    if (listens, consoles) != (1, 1):
-        raise RuntimeError(f"{config}: no [gateway]/[console] listen defaults to replace")
+    # The ops listener (/healthz, /readyz, /metrics): any free loopback port.
+    text, ops = re.subn(r'(?m)^listen = "tcp:8445:interface=127.0.0.1"$', listen, text)
+    if (listens, consoles, ops) != (1, 1, 1):
+        raise RuntimeError(f"{config}: no [gateway]/[console]/[ops] listen defaults to replace")
     config.write_text(text, encoding="utf-8")
 
 

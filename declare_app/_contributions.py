@@ -44,7 +44,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
@@ -233,6 +233,9 @@ class RateTable:
     """
 
     regions: Mapping[str, RegionRates]
+    # The file the table was read from, named when a figure is missing; not part of
+    # the figures, so two tables with the same figures compare equal.
+    source: str = field(default="", compare=False)
 
     def _region(self, region: str) -> RegionRates:
         found = self.regions.get(region)
@@ -636,7 +639,8 @@ def parse_rates(data: Mapping[str, Any], *, source: str) -> RateTable:
     if not isinstance(regions, Mapping):
         raise RatesConfigError(source, "region", "must be a table of regions ([region.330682])")
     return RateTable(
-        {code: _parse_region(str(code), raw, source=source) for code, raw in regions.items()}
+        {code: _parse_region(str(code), raw, source=source) for code, raw in regions.items()},
+        source=source,
     )
 
 

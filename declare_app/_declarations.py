@@ -46,6 +46,8 @@ import audit
 from declare_app import _vocabulary as vocabulary
 from declare_app._china_time import CHINA_TIME
 from declare_app._contributions import RateTable
+from declare_app._ledger import RatesNotInForce, month_text
+from declare_app._ledger_store import record_applied
 from declare_app._rules import (
     ApplyConflict,
     Checked,
@@ -572,6 +574,30 @@ class Declarations:
                 raise ApplyConflictError(
                     [Finding("V-DUP-01", "", "error", "参保数据已被同时办结的其他申报改变")]
                 ) from None
+            try:  # the contribution plan, and 补缴/退费 of closed months (issue 14)
+                adjusted = record_applied(
+                    conn,
+                    type=DeclarationType(row.type),
+                    declaration_id=declaration_id,
+                    unit_code=row.unit_code,
+                    payload=checked.payload,
+                    rates=self._rates,
+                    now=now,
+                )
+            except RatesNotInForce as missing:
+                raise ApplyConflictError(
+                    [
+                        Finding(
+                            "V-RATE-01",
+                            "",
+                            "error",
+                            f"未配置{missing.month.year}年度（{month_text(missing.month)}）"
+                            "的缴费费率，请联系经办机构",
+                        )
+                    ]
+                ) from None
+            if adjusted:
+                result = {**result, "adjustments": adjusted}
             conn.execute(
                 insert(vouchers).values(
                     number=voucher,

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from declare_app._china_time import CHINA_TIME
 from declare_app._contributions import (
@@ -36,7 +36,14 @@ from declare_app._retirement import (
 from declare_app._rules._common import gender_code, staff_kind_of
 from declare_app._rules._forms import month_text, to_fen
 from declare_app._rules._master import next_number, person_by_id_number
-from declare_app._schema import contributions, enrolments, persons, unit_profiles
+from declare_app._schema import (
+    contribution_plans,
+    contributions,
+    declarations,
+    enrolments,
+    persons,
+    unit_profiles,
+)
 from declare_app._units import get_unit
 from declare_app.interfaces import Actor, Declaration, DeclarationType
 
@@ -98,6 +105,31 @@ class _Person:
     status: str  # AAC031 of its enrolments
     end: YearMonth | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class UnitCounts:
+    """How many persons a unit has (ever enrolled, insured now) and its declarations."""
+
+    persons: int
+    insured: int
+    declarations: int
+
+
+def unit_counts(conn: Connection, unit_code: str) -> UnitCounts:
+    """The unit's numbers as the database has them now (the demo banner shows them:
+    applying a 人员增加 adds a person, the employer files more declarations)."""
+    enrolled = select(func.count(func.distinct(enrolments.c.person_number)))
+    unit = enrolments.c.unit_code == unit_code
+    return UnitCounts(
+        persons=conn.execute(enrolled.where(unit)).scalar_one(),
+        insured=conn.execute(enrolled.where(unit, enrolments.c.status == "1")).scalar_one(),
+        declarations=conn.execute(
+            select(func.count())
+            .select_from(declarations)
+            .where(declarations.c.unit_code == unit_code)
+        ).scalar_one(),
+    )
 
 
 def load_demo(
@@ -361,6 +393,18 @@ class _Builder:
                     add_type="A",
                     hire_date=date(p.start.year, p.start.month, self.rng.randint(1, 28)),
                     stop_reason=p.reason,
+                    updated_at=self.now,
+                )
+            )
+            # The plan the monthly close continues the demo's history from (issue 14).
+            self.conn.execute(
+                insert(contribution_plans).values(
+                    person_number=p.number,
+                    unit_code=self.unit_code,
+                    insurance=code,
+                    from_month=month_text(p.start),
+                    until_month=None if p.end is None else month_text(p.end),
+                    base_fen=p.base_fen,
                     updated_at=self.now,
                 )
             )

@@ -8,11 +8,16 @@ authorities A, N and Y.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # 31 characters: no I, O, Z, S, V
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+
+# Rule for a code already registered to another unit: its own id, not USCC-03 (the
+# check character), so an auditor sees which problem it is (issue 14 defect 4).
+USCC_TAKEN = "USCC-06"
 
 # Registration authority (position 1) -> allowed organisation categories (position 2).
 _USCC_CATEGORIES: dict[str, str] = {
@@ -46,6 +51,13 @@ class IdentifierError(ValueError):
     def __init__(self, findings: list[Finding]) -> None:
         self.findings = findings
         super().__init__("; ".join(f"{f.rule}: {f.message}" for f in findings))
+
+
+def normalise_uscc(text: str) -> str:
+    """A credit code as typed, read the way ID numbers are: full-width characters
+    (Chinese input methods) as ASCII (NFKC), spaces removed, letters upper-cased.
+    Checking happens after this, on what will be stored."""
+    return "".join(unicodedata.normalize("NFKC", text).split()).upper()
 
 
 def uscc_check_char(first17: str) -> str:

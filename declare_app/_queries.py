@@ -51,17 +51,22 @@ from typing import Any, Final, Generic, NamedTuple, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Date,
     Select,
     String,
     and_,
     case,
     cast,
     distinct,
+    false,
     func,
+    literal,
+    null,
     or_,
     select,
     true,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql
 
@@ -74,6 +79,7 @@ from declare_app._contributions import (
     RateTable,
 )
 from declare_app._declarations import _audit_actor, _bounded
+from declare_app._ledger_store import account_adjustments, credited_condition
 from declare_app._pension_account import (
     AccountStatementLine,
     InterestRate,
@@ -100,7 +106,14 @@ from declare_app._rules._forms import FORM_INVALID, FORM_TOO_LONG, month_text, p
 from declare_app._rules._insurance_change import CHANGE_REASONS
 from declare_app._rules._master import UnitStanding, unit_standing
 from declare_app._rules._person_add import ADD_TYPES
-from declare_app._schema import contributions, declarations, enrolments, persons, unit_profiles
+from declare_app._schema import (
+    contribution_adjustments,
+    contributions,
+    declarations,
+    enrolments,
+    persons,
+    unit_profiles,
+)
 from declare_app.interfaces import (
     Actor,
     DeclarationError,
@@ -357,6 +370,13 @@ class PersonPaymentRow:
     to_account: Decimal  # 划入个人账户
     status: str  # paid 到账 | due
     paid_on: date | None
+    # The month's own line, or a later 补缴 (arrears) / 退费 (refund) of that month
+    # booked by the ledger when an approval changed a closed month (signed amounts).
+    kind: str = "regular"
+
+    @property
+    def kind_label(self) -> str:
+        return {"regular": "正常应缴", "arrears": "补缴", "refund": "退费"}[self.kind]
 
 
 @dataclass(frozen=True)
@@ -364,7 +384,7 @@ class PersonPayments:
     person: PersonRef
     rows: tuple[PersonPaymentRow, ...]
     page: Page
-    months: int  # distinct months over all pages
+    months: int  # distinct months over all pages with a line of their own or a 补缴
     employer: Decimal
     employee: Decimal
     to_account: Decimal
@@ -392,7 +412,9 @@ class AccountStatementView:
     is carried year by year with :func:`annual_statement`; ``opening_principal`` and
     ``opening_interest`` split the opening balance into credits and interest.  For the
     current year ``provisional`` is true: the year's interest is credited at year end.
-    ``deemed_months`` (视同缴费月数) is not recorded anywhere yet: ``None``.
+    ``deemed_months`` (视同缴费月数) is not recorded anywhere yet: ``None``.  A year
+    whose 记账利率 is not yet published (DOMAIN §4.2) answers with its credits and
+    ``rate_status`` ``"unpublished"``: no rate, no interest, closing = opening + credits.
     """
 
     year: int
@@ -402,11 +424,11 @@ class AccountStatementView:
     opening_interest: Decimal
     months_credited: int  # 本年缴费月数
     credited: Decimal  # 本年个人缴费记账额
-    rate: Decimal  # 本年记账利率
-    rate_status: str  # official | reported
-    interest_on_opening: Decimal
-    interest_on_new: Decimal
-    interest: Decimal  # 本年利息
+    rate: Decimal | None  # 本年记账利率; None: not yet published
+    rate_status: str  # official | reported | unpublished
+    interest_on_opening: Decimal | None  # None while the year's rate is unpublished
+    interest_on_new: Decimal | None
+    interest: Decimal | None  # 本年利息
     closing: Decimal  # 本年末累计储存额
     total_months: int  # 累计缴费月数 (actual months credited, to the end of the year)
     actual_months: int  # 实际缴费月数
@@ -821,35 +843,34 @@ class EmployerQueries:
         if status is not None:
             conditions.append(c.status == status)
         where = and_(*conditions)
-        line_total = c.employer_fen + c.employee_fen
-        unpaid = case((c.status == "paid", 0), else_=line_total)
-        groups = (
-            select(
-                c.month,
-                c.insurance,
-                func.count(distinct(c.person_number)).label("persons"),
-                func.sum(c.base_fen).label("base"),
-                func.sum(c.employer_fen).label("employer"),
-                func.sum(c.employee_fen).label("employee"),
-                func.count().label("lines"),
-                func.sum(case((c.status == "paid", 1), else_=0)).label("paid_lines"),
-                func.max(c.paid_on).label("paid_on"),
-            )
-            .where(where)
-            .group_by(c.month, c.insurance)
-        )
+        # The month's lines and the ledger's 补缴/退费 of it (always due) together.
+        ledger = _unit_ledger(unit_code, months, insurance, status)
+        g = ledger.c
+        regular = g.kind == "regular"
+        unpaid = case((g.status == "paid", 0), else_=g.employer_fen + g.employee_fen)
+        groups = select(
+            g.month,
+            g.insurance,
+            func.count(distinct(g.person_number)).label("persons"),
+            func.sum(case((regular, g.base_fen), else_=0)).label("base"),
+            func.sum(g.employer_fen).label("employer"),
+            func.sum(g.employee_fen).label("employee"),
+            func.count().label("lines"),
+            func.sum(case((g.status == "paid", 1), else_=0)).label("paid_lines"),
+            func.max(g.paid_on).label("paid_on"),
+        ).group_by(g.month, g.insurance)
         total = int(conn.execute(select(func.count()).select_from(groups.subquery())).scalar_one())
         limit, offset = page
         rows = conn.execute(
-            groups.order_by(c.month.desc(), c.insurance).limit(limit).offset(offset)
+            groups.order_by(g.month.desc(), g.insurance).limit(limit).offset(offset)
         ).all()
         sums = conn.execute(
             select(
-                func.coalesce(func.sum(c.base_fen), 0).label("base"),
-                func.coalesce(func.sum(c.employer_fen), 0).label("employer"),
-                func.coalesce(func.sum(c.employee_fen), 0).label("employee"),
+                func.coalesce(func.sum(case((regular, g.base_fen), else_=0)), 0).label("base"),
+                func.coalesce(func.sum(g.employer_fen), 0).label("employer"),
+                func.coalesce(func.sum(g.employee_fen), 0).label("employee"),
                 func.coalesce(func.sum(unpaid), 0).label("unpaid"),
-            ).where(where)
+            )
         ).one()
         late = self._late_fees(conn, where, today)
         out = []
@@ -1114,31 +1135,20 @@ class EmployerQueries:
         insurance: str | None,
         page: tuple[int, int],
     ) -> PersonPayments:
-        c = contributions.c
-        conditions: list[ColumnElement[bool]] = [
-            c.unit_code == unit_code,
-            c.person_number == person.person_number,
-            *_month_conditions(c.month, months),
-        ]
-        if insurance is not None:
-            conditions.append(c.insurance == insurance)
-        where = and_(*conditions)
+        lines = _person_ledger(unit_code, person.person_number, months, insurance)
+        c = lines.c
         sums = conn.execute(
             select(
                 func.count().label("n"),
-                func.count(distinct(c.month)).label("months"),
+                func.count(distinct(case((c.kind != "refund", c.month)))).label("months"),
                 func.coalesce(func.sum(c.employer_fen), 0).label("employer"),
                 func.coalesce(func.sum(c.employee_fen), 0).label("employee"),
                 func.coalesce(func.sum(c.to_account_fen), 0).label("to_account"),
-            ).where(where)
+            )
         ).one()
         limit, offset = page
         rows = conn.execute(
-            select(contributions)
-            .where(where)
-            .order_by(c.month, c.insurance, c.id)
-            .limit(limit)
-            .offset(offset)
+            select(lines).order_by(c.month, c.insurance, c.booked, c.id).limit(limit).offset(offset)
         ).all()
         return PersonPayments(
             person=person,
@@ -1152,6 +1162,7 @@ class EmployerQueries:
                     to_account=_yuan(r.to_account_fen),
                     status=r.status,
                     paid_on=r.paid_on,
+                    kind=r.kind,
                 )
                 for r in rows
             ),
@@ -1198,8 +1209,10 @@ class EmployerQueries:
     ) -> AccountStatementView:
         credits = _account_credits(conn, person.person_number)
         carried = self._carry(credits, year)
-        rate = self._rate(year)
-        statement = annual_statement(carried.balance, credits.get(year, {}), year, rate.rate)
+        rate = self._tables.interest_rates.get(year)
+        statement = annual_statement(
+            carried.balance, credits.get(year, {}), year, _ZERO if rate is None else rate.rate
+        )
         before = sum(len(m) for y, m in credits.items() if y < year)
         this_year = len(credits.get(year, {}))
         return AccountStatementView(
@@ -1210,11 +1223,11 @@ class EmployerQueries:
             opening_interest=carried.interest,
             months_credited=statement.months_credited,
             credited=statement.credited,
-            rate=statement.rate,
-            rate_status=rate.status,
-            interest_on_opening=statement.interest_on_opening,
-            interest_on_new=statement.interest_on_new,
-            interest=statement.interest,
+            rate=None if rate is None else statement.rate,
+            rate_status="unpublished" if rate is None else rate.status,
+            interest_on_opening=None if rate is None else statement.interest_on_opening,
+            interest_on_new=None if rate is None else statement.interest_on_new,
+            interest=None if rate is None else statement.interest,
             closing=statement.closing,
             total_months=before + this_year,
             actual_months=before + this_year,
@@ -1722,6 +1735,91 @@ def _person_of_unit(
     return PersonRef(row.person_number, row.name, row.id_number)
 
 
+def _unit_ledger(
+    unit_code: str,
+    months: tuple[str | None, str | None],
+    insurance: str | None,
+    status: str | None,
+) -> Any:
+    """The unit's ledger as one subquery: every month's lines (``kind`` regular) and
+    the adjustments of closed months (arrears / refund, always due)."""
+    c, a = contributions.c, contribution_adjustments.c
+    regular = select(
+        c.month,
+        c.insurance,
+        c.person_number,
+        c.base_fen,
+        c.employer_fen,
+        c.employee_fen,
+        c.status,
+        c.paid_on,
+        literal("regular", String).label("kind"),
+    ).where(c.unit_code == unit_code, *_month_conditions(c.month, months))
+    later = select(
+        a.month,
+        a.insurance,
+        a.person_number,
+        a.base_fen,
+        a.employer_fen,
+        a.employee_fen,
+        literal("due", String).label("status"),
+        cast(null(), Date).label("paid_on"),
+        a.kind,
+    ).where(a.unit_code == unit_code, *_month_conditions(a.month, months))
+    if insurance is not None:
+        regular = regular.where(c.insurance == insurance)
+        later = later.where(a.insurance == insurance)
+    if status is not None:
+        regular = regular.where(c.status == status)
+        if status != "due":
+            later = later.where(false())
+    return union_all(regular, later).subquery("ledger")
+
+
+def _person_ledger(
+    unit_code: str,
+    person_number: str,
+    months: tuple[str | None, str | None],
+    insurance: str | None,
+) -> Any:
+    """The person's ledger in the unit as one subquery: each month's line (``kind``
+    regular) and the adjustments of closed months (arrears / refund, always due);
+    ``booked`` orders a month's adjustments after its line."""
+    c, a = contributions.c, contribution_adjustments.c
+    regular = select(
+        c.id,
+        c.month,
+        c.insurance,
+        c.base_fen,
+        c.employer_fen,
+        c.employee_fen,
+        c.to_account_fen,
+        c.status,
+        c.paid_on,
+        literal("regular", String).label("kind"),
+        literal(0).label("booked"),
+    ).where(c.unit_code == unit_code, c.person_number == person_number)
+    later = select(
+        a.id,
+        a.month,
+        a.insurance,
+        a.base_fen,
+        a.employer_fen,
+        a.employee_fen,
+        a.to_account_fen,
+        literal("due", String).label("status"),
+        cast(null(), Date).label("paid_on"),
+        a.kind,
+        literal(1).label("booked"),
+    ).where(a.unit_code == unit_code, a.person_number == person_number)
+    regular = regular.where(*_month_conditions(c.month, months))
+    later = later.where(*_month_conditions(a.month, months))
+    if insurance is not None:
+        regular = regular.where(c.insurance == insurance)
+        later = later.where(a.insurance == insurance)
+    return union_all(regular, later).subquery("ledger")
+
+
 def _enrolled_in_year(conn: Connection, unit_code: str, person_number: str, year: int) -> bool:
     e = enrolments.c
     found = conn.execute(
@@ -1740,24 +1838,31 @@ def _enrolled_in_year(conn: Connection, unit_code: str, person_number: str, year
 def _account_credits(
     conn: Connection, person_number: str, *, before: YearMonth | None = None
 ) -> dict[int, dict[int, Decimal]]:
-    """The person's pension account credits (paid 110 lines, every unit), year →
-    month → amount."""
+    """The person's pension account credits (every unit), year → month → amount: the
+    110 lines paid or in a closed month of the ledger, plus the ledger's adjustments
+    (补缴/退费) of those months."""
     c = contributions.c
     query = (
         select(c.month, func.sum(c.to_account_fen).label("credit"))
         .where(
             c.person_number == person_number,
             c.insurance == Insurance.PENSION.value,
-            c.status == "paid",
+            credited_condition(),
         )
         .group_by(c.month)
     )
     if before is not None:
         query = query.where(c.month < month_text(before))
-    credits: dict[int, dict[int, Decimal]] = defaultdict(dict)
+    by_month: dict[str, Decimal] = defaultdict(lambda: _ZERO)
     for row in conn.execute(query):
-        month = _parse_month(row.month)
-        credits[month.year][month.month] = _yuan(row.credit)
+        by_month[row.month] += _yuan(row.credit)
+    for text, amount in account_adjustments(conn, person_number).items():
+        if before is None or text < month_text(before):
+            by_month[text] += amount
+    credits: dict[int, dict[int, Decimal]] = defaultdict(dict)
+    for text, amount in by_month.items():
+        month = _parse_month(text)
+        credits[month.year][month.month] = max(amount, _ZERO)
     return dict(credits)
 
 

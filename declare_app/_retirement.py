@@ -133,9 +133,15 @@ def flexible_earliest_month(birth_date: date, category: RetirementCategory) -> Y
     )
 
 
-def flexible_latest_month(birth_date: date, category: RetirementCategory) -> YearMonth:
-    """The latest month for flexible late retirement (with the employer's agreement)."""
-    return retirement_month(birth_date, category).plus_months(FLEXIBLE_MONTHS)
+def flexible_latest_month(birth_date: date, category: RetirementCategory) -> YearMonth | None:
+    """The latest month for flexible late retirement (with the employer's agreement),
+    or ``None`` when it does not apply: 人社部发〔2024〕94号 opens flexible retirement to
+    persons reaching the statutory age on or after 2025-01-01, so a man born 1964-06
+    (statutory month 2024-06) is simply past age."""
+    statutory = retirement_month(birth_date, category)
+    if statutory < _REFORM_START:
+        return None
+    return statutory.plus_months(FLEXIBLE_MONTHS)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ chronologically; money is integer fen (``*_fen``), exact on both databases.
 * The intermediate store: ``declarations`` (payload and findings as JSON text),
   ``declaration_events`` (insert-only transitions), ``vouchers`` (办理凭证).
 * ``number_sequences`` hands out 个人编号 and per-day voucher sequences.
+* The ledger (issue 14): ``contribution_plans`` (per person, unit and insurance type:
+  from which month, until which, on which base — written on approval),
+  ``ledger_months`` (the closed 费款所属期, whose ``contributions`` lines are final) and
+  ``contribution_adjustments`` (补缴/退费 of a closed month, insert-only).
 
 Every constraint and index is named so migrations can refer to them.
 """
@@ -360,4 +364,78 @@ number_sequences = Table(
     Column("last_value", BigInteger, nullable=False),
     PrimaryKeyConstraint("name", name="pk_number_sequences"),
     CheckConstraint("last_value >= 0", name="ck_number_sequences_last_value"),
+)
+
+# -- the ledger (issue 14; _ledger.py computes, _ledger_store.py writes) -----------------
+# The contribution plan: per person, unit and insurance type, from which month until
+# which month (NULL: still running) on which base.  Written on approval, in the same
+# transaction as the apply; read by the monthly close.  Segments of one plan never
+# overlap (the store replaces a plan's segments as one step).
+contribution_plans = Table(
+    "contribution_plans",
+    metadata,
+    Column("id", Integer, nullable=False, autoincrement=True),
+    Column("person_number", String(PERSON_NUMBER_LENGTH), nullable=False),
+    Column("unit_code", String(8), nullable=False),
+    Column("insurance", String(3), nullable=False),
+    Column("from_month", String(7), nullable=False),
+    Column("until_month", String(7), nullable=True),
+    Column("base_fen", BigInteger, nullable=False),
+    Column("declaration_id", String(DECLARATION_ID_LENGTH), nullable=True),  # last changed by
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("id", name="pk_contribution_plans"),
+    ForeignKeyConstraint(
+        ["person_number"], ["persons.person_number"], name="fk_contribution_plans_person_number"
+    ),
+    ForeignKeyConstraint(["unit_code"], ["units.code"], name="fk_contribution_plans_unit_code"),
+    CheckConstraint(_INSURANCE_CHECK, name="ck_contribution_plans_insurance"),
+    CheckConstraint(
+        "until_month IS NULL OR until_month >= from_month", name="ck_contribution_plans_months"
+    ),
+    CheckConstraint("base_fen >= 0", name="ck_contribution_plans_base"),
+    Index("ix_contribution_plans_person", "person_number", "unit_code", "insurance"),
+    Index("ix_contribution_plans_months", "from_month", "until_month"),
+)
+
+# One row per closed 费款所属期: its ``contributions`` lines are final from then on.
+ledger_months = Table(
+    "ledger_months",
+    metadata,
+    Column("month", String(7), nullable=False),
+    Column("closed_at", Float, nullable=False),
+    Column("closed_by", String(ACTOR_LENGTH), nullable=False),
+    Column("lines", Integer, nullable=False),
+    PrimaryKeyConstraint("month", name="pk_ledger_months"),
+)
+
+# 补缴 / 退费 of a closed month, booked when a later approval changes what it owes;
+# signed amounts (a refund is negative).  Insert-only.
+contribution_adjustments = Table(
+    "contribution_adjustments",
+    metadata,
+    Column("id", Integer, nullable=False, autoincrement=True),
+    Column("person_number", String(PERSON_NUMBER_LENGTH), nullable=False),
+    Column("unit_code", String(8), nullable=False),
+    Column("insurance", String(3), nullable=False),
+    Column("month", String(7), nullable=False),  # 费款所属期 adjusted
+    Column("kind", String(8), nullable=False),
+    Column("base_fen", BigInteger, nullable=False),  # the base now owed on (0: none)
+    Column("employer_fen", BigInteger, nullable=False),
+    Column("employee_fen", BigInteger, nullable=False),
+    Column("to_account_fen", BigInteger, nullable=False),
+    Column("declaration_id", String(DECLARATION_ID_LENGTH), nullable=True),
+    Column("booked_at", Float, nullable=False),
+    PrimaryKeyConstraint("id", name="pk_contribution_adjustments"),
+    ForeignKeyConstraint(
+        ["person_number"],
+        ["persons.person_number"],
+        name="fk_contribution_adjustments_person_number",
+    ),
+    ForeignKeyConstraint(
+        ["unit_code"], ["units.code"], name="fk_contribution_adjustments_unit_code"
+    ),
+    CheckConstraint(_INSURANCE_CHECK, name="ck_contribution_adjustments_insurance"),
+    CheckConstraint("kind IN ('arrears', 'refund')", name="ck_contribution_adjustments_kind"),
+    Index("ix_contribution_adjustments_unit_month", "unit_code", "month"),
+    Index("ix_contribution_adjustments_person", "person_number", "insurance", "month"),
 )

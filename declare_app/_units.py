@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select, update
 
-from declare_app._identifiers import Finding, validate_uscc
+from declare_app._identifiers import Finding, normalise_uscc, validate_uscc
 from declare_app._schema import unit_profiles, units
 
 _UNIT_CODE = re.compile(r"[0-9]{8}")
@@ -66,6 +66,7 @@ def validate_registration(
         raise UnitInputError("unit name must be 1-200 printable characters")
     if credit_code is None:
         return []
+    credit_code = normalise_uscc(credit_code)
     try:
         return validate_uscc(credit_code)
     except ValueError as e:
@@ -109,6 +110,7 @@ def register_unit(
     if get_unit(conn, code) is not None:
         raise UnitError(f"unit {code} is already registered")
     if credit_code is not None:
+        credit_code = normalise_uscc(credit_code)  # as validate_registration read it
         clash = conn.execute(
             select(units.c.code).where(units.c.credit_code == credit_code)
         ).scalar()

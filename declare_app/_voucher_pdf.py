@@ -1,11 +1,18 @@
 """The 办理凭证 (voucher) of an applied declaration as a one-page A4 PDF.
 
 Pure: :func:`voucher_pdf` takes a :class:`VoucherView` and returns the PDF bytes; it
-reads no clock, no file and no configuration, so the same voucher gives the same bytes
+reads no clock and no configuration, so the same voucher gives the same bytes
 (reportlab's ``invariant`` mode, with the creation date and the document id taken
-from the voucher).  Chinese is drawn with reportlab's built-in CID font
-``STSong-Light`` (Adobe-GB1), which PDF readers supply themselves: no font file is
-read or embedded.
+from the voucher).
+
+Chinese is drawn with a free CJK TrueType font embedded as a subset — only the glyphs
+the voucher uses — so it prints the same in every viewer, including those that have no
+Chinese font of their own: WenQuanYi Micro Hei (Debian ``fonts-wqy-microhei``,
+Apache-2.0/GPLv3), or Zen Hei when only that is installed.  The file is read once per
+process.  Without either, the voucher falls back to reportlab's CID font
+``STSong-Light``, which is not embedded (the viewer supplies a font), and says so in
+the log once.  ``fonts-noto-cjk`` cannot serve: its outlines are CFF, which reportlab
+does not embed.
 
 Every value is untrusted text (unit names and form values come from employers): it is
 cut to a bounded length, control and formatting characters are removed, and it is
@@ -16,25 +23,36 @@ rows that do not fit are summarised in a last row.
 
 from __future__ import annotations
 
+import functools
 import io
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfbase.ttfonts import TTFError, TTFont
 from reportlab.pdfgen.canvas import Canvas
+from twisted.logger import Logger
 
 from declare_app._china_time import CHINA_TIME
 from declare_app.interfaces import DeclarationType
 
-__all__ = ["FOOTER", "VoucherView", "mask_id_number", "voucher_pdf"]
+__all__ = ["FOOTER", "VoucherView", "mask_id_number", "voucher_font", "voucher_pdf"]
 
 FOOTER = "本凭证由社会保险网上申报系统生成，凭证号可在经办机构核验"
 
-FONT = "STSong-Light"
+# (registered name, file, index in a TrueType collection), in order of preference.
+EMBEDDED_FONTS = (
+    ("WenQuanYiMicroHei", Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"), 0),
+    ("WenQuanYiZenHei", Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"), 0),
+)
+FALLBACK_FONT = "STSong-Light"  # reportlab's CID font: named in the PDF, not embedded
+
+_log = Logger(namespace="declare_app.voucher")
 
 # Bounds on untrusted text, applied before any layout work.
 MAX_RAW_CHARS = 2000  # looked at, per value; the rest is dropped unread
@@ -44,8 +62,8 @@ MAX_DETAIL_ROWS = 60  # more are summarised, whatever room is left
 MAX_VALUE_LINES = 3  # lines a value may wrap to inside its cell
 
 ELLIPSIS = "…"
-# 〓 (GB2312 A1FE) stands for a character the font cannot address: STSong-Light is
-# reached through a UCS-2 CMap, so characters beyond the BMP would be mis-encoded.
+# 〓 (GB2312 A1FE) stands for a character the font cannot draw: one the embedded font
+# has no glyph for, or (STSong-Light, reached through a UCS-2 CMap) one beyond the BMP.
 REPLACEMENT = "\u3013"
 
 _PAGE_W, _PAGE_H = A4
@@ -100,12 +118,55 @@ def mask_id_number(id_number: str) -> str:
     return text[:6] + "*" * (len(text) - 10) + text[-4:]
 
 
+@dataclass(frozen=True)
+class _Font:
+    name: str
+    embedded: bool
+    glyphs: frozenset[int]  # code points the font draws; empty: every BMP one (CID)
+
+    def draws(self, char: str) -> bool:
+        code = ord(char)
+        if not self.embedded:
+            return code <= 0xFFFF
+        return code in self.glyphs
+
+
+@functools.cache
+def _font() -> _Font:
+    """The font vouchers use, registered with reportlab once per process."""
+    for name, path, index in EMBEDDED_FONTS:
+        if not path.is_file():
+            continue
+        try:
+            font = TTFont(name, str(path), subfontIndex=index)
+        except (OSError, TTFError) as e:
+            _log.warn("voucher font {path} cannot be used: {why}", path=str(path), why=str(e))
+            continue
+        pdfmetrics.registerFont(font)
+        return _Font(name, True, frozenset(font.face.charToGlyph))
+    _log.warn(
+        "no CJK TrueType font found ({paths}): vouchers name {fallback} without embedding "
+        "it; install fonts-wqy-microhei",
+        paths=", ".join(str(path) for _, path, _ in EMBEDDED_FONTS),
+        fallback=FALLBACK_FONT,
+    )
+    pdfmetrics.registerFont(UnicodeCIDFont(FALLBACK_FONT))
+    return _Font(FALLBACK_FONT, False, frozenset())
+
+
+def voucher_font() -> tuple[str, bool]:
+    """The name of the font vouchers are drawn with, and whether it is embedded."""
+    font = _font()
+    return font.name, font.embedded
+
+
 def voucher_pdf(voucher: VoucherView) -> bytes:
     """The voucher as a one-page A4 PDF; the same *voucher* always gives the same bytes."""
-    _register_font()
+    font = _font().name
     applied = voucher.applied_at.astimezone(CHINA_TIME)
     buffer = io.BytesIO()
-    canvas = Canvas(buffer, pagesize=A4, invariant=1, pageCompression=1)
+    # The initial font too, or reportlab names Helvetica (not embedded) on the page.
+    canvas = Canvas(buffer, pagesize=A4, invariant=1, pageCompression=1, initialFontName=font)
     title = f"办理凭证 {_clean(voucher.voucher_no, 60)}"
     canvas.setTitle(title)
     canvas.setAuthor("社会保险网上申报系统")
@@ -119,9 +180,9 @@ def voucher_pdf(voucher: VoucherView) -> bytes:
     canvas._doc.updateSignature("\x00".join([voucher.voucher_no, voucher.declaration_id, stamp]))
 
     y = _PAGE_H - _MARGIN
-    canvas.setFont(FONT, 12)
+    canvas.setFont(font, 12)
     canvas.drawCentredString(_PAGE_W / 2, y - 12, "社会保险网上申报")
-    canvas.setFont(FONT, 22)
+    canvas.setFont(font, 22)
     canvas.drawCentredString(_PAGE_W / 2, y - 44, "办理凭证")
     y -= 64
 
@@ -151,19 +212,12 @@ def voucher_pdf(voucher: VoucherView) -> bytes:
             break
         y = _draw_row(canvas, y, label, value)
 
-    canvas.setFont(FONT, _FOOTER_SIZE)
+    canvas.setFont(font, _FOOTER_SIZE)
     canvas.line(_MARGIN, _FOOTER_Y + 14, _MARGIN + _TABLE_W, _FOOTER_Y + 14)
     canvas.drawCentredString(_PAGE_W / 2, _FOOTER_Y, FOOTER)
     canvas.showPage()
     canvas.save()
     return buffer.getvalue()
-
-
-def _register_font() -> None:
-    # The registry is process-wide; registering the same CID font again is harmless,
-    # but skipping it avoids rebuilding the font object per voucher.
-    if FONT not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(FONT))
 
 
 def _clean(text: str, limit: int) -> str:
@@ -176,7 +230,7 @@ def _clean(text: str, limit: int) -> str:
             out.append(" ")
         elif category in ("Cc", "Cf", "Cs", "Co", "Cn"):
             continue  # controls, bidi overrides, zero-width, lone surrogates, unassigned
-        elif ord(char) > 0xFFFF:
+        elif not _font().draws(char):
             out.append(REPLACEMENT)
         else:
             out.append(char)
@@ -187,7 +241,7 @@ def _clean(text: str, limit: int) -> str:
 
 
 def _width(text: str, size: float) -> float:
-    return float(pdfmetrics.stringWidth(text, FONT, size))
+    return float(pdfmetrics.stringWidth(text, _font().name, size))
 
 
 def _fit(text: str, width: float, size: float) -> str:
@@ -238,7 +292,7 @@ def _fits(y: float, label: str, value: str, *, then: str | None) -> bool:
 def _draw_row(canvas: Canvas, y: float, label: str, value: str) -> float:
     label_text, value_lines = _cell_lines(label, value)
     height = _row_height(len(value_lines))
-    canvas.setFont(FONT, _SIZE)
+    canvas.setFont(_font().name, _SIZE)
     canvas.rect(_MARGIN, y - height, _TABLE_W, height, stroke=1, fill=0)
     canvas.line(_MARGIN + _LABEL_W, y - height, _MARGIN + _LABEL_W, y)
     baseline = y - _PAD - _SIZE * 0.85
@@ -254,6 +308,6 @@ def _draw_section(canvas: Canvas, y: float, title: str) -> float:
     canvas.setFillGray(0.92)
     canvas.rect(_MARGIN, y - height, _TABLE_W, height, stroke=1, fill=1)
     canvas.setFillGray(0)
-    canvas.setFont(FONT, _SIZE)
+    canvas.setFont(_font().name, _SIZE)
     canvas.drawString(_MARGIN + _PAD, y - _PAD - _SIZE * 0.85, title)
     return y - height

@@ -14,6 +14,8 @@ The public face of the gateway package, for ``ssgate`` to assemble and run it:
   :func:`list_sessions`, :func:`request_kill`, :func:`request_kill_account`;
   :func:`kill_session` (an officer's kill with its audit event, for the command line and
   the console) and :class:`SessionRegistryView` (what the officers' pages read);
+  :func:`start_session`, :func:`heartbeat` and :func:`end_session` for sessions held
+  elsewhere (dial-in sessions that RADIUS accounting reports, ``ssgate._radius``);
 * the client — :func:`load_profile`, :func:`load_identity`, :func:`parse_listen` and
   :class:`ConnectClient`; :class:`Reason` is every end and refusal with its code, and
   :data:`REASON_WORDS` every code the gateway records in the words staff read.
@@ -41,11 +43,14 @@ from ._service import GatewayContext, GatewayNode, default_node_name
 from ._sessions import (
     SessionRecord,
     SessionRegistryView,
+    end_session,
+    heartbeat,
     kill_session,
     list_sessions,
     request_kill,
     request_kill_account,
     search_sessions,
+    start_session,
 )
 from ._tls import (
     ReloadingServerTLS,
@@ -73,6 +78,8 @@ __all__ = [
     "SessionRegistryView",
     "channel_portal",
     "default_node_name",
+    "end_session",
+    "heartbeat",
     "kill_session",
     "list_sessions",
     "load_identity",
@@ -84,5 +91,6 @@ __all__ = [
     "request_kill",
     "request_kill_account",
     "search_sessions",
+    "start_session",
     "state_crl_watcher",
 ]

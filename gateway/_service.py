@@ -36,7 +36,14 @@ from zope.interface import implementer
 
 import audit
 import certs
-from auth import Identity, IdentityHeaderError, Runner, encode_assertion, new_nonce
+from auth import (
+    Identity,
+    IdentityHeaderError,
+    RepeatedFailureLog,
+    Runner,
+    encode_assertion,
+    new_nonce,
+)
 from certs._schema import certificates
 from gateway import _sessions
 from gateway._cred import (
@@ -755,6 +762,9 @@ class GatewayNode(Service):
         self._loop: LoopingCall | None = None
         self._ticks = 0
         self._polling = False
+        # While the database is down the poll fails every second: log that at a rate
+        # a person can read (the first in full, a summary a minute, the recovery).
+        self._poll_failures = RepeatedFailureLog(self.log, "session poll", clock=ctx.clock.seconds)
 
     def factory(self, tls: ReloadingServerTLS) -> TLSMemoryBIOFactory:
         inner = ServerFactory.forProtocol(lambda: GatewayTunnel(self.ctx))
@@ -820,7 +830,7 @@ class GatewayNode(Service):
             d.addCallback(lambda _: self.ctx.db.run(_sessions.heartbeat, stats, now=now))
         if self._ticks % 30 == 0:
             d.addCallback(lambda _: self.ctx.db.run(_sessions.reap_stale, now=now))
-        d.addErrback(lambda f: self.log.failure("session poll failed", f))
+        d.addCallbacks(self._poll_failures.succeeded, self._poll_failures.failed)
         d.addBoth(self._polled)
 
     def _polled(self, result: object) -> None:

@@ -459,7 +459,7 @@ def open_session_counts(conn: Connection, instants: Sequence[float]) -> list[int
     A conditional count per instant over the sessions not ended before the first of
     them, in two statements: the sessions still open (``ended_at IS NULL``) and those
     that ended after the first instant.  Each is one seek of the ``ended_at`` index
-    (migration 0007), so a chart of the last day reads the open sessions and that
+    (migration 0011), so a chart of the last day reads the open sessions and that
     day's ends, not the table.  (One statement with ``started_at <= last AND
     (ended_at IS NULL OR ended_at > first)`` leaves SQLite's planner, without
     statistics, walking the ``started_at`` index through the whole history: that

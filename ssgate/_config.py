@@ -84,6 +84,9 @@ class DeclareConfig:
     # Contribution rates and base limits per region, effective-dated (DOMAIN §2);
     # relative to the state directory.
     rates_file: str = "rates.toml"
+    # The day of each month (1-28) on which 'serve' closes that month's contributions
+    # (费款所属期) by itself, as 'ssgate declare close-month' does; 0: only by command.
+    close_day: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,21 @@ class AlertsConfig:
     probe_window_seconds: float = 3600.0
 
 
+# 网络安全法 (Cybersecurity Law) Art. 21: network logs are kept at least six months.
+MIN_RETENTION_DAYS = 180
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """``[audit]``: how long audit records stay in the database before retention moves
+    them into the archives in the state directory (``audit-archive/``)."""
+
+    retention_days: int = MIN_RETENTION_DAYS
+    # Empty: audit-archive/ in the state directory.  Several nodes: one directory they
+    # all mount, since any node's daily run may move records.
+    archive_dir: str = ""
+
+
 @dataclass(frozen=True)
 class DisplayConfig:
     """How times are shown to people: the IANA zone of tables and ``--since/--until``."""
@@ -146,6 +164,82 @@ class DisplayConfig:
     @property
     def zone(self) -> tzinfo:
         return ZoneInfo(self.time_zone)
+
+
+@dataclass(frozen=True)
+class SyslogCollector:
+    """One ``[[syslog.collector]]``: where audit events are forwarded, and how."""
+
+    address: str  # "host:port" or "[v6]:port", as written
+    host: str
+    port: int
+    name: str = ""  # empty: the address; the cursor in the database is kept under it
+    protocol: str = "syslog"  # or "relp": rsyslog's acknowledged transport
+    tls: bool = True
+    ca_file: str = ""  # the CA that signed the collector's certificate (required with tls)
+    server_name: str = ""  # the name its certificate must carry; empty: host
+    cert_file: str = ""  # our client certificate, when the collector asks for one
+    key_file: str = ""
+
+    @property
+    def key(self) -> str:
+        """The name the delivered cursor is stored under."""
+        return self.name or self.address
+
+    @property
+    def expected_name(self) -> str:
+        return self.server_name or self.host
+
+
+@dataclass(frozen=True)
+class SyslogConfig:
+    """``[syslog]``: forwarding every audit event to the collectors (none by default)."""
+
+    hostname: str = ""  # HOSTNAME field of each message; empty: this machine's name
+    app_name: str = "ssgate"
+    sd_id: str = "ssgate@32473"
+    facility: int = 13  # log audit
+    interval_seconds: float = 1.0
+    batch: int = 500
+    collectors: tuple[SyslogCollector, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    """``[ops]``: the listener for health checks and Prometheus (``ssgate._ops``)."""
+
+    listen: str = "tcp:8445:interface=127.0.0.1"
+    # /readyz counts the database as down when SELECT 1 takes longer than this.
+    readiness_timeout_seconds: float = 2.0
+    # /metrics reads the database counts at most this often (and when scraped).
+    metrics_refresh_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class RadiusClientConfig:
+    """``[[radius.client]]``: one NAS of the carrier's dial-in equipment."""
+
+    name: str
+    sources: tuple[str, ...]  # CIDR networks its datagrams come from
+    secret_file: str  # relative to the state directory, or absolute; never logged
+    require_message_authenticator: bool = True
+    disconnect_port: int = 3799  # where it takes Disconnect-Requests (RFC 5176)
+
+
+@dataclass(frozen=True)
+class RadiusConfig:
+    """``[radius]``: the dial-in access server; off while no client is configured."""
+
+    interface: str = "127.0.0.1"
+    auth_port: int = 1812
+    accounting_port: int = 1813
+    duplicate_window_seconds: float = 30.0
+    challenge_timeout_seconds: float = 60.0
+    clients: tuple[RadiusClientConfig, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.clients)
 
 
 @dataclass(frozen=True)
@@ -163,6 +257,10 @@ class Config:
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
+    syslog: SyslogConfig = field(default_factory=SyslogConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
+    radius: RadiusConfig = field(default_factory=RadiusConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -245,6 +343,73 @@ _POLICY_KEYS: Mapping[str, tuple[str, Checker]] = {
     ),
 }
 
+_PRINTUSASCII = re.compile(r"^[\x21-\x7e]+$")
+_ADDRESS = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*)):(?P<port>[0-9]{1,5})$"
+)
+_FILE = (
+    "a PEM file name (relative to the state directory) or an absolute path",
+    lambda v: isinstance(v, str) and 0 < len(v) <= 4096 and "\x00" not in v,
+)
+
+
+def _is_host_port(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    m = _ADDRESS.fullmatch(value)
+    return m is not None and 1 <= int(m["port"]) <= 65535
+
+
+_COLLECTOR_KEYS: Mapping[str, tuple[str, Checker]] = {
+    "name": _matching(
+        re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"),
+        "1-64 letters, digits, '.', '_', ':', '@' or '-'",
+    ),
+    "address": (
+        'host:port such as "logs.example.cn:6514" or "[2001:db8::5]:6514"',
+        _is_host_port,
+    ),
+    "protocol": (
+        '"syslog" (RFC 5425/6587) or "relp" (acknowledged)',
+        lambda v: v in ("syslog", "relp"),
+    ),
+    "tls": ("true or false", lambda v: isinstance(v, bool)),
+    "ca_file": _FILE,
+    "server_name": _matching(_HOST, "the host name the collector's certificate carries"),
+    "cert_file": _FILE,
+    "key_file": _FILE,
+}
+
+
+def _is_ip_address(value: object) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+_FILE_NAME: tuple[str, Checker] = (
+    "a file name (relative to the state directory) or an absolute path",
+    lambda v: isinstance(v, str) and 0 < len(v) <= 4096 and "\x00" not in v,
+)
+
+_RADIUS_CLIENT_KEYS: Mapping[str, tuple[str, Checker]] = {
+    "name": _matching(
+        re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$"),
+        'a NAS name: 1-63 lowercase letters, digits, ".", "_" or "-", such as "bras-shangyu-1"',
+    ),
+    "sources": (
+        'a non-empty list of CIDR networks such as ["10.1.2.3/32"]',
+        lambda v: isinstance(v, list) and len(v) > 0 and all(_is_network(x) for x in v),
+    ),
+    "secret_file": _FILE_NAME,
+    "require_message_authenticator": ("true or false", lambda v: isinstance(v, bool)),
+    "disconnect_port": _int_in(1, 65535),
+}
+
 _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
     "gateway": {
         "listen": _matching(_ENDPOINT, 'a Twisted endpoint string such as "tcp:8443"'),
@@ -301,6 +466,7 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
             "absolute path",
             lambda v: isinstance(v, str) and 0 < len(v) <= 4096 and "\x00" not in v,
         ),
+        "close_day": _int_in(0, 28),
     },
     "policy": {
         **_POLICY_KEYS,
@@ -347,6 +513,64 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
             _is_time_zone,
         ),
     },
+    "syslog": {
+        "hostname": (
+            '"" (this machine\'s name) or 1-255 printable ASCII characters without spaces',
+            lambda v: (
+                isinstance(v, str)
+                and (v == "" or (len(v) <= 255 and bool(_PRINTUSASCII.fullmatch(v))))
+            ),
+        ),
+        "app_name": (
+            "1-48 printable ASCII characters without spaces",
+            lambda v: isinstance(v, str) and len(v) <= 48 and bool(_PRINTUSASCII.fullmatch(v)),
+        ),
+        "sd_id": (
+            'an SD-ID such as "ssgate@32473" (NAME@<your IANA enterprise number>)',
+            lambda v: (
+                isinstance(v, str)
+                and re.fullmatch(r"[\x21-\x7e]{1,32}", v) is not None
+                and not any(c in '= ]"' for c in v)
+            ),
+        ),
+        "facility": _int_in(0, 23),
+        "interval_seconds": _number_in(0.1, 60),
+        "batch": _int_in(1, 10000),
+        "collector": ("[[syslog.collector]] tables", lambda v: isinstance(v, list)),
+    },
+    "audit": {
+        "retention_days": (
+            f"an integer from {MIN_RETENTION_DAYS} to 36500 days: 网络安全法 (Cybersecurity "
+            "Law) Art. 21 requires network logs to be kept at least six months",
+            lambda v: (
+                isinstance(v, int) and not isinstance(v, bool) and MIN_RETENTION_DAYS <= v <= 36500
+            ),
+        ),
+        "archive_dir": (
+            '"" (audit-archive/ in the state directory), a directory name relative to the '
+            "state directory, or an absolute path (a mount every node shares)",
+            lambda v: isinstance(v, str) and len(v) <= 4096 and "\x00" not in v,
+        ),
+    },
+    "ops": {
+        "listen": _matching(
+            _ENDPOINT,
+            'a Twisted endpoint string such as "tcp:8445:interface=127.0.0.1" '
+            "(loopback unless a monitoring host must reach it)",
+        ),
+        "readiness_timeout_seconds": _number_in(0.1, 30),
+        "metrics_refresh_seconds": _number_in(1, 3600),
+    },
+    "radius": {
+        "interface": ('an IP address to listen on, such as "127.0.0.1"', _is_ip_address),
+        # 0: any free port (tests); the NAS must be told the real one.
+        "auth_port": _int_in(0, 65535),
+        "accounting_port": _int_in(0, 65535),
+        # RFC 5080 §2.2.2: a duplicate is answered from cache within this window.
+        "duplicate_window_seconds": _number_in(5, 300),
+        "challenge_timeout_seconds": _number_in(10, 600),
+        "client": ("[[radius.client]] tables", lambda v: isinstance(v, list)),
+    },
     "pki": {
         "client_cert_days": _int_in(1, 825),
         "server_cert_days": _int_in(1, 366),
@@ -368,6 +592,8 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "directory": DirectoryConfig,
     "alerts": AlertsConfig,
     "display": DisplayConfig,
+    "audit": AuditConfig,
+    "ops": OpsConfig,
 }
 
 
@@ -397,8 +623,9 @@ def parse_config(text: str, *, source: str) -> Config:
             if not check(value):
                 raise ConfigError(f"{source}: {name}.{key} = {value!r} is invalid; expected {form}")
             values[key] = tuple(value) if isinstance(value, list) else value
-        if name == "policy":
-            sections[name] = _parse_policy(values, source)
+        parse = _TABLE_PARSERS.get(name)
+        if parse is not None:  # sections with nested tables
+            sections[name] = parse(values, source)
             continue
         sections[name] = _SECTIONS[name](**values)
     config = Config(**sections)
@@ -479,6 +706,92 @@ def _parse_policy(values: dict[str, Any], source: str) -> PolicyConfig:
     return PolicyConfig(default=default, accounts=accounts, **timeouts)
 
 
+def _parse_syslog(values: dict[str, Any], source: str) -> SyslogConfig:
+    tables = values.pop("collector", ())
+    collectors: list[SyslogCollector] = []
+    for i, table in enumerate(tables):
+        where = f"{source}: [[syslog.collector]] #{i + 1}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        own: dict[str, Any] = {}
+        for key, value in table.items():
+            spec = _COLLECTOR_KEYS.get(key)
+            if spec is None:
+                raise ConfigError(
+                    f"{where}: unknown key syslog.collector.{key}; "
+                    f"takes: {', '.join(_COLLECTOR_KEYS)}"
+                )
+            form, check = spec
+            if not check(value):
+                raise ConfigError(
+                    f"{where}: syslog.collector.{key} = {value!r} is invalid; expected {form}"
+                )
+            own[key] = value
+        if "address" not in own:
+            raise ConfigError(f'{where} needs syslog.collector.address = "host:port"')
+        m = _ADDRESS.fullmatch(own["address"])
+        assert m is not None  # checked above
+        collector = SyslogCollector(host=m["v6"] or m["host"], port=int(m["port"]), **own)
+        if collector.tls and not collector.ca_file:
+            raise ConfigError(
+                f"{where} ({collector.key}): syslog.collector.ca_file is required with tls = true "
+                "(the CA that signed the collector's certificate); plain TCP needs tls = false"
+            )
+        if bool(collector.cert_file) != bool(collector.key_file):
+            raise ConfigError(
+                f"{where} ({collector.key}): syslog.collector.cert_file and key_file go together"
+            )
+        if not collector.tls and (collector.cert_file or collector.server_name):
+            raise ConfigError(
+                f"{where} ({collector.key}): syslog.collector.cert_file and server_name need "
+                "tls = true"
+            )
+        if any(c.key == collector.key for c in collectors):
+            raise ConfigError(
+                f"{where}: collector {collector.key} appears twice (give each a distinct name)"
+            )
+        collectors.append(collector)
+    return SyslogConfig(**values, collectors=tuple(collectors))
+
+
+def _parse_radius(values: dict[str, Any], source: str) -> RadiusConfig:
+    tables = values.pop("client", ())
+    clients: list[RadiusClientConfig] = []
+    for i, table in enumerate(tables):
+        where = f"{source}: [[radius.client]] #{i + 1}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        label = f"{where} ({table['name']})" if isinstance(table.get("name"), str) else where
+        own: dict[str, Any] = {}
+        for key, value in table.items():
+            spec = _RADIUS_CLIENT_KEYS.get(key)
+            if spec is None:
+                raise ConfigError(
+                    f"{label}: unknown key radius.client.{key}; "
+                    f"takes: {', '.join(_RADIUS_CLIENT_KEYS)}"
+                )
+            form, check = spec
+            if not check(value):
+                raise ConfigError(
+                    f"{label}: radius.client.{key} = {value!r} is invalid; expected {form}"
+                )
+            own[key] = tuple(value) if isinstance(value, list) else value
+        for key in ("name", "sources", "secret_file"):
+            if key not in own:
+                raise ConfigError(f"{label}: radius.client.{key} is required")
+        if any(c.name == own["name"] for c in clients):
+            raise ConfigError(f"{label}: radius.client.name {own['name']!r} appears twice")
+        clients.append(RadiusClientConfig(**own))
+    return RadiusConfig(**values, clients=tuple(clients))
+
+
+_TABLE_PARSERS: Mapping[str, Callable[[dict[str, Any], str], Any]] = {
+    "policy": _parse_policy,
+    "syslog": _parse_syslog,
+    "radius": _parse_radius,
+}
+
+
 def load_config(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
@@ -543,9 +856,12 @@ issuer = "ssgate"
 # declare.sock in the state directory.
 listen = ""
 # Contribution rates and base floor/ceiling per region, effective-dated.  'ssgate init'
-# writes the DOMAIN demo seed for region 330682 (every entry verified = false): check
-# it against the provincial notices before real use.
+# writes a demo seed for region 330682 (every entry verified = false, each with its
+# source): check it against the provincial notices before real use.
 rates_file = "rates.toml"
+# The day of each month (1-28) on which 'serve' closes that month's contributions by
+# itself ('ssgate declare close-month YYYY-MM' does it by hand); 0: only by hand.
+close_day = 0
 
 [policy]
 # Defaults for every channel account; override per account with [[policy.account]].
@@ -600,6 +916,74 @@ probe_window_seconds = 3600
 # The time zone people read and type times in ('ssgate audit' tables, --since and
 # --until without an offset).  JSON and CSV carry ISO 8601 with the offset.
 time_zone = "Asia/Shanghai"
+
+# [syslog]
+# Every audit event, as it is recorded, to each collector below: RFC 5424 messages with
+# every field (and the audit sequence number seq) as structured data, over TCP with
+# octet counting (RFC 6587), TLS 1.2+ (RFC 5425) unless tls = false.  Nothing is lost
+# while a collector is down: the audit log is the queue, and each collector's
+# delivered position is kept in the database; after a broken connection the events
+# since the last one known delivered are sent again (a repeat has the same seq).  A
+# new collector first receives the whole log.  One node at a time forwards to each
+# collector.  See docs/operations.md for an rsyslog receiver.
+# hostname = ""                          # HOSTNAME of the messages; empty: this machine's
+# app_name = "ssgate"
+# sd_id = "ssgate@32473"                 # NAME@<your IANA enterprise number>
+# facility = 13                          # log audit
+# interval_seconds = 1                   # how often new events are looked for
+# batch = 500                            # events read and sent at a time
+#
+# [[syslog.collector]]
+# address = "logs.example.cn:6514"
+# protocol = "syslog"                    # or "relp": acknowledged, exact delivery
+# tls = true                             # false: plain TCP (a trusted network only)
+# ca_file = "syslog-ca.pem"              # the CA of the collector's certificate
+# server_name = "logs.example.cn"        # the name it must carry; empty: the address's host
+# cert_file = "syslog-client.pem"        # optional client certificate and its key
+# key_file = "syslog-client.key"
+# name = "soc"                           # optional; the delivered position is kept under it
+
+[audit]
+# Audit records older than this move from the database into compressed, hash-chained
+# archives in the state directory (audit-archive/), daily under 'ssgate serve' or now
+# with 'ssgate audit archive'; 'ssgate audit verify' checks archives and database as
+# one chain.  At least 180: 网络安全法 (Cybersecurity Law) Art. 21 requires network
+# logs to be kept six months.  Archives are never deleted by ssgate.
+retention_days = 180
+# Where the archives go: empty is audit-archive/ in the state directory.  With several
+# gateway nodes, any node's daily run may archive: name one directory they all mount.
+archive_dir = ""
+# Signed checkpoints: daily under 'serve' and with 'ssgate audit checkpoint' the chain
+# head is signed with the Ed25519 audit key audit.key (mode 0600, created by
+# 'ssgate init' or on first use) and written to checkpoints/ beside its public key
+# audit-key.pub.pem; each is also an audit.checkpoint event, so syslog carries it off
+# the host.  Pin the key id that 'ssgate audit checkpoint' prints, keep a copy of
+# checkpoints/ off the host, and check with 'ssgate audit verify --checkpoints DIR'.
+
+[ops]
+# Health checks and metrics without login: /healthz, /readyz (for the balancer's check)
+# and /metrics (Prometheus).  Loopback by default; another address is allowed (no
+# personal data is shown) but logged as a warning at every start.
+listen = "tcp:8445:interface=127.0.0.1"
+readiness_timeout_seconds = 2
+metrics_refresh_seconds = 10
+
+[radius]
+# The dial-in access server for the carrier's NAS (LNS/BRAS): RADIUS over UDP.  Off
+# until at least one [[radius.client]] is configured.  Every NAS must send a
+# Message-Authenticator (BlastRADIUS, CVE-2024-3596) unless its entry says otherwise.
+interface = "127.0.0.1"
+auth_port = 1812
+accounting_port = 1813
+duplicate_window_seconds = 30
+challenge_timeout_seconds = 60
+
+# [[radius.client]]
+# name = "bras-shangyu-1"
+# sources = ["10.1.2.3/32"]                # where its datagrams come from
+# secret_file = "radius-bras-shangyu-1.secret"   # 16+ bytes; relative to the state directory
+# require_message_authenticator = true
+# disconnect_port = 3799                  # its Disconnect-Request (RFC 5176) port
 
 [pki]
 client_cert_days = 730

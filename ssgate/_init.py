@@ -60,10 +60,13 @@ def init_state(
     *,
     hostname: str,
     database_url: str = "",
+    gateway_listen: str = "",
     clock: Callable[[], float],
     actor: str,
 ) -> StateDir:
-    """Create the state directory at *path*; refuse (changing nothing) if it is in use."""
+    """Create the state directory at *path*; refuse (changing nothing) if it is in use.
+
+    *gateway_listen* replaces the default ``[gateway] listen`` (the demo's loopback)."""
     hostname = validate_hostname(hostname)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise InitRefused(f"{path}: already exists and is not empty; nothing was changed")
@@ -75,6 +78,7 @@ def init_state(
             StateDir(staging),
             hostname=hostname,
             database_url=database_url,
+            gateway_listen=gateway_listen,
             clock=clock,
             actor=actor,
         )
@@ -88,11 +92,19 @@ def init_state(
 
 
 def _populate(
-    state: StateDir, *, hostname: str, database_url: str, clock: Callable[[], float], actor: str
+    state: StateDir,
+    *,
+    hostname: str,
+    database_url: str,
+    gateway_listen: str,
+    clock: Callable[[], float],
+    actor: str,
 ) -> None:
     text = render_default_config(hostname=hostname)
     if database_url:
         text = text.replace('url = ""', f'url = "{database_url}"', 1)
+    if gateway_listen:
+        text = text.replace('listen = "tcp:8443"', f'listen = "{gateway_listen}"', 1)
     config = parse_config(text, source=CONFIG_FILE)  # the template itself must validate
     state.write_secret(CONFIG_FILE, text.encode())
 
@@ -107,6 +119,7 @@ def _populate(
     state.write_secret("server-key.pem", server.key_pem())
     for name in KEY_FILES:
         state.write_secret(name, new_key())
+    state.audit_signing_key()  # audit.key and audit-key.pub.pem: checkpoints
     state.write_public(config.declare.rates_file, declare_app.DEMO_330682.encode())
 
     try:

@@ -19,8 +19,16 @@ def all_metadata() -> list[MetaData]:
     from certs._schema import metadata as certs_metadata
     from declare_app._schema import metadata as declare_metadata
     from gateway import metadata as gateway_metadata
+    from radius import metadata as radius_metadata
 
-    return [auth_metadata, certs_metadata, audit_metadata, declare_metadata, gateway_metadata]
+    return [
+        auth_metadata,
+        certs_metadata,
+        audit_metadata,
+        declare_metadata,
+        gateway_metadata,
+        radius_metadata,
+    ]
 
 
 def _alembic_config() -> AlembicConfig:

@@ -7,7 +7,9 @@ state directory, so only this host can reach it) behind the identity guard, whic
 admits only connections that start with the gateway's signed identity header.  A
 watcher reloads the TLS files and the CRL within seconds and ends the sessions of
 revoked certificates.  The alert evaluator (:mod:`ssgate._alerting`) judges new audit
-records every ``[alerts] interval_seconds``.
+records every ``[alerts] interval_seconds``; the syslog forwarders (:mod:`ssgate._syslog`)
+send every audit record to the ``[syslog]`` collectors.  Once a day the audit log's
+retention and a signed checkpoint run (:mod:`ssgate._audit_daily`).
 
 Threads: database transactions on one pool, logins (argon2 hashing plus their own
 short transactions) on another, so a burst of logins cannot starve the session
@@ -21,7 +23,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TextIO, TypeVar
+from typing import Any, Concatenate, ParamSpec, TextIO, TypeVar, cast
 
 from cryptography import x509
 from sqlalchemy import Connection
@@ -37,6 +39,7 @@ from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
+    LogEvent,
     Logger,
     LogLevel,
     LogLevelFilterPredicate,
@@ -45,9 +48,11 @@ from twisted.logger import (
     textFileLogObserver,
 )
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 import auth
 import declare_app
+import web
 from declare_app._declarations import Declarations
 from declare_app._guard import IdentityGuardFactory
 from declare_app.web import employer_site, registry_unit_name
@@ -64,6 +69,7 @@ from gateway import (
 )
 from ssgate._alerting import alert_service
 from ssgate._app import App
+from ssgate._audit_daily import DailyPaths, audit_daily_service
 from ssgate._config import ConfigError
 from ssgate._console import (
     ConsoleListenError,
@@ -75,9 +81,14 @@ from ssgate._console import (
     session_sweeper,
 )
 from ssgate._db import Database, WorkerPool
+from ssgate._monthly_close import monthly_close_service
+from ssgate._ops import Ops, exposure_warning, is_loopback_listen, node_ops
+from ssgate._radius import RadiusListener, start_radius
 from ssgate._state import StateDir, StateError
+from ssgate._syslog import SyslogSetupError, syslog_service
 
 DECLARE_SOCKET = "declare.sock"
+ACCESS_LOG = "logs/access.log"  # both sites' requests, one masked line each
 LOGIN_THREADS = 4
 
 P = ParamSpec("P")
@@ -145,18 +156,31 @@ class Serving:
     services: MultiService
     node: GatewayNode
     runner: Runner
+    ops_port: IListeningPort
+    ops: Ops  # readiness (draining) and the metrics registry
+    dial_in: RadiusListener | None = None  # UDP, while [radius] has clients
 
     def stop(self) -> Deferred[Any]:
-        """Stop listening, end the live sessions (GOAWAY, recorded), then the pools."""
+        """Stop listening, end the live sessions (GOAWAY, recorded), then the pools.
+
+        ``/readyz`` says "draining" from the first moment, and the ops listener is the
+        last to close, so the balancer sees the node leave rather than vanish.
+        """
         from twisted.internet.defer import gatherResults, maybeDeferred
 
+        self.ops.readiness.start_draining()
         waits = [
             maybeDeferred(self.gateway.stopListening),
             maybeDeferred(self.declare.stopListening),
             maybeDeferred(self.console.stopListening),
+            *(
+                maybeDeferred(port.stopListening)
+                for port in (self.dial_in.ports() if self.dial_in is not None else ())
+            ),
             maybeDeferred(self.services.stopService),  # the node waits for session ends
         ]
         d: Deferred[Any] = gatherResults(waits, consumeErrors=True)
+        d.addBoth(lambda _: self.ops_port.stopListening())
         d.addBoth(self._closed)
         return d
 
@@ -266,19 +290,35 @@ def start(
     config, state = app.config, app.state
     material, console_tls, rates = _load_files(app)
     identity_key = state.key("identity.key")
+    audit_key = state.audit_signing_key()  # created here for a state dir that predates it
     authenticator = make_authenticator(app)
+    try:
+        access = web.AccessLog(state.path / ACCESS_LOG, clock=reactor.seconds)
+    except OSError as e:
+        raise ServeError(f"{state.path / ACCESS_LOG}: cannot be written: {e.strerror}") from None
     runner = Runner(Database(app.engine, reactor), reactor)
+    node_name = default_node_name()
+    try:
+        forwarding = syslog_service(
+            runner, reactor, config.syslog, state_path=state.path, node=node_name
+        )
+    except SyslogSetupError as e:
+        runner.close()
+        raise ServeError(str(e)) from None
     ports = _Ports(reactor, runner)
     workflow = Declarations(rates, clock=reactor.seconds)
+    # What the web sites get: a database outage is their 503, not a 500 (web._outage).
+    site_runner = web.OutageRunner(runner, clock=reactor.seconds)
 
     site: Any = employer_site(  # a Site is a Factory; Twisted's generics disagree
         workflow=workflow,
-        runner=runner,
+        runner=site_runner,
         clock=reactor,
         csrf_key=hmac.digest(identity_key, b"ssgate employer csrf v1", "sha256"),
         unit_names=registry_unit_name,
         queries=declare_app.EmployerQueries(rates),
         change_password=authenticator.change_password,
+        access_log=access.writer("employer"),
     )
     declare_port = ports.listen(
         config.declare.listen or f"unix:{state.path / DECLARE_SOCKET}:mode=600:lockfile=1",
@@ -291,7 +331,7 @@ def start(
     )
     console = console_site(
         authenticator=authenticator,
-        runner=runner,
+        runner=site_runner,
         workflow=workflow,
         # The carriers' pages: the same workflows ``ssgate provision`` runs.
         provisioner=app.provisioner(),
@@ -305,13 +345,13 @@ def start(
         # The same on every node and after a restart: a login form loaded from one
         # node can be sent to another.
         login_form_key=login_form_key(identity_key),
+        access_log=access.writer("console"),
     )
     console_port = ports.listen(
         config.console.listen, console_factory(console, console_tls), "staff console"
     )
 
     policy_for = policy_view(config.policy.for_account)
-    node_name = default_node_name()
     ctx = GatewayContext(
         clock=reactor,
         portal=channel_portal(authenticator, runner, policy_for, reactor.seconds, node_name),
@@ -332,14 +372,81 @@ def start(
             node.revoked(crl)
 
     running = MultiService()
+    running.addService(access)  # closes the file on stop
     running.addService(node)
-    running.addService(state_crl_watcher(reactor, tls, state.path, on_change=on_crl))
+    watcher = state_crl_watcher(reactor, tls, state.path, on_change=on_crl)
+    running.addService(watcher)
     running.addService(session_sweeper(runner, reactor, console_policy))
     # The officers' alert rules, once across every node sharing the database.
     running.addService(alert_service(runner, reactor, config.alerts))
+    # Every audit record to the [syslog] collectors, each by one node at a time.
+    running.addService(forwarding)
+    # Retention and the signed checkpoint, daily (archives go to this node's state dir).
+    running.addService(
+        audit_daily_service(
+            runner,
+            reactor,
+            config.audit,
+            DailyPaths(state.archive_dir(config), state.checkpoints_dir),
+            audit_key,
+            node=node_name,
+        )
+    )
+    ops, ops_port = _start_ops(app, reactor, ports, runner, node_name=node_name, watcher=watcher)
+    if config.declare.close_day:  # the contribution ledger's monthly close (issue 14)
+        running.addService(monthly_close_service(runner, reactor, rates, config.declare.close_day))
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
+    dial_in = _start_radius(app, reactor, ports, authenticator, runner)
+    if dial_in is not None:
+        running.addService(dial_in.services)  # keep-alive and disconnect timers
     running.startService()
-    return Serving(gateway_port, declare_port, console_port, running, node, runner)
+    return Serving(
+        gateway_port,
+        declare_port,
+        console_port,
+        running,
+        node,
+        runner,
+        ops_port,
+        ops,
+        dial_in,
+    )
+
+
+def _start_ops(
+    app: App, reactor: Any, ports: _Ports, runner: Runner, *, node_name: str, watcher: Any
+) -> tuple[Ops, IListeningPort]:
+    """Health, readiness and metrics on ``[ops] listen`` (a warning when not loopback)."""
+    ops = node_ops(
+        runner,
+        reactor,
+        app.config.ops,
+        node=node_name,
+        engine=app.engine,
+        # What /readyz checks the CRL against; the gateway's copy is in its options.
+        ca=x509.load_pem_x509_certificate(app.state.ca_cert_path.read_bytes()),
+        crl=lambda: watcher.current_crl,
+    )
+    ops_port = ports.listen(app.config.ops.listen, ops.site, "ops listener")
+    exposed = exposure_warning(app.config.ops.listen)
+    if exposed is not None:
+        Logger(namespace="ssgate.ops").warn("{warning}", warning=exposed)
+    return ops, ops_port
+
+
+def _start_radius(
+    app: App, reactor: Any, ports: _Ports, authenticator: auth.Authenticator, runner: Runner
+) -> RadiusListener | None:
+    """The dial-in access server (``[radius]``), or None while it has no NAS."""
+    from twisted.internet.error import CannotListenError
+
+    try:
+        return start_radius(app, reactor, authenticator=authenticator, runner=runner)
+    except (ConfigError, CannotListenError, OSError) as e:
+        for other in ports.opened:
+            other.stopListening()
+        runner.close()
+        raise ServeError(f"RADIUS: {e}") from None
 
 
 def _listen_now(reactor: Any, spec: str, factory: Any) -> IListeningPort:
@@ -357,10 +464,27 @@ def _listen_now(reactor: Any, spec: str, factory: Any) -> IListeningPort:
 def log_observer(out: TextIO) -> ILogObserver:
     """Human lines on a terminal; otherwise one JSON object per line, without the
     RFC 7464 record separator (0x1E) Twisted puts before each by default, so that
-    ``json.loads`` per line and every log shipper read it."""
+    ``json.loads`` per line and every log shipper read it.
+
+    A JSON line of a logged failure carries its cause, ``"error": {"type": …,
+    "message": …}`` (:func:`auth.failure_cause`): Twisted writes the exception itself
+    as ``{"unpersistable": true}``, which cannot tell a stopped database from a full
+    disk."""
     if out.isatty():
         return textFileLogObserver(out)
-    return jsonFileLogObserver(out, recordSeparator="")
+    return with_failure_cause(jsonFileLogObserver(out, recordSeparator=""))
+
+
+def with_failure_cause(observer: ILogObserver) -> ILogObserver:
+    """*observer* with ``error`` added to each event that has a ``log_failure``."""
+
+    def observe(event: LogEvent) -> None:
+        failure = event.get("log_failure")
+        if isinstance(failure, Failure) and "error" not in event:
+            event = {**event, "error": auth.failure_cause(failure.value).as_dict()}
+        observer(event)
+
+    return cast(ILogObserver, implementer(ILogObserver)(observe))
 
 
 def start_logging(out: TextIO) -> None:
@@ -408,7 +532,15 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
         "(TLS 1.2/1.3, client certificate + password + one-time code)\n"
         f"declare service on {describe(serving.declare)} (identity-guarded)\n"
         f"staff console on https://{describe(serving.console)}/ (TLS, staff password + code)\n"
+        f"ops on http://{describe(serving.ops_port)}/ (healthz, readyz, metrics"
+        f"{'' if is_loopback_listen(app.config.ops.listen) else '; NOT loopback'})\n"
     )
+    if serving.dial_in is not None:
+        out.write(
+            f"RADIUS access server on udp:{describe(serving.dial_in.port)} "
+            "(PAP password + code, Message-Authenticator), "
+            f"accounting on udp:{describe(serving.dial_in.accounting_port)}\n"
+        )
     if banner:
         out.write(banner)
     out.write("Ctrl-C stops the gateway.\n")

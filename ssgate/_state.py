@@ -10,6 +10,12 @@ Layout (directory mode 0700; secrets 0600; public PEM files 0644)::
     totp.key             AES-256-GCM key sealing TOTP secrets in the database
     identity.key         HMAC key for the identity assertion sent to services
     resume.key           HMAC key for the client's resume tokens
+    logs/access.log      one masked line per request to the declaration service and
+                         the staff console (written by 'ssgate serve')
+    audit.key            Ed25519 private key (32 raw bytes) signing audit checkpoints
+    audit-key.pub.pem    its public key (0644), also copied beside the checkpoints
+    audit-archive/       retention's audit archives (gzip JSON Lines + manifests)
+    checkpoints/         signed audit checkpoints, one JSON file each
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from ssgate._config import CONFIG_FILE, Config, load_config
 
 STATE_ENV = "SSGATE_STATE"
@@ -30,6 +39,8 @@ SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
 DIR_MODE = 0o700
 KEY_FILES = ("totp.key", "identity.key", "resume.key")
+AUDIT_KEY = "audit.key"
+AUDIT_PUBLIC_KEY = "audit-key.pub.pem"
 
 
 class StateError(RuntimeError):
@@ -98,6 +109,50 @@ class StateDir:
     @property
     def crl_path(self) -> Path:
         return self.path / "crl.pem"
+
+    def archive_dir(self, config: Config) -> Path:
+        """``[audit] archive_dir``, relative to the state directory (default
+        ``audit-archive``); an absolute path stays as it is."""
+        return self.path / (config.audit.archive_dir or "audit-archive")
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def audit_signing_key(self) -> Ed25519PrivateKey:
+        """The audit checkpoint key, created (mode 0600) if this state directory has
+        none yet (one made before checkpoints existed); its public key is written
+        beside it.  Two processes creating it at once end up with the same key: the
+        file appears by a hard link, which fails if the other was first."""
+        path = self.path / AUDIT_KEY
+        if not path.exists():
+            self._create_exclusively(AUDIT_KEY, new_key())
+        key = Ed25519PrivateKey.from_private_bytes(self.key(AUDIT_KEY))
+        pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        public = self.path / AUDIT_PUBLIC_KEY
+        if not public.exists() or public.read_bytes() != pem:
+            self.write_public(AUDIT_PUBLIC_KEY, pem)
+        return key
+
+    def _create_exclusively(self, name: str, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.path)
+        try:
+            os.fchmod(fd, SECRET_MODE)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, self.path / name)
+        finally:
+            os.unlink(tmp)
+        dir_fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def is_initialised(self) -> bool:
         return self.config_path.exists()

@@ -8,6 +8,7 @@ or input.  Every error is one line on stderr; a traceback is shown only with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -19,7 +20,8 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from sqlalchemy import Connection
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, Engine
 from sqlalchemy import exc as sa_exc
 
 import audit
@@ -34,7 +36,7 @@ from ssgate._app import App
 from ssgate._config import ConfigError
 from ssgate._db import DatabaseURLError
 from ssgate._init import InitInputError, InitRefused
-from ssgate._state import StateDir, StateError, resolve_state_dir
+from ssgate._state import AUDIT_PUBLIC_KEY, StateDir, StateError, resolve_state_dir
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -354,10 +356,18 @@ def _show_account(view: provisioning.AccountView, out: TextIO) -> None:
             f"{c.total_failures} since last reset\n"
         )
     for cert in view.certificates:
-        out.write(
-            f"cert:      {cert.serial} {cert.status} valid to {_fmt_time(cert.not_after_at)}"
-            f"{f' revoked {_fmt_time(cert.revoked_at)} ({cert.revocation_reason})' if cert.revoked_at else ''}\n"
-        )
+        # "<serial> valid until T", "<serial> revoked T (reason), would have expired T":
+        # the status word once, then the date that matters for it.
+        if cert.revoked_at:
+            state = (
+                f"revoked {_fmt_time(cert.revoked_at)} ({cert.revocation_reason}), "
+                f"would have expired {_fmt_time(cert.not_after_at)}"
+            )
+        elif cert.status == "valid":
+            state = f"valid until {_fmt_time(cert.not_after_at)}"
+        else:
+            state = f"{cert.status}, not after {_fmt_time(cert.not_after_at)}"
+        out.write(f"cert:      {cert.serial} {state}\n")
 
 
 def cmd_staff(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
@@ -543,13 +553,9 @@ def _source_host(text: str | None) -> str | None:
 
 def _audit(app: App, args: argparse.Namespace, out: TextIO) -> int:
     command = args.audit_command
+    if command in _CHAIN_COMMANDS:
+        return _CHAIN_COMMANDS[command](app, args, out)
     with app.engine.begin() as conn:
-        if command == "verify":
-            report = audit.verify(conn)
-            if not report.ok:
-                raise CliError(EXIT_REFUSED, f"audit log NOT intact: {report.problem}")
-            out.write(f"audit log intact: {report.checked} records verified\n")
-            return EXIT_OK
         if command == "export":
             # The exact, re-verifiable form: ``at`` as hashed, both hashes, UTC times.
             records = audit.iter_events(conn, audit.EventFilter())
@@ -600,6 +606,181 @@ def _write_events(
             out.write(oversight.csv_rows(audit.VIEW_FIELDS, row))
         else:
             out.write(oversight.jsonl_rows(row))
+
+
+# -- audit verify | archive | checkpoint: the chain, its archives and checkpoints ---------
+
+
+def _audit_verify(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    """The chain across the archives and the database, then (``--checkpoints``) each
+    signed checkpoint against it."""
+    checkpoints = _checkpoint_source(app, args) if args.checkpoints else None
+    archive_dir = app.state.archive_dir(app.config)
+    with _snapshot(app.engine) as conn:
+        report = audit.verify_with_archives(conn, archive_dir)
+        if not report.ok:
+            raise CliError(EXIT_REFUSED, f"audit log NOT intact: {report.problem}")
+        stored = report.database.checked if report.database else 0
+        out.write(
+            f"audit log intact: {report.checked} records verified ({report.archived} in "
+            f"{report.files} archive file(s), {stored} in the database)\n"
+        )
+        if checkpoints is None:
+            return EXIT_OK
+        directory, public_key, key_source = checkpoints
+        found = audit.verify_checkpoints(conn, directory, archive_dir, public_key)
+    if not found.ok:
+        raise CliError(EXIT_REFUSED, f"audit log contradicts a signed checkpoint: {found.problem}")
+    out.write(
+        f"checkpoints: {found.checked} in {directory} agree with the chain, signed by audit "
+        f"key {found.key_id} ({key_source}); compare that key id with the one you pinned\n"
+    )
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """One transaction that sees one state of the database throughout: on PostgreSQL a
+    daily archive run committing mid-walk would otherwise look like deleted records.
+    (SQLite's transactions already begin IMMEDIATE, excluding every writer.)"""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")  # in place
+        with conn.begin():
+            yield conn
+
+
+def _checkpoint_source(app: App, args: argparse.Namespace) -> tuple[Path, Ed25519PublicKey, Path]:
+    """``--checkpoints DIR``: the directory, the public key (DIR's copy, else the state
+    directory's) and where it came from; refused (exit 2) if unusable."""
+    directory = Path(args.checkpoints)
+    if not directory.is_dir():
+        raise CliError(EXIT_USAGE, f"--checkpoints {directory}: no such directory")
+    if not audit.checkpoint_files(directory):
+        raise CliError(
+            EXIT_USAGE, f"--checkpoints {directory}: no checkpoint files (checkpoint-*.json) in it"
+        )
+    source = directory / audit.PUBLIC_KEY_FILE
+    if not source.is_file():
+        source = app.state.path / AUDIT_PUBLIC_KEY
+    try:
+        public_key = audit.load_public_key(source.read_bytes(), str(source))
+    except FileNotFoundError:
+        raise CliError(
+            EXIT_USAGE,
+            f"--checkpoints {directory}: no public key ({audit.PUBLIC_KEY_FILE}) there or in "
+            "the state directory",
+        ) from None
+    except (OSError, audit.CheckpointError) as e:
+        raise CliError(EXIT_USAGE, f"{source}: cannot use it as the audit key: {e}") from None
+    pinned = args.key_id
+    if pinned and audit.key_id(public_key) != pinned.lower():
+        raise CliError(
+            EXIT_REFUSED,
+            f"{source} holds audit key {audit.key_id(public_key)}, not the pinned key {pinned}",
+        )
+    return directory, public_key, source
+
+
+def _audit_archive(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    """Move records older than ``[audit] retention_days`` into the archives."""
+    import socket
+
+    from ssgate._audit_daily import archive_old_records, retention_cutoff
+
+    config = app.config.audit
+    archive_dir = app.state.archive_dir(app.config)
+    try:
+        moved = archive_old_records(
+            app.engine,
+            archive_dir,
+            config=config,
+            clock=app.clock,
+            node=socket.gethostname(),
+        )
+    except audit.ArchiveError as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
+    if not moved:
+        cutoff = retention_cutoff(app.clock(), config)
+        out.write(
+            f"nothing to archive: no audit record older than {config.retention_days} days "
+            f"(before {_fmt_time(cutoff)}) is in the database\n"
+        )
+        return EXIT_OK
+    for m in moved:
+        out.write(
+            f"archived audit records {m.first_seq} to {m.last_seq} ({m.count} records, "
+            f"{_fmt_time(m.first_at)} to {_fmt_time(m.last_at)}) to "
+            f"{archive_dir / m.file}\n"
+        )
+    total = sum(m.count for m in moved)
+    out.write(f"{total} records moved; the database now starts after record {moved[-1].last_seq}\n")
+    return EXIT_OK
+
+
+def _audit_checkpoint(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    """Sign the chain head now (as ``serve`` does daily)."""
+    from ssgate._app import operator_name
+
+    key = app.state.audit_signing_key()
+    try:
+        with app.engine.begin() as conn:
+            taken = audit.take_checkpoint(
+                conn, key, app.state.checkpoints_dir, now=app.clock(), actor=operator_name()
+            )
+    except OSError as e:
+        raise CliError(EXIT_REFUSED, f"checkpoint cannot be written: {e}") from None
+    except audit.AuditChainError as e:  # the head is gone: nothing honest to sign
+        raise CliError(EXIT_REFUSED, str(e)) from None
+    cp = taken.checkpoint
+    out.write(
+        f"checkpoint of audit record {cp.seq} (hash {cp.hash}) signed with audit key "
+        f"{cp.key_id}: {taken.path}\n"
+        f"recorded as audit record {taken.record.seq} ({audit.CHECKPOINT_ACTION})\n"
+        f"public key: {app.state.path / AUDIT_PUBLIC_KEY} (pin its key id {cp.key_id})\n"
+    )
+    return EXIT_OK
+
+
+_CHAIN_COMMANDS: dict[str, Callable[[App, argparse.Namespace, TextIO], int]] = {
+    "verify": _audit_verify,
+    "archive": _audit_archive,
+    "checkpoint": _audit_checkpoint,
+}
+
+
+def _add_chain_commands(add: Callable[..., _Parser], aus: object) -> None:
+    """``audit verify [--checkpoints DIR [--key-id ID]] | archive | checkpoint``."""
+    p = add(
+        "verify",
+        "check the hash chain across the archives and the database; exit 1 naming the first "
+        "bad record or file",
+        cmd_audit,
+        aus,
+    )
+    p.add_argument(
+        "--checkpoints",
+        metavar="DIR",
+        help="also check every signed checkpoint in DIR (e.g. STATE/checkpoints or a copy "
+        "kept off the host): exit 1 naming the first the chain contradicts",
+    )
+    p.add_argument(
+        "--key-id",
+        metavar="ID",
+        help="with --checkpoints: refuse unless the public key used is this pinned key id",
+    )
+    add(
+        "archive",
+        "move records older than [audit] retention_days into the archives now",
+        cmd_audit,
+        aus,
+    )
+    add(
+        "checkpoint",
+        "sign the chain head now, into STATE/checkpoints (and as an audit event)",
+        cmd_audit,
+        aus,
+    )
 
 
 def cmd_sessions(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
@@ -797,6 +978,15 @@ def _pki_crl(app: App, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_declare(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from ssgate._declare_cli import DeclareCommandError, run_declare
+
+    try:
+        return run_declare(args, state, out)
+    except DeclareCommandError as e:
+        raise CliError(e.code, str(e)) from None
+
+
 def cmd_routes(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     from ssgate._routes import format_routes, route_tables
 
@@ -819,6 +1009,51 @@ def cmd_db(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
             out.write(f"database schema: {before or 'empty'} (newest {head})\n")
     finally:
         engine.dispose()
+    return EXIT_OK
+
+
+def cmd_backup(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from ssgate._app import operator_name
+    from ssgate._backup import BackupError, BackupInputError, backup
+
+    try:
+        done = backup(state, Path(args.out), actor=operator_name())
+    except BackupInputError as e:
+        raise CliError(EXIT_USAGE, str(e)) from None
+    except BackupError as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
+    out.write(
+        f"backup written to {done.path} (mode 0600; it holds every key: keep it as the state "
+        f"directory is kept): {done.database} database, {done.files} state files, "
+        f"audit log up to record {done.audit_records}\n"
+    )
+    for name in done.not_included:
+        out.write(f"not in the archive (outside the state directory): {name}\n")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    from ssgate._app import operator_name
+    from ssgate._backup import BackupError, BackupInputError, restore
+
+    try:
+        done = restore(
+            Path(args.archive),
+            state,
+            force=args.force,
+            actor=operator_name(),
+            database_url=args.database_url or "",
+        )
+    except BackupInputError as e:
+        raise CliError(EXIT_USAGE, str(e)) from None
+    except BackupError as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
+    if done.moved_aside is not None:
+        out.write(f"the previous state directory was moved to {done.moved_aside}\n")
+    out.write(
+        f"restored into {done.state}: {done.database} database, {done.files} state files; "
+        f"audit log intact: {done.audit_records} records verified\n"
+    )
     return EXIT_OK
 
 
@@ -854,6 +1089,45 @@ def _risk_class(value: str) -> int:
     if value.strip() in {str(n) for n in range(1, 9)}:
         return int(value)
     raise argparse.ArgumentTypeError(f"must be an industry risk class 1 to 8, not {value!r}")
+
+
+def _backup_parsers(add: Callable[..., _Parser]) -> None:
+    secrets = (
+        "The archive holds every secret of the installation (CA key, TOTP key, identity "
+        "and resume keys, server key, configuration): it is written with mode 0600; keep "
+        "it as the state directory is kept."
+    )
+    p = add(
+        "backup",
+        "write the database (a consistent online copy: SQLite backup API or pg_dump) and "
+        "the state directory's keys and configuration to one archive",
+        cmd_backup,
+    )
+    p.epilog = secrets
+    p.add_argument("--out", required=True, metavar="FILE", help="the archive to write (atomic)")
+    p = add(
+        "restore",
+        "restore an archive from 'ssgate backup' into --state (new or empty), then check "
+        "the schema and the audit chain",
+        cmd_restore,
+    )
+    p.epilog = secrets + (
+        " A PostgreSQL archive is restored into the database its ssgate.toml names, "
+        "which must hold no tables unless --force."
+    )
+    p.add_argument("archive", metavar="FILE", help="an archive written by 'ssgate backup'")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="restore over a non-empty state directory (moved aside, never deleted) and "
+        "replace the tables of a non-empty PostgreSQL database",
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL archives: restore into this database (postgresql+psycopg://…) "
+        "and write it into the restored ssgate.toml",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1143,7 +1417,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("session_id", metavar="SESSION_ID")
     p.add_argument("--reason", help="a note kept in the session record and the audit log")
-    add("verify", "check the hash chain; exit 1 naming the first bad record", cmd_audit, aus)
+    _add_chain_commands(add, aus)
     p = add(
         "export",
         "export the whole log in its exact form (at as hashed, both hashes, UTC times), "
@@ -1171,10 +1445,19 @@ def build_parser() -> argparse.ArgumentParser:
         "logged-in staff member; admin may call every console route)",
         cmd_routes,
     )
+    _backup_parsers(add)
+
+    from ssgate._declare_cli import add_declare_parser
+
+    add_declare_parser(add, cmd_declare)
     db = add("db", "database schema status and upgrade", cmd_db)
     ds = db.add_subparsers(dest="db_command", metavar="ACTION", required=True, parser_class=_Parser)
     add("status", "show the schema revision", cmd_db, ds)
     add("upgrade", "migrate to the newest schema", cmd_db, ds)
+
+    from ssgate._radius import add_radius_commands
+
+    add_radius_commands(add, _Parser)
     return parser
 
 

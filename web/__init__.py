@@ -6,10 +6,12 @@ body reader (:mod:`._body`) and strict decoders (:mod:`._decode`), streaming
 multipart (:mod:`._multipart`), the Host/Origin and CSRF checks (:mod:`._origin`,
 :mod:`._csrf`), the security headers (:mod:`._headers`) and the answers, errors as
 HTML pages or RFC 9457 problem documents, streamed downloads among them
-(:mod:`._answers`).  It imports nothing of ours but ``auth`` types, so both feature
+(:mod:`._answers`), and a database outage as 503 with ``Retry-After`` rather than
+a 500 (:mod:`._outage`).  It imports nothing of ours but ``auth`` types, so both feature
 sites and ``ssgate`` build on it.
 """
 
+from ._access import AccessLog, masked_target, request_line
 from ._answers import (
     HTML,
     JSON,
@@ -61,6 +63,15 @@ from ._decode import (
 from ._headers import security_headers
 from ._multipart import MultipartError, MultipartReader, Upload
 from ._origin import host_allowed, origin_allowed, same_origin
+from ._outage import (
+    OUTAGE_CODE,
+    OUTAGE_MESSAGE,
+    RETRY_AFTER_SECONDS,
+    DatabaseUnavailable,
+    OutageRunner,
+    is_outage,
+    retry_after_headers,
+)
 from ._request import (
     INTERNAL_MESSAGE,
     CappedChannel,
@@ -78,13 +89,17 @@ __all__ = [
     "HTML",
     "INTERNAL_MESSAGE",
     "JSON",
+    "OUTAGE_CODE",
+    "OUTAGE_MESSAGE",
     "PROBLEM_JSON",
     "PUBLIC",
     "REASONS",
     "REFUSED_MESSAGE",
+    "RETRY_AFTER_SECONDS",
     "STAFF",
     "TEXT",
     "TITLES",
+    "AccessLog",
     "AuditTrail",
     "Body",
     "CappedChannel",
@@ -96,6 +111,7 @@ __all__ = [
     "ConsoleShell",
     "Cookie",
     "CsrfTokens",
+    "DatabaseUnavailable",
     "Dispatcher",
     "Handler",
     "HttpError",
@@ -103,6 +119,7 @@ __all__ = [
     "MultipartError",
     "MultipartLimits",
     "MultipartReader",
+    "OutageRunner",
     "Response",
     "Route",
     "RouteTable",
@@ -119,6 +136,8 @@ __all__ = [
     "download",
     "finding_json",
     "host_allowed",
+    "is_outage",
+    "masked_target",
     "may_call",
     "media_type",
     "new_token",
@@ -130,6 +149,8 @@ __all__ = [
     "plain",
     "problem",
     "read_body",
+    "request_line",
+    "retry_after_headers",
     "same_origin",
     "same_token",
     "security_headers",

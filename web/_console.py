@@ -57,6 +57,7 @@ from ._csrf import CSRF_FIELD, same_token
 from ._decode import MalformedInput, media_type, parse_form_body, parse_query, single_values
 from ._headers import security_headers
 from ._origin import origin_allowed
+from ._outage import OUTAGE_MESSAGE, OUTAGE_TITLE, is_outage, retry_after_headers
 from ._request import WebSite
 from ._routes import Route, RoutedResource, RouteTable
 
@@ -451,6 +452,7 @@ class ConsoleShell:
     async def handle(  # noqa: PLR0911 - the gate, in order
         self, request: Any, route: Route, params: Mapping[str, str]
     ) -> Response:
+        known: StaffCtx | None = None  # who asks, once the gate knows: the outage page's nav
         try:
             _check_segments(request.path)
             if PUBLIC in route.roles:
@@ -458,6 +460,7 @@ class ConsoleShell:
             who = await self._logged_in(request)
             if isinstance(who, Response):
                 return who
+            known = who
             if not may_call(route, who.staff.role):
                 await who.audit(
                     "console.forbidden",
@@ -474,9 +477,11 @@ class ConsoleShell:
             return await route.handler(who, **params)
         except (MalformedInput, _BadPath):
             return self.message(400, "请求无效", "请求格式不正确，请返回后重试。")
-        except HttpError as e:
-            return self.message(e.status, "无法办理", e.message, who=None, headers=e.headers)
-        except Exception:
+        except Exception as e:
+            if is_outage(e):
+                return self.outage(request, known)
+            if isinstance(e, HttpError):
+                return self.message(e.status, "无法办理", e.message, who=None, headers=e.headers)
             self.log.failure(
                 "console request failed: {method} {path}",
                 method=_ascii(request.method),
@@ -490,7 +495,9 @@ class ConsoleShell:
             found = await self._logged_in(request)
         except (MalformedInput, _BadPath):
             return self.message(400, "请求无效", "请求格式不正确，请返回后重试。")
-        except Exception:
+        except Exception as e:
+            if is_outage(e):
+                return self.outage(request, None)
             self.log.failure("console request failed: {path}", path=_ascii(request.path))
             return self.message(500, "系统错误", "系统暂时无法处理该请求，请稍后再试。")
         who = found if isinstance(found, StaffCtx) else None
@@ -724,7 +731,9 @@ class ConsoleShell:
                 name=name if actor != _INVALID_ACTOR else "",
                 refused=True,
             )
-        except Exception:
+        except Exception as e:
+            if is_outage(e):  # nothing to audit into: the log is in that database
+                return self.outage(request, None)
             self.log.failure("console login could not be checked")
             await self.audit(
                 now,
@@ -848,7 +857,31 @@ class ConsoleShell:
         )
         return Response(page.status, page.body, page.content_type, tuple(headers))
 
-    def site(self) -> WebSite:
+    def outage(self, request: Any, who: StaffCtx | None) -> Response:
+        """503 with ``Retry-After`` in the console's layout: the database is down.
+
+        With *who* known (the gate passed before the database went away) the page
+        keeps the member's navigation; when the session itself could not be looked
+        up, nobody is known and the page offers to try again.
+        """
+        method = _ascii(request.method)
+        again = _ascii(request.uri) if method in ("GET", "HEAD") else "/"
+        if not again.startswith("/") or again.startswith("//"):
+            again = "/"
+        page = self.render(
+            "console/message.html",
+            503,
+            who=who,
+            title=OUTAGE_TITLE,
+            message=OUTAGE_MESSAGE,
+            message_class="error",
+            back=again,
+            back_label="重试",
+        )
+        return Response(page.status, page.body, page.content_type, retry_after_headers())
+
+    def site(self, *, access_log: Callable[[str], None] | None = None) -> WebSite:
+        """The console as a site; *access_log* gets one masked line per request."""
         routed = RoutedResource(self.table, self, tls=self._secure)
         return WebSite(
             routed.resource(),
@@ -856,6 +889,7 @@ class ConsoleShell:
             body_limit=routed.body_limit,
             too_large=lambda path, limit: Response(413, b"", b"text/plain; charset=utf-8"),
             security_headers=security_headers(tls=self._secure),
+            access_log=access_log,
         )
 
 

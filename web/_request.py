@@ -4,8 +4,9 @@ A body's cap is the route's (:meth:`WebSite.body_limit`, from the route table: t
 batch import routes take 8 MiB, everything else the site's default).  A body over
 its cap is answered 413 as soon as its length is known — from ``Content-Length``
 before ``100 Continue`` is sent, or, chunked, as soon as it passes the cap — and the
-connection is closed; the rest is never read, and nothing over the cap is ever held
-in memory.  Twisted never parses a form body itself (the sites decode strictly).
+connection is then closed the lingering way (:mod:`._drain`): the rest of the body is
+read and dropped, never held, so that the answer is not lost in a reset.  Twisted
+never parses a form body itself (the sites decode strictly).
 
 Every answer, the early ones included, carries the site's security headers; a bug
 that escapes the site's own handling is logged and answered with a plain 500 that
@@ -26,6 +27,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -34,7 +36,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
+from ._access import request_line
 from ._answers import REASONS, Response, Streamed, plain
+from ._drain import RefusedBodyDrain
 
 INTERNAL_MESSAGE = "服务器内部错误，请稍后重试。如问题持续，请联系系统管理员。"
 
@@ -65,7 +69,7 @@ class CappedRequest(Request):
         return site.body_limit(self._path()) if site is not None else 0
 
     def refuse_too_large(self) -> None:
-        """Answer 413 at once and close: the rest of the body is never read."""
+        """Answer 413 at once, then close once the rest of the body is dropped."""
         self.too_large = True
         self.content = io.BytesIO()
         channel = self.channel
@@ -82,7 +86,15 @@ class CappedRequest(Request):
             b"Connection: close",
         ]
         channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + answer.body)
-        channel.loseConnection()
+        method = getattr(channel, "_command", b"") or b""
+        site.log_request(method, self._path(), 413, len(answer.body))
+        if isinstance(channel, CappedChannel):
+            declared = channel.length  # None when chunked
+            channel.drain_refused_body(
+                site.reactor, None if declared is None else declared - self.body_read
+            )
+        else:
+            channel.loseConnection()
 
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > self.body_limit():
@@ -265,6 +277,26 @@ class CappedChannel(HTTPChannel):
     such as the gateway identity, are on ``request.channel``), refusing an over-long
     body before ``100 Continue``."""
 
+    _drain: RefusedBodyDrain | None = None
+
+    def drain_refused_body(self, clock: IReactorTime, expected: int | None) -> None:
+        """The answer is written: drop the *expected* rest of the body, then close."""
+        self._drain = RefusedBodyDrain(self.transport, clock, expected=expected)
+        self._drain.start()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        # The body (raw mode) after a refusal, from the rest of the read that carried
+        # the headers on: counted and dropped.
+        if self._drain is not None:
+            self._drain.received(data)
+            return
+        super().rawDataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._drain is not None:
+            self._drain.stop()
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
     def allHeadersReceived(self) -> None:
         length = self.length
         request = self.requests[-1] if self.requests else None
@@ -309,10 +341,10 @@ class WebSite(Site):
         self._access_log = access_log
 
     def log(self, request: http.Request) -> None:
-        # Paths can name persons (a query's search terms): the access line has the
-        # method, the path without its query, the status and the size only.
-        if self._access_log is None:
-            return
-        path = (request.path or b"").decode("ascii", "replace")[:200]
-        method = request.method.decode("ascii", "replace")[:16]
-        self._access_log(f"{method} {path} {request.code} {request.sentLength}")
+        self.log_request(request.method, request.uri, request.code, request.sentLength)
+
+    def log_request(self, method: bytes, uri: bytes, status: int, size: int) -> None:
+        """One access line; also for the answers written before a request is whole."""
+        # Targets can name persons (a query's search terms): web._access masks them.
+        if self._access_log is not None:
+            self._access_log(request_line(method, uri, status, size))

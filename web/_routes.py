@@ -31,7 +31,8 @@ from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
 
-from ._answers import Response, Streamed, plain
+from ._answers import TEXT, Response, Streamed, plain
+from ._outage import OUTAGE_MESSAGE, is_outage, retry_after_headers
 from ._request import INTERNAL_MESSAGE, CappedRequest, write, write_stream
 
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
@@ -202,10 +203,15 @@ class RoutedResource:
             return None
 
         def failed(failure: Failure) -> None:
-            self.log.failure("request {path} failed", failure, path=request.path)
+            answer = plain(500, INTERNAL_MESSAGE)
+            if is_outage(failure.value):  # an outage, not a bug: 503, no traceback
+                self.log.warn("request {path} failed: database unavailable", path=request.path)
+                answer = Response(503, plain(503, OUTAGE_MESSAGE).body, TEXT, retry_after_headers())
+            else:
+                self.log.failure("request {path} failed", failure, path=request.path)
             if not request.gone and not request.finished:
                 request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")  # type: ignore[no-untyped-call]
-                write(request, plain(500, INTERNAL_MESSAGE), tls=self._tls)
+                write(request, answer, tls=self._tls)
 
         d.addCallback(send)
         d.addErrback(failed)

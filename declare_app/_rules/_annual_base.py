@@ -2,7 +2,9 @@
 
 Each line's declared wage (上年度月平均工资) is clamped to the region's floor and
 ceiling in force on 1 January of the declared year (V-BASE-01) and, once applied,
-becomes the base of every open enrolment of that person in the unit.  A person's base
+becomes the base of every open enrolment of that person in the unit; the contribution
+plan (:mod:`declare_app._ledger_store`) uses it from ``from_month`` (执行起始年月, a
+month of the declared year; January when left empty).  A person's base
 may be declared once a year (Xianyang FAQ: "基数申报每年只可申报一次"): a person
 whose enrolments already carry that year is locked (V-DUP-03).
 
@@ -62,7 +64,17 @@ SPEC: Final = FormSpec(
     DeclarationType.ANNUAL_BASE,
     "每年只可申报一次。申报工资为上年度月平均工资；低于缴费基数下限的按下限、"
     "高于上限的按上限核定。",
-    (Section("申报", (FieldSpec("year", "申报年度", FieldKind.YEAR, required=True), LINES)),),
+    (
+        Section(
+            "申报",
+            (
+                FieldSpec("year", "申报年度", FieldKind.YEAR, required=True),
+                # From which month the new bases are contributed on (issue 14's plan).
+                FieldSpec("from_month", "执行起始年月", FieldKind.MONTH, hint="不填为申报年度1月"),
+                LINES,
+            ),
+        ),
+    ),
 )
 
 
@@ -86,6 +98,9 @@ class AnnualBaseRules:
                     f"申报年度只能为{filed - 1}至{filed + 1}年",
                 )
                 year = None
+        start = r.month("from_month")
+        if start is not None and year is not None and start.year != year:
+            r.error("from_month", "V-DATE-01", f"执行起始年月应在申报年度{year}年内")
         raw_lines = r.sub_forms("lines", max_items=ctx.settings.max_lines) or []
         pending = self._pending_ids(ctx, year)
         seen: set[str] = set()

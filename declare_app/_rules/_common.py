@@ -216,7 +216,15 @@ def age_findings(
     if start < month:
         return
     latest = flexible_latest_month(birth, category) if not override else month
-    if flexible_agreement and start < latest:
+    if flexible_agreement and latest is None:
+        reader.error(
+            field,
+            "V-AGE-01",
+            f"该人员法定退休年月为{month_text(month)}，早于2025年1月，不适用弹性延迟退休"
+            "（人社部发〔2024〕94号），除工伤保险（410）外不能参保",
+        )
+        return
+    if flexible_agreement and latest is not None and start < latest:
         reader.warn(
             field,
             "V-AGE-01",

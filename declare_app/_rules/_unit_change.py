@@ -16,7 +16,7 @@ from typing import Any, Final
 from sqlalchemy import insert, select, update
 
 from declare_app import _vocabulary as vocabulary
-from declare_app._identifiers import check_uscc
+from declare_app._identifiers import USCC_TAKEN, check_uscc, normalise_uscc
 from declare_app._person_id import check_person_id
 from declare_app._rules._common import UNIT_PROOF_RULE, unit_findings
 from declare_app._rules._context import Checked, RuleContext
@@ -181,7 +181,7 @@ class UnitChangeRules:
         return new
 
     def _credit_code(self, r: FormReader, ctx: RuleContext, new: str) -> str | None:
-        new = new.replace(" ", "")
+        new = normalise_uscc(new)
         r.out["new_value"] = new
         findings = check_uscc(new)
         for f in findings:
@@ -193,7 +193,7 @@ class UnitChangeRules:
             select(units.c.code).where(units.c.credit_code == new, units.c.code != ctx.unit.code)
         ).first()
         if clash is not None:
-            r.error("new_value", "V-USCC-03", "该统一社会信用代码已登记为其他单位，请核对")
+            r.error("new_value", "V-" + USCC_TAKEN, "该统一社会信用代码已登记为其他单位，请核对")
             return None
         return new
 

@@ -206,7 +206,9 @@ def _statement_summary(s: AccountStatementView) -> list[tuple[str, object]]:
         ("本年个人缴费记账额", s.credited),
         (
             "本年记账利率",
-            f"{s.rate * 100:.2f}%" + ("" if s.rate_status == "official" else "（公布前）"),
+            f"{s.year}年度记账利率尚未公布，暂不计息"
+            if s.rate is None
+            else f"{s.rate * 100:.2f}%" + ("" if s.rate_status == "official" else "（公布前）"),
         ),
         ("上年储存额本年利息", s.interest_on_opening),
         ("本年记账额本年利息", s.interest_on_new),
@@ -348,6 +350,7 @@ SPECS: Final[dict[str, QuerySpec]] = {
             columns=(
                 Column("费款所属期", lambda r: r.month),
                 Column("险种", lambda r: r.insurance.label),
+                Column("类型", lambda r: r.kind_label),
                 Column("缴费基数", lambda r: r.base),
                 Column("单位部分", lambda r: r.employer),
                 Column("个人部分", lambda r: r.employee),
@@ -370,7 +373,10 @@ SPECS: Final[dict[str, QuerySpec]] = {
         QuerySpec(
             name="account-statement",
             title="养老个人帐户对帐单",
-            intro="本单位参保人员某一年度的基本养老保险个人账户对帐单（按月计息，DOMAIN §4）。",
+            intro=(
+                "本单位参保人员某一年度的基本养老保险个人账户对帐单"
+                "（按国家公布的当年记账利率计息，《社会保险法》第十四条）。"
+            ),
             method="account_statement",
             filters=(_ID, _PERSON_NO, Filter("year", "年度", "year", hint="如 2024")),
             columns=(

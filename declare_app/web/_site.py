@@ -25,7 +25,7 @@ that shows no traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -300,6 +300,7 @@ def employer_site(
     unit_names: UnitNames | None = None,
     queries: EmployerQueries | None = None,
     change_password: ChangePassword | None = None,
+    access_log: Callable[[str], None] | None = None,
 ) -> Site:
     """The employer web application and JSON API, to serve behind
     :class:`declare_app._guard.IdentityGuardFactory`.
@@ -313,6 +314,8 @@ def employer_site(
     only).  *queries* answers the §5.8 queries (without it those pages answer 501);
     *change_password* (:meth:`auth.Authenticator.change_password`) enables 密码修改
     and runs on the runner's login pool, so *runner* must then also have ``call``.
+    *access_log* (:meth:`web.AccessLog.writer`) gets one line per request, its query
+    values and anything in its path that could name a person masked.
     """
     if max_body < 1024:
         raise ValueError("max_body must be at least 1 KiB")
@@ -338,6 +341,7 @@ def employer_site(
         body_limit=routed.body_limit,
         too_large=_too_large,
         security_headers=web.security_headers(tls=False),
+        access_log=access_log,
     )
 
 

@@ -461,12 +461,21 @@ _RESULT_FIELDS: dict[str, tuple[str, Any]] = {
 }
 
 
-def result_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """What applying a declaration did (e.g. the new 个人编号), as label/value rows."""
+def result_rows(
+    result: Mapping[str, Any], payload: Mapping[str, Any] | None = None
+) -> list[tuple[str, str]]:
+    """What applying a declaration did (e.g. the new 个人编号), as label/value rows.
+
+    With *payload* (the vouchers, which show the payload too), a key the payload
+    already holds — such as the derived 逾期申报 of an injury report — is left to the
+    payload's row, so that no item is listed twice."""
     if not isinstance(result, Mapping):
         return []
+    shown = payload if isinstance(payload, Mapping) else {}
     rows = []
     for key, value in result.items():
+        if shown.get(key) not in (None, ""):
+            continue
         label, show = _RESULT_FIELDS.get(str(key), (DERIVED_LABELS.get(str(key), str(key)), _text))
         rows.append((label, show(value)))
     return rows
@@ -477,7 +486,7 @@ def voucher_details(
 ) -> list[tuple[str, str]]:
     """(label, value) rows for the PDF voucher: what applying did, then the filled-in
     fields, identity numbers masked (first 6 and last 4), batch lines one per row."""
-    rows = result_rows(result)
+    rows = result_rows(result, payload)
     for section in display_sections(spec, payload, skip_empty=True, max_lines=60, mask_ids=True):
         for row in section.rows:
             if row.lines is not None:

@@ -180,7 +180,7 @@ def _unlock_through(provisioner: Provisioner) -> oversight.AccountUnlock:
     return unlock
 
 
-def console_site(**kwargs: Any) -> Site:
+def console_site(*, access_log: Callable[[str], None] | None = None, **kwargs: Any) -> Site:
     """The staff console as a twisted.web ``Site``.
 
     *workflow* (when given) mounts the auditors' review section at ``/review``,
@@ -189,13 +189,14 @@ def console_site(**kwargs: Any) -> Site:
     is the authenticator's lockout policy: the login page explains it after a refusal,
     and the officers' locked-out page shows the throttled sources' windows by it.
     *secure* says the site is served over TLS: cookies then get ``Secure`` and the
-    ``__Host-`` prefix, and responses carry HSTS.  *clock* gives the time (session timeouts, audit
-    timestamps), the delay after a refused login (*refusal_delay* seconds) and the
+    ``__Host-`` prefix, and responses carry HSTS.  *clock* gives the time (session
+    timeouts, audit timestamps), the delay after a refused login (*refusal_delay* seconds) and the
     HTTP timeouts.  *policy* sets the session timeouts (15 min idle, 8 h in all) and
     caps.  *verify_audit_at_start* starts the officers' audit-chain verification at
     the reactor's next turn (``serve``; tests and the benchmark leave it off).
-    *login_form_key* signs the
-    login form's token; every node serving the console must use the same one
-    (:func:`login_form_key` derives it from ``identity.key``).
+    *login_form_key* signs the login form's token; every node serving the
+    console must use the same one (:func:`login_form_key` derives it from
+    ``identity.key``).  *access_log* (:meth:`web.AccessLog.writer`) gets one masked
+    line per request.
     """
-    return console_shell(**kwargs).site()
+    return console_shell(**kwargs).site(access_log=access_log)

@@ -24,7 +24,6 @@ from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 import auth
 import web
@@ -90,18 +89,17 @@ def session_sweeper(
 ) -> TimerService:
     """A service deleting expired and ended console sessions every *interval* seconds.
 
-    Each node may run one: the deletes are idempotent.  A failed sweep is logged and
-    the next one runs as planned.
+    Each node may run one: the deletes are idempotent.  A failed sweep is logged (the
+    first in full, then a summary a minute while it keeps failing, and the recovery)
+    and the next one runs as planned.
     """
-    log = Logger(namespace="ssgate.console")
+    failures = auth.RepeatedFailureLog(
+        Logger(namespace="ssgate.console"), "console session sweep", clock=clock.seconds
+    )
 
     def sweep() -> Deferred[Any]:
         d = runner.run(auth.sweep_console_sessions, now=clock.seconds(), policy=policy)
-
-        def failed(failure: Failure) -> None:
-            log.failure("console session sweep failed", failure)
-
-        return d.addErrback(failed)
+        return d.addCallbacks(failures.succeeded, failures.failed)
 
     service = TimerService(interval, sweep)
     service.clock = clock

@@ -243,6 +243,9 @@ class Channel:
         text = text.replace(
             'listen = "tcp:8444:interface=127.0.0.1"', 'listen = "tcp:0:interface=127.0.0.1"'
         )
+        text = text.replace(
+            'listen = "tcp:8445:interface=127.0.0.1"', 'listen = "tcp:0:interface=127.0.0.1"'
+        )
         config.write_text(text + extra, encoding="utf-8")
 
     def start(self, command: str = "serve") -> Proc:

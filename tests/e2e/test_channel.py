@@ -491,8 +491,11 @@ def test_demo_serves_and_its_printed_connect_command_works(channel: Channel) -> 
     channel.run("demo", "--no-serve", check_rc=0)
     demo = channel.start("demo")
     demo.wait_for("Ctrl-C stops the gateway")
-    command = demo.wait_for(r"^\s+(ssgate connect .*)$").group(1)
-    client = channel.spawn(["bash", "-c", f"{command} --listen 127.0.0.1:0"])
+    # The absolute path of the script: a second terminal has no activated venv.
+    command = demo.wait_for(r"^\s+(/\S*/ssgate connect .*)$").group(1)
+    # A shell whose PATH has no ssgate, as in a second terminal without the venv.
+    plain_shell = ["env", "PATH=/usr/bin:/bin", "bash", "-c"]
+    client = channel.spawn([*plain_shell, f"{command} --listen 127.0.0.1:0"])
     session_id, port = channel.connected(client)
     page = curl(port)
     assert "12345678" in page.stdout and session_id in page.stdout

@@ -105,7 +105,11 @@ class Browser:
 def _configure_for_port_0(state: Path) -> None:
     config = state / "ssgate.toml"
     text = config.read_text(encoding="utf-8")
-    for default in ('listen = "tcp:8443"', 'listen = "tcp:8444:interface=127.0.0.1"'):
+    for default in (
+        'listen = "tcp:8443"',
+        'listen = "tcp:8444:interface=127.0.0.1"',
+        'listen = "tcp:8445:interface=127.0.0.1"',  # [ops]
+    ):
         assert default in text
         text = text.replace(default, 'listen = "tcp:0:interface=127.0.0.1"')
     config.write_text(text, encoding="utf-8")

@@ -172,7 +172,11 @@ def test_an_export_of_100000_events_streams_within_50_mb(
     run("init", "--hostname", "localhost", state=state, check_rc=0)
     config = state / "ssgate.toml"
     text = config.read_text(encoding="utf-8")
-    for default in ('listen = "tcp:8443"', 'listen = "tcp:8444:interface=127.0.0.1"'):
+    for default in (
+        'listen = "tcp:8443"',
+        'listen = "tcp:8444:interface=127.0.0.1"',
+        'listen = "tcp:8445:interface=127.0.0.1"',  # [ops]
+    ):
         text = text.replace(default, 'listen = "tcp:0:interface=127.0.0.1"')
     config.write_text(text, encoding="utf-8")
     totp = _officer(run, state, tmp_path)

@@ -234,8 +234,17 @@ def test_past_the_statutory_retirement_month_only_work_injury_may_be_joined(
     assert ("V-AGE-01", "insurances") in rules(findings)
     _, findings = preview(decl_db, workflow, employer_a, person(old, insurances=["410"]))
     assert rules(findings) == set()
+    # Issue 14 defect 1: 人社部发〔2024〕94号 opens flexible late retirement to persons
+    # reaching the statutory age from 2025-01-01 on; 2024-12 is past age, agreement or not.
     _, findings = preview(
         decl_db, workflow, employer_a, person(old, flexible_agreement="弹延字2024第8号")
+    )
+    assert ("V-AGE-01", "insurances") in rules(findings)
+    assert any("人社部发〔2024〕94号" in f.message for f in findings)
+    # A man born 1965-01 reached it in 2025-02: with an agreement he may join (warning).
+    later = make_id(birth="19650101", seq=113)
+    _, findings = preview(
+        decl_db, workflow, employer_a, person(later, flexible_agreement="弹延字2025第8号")
     )
     assert rules(findings) == set()
     assert ("V-AGE-01", "insurances") in rules(findings, "warning")

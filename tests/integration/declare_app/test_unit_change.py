@@ -99,11 +99,15 @@ def test_the_credit_code_is_checked_and_unique(
     )
     assert ("V-USCC-02", "new_value") in errors(findings)
     decide(employer_b, CHANGE, change("credit_code", "91350100M000100Y43", **proof))
-    _, findings = check(
-        decl_db, workflow, employer_a, change("credit_code", "91350100M000100Y43", **proof)
-    )
-    assert errors(findings) == {("V-USCC-03", "new_value")}
-    assert "其他单位" in findings[0].message and "87654321" not in findings[0].message
+    # Issue 14 defect 4: "already registered to another unit" is its own rule, not the
+    # check-character rule V-USCC-03; typed full-width and in lower case it is found too.
+    for typed in ("91350100M000100Y43", "９１３５０１００m０００１００y４３"):
+        normalised, findings = check(
+            decl_db, workflow, employer_a, change("credit_code", typed, **proof)
+        )
+        assert normalised["new_value"] == "91350100M000100Y43"
+        assert errors(findings) == {("V-USCC-06", "new_value")}
+        assert "其他单位" in findings[0].message and "87654321" not in findings[0].message
 
 
 @pytest.mark.parametrize(

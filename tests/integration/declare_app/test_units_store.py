@@ -51,6 +51,9 @@ def test_a_credit_code_belongs_to_one_unit(db: Engine) -> None:
     _register(db)
     with pytest.raises(UnitError, match="already registered to unit 12345678"):
         _register(db, code="87654321")
+    # Typed full-width or in lower case it is the same code (issue 14 defect 4).
+    with pytest.raises(UnitError, match="already registered to unit 12345678"):
+        _register(db, code="87654321", credit="９１３５０１００m０００１００y４３")
 
 
 def test_approving_an_unknown_or_approved_unit_is_refused(db: Engine) -> None:

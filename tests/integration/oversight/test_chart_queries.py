@@ -92,7 +92,7 @@ def test_open_sessions_are_counted_at_each_instant(db: Engine) -> None:
 
 
 def test_open_sessions_are_counted_through_the_end_time_index(db: Engine) -> None:
-    """Each statement seeks ``ix_sessions_ended_at`` (migration 0007): the open
+    """Each statement seeks ``ix_sessions_ended_at`` (migration 0011): the open
     sessions and the range's ends, never the whole history by ``started_at``."""
     with db.begin() as conn:
         for n in range(50):

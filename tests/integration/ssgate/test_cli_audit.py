@@ -34,7 +34,7 @@ ACCOUNT = "33068212345678@sxlss"
 OTHER = "33068287654321@sxlss"
 CST = timezone(timedelta(hours=8))
 KILLED = "0123456789abcdef" * 2
-NOW = time.time()
+NOW = time.time()  # set again when the state is filled: see ``state``
 
 
 def ssgate(state: Path, *argv: str) -> tuple[int, str]:
@@ -44,7 +44,13 @@ def ssgate(state: Path, *argv: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One initialised state directory with a few events and sessions in its log."""
+    """One initialised state directory with a few events and sessions in its log.
+
+    The times are relative to when the module's tests start, not to when it was
+    imported: in a long run, collection is minutes earlier, and ``audit live`` would
+    rightly no longer count a session last heard from then."""
+    global NOW  # noqa: PLW0603 - the module's tests read it; see the docstring
+    NOW = time.time()
     path = tmp_path_factory.mktemp("cli-audit") / "state"
     assert ssgate(path, "init", "--hostname", "localhost")[0] == 0
     engine = make_engine(f"sqlite:///{path}/ssgate.db")

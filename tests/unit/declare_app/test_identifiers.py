@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from stdnum.cn import uscc as stdnum_uscc
 
 from declare_app import IdentifierError, check_uscc, uscc_check_char, validate_uscc
-from declare_app._identifiers import USCC_CHARSET, org_code_check_char
+from declare_app._identifiers import USCC_CHARSET, normalise_uscc, org_code_check_char
 
 
 def test_the_standards_worked_example_is_valid_with_check_char_3() -> None:
@@ -71,3 +71,18 @@ def test_check_character_agrees_with_python_stdnum(prefix: str, rest: str) -> No
     code = first17 + uscc_check_char(first17)
     assert stdnum_uscc.is_valid(code)
     assert not any(f.severity == "error" for f in check_uscc(code))
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "91350100M000100Y43",
+        "91350100m000100y43",
+        "９１３５０１００Ｍ０００１００Ｙ４３",
+        " 9135 0100 M000 100Y 43 ",
+    ],
+)
+def test_full_width_lower_case_and_spaced_codes_are_read_as_ascii_upper_case(typed: str) -> None:
+    """Issue 14 defect 4: credit codes are normalised before checking, as ID numbers are."""
+    assert normalise_uscc(typed) == "91350100M000100Y43"
+    assert validate_uscc(normalise_uscc(typed)) == []

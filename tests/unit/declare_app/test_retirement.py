@@ -202,6 +202,15 @@ def test_flexible_early_retirement_is_never_before_the_original_age() -> None:
     assert flexible_latest_month(born(1970, 6), M) == (2034, 11)
 
 
+def test_flexible_late_retirement_applies_only_from_a_statutory_month_in_2025() -> None:
+    """Issue 14 defect 1, 人社部发〔2024〕94号: flexible retirement is for persons reaching
+    the statutory age on or after 2025-01-01.  A man born 1964-06 reached it in 2024-06
+    and is past age (not "最迟至2027-06"); one born 1965-01 (2025-02) may go to 2028-02."""
+    assert flexible_latest_month(born(1964, 6), M) is None
+    assert flexible_latest_month(born(1964, 12), M) is None
+    assert flexible_latest_month(born(1965, 1), M) == (2028, 2)
+
+
 def test_flexible_early_retirement_for_original_50_women_is_three_years_before_statutory() -> None:
     """Original-50 women born 1984-11 retire at 55 (2039-11); early back to 52 (2036-11)."""
     assert flexible_earliest_month(born(1984, 11), F50) == (2036, 11)
@@ -215,7 +224,10 @@ def test_flexible_bounds_bracket_the_statutory_month_by_at_most_three_years(
     earliest = flexible_earliest_month(birth, category)
     latest = flexible_latest_month(birth, category)
     assert 0 <= statutory.months_since(earliest) <= 36
-    assert latest.months_since(statutory) == 36
+    if statutory < YearMonth(2025, 1):  # 人社部发〔2024〕94号: from 2025-01-01 only
+        assert latest is None
+    else:
+        assert latest is not None and latest.months_since(statutory) == 36
     original = {M: 60, F55: 55, F50: 50}[category]
     assert earliest >= YearMonth.of(birth).plus_months(original * 12)
 

@@ -264,3 +264,32 @@ def test_any_text_gives_a_valid_one_page_pdf(
     )
     assert data.startswith(b"%PDF-")
     assert len(read(data).pages) == 1
+
+
+PDFFONTS = shutil.which("pdffonts")
+
+
+@pytest.mark.skipif(PDFFONTS is None, reason="pdffonts (poppler-utils) not installed")
+def test_pdffonts_shows_the_cjk_font_embedded_as_a_subset() -> None:
+    """Issue 11, acceptance 5: the voucher prints the same in any viewer — every font
+    on it is embedded, and it is a subset of the free CJK font .ci/run installs."""
+    assert PDFFONTS is not None
+    data = voucher_pdf(make())
+    listing = subprocess.run(
+        [PDFFONTS, "-"], input=data, capture_output=True, check=True, timeout=60
+    ).stdout.decode()
+    fonts = listing.splitlines()[2:]  # after the heading and its rule
+    assert fonts, listing
+    for line in fonts:
+        name, *_, emb, sub, _uni, _obj, _gen = line.split()
+        assert (emb, sub) == ("yes", "yes"), listing
+        assert re.fullmatch(r"[A-Z]{6}\+WenQuanYi[\w-]+", name), listing
+
+
+def test_the_font_is_the_embedded_cjk_one_where_it_is_installed() -> None:
+    from declare_app._voucher_pdf import EMBEDDED_FONTS, voucher_font
+
+    installed = [name for name, path, _ in EMBEDDED_FONTS if path.is_file()]
+    if not installed:
+        pytest.skip("fonts-wqy-microhei not installed")
+    assert voucher_font() == (installed[0], True)

@@ -84,3 +84,20 @@ def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe[gateway]")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(path)
+
+
+def test_audit_retention_defaults_to_the_legal_minimum_of_180_days() -> None:
+    assert parse_config("", source="ssgate.toml").audit.retention_days == 180
+    template = parse_config(render_default_config(hostname="gw"), source="ssgate.toml")
+    assert template.audit.retention_days == 180
+    assert parse_config("[audit]\nretention_days = 400", source="s").audit.retention_days == 400
+
+
+@pytest.mark.parametrize("value", ["179", "0", "-1", "180.0", "true", '"180"'])
+def test_audit_retention_below_180_days_or_not_an_integer_names_the_law(value: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(f"[audit]\nretention_days = {value}", source="ssgate.toml")
+    message = str(raised.value)
+    assert message.startswith("ssgate.toml: audit.retention_days = ")
+    assert "an integer from 180 to 36500 days" in message
+    assert "网络安全法 (Cybersecurity Law) Art. 21" in message

@@ -242,7 +242,10 @@ def test_a_failed_sweep_is_logged_and_the_next_one_runs(nodes: Nodes) -> None:
         globalLogPublisher.removeObserver(observer)
     assert flaky.runs == 3
     [failure] = [e for e in logged if "log_failure" in e]
-    assert failure["log_format"] == "console session sweep failed"
+    assert failure["task"] == "console session sweep"
+    assert failure["error"] == {"type": "RuntimeError", "message": "database away"}
+    [recovered] = [e for e in logged if "recovered" in e["log_format"]]
+    assert recovered["total"] == 1
 
 
 def _count(engine: Engine) -> int:

@@ -69,3 +69,25 @@ def test_a_state_directory_open_to_others_is_refused(tmp_path: Path) -> None:
     os.chmod(tmp_path, 0o755)
     with pytest.raises(StateError, match="chmod 700"):
         StateDir(tmp_path).require()
+
+
+def test_the_audit_key_is_created_once_mode_0600_with_its_public_key_beside_it(
+    tmp_path: Path,
+) -> None:
+    os.chmod(tmp_path, 0o700)
+    state = StateDir(tmp_path)
+    key = state.audit_signing_key()
+    assert stat.S_IMODE((tmp_path / "audit.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "audit-key.pub.pem").stat().st_mode) == 0o644
+    again = state.audit_signing_key()  # read back, not made anew
+    assert again.private_bytes_raw() == key.private_bytes_raw()
+    assert b"BEGIN PUBLIC KEY" in (tmp_path / "audit-key.pub.pem").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit-key.pub.pem", "audit.key"]
+
+
+def test_an_audit_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+    state = StateDir(tmp_path)
+    state.audit_signing_key()
+    os.chmod(tmp_path / "audit.key", 0o644)
+    with pytest.raises(StateError, match="chmod 600"):
+        state.audit_signing_key()

@@ -663,6 +663,21 @@ def test_the_voucher_details_mask_identity_numbers() -> None:
     ) in annual
 
 
+def test_an_item_in_both_the_result_and_the_payload_is_listed_once_on_the_voucher() -> None:
+    """An applied injury report has 逾期申报 both in what applying did and in its derived
+    fields: the vouchers (PDF rows and the page's result rows) list it once (issue 11)."""
+    from declare_app.web._views import result_rows, voucher_details
+
+    spec = FORM_SPECS[DeclarationType.INJURY_ACCIDENT]
+    payload = {"deadline": "2026-12-30", "late": False}
+    result = {"decision_no": "GSRD20261203000004", "late": False}
+    labels = [label for label, _ in voucher_details(spec, payload, result)]
+    assert labels.count("逾期申报") == 1
+    assert "工伤认定决定书编号" in labels
+    assert [label for label, _ in result_rows(result, payload)] == ["工伤认定决定书编号"]
+    assert "逾期申报" in dict(result_rows(result))  # the detail page: the result alone
+
+
 def test_no_favicon_and_no_404_for_it(client: GuardedClient) -> None:
     r = client.get("/favicon.ico")
     assert r.status == 204 and r.body == b""

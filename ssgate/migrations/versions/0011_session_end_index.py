@@ -6,16 +6,16 @@ before an instant and not ended by it (``ended_at IS NULL OR ended_at > first``)
 index on ``ended_at`` the count reads the whole table; with it, the two sides of the
 ``OR`` are two seeks (the open sessions, the day's ends).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0011
+Revises: 0010
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
