@@ -18,7 +18,8 @@ The rules (names are the ``rule`` column; thresholds in :class:`AlertThresholds`
 ``unusual-hour``     a login at an hour (Beijing time) the account never used, after
                      ≥ 20 earlier logins;
 ``revoked-cert``     a login presenting a revoked certificate or for a cancelled
-                     account;
+                     account, or a TLS handshake the gateway refused because the
+                     CRL lists the certificate (``tls.refused``, ``cert-revoked``);
 ``bulk-export``      a staff export of ≥ R rows or of the whole log;
 ``id-probing``       a unit's queries naming ≥ P distinct persons who are not its own
                      within W.
@@ -67,6 +68,9 @@ NOT_GUESSES: Final = frozenset(
     }
 )
 REVOKED_REASONS: Final = frozenset({"cert-revoked", "account-cancelled"})
+# The gateway's record of a TLS handshake it refused (a revoked certificate only).
+TLS_REFUSED_ACTION: Final = "tls.refused"
+REVOKED_CERT_ACTIONS: Final = frozenset({"login", "login.resume", TLS_REFUSED_ACTION})
 # details["view"] values meaning "the whole log, unfiltered".
 WHOLE_LOG_VIEWS: Final = frozenset({"all", "whole", "whole-log", "everything"})
 
@@ -506,29 +510,40 @@ def unusual_hour(
 
 def revoked_certificate(records: Sequence[AuditRecord], *, after_seq: int) -> list[AlertFinding]:
     """A login refused because the certificate presented is revoked (``cert-revoked``,
-    the gateway's check against the certificate store) or its account cancelled."""
+    the gateway's check against the certificate store) or its account cancelled; or
+    a TLS connection refused because the CRL lists its certificate (``tls.refused``:
+    the handshake never reached a login; the account is the certificate's, ``-``
+    when the gateway could not tell)."""
     found: list[AlertFinding] = []
     for r in records:
         e = r.event
-        if r.seq <= after_seq or e.action not in ("login", "login.resume"):
+        if r.seq <= after_seq or e.action not in REVOKED_CERT_ACTIONS:
             continue
         if e.outcome == "ok" or e.reason not in REVOKED_REASONS:
             continue
         serial = str(e.details.get("certificate") or "")
         source = source_of(r)
         what = "已吊销的证书" if e.reason == "cert-revoked" else "已注销账号的证书"
+        known = [e.subject] if e.subject != "-" else []
+        if e.action == TLS_REFUSED_ACTION:
+            owner = f"，签发给账号 {e.subject}" if known else ""
+            summary = (
+                f"有人以{what}（序列号 {serial or '未知'}{owner}）连接网关，TLS 握手时即被拒绝"
+            )
+        else:
+            summary = f"有人以{what}（序列号 {serial or '未知'}）尝试登录账号 {e.subject}"
         found.append(
             AlertFinding(
                 rule="revoked-cert",
                 severity="high",
                 dedupe_key=f"revoked-cert:{e.subject}:{serial}",
-                summary=f"有人以{what}（序列号 {serial or '未知'}）尝试登录账号 {e.subject}",
+                summary=summary,
                 first_seen=e.at,
                 last_seen=e.at,
-                account=e.subject,
+                account=known[0] if known else "",
                 source=source,
                 unit=e.unit,
-                evidence=Evidence.of([r], accounts=[e.subject], sources=[source] if source else []),
+                evidence=Evidence.of([r], accounts=known, sources=[source] if source else []),
             )
         )
     return _merge(found)

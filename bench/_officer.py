@@ -14,11 +14,12 @@ or TLS.
 Each page is compared with its peer measured in the same run, alternating: the
 store function alone, in its own transaction, reading the same rows
 (:func:`gateway.search_sessions` for the list, :func:`oversight.session_timeline` for
-the timeline, the failed-login query for the failures view).  The ratio page/peer is
-what the web layer adds.  The login failures view (``GET /logins/failures``) is
-being built on another branch: until the console has that route, its line reads
-"not yet" and only the query it needs — failed ``login`` events of the last 24 hours,
-grouped by account and by source address — is measured.
+the timeline, :func:`oversight.failure_summary` for the login failures view,
+:func:`oversight._charts.read_charts` for the charts).  The ratio page/peer is what
+the web layer adds.  Beside them, store functions alone: the two-column shape of the
+failed-login query (``failed_logins``) and the same through ``audit.query``, and the
+open-sessions count the charts draw (``open_session_counts``, which reads
+``sessions`` by ``ended_at``).
 
 ``--explain`` prints each query's plan on the database measured.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import sys
@@ -48,7 +50,10 @@ import audit
 import auth
 import gateway
 from auth.testing import SynchronousRunner
-from oversight import session_timeline
+from gateway._sessions import open_session_counts
+from oversight import Failures as FailuresView
+from oversight import failure_summary, session_timeline
+from oversight._charts import SESSION_HOURS, hour_start, read_charts
 from ssgate._console import console_site
 from ssgate._console.testing import ConsoleClient, Reply, enrol_staff
 from ssgate._db import make_engine
@@ -58,6 +63,7 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 OFFICER = "bench-officer"
 PASSWORD = "Bench-Officer-Pass-9"
 FAILURES_PATH = "/logins/failures"
+HOUR = 3600.0
 
 
 def say(text_: str) -> None:
@@ -180,13 +186,19 @@ def measure(
 
         return run
 
+    # The failures page's default range: the 24 hours to the next whole second.
+    until = float(math.ceil(now))
+    instants = [hour_start(now) - (SESSION_HOURS - 1 - i) * HOUR for i in range(SESSION_HOURS)]
     peers: dict[str, Callable[[Connection], Any]] = {
         "sessions": lambda c: gateway.search_sessions(c, unit=marks.busy_unit, limit=51),
         "source": lambda c: gateway.search_sessions(c, peer_host=marks.busy_unit_host, limit=51),
         "timeline": lambda c: session_timeline(c, registry, marks.heavy_session),
         "typical": lambda c: session_timeline(c, registry, marks.typical_session),
-        "failures": lambda c: failed_logins(c, now=now),
+        "failures": lambda c: failure_summary(c, since=until - DAY, until=until),
+        "two-column": lambda c: failed_logins(c, now=now),
         "records": lambda c: failed_logins_as_records(c, now=now),
+        "charts": lambda c: read_charts(c, now=now, sessions=registry, declarations=None),
+        "open": lambda c: open_session_counts(c, [*instants, now]),
     }
     pages: dict[str, str | None] = {
         "sessions": f"/sessions?unit={marks.busy_unit}",
@@ -194,7 +206,10 @@ def measure(
         "timeline": f"/sessions/{marks.heavy_session}",
         "typical": f"/sessions/{marks.typical_session}",
         "failures": FAILURES_PATH,
+        "two-column": None,
         "records": None,
+        "charts": "/charts",
+        "open": None,
     }
     labels = {
         "sessions": "GET /sessions?unit=<busiest unit> ({rows})",
@@ -202,7 +217,10 @@ def measure(
         "timeline": "GET /sessions/<longest session> ({rows})",
         "typical": "GET /sessions/<a typical session> ({rows})",
         "failures": "GET /logins/failures, last 24 h ({rows})",
+        "two-column": "  its failed logins in two columns, grouped in Python",
         "records": "  the same failures through audit.query, as records",
+        "charts": "GET /charts (7 days of logins, 24 h of open sessions{rows})",
+        "open": "  open sessions at 25 instants of the last 24 h ({rows})",
     }
     lines = []
     for key, path in pages.items():
@@ -273,8 +291,12 @@ def _rows_text(key: str, result: Any) -> str:
         return f"{min(len(result), 50)} rows"
     if key in ("timeline", "typical"):
         return f"{len(result.entries)} entries"
-    if key == "records":
+    if key in ("records", "charts"):
         return ""
+    if key == "open":
+        return f"at most {max(result)} open"
+    if isinstance(result, FailuresView):
+        return f"{result.failed} failed of {result.attempts} attempts"
     assert isinstance(result, Failures)
     return (
         f"{result.total} failed, {len(result.by_account)} accounts, {len(result.by_source)} sources"
@@ -364,9 +386,11 @@ def report(
     by_key = {line.key: line for line in lines}
     for line in lines:
         name = RATIO_NAMES[line.key]
-        if line.key == "records":
-            ratio = statistics.median(line.peer) / statistics.median(by_key["failures"].peer)
-            w(f"ratio {name} / two-column query: {ratio:.2f}\n")
+        if line.key in ("records", "two-column", "open"):
+            if line.key == "records":
+                ratio = statistics.median(line.peer) / statistics.median(by_key["two-column"].peer)
+                w(f"ratio {name} / two-column query: {ratio:.2f}\n")
+            continue
         elif line.status:
             w(f"ratio {name}: page/store {line.status}\n")
         else:
@@ -381,7 +405,10 @@ RATIO_NAMES = {
     "timeline": "longest timeline",
     "typical": "typical timeline",
     "failures": "login failures",
+    "two-column": "failed logins, two columns",
     "records": "login failures through audit.query",
+    "charts": "charts",
+    "open": "open sessions",
 }
 
 

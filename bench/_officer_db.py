@@ -34,7 +34,7 @@ from _officer_data import EVENT_COLUMNS, SESSION_COLUMNS, Landmarks, Params, gen
 from sqlalchemy import Engine, inspect, text
 
 from ssgate._db import make_engine
-from ssgate._schema import schema_status, upgrade
+from ssgate._schema import MIGRATIONS, schema_status, upgrade
 
 # Bump when _officer_data generates different rows for the same parameters.
 DATA_VERSION = 1
@@ -53,6 +53,16 @@ def migration_head() -> str | None:
         return schema_status(engine)[1]
     finally:
         engine.dispose()
+
+
+def schema_key(revision: str | None) -> str:
+    """*revision* (the newest when None) and a digest of the migration scripts: a
+    revision id alone names different schemas on different branches (two branches'
+    ``0007``), and a cached data set must not be reused for the wrong one."""
+    digest = hashlib.sha256()
+    for script in sorted((MIGRATIONS / "versions").glob("*.py")):
+        digest.update(script.name.encode() + b"\0" + script.read_bytes())
+    return f"{revision or migration_head()}:{digest.hexdigest()[:16]}"
 
 
 def _secondary_indexes(engine: Engine) -> list[tuple[str, str, list[str]]]:
@@ -211,7 +221,7 @@ def sqlite_database(
     revision: str | None = None,
 ) -> Iterator[tuple[str, Landmarks, bool]]:
     """(URL of this run's copy, landmarks, whether it came from the cache)."""
-    key = cache_key(p, revision or migration_head())
+    key = cache_key(p, schema_key(revision))
     from_cache = False
     if cache is not None:
         cached = cache / f"officer-{key}.db"

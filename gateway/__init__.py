@@ -17,7 +17,8 @@ The public face of the gateway package, for ``ssgate`` to assemble and run it:
   :func:`start_session`, :func:`heartbeat` and :func:`end_session` for sessions held
   elsewhere (dial-in sessions that RADIUS accounting reports, ``ssgate._radius``);
 * the client — :func:`load_profile`, :func:`load_identity`, :func:`parse_listen` and
-  :class:`ConnectClient`; :class:`Reason` is every end and refusal with its code.
+  :class:`ConnectClient`; :class:`Reason` is every end and refusal with its code, and
+  :data:`REASON_WORDS` every code the gateway records in the words staff read.
 
 The frame codec and state machines (``_frames``, ``_machine``) are sans-IO and
 private; :mod:`gateway.testing` has the in-memory network and a whole test channel.
@@ -36,7 +37,7 @@ from ._client import (
 )
 from ._cred import AccountPolicyView
 from ._portal import AccountPolicySettings, channel_portal, policy_view
-from ._reasons import Reason
+from ._reasons import REASON_WORDS, Reason
 from ._schema import metadata
 from ._service import GatewayContext, GatewayNode, default_node_name
 from ._sessions import (
@@ -61,6 +62,7 @@ from ._tls import (
 __all__ = [
     "EXIT_SETUP",
     "EXIT_UNREACHABLE",
+    "REASON_WORDS",
     "AccountPolicySettings",
     "AccountPolicyView",
     "ClientIdentity",

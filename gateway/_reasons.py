@@ -11,6 +11,11 @@ Employer-facing text never says *which* login factor failed: unknown account, wr
 password, wrong or replayed one-time code all reach the client as ``auth-failed``
 (:func:`for_auth_outcome` is that mapping).
 
+:data:`REASON_WORDS` is every code the gateway records (session ends, refused logins
+with the factor that failed, refused streams, how a stream ended, refused TLS
+connections) in the few Chinese words staff read in a table: the officers' and the
+carriers' pages both show these, so the words live with the codes.
+
 Exit statuses: ``0`` for ``client-quit`` (the user ended the session), otherwise the
 reason's wire code, so every reason has its own status and none collides with the
 ``1`` (refused) and ``2`` (bad usage) that the rest of the ``ssgate`` command uses.
@@ -19,8 +24,10 @@ reason's wire code, so every reason has its own status and none collides with th
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from types import MappingProxyType
 
-__all__ = ["ProtocolError", "Reason", "for_auth_outcome"]
+__all__ = ["REASON_WORDS", "ProtocolError", "Reason", "for_auth_outcome"]
 
 
 class Reason(enum.Enum):
@@ -279,6 +286,68 @@ def for_auth_outcome(outcome: str) -> Reason:
     if outcome == "ok":
         raise ValueError("a successful login has no refusal reason")
     return _AUTH_OUTCOMES.get(outcome, Reason.AUTH_FAILED)
+
+
+# What staff read for each code (see the module docstring): short, no advice to the
+# employer.  A test keeps every Reason slug and every auth outcome in it.
+REASON_WORDS: Mapping[str, str] = MappingProxyType(
+    {
+        # session ends
+        "client-quit": "单位主动断开",
+        "idle-timeout": "空闲超时",
+        "max-lifetime": "达到最长连接时间",
+        "officer-kill": "安全员终止",
+        "account-suspended": "账号已暂停",
+        "account-cancelled": "账号已注销",
+        "cert-revoked": "证书已吊销",
+        "gateway-shutdown": "网关停机维护",
+        "network-lost": "网络中断",
+        "node-lost": "网关节点失联",
+        # logins: what the gateway answered, and which factor failed (the officer's view)
+        "auth-failed": "账号、密码或动态口令不正确",
+        "too-many-attempts": "本次连接失败次数过多",
+        "auth-timeout": "登录超时",
+        "locked": "账号已锁定",
+        "throttled": "来源地址失败过多，已限流",
+        "too-many-sessions": "在线会话数已达上限",
+        "source-denied": "来源地址不在允许范围内",
+        "resume-invalid": "会话已无法恢复",
+        "unknown-account": "账号不存在",
+        "bad-password": "密码错误",
+        "bad-otp": "动态口令错误",
+        "otp-reused": "动态口令已使用过（重放）",
+        "empty-password": "未输入密码",
+        "staff-disabled": "工作人员账号已停用",
+        "directory-unavailable": "目录服务不可用",
+        "cert-mismatch": "客户端证书与账号不符",
+        # streams
+        "service-denied": "无权使用该服务",
+        "service-unavailable": "服务暂时不可用",
+        "too-many-streams": "同时打开的连接过多",
+        "stream-cancelled": "连接已取消",
+        "finished": "正常结束",
+        "client-cancelled": "单位端取消",
+        "service-closed": "服务端关闭",
+        "session-ended": "随会话结束",
+        # protocol
+        "protocol-error": "协议错误",
+        "frame-too-large": "消息过大（协议错误）",
+        "flow-control-error": "流量控制错误（协议错误）",
+        "version-unsupported": "客户端版本不受支持",
+        "internal-error": "网关内部错误",
+        # refused TLS connections (``tls.refused``; gateway._tls.tls_refusal_reason)
+        "no-client-cert": "未出示客户端证书",
+        "cert-untrusted": "证书不是本系统签发的",
+        "tls-version": "TLS 版本不受支持",
+        "tls-cipher": "没有共同的加密套件",
+        "not-tls": "不是 TLS 连接",
+        "tls-failed": "TLS 握手失败",
+        "tls-timeout": "TLS 握手超时",
+        "closed-before-handshake": "握手前断开",
+        # an officer's kill of a session that was not open
+        "not-live": "会话不在线",
+    }
+)
 
 
 class ProtocolError(Exception):

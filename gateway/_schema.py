@@ -51,4 +51,6 @@ sessions = Table(
     Index("ix_sessions_node_started_at", "node", "started_at"),
     Index("ix_sessions_end_reason_started_at", "end_reason", "started_at"),
     Index("ix_sessions_peer", "peer"),
+    # The charts' open-sessions count: the open ones and the day's ends (migration 0011).
+    Index("ix_sessions_ended_at", "ended_at"),
 )

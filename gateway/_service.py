@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from twisted.application.service import Service
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
@@ -52,6 +52,7 @@ from auth import (
     encode_assertion,
     new_nonce,
 )
+from certs._schema import certificates
 from gateway import _sessions
 from gateway._cred import (
     AccountPolicyView,
@@ -76,10 +77,14 @@ from gateway._tls import (
     HandshakeDeadline,
     ReloadingServerTLS,
     peer_certificate,
+    refused_revoked_serial,
     tls_refusal_reason,
     tls_version_and_cipher,
 )
 from gateway._tunnel import StreamConnection, TunnelProtocol, quiet, transport_peer
+
+# Refused TLS connections that become audit events (see TlsRefusalBudget).
+TLS_AUDITED_REFUSALS = frozenset({"cert-revoked"})
 
 # One ``stream.end`` audit event per stream, up to this many per connection; past it
 # the rest are only counted, and the counts go on the session's ``session.end`` (or
@@ -114,6 +119,12 @@ def refusal_reason(code: str) -> Reason:
     return _GATEWAY_REFUSALS.get(code) or for_auth_outcome(code)
 
 
+def _host_of(peer: str) -> str:
+    """``host:port`` → host (an IPv6 host keeps its colons)."""
+    host, colon, port = peer.rpartition(":")
+    return host if colon and port.isdigit() and host else peer
+
+
 def default_node_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -138,6 +149,88 @@ def process_alive(pid: int) -> bool:
 SessionWrite = Callable[[Connection], object]
 
 
+class TlsRefusalBudget:
+    """Which refused TLS connections of an :data:`TLS_AUDITED_REFUSALS` kind become
+    ``tls.refused`` audit events, so that a flood cannot grow the permanent log
+    without bound: per source host at most one event every *per_source_seconds* (the
+    refusals in between are counted and the next event carries the count as
+    ``suppressed``), and at most *per_minute* events a minute from all sources
+    together (a flood from many addresses); at most *max_sources* hosts are
+    remembered (the longest quiet is forgotten first).  Every refusal is still in
+    the structured log.  Per node: *n* nodes write at most *n* times as many.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_source_seconds: float = 60.0,
+        per_minute: int = 60,
+        max_sources: int = 4096,
+    ) -> None:
+        self._per_source = per_source_seconds
+        self._per_minute = per_minute
+        self._max_sources = max_sources
+        self._sources: dict[str, tuple[float, int]] = {}  # host -> (last event, suppressed)
+        self._minute = (0.0, 0)  # (start of the current minute, events in it)
+
+    def admit(self, host: str, now: float) -> int | None:
+        """None: only log this one; else audit it, carrying this many suppressed."""
+        last, suppressed = self._sources.pop(host, (None, 0))
+        start, spent = self._minute
+        if now - start >= 60.0:
+            start, spent = now, 0
+        if (last is not None and now - last < self._per_source) or spent >= self._per_minute:
+            self._sources[host] = (
+                last if last is not None else now - self._per_source,
+                suppressed + 1,
+            )
+            self._trim()
+            return None
+        self._minute = (start, spent + 1)
+        self._sources[host] = (now, 0)
+        self._trim()
+        return suppressed
+
+    def _trim(self) -> None:
+        while len(self._sources) > self._max_sources:
+            del self._sources[next(iter(self._sources))]  # dicts keep insertion order
+
+
+def record_tls_refusal(
+    conn: Connection,
+    *,
+    at: float,
+    peer: str,
+    reason: str,
+    serial: str,
+    node: str,
+    suppressed: int,
+) -> None:
+    """The ``tls.refused`` audit event: the account is the one the certificate was
+    issued to (looked up by *serial*), ``-`` when unknown."""
+    account = ""
+    if serial:
+        found = conn.execute(
+            select(certificates.c.subject).where(certificates.c.serial == serial)
+        ).scalar_one_or_none()
+        account = str(found or "")
+    details: dict[str, audit.DetailValue] = {"peer": peer, "certificate": serial, "node": node}
+    if suppressed:
+        details["suppressed"] = suppressed
+    audit.append(
+        conn,
+        audit.AuditEvent(
+            at=at,
+            actor=f"channel:{account or '-'}"[:255],
+            action="tls.refused",
+            subject=(account or "-")[:255],
+            outcome="refused",
+            reason=reason,
+            details=details,
+        ),
+    )
+
+
 @dataclass
 class GatewayContext:
     """Everything the tunnels of one gateway process share."""
@@ -158,6 +251,7 @@ class GatewayContext:
     unwritten: dict[str, SessionWrite] = field(default_factory=dict)
     # Beyond this many, the oldest is given up: the reaper ends it (node-lost) later.
     max_unwritten: int = 10_000
+    tls_refusals: TlsRefusalBudget = field(default_factory=TlsRefusalBudget)
 
     def record(self, event: audit.AuditEvent) -> Deferred[Any]:
         d: Deferred[Any] = self.db.run(audit.append, event)
@@ -703,15 +797,37 @@ class GatewayTunnel(TunnelProtocol):
         return self.ctx.write_session(session.session_id, write)
 
     def _tls_refused(self, reason: Failure) -> None:
-        # Logged, not audited: anyone can open a TCP connection, and the audit log must
-        # not be a scanner's to fill.  The reason code is in the structured log line.
+        # Logged; audited only for a revoked certificate (the officers' revoked-cert
+        # alert must see it), within TlsRefusalBudget: anyone can open a TCP
+        # connection, and the audit log must not be a scanner's to fill.
         code = tls_refusal_reason(reason.value, timed_out=self._handshake.expired)
+        # OpenSSL tells the server only "certificate verify failed" (the client gets
+        # the "certificate revoked" alert): the verify callback noted a revoked leaf.
+        serial = refused_revoked_serial(self.transport)
+        if serial:
+            code = "cert-revoked"
         self.log.warn(
             "refused TLS connection from {peer}: {reason}",
             peer=self.peer,
             reason=code,
+            certificate=serial,
             detail=reason.getErrorMessage()[:200],
         )
+        if code not in TLS_AUDITED_REFUSALS:
+            return
+        now = self.ctx.clock.seconds()
+        suppressed = self.ctx.tls_refusals.admit(_host_of(self.peer), now)
+        if suppressed is None:
+            return
+        self.ctx.db.run(
+            record_tls_refusal,
+            at=now,
+            peer=self.peer,
+            reason=code,
+            serial=serial,
+            node=self.ctx.node,
+            suppressed=suppressed,
+        ).addErrback(lambda f: self.log.failure("cannot record a refused TLS connection", f))
 
     def _finished(self, writes: list[Deferred[Any]]) -> None:
         """Fire :meth:`when_finished` once the session's final records are written."""

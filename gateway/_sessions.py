@@ -17,12 +17,26 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    and_,
+    case,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 
 import audit
 from auth._schema import accounts
 from certs._schema import certificates
-from gateway._reasons import Reason
+from gateway._reasons import REASON_WORDS, Reason
 from gateway._schema import sessions
 
 # A session whose node has not reported for this long is considered gone (node crash).
@@ -359,6 +373,37 @@ def list_sessions(
     return [_record(r) for r in conn.execute(query)]
 
 
+_PORT_DIGITS = literal_column("'0123456789'", String)
+
+
+def _host_forms(host: str) -> tuple[str, ...]:
+    """*host* and, for IPv4, the IPv4-mapped form a dual-stack listener reports."""
+    return (host,) if ":" in host else (host, f"::ffff:{host}")
+
+
+def peer_is(host: str) -> ColumnElement[bool]:
+    """``peer`` is *host* with a port (``host:port``), *host* exactly.
+
+    A prefix alone is not enough: ``2001:db8::1:5:443`` starts with ``2001:db8::1:``
+    too.  So the range ``[host:, host;)`` (``:`` is followed by ``;`` in every
+    collation we run on) picks the candidates through the ``peer`` index, and what is
+    left once the port's digits are trimmed off the end must be ``host:`` itself —
+    ``rtrim(text, characters)`` is the same on SQLite and PostgreSQL.  An IPv4 *host*
+    also matches its IPv4-mapped form (``::ffff:192.0.2.7``), as the logins view does.
+    """
+    peer = sessions.c.peer
+    return or_(
+        *(
+            and_(
+                peer >= f"{form}:",
+                peer < f"{form};",
+                func.rtrim(peer, _PORT_DIGITS, type_=String) == f"{form}:",
+            )
+            for form in _host_forms(host)
+        )
+    )
+
+
 def search_sessions(
     conn: Connection,
     *,
@@ -379,8 +424,8 @@ def search_sessions(
     Keyset paging: *before* is the (``started_at``, ``id``) of the last session of the
     previous page, so a page costs the same however deep it is (no OFFSET).  Every
     filter given must match: *peer_host* is the address without the port (``peer`` is
-    ``host:port``), matched as a prefix range so the ``peer`` index serves it;
-    ``since <= started_at < until``.  The filters have indexes (migration 0004).
+    ``host:port``), matched exactly (:func:`peer_is`); ``since <= started_at < until``.
+    The filters have indexes (migration 0004).
     """
     query = (
         select(sessions).order_by(sessions.c.started_at.desc(), sessions.c.id.desc()).limit(limit)
@@ -397,9 +442,7 @@ def search_sessions(
         if value is not None:
             query = query.where(column == value)
     if peer_host is not None:
-        # ":" is followed by ";" in every collation we run on: [host:, host;) is
-        # exactly the peers whose text starts with "host:".
-        query = query.where(sessions.c.peer >= f"{peer_host}:", sessions.c.peer < f"{peer_host};")
+        query = query.where(peer_is(peer_host))
     if since is not None:
         query = query.where(sessions.c.started_at >= since)
     if until is not None:
@@ -412,27 +455,32 @@ def search_sessions(
 def open_session_counts(conn: Connection, instants: Sequence[float]) -> list[int]:
     """How many sessions were open (started, not yet ended) at each of *instants*.
 
-    One statement: a conditional count per instant over the sessions that overlap
-    ``[min, max]`` of them (``started_at <= last AND (ended_at IS NULL OR ended_at >
-    first)``).  An index on ``ended_at`` lets a chart of the last day read only that
-    day's ends and the open sessions; without one the table is read through.
+    A conditional count per instant over the sessions not ended before the first of
+    them, in two statements: the sessions still open (``ended_at IS NULL``) and those
+    that ended after the first instant.  Each is one seek of the ``ended_at`` index
+    (migration 0011), so a chart of the last day reads the open sessions and that
+    day's ends, not the table.  (One statement with ``started_at <= last AND
+    (ended_at IS NULL OR ended_at > first)`` leaves SQLite's planner, without
+    statistics, walking the ``started_at`` index through the whole history: that
+    condition holds for nearly every session.)
     """
     if not instants:
         return []
     c = sessions.c
+    first = min(instants)
     counts = [
         func.sum(
             case((and_(c.started_at <= t, or_(c.ended_at.is_(None), c.ended_at > t)), 1), else_=0)
         )
         for t in instants
     ]
-    row = conn.execute(
-        select(*counts).where(
-            c.started_at <= max(instants),
-            or_(c.ended_at.is_(None), c.ended_at > min(instants)),
-        )
-    ).one()
-    return [int(v or 0) for v in row]
+    totals = [0] * len(instants)
+    # Only the end time in WHERE (each instant's CASE checks the start): given
+    # ``started_at <= last`` as well, SQLite seeks the start index instead.
+    for overlapping in (c.ended_at.is_(None), c.ended_at > first):
+        row = conn.execute(select(*counts).where(overlapping)).one()
+        totals = [total + int(v or 0) for total, v in zip(totals, row, strict=True)]
+    return totals
 
 
 class SessionRegistryView:
@@ -458,9 +506,10 @@ class SessionRegistryView:
         return kill_session(conn, session_id, note=note, actor=actor, now=now, details=details)
 
     def reasons(self) -> dict[str, str]:
-        """Every reason code a session can end with or a login be refused for, in
-        Chinese, by slug."""
-        return {r.slug: r.chinese for r in Reason}
+        """Every reason code the gateway records (session ends, refused logins and
+        streams, stream ends, refused TLS connections) in the words staff read
+        (:data:`gateway.REASON_WORDS`), by code."""
+        return dict(REASON_WORDS)
 
     def open_counts(self, conn: Connection, instants: Sequence[float]) -> list[int]:
         return open_session_counts(conn, instants)

@@ -23,7 +23,8 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
+from weakref import WeakKeyDictionary
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -60,6 +61,7 @@ __all__ = [
     "client_tls_options",
     "load_state_server_tls",
     "peer_certificate",
+    "refused_revoked_serial",
     "server_tls_options",
     "state_crl_watcher",
     "tls_version_and_cipher",
@@ -205,7 +207,37 @@ class ReloadingServerTLS:
         self._options = options
 
     def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
-        return self._options.serverConnectionForTLS(tlsProtocol)
+        connection = self._options.serverConnectionForTLS(tlsProtocol)
+        mode = connection.get_context().get_verify_mode()
+        if mode & SSL.VERIFY_PEER:
+            connection.set_verify(mode, _noting_revoked(tlsProtocol))
+        return connection
+
+
+# The serial of a client certificate OpenSSL refused because the CRL lists it, by
+# connection.  The handshake fails before OpenSSL keeps the peer's certificate, so
+# only the verify callback ever sees which one it was (the audit event names it).
+_REVOKED_SERIALS: WeakKeyDictionary[TLSMemoryBIOProtocol, str] = WeakKeyDictionary()
+_X509_V_ERR_CERT_REVOKED = 23
+
+
+def _noting_revoked(tls_protocol: TLSMemoryBIOProtocol) -> Callable[..., bool]:
+    """A verify callback deciding as OpenSSL did (*ok*), noting a revoked leaf."""
+
+    def verify(_conn: Any, certificate: crypto.X509, error: int, depth: int, ok: int) -> bool:
+        if not ok and depth == 0 and error == _X509_V_ERR_CERT_REVOKED:
+            _REVOKED_SERIALS[tls_protocol] = format(certificate.get_serial_number(), "x")
+        return bool(ok)
+
+    return verify
+
+
+def refused_revoked_serial(transport: object) -> str:
+    """The serial (lowercase hex, as ``certs`` writes it) of the revoked certificate
+    the handshake on *transport* refused; ``""`` if it refused none."""
+    if not isinstance(transport, TLSMemoryBIOProtocol):
+        return ""
+    return _REVOKED_SERIALS.get(transport, "")
 
 
 class ServerTLSMaterial(NamedTuple):

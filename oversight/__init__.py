@@ -25,7 +25,7 @@ from ._charts import charts_section
 from ._event_pages import events_section, read_event_filters
 from ._export import FORMATS, ExportSpec, csv_header, csv_rows, export_view, jsonl_rows
 from ._integrity import ChainVerification, VerifyState, integrity_section
-from ._login_pages import logins_section, parse_login_filters
+from ._login_pages import Failures, failure_summary, logins_section, parse_login_filters
 from ._logins import (
     FailureGroup,
     LoginFilters,
@@ -55,6 +55,7 @@ __all__ = [
     "DeclarationTally",
     "ExportSpec",
     "FailureGroup",
+    "Failures",
     "LoginFilters",
     "LoginRow",
     "SessionCounts",
@@ -70,6 +71,7 @@ __all__ = [
     "csv_rows",
     "events_section",
     "export_view",
+    "failure_summary",
     "failures_by_account",
     "failures_by_source",
     "integrity_section",

@@ -8,7 +8,9 @@
   ``/logins?source=…``), and its handling so far;
 * ``GET``/``POST /alerts/<id>/acknowledge`` and ``/alerts/<id>/close`` — the
   confirmation with a required note, then the change, recorded in the audit log
-  (``alert.acknowledge``, ``alert.close``; a refused change too).
+  (``alert.acknowledge``, ``alert.close``; a refused change too);
+* ``GET /alerts/export.csv|.jsonl`` — every alert the list shows with the same
+  filters (all its pages), streamed and audited (:mod:`._export`).
 
 The alerts are raised by the evaluator (:func:`audit.evaluate_alerts`, run by
 ``ssgate serve``); these pages only read and handle them, each call through
@@ -21,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlencode
 
 from jinja2 import PackageLoader
@@ -30,10 +32,13 @@ from sqlalchemy import Connection
 import audit
 import web
 from web import Response, StaffCtx
-from web._time import shown
+from web._time import CHINA_TIME, shown
+
+from ._export import FORMATS, ExportSpec, export_view
 
 ALERTS = "/alerts"
 PAGE_SIZE = 50
+EXPORT_BATCH = 500
 MAX_NOTE = 500
 
 # Alert ids are integers; the converter is wider so that an odd id is a "no such
@@ -64,6 +69,60 @@ _REFUSED: Mapping[str, str] = {
     "already-closed": "该告警已关闭。",
     "bad-transition": "已关闭的告警不能再确认。",
 }
+
+
+# An alert as exports carry it: times ISO 8601 with their offset; the evidence as
+# one object (audit record numbers, sessions, accounts, sources).
+ALERT_COLUMNS: Final = (
+    "id",
+    "rule",
+    "severity",
+    "state",
+    "summary",
+    "account",
+    "source",
+    "unit",
+    "first_seen",
+    "last_seen",
+    "occurrences",
+    "created_at",
+    "changed_by",
+    "changed_at",
+    "note",
+    "evidence",
+)
+
+
+def alert_cells(a: audit.AlertRow) -> dict[str, Any]:
+    """*a* by :data:`ALERT_COLUMNS` (Beijing time)."""
+    e = a.evidence
+
+    def when(ts: float | None) -> str | None:
+        return None if ts is None else audit.iso_time(ts, CHINA_TIME)
+
+    return {
+        "id": a.id,
+        "rule": a.rule,
+        "severity": a.severity,
+        "state": a.state,
+        "summary": a.summary,
+        "account": a.account,
+        "source": a.source,
+        "unit": a.unit,
+        "first_seen": when(a.first_seen),
+        "last_seen": when(a.last_seen),
+        "occurrences": a.occurrences,
+        "created_at": when(a.created_at),
+        "changed_by": a.changed_by,
+        "changed_at": when(a.changed_at),
+        "note": a.note,
+        "evidence": {
+            "seqs": list(e.seqs),
+            "session_ids": list(e.session_ids),
+            "accounts": list(e.accounts),
+            "sources": list(e.sources),
+        },
+    }
 
 
 @dataclass
@@ -142,6 +201,14 @@ def _page_of(conn: Connection, f: AlertFilters) -> tuple[Sequence[audit.AlertRow
     return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
 
 
+def _export_batch(
+    conn: Connection, before: int | None, *, search: Mapping[str, Any]
+) -> tuple[list[audit.AlertRow], int | None]:
+    """The next batch below id *before* (None: from the newest), and the next cursor."""
+    rows = audit.list_alerts(conn, **search, before=before, limit=EXPORT_BATCH)
+    return rows, (rows[-1].id if len(rows) == EXPORT_BATCH else None)
+
+
 def check_note(note: str) -> str:
     """The error (Chinese) for a handling note, or ``""``."""
     if not note:
@@ -190,8 +257,27 @@ def alerts_section() -> web.ConsoleSection:
             first_page=f.before is not None,
             first_link=ALERTS + ("?" + urlencode(f.form) if f.form else ""),
             next_link=next_link,
+            export_query=urlencode(f.form),
             page_size=PAGE_SIZE,
         )
+
+    def exporter(fmt: str) -> web.ConsoleHandler:
+        async def export(ctx: StaffCtx) -> Response:
+            f = read_alert_filters(ctx.query)
+            f.errors.pop("before", None)  # an export holds every page: no cursor
+            if f.errors:
+                return await listing(ctx)
+            search = dict(f.search)
+
+            def reader(
+                conn: Connection, before: int | None
+            ) -> tuple[list[audit.AlertRow], int | None]:
+                return _export_batch(conn, before, search=search)
+
+            spec = ExportSpec(ALERT_COLUMNS, alert_cells, reader)
+            return await export_view(ctx, spec, view="alerts", fmt=fmt, filters=f.form)
+
+        return export
 
     def missing(ctx: StaffCtx) -> Response:
         return page(ctx, "missing.html", "告警不存在", 404)
@@ -281,6 +367,7 @@ def alerts_section() -> web.ConsoleSection:
         roles=roles,
         routes=(
             web.Route("GET", ALERTS, roles, listing),
+            *(web.Route("GET", f"{ALERTS}/export.{fmt}", roles, exporter(fmt)) for fmt in FORMATS),
             web.Route("GET", one, roles, detail),
             web.Route("GET", f"{one}/acknowledge", roles, acknowledge_form),
             web.Route("POST", f"{one}/acknowledge", roles, acknowledge),

@@ -9,6 +9,10 @@
   ``system``: ``chain-intact`` or ``chain-broken`` with the first bad record), so the
   log itself says when it was last proven whole.
 
+With ``verify_at_start`` the section starts one itself, as ``system``, at the
+reactor's first turn once the console is built (``ssgate serve`` passes it), so a
+restarted console shows a verdict without anyone asking.
+
 :class:`ChainVerification` is the per-process job: :func:`audit.begin_verify`, then
 :func:`audit.verify_batch` one batch per transaction on the database pool, the
 reactor free between batches.  One job at a time per process; a second start while
@@ -142,9 +146,12 @@ class ChainVerification:
             self.log.failure("cannot record the result of verification {job}", job=job)
 
 
-def integrity_section(runner: auth.Runner, clock: IReactorTime) -> web.ConsoleSection:
+def integrity_section(
+    runner: auth.Runner, clock: IReactorTime, *, verify_at_start: bool = False
+) -> web.ConsoleSection:
     """The integrity page (see the module docstring) as a console section; its job
-    lives as long as the console process."""
+    lives as long as the console process.  *verify_at_start*: start a verification
+    at the reactor's next turn (see the module docstring)."""
     verification: ChainVerification | None = None
 
     def job() -> ChainVerification:
@@ -153,6 +160,26 @@ def integrity_section(runner: auth.Runner, clock: IReactorTime) -> web.ConsoleSe
         if verification is None:
             verification = ChainVerification(runner, clock)
         return verification
+
+    def at_start() -> None:
+        verifying = job()
+        if verifying.state.running:
+            return  # an officer was quicker
+        # Recorded first, as a POST's start is: the verification covers its own start.
+        d = runner.run(
+            _record,
+            at=clock.seconds(),
+            actor="system",
+            outcome="ok",
+            reason="started",
+            job=verifying.state.job + 1,
+            trigger="console-start",
+        )
+        d.addCallback(lambda _: verifying.start("system"))
+        d.addErrback(lambda f: ChainVerification.log.failure("cannot start verification", f))
+
+    if verify_at_start:
+        clock.callLater(0, at_start)
 
     def page(ctx: StaffCtx, status: int = 200, *, error: str = "") -> Response:
         state = job().state

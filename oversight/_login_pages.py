@@ -11,7 +11,11 @@
   and the throttled source addresses, each with since and until;
 * ``GET|POST /logins/locked/<account>/unlock`` — the confirmation with a required
   reason, and the unlock through :class:`AccountUnlock` (the carriers' workflow, so
-  the audit log records ``provision.unlock`` by this staff member).
+  the audit log records ``provision.unlock`` by this staff member);
+* ``GET /logins/export.csv|.jsonl`` — every attempt the list shows with the same
+  filters (all its pages, up to the newest record when the export began), and
+  ``GET /logins/failures/export.csv|.jsonl`` — the two tables of the failures page
+  for the same range, streamed and audited (:mod:`._export`).
 
 Reads run through ``ctx.runner.run`` on the database pool; the unlock (a workflow
 with its own transaction) through ``ctx.runner.call``.  The shell has checked login,
@@ -25,17 +29,19 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlencode
 
 from jinja2 import PackageLoader
 from sqlalchemy import Connection
 
+import audit
 import auth
 import web
 from web import Response, StaffCtx
-from web._time import local_datetime, parse_local, shown
+from web._time import CHINA_TIME, local_datetime, parse_local, shown
 
+from ._export import FORMATS, ExportSpec, export_view
 from ._logins import (
     KINDS,
     OUTCOME_CHOICES,
@@ -47,11 +53,12 @@ from ._logins import (
     failures_by_source,
     login_rows,
 )
-from ._timeline import AUTH_REASONS, OUTCOMES
+from ._timeline import OUTCOMES
 from .interfaces import AccountUnlock, UnlockRefused
 
 LOGINS = "/logins"
 PAGE_SIZE = 50
+EXPORT_BATCH = 1000
 MAX_REASON = 500
 DAY = 86_400.0
 
@@ -83,10 +90,48 @@ UNLOCK_REFUSALS: Mapping[str, str] = {
     "unknown-account": "该账号不存在。",
     "bad-account": "账号名称不符合本系统的地区或域设置。",
 }
-# The gateway's own codes on a login event (its other codes end sessions).
-GATEWAY_LOGIN_CODES = ("auth-timeout", "resume-invalid", "internal-error", "network-lost")
+# The codes a channel login event can carry: each factor's outcome (the auth layer's),
+# the gateway's own refusals, and its codes for a login that never completed.
+CHANNEL_LOGIN_CODES = (
+    "unknown-account",
+    "bad-password",
+    "bad-otp",
+    "otp-reused",
+    "empty-password",
+    "locked",
+    "throttled",
+    "account-suspended",
+    "account-cancelled",
+    "cert-mismatch",
+    "cert-revoked",
+    "source-denied",
+    "too-many-sessions",
+    "auth-timeout",
+    "resume-invalid",
+    "internal-error",
+    "network-lost",
+)
 MAX_FAILURE_DAYS = 31  # the failures page groups at most this long a range
 _DONE = {"unlock": "已解除锁定，并已记入审计日志（provision.unlock）。"}
+
+# A login attempt as exports carry it (the list's columns; the time ISO 8601 with
+# its offset, never epoch).
+LOGIN_COLUMNS: Final = (
+    "seq",
+    "time",
+    "action",
+    "account",
+    "outcome",
+    "reason",
+    "source",
+    "peer",
+    "unit",
+    "session_id",
+    "certificate",
+)
+# A row of the failures page's tables: ``grouping`` says which (``account`` or
+# ``source``); ``others`` is the sources of an account, the accounts of a source.
+FAILURE_COLUMNS: Final = ("grouping", "key", "attempts", "others", "first_at", "last_at")
 
 
 @dataclass
@@ -178,6 +223,36 @@ def _when(ts: float | None) -> str:
     return shown(ts, seconds=True, offset=True)
 
 
+def login_cells(row: LoginRow) -> dict[str, Any]:
+    """*row* by :data:`LOGIN_COLUMNS`, its time in Beijing time with the offset."""
+    return {
+        "seq": row.seq,
+        "time": audit.iso_time(row.at, CHINA_TIME),
+        "action": row.action,
+        "account": row.account,
+        "outcome": row.outcome,
+        "reason": row.reason,
+        "source": row.source,
+        "peer": row.peer,
+        "unit": row.unit,
+        "session_id": row.session_id,
+        "certificate": row.certificate,
+    }
+
+
+def failure_cells(row: tuple[str, FailureGroup]) -> dict[str, Any]:
+    """A row of a failures table by :data:`FAILURE_COLUMNS`."""
+    grouping, g = row
+    return {
+        "grouping": grouping,
+        "key": g.key,
+        "attempts": g.attempts,
+        "others": g.others,
+        "first_at": audit.iso_time(g.first_at, CHINA_TIME),
+        "last_at": audit.iso_time(g.last_at, CHINA_TIME),
+    }
+
+
 def check_reason(reason: str) -> str:
     """The error (Chinese) for an unlock reason, or ``""``."""
     if not reason:
@@ -193,15 +268,29 @@ def _page(conn: Connection, f: LoginFilters, before: int | None) -> tuple[list[L
     return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
 
 
+def _export_batch(
+    conn: Connection, before: int, *, filters: LoginFilters
+) -> tuple[list[LoginRow], int | None]:
+    """The next batch below *before*, newest first, and where the next one starts."""
+    rows = login_rows(conn, filters, before, EXPORT_BATCH)
+    return rows, (rows[-1].seq if len(rows) == EXPORT_BATCH else None)
+
+
 @dataclass(frozen=True)
 class Failures:
+    """What the failures page shows: both tables and the range's totals."""
+
     accounts: Sequence[FailureGroup]
     sources: Sequence[FailureGroup]
     attempts: int
     failed: int
 
 
-def _failures(conn: Connection, *, since: float, until: float, kind: str | None) -> Failures:
+def failure_summary(
+    conn: Connection, *, since: float, until: float, kind: str | None = None
+) -> Failures:
+    """The failures page's reads (blocking, on the database pool): the attempts and
+    failures of ``[since, until)`` and the two tables."""
     attempts, failed = failure_totals(conn, since=since, until=until)
     return Failures(
         accounts=failures_by_account(conn, since=since, until=until, kind=kind),
@@ -209,6 +298,48 @@ def _failures(conn: Connection, *, since: float, until: float, kind: str | None)
         attempts=attempts,
         failed=failed,
     )
+
+
+def _failure_rows(
+    conn: Connection, _cursor: None, *, since: float, until: float, kind: str | None
+) -> tuple[list[tuple[str, FailureGroup]], None]:
+    """Both tables of the failures page, in one batch (each at most ``MAX_GROUPS``)."""
+    return [
+        *(("account", g) for g in failures_by_account(conn, since=since, until=until, kind=kind)),
+        *(("source", g) for g in failures_by_source(conn, since=since, until=until, kind=kind)),
+    ], None
+
+
+@dataclass(frozen=True)
+class FailureRange:
+    """The failures page's range as read from its query string (``errors`` by field)."""
+
+    form: dict[str, str]
+    errors: dict[str, str]
+    since: float
+    until: float
+    kind: str | None
+
+    @property
+    def span(self) -> dict[str, str]:
+        """The range as a link carries it, so a later click counts the same range."""
+        return {
+            "since": link_time(math.floor(self.since)),
+            "until": link_time(math.ceil(self.until)),
+        }
+
+
+def read_failure_range(query: Mapping[str, str], now: float) -> FailureRange:
+    """The kind and ``[since, until)`` of the failures page (the last 24 hours to
+    *now* unless given, at most :data:`MAX_FAILURE_DAYS` days), each checked."""
+    q = read_query(query, ("kind", "since", "until"))
+    until = q.values.get("until", float(math.ceil(now)))
+    since = q.values.get("since", until - DAY)
+    if since >= until and "until" not in q.errors:
+        q.errors["since"] = "开始时间应早于结束时间"
+    elif until - since > MAX_FAILURE_DAYS * DAY:
+        q.errors["since"] = f"统计范围最长 {MAX_FAILURE_DAYS} 天，请缩短时间范围"
+    return FailureRange(q.form, q.errors, since, until, q.values.get("kind"))
 
 
 @dataclass(frozen=True)
@@ -242,11 +373,53 @@ def _reason_words(
     gateway_reasons: Mapping[str, str],
 ) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """(every reason code in words, the codes a login can have for the filter)."""
-    # The gateway's reasons are sentences for employers: their first clause names it.
-    words = {k: v.split("，")[0].rstrip("。") for k, v in gateway_reasons.items()}
-    texts = {**words, **CONSOLE_REASONS, **AUTH_REASONS}
-    login_codes = {*AUTH_REASONS, *CONSOLE_REASONS, *GATEWAY_LOGIN_CODES}
-    return texts, sorted((k, v) for k, v in texts.items() if k in login_codes)
+    texts = {**gateway_reasons, **CONSOLE_REASONS}
+    login_codes = {*CHANNEL_LOGIN_CODES, *CONSOLE_REASONS}
+    return texts, sorted((k, texts.get(k, k)) for k in login_codes)
+
+
+# -- exports -----------------------------------------------------------------------------
+
+
+def list_exporter(fmt: str, listing: web.ConsoleHandler) -> web.ConsoleHandler:
+    """The list's export in *fmt*; a bad filter answers as *listing* does."""
+
+    async def export(ctx: StaffCtx) -> Response:
+        q = read_query(ctx.query, LIST_FIELDS)
+        q.errors.pop("before", None)  # an export holds every page: no cursor
+        if q.errors:
+            return await listing(ctx)
+        filters = q.filters()
+
+        def reader(conn: Connection, before: int) -> tuple[list[LoginRow], int | None]:
+            return _export_batch(conn, before, filters=filters)
+
+        # Bounded by the newest record before the export's own audit event: the
+        # download holds what the view showed, not what is appended meanwhile.
+        upto: int = await ctx.runner.run(audit.last_seq)
+        spec = ExportSpec(LOGIN_COLUMNS, login_cells, reader)
+        form = {k: v for k, v in q.form.items() if k != "before"}
+        return await export_view(ctx, spec, view="logins", fmt=fmt, filters=form, start=upto + 1)
+
+    return export
+
+
+def failures_exporter(fmt: str, failures: web.ConsoleHandler) -> web.ConsoleHandler:
+    """The failures tables' export in *fmt*; a bad range answers as *failures* does."""
+
+    async def export(ctx: StaffCtx) -> Response:
+        r = read_failure_range(ctx.query, ctx.now)
+        if r.errors:
+            return await failures(ctx)
+
+        def reader(conn: Connection, cursor: None) -> tuple[list[tuple[str, FailureGroup]], None]:
+            return _failure_rows(conn, cursor, since=r.since, until=r.until, kind=r.kind)
+
+        spec = ExportSpec(FAILURE_COLUMNS, failure_cells, reader)
+        filters = {**({"kind": r.kind} if r.kind else {}), **r.span}
+        return await export_view(ctx, spec, view="logins-failures", fmt=fmt, filters=filters)
+
+    return export
 
 
 # -- the section ---------------------------------------------------------------------------
@@ -261,8 +434,8 @@ def logins_section(
     """The officers' login pages (see the module docstring) as a console section.
 
     *unlock* is the carriers' unlock workflow (None: the pages say it is not
-    available here); *reasons* the gateway's reason codes in Chinese (for codes the
-    audit log holds beyond :data:`AUTH_REASONS`); *lockout* the policy the
+    available here); *reasons* the gateway's reason codes in the words staff read
+    (``SessionRegistry.reasons``, ``gateway.REASON_WORDS``); *lockout* the policy the
     authenticator runs with (for the throttled sources' windows).
     """
     reason_texts, reason_choices = _reason_words(reasons or {})
@@ -313,24 +486,17 @@ def logins_section(
             first_page=before is not None,
             first_link=LOGINS + ("?" + urlencode(form) if form else ""),
             next_link=next_link,
+            export_query=urlencode(form),
             page_size=PAGE_SIZE,
         )
 
     async def failures(ctx: StaffCtx) -> Response:
-        q = read_query(ctx.query, ("kind", "since", "until"))
-        until = q.values.get("until", float(math.ceil(ctx.now)))
-        since = q.values.get("since", until - DAY)
-        if since >= until and "until" not in q.errors:
-            q.errors["since"] = "开始时间应早于结束时间"
-        elif until - since > MAX_FAILURE_DAYS * DAY:
-            q.errors["since"] = f"统计范围最长 {MAX_FAILURE_DAYS} 天，请缩短时间范围"
+        r = read_failure_range(ctx.query, ctx.now)
         found: Failures | None = None
-        if not q.errors:
-            found = await ctx.runner.run(
-                _failures, since=since, until=until, kind=q.values.get("kind")
-            )
-        span = {"since": link_time(math.floor(since)), "until": link_time(math.ceil(until))}
-        kind = {"kind": q.values["kind"]} if "kind" in q.values else {}
+        if not r.errors:
+            found = await ctx.runner.run(failure_summary, since=r.since, until=r.until, kind=r.kind)
+        span = r.span
+        kind = {"kind": r.kind} if r.kind is not None else {}
 
         def list_link(**more: str) -> str:
             return LOGINS + "?" + urlencode({**kind, **more, "outcome": "not-ok", **span})
@@ -339,13 +505,14 @@ def logins_section(
             ctx,
             "failures.html",
             "登录失败统计",
-            400 if q.errors else 200,
-            form={**q.form, **{k: v for k, v in span.items() if k not in q.form}},
-            errors=q.errors,
+            400 if r.errors else 200,
+            form={**r.form, **{k: v for k, v in span.items() if k not in r.form}},
+            errors=r.errors,
             found=found,
-            since=since,
-            until=until,
+            since=r.since,
+            until=r.until,
             list_link=list_link,
+            export_query=urlencode({**kind, **span}),
         )
 
     async def locked(ctx: StaffCtx) -> Response:
@@ -430,6 +597,19 @@ def logins_section(
         routes=(
             web.Route("GET", LOGINS, roles, listing),
             web.Route("GET", f"{LOGINS}/failures", roles, failures),
+            *(
+                web.Route("GET", f"{LOGINS}/export.{fmt}", roles, list_exporter(fmt, listing))
+                for fmt in FORMATS
+            ),
+            *(
+                web.Route(
+                    "GET",
+                    f"{LOGINS}/failures/export.{fmt}",
+                    roles,
+                    failures_exporter(fmt, failures),
+                )
+                for fmt in FORMATS
+            ),
             web.Route("GET", f"{LOGINS}/locked", roles, locked),
             web.Route("GET", unlock_path, roles, unlock_form),
             web.Route("POST", unlock_path, roles, unlock_account),

@@ -37,7 +37,7 @@ from web import Response, StaffCtx
 from web._time import CHINA_TIME, form_value, parse_local, shown
 
 from ._export import FORMATS, ExportSpec, export_view
-from ._timeline import AUTH_REASONS, OUTCOMES, session_timeline
+from ._timeline import OUTCOMES, session_timeline
 from .interfaces import SessionRegistry, SessionRow
 
 SESSIONS = "/sessions"
@@ -225,8 +225,10 @@ def check_note(note: str) -> str:
 
 def sessions_section(registry: SessionRegistry) -> web.ConsoleSection:
     """The officers' session pages (see the module docstring) as a console section."""
+    # The gateway's codes in the words staff read (``gateway.REASON_WORDS``): the
+    # carriers' pages show the same.
     reasons = dict(registry.reasons())
-    reason_texts = {**reasons, **AUTH_REASONS}
+    reason_texts = reasons
 
     def page(
         ctx: StaffCtx, template: str, title: str, status: int = 200, **values: Any

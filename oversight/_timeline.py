@@ -18,7 +18,9 @@ Each entry carries a one-line ``summary`` in Chinese of what its details say:
   one-time code — the officer's view; the employer only ever heard "auth-failed") and
   the TLS handshake (protocol version, cipher, client certificate serial and subject);
 * a ``stream.end`` (one per stream, written by the gateway when the stream is gone):
-  service, bytes each way, duration and how it ended.
+  service, bytes each way, duration and how it ended (in the registry's words for
+  the gateway's codes, ``SessionRegistry.reasons``: one table of words for every
+  page).
 
 :class:`Timeline` also gathers the streams (:class:`StreamRow`) for the page's stream
 table, the TLS facts of the login that opened the session, and how many streams the
@@ -30,6 +32,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from sqlalchemy import Connection
 
@@ -61,32 +64,7 @@ ACTIONS: Mapping[str, str] = {
     "declare.password-change": "修改密码",
 }
 
-# How a stream ended (the reason of its ``stream.end`` event).
-STREAM_ENDS: Mapping[str, str] = {
-    "finished": "正常结束",
-    "client-cancelled": "单位端取消",
-    "service-closed": "服务端关闭",
-    "session-ended": "随会话结束",
-}
-
-# The reason codes the gateway's registry does not name (``SessionRegistry.reasons``):
-# a login's outcome by factor, and how a stream ended.
-AUTH_REASONS: Mapping[str, str] = {
-    "unknown-account": "账号不存在",
-    "bad-password": "密码错误",
-    "bad-otp": "动态口令错误",
-    "otp-reused": "动态口令已使用过（重放）",
-    "empty-password": "未输入密码",
-    "locked": "账号已锁定",
-    "throttled": "来源地址失败过多，已限流",
-    "account-suspended": "账号已暂停",
-    "account-cancelled": "账号已注销",
-    "cert-mismatch": "客户端证书与账号不符",
-    "source-denied": "来源地址不在允许范围内",
-    "too-many-sessions": "在线会话数已达上限",
-    "not-live": "会话不在线",
-    **STREAM_ENDS,
-}
+_NO_WORDS: Mapping[str, str] = MappingProxyType({})
 
 OUTCOMES: Mapping[str, str] = {"ok": "成功", "refused": "拒绝", "failed": "失败"}
 
@@ -213,7 +191,7 @@ def tls_text(details: Mapping[str, object]) -> str:
     return " · ".join(p for p in parts if p)
 
 
-def _stream_row(e: audit.AuditEvent) -> StreamRow:
+def _stream_row(e: audit.AuditEvent, words: Mapping[str, str]) -> StreamRow:
     d = e.details
     return StreamRow(
         ended_at=e.at,
@@ -223,14 +201,15 @@ def _stream_row(e: audit.AuditEvent) -> StreamRow:
         bytes_out=_int_detail(d, "bytes_out"),
         duration_ms=_int_detail(d, "duration_ms"),
         end=e.reason,
-        end_text=STREAM_ENDS.get(e.reason, e.reason),
+        end_text=words.get(e.reason, e.reason),
     )
 
 
-def summary_text(e: audit.AuditEvent) -> str:
-    """The one line an entry shows above its raw details (see the module docstring)."""
+def summary_text(e: audit.AuditEvent, words: Mapping[str, str] = _NO_WORDS) -> str:
+    """The one line an entry shows above its raw details (see the module docstring);
+    *words* are the reason codes in Chinese (``SessionRegistry.reasons``)."""
     if e.action == "stream.end":
-        row = _stream_row(e)
+        row = _stream_row(e, words)
         return (
             f"{row.service} · 上行 {byte_text(row.bytes_in)} · 下行 {byte_text(row.bytes_out)}"
             f" · {row.duration_text} · {row.end_text}"
@@ -258,7 +237,7 @@ def _detail_text(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _entry(record: audit.AuditRecord) -> TimelineEntry:
+def _entry(record: audit.AuditRecord, words: Mapping[str, str]) -> TimelineEntry:
     e = record.event
     return TimelineEntry(
         at=e.at,
@@ -270,7 +249,7 @@ def _entry(record: audit.AuditRecord) -> TimelineEntry:
         actor=e.actor,
         subject=e.subject,
         details=tuple((k, _detail_text(v)) for k, v in sorted(e.details.items())),
-        summary=summary_text(e),
+        summary=summary_text(e, words),
     )
 
 
@@ -297,7 +276,8 @@ def session_timeline(
         if r.event.session_id in ("", session_id) and r.event.details.get("peer") == session.peer:
             records.setdefault(r.seq, r)
     ordered = sorted(records.values(), key=lambda r: r.seq)[:MAX_EVENTS]
-    entries = [_entry(r) for r in ordered]
+    words = registry.reasons()
+    entries = [_entry(r, words) for r in ordered]
     if session.ended_at is not None and not any(e.action == "session.end" for e in entries):
         entries.append(
             TimelineEntry(
@@ -313,7 +293,7 @@ def session_timeline(
             )
         )
     entries.sort(key=lambda e: (e.at, e.seq or 0))
-    streams = [_stream_row(r.event) for r in ordered if r.event.action == "stream.end"]
+    streams = [_stream_row(r.event, words) for r in ordered if r.event.action == "stream.end"]
     opening = [
         r.event
         for r in ordered

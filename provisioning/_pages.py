@@ -34,6 +34,7 @@ from typing import Any
 from jinja2 import PackageLoader
 
 import auth
+import gateway
 import web
 from provisioning._bundle import bundle_zip
 from provisioning._workflows import (
@@ -65,20 +66,9 @@ SESSION_STATUS_TEXT: Mapping[str, str] = {
     "detached": "暂离（可续接）",
     "ended": "已结束",
 }
-# Why a session ended: the gateway's reason codes (gateway/_reasons.py), in the
-# carrier's words; a code not listed is shown as it is.
-SESSION_END_TEXT: Mapping[str, str] = {
-    "client-quit": "单位主动断开",
-    "idle-timeout": "空闲超时",
-    "max-lifetime": "达到最长连接时间",
-    "officer-kill": "安全员终止",
-    "account-suspended": "账号已暂停",
-    "account-cancelled": "账号已注销",
-    "cert-revoked": "证书已吊销",
-    "gateway-shutdown": "网关停机维护",
-    "network-lost": "网络中断",
-    "node-lost": "网关节点失联",
-}
+# Why a session ended: the gateway's reason codes in the words staff read; a code
+# not listed is shown as it is.
+SESSION_END_TEXT: Mapping[str, str] = gateway.REASON_WORDS
 # Why a certificate was revoked (certs.REVOCATION_REASONS, the CRL's reason codes).
 REVOCATION_TEXT: Mapping[str, str] = {
     "cessation_of_operation": "账号注销",

@@ -339,6 +339,8 @@ def start(
         staff_admin=app.staff_admin(),
         # The login page's lockout help and the officers' view of throttled sources.
         lockout=authenticator.policy,
+        # The officers' integrity page has a verdict from the start (audited as system).
+        verify_audit_at_start=True,
         clock=reactor,
         secure=True,
         policy=console_policy,

@@ -113,6 +113,7 @@ def console_shell(
     policy: SessionPolicy | None = None,
     refusal_delay: float = 1.0,
     random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    verify_audit_at_start: bool = False,
 ) -> web.ConsoleShell:
     """The staff console's shell with its sections (see :func:`console_site`)."""
     mounted: list[web.ConsoleSection] = []
@@ -136,7 +137,9 @@ def console_shell(
             registry, None if workflow is None else declare_app.submitted_per_interval
         )
     )
-    mounted.append(oversight.integrity_section(runner, clock))
+    mounted.append(
+        oversight.integrity_section(runner, clock, verify_at_start=verify_audit_at_start)
+    )
     if provisioner is not None:
         from provisioning import accounts_section
 
@@ -189,7 +192,9 @@ def console_site(*, access_log: Callable[[str], None] | None = None, **kwargs: A
     ``__Host-`` prefix, and responses carry HSTS.  *clock* gives the time (session
     timeouts, audit timestamps), the delay after a refused login (*refusal_delay* seconds) and the
     HTTP timeouts.  *policy* sets the session timeouts (15 min idle, 8 h in all) and
-    caps.  *login_form_key* signs the login form's token; every node serving the
+    caps.  *verify_audit_at_start* starts the officers' audit-chain verification at
+    the reactor's next turn (``serve``; tests and the benchmark leave it off).
+    *login_form_key* signs the login form's token; every node serving the
     console must use the same one (:func:`login_form_key` derives it from
     ``identity.key``).  *access_log* (:meth:`web.AccessLog.writer`) gets one masked
     line per request.

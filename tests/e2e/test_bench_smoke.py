@@ -98,6 +98,7 @@ OFFICER_RATIO_LINES = (
     "ratio typical timeline: page/store ",
     "ratio login failures: page/store ",
     "ratio login failures through audit.query / two-column query: ",
+    "ratio charts: page/store ",
 )
 
 
@@ -105,8 +106,7 @@ OFFICER_RATIO_LINES = (
 def test_officer_bench_smoke_measures_every_page(db: str, short_tmp: Path) -> None:
     """``bench/run.py officer`` at 2,000 events: builds the data set (no cache),
     logs an officer in to the console, measures each page and its store function,
-    prints every ratio (the failures view's reads "not yet" until the console has
-    the route) and leaves no temporary directory behind (PostgreSQL: its schema is
+    prints every ratio and leaves no temporary directory behind (PostgreSQL: its schema is
     made in the test database and dropped)."""
     env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
     env["TMPDIR"] = str(short_tmp)

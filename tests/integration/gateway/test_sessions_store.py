@@ -179,3 +179,74 @@ def test_live_listing_and_counters(db: Engine) -> None:
             s.request_kill_account(conn, ACCOUNT, reason="account-suspended", actor="os:c", now=1.0)
             == 1
         )
+
+
+PEERS = {
+    "1": "2001:db8::1:50123",
+    "2": "2001:db8::1:5:443",  # its text begins with "2001:db8::1:" too
+    "3": "192.0.2.7:40001",
+    "4": "::ffff:192.0.2.7:40002",  # 192.0.2.7 through a dual-stack listener
+    "5": "192.0.2.70:40003",
+}
+
+
+def _sessions_from_peers(db: Engine) -> None:
+    with db.begin() as conn:
+        for n, peer in PEERS.items():
+            assert s.start_session(
+                conn,
+                session_id=n,
+                account=ACCOUNT,
+                unit_code="12345678",
+                peer=peer,
+                cert_serial="ab",
+                node="n1",
+                now=1000.0 + int(n),
+                max_concurrent=100,
+            )
+
+
+@pytest.mark.parametrize(
+    ("host", "wanted"),
+    [
+        ("2001:db8::1", ["1"]),
+        ("2001:db8::1:5", ["2"]),
+        ("192.0.2.7", ["4", "3"]),
+        ("192.0.2.70", ["5"]),
+        ("2001:db8::", []),
+    ],
+)
+def test_the_source_filter_matches_the_host_exactly_not_a_longer_one(
+    db: Engine, host: str, wanted: list[str]
+) -> None:
+    _sessions_from_peers(db)
+    with db.begin() as conn:
+        found = s.search_sessions(conn, peer_host=host)
+    assert [r.id for r in found] == wanted
+
+
+def test_the_source_filter_is_served_by_the_peer_index(db: Engine) -> None:
+    """The exact-host check filters the rows the ``peer`` range seeks; it does not
+    turn the search into a walk of the table."""
+    _sessions_from_peers(db)
+    from sqlalchemy import select
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from gateway._schema import sessions
+
+    stmt = select(sessions.c.id).where(s.peer_is("2001:db8::1"))
+    with db.begin() as conn:
+        if db.dialect.name == "sqlite":
+            sql = str(
+                stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+            )
+            plan = [str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+            assert any("USING" in line and "ix_sessions_peer" in line for line in plan), plan
+            assert not any(line.startswith("SCAN sessions") for line in plan), plan
+        else:
+            sql = str(
+                stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+            )
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql))
+            assert "ix_sessions_peer" in plan and "Seq Scan" not in plan, plan

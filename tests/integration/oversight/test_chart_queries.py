@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert
+from sqlalchemy import event as sa_event
 
 import audit
 import auth
@@ -88,6 +89,41 @@ def test_open_sessions_are_counted_at_each_instant(db: Engine) -> None:
         assert _sessions.open_session_counts(conn, []) == []
     assert counts == [1, 3, 2, 1]
     assert view == [3]
+
+
+def test_open_sessions_are_counted_through_the_end_time_index(db: Engine) -> None:
+    """Each statement seeks ``ix_sessions_ended_at`` (migration 0011): the open
+    sessions and the range's ends, never the whole history by ``started_at``."""
+    with db.begin() as conn:
+        for n in range(50):
+            session(conn, f"s{n}", T0 - 30 * DAY + n * 3600, T0 - 29 * DAY + n * 3600)
+    seen: list[tuple[str, Any]] = []
+
+    def capture(*args: Any) -> None:  # conn, cursor, statement, parameters, context, many
+        if "FROM sessions" in args[2]:
+            seen.append((args[2], args[3]))
+
+    sa_event.listen(db, "before_cursor_execute", capture)
+    try:
+        with db.begin() as conn:
+            _sessions.open_session_counts(conn, [T0, T0 + 3600])
+    finally:
+        sa_event.remove(db, "before_cursor_execute", capture)
+    assert len(seen) == 2
+    with db.begin() as conn:
+        raw: Any = conn.connection.driver_connection
+        if db.dialect.name == "postgresql":  # a few rows: force the index PG would pick
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        for statement, parameters in seen:
+            cur = raw.cursor()
+            if db.dialect.name == "sqlite":
+                cur.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+                plan = " ".join(str(r[3]) for r in cur.fetchall())
+            else:
+                cur.execute("EXPLAIN " + statement, parameters)
+                plan = " ".join(str(r[0]) for r in cur.fetchall())
+            cur.close()
+            assert "ix_sessions_ended_at" in plan and "ix_sessions_started_at" not in plan, plan
 
 
 def test_declarations_are_counted_per_day_by_type_and_state(db: Engine) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import unescape
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import Engine
@@ -276,3 +277,137 @@ def test_a_formula_in_a_cell_is_not_run_by_a_spreadsheet(world: World) -> None:
 def test_a_bad_filter_of_the_actions_view_is_a_400_naming_it(world: World, query: str) -> None:
     reply = world.login().get(f"/events?{query}")
     assert reply.status == 400 and "筛选条件有误" in reply.text
+
+
+# -- the logins views -------------------------------------------------------------------
+
+
+def _logins(world: World, n: int) -> None:
+    """*n* channel logins: every third refused, from three hosts (one an IPv6 host
+    whose text begins like another's), over two accounts."""
+    peers = ("192.0.2.7:40001", "2001:db8::1:50123", "2001:db8::1:5:443")
+    for i in range(n):
+        refused = i % 3 == 0
+        world.event(
+            "login",
+            at=NOW + i,
+            subject=ACCOUNT if i % 2 else OTHER,
+            outcome="refused" if refused else "ok",
+            reason="bad-password" if refused else "",
+            details={"peer": peers[i % 3], "certificate": "0A"},
+        )
+
+
+LOGIN_SEQ = r"<td>(\d+)</td>\s*</tr>"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "source=2001:db8::1",
+        "outcome=not-ok&kind=channel",
+        f"account={ACCOUNT}&source=192.0.2.7",
+    ],
+)
+def test_a_logins_export_holds_every_row_the_filtered_list_shows(world: World, query: str) -> None:
+    _logins(world, 140)
+    client = world.login()
+    page = client.get(f"/logins?{query}")
+    link = re.search(r'href="(/logins/export\.csv[^"]*)"', page.text)
+    assert link is not None and parse_qs(urlsplit(unescape(link.group(1))).query) == parse_qs(query)
+    shown = all_pages(client, f"/logins?{query}", LOGIN_SEQ)
+    assert len(shown) > 0
+    rows = csv_rows(client.get(f"/logins/export.csv?{query}"))
+    assert [r["seq"] for r in rows] == shown
+    assert all(r["time"].endswith("+08:00") and has_offset(r["time"]) for r in rows)
+    jsonl = jsonl_rows(client.get(f"/logins/export.jsonl?{query}"))
+    assert [str(r["seq"]) for r in jsonl] == shown
+    if "source=2001" in query:  # the host exactly, not 2001:db8::1:5's peers
+        assert {r["peer"] for r in jsonl} == {"2001:db8::1:50123"}
+
+
+def test_a_logins_export_ignores_the_page_cursor_and_is_audited(world: World) -> None:
+    _logins(world, 60)
+    client = world.login()
+    everything = all_pages(client, "/logins?kind=channel", LOGIN_SEQ)
+    rows = jsonl_rows(client.get(f"/logins/export.jsonl?kind=channel&before={everything[10]}"))
+    assert [str(r["seq"]) for r in rows] == everything  # every page, not from the cursor
+    start, end = world.exports()
+    assert dict(start.event.details) == {
+        "view": "logins",
+        "format": "jsonl",
+        "stage": "start",
+        "filter_kind": "channel",
+        "source": "127.0.0.1",
+    }
+    assert end.event.details["rows"] == 60 and end.event.details["complete"] is True
+
+
+def test_a_bad_logins_filter_exports_nothing(world: World) -> None:
+    reply = world.login().get("/logins/export.csv?source=2001:db8::1:50123:1")
+    assert reply.status == 400 and "来源地址" in reply.text
+    assert world.exports() == []
+
+
+def test_the_failures_export_holds_both_tables_of_the_page(world: World) -> None:
+    _logins(world, 90)
+    client = world.login()
+    span = "since=2026-01-01T07:00:00&until=2026-01-01T10:00:00"
+    page = client.get(f"/logins/failures?{span}")
+    assert page.status == 200
+    link = re.search(r'href="(/logins/failures/export\.csv\?[^"]+)"', page.text)
+    assert link is not None and "since=" in link.group(1)
+    tables = {
+        name: re.findall(r'<td><a href="[^"]+">([^<]+)</a></td>\s*<td>(\d+)</td>', table)
+        for name, table in re.findall(
+            r'<table class="list" id="by-(account|source)">(.*?)</table>', page.text, re.S
+        )
+    }
+    rows = csv_rows(client.get(unescape(link.group(1))))
+    for grouping in ("account", "source"):
+        exported = [(r["key"], r["attempts"]) for r in rows if r["grouping"] == grouping]
+        assert exported == tables[grouping] and exported
+    assert all(has_offset(r["first_at"]) and has_offset(r["last_at"]) for r in rows)
+    jsonl = jsonl_rows(client.get(f"/logins/failures/export.jsonl?{span}"))
+    assert sum(r["attempts"] for r in jsonl if r["grouping"] == "account") == 30
+    views = [(r.event.subject, r.event.details["stage"]) for r in world.exports()]
+    assert views == [("logins-failures", "start"), ("logins-failures", "end")] * 2
+
+
+# -- alerts -----------------------------------------------------------------------------
+
+
+def test_the_alerts_export_holds_every_alert_the_filtered_list_shows(world: World) -> None:
+    from sqlalchemy import insert
+
+    from audit._schema import alerts
+
+    with world.engine.begin() as conn:
+        for n in range(1, 121):
+            conn.execute(
+                insert(alerts).values(
+                    rule="spraying" if n % 2 else "brute-force",
+                    severity="high",
+                    dedupe_key=f"k:{n}",
+                    summary=f"alert {n}",
+                    account="",
+                    source="192.0.2.7",
+                    unit="",
+                    first_seen=NOW + n,
+                    last_seen=NOW + n,
+                    occurrences=1,
+                    evidence='{"seqs":[1,2]}',
+                    state="new",
+                    created_at=NOW + n,
+                )
+            )
+    client = world.login()
+    shown = all_pages(client, "/alerts?rule=spraying", r'<a href="/alerts/(\d+)">')
+    assert len(shown) == 60
+    rows = csv_rows(client.get("/alerts/export.csv?rule=spraying"))
+    assert [r["id"] for r in rows] == shown
+    assert json.loads(rows[0]["evidence"])["seqs"] == [1, 2]
+    assert has_offset(rows[0]["first_seen"]) and rows[0]["changed_at"] == ""
+    jsonl = jsonl_rows(client.get("/alerts/export.jsonl?rule=spraying"))
+    assert [str(r["id"]) for r in jsonl] == shown

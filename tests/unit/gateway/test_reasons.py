@@ -88,3 +88,17 @@ def test_a_protocol_error_reads_as_slug_and_message() -> None:
     error = ProtocolError(Reason.FRAME_TOO_LARGE, "DATA: too big")
     assert str(error) == "frame-too-large: DATA: too big"
     assert error.reason is Reason.FRAME_TOO_LARGE
+
+
+def test_staff_words_name_every_code_the_gateway_records() -> None:
+    """One table of words for the officers' and the carriers' pages: every reason,
+    every auth outcome, every way a stream ends and every refused TLS connection."""
+    from gateway import REASON_WORDS
+    from gateway._service import STREAM_ENDS
+    from gateway._tls import _TLS_REFUSALS
+
+    codes = {r.slug for r in Reason} | set(STREAM_ENDS.values())
+    codes |= {code for _, code in _TLS_REFUSALS} | {"tls-timeout", "closed-before-handshake"}
+    codes |= set(AUTH_OUTCOMES) - {"ok"}
+    assert codes <= set(REASON_WORDS), sorted(codes - set(REASON_WORDS))
+    assert all(words and "。" not in words for words in REASON_WORDS.values())

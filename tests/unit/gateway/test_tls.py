@@ -215,6 +215,21 @@ def test_revoked_client_certificate_is_refused(pki: Pki) -> None:
     assert_refused(conn, "tls alert certificate revoked")
 
 
+def test_the_serial_of_a_refused_revoked_certificate_is_noted(pki: Pki) -> None:
+    """OpenSSL keeps no peer certificate after a failed handshake: the verify callback
+    notes the revoked leaf's serial, for the ``tls.refused`` audit event."""
+    from gateway._tls import refused_revoked_serial
+
+    server_tls = ReloadingServerTLS(pki.server_options(pki.crl))
+    refused = connect(server_tls, pki.client_options(pki.revoked))
+    assert_refused(refused, "tls alert certificate revoked")
+    serial = format(pki.revoked.certificate.serial_number, "x")
+    assert refused_revoked_serial(refused.server.transport) == serial
+    accepted = connect(server_tls, pki.client_options(pki.good))
+    assert accepted.server.handshake_done
+    assert refused_revoked_serial(accepted.server.transport) == ""
+
+
 def test_client_without_certificate_is_refused(pki: Pki) -> None:
     """No client certificate: TLS 1.3 'certificate required' alert."""
     client = CertificateOptions(trustRoot=CAWithCRL([pki.ca.certificate]))

@@ -26,7 +26,14 @@ PASSWORD = "Correct-Horse-9-battery"
 
 
 class World:
-    def __init__(self, engine: Engine, clock: MemoryReactorClock, secrets: dict[str, str]):
+    def __init__(
+        self,
+        engine: Engine,
+        clock: MemoryReactorClock,
+        secrets: dict[str, str],
+        *,
+        verify_at_start: bool = False,
+    ):
         self.engine = engine
         self.clock = clock
         self.secrets = secrets
@@ -38,6 +45,7 @@ class World:
             clock=clock,
             secure=False,
             refusal_delay=0,
+            verify_audit_at_start=verify_at_start,
         )
 
     def login(self, name: str) -> ConsoleClient:
@@ -158,3 +166,31 @@ def test_a_carrier_may_not_start_one(world: World) -> None:
     assert c.post("/integrity", {"csrf_token": token}).status == 403
     assert c.get("/integrity").status == 403
     assert world.events("audit.verify") == []
+
+
+def test_a_console_built_to_verify_at_start_verifies_the_chain_by_itself(tmp_path: Path) -> None:
+    """``serve``'s console starts a verification as ``system`` at the reactor's first
+    turn (audited before it starts), so a restart shows a verdict unasked."""
+    engine = make_engine(f"sqlite:///{tmp_path}/start.db")
+    for metadata in (auth.metadata, audit.metadata, certs_metadata, gateway.metadata):
+        metadata.create_all(engine)
+    with engine.begin() as conn:
+        secrets = enrol_staff(
+            conn, [("olga", "officer")], password=PASSWORD, hasher=_HASHER, box=_BOX, now=NOW
+        )
+    clock = MemoryReactorClock()
+    clock.advance(NOW + 3600)
+    world = World(engine, clock, secrets, verify_at_start=True)
+    assert world.events("audit.verify") == []  # built, not yet running
+    for _ in range(5):
+        clock.advance(0)
+    started, verdict = world.events("audit.verify")
+    assert (started.actor, started.reason, started.details["trigger"]) == (
+        "system",
+        "started",
+        "console-start",
+    )
+    assert (verdict.actor, verdict.reason) == ("system", "chain-intact")
+    page = world.login("olga").get("/integrity")
+    assert page.status == 200 and "system" in page.text
+    engine.dispose()

@@ -133,7 +133,7 @@ def test_the_list_shows_sessions_newest_first_with_their_facts(world: World) -> 
     assert session_ids(reply) == [sid(2), sid(1)]
     text = reply.text
     assert "2026-01-01 08:00:00 +08:00" in text  # Beijing time, with its offset
-    assert "安全管理员已终止本次会话。" in text and "在线" in text and "192.0.2.7:50123" in text
+    assert "安全员终止" in text and "在线" in text and "192.0.2.7:50123" in text
     assert "<script" not in text and "style=" not in text
 
 
@@ -277,8 +277,8 @@ def test_the_timeline_has_logins_actions_and_the_end_of_that_session_only(world:
     assert [o for o, _ in rows][:2] == ["refused", "ok"]
     assert "动态口令错误" in reply.text and "bad-otp" in reply.text
     assert "d-other" not in reply.text and "bad-password" not in reply.text
-    assert "安全通道因长时间空闲已关闭。" in reply.text
-    assert "该账号无权使用所请求的服务。" in reply.text
+    assert "空闲超时（idle-timeout）" in reply.text  # gateway.REASON_WORDS, with the code
+    assert "无权使用该服务" in reply.text
     assert re.search(r"打开的数据流</th><td>3<", reply.text)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 import audit
 import gateway
-from gateway import _sessions
+from gateway import REASON_WORDS, _sessions
 from oversight._timeline import (
     byte_text,
     duration_text,
@@ -93,7 +93,10 @@ def test_a_login_names_each_factors_outcome_and_the_tls_facts() -> None:
 
 def test_a_stream_end_says_service_bytes_duration_and_how_it_ended() -> None:
     e = stream_end(NOW, 1, "client-cancelled", bytes_in=512, bytes_out=5000, duration_ms=2500)
-    assert summary_text(e) == "declare · 上行 512 B · 下行 4.9 KiB · 2.5 秒 · 单位端取消"
+    assert (
+        summary_text(e, REASON_WORDS) == "declare · 上行 512 B · 下行 4.9 KiB · 2.5 秒 · 单位端取消"
+    )
+    assert summary_text(e).endswith(" · client-cancelled")  # no words: the code
 
 
 def test_the_timeline_gathers_streams_tls_and_streams_not_itemised(engine: Engine) -> None:
