@@ -80,9 +80,9 @@ class AlertEvaluator:
         self._clock = clock
         self._thresholds = thresholds
         self._batch = batch
-        self._failing = 0  # failures in a row
-        self._unreported = 0  # failures since the last report, this one included
-        self._reported_at: float | None = None
+        self._failures = auth.RepeatedFailureLog(
+            self.log, "alert evaluation", clock=clock.seconds, every=REPORT_EVERY
+        )
 
     async def tick(self) -> None:
         try:
@@ -104,29 +104,9 @@ class AlertEvaluator:
                 if done.records < self._batch:
                     break
         except Exception:
-            self._failed(Failure())
+            self._failures.failed(Failure())  # retried at every tick
             return
-        if self._failing:
-            self.log.info(
-                "alert evaluation works again after {count} failure(s)", count=self._failing
-            )
-            self._failing = self._unreported = 0
-            self._reported_at = None
-
-    def _failed(self, failure: Failure) -> None:
-        self._failing += 1
-        self._unreported += 1
-        now = self._clock.seconds()
-        if self._reported_at is not None and now - self._reported_at < REPORT_EVERY:
-            return
-        self.log.failure(
-            "alert evaluation failed ({count} failure(s) since the last report); "
-            "retrying every tick",
-            failure,
-            count=self._unreported,
-        )
-        self._unreported = 0
-        self._reported_at = now
+        self._failures.succeeded()
 
     def deferred_tick(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self.tick())

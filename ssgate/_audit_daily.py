@@ -102,9 +102,12 @@ class DailyAuditRun:
         # failing archive (a full archive disk) does not hold up the checkpoint.
         self._archive_due: float | None = None
         self._checkpoint_due: float | None = None
-        self._failing = 0
-        self._unreported = 0
-        self._reported_at: float | None = None
+        self._failures = auth.RepeatedFailureLog(
+            self.log,
+            f"the daily audit run (archive, checkpoint; retried every {CHECK_EVERY:g} s)",
+            clock=clock.seconds,
+            every=REPORT_EVERY,
+        )
 
     async def tick(self) -> None:
         now = self._clock.seconds()
@@ -115,7 +118,7 @@ class DailyAuditRun:
             try:
                 await self._archive(now)
             except Exception:
-                self._failed(Failure())
+                self._failures.failed(Failure())
                 failed = True
             else:
                 self._archive_due = now + DAY
@@ -123,16 +126,12 @@ class DailyAuditRun:
             try:
                 await self._checkpoint(now)
             except Exception:
-                self._failed(Failure())
+                self._failures.failed(Failure())
                 failed = True
             else:
                 self._checkpoint_due = now + DAY
-        if not failed and self._failing:
-            self.log.info(
-                "the daily audit run works again after {count} failure(s)", count=self._failing
-            )
-            self._failing = self._unreported = 0
-            self._reported_at = None
+        if not failed:
+            self._failures.succeeded()
 
     async def _checkpoint(self, now: float) -> None:
         taken: audit.TakenCheckpoint = await self._runner.run(
@@ -168,22 +167,6 @@ class DailyAuditRun:
                 count=manifest.count,
                 file=manifest.file,
             )
-
-    def _failed(self, failure: Failure) -> None:
-        self._failing += 1
-        self._unreported += 1
-        now = self._clock.seconds()
-        if self._reported_at is not None and now - self._reported_at < REPORT_EVERY:
-            return
-        self.log.failure(
-            "the daily audit run (archive, checkpoint) failed ({count} failure(s) since the "
-            "last report); retrying every {every:g} s",
-            failure,
-            count=self._unreported,
-            every=CHECK_EVERY,
-        )
-        self._unreported = 0
-        self._reported_at = now
 
     def deferred_tick(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self.tick())
