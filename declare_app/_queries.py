@@ -39,6 +39,7 @@ all pages.  Money is :class:`~decimal.Decimal` yuan with 2 places.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections import defaultdict
@@ -520,6 +521,16 @@ class EmployerQueries:
         self._tables = pension_tables or default_pension_tables()
         self._tz = tz
         self._deadline = payment_deadline
+        self._audit_into: list[audit.AuditEvent] | None = None
+
+    def reading(self, events: list[audit.AuditEvent]) -> EmployerQueries:
+        """These queries for a read-only transaction: each call's audit event (refusals
+        included) is added to *events* instead of appended on *conn*, for the caller to
+        append in a write transaction of its own (:func:`append_events`) before it
+        answers.  So a query never takes the write lock while it reads."""
+        bound = copy.copy(self)
+        bound._audit_into = events
+        return bound
 
     # -- 单位基本信息 ------------------------------------------------------------------
 
@@ -1480,19 +1491,30 @@ class EmployerQueries:
             findings = getattr(refusal, "findings", ())
             if findings:
                 details["fields"] = ",".join(sorted({f.field for f in findings}))[:500]
-            _append(
+            self._record(
                 conn,
-                actor,
-                action,
-                record.subject,
-                now,
-                outcome="refused",
-                reason=f"{refusal.code}: {refusal.message}",
-                details=details,
+                _event(
+                    actor,
+                    action,
+                    record.subject,
+                    now,
+                    outcome="refused",
+                    reason=f"{refusal.code}: {refusal.message}",
+                    details=details,
+                ),
             )
             raise
-        _append(conn, actor, action, record.subject, now, outcome="ok", details=record.details)
+        self._record(
+            conn,
+            _event(actor, action, record.subject, now, outcome="ok", details=record.details),
+        )
         return result
+
+    def _record(self, conn: Connection, event: audit.AuditEvent) -> None:
+        if self._audit_into is None:
+            audit.append(conn, event)
+        else:
+            self._audit_into.append(event)
 
     def _today(self, now: float) -> date:
         return datetime.fromtimestamp(now, self._tz).date()
@@ -1645,8 +1667,13 @@ def _employer_unit(conn: Connection, actor: Actor) -> UnitStanding:
     return unit
 
 
-def _append(
-    conn: Connection,
+def append_events(conn: Connection, events: Sequence[audit.AuditEvent]) -> None:
+    """Append the audit events that :meth:`EmployerQueries.reading` collected."""
+    for event in events:
+        audit.append(conn, event)
+
+
+def _event(
     actor: Actor,
     action: str,
     subject: str,
@@ -1655,21 +1682,18 @@ def _append(
     outcome: str,
     reason: str = "",
     details: Mapping[str, audit.DetailValue],
-) -> None:
+) -> audit.AuditEvent:
     employer = actor.kind == "employer"
-    audit.append(
-        conn,
-        audit.AuditEvent(
-            at=now,
-            actor=_audit_actor(actor),
-            action=action,
-            subject=_bounded(subject, 255) or "-",
-            outcome=outcome,
-            reason=_bounded(reason, 1000),
-            unit=_bounded((actor.unit_code or "") if employer else "", 64),
-            session_id=_bounded((actor.session_id or "") if employer else "", 128),
-            details=dict(details),
-        ),
+    return audit.AuditEvent(
+        at=now,
+        actor=_audit_actor(actor),
+        action=action,
+        subject=_bounded(subject, 255) or "-",
+        outcome=outcome,
+        reason=_bounded(reason, 1000),
+        unit=_bounded((actor.unit_code or "") if employer else "", 64),
+        session_id=_bounded((actor.session_id or "") if employer else "", 128),
+        details=dict(details),
     )
 
 

@@ -110,6 +110,13 @@ class Runner:
         d: Deferred[T] = self._db.run(fn, *args, **kwargs)
         return d
 
+    def read(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Deferred[T]:
+        """``fn(conn, ...)`` in a read-only transaction on the database's read pool."""
+        d: Deferred[T] = self._db.read(fn, *args, **kwargs)
+        return d
+
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
         d: Deferred[T] = self._logins.defer(fn, *args, **kwargs)
         return d
@@ -301,6 +308,7 @@ def start(
         queries=declare_app.EmployerQueries(rates),
         change_password=authenticator.change_password,
         access_log=access.writer("employer"),
+        reader=runner,
     )
     declare_port = ports.listen(
         config.declare.listen or f"unix:{state.path / DECLARE_SOCKET}:mode=600:lockfile=1",

@@ -535,16 +535,6 @@ def _page_number(value: str | None) -> int:
 # -- running ------------------------------------------------------------------------------
 
 
-def _call(
-    conn: Connection | None,
-    method: Callable[..., Any],
-    actor: Actor,
-    kwargs: dict[str, Any],
-    now: float,
-) -> Any:
-    return method(conn, actor, **kwargs, now=now)
-
-
 def every_row(
     conn: Connection | None,
     method: Callable[..., Any],
@@ -645,7 +635,7 @@ def _render(
 
 async def query_page(ctx: Ctx, name: str) -> Response:
     spec = _spec(name)
-    queries = _queries(ctx)
+    _queries(ctx)  # 501 before anything else when the service has none
     values = _values(ctx, spec)
     try:
         page = _page_number(ctx.query_value("page"))
@@ -657,7 +647,7 @@ async def query_page(ctx: Ctx, name: str) -> Response:
     if spec.paged:
         kwargs.update(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     try:
-        result = await ctx.run(_call, getattr(queries, spec.method), ctx.actor, kwargs, ctx.now())
+        result = await ctx.read_query(spec.method, ctx.actor, **kwargs, now=ctx.now())
     except InvalidQuery as e:
         return _render(ctx, spec, values, status=422, findings=_page_field(e.findings))
     except NotFound:
@@ -766,7 +756,7 @@ _API_PAGING = ("limit", "offset")
 
 async def query_api(ctx: Ctx, name: str) -> Response:
     spec = _spec(name)
-    queries = _queries(ctx)
+    _queries(ctx)  # 501 before anything else when the service has none
     allowed = {f.name for f in spec.filters} | (set(_API_PAGING) if spec.paged else set())
     unknown = sorted(k for k in ctx.query if k not in allowed)
     if unknown:
@@ -793,7 +783,7 @@ async def query_api(ctx: Ctx, name: str) -> Response:
             (Finding("V-FORM-01", spec.needs[0], "error", "请输入身份证号或个人编号"),),
         )
     try:
-        result = await ctx.run(_call, getattr(queries, spec.method), ctx.actor, kwargs, ctx.now())
+        result = await ctx.read_query(spec.method, ctx.actor, **kwargs, now=ctx.now())
     except InvalidQuery as e:
         raise HttpError(422, "invalid", e.message, e.findings) from None
     return json_response(200, {"query": spec.name, "title": spec.title, **to_json(result)})

@@ -10,10 +10,12 @@ import csv
 import io
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 from sqlalchemy import Engine, select
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
 
 import audit
@@ -26,6 +28,7 @@ from declare_app._schema import enrolments, persons
 from declare_app.web import employer_site
 from declare_app.web._query_pages import PAGE_SIZE, SPECS
 from declare_app.web.testing import ALICE, CSRF_KEY, GuardedClient, element_text
+from ssgate._db import in_transaction, read_engine
 
 UNIT_A, UNIT_B, REGION = "12345678", "87654321", "330682"
 NOW = datetime(2025, 3, 10, 10, 0, tzinfo=CHINA_TIME).timestamp()
@@ -193,3 +196,53 @@ def test_unknown_api_parameters_and_queries(clients: tuple[GuardedClient, Guarde
     r = a.api("GET", "/api/v1/queries/person-payments")
     assert r.status == 422
     assert a.get("/queries/person-payments").status == 200  # the form, nothing run
+
+
+class _ReadOnlyRunner:
+    """The read path as ``ssgate._serve.Runner.read`` has it, on the calling thread:
+    one read-only transaction on :func:`ssgate._db.read_engine` (a write fails)."""
+
+    def __init__(self, engine: Engine) -> None:
+        reader = read_engine(engine)
+        assert reader is not None
+        self.engine = reader
+        self.calls = 0
+
+    def read(self, fn: Any, /, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        self.calls += 1
+        return succeed(in_transaction(self.engine, fn, *args, **kwargs))
+
+
+def test_queries_read_on_the_read_path_and_are_still_audited(
+    demo_db: Engine, workflow: Declarations
+) -> None:
+    """With a reader, every query reads in a read-only transaction (which would fail
+    if it wrote) and its audit event, refusals included, is appended afterwards on
+    the write path; the answers are those of the write path."""
+    clock = MemoryReactorClock()
+    clock.advance(NOW)
+    reader = _ReadOnlyRunner(demo_db)
+    site = employer_site(
+        workflow=workflow,
+        runner=SynchronousRunner(demo_db),
+        clock=clock,
+        csrf_key=CSRF_KEY,
+        queries=EmployerQueries(declare_app.demo_rate_table()),
+        reader=reader,
+    )
+    a = GuardedClient(site, clock, identity=EMPLOYER_A)
+    roster = a.api("GET", "/api/v1/queries/roster")
+    assert roster.status == 200 and roster.json()["page"]["total"] > 0
+    assert a.get("/queries/unit-info").status == 200
+    assert a.get("/queries/changes?from_month=bad").status == 422
+    assert reader.calls == 3
+    with demo_db.begin() as conn:
+        events = [r.event for r in audit.query(conn) if r.event.action.startswith("declare.query.")]
+    outcomes = [(e.action, e.outcome, e.session_id) for e in events]
+    assert outcomes == [
+        ("declare.query.roster", "ok", EMPLOYER_A.session_id),
+        ("declare.query.unit-info", "ok", EMPLOYER_A.session_id),
+        ("declare.query.changes", "refused", EMPLOYER_A.session_id),
+    ]
+    if reader.engine.dialect.name == "sqlite":
+        reader.engine.dispose()
