@@ -101,7 +101,14 @@ from declare_app._rules._forms import FORM_INVALID, FORM_TOO_LONG, month_text, p
 from declare_app._rules._insurance_change import CHANGE_REASONS
 from declare_app._rules._master import UnitStanding, unit_standing
 from declare_app._rules._person_add import ADD_TYPES
-from declare_app._schema import contributions, declarations, enrolments, persons, unit_profiles
+from declare_app._schema import (
+    contributions,
+    declarations,
+    enrolments,
+    persons,
+    unit_persons,
+    unit_profiles,
+)
 from declare_app.interfaces import (
     Actor,
     DeclarationError,
@@ -983,54 +990,52 @@ class EmployerQueries:
         name: str | None,
         page: tuple[int, int],
     ) -> Roster:
-        e, p = enrolments.c, persons.c
-        here = (
-            select(
-                e.person_number,
-                func.min(e.status).label("min_status"),
-                func.max(e.status).label("max_status"),
-                func.min(e.start_month).label("start_month"),
-            )
-            .where(e.unit_code == unit_code)
-            .group_by(e.person_number)
-            .subquery()
-        )
-        status_expr = case((here.c.min_status == "1", "1"), else_=here.c.max_status)
-        status_here = status_expr.label("status")
-        conditions: list[ColumnElement[bool]] = []
+        """Two ranges of ``ix_unit_persons_status`` (the counts per status, which give
+        the total too; the page's keys), then the page's persons and enrolments by
+        key.  An ID number narrows to one person through ``uq_persons_id_number``; a
+        name fragment reads the persons whose name contains it."""
+        u, e, p = unit_persons.c, enrolments.c, persons.c
+        conditions: list[ColumnElement[bool]] = [u.unit_code == unit_code]
         if id_number is not None:
-            conditions.append(p.id_number == id_number)
+            conditions.append(
+                u.person_number.in_(select(p.person_number).where(p.id_number == id_number))
+            )
         if name is not None:
-            conditions.append(p.name.contains(name, autoescape=True))
+            conditions.append(
+                u.person_number.in_(
+                    select(p.person_number).where(p.name.contains(name, autoescape=True))
+                )
+            )
         if insurance is not None:
             open_of_type = (
                 select(e.id)
                 .where(
-                    e.unit_code == unit_code,
-                    e.person_number == here.c.person_number,
+                    e.person_number == u.person_number,
                     e.insurance == insurance,
+                    e.unit_code == unit_code,
                     e.status == "1",
                 )
                 .exists()
             )
             conditions.append(open_of_type)
-        joined = here.join(persons, p.person_number == here.c.person_number)
         counts = {
             row.status: int(row.n)
             for row in conn.execute(
-                select(status_here, func.count().label("n"))
-                .select_from(joined)
-                .where(and_(true(), *conditions))
-                .group_by(status_expr)
+                select(u.status, func.count().label("n")).where(*conditions).group_by(u.status)
             )
         }
+        total = sum(counts.values()) if status is None else counts.get(status, 0)
         if status is not None:
-            conditions.append(status_expr == status)
-        where = and_(true(), *conditions)
-        total = int(
-            conn.execute(select(func.count()).select_from(joined).where(where)).scalar_one()
-        )
+            conditions.append(u.status == status)
         limit, offset = page
+        keys = (
+            select(u.person_number, u.status, u.start_month)
+            .where(*conditions)
+            .order_by(u.person_number)
+            .limit(limit)
+            .offset(offset)
+            .subquery()
+        )
         rows = conn.execute(
             select(
                 p.person_number,
@@ -1039,14 +1044,11 @@ class EmployerQueries:
                 p.gender,
                 p.birth_date,
                 p.staff_kind,
-                here.c.start_month,
-                status_here,
+                keys.c.start_month,
+                keys.c.status,
             )
-            .select_from(joined)
-            .where(where)
+            .select_from(keys.join(persons, p.person_number == keys.c.person_number))
             .order_by(p.person_number)
-            .limit(limit)
-            .offset(offset)
         ).all()
         by_person: dict[str, list[Any]] = defaultdict(list)
         if rows:
