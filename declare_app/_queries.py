@@ -43,7 +43,7 @@ import copy
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
@@ -979,6 +979,51 @@ class EmployerQueries:
 
         return self._run(conn, actor, "roster", now, body)
 
+    def roster_export(
+        self,
+        conn: Connection,
+        actor: Actor,
+        *,
+        status: str | None = "1",
+        insurance: Insurance | str | None = None,
+        id_number: str | None = None,
+        name: str | None = None,
+        now: float,
+    ) -> tuple[Roster, Iterator[RosterRow]]:
+        """The whole roster for a download, any size: the counts (a :class:`Roster`
+        without rows) and every matching person, in 个人编号 order, read by one query
+        as the iterator is consumed (so only while *conn*'s transaction is open).
+        Audited once, as ``declare.query.roster`` with ``export``."""
+        f = _Filters()
+        wanted_status = f.choice(
+            "status", status, tuple(s.value for s in PaymentStatus), "缴费状态"
+        )
+        wanted_insurance = f.insurance(insurance)
+        idn = f.id_number(id_number)
+        who = f.name(name)
+
+        def body(unit: UnitStanding, record: _Record) -> tuple[Roster, Iterator[RosterRow]]:
+            f.raise_if_invalid()
+            record.subject = unit.code
+            record.details.update(export=True)
+            if wanted_status is not None:
+                record.details.update(status=wanted_status)
+            if wanted_insurance is not None:
+                record.details.update(insurance=wanted_insurance)
+            record.details.update(_person_filter_details(idn, who))
+            conditions = _roster_where(
+                unit.code, insurance=wanted_insurance, id_number=idn, name=who
+            )
+            counts = _roster_counts(conn, conditions)
+            total = sum(counts.values()) if wanted_status is None else counts.get(wanted_status, 0)
+            record.details.update(total=total)
+            if wanted_status is not None:
+                conditions.append(unit_persons.c.status == wanted_status)
+            summary = Roster(rows=(), page=Page(total, 0, total), counts=counts)
+            return summary, _roster_rows(conn, unit.code, conditions)
+
+        return self._run(conn, actor, "roster", now, body)
+
     def _roster(
         self,
         conn: Connection,
@@ -995,35 +1040,8 @@ class EmployerQueries:
         key.  An ID number narrows to one person through ``uq_persons_id_number``; a
         name fragment reads the persons whose name contains it."""
         u, e, p = unit_persons.c, enrolments.c, persons.c
-        conditions: list[ColumnElement[bool]] = [u.unit_code == unit_code]
-        if id_number is not None:
-            conditions.append(
-                u.person_number.in_(select(p.person_number).where(p.id_number == id_number))
-            )
-        if name is not None:
-            conditions.append(
-                u.person_number.in_(
-                    select(p.person_number).where(p.name.contains(name, autoescape=True))
-                )
-            )
-        if insurance is not None:
-            open_of_type = (
-                select(e.id)
-                .where(
-                    e.person_number == u.person_number,
-                    e.insurance == insurance,
-                    e.unit_code == unit_code,
-                    e.status == "1",
-                )
-                .exists()
-            )
-            conditions.append(open_of_type)
-        counts = {
-            row.status: int(row.n)
-            for row in conn.execute(
-                select(u.status, func.count().label("n")).where(*conditions).group_by(u.status)
-            )
-        }
+        conditions = _roster_where(unit_code, insurance=insurance, id_number=id_number, name=name)
+        counts = _roster_counts(conn, conditions)
         total = sum(counts.values()) if status is None else counts.get(status, 0)
         if status is not None:
             conditions.append(u.status == status)
@@ -1869,6 +1887,121 @@ def _insured_persons(conn: Connection, unit_code: str) -> list[InsuredPerson]:
         )
         for row in conn.execute(query)
     ]
+
+
+def _roster_where(
+    unit_code: str, *, insurance: str | None, id_number: str | None, name: str | None
+) -> list[ColumnElement[bool]]:
+    """The roster's conditions on ``unit_persons`` other than the status."""
+    u, e, p = unit_persons.c, enrolments.c, persons.c
+    conditions: list[ColumnElement[bool]] = [u.unit_code == unit_code]
+    if id_number is not None:
+        conditions.append(
+            u.person_number.in_(select(p.person_number).where(p.id_number == id_number))
+        )
+    if name is not None:
+        conditions.append(
+            u.person_number.in_(
+                select(p.person_number).where(p.name.contains(name, autoescape=True))
+            )
+        )
+    if insurance is not None:
+        open_of_type = (
+            select(e.id)
+            .where(
+                e.person_number == u.person_number,
+                e.insurance == insurance,
+                e.unit_code == unit_code,
+                e.status == "1",
+            )
+            .exists()
+        )
+        conditions.append(open_of_type)
+    return conditions
+
+
+def _roster_counts(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> dict[str, int]:
+    """Persons per AAC031 under *conditions*: one range of ``ix_unit_persons_status``."""
+    u = unit_persons.c
+    return {
+        row.status: int(row.n)
+        for row in conn.execute(
+            select(u.status, func.count().label("n")).where(*conditions).group_by(u.status)
+        )
+    }
+
+
+EXPORT_BATCH: Final = 1_000  # rows fetched at a time (a server-side cursor on PostgreSQL)
+
+
+class _Enrolment(NamedTuple):
+    insurance: str
+    status: str
+    end_month: str | None
+    base_fen: int
+    id: int
+
+
+def _roster_rows(
+    conn: Connection, unit_code: str, conditions: Sequence[ColumnElement[bool]]
+) -> Iterator[RosterRow]:
+    """Every person under *conditions* with their enrolments in the unit, by one
+    query in 个人编号 order (``ix_unit_persons_status`` or the primary key, then each
+    person's rows by key), grouped here as they arrive."""
+    u, e, p = unit_persons.c, enrolments.c, persons.c
+    statement = (
+        select(
+            p.person_number,
+            p.name,
+            p.id_number,
+            p.gender,
+            p.birth_date,
+            p.staff_kind,
+            u.start_month,
+            u.status,
+            e.insurance,
+            e.status.label("enrolment_status"),
+            e.end_month,
+            e.base_fen,
+            e.id,
+        )
+        .select_from(
+            unit_persons.join(persons, p.person_number == u.person_number).join(
+                enrolments, and_(e.unit_code == unit_code, e.person_number == u.person_number)
+            )
+        )
+        .where(*conditions)
+        .order_by(u.person_number)
+    )
+    result = conn.execution_options(yield_per=EXPORT_BATCH).execute(statement)
+    person: Any = None
+    items: list[_Enrolment] = []
+    for row in result:
+        if person is not None and row.person_number != person.person_number:
+            yield _roster_row(person, items)
+            items = []
+        person = row
+        items.append(
+            _Enrolment(row.insurance, row.enrolment_status, row.end_month, row.base_fen, row.id)
+        )
+    if person is not None:
+        yield _roster_row(person, items)
+
+
+def _roster_row(person: Any, items: list[_Enrolment]) -> RosterRow:
+    insurances, base = _current_enrolments(sorted(items, key=lambda i: i.id))
+    return RosterRow(
+        person_number=person.person_number,
+        name=person.name,
+        id_number=person.id_number,
+        gender=person.gender,
+        birth_month=month_text(YearMonth.of(person.birth_date)),
+        staff_kind=person.staff_kind,
+        insurances=insurances,
+        base=base,
+        status=person.status,
+        start_month=person.start_month,
+    )
 
 
 def _current_enrolments(items: Sequence[Any]) -> tuple[tuple[str, ...], Decimal | None]:

@@ -18,9 +18,10 @@ never waits for it, and a page that writes never waits for someone else's read.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
@@ -198,6 +199,82 @@ class WorkerPool:
             self._started = False
 
 
+class ReadStream(Generic[T]):
+    """The items of ``fn(conn)`` (an iterator reading a cursor), fetched a batch at a
+    time inside one read-only transaction that stays open until :meth:`close`.
+
+    The connection lives on a thread of the stream's own (a SQLite connection stays
+    on the thread that made it), so a long export holds neither the write lock nor a
+    thread of the read pool.  Where the database has no separate readers (in-memory
+    SQLite) the items are read in one write-path transaction and served from memory.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        engine: Engine | None,
+        items: Callable[[Connection], Iterable[T]],
+        fallback: Callable[[Callable[[Connection], list[T]]], Any],
+    ) -> None:
+        self._pool = WorkerPool(reactor, name="ssgate-db-stream", max_threads=1)
+        self._engine = engine
+        self._items = items
+        self._fallback = fallback
+        self._conn: Connection | None = None
+        self._iterator: Iterator[T] | None = None
+
+    def next(self, count: int) -> Any:  # Deferred[list[T]]; empty when there is no more
+        """The next *count* items at most."""
+        if self._engine is None:
+            if self._iterator is None:
+                d = self._fallback(lambda conn: list(self._items(conn)))
+
+                def loaded(items: list[T]) -> list[T]:
+                    self._iterator = iter(items)
+                    return list(islice(self._iterator, count))
+
+                return d.addCallback(loaded)
+            from twisted.internet.defer import succeed
+
+            return succeed(list(islice(self._iterator, count)))
+        return self._pool.defer(self._next, count)
+
+    def _next(self, count: int) -> list[T]:
+        if self._iterator is None:
+            assert self._engine is not None
+            conn = self._engine.connect()
+            try:
+                conn.begin()
+                self._iterator = iter(self._items(conn))
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return list(islice(self._iterator, count))
+
+    def close(self) -> Any:  # Deferred[None]
+        """End the transaction (a read: nothing to commit) and free the thread."""
+        from twisted.internet.defer import succeed
+
+        if self._engine is None:
+            self._iterator = iter(())
+            return succeed(None)
+
+        def end() -> None:
+            self._iterator = iter(())
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        d = self._pool.defer(end)
+
+        def stop(result: object) -> object:
+            self._pool.stop()  # its one thread is idle now: joined at once
+            return result
+
+        return d.addBoth(stop)
+
+
 class Database:
     """An engine plus the dedicated thread pools its transactions run on.
 
@@ -219,6 +296,7 @@ class Database:
         # SQLite serialises writers anyway; more threads only add lock waits.
         threads = 1 if engine.dialect.name == "sqlite" else max_threads
         self._pool = WorkerPool(reactor, name="ssgate-db", max_threads=threads)
+        self._reactor = reactor
         self._read_engine = read_engine(engine, pool_size=read_threads)
         self._reads = (
             None
@@ -254,6 +332,21 @@ class Database:
             return in_transaction(reader, fn, *args, **kwargs)
 
         return self._reads.defer(work)
+
+    def stream(
+        self,
+        fn: Callable[Concatenate[Connection, P], Iterable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> ReadStream[T]:
+        """The items of ``fn(conn, ...)``, read as they are asked for in one read-only
+        transaction (see :class:`ReadStream`); close it when done."""
+        return ReadStream(
+            self._reactor,
+            self._read_engine,
+            lambda conn: fn(conn, *args, **kwargs),
+            self.run,
+        )
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Any:
         """``fn(*args)`` on the pool, for blocking work that manages its own transactions."""

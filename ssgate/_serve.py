@@ -21,7 +21,7 @@ from __future__ import annotations
 import hmac
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TextIO, TypeVar, cast
 
@@ -80,7 +80,7 @@ from ssgate._console import (
     login_form_key,
     session_sweeper,
 )
-from ssgate._db import Database, WorkerPool
+from ssgate._db import Database, ReadStream, WorkerPool
 from ssgate._state import StateDir, StateError
 from ssgate._syslog import SyslogSetupError, syslog_service
 
@@ -116,6 +116,16 @@ class Runner:
         """``fn(conn, ...)`` in a read-only transaction on the database's read pool."""
         d: Deferred[T] = self._db.read(fn, *args, **kwargs)
         return d
+
+    def stream(
+        self,
+        fn: Callable[Concatenate[Connection, P], Iterable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> ReadStream[T]:
+        """``fn(conn, ...)``'s items, read as asked for in one read-only transaction."""
+        return self._db.stream(fn, *args, **kwargs)
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
         d: Deferred[T] = self._logins.defer(fn, *args, **kwargs)

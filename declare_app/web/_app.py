@@ -10,7 +10,7 @@ return a :class:`Response` that the site writes once the Deferred fires.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeAlias, TypeVar
@@ -47,13 +47,33 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+class RowStream(Protocol):
+    """Items read a batch at a time in one open read-only transaction
+    (:class:`ssgate._db.ReadStream`)."""
+
+    def next(self, count: int) -> Deferred[list[Any]]:
+        """Up to *count* more items; none when there are no more."""
+        ...
+
+    def close(self) -> Deferred[None]: ...
+
+
 class Reader(Protocol):
-    """The read path (``ssgate._serve.Runner.read``): ``fn(conn, ...)`` in one
-    read-only transaction on the database's read pool, never behind the write lock."""
+    """The read path (``ssgate._serve.Runner``): ``read`` runs ``fn(conn, ...)`` in one
+    read-only transaction on the database's read pool, never behind the write lock;
+    ``stream`` reads the items of ``fn(conn, ...)`` as they are asked for."""
 
     def read(
         self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
     ) -> Deferred[T]: ...
+
+    def stream(
+        self,
+        fn: Callable[Concatenate[Connection, P], Iterable[Any]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> RowStream: ...
 
 
 # (conn, unit code) -> the unit's registered name, for the home page and the voucher.

@@ -10,11 +10,12 @@ import csv
 import io
 from dataclasses import replace
 from datetime import datetime
+from itertools import islice
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, distinct, func, select
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
 
@@ -212,6 +213,26 @@ class _ReadOnlyRunner:
         self.calls += 1
         return succeed(in_transaction(self.engine, fn, *args, **kwargs))
 
+    def stream(self, fn: Any, /, *args: Any, **kwargs: Any) -> _OpenStream:
+        self.calls += 1
+        return _OpenStream(self.engine.connect(), fn, *args, **kwargs)
+
+
+class _OpenStream:
+    """``ssgate._db.ReadStream`` on the calling thread: one open read transaction."""
+
+    def __init__(self, conn: Connection, fn: Any, *args: Any, **kwargs: Any) -> None:
+        self.conn = conn
+        conn.begin()
+        self.items = iter(fn(conn, *args, **kwargs))
+
+    def next(self, count: int) -> Deferred[list[Any]]:
+        return succeed(list(islice(self.items, count)))
+
+    def close(self) -> Deferred[None]:
+        self.conn.close()
+        return succeed(None)
+
 
 def test_queries_read_on_the_read_path_and_are_still_audited(
     demo_db: Engine, workflow: Declarations
@@ -244,5 +265,32 @@ def test_queries_read_on_the_read_path_and_are_still_audited(
         ("declare.query.unit-info", "ok", EMPLOYER_A.session_id),
         ("declare.query.changes", "refused", EMPLOYER_A.session_id),
     ]
+    # the roster CSV streams from one open read transaction: every person, the same
+    # bytes as the write path's, one audit event marked as an export
+    plain = GuardedClient(
+        employer_site(
+            workflow=workflow,
+            runner=SynchronousRunner(demo_db),
+            clock=clock,
+            csrf_key=CSRF_KEY,
+            queries=EmployerQueries(declare_app.demo_rate_table()),
+        ),
+        clock,
+        identity=EMPLOYER_A,
+    )
+    streamed = a.get("/queries/roster.csv?status=all")
+    assert streamed.status == 200 and streamed.headers[b"transfer-encoding"] == b"chunked"
+    assert streamed.body == plain.get("/queries/roster.csv?status=all").body
+    rows = list(csv.reader(io.StringIO(streamed.body.decode("utf-8-sig"))))
+    header = rows.index([c.label for c in SPECS["roster"].columns])
+    with demo_db.begin() as conn:
+        persons_a = conn.execute(
+            select(func.count(distinct(enrolments.c.person_number))).where(
+                enrolments.c.unit_code == UNIT_A
+            )
+        ).scalar_one()
+        last = [r.event for r in audit.query(conn) if r.event.action == "declare.query.roster"]
+    assert len(rows) - header - 1 == persons_a
+    assert last[-2].details.get("export") is True
     if reader.engine.dialect.name == "sqlite":
         reader.engine.dispose()
