@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+import pytest_twisted  # type: ignore[import-untyped, unused-ignore]
 from sqlalchemy import (
     Column,
     Connection,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     text,
 )
 
-from ssgate._db import in_transaction, read_engine
+from ssgate._db import Database, in_transaction, read_engine
 
 _metadata = MetaData()
 _things = Table("read_path_things", _metadata, Column("n", Integer, primary_key=True))
@@ -107,3 +108,35 @@ def test_in_memory_sqlite_has_no_separate_readers() -> None:
     engine = make_engine("sqlite://")
     assert read_engine(engine) is None
     engine.dispose()
+
+
+TEST_TIMEOUT = 60.0
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_open_stream_delays_neither_writes_nor_reads(filled: Engine) -> None:
+    """While a stream holds its read transaction open between batches (an export
+    waiting for a slow client), a write and another read complete, and the stream
+    goes on reading its own snapshot: the rows as they were when it began."""
+    from twisted.internet import reactor
+
+    db = Database(filled, reactor)
+    try:
+        stream = db.stream(
+            lambda conn: (n for (n,) in conn.execute(select(_things.c.n).order_by(_things.c.n)))
+        )
+        first = await stream.next(3).addTimeout(TEST_TIMEOUT, reactor)
+        assert first == [0, 1, 2]
+        await db.run(lambda conn: conn.execute(insert(_things), {"n": 10})).addTimeout(
+            TEST_TIMEOUT, reactor
+        )
+        assert await db.read(_count).addTimeout(TEST_TIMEOUT, reactor) == 11
+        rest = await stream.next(100).addTimeout(TEST_TIMEOUT, reactor)
+        if filled.dialect.name == "sqlite":
+            assert rest == list(range(3, 10))  # its snapshot
+        else:
+            assert rest[:7] == list(range(3, 10))  # read committed: may see the new row
+        assert await stream.next(100) == []
+        await stream.close()
+    finally:
+        db.close()
