@@ -269,7 +269,7 @@ def load(engine: Engine, p: Params, say: Callable[[str], None]) -> Landmarks:
         raw.close()
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
-            for table in ("units", "persons", "enrolments", "contributions"):
+            for table in ("units", "persons", "enrolments", "unit_persons", "contributions"):
                 conn.execute(text(f"ANALYZE {table}"))
     say(f"  loaded in {time.perf_counter() - started:.0f} s")
     idn = _id_number(p.persons // 2)[0]
