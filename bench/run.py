@@ -6,6 +6,9 @@
     python bench/run.py officer --db sqlite|postgresql [--events N]
                                    # the officers' console pages over a large audit log
                                    # (bench/_officer.py; a separate scenario)
+    python bench/run.py declare --db sqlite|postgresql [--persons N] [--path read|write]
+                                   # the declaration service's views at a 50,000-person
+                                   # unit (bench/_declare.py; a separate scenario)
 
 Everything runs on loopback, in one temporary directory, started and stopped here:
 
@@ -501,6 +504,10 @@ def main(argv: list[str]) -> int:
     # remove temporary directories and schemas, in either scenario.
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
+    if argv[:1] == ["declare"]:
+        from _declare import main as declare_main
+
+        return declare_main(argv[1:])
     if argv[:1] == ["officer"]:
         from _officer import main as officer_main
 

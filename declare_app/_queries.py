@@ -39,10 +39,11 @@ all pages.  Money is :class:`~decimal.Decimal` yuan with 2 places.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
@@ -112,6 +113,7 @@ from declare_app._schema import (
     declarations,
     enrolments,
     persons,
+    unit_persons,
     unit_profiles,
 )
 from declare_app.interfaces import (
@@ -542,6 +544,16 @@ class EmployerQueries:
         self._tables = pension_tables or default_pension_tables()
         self._tz = tz
         self._deadline = payment_deadline
+        self._audit_into: list[audit.AuditEvent] | None = None
+
+    def reading(self, events: list[audit.AuditEvent]) -> EmployerQueries:
+        """These queries for a read-only transaction: each call's audit event (refusals
+        included) is added to *events* instead of appended on *conn*, for the caller to
+        append in a write transaction of its own (:func:`append_events`) before it
+        answers.  So a query never takes the write lock while it reads."""
+        bound = copy.copy(self)
+        bound._audit_into = events
+        return bound
 
     # -- 单位基本信息 ------------------------------------------------------------------
 
@@ -982,6 +994,51 @@ class EmployerQueries:
 
         return self._run(conn, actor, "roster", now, body)
 
+    def roster_export(
+        self,
+        conn: Connection,
+        actor: Actor,
+        *,
+        status: str | None = "1",
+        insurance: Insurance | str | None = None,
+        id_number: str | None = None,
+        name: str | None = None,
+        now: float,
+    ) -> tuple[Roster, Iterator[RosterRow]]:
+        """The whole roster for a download, any size: the counts (a :class:`Roster`
+        without rows) and every matching person, in 个人编号 order, read by one query
+        as the iterator is consumed (so only while *conn*'s transaction is open).
+        Audited once, as ``declare.query.roster`` with ``export``."""
+        f = _Filters()
+        wanted_status = f.choice(
+            "status", status, tuple(s.value for s in PaymentStatus), "缴费状态"
+        )
+        wanted_insurance = f.insurance(insurance)
+        idn = f.id_number(id_number)
+        who = f.name(name)
+
+        def body(unit: UnitStanding, record: _Record) -> tuple[Roster, Iterator[RosterRow]]:
+            f.raise_if_invalid()
+            record.subject = unit.code
+            record.details.update(export=True)
+            if wanted_status is not None:
+                record.details.update(status=wanted_status)
+            if wanted_insurance is not None:
+                record.details.update(insurance=wanted_insurance)
+            record.details.update(_person_filter_details(idn, who))
+            conditions = _roster_where(
+                unit.code, insurance=wanted_insurance, id_number=idn, name=who
+            )
+            counts = _roster_counts(conn, conditions)
+            total = sum(counts.values()) if wanted_status is None else counts.get(wanted_status, 0)
+            record.details.update(total=total)
+            if wanted_status is not None:
+                conditions.append(unit_persons.c.status == wanted_status)
+            summary = Roster(rows=(), page=Page(total, 0, total), counts=counts)
+            return summary, _roster_rows(conn, unit.code, conditions)
+
+        return self._run(conn, actor, "roster", now, body)
+
     def _roster(
         self,
         conn: Connection,
@@ -993,54 +1050,25 @@ class EmployerQueries:
         name: str | None,
         page: tuple[int, int],
     ) -> Roster:
-        e, p = enrolments.c, persons.c
-        here = (
-            select(
-                e.person_number,
-                func.min(e.status).label("min_status"),
-                func.max(e.status).label("max_status"),
-                func.min(e.start_month).label("start_month"),
-            )
-            .where(e.unit_code == unit_code)
-            .group_by(e.person_number)
+        """Two ranges of ``ix_unit_persons_status`` (the counts per status, which give
+        the total too; the page's keys), then the page's persons and enrolments by
+        key.  An ID number narrows to one person through ``uq_persons_id_number``; a
+        name fragment reads the persons whose name contains it."""
+        u, e, p = unit_persons.c, enrolments.c, persons.c
+        conditions = _roster_where(unit_code, insurance=insurance, id_number=id_number, name=name)
+        counts = _roster_counts(conn, conditions)
+        total = sum(counts.values()) if status is None else counts.get(status, 0)
+        if status is not None:
+            conditions.append(u.status == status)
+        limit, offset = page
+        keys = (
+            select(u.person_number, u.status, u.start_month)
+            .where(*conditions)
+            .order_by(u.person_number)
+            .limit(limit)
+            .offset(offset)
             .subquery()
         )
-        status_expr = case((here.c.min_status == "1", "1"), else_=here.c.max_status)
-        status_here = status_expr.label("status")
-        conditions: list[ColumnElement[bool]] = []
-        if id_number is not None:
-            conditions.append(p.id_number == id_number)
-        if name is not None:
-            conditions.append(p.name.contains(name, autoescape=True))
-        if insurance is not None:
-            open_of_type = (
-                select(e.id)
-                .where(
-                    e.unit_code == unit_code,
-                    e.person_number == here.c.person_number,
-                    e.insurance == insurance,
-                    e.status == "1",
-                )
-                .exists()
-            )
-            conditions.append(open_of_type)
-        joined = here.join(persons, p.person_number == here.c.person_number)
-        counts = {
-            row.status: int(row.n)
-            for row in conn.execute(
-                select(status_here, func.count().label("n"))
-                .select_from(joined)
-                .where(and_(true(), *conditions))
-                .group_by(status_expr)
-            )
-        }
-        if status is not None:
-            conditions.append(status_expr == status)
-        where = and_(true(), *conditions)
-        total = int(
-            conn.execute(select(func.count()).select_from(joined).where(where)).scalar_one()
-        )
-        limit, offset = page
         rows = conn.execute(
             select(
                 p.person_number,
@@ -1049,14 +1077,11 @@ class EmployerQueries:
                 p.gender,
                 p.birth_date,
                 p.staff_kind,
-                here.c.start_month,
-                status_here,
+                keys.c.start_month,
+                keys.c.status,
             )
-            .select_from(joined)
-            .where(where)
+            .select_from(keys.join(persons, p.person_number == keys.c.person_number))
             .order_by(p.person_number)
-            .limit(limit)
-            .offset(offset)
         ).all()
         by_person: dict[str, list[Any]] = defaultdict(list)
         if rows:
@@ -1493,19 +1518,30 @@ class EmployerQueries:
             findings = getattr(refusal, "findings", ())
             if findings:
                 details["fields"] = ",".join(sorted({f.field for f in findings}))[:500]
-            _append(
+            self._record(
                 conn,
-                actor,
-                action,
-                record.subject,
-                now,
-                outcome="refused",
-                reason=f"{refusal.code}: {refusal.message}",
-                details=details,
+                _event(
+                    actor,
+                    action,
+                    record.subject,
+                    now,
+                    outcome="refused",
+                    reason=f"{refusal.code}: {refusal.message}",
+                    details=details,
+                ),
             )
             raise
-        _append(conn, actor, action, record.subject, now, outcome="ok", details=record.details)
+        self._record(
+            conn,
+            _event(actor, action, record.subject, now, outcome="ok", details=record.details),
+        )
         return result
+
+    def _record(self, conn: Connection, event: audit.AuditEvent) -> None:
+        if self._audit_into is None:
+            audit.append(conn, event)
+        else:
+            self._audit_into.append(event)
 
     def _today(self, now: float) -> date:
         return datetime.fromtimestamp(now, self._tz).date()
@@ -1658,8 +1694,13 @@ def _employer_unit(conn: Connection, actor: Actor) -> UnitStanding:
     return unit
 
 
-def _append(
-    conn: Connection,
+def append_events(conn: Connection, events: Sequence[audit.AuditEvent]) -> None:
+    """Append the audit events that :meth:`EmployerQueries.reading` collected."""
+    for event in events:
+        audit.append(conn, event)
+
+
+def _event(
     actor: Actor,
     action: str,
     subject: str,
@@ -1668,21 +1709,18 @@ def _append(
     outcome: str,
     reason: str = "",
     details: Mapping[str, audit.DetailValue],
-) -> None:
+) -> audit.AuditEvent:
     employer = actor.kind == "employer"
-    audit.append(
-        conn,
-        audit.AuditEvent(
-            at=now,
-            actor=_audit_actor(actor),
-            action=action,
-            subject=_bounded(subject, 255) or "-",
-            outcome=outcome,
-            reason=_bounded(reason, 1000),
-            unit=_bounded((actor.unit_code or "") if employer else "", 64),
-            session_id=_bounded((actor.session_id or "") if employer else "", 128),
-            details=dict(details),
-        ),
+    return audit.AuditEvent(
+        at=now,
+        actor=_audit_actor(actor),
+        action=action,
+        subject=_bounded(subject, 255) or "-",
+        outcome=outcome,
+        reason=_bounded(reason, 1000),
+        unit=_bounded((actor.unit_code or "") if employer else "", 64),
+        session_id=_bounded((actor.session_id or "") if employer else "", 128),
+        details=dict(details),
     )
 
 
@@ -1948,6 +1986,121 @@ def _insured_persons(conn: Connection, unit_code: str) -> list[InsuredPerson]:
         )
         for row in conn.execute(query)
     ]
+
+
+def _roster_where(
+    unit_code: str, *, insurance: str | None, id_number: str | None, name: str | None
+) -> list[ColumnElement[bool]]:
+    """The roster's conditions on ``unit_persons`` other than the status."""
+    u, e, p = unit_persons.c, enrolments.c, persons.c
+    conditions: list[ColumnElement[bool]] = [u.unit_code == unit_code]
+    if id_number is not None:
+        conditions.append(
+            u.person_number.in_(select(p.person_number).where(p.id_number == id_number))
+        )
+    if name is not None:
+        conditions.append(
+            u.person_number.in_(
+                select(p.person_number).where(p.name.contains(name, autoescape=True))
+            )
+        )
+    if insurance is not None:
+        open_of_type = (
+            select(e.id)
+            .where(
+                e.person_number == u.person_number,
+                e.insurance == insurance,
+                e.unit_code == unit_code,
+                e.status == "1",
+            )
+            .exists()
+        )
+        conditions.append(open_of_type)
+    return conditions
+
+
+def _roster_counts(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> dict[str, int]:
+    """Persons per AAC031 under *conditions*: one range of ``ix_unit_persons_status``."""
+    u = unit_persons.c
+    return {
+        row.status: int(row.n)
+        for row in conn.execute(
+            select(u.status, func.count().label("n")).where(*conditions).group_by(u.status)
+        )
+    }
+
+
+EXPORT_BATCH: Final = 1_000  # rows fetched at a time (a server-side cursor on PostgreSQL)
+
+
+class _Enrolment(NamedTuple):
+    insurance: str
+    status: str
+    end_month: str | None
+    base_fen: int
+    id: int
+
+
+def _roster_rows(
+    conn: Connection, unit_code: str, conditions: Sequence[ColumnElement[bool]]
+) -> Iterator[RosterRow]:
+    """Every person under *conditions* with their enrolments in the unit, by one
+    query in 个人编号 order (``ix_unit_persons_status`` or the primary key, then each
+    person's rows by key), grouped here as they arrive."""
+    u, e, p = unit_persons.c, enrolments.c, persons.c
+    statement = (
+        select(
+            p.person_number,
+            p.name,
+            p.id_number,
+            p.gender,
+            p.birth_date,
+            p.staff_kind,
+            u.start_month,
+            u.status,
+            e.insurance,
+            e.status.label("enrolment_status"),
+            e.end_month,
+            e.base_fen,
+            e.id,
+        )
+        .select_from(
+            unit_persons.join(persons, p.person_number == u.person_number).join(
+                enrolments, and_(e.unit_code == unit_code, e.person_number == u.person_number)
+            )
+        )
+        .where(*conditions)
+        .order_by(u.person_number)
+    )
+    result = conn.execution_options(yield_per=EXPORT_BATCH).execute(statement)
+    person: Any = None
+    items: list[_Enrolment] = []
+    for row in result:
+        if person is not None and row.person_number != person.person_number:
+            yield _roster_row(person, items)
+            items = []
+        person = row
+        items.append(
+            _Enrolment(row.insurance, row.enrolment_status, row.end_month, row.base_fen, row.id)
+        )
+    if person is not None:
+        yield _roster_row(person, items)
+
+
+def _roster_row(person: Any, items: list[_Enrolment]) -> RosterRow:
+    insurances, base = _current_enrolments(sorted(items, key=lambda i: i.id))
+    return RosterRow(
+        person_number=person.person_number,
+        name=person.name,
+        id_number=person.id_number,
+        gender=person.gender,
+        birth_month=month_text(YearMonth.of(person.birth_date)),
+        staff_kind=person.staff_kind,
+        insurances=insurances,
+        base=base,
+        status=person.status,
+        start_month=person.start_month,
+    )
 
 
 def _current_enrolments(items: Sequence[Any]) -> tuple[tuple[str, ...], Decimal | None]:

@@ -13,6 +13,8 @@ chronologically; money is integer fen (``*_fen``), exact on both databases.
   monthly ledger), ``injury_cases`` and ``injury_appraisals`` (工伤认定 and 鉴定).
 * The intermediate store: ``declarations`` (payload and findings as JSON text),
   ``declaration_events`` (insert-only transitions), ``vouchers`` (办理凭证).
+* ``unit_persons``: each person's roster status per unit, derived from ``enrolments``
+  by triggers (``_unit_persons.py``), never written by the application.
 * ``number_sequences`` hands out 个人编号 and per-day voucher sequences.
 * The ledger (issue 14): ``contribution_plans`` (per person, unit and insurance type:
   from which month, until which, on which base — written on approval),
@@ -43,6 +45,8 @@ from sqlalchemy import (
     false,
     text,
 )
+
+from declare_app._unit_persons import keep_current_on_create
 
 metadata = MetaData()
 
@@ -185,6 +189,9 @@ enrolments = Table(
     CheckConstraint("base_fen >= 0", name="ck_enrolments_base"),
     Index("ix_enrolments_person_number", "person_number", "insurance"),
     Index("ix_enrolments_unit_code", "unit_code", "status"),
+    # A page's persons' enrolments, and the unit_persons triggers' recomputation of one
+    # (unit, person): an exact range, never the unit's whole enrolment set.
+    Index("ix_enrolments_unit_person", "unit_code", "person_number"),
     Index(
         "uq_enrolments_one_open",
         "person_number",
@@ -194,6 +201,28 @@ enrolments = Table(
         postgresql_where=text("status = '1'"),
     ),
 )
+
+# Each person's standing in each unit, derived from ``enrolments`` and kept current by
+# triggers on it (``_unit_persons.py``): ``status`` is the roster's AAC031 (1 while an
+# enrolment in the unit is open, else 3 if one was terminated, else 2), ``start_month``
+# the first month in the unit.  A roster page or a count per status is one range of
+# ``ix_unit_persons_status`` instead of a grouping of the unit's enrolments.
+unit_persons = Table(
+    "unit_persons",
+    metadata,
+    Column("unit_code", String(8), nullable=False),
+    Column("person_number", String(PERSON_NUMBER_LENGTH), nullable=False),
+    Column("status", String(1), nullable=False),
+    Column("start_month", String(7), nullable=False),
+    PrimaryKeyConstraint("unit_code", "person_number", name="pk_unit_persons"),
+    ForeignKeyConstraint(["unit_code"], ["units.code"], name="fk_unit_persons_unit_code"),
+    ForeignKeyConstraint(
+        ["person_number"], ["persons.person_number"], name="fk_unit_persons_person_number"
+    ),
+    CheckConstraint("status IN ('1', '2', '3')", name="ck_unit_persons_status"),
+    Index("ix_unit_persons_status", "unit_code", "status", "person_number"),
+)
+keep_current_on_create(metadata)
 
 # The monthly ledger: what is due (and paid) per person, unit, insurance and month.
 contributions = Table(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hmac
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TextIO, TypeVar, cast
 
@@ -80,7 +80,7 @@ from ssgate._console import (
     login_form_key,
     session_sweeper,
 )
-from ssgate._db import Database, WorkerPool
+from ssgate._db import Database, ReadStream, WorkerPool
 from ssgate._monthly_close import monthly_close_service
 from ssgate._ops import Ops, exposure_warning, is_loopback_listen, node_ops
 from ssgate._radius import RadiusListener, start_radius
@@ -112,6 +112,23 @@ class Runner:
     ) -> Deferred[T]:
         d: Deferred[T] = self._db.run(fn, *args, **kwargs)
         return d
+
+    def read(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Deferred[T]:
+        """``fn(conn, ...)`` in a read-only transaction on the database's read pool."""
+        d: Deferred[T] = self._db.read(fn, *args, **kwargs)
+        return d
+
+    def stream(
+        self,
+        fn: Callable[Concatenate[Connection, P], Iterable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> ReadStream[T]:
+        """``fn(conn, ...)``'s items, read as asked for in one read-only transaction."""
+        return self._db.stream(fn, *args, **kwargs)
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
         d: Deferred[T] = self._logins.defer(fn, *args, **kwargs)
@@ -319,6 +336,7 @@ def start(
         queries=declare_app.EmployerQueries(rates),
         change_password=authenticator.change_password,
         access_log=access.writer("employer"),
+        reader=runner,
     )
     declare_port = ports.listen(
         config.declare.listen or f"unix:{state.path / DECLARE_SOCKET}:mode=600:lockfile=1",

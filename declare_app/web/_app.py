@@ -10,20 +10,21 @@ return a :class:`Response` that the site writes once the Deferred fires.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from html import escape
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeAlias, TypeVar
 
 from jinja2 import Environment
 from sqlalchemy import Connection
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
+import audit
 import auth
 import web
 from auth import AuthOutcome, Identity
-from declare_app._queries import EmployerQueries
+from declare_app._queries import EmployerQueries, append_events
 from declare_app.interfaces import (
     Actor,
     DeclarationError,
@@ -37,6 +38,42 @@ from declare_app.interfaces import (
 # on the database pool, ``call`` a login call (argon2) on the login pool.
 Runner: TypeAlias = auth.Runner
 LoginRunner: TypeAlias = auth.Runner
+
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class RowStream(Protocol):
+    """Items read a batch at a time in one open read-only transaction
+    (:class:`ssgate._db.ReadStream`)."""
+
+    def next(self, count: int) -> Deferred[list[Any]]:
+        """Up to *count* more items; none when there are no more."""
+        ...
+
+    def close(self) -> Deferred[None]: ...
+
+
+class Reader(Protocol):
+    """The read path (``ssgate._serve.Runner``): ``read`` runs ``fn(conn, ...)`` in one
+    read-only transaction on the database's read pool, never behind the write lock;
+    ``stream`` reads the items of ``fn(conn, ...)`` as they are asked for."""
+
+    def read(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Deferred[T]: ...
+
+    def stream(
+        self,
+        fn: Callable[Concatenate[Connection, P], Iterable[Any]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> RowStream: ...
 
 
 # (conn, unit code) -> the unit's registered name, for the home page and the voucher.
@@ -77,6 +114,7 @@ class EmployerApp:
     unit_names: UnitNames | None = None
     queries: EmployerQueries | None = None
     change_password: ChangePassword | None = None
+    reader: Reader | None = None  # without it, queries read on the write path
 
     def login_runner(self) -> LoginRunner:
         """The runner's login pool (checked by ``employer_site`` when a password
@@ -110,6 +148,27 @@ class Ctx:
         """``fn(conn, *args, **kwargs)`` in one transaction on the runner's pool, awaited;
         committed even when the workflow refuses (then the refusal is raised here)."""
         result = await self.app.runner.run(recording_refusals, fn, *args, **kwargs)
+        if isinstance(result, DeclarationError):
+            raise result
+        return result
+
+    async def read_query(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """``app.queries.<method>(conn, *args, **kwargs)`` on the read path, awaited: a
+        read-only transaction for the query, then its audit event (refusals too)
+        appended in a short write transaction before the answer or refusal is given."""
+        queries = self.app.queries
+        if queries is None:
+            raise LookupError("no queries configured")
+        reader = self.app.reader
+        if reader is None:
+            return await self.run(getattr(queries, method), *args, **kwargs)
+        events: list[audit.AuditEvent] = []
+        call = getattr(queries.reading(events), method)
+        try:
+            result = await reader.read(recording_refusals, call, *args, **kwargs)
+        finally:
+            if events:
+                await self.app.runner.run(append_events, events)
         if isinstance(result, DeclarationError):
             raise result
         return result

@@ -29,20 +29,25 @@ import csv
 import dataclasses
 import enum
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from itertools import islice
 from typing import Any, Final
 from urllib.parse import urlencode
 
 from sqlalchemy import Connection
+from twisted.internet.defer import Deferred, succeed
 
+import audit
+import web
 from declare_app._contributions import Insurance, PaymentStatus
 from declare_app._queries import (
     MAX_LIMIT,
     AccountStatementView,
     ChangeRow,
+    EmployerQueries,
     InvalidQuery,
     PersonPaymentRow,
     RetireeRow,
@@ -50,11 +55,12 @@ from declare_app._queries import (
     UnitInfo,
     UnitInsurance,
     UnitPaymentRow,
+    append_events,
 )
 from declare_app._retirement import RetirementRow, YearMonth
 from declare_app.interfaces import Actor, DeclarationError, Finding, NotFound, Status
 from declare_app.web._api import json_response
-from declare_app.web._app import Ctx, HttpError, Response
+from declare_app.web._app import Ctx, HttpError, Response, RowStream
 
 PAGE_SIZE: Final = 50
 MAX_PAGE: Final = 100_000
@@ -538,16 +544,6 @@ def _page_number(value: str | None) -> int:
 # -- running ------------------------------------------------------------------------------
 
 
-def _call(
-    conn: Connection | None,
-    method: Callable[..., Any],
-    actor: Actor,
-    kwargs: dict[str, Any],
-    now: float,
-) -> Any:
-    return method(conn, actor, **kwargs, now=now)
-
-
 def every_row(
     conn: Connection | None,
     method: Callable[..., Any],
@@ -648,7 +644,7 @@ def _render(
 
 async def query_page(ctx: Ctx, name: str) -> Response:
     spec = _spec(name)
-    queries = _queries(ctx)
+    _queries(ctx)  # 501 before anything else when the service has none
     values = _values(ctx, spec)
     try:
         page = _page_number(ctx.query_value("page"))
@@ -660,7 +656,7 @@ async def query_page(ctx: Ctx, name: str) -> Response:
     if spec.paged:
         kwargs.update(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     try:
-        result = await ctx.run(_call, getattr(queries, spec.method), ctx.actor, kwargs, ctx.now())
+        result = await ctx.read_query(spec.method, ctx.actor, **kwargs, now=ctx.now())
     except InvalidQuery as e:
         return _render(ctx, spec, values, status=422, findings=_page_field(e.findings))
     except NotFound:
@@ -706,6 +702,8 @@ async def query_csv(ctx: Ctx, name: str) -> Response:
             "请输入身份证号或个人编号",
             (Finding("V-FORM-01", spec.needs[0], "error", "请输入身份证号或个人编号"),),
         )
+    if spec.name == "roster":
+        return await _roster_download(ctx, spec, kwargs)
     try:
         result, rows, cut = await ctx.run(
             every_row,
@@ -736,6 +734,90 @@ async def query_csv(ctx: Ctx, name: str) -> Response:
         b"text/csv; charset=utf-8",
         ((b"Content-Disposition", f'attachment; filename="{spec.name}.csv"'.encode()),),
     )
+
+
+EXPORT_BATCH: Final = 500  # roster rows per piece of the streamed CSV
+
+
+def _roster_items(
+    conn: Connection, queries: EmployerQueries, actor: Actor, kwargs: dict[str, Any], now: float
+) -> Iterator[Any]:
+    """The roster's counts (a :class:`Roster` without rows), then every row."""
+    summary, rows = queries.roster_export(conn, actor, **kwargs, now=now)
+    yield summary
+    yield from rows
+
+
+def _roster_list(
+    conn: Connection, queries: EmployerQueries, actor: Actor, kwargs: dict[str, Any], now: float
+) -> list[Any]:
+    return list(_roster_items(conn, queries, actor, kwargs, now))
+
+
+class _Loaded:
+    """A :class:`RowStream` over items already read (a site without a reader)."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self._items = iter(items)
+
+    def next(self, count: int) -> Deferred[list[Any]]:
+        return succeed(list(islice(self._items, count)))
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
+
+
+async def _roster_download(ctx: Ctx, spec: QuerySpec, kwargs: dict[str, Any]) -> Response:
+    """The whole roster as CSV, streamed: one query read as the client takes the rows
+    (``web.download`` asks for the next piece only when the connection wants more),
+    no row cap, one piece in memory at a time.  The query's audit event (refusals
+    too) is appended before the first byte."""
+    queries = _queries(ctx)
+    events: list[audit.AuditEvent] = []
+    stream: RowStream
+    if ctx.app.reader is None:
+        items = await ctx.run(
+            lambda conn: list(_roster_items(conn, queries, ctx.actor, kwargs, ctx.now()))
+        )
+        stream = _Loaded(items)
+    else:
+        stream = ctx.app.reader.stream(
+            _roster_items, queries.reading(events), ctx.actor, kwargs, ctx.now()
+        )
+    try:
+        first = await stream.next(1)
+    except DeclarationError as e:
+        await stream.close()
+        if isinstance(e, InvalidQuery):
+            raise HttpError(422, "invalid", e.message, e.findings) from None
+        raise
+    finally:
+        if events:
+            await ctx.app.runner.run(append_events, events)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    for label, value in spec.summary(first[0]):
+        writer.writerow([label, _csv_cell(text(value))])
+    writer.writerow([])
+    writer.writerow([c.label for c in spec.columns])
+    head: list[bytes] = [("\ufeff" + out.getvalue()).encode("utf-8")]
+
+    async def chunks() -> bytes:
+        if head:
+            return head.pop()
+        rows = await stream.next(EXPORT_BATCH)
+        if not rows:
+            return b""
+        piece = io.StringIO()
+        lines = csv.writer(piece, lineterminator="\r\n")
+        for row in rows:
+            lines.writerow([_csv_cell(cell) for cell in _cells(spec, row)])
+        return piece.getvalue().encode("utf-8")
+
+    def ended(_complete: bool) -> Deferred[None]:
+        return stream.close()
+
+    return web.download("text/csv; charset=utf-8", f"{spec.name}.csv", chunks, ended=ended)
 
 
 # -- JSON ---------------------------------------------------------------------------------------
@@ -769,7 +851,7 @@ _API_PAGING = ("limit", "offset")
 
 async def query_api(ctx: Ctx, name: str) -> Response:
     spec = _spec(name)
-    queries = _queries(ctx)
+    _queries(ctx)  # 501 before anything else when the service has none
     allowed = {f.name for f in spec.filters} | (set(_API_PAGING) if spec.paged else set())
     unknown = sorted(k for k in ctx.query if k not in allowed)
     if unknown:
@@ -796,7 +878,7 @@ async def query_api(ctx: Ctx, name: str) -> Response:
             (Finding("V-FORM-01", spec.needs[0], "error", "请输入身份证号或个人编号"),),
         )
     try:
-        result = await ctx.run(_call, getattr(queries, spec.method), ctx.actor, kwargs, ctx.now())
+        result = await ctx.read_query(spec.method, ctx.actor, **kwargs, now=ctx.now())
     except InvalidQuery as e:
         raise HttpError(422, "invalid", e.message, e.findings) from None
     return json_response(200, {"query": spec.name, "title": spec.title, **to_json(result)})

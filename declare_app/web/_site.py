@@ -44,6 +44,7 @@ from declare_app.web._app import (
     Ctx,
     EmployerApp,
     HttpError,
+    Reader,
     Response,
     Runner,
     UnitNames,
@@ -301,6 +302,7 @@ def employer_site(
     queries: EmployerQueries | None = None,
     change_password: ChangePassword | None = None,
     access_log: Callable[[str], None] | None = None,
+    reader: Reader | None = None,
 ) -> Site:
     """The employer web application and JSON API, to serve behind
     :class:`declare_app._guard.IdentityGuardFactory`.
@@ -315,7 +317,9 @@ def employer_site(
     *change_password* (:meth:`auth.Authenticator.change_password`) enables 密码修改
     and runs on the runner's login pool, so *runner* must then also have ``call``.
     *access_log* (:meth:`web.AccessLog.writer`) gets one line per request, its query
-    values and anything in its path that could name a person masked.
+    values and anything in its path that could name a person masked.  *reader*
+    (``ssgate._serve.Runner``) runs the queries' reads in read-only transactions on
+    the database's read pool; without it they run on *runner*.
     """
     if max_body < 1024:
         raise ValueError("max_body must be at least 1 KiB")
@@ -332,6 +336,7 @@ def employer_site(
         unit_names=unit_names,
         queries=queries,
         change_password=change_password,
+        reader=reader,
     )
     table = ROUTES if max_body == ROUTES.max_body else _with_max_body(ROUTES, max_body)
     routed = web.RoutedResource(table, EmployerDispatcher(app), tls=False)

@@ -497,8 +497,25 @@ def parse_response(raw: bytes) -> HttpResponse:
         name, _, value = line.partition(b":")
         headers[name.strip().lower()] = value.strip()
     length = headers.get(b"content-length")
-    body = rest[: int(length)] if length is not None else rest
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        body = _dechunk(rest)
+    else:
+        body = rest[: int(length)] if length is not None else rest
     return HttpResponse(int(status_line.split(b" ")[1]), headers, body, raw)
+
+
+def _dechunk(data: bytes) -> bytes:
+    """A chunked body (a streamed download) as its bytes; raises if it did not end."""
+    out = bytearray()
+    while True:
+        size_line, sep, data = data.partition(b"\r\n")
+        if not sep:
+            raise AssertionError("a chunked body that never ended")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return bytes(out)
+        out += data[:size]
+        data = data[size + 2 :]
 
 
 @dataclass

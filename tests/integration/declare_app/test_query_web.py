@@ -10,10 +10,13 @@ import csv
 import io
 from dataclasses import replace
 from datetime import datetime
+from itertools import islice
+from typing import Any
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, distinct, func, select
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
 
 import audit
@@ -26,6 +29,7 @@ from declare_app._schema import enrolments, persons
 from declare_app.web import employer_site
 from declare_app.web._query_pages import PAGE_SIZE, SPECS
 from declare_app.web.testing import ALICE, CSRF_KEY, GuardedClient, element_text
+from ssgate._db import in_transaction, read_engine
 
 UNIT_A, UNIT_B, REGION = "12345678", "87654321", "330682"
 NOW = datetime(2025, 3, 10, 10, 0, tzinfo=CHINA_TIME).timestamp()
@@ -193,3 +197,100 @@ def test_unknown_api_parameters_and_queries(clients: tuple[GuardedClient, Guarde
     r = a.api("GET", "/api/v1/queries/person-payments")
     assert r.status == 422
     assert a.get("/queries/person-payments").status == 200  # the form, nothing run
+
+
+class _ReadOnlyRunner:
+    """The read path as ``ssgate._serve.Runner.read`` has it, on the calling thread:
+    one read-only transaction on :func:`ssgate._db.read_engine` (a write fails)."""
+
+    def __init__(self, engine: Engine) -> None:
+        reader = read_engine(engine)
+        assert reader is not None
+        self.engine = reader
+        self.calls = 0
+
+    def read(self, fn: Any, /, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        self.calls += 1
+        return succeed(in_transaction(self.engine, fn, *args, **kwargs))
+
+    def stream(self, fn: Any, /, *args: Any, **kwargs: Any) -> _OpenStream:
+        self.calls += 1
+        return _OpenStream(self.engine.connect(), fn, *args, **kwargs)
+
+
+class _OpenStream:
+    """``ssgate._db.ReadStream`` on the calling thread: one open read transaction."""
+
+    def __init__(self, conn: Connection, fn: Any, *args: Any, **kwargs: Any) -> None:
+        self.conn = conn
+        conn.begin()
+        self.items = iter(fn(conn, *args, **kwargs))
+
+    def next(self, count: int) -> Deferred[list[Any]]:
+        return succeed(list(islice(self.items, count)))
+
+    def close(self) -> Deferred[None]:
+        self.conn.close()
+        return succeed(None)
+
+
+def test_queries_read_on_the_read_path_and_are_still_audited(
+    demo_db: Engine, workflow: Declarations
+) -> None:
+    """With a reader, every query reads in a read-only transaction (which would fail
+    if it wrote) and its audit event, refusals included, is appended afterwards on
+    the write path; the answers are those of the write path."""
+    clock = MemoryReactorClock()
+    clock.advance(NOW)
+    reader = _ReadOnlyRunner(demo_db)
+    site = employer_site(
+        workflow=workflow,
+        runner=SynchronousRunner(demo_db),
+        clock=clock,
+        csrf_key=CSRF_KEY,
+        queries=EmployerQueries(declare_app.demo_rate_table()),
+        reader=reader,
+    )
+    a = GuardedClient(site, clock, identity=EMPLOYER_A)
+    roster = a.api("GET", "/api/v1/queries/roster")
+    assert roster.status == 200 and roster.json()["page"]["total"] > 0
+    assert a.get("/queries/unit-info").status == 200
+    assert a.get("/queries/changes?from_month=bad").status == 422
+    assert reader.calls == 3
+    with demo_db.begin() as conn:
+        events = [r.event for r in audit.query(conn) if r.event.action.startswith("declare.query.")]
+    outcomes = [(e.action, e.outcome, e.session_id) for e in events]
+    assert outcomes == [
+        ("declare.query.roster", "ok", EMPLOYER_A.session_id),
+        ("declare.query.unit-info", "ok", EMPLOYER_A.session_id),
+        ("declare.query.changes", "refused", EMPLOYER_A.session_id),
+    ]
+    # the roster CSV streams from one open read transaction: every person, the same
+    # bytes as the write path's, one audit event marked as an export
+    plain = GuardedClient(
+        employer_site(
+            workflow=workflow,
+            runner=SynchronousRunner(demo_db),
+            clock=clock,
+            csrf_key=CSRF_KEY,
+            queries=EmployerQueries(declare_app.demo_rate_table()),
+        ),
+        clock,
+        identity=EMPLOYER_A,
+    )
+    streamed = a.get("/queries/roster.csv?status=all")
+    assert streamed.status == 200 and streamed.headers[b"transfer-encoding"] == b"chunked"
+    assert streamed.body == plain.get("/queries/roster.csv?status=all").body
+    rows = list(csv.reader(io.StringIO(streamed.body.decode("utf-8-sig"))))
+    header = rows.index([c.label for c in SPECS["roster"].columns])
+    with demo_db.begin() as conn:
+        persons_a = conn.execute(
+            select(func.count(distinct(enrolments.c.person_number))).where(
+                enrolments.c.unit_code == UNIT_A
+            )
+        ).scalar_one()
+        last = [r.event for r in audit.query(conn) if r.event.action == "declare.query.roster"]
+    assert len(rows) - header - 1 == persons_a
+    assert last[-2].details.get("export") is True
+    if reader.engine.dialect.name == "sqlite":
+        reader.engine.dispose()
