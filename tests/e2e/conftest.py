@@ -364,6 +364,21 @@ def channel(tmp_path: Path, run: Run) -> Iterator[Channel]:
         ch.stop()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def channel_on(request: pytest.FixtureRequest, tmp_path: Path, run: Run) -> Iterator[Channel]:
+    """:func:`channel` on SQLite, and again on a fresh PostgreSQL schema."""
+    args = ["init", "--hostname", "localhost"]
+    if request.param == "postgresql":
+        args += ["--database-url", request.getfixturevalue("pg_url")]
+    run(*args, check_rc=0)
+    ch = Channel(tmp_path, tmp_path / "state", run)
+    ch.configure()
+    try:
+        yield ch
+    finally:
+        ch.stop()
+
+
 @pytest.fixture
 def spawn() -> Iterator[Callable[..., Proc]]:
     """``spawn([args…])``: a child process whose output lines can be waited for; every

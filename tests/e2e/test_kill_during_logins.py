@@ -27,25 +27,19 @@ import socket
 import ssl
 import threading
 import time
-import urllib.parse
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 import audit
-import auth
-import certs
-import declare_app
 import gateway
 from gateway._machine import AuthAccepted, AuthRejected, ClientMachine, SessionClosed
-from gateway._tls import CIPHERS
 from ssgate._app import App
 from ssgate._state import StateDir
-from tests.e2e.conftest import WAIT, Channel, Run
+from tests.e2e._logins import Login, open_accounts
+from tests.e2e.conftest import WAIT, Channel
 
 pytestmark = [pytest.mark.slow]
 
@@ -53,73 +47,6 @@ CI_ROUNDS = 2
 ROUNDS = int(os.environ.get("SSGATE_KILL_ROUNDS", CI_ROUNDS))
 LOGINS = 20
 KILL_AFTER = 8  # AUTH_OKs seen before the kill: the rest are still being checked
-REGION = "330682"
-P12_PASSPHRASE = "kill-round-pass-1"
-
-
-@dataclass(frozen=True)
-class Login:
-    """One account, ready for a login over Python's ``ssl``."""
-
-    name: str
-    password: str
-    totp_secret: str
-    context: ssl.SSLContext
-
-
-def open_accounts(state: Path, out: Path, first_unit: int, count: int) -> list[Login]:
-    """*count* accounts opened in-process by the same Provisioner as ``provision open``
-    (a process per account would dominate the test's time)."""
-    codes = [str(first_unit + i) for i in range(count)]
-    app = App(StateDir(state))
-    try:
-        now = time.time()
-        with app.engine.begin() as conn:
-            for code in codes:
-                declare_app.register_unit(
-                    conn,
-                    code,
-                    name=f"断电测试单位{code}",
-                    region=REGION,
-                    credit_code=None,
-                    actor="os:e2e",
-                    now=now,
-                )
-                declare_app.approve_unit(conn, code, actor="os:e2e", now=now)
-        provisioner = app.provisioner()
-
-        def open_one(code: str) -> Login:
-            name, password = f"{REGION}{code}@sxlss", f"Kill-Horse-{code}!"
-            bundle = out / f"bundle-{code}"
-            issued = provisioner.open(
-                name, bundle, password=password, p12_passphrase=P12_PASSPHRASE
-            )
-            assert issued.otp_uri is not None
-            query = urllib.parse.urlparse(issued.otp_uri).query
-            secret = urllib.parse.parse_qs(query)["secret"][0]
-            key, cert, _ = certs.load_pkcs12(
-                (bundle / "client.p12").read_bytes(), P12_PASSPHRASE.encode()
-            )
-            cert_file, key_file = bundle / "client.pem", bundle / "client-key.pem"
-            cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            key_file.write_bytes(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.set_ciphers(CIPHERS)
-            context.load_verify_locations(cafile=str(state / "ca.pem"))
-            context.load_cert_chain(str(cert_file), str(key_file))
-            return Login(name, password, secret, context)
-
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            return list(pool.map(open_one, codes))
-    finally:
-        app.close()
 
 
 class Logins:
@@ -138,18 +65,14 @@ class Logins:
     def _login(self, login: Login) -> None:
         try:
             raw = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
-            sock = login.context.wrap_socket(
-                raw, server_hostname="localhost", do_handshake_on_connect=False
-            )
+            sock = login.wrap(raw)
             with self.changed:
                 self.sockets.append(sock)
             sock.do_handshake()
         except OSError:
             return  # the gateway was killed before the handshake completed
         machine = ClientMachine(client_name="ssgate-e2e")
-        machine.authenticate(
-            login.name, login.password, auth.current_code(login.totp_secret, time.time())
-        )
+        machine.authenticate(login.name, login.password, login.code())
         try:
             while True:
                 out = machine.data_to_send()
@@ -242,20 +165,6 @@ def wait_books(state: Path, node: str) -> Books:
             return books
         assert time.monotonic() < deadline, f"still live after the restart: {left}"
         time.sleep(0.2)  # a bounded poll of another process's database, not a sync
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def channel_on(request: pytest.FixtureRequest, tmp_path: Path, run: Run) -> Iterator[Channel]:
-    args = ["init", "--hostname", "localhost"]
-    if request.param == "postgresql":
-        args += ["--database-url", request.getfixturevalue("pg_url")]
-    run(*args, check_rc=0)
-    ch = Channel(tmp_path, tmp_path / "state", run)
-    ch.configure()
-    try:
-        yield ch
-    finally:
-        ch.stop()
 
 
 def test_kill_9_in_the_middle_of_parallel_logins_leaves_no_session_without_its_records(
