@@ -17,6 +17,7 @@ never waits for it, and a page that writes never waits for someone else's read.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
@@ -174,14 +175,24 @@ def _is_transient(e: exc.OperationalError) -> bool:
     )
 
 
+class _DaemonThread(threading.Thread):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, daemon=True, **kwargs)
+
+
 class WorkerPool:
     """A dedicated Twisted thread pool (not the reactor's shared one), started on first use."""
 
-    def __init__(self, reactor: Any, *, name: str, max_threads: int) -> None:
+    def __init__(self, reactor: Any, *, name: str, max_threads: int, daemon: bool = False) -> None:
         from twisted.python.threadpool import ThreadPool
 
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=0, maxthreads=max_threads, name=name)
+        if daemon:
+            # A pool nobody stopped (a stream a client left mid-download, a Database a
+            # caller never closed) must not keep the process alive at exit; a
+            # transaction cut there is rolled back by the database, never half-written.
+            self._pool.threadFactory = _DaemonThread
         self._started = False
 
     def defer(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Any:
