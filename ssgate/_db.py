@@ -183,7 +183,7 @@ class _DaemonThread(threading.Thread):
 class WorkerPool:
     """A dedicated Twisted thread pool (not the reactor's shared one), started on first use."""
 
-    def __init__(self, reactor: Any, *, name: str, max_threads: int, daemon: bool = False) -> None:
+    def __init__(self, reactor: Any, *, name: str, max_threads: int, daemon: bool = True) -> None:
         from twisted.python.threadpool import ThreadPool
 
         self._reactor = reactor
