@@ -51,7 +51,7 @@ from ._directory import (
 )
 from ._failures import FailureCause, RepeatedFailureLog, failure_cause
 from ._lockout import LockoutPolicy, LockoutPolicyError
-from ._locks import ThrottledSource, locked_principals, throttled_sources
+from ._locks import ThrottledSource, locked_principals, source_throttle_wait, throttled_sources
 from ._names import (
     AccountName,
     AccountNameError,
@@ -186,6 +186,7 @@ __all__ = [
     "reset_totp",
     "set_account_status",
     "set_staff_status",
+    "source_throttle_wait",
     "sweep_console_sessions",
     "throttled_sources",
     "totp_secret_context",

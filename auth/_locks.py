@@ -16,7 +16,7 @@ from sqlalchemy import Connection, or_, select, true
 
 from ._lockout import LockoutPolicy
 from ._schema import credentials, source_failures
-from ._store import CredentialState, get_credential_state
+from ._store import CredentialState, get_credential_state, source_key
 
 # A page lists at most this many; more locked at once is an attack in progress,
 # and the failures view groups it better than a list would.
@@ -73,3 +73,21 @@ def throttled_sources(
         )
         for row in rows
     ]
+
+
+def source_throttle_wait(
+    conn: Connection, source: str, *, now: float, policy: LockoutPolicy
+) -> float | None:
+    """Seconds until *source* may try again, or None if it is not throttled at *now*.
+
+    A throttled source is refused before anything about the account is looked at, so
+    telling it when its window runs out reveals nothing it could not count itself.
+    """
+    t = source_failures.c
+    row = conn.execute(
+        select(t.window_started_at, t.failures).where(t.source == source_key(source))
+    ).first()
+    if row is None or int(row.failures) < policy.source_max_failures:
+        return None
+    until = float(row.window_started_at) + policy.source_window_seconds
+    return until - now if until > now else None

@@ -69,7 +69,8 @@ def refusal_text(reason: Reason, retry_after: int | None = None) -> str:
 
     ``auth-failed`` keeps its generic sentence and adds :data:`CODE_ONCE_HINT`;
     ``locked`` says for how many minutes (AUTH_FAIL's ``retry_after``, protocol
-    version 2) or, for an account at its hard cap, to call the carrier.
+    version 2) or, for an account at its hard cap, to call the carrier; ``throttled``
+    says for how many minutes the source address must wait.
     """
     if reason is Reason.AUTH_FAILED:
         return f"{reason.bilingual}\n{CODE_ONCE_HINT}"
@@ -84,6 +85,13 @@ def refusal_text(reason: Reason, retry_after: int | None = None) -> str:
         return (
             f"该账号因多次登录失败已被暂时锁定，请在 {minutes} 分钟后再试。"
             f" This account is locked after repeated failed logins; please try again in "
+            f"{minutes} minute{'s' if minutes != 1 else ''}."
+        )
+    if reason is Reason.THROTTLED and retry_after and retry_after != RETRY_AFTER_CALL_CARRIER:
+        minutes = max(1, math.ceil(retry_after / 60))
+        return (
+            f"该网络地址登录失败次数过多，请在 {minutes} 分钟后再试。"
+            f" Too many failed logins came from this network address; please try again in "
             f"{minutes} minute{'s' if minutes != 1 else ''}."
         )
     return reason.bilingual

@@ -92,6 +92,19 @@ def lock_wait(state: auth.CredentialState | None, now: float) -> int:
     return RETRY_AFTER_UNKNOWN
 
 
+def throttle_wait(seconds: float | None) -> int:
+    """AUTH_FAIL's ``retry_after`` for a throttled source *seconds* before its window ends."""
+    if seconds is None or seconds <= 0:
+        return RETRY_AFTER_UNKNOWN
+    return min(math.ceil(seconds), RETRY_AFTER_CALL_CARRIER - 1)
+
+
+def _source_wait(
+    conn: Connection, source: str, now: float, policy: auth.LockoutPolicy
+) -> float | None:
+    return auth.source_throttle_wait(conn, source, now=now, policy=policy)
+
+
 # What each login factor's check said, by the login's outcome code, in the order the
 # checker looks (certificate, then source and account state, then password, then
 # code).  "not-checked": the login stopped before that factor; a wrong password's
@@ -199,6 +212,11 @@ class ChannelChecker:
             if outcome.reason == "locked":
                 state = yield self._db.run(auth.get_credential_state, account)
                 retry_after = lock_wait(state, self._clock())
+            elif outcome.reason == "throttled":
+                wait = yield self._db.run(
+                    _source_wait, host, self._clock(), self._authenticator.policy
+                )
+                retry_after = throttle_wait(wait)
             raise LoginRefused(outcome.reason, account, outcome.unit_code, retry_after=retry_after)
         return (account, outcome.unit_code, credentials.certificate_serial, credentials.source)
 

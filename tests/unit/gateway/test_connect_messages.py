@@ -162,6 +162,20 @@ def test_a_lock_of_unknown_length_keeps_the_standard_sentence(retry_after: int |
     assert refusal_text(Reason.LOCKED, retry_after) == Reason.LOCKED.bilingual
 
 
+@pytest.mark.parametrize(("retry_after", "minutes"), [(1, 1), (61, 2), (870, 15)])
+def test_a_throttled_source_is_told_how_many_minutes_to_wait(
+    retry_after: int, minutes: int
+) -> None:
+    text = refusal_text(Reason.THROTTLED, retry_after)
+    assert f"该网络地址登录失败次数过多，请在 {minutes} 分钟后再试。" in text
+    assert f"please try again in {minutes} minute{'s' if minutes != 1 else ''}." in text
+
+
+@pytest.mark.parametrize("retry_after", [None, 0])
+def test_a_throttle_of_unknown_length_keeps_the_standard_sentence(retry_after: int | None) -> None:
+    assert refusal_text(Reason.THROTTLED, retry_after) == Reason.THROTTLED.bilingual
+
+
 def test_the_officers_note_is_printed_after_the_fixed_words() -> None:
     assert officer_kill_text("请致电 0575-1234") == (
         "会话已被安全管理员终止 / Terminated by a security officer: 请致电 0575-1234"

@@ -17,6 +17,7 @@ itself is covered by ``test_tls.py`` and the openssl interop tests.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -977,6 +978,32 @@ def test_an_account_at_its_hard_cap_is_told_to_call_the_carrier(bed: ChannelTest
     out = client.out.getvalue()  # type: ignore[attr-defined]
     assert "需由电信运营商解锁" in out and "only the carrier can unlock it" in out
     assert "minute" not in out
+
+
+def test_a_throttled_source_is_told_for_how_many_minutes(bed: ChannelTestbed) -> None:
+    """The per-source throttle says how long its window still runs, like a lock does."""
+    from sqlalchemy import insert
+
+    from auth import LockoutPolicy
+    from auth._schema import source_failures
+    from auth._store import source_key
+
+    policy = LockoutPolicy(source_max_failures=1000)  # the testbed's
+    with bed.engine.begin() as conn:
+        conn.execute(
+            insert(source_failures).values(
+                source=source_key(EMPLOYER_ADDRESS.host),
+                window_started_at=bed.clock.seconds() - 30,
+                failures=policy.source_max_failures,
+            )
+        )
+    client = connect_refused(bed)
+    out = client.out.getvalue()  # type: ignore[attr-defined]
+    minutes = math.ceil((policy.source_window_seconds - 30) / 60)
+    assert f"请在 {minutes} 分钟后再试" in out
+    assert "Too many failed logins came from this network address" in out
+    [event] = [e for e in bed.audit_events("login") if e.reason == "throttled"]
+    assert event.details["retry_after"] == policy.source_window_seconds - 30
 
 
 def test_a_stream_the_browser_aborts_ends_as_client_cancelled(bed: ChannelTestbed) -> None:
