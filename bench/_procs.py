@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+# Nothing in a benchmark run should make a server warn (a refused login, a service it
+# cannot reach): such a line is reported with the figures.
+BAD_LOG_LEVELS = ("warn", "error", "critical")
 WAIT = 60.0  # seconds any child may take to get ready on a loaded machine
 
 
@@ -171,3 +174,15 @@ class Children:
     def stop_all(self) -> None:
         while self.started:
             self.started.pop().stop()
+
+
+def logged_errors(output: str) -> list[str]:
+    """The lines of an ssgate child's JSON log (``start_logging`` on a file) that are a
+    failure, a traceback or at a level in :data:`BAD_LOG_LEVELS`."""
+    return [
+        line
+        for line in output.splitlines()
+        if '"log_failure"' in line
+        or "Traceback" in line
+        or any(f'"log_level": {{"name": "{level}"' in line for level in BAD_LOG_LEVELS)
+    ]

@@ -9,6 +9,10 @@
     python bench/run.py declare --db sqlite|postgresql [--persons N] [--path read|write]
                                    # the declaration service's views at a 50,000-person
                                    # unit (bench/_declare.py; a separate scenario)
+    python bench/run.py radius [--quick|--smoke] [--requests N]
+                                   # RADIUS Access-Requests/s against ssgate serve and
+                                   # argon2id verifications/s alone, same threads
+                                   # (bench/_radius.py; a separate scenario)
 
 Everything runs on loopback, in one temporary directory, started and stopped here:
 
@@ -54,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import _measure as m
-from _procs import Child, Children
+from _procs import Child, Children, logged_errors
 from _setup import (
     BenchAccount,
     init_state,
@@ -71,9 +75,6 @@ from ssgate._serve import LOGIN_THREADS
 BENCH = Path(__file__).resolve().parent
 MB = 1_000_000
 ROUTES = ("direct", "stunnel", "ssgate")
-# Nothing in a benchmark run should make the gateway warn (a refused login, a service
-# it cannot reach): such a line is reported with the figures.
-BAD_LOG_LEVELS = ("warn", "error", "critical")
 # The processes that make up each route's tunnel (their CPU time is the tunnel's cost).
 TUNNEL_PROCESSES = {
     "direct": (),
@@ -347,13 +348,7 @@ def measure(sizes: Sizes, world: World, results: Results) -> None:
 
     for child in world.children.values():
         child.check_running()
-    errors = [
-        line
-        for line in world.children["gateway"].output().splitlines()
-        if '"log_failure"' in line
-        or "Traceback" in line
-        or any(f'"log_level": {{"name": "{level}"' in line for level in BAD_LOG_LEVELS)
-    ]
+    errors = logged_errors(world.children["gateway"].output())
     if errors:
         results.warnings.append(
             f"the gateway logged {len(errors)} error(s); first: {errors[0][:300]}"
@@ -470,7 +465,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="python bench/run.py",
         description="ssgate against stunnel and a direct connection, on loopback.",
         epilog="python bench/run.py officer --help: the officers' console pages over a "
-        "large audit log (another scenario, bench/_officer.py).",
+        "large audit log (another scenario, bench/_officer.py); python bench/run.py radius "
+        "--help: RADIUS Access-Requests/s against argon2id alone (bench/_radius.py).",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (well under a minute)")
     parser.add_argument(
@@ -512,6 +508,10 @@ def main(argv: list[str]) -> int:
         from _officer import main as officer_main
 
         return officer_main(argv[1:])
+    if argv[:1] == ["radius"]:
+        from _radius import main as radius_main
+
+        return radius_main(argv[1:])
     args = parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     overrides = {
