@@ -13,10 +13,13 @@ import contextlib
 import ctypes
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -186,3 +189,25 @@ def logged_errors(output: str) -> list[str]:
         or "Traceback" in line
         or any(f'"log_level": {{"name": "{level}"' in line for level in BAD_LOG_LEVELS)
     ]
+
+
+@contextlib.contextmanager
+def run_directory(*, keep: bool, say: Callable[[str], None]) -> Iterator[tuple[Path, Children]]:
+    """A run's temporary directory and its :class:`Children` (``SSGATE_DEBUG`` unset):
+    on an error each child's log tail is said; on the way out, whatever happened, every
+    child is stopped and the directory removed (or kept, and its path said)."""
+    tmp = Path(tempfile.mkdtemp(prefix="ssgate-bench-"))
+    env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
+    children = Children(tmp, env)
+    try:
+        yield tmp, children
+    except Exception:
+        for child in children.started:
+            say(f"--- {child.name} ({child.log}) ---\n{child.tail(15)}")
+        raise
+    finally:
+        children.stop_all()
+        if keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -35,10 +35,8 @@ import argparse
 import functools
 import os
 import platform
-import shutil
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,8 +44,8 @@ from pathlib import Path
 from typing import TextIO
 
 import _measure as m
-from _procs import Children, logged_errors
-from _setup import BenchAccount, init_state, open_accounts, password_hasher
+from _procs import Children, logged_errors, run_directory
+from _setup import BenchAccount, init_state, open_accounts, password_hasher, ssgate_binary
 
 import auth
 import radius
@@ -76,10 +74,6 @@ SMOKE = Sizes(requests=6, concurrency=4, argon2=6, warmup=2)
 def say(text: str) -> None:
     sys.stderr.write(f"bench: {text}\n")
     sys.stderr.flush()
-
-
-def ssgate_binary() -> str:
-    return shutil.which("ssgate", path=str(Path(sys.executable).parent)) or "ssgate"
 
 
 def configure_radius(state: Path) -> None:
@@ -261,22 +255,9 @@ def main(argv: list[str]) -> int:
         argon2=args.argon2 or sizes.argon2,
         warmup=sizes.warmup,
     )
-    tmp = Path(tempfile.mkdtemp(prefix="ssgate-bench-"))
-    env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
-    children = Children(tmp, env)
     started = time.perf_counter()
-    try:
+    with run_directory(keep=args.keep, say=say) as (tmp, children):
         figures = run(sizes, tmp, children)
-    except Exception:
-        for child in children.started:
-            say(f"--- {child.name} ({child.log}) ---\n{child.tail(15)}")
-        raise
-    finally:
-        children.stop_all()
-        if args.keep:
-            say(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     say(f"done in {time.perf_counter() - started:.0f} s")
     report(figures, sys.stdout)
     return 0

@@ -50,7 +50,6 @@ import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,13 +57,14 @@ from pathlib import Path
 from typing import Any
 
 import _measure as m
-from _procs import Child, Children, logged_errors
+from _procs import Child, Children, logged_errors, run_directory
 from _setup import (
     BenchAccount,
     init_state,
     open_accounts,
     password_hasher,
     set_public_port,
+    ssgate_binary,
     stunnel_client_config,
     stunnel_server_config,
 )
@@ -148,10 +148,6 @@ def stunnel_binary() -> str:
         if found:
             return found
     raise SystemExit("bench: stunnel not found (Debian: apt-get install stunnel4)")
-
-
-def ssgate_binary() -> str:
-    return shutil.which("ssgate", path=str(Path(sys.executable).parent)) or "ssgate"
 
 
 def stunnel_version(stunnel: str) -> str:
@@ -532,25 +528,12 @@ def main(argv: list[str]) -> int:
             "kernel": platform.release(),
         }
     )
-    tmp = Path(tempfile.mkdtemp(prefix="ssgate-bench-"))
-    env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
-    children = Children(tmp, env)
     started = time.perf_counter()
-    try:
+    with run_directory(keep=args.keep, say=say) as (tmp, children):
         world = build_world(sizes, tmp, children)
         measure(sizes, world, results)
         if args.profile is not None:
             profile(args, sizes, world)
-    except Exception:
-        for child in children.started:
-            say(f"--- {child.name} ({child.log}) ---\n{child.tail(15)}")
-        raise
-    finally:
-        children.stop_all()
-        if args.keep:
-            say(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     say(f"done in {time.perf_counter() - started:.0f} s")
     report(results, sys.stdout)
     return 0
