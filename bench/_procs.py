@@ -13,13 +13,19 @@ import contextlib
 import ctypes
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+# Nothing in a benchmark run should make a server warn (a refused login, a service it
+# cannot reach): such a line is reported with the figures.
+BAD_LOG_LEVELS = ("warn", "error", "critical")
 WAIT = 60.0  # seconds any child may take to get ready on a loaded machine
 
 
@@ -171,3 +177,37 @@ class Children:
     def stop_all(self) -> None:
         while self.started:
             self.started.pop().stop()
+
+
+def logged_errors(output: str) -> list[str]:
+    """The lines of an ssgate child's JSON log (``start_logging`` on a file) that are a
+    failure, a traceback or at a level in :data:`BAD_LOG_LEVELS`."""
+    return [
+        line
+        for line in output.splitlines()
+        if '"log_failure"' in line
+        or "Traceback" in line
+        or any(f'"log_level": {{"name": "{level}"' in line for level in BAD_LOG_LEVELS)
+    ]
+
+
+@contextlib.contextmanager
+def run_directory(*, keep: bool, say: Callable[[str], None]) -> Iterator[tuple[Path, Children]]:
+    """A run's temporary directory and its :class:`Children` (``SSGATE_DEBUG`` unset):
+    on an error each child's log tail is said; on the way out, whatever happened, every
+    child is stopped and the directory removed (or kept, and its path said)."""
+    tmp = Path(tempfile.mkdtemp(prefix="ssgate-bench-"))
+    env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
+    children = Children(tmp, env)
+    try:
+        yield tmp, children
+    except Exception:
+        for child in children.started:
+            say(f"--- {child.name} ({child.log}) ---\n{child.tail(15)}")
+        raise
+    finally:
+        children.stop_all()
+        if keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,9 @@ TLS 1.2, client certificate required and checked against the CA and the CRL).
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -55,6 +57,11 @@ class BenchAccount:
     @property
     def profile(self) -> Path:
         return self.bundle / "profile.toml"
+
+
+def ssgate_binary() -> str:
+    """The ``ssgate`` command of this Python environment (else the one on PATH)."""
+    return shutil.which("ssgate", path=str(Path(sys.executable).parent)) or "ssgate"
 
 
 def init_state(ssgate: str, state: Path, *, env: dict[str, str]) -> None:

@@ -9,6 +9,10 @@
     python bench/run.py declare --db sqlite|postgresql [--persons N] [--path read|write]
                                    # the declaration service's views at a 50,000-person
                                    # unit (bench/_declare.py; a separate scenario)
+    python bench/run.py radius [--quick|--smoke] [--requests N]
+                                   # RADIUS Access-Requests/s against ssgate serve and
+                                   # argon2id verifications/s alone, same threads
+                                   # (bench/_radius.py; a separate scenario)
 
 Everything runs on loopback, in one temporary directory, started and stopped here:
 
@@ -46,7 +50,6 @@ import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,13 +57,14 @@ from pathlib import Path
 from typing import Any
 
 import _measure as m
-from _procs import Child, Children
+from _procs import Child, Children, logged_errors, run_directory
 from _setup import (
     BenchAccount,
     init_state,
     open_accounts,
     password_hasher,
     set_public_port,
+    ssgate_binary,
     stunnel_client_config,
     stunnel_server_config,
 )
@@ -71,9 +75,6 @@ from ssgate._serve import LOGIN_THREADS
 BENCH = Path(__file__).resolve().parent
 MB = 1_000_000
 ROUTES = ("direct", "stunnel", "ssgate")
-# Nothing in a benchmark run should make the gateway warn (a refused login, a service
-# it cannot reach): such a line is reported with the figures.
-BAD_LOG_LEVELS = ("warn", "error", "critical")
 # The processes that make up each route's tunnel (their CPU time is the tunnel's cost).
 TUNNEL_PROCESSES = {
     "direct": (),
@@ -147,10 +148,6 @@ def stunnel_binary() -> str:
         if found:
             return found
     raise SystemExit("bench: stunnel not found (Debian: apt-get install stunnel4)")
-
-
-def ssgate_binary() -> str:
-    return shutil.which("ssgate", path=str(Path(sys.executable).parent)) or "ssgate"
 
 
 def stunnel_version(stunnel: str) -> str:
@@ -347,13 +344,7 @@ def measure(sizes: Sizes, world: World, results: Results) -> None:
 
     for child in world.children.values():
         child.check_running()
-    errors = [
-        line
-        for line in world.children["gateway"].output().splitlines()
-        if '"log_failure"' in line
-        or "Traceback" in line
-        or any(f'"log_level": {{"name": "{level}"' in line for level in BAD_LOG_LEVELS)
-    ]
+    errors = logged_errors(world.children["gateway"].output())
     if errors:
         results.warnings.append(
             f"the gateway logged {len(errors)} error(s); first: {errors[0][:300]}"
@@ -470,7 +461,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="python bench/run.py",
         description="ssgate against stunnel and a direct connection, on loopback.",
         epilog="python bench/run.py officer --help: the officers' console pages over a "
-        "large audit log (another scenario, bench/_officer.py).",
+        "large audit log (another scenario, bench/_officer.py); python bench/run.py radius "
+        "--help: RADIUS Access-Requests/s against argon2id alone (bench/_radius.py).",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (well under a minute)")
     parser.add_argument(
@@ -512,6 +504,10 @@ def main(argv: list[str]) -> int:
         from _officer import main as officer_main
 
         return officer_main(argv[1:])
+    if argv[:1] == ["radius"]:
+        from _radius import main as radius_main
+
+        return radius_main(argv[1:])
     args = parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     overrides = {
@@ -532,25 +528,12 @@ def main(argv: list[str]) -> int:
             "kernel": platform.release(),
         }
     )
-    tmp = Path(tempfile.mkdtemp(prefix="ssgate-bench-"))
-    env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
-    children = Children(tmp, env)
     started = time.perf_counter()
-    try:
+    with run_directory(keep=args.keep, say=say) as (tmp, children):
         world = build_world(sizes, tmp, children)
         measure(sizes, world, results)
         if args.profile is not None:
             profile(args, sizes, world)
-    except Exception:
-        for child in children.started:
-            say(f"--- {child.name} ({child.log}) ---\n{child.tail(15)}")
-        raise
-    finally:
-        children.stop_all()
-        if args.keep:
-            say(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     say(f"done in {time.perf_counter() - started:.0f} s")
     report(results, sys.stdout)
     return 0

@@ -515,22 +515,6 @@ class SessionRegistryView:
         return open_session_counts(conn, instants)
 
 
-def reap_stale(conn: Connection, *, now: float) -> int:
-    """End sessions nobody resumed in time, and those whose node stopped reporting."""
-    ended = 0
-    for status, reason in (("detached", "network-lost"), ("live", "node-lost")):
-        result = conn.execute(
-            update(sessions)
-            .where(
-                sessions.c.status == status,
-                sessions.c.last_seen_at <= now - STALE_AFTER_SECONDS,
-            )
-            .values(status="ended", ended_at=now, end_reason=reason)
-        )
-        ended += int(result.rowcount)
-    return ended
-
-
 # -- each change of a session committed with its audit event (issue 12) ------------------
 #
 # A session row never exists without its ``login`` event, and no session changes state

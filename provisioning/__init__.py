@@ -4,6 +4,7 @@ Staff enrolment moved to ``staffing`` (the administrator's workflows), which wri
 its OTP files with the bundle functions exported here.
 """
 
+from provisioning._audited import AuditedWorkflows, BundleTransaction, WorkflowRefused
 from provisioning._bundle import (
     BundleError,
     bundle_zip,
@@ -31,7 +32,9 @@ from provisioning.interfaces import (
 
 __all__ = [
     "AccountView",
+    "AuditedWorkflows",
     "BundleError",
+    "BundleTransaction",
     "Issued",
     "Provisioner",
     "ProvisioningInputError",
@@ -41,6 +44,7 @@ __all__ = [
     "SessionSummary",
     "SessionTerminator",
     "UnitDirectory",
+    "WorkflowRefused",
     "accounts_section",
     "bundle_zip",
     "check_bundle_dir",

@@ -26,9 +26,7 @@ and the page is ``Cache-Control: no-store`` as every console answer is.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import PackageLoader
@@ -47,6 +45,7 @@ from provisioning._workflows import (
     ProvisioningRefused,
 )
 from web import Response, StaffCtx
+from web._changes import ChangeAction, ConfirmedChanges, one_time_files, reason_problem
 from web._time import shown
 
 ACCOUNTS = "/accounts"
@@ -79,16 +78,8 @@ REVOCATION_TEXT: Mapping[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Action:
-    """A change an account page offers: its words and the statuses it applies to."""
-
-    name: str
-    title: str
-    explain: str
-    statuses: tuple[str, ...]
-    grave: bool = False
-
+# A change an account page offers: its words and the statuses it applies to.
+Action = ChangeAction
 
 ACTIONS: Mapping[str, Action] = {
     a.name: a
@@ -157,10 +148,7 @@ def when(ts: float | None) -> str:
 
 def check_reason(text: str) -> str:
     """The problem with a reason the carrier typed, in Chinese; empty if none."""
-    if not text:
-        return "请填写办理原因（将记入审计日志）。"
-    problem = web.note_problem(text, what="办理原因", max_chars=MAX_REASON)
-    return f"{problem}。" if problem else ""
+    return reason_problem(text, max_chars=MAX_REASON)
 
 
 def refusal_text(refusal: ProvisioningRefused) -> str:
@@ -180,25 +168,18 @@ def _lockout(view: AccountView, now: float) -> str:
     return "未锁定"
 
 
-def _data_url(media_type: str, data: bytes) -> str:
-    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
-
-
 def _handed_out(issued: Issued) -> dict[str, Any]:
     """What the one-time page shows of *issued*: secrets, the QR, the zip link."""
     files = issued.files
-    qr = files.get("otp-qr.png")
-    bundle = "client.p12" in files
     return {
         "account": issued.account,
         "password": issued.password or "",
         "p12_passphrase": issued.p12_passphrase or "",
         "serial": issued.certificate_serial or "",
-        "qr": _data_url("image/png", qr) if qr is not None else "",
-        "zip": _data_url("application/zip", bundle_zip(issued.account, files)) if files else "",
-        "zip_name": f"{issued.account}.zip",
-        "zip_files": sorted(files),
-        "bundle": bundle,
+        "bundle": "client.p12" in files,
+        **one_time_files(
+            files, zipped=bundle_zip(issued.account, files), zip_name=f"{issued.account}.zip"
+        ),
     }
 
 
@@ -231,8 +212,14 @@ def accounts_section(provisioner: Provisioner) -> web.ConsoleSection:
     )
 
 
-class AccountPages:
+class AccountPages(ConfirmedChanges):
     """The handlers of :func:`accounts_section` over one :class:`Provisioner`."""
+
+    param = "account"
+    base = ACCOUNTS
+    unknown = "unknown-account"
+    refused = ProvisioningRefused
+    max_reason = MAX_REASON
 
     def __init__(self, provisioner: Provisioner) -> None:
         self._provisioner = provisioner
@@ -399,83 +386,17 @@ class AccountPages:
 
     # -- the other actions: a confirmation with a reason, then the workflow -------------
 
-    def _confirm_page(
-        self,
-        ctx: StaffCtx,
-        account: str,
-        action: Action,
-        *,
-        reason: str = "",
-        error: str = "",
-        field_error: str = "",
-        status: int = 200,
-    ) -> Response:
-        return self._page(
-            ctx,
-            "confirm.html",
-            f"{action.title}：{account}",
-            status,
-            account=account,
-            action=action,
-            form_reason=reason,
-            error=error,
-            field_error=field_error,
-        )
+    def _known(self, subject: str) -> bool:
+        return self._known_name(subject)
 
-    def confirm(self, action: Action) -> web.ConsoleHandler:
-        async def get(ctx: StaffCtx, account: str) -> Response:
-            if not self._known_name(account):
-                return self._missing(ctx, account)
-            return self._confirm_page(ctx, account, action)
+    async def _change(self, ctx: StaffCtx, action: ChangeAction, subject: str, reason: str) -> Any:
+        return await ctx.runner.call(run_action, self._acting(ctx), action.name, subject, reason)
 
-        get.__name__ = f"confirm_{action.name.replace('-', '_')}"
-        return get
+    def _one_time_values(self, result: Any) -> dict[str, Any] | None:
+        return _handed_out(result) if isinstance(result, Issued) else None
 
-    def perform(self, action: Action) -> web.ConsoleHandler:
-        async def post(ctx: StaffCtx, account: str) -> Response:
-            return await self._perform(ctx, action, account)
-
-        post.__name__ = action.name.replace("-", "_")
-        return post
-
-    async def _perform(self, ctx: StaffCtx, action: Action, account: str) -> Response:
-        if not self._known_name(account):
-            return self._missing(ctx, account)
-        reason = ctx.form.get("reason", "").strip()
-        problem = check_reason(reason)
-        if problem:
-            return self._confirm_page(
-                ctx,
-                account,
-                action,
-                reason=reason[:MAX_REASON],
-                error="请按提示修改后再确认。",
-                field_error=problem,
-                status=400,
-            )
-        p = self._acting(ctx)
-        try:
-            result = await ctx.runner.call(run_action, p, action.name, account, reason)
-        except ProvisioningRefused as refusal:
-            if refusal.reason == "unknown-account":
-                return self._missing(ctx, account)
-            return self._confirm_page(
-                ctx,
-                account,
-                action,
-                reason=reason,
-                error=f"未能办理：{refusal_text(refusal)}",
-                status=409,
-            )
-        if isinstance(result, Issued):
-            return self._page(
-                ctx,
-                "issued.html",
-                f"{action.title}：{account}",
-                done=f"已{action.title}。",
-                **_handed_out(result),
-            )
-        return web.see_other(f"{ACCOUNTS}/{account}?done={action.name}")
+    def _refusal_text(self, refusal: Any) -> str:
+        return refusal_text(refusal)
 
 
 def run_action(  # noqa: PLR0911 - one case per action

@@ -3,7 +3,8 @@ show, search.  (Staff enrolment is the administrator's: ``staffing``.)
 
 Each workflow is one database transaction that also appends its audit event, so an
 action and its record commit together.  A refusal rolls the action back and then
-appends a ``refused`` event with the reason in a transaction of its own.  Nothing
+appends a ``refused`` event with the reason in a transaction of its own
+(:class:`~provisioning._audited.AuditedWorkflows`, shared with ``staffing``).  Nothing
 here prints: results come back as values, and the ``ssgate`` command and the
 carriers' console pages (:mod:`provisioning._pages`) show them.  Both call these
 same methods; :meth:`Provisioner.acting_as` names who acts (``os:<user>`` on the
@@ -16,26 +17,17 @@ through ``runner.call``, never on the reactor.
 from __future__ import annotations
 
 import builtins
-import copy
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine
 
-import audit
 import auth
 import certs
-from provisioning._bundle import (
-    BundleError,
-    check_bundle_dir,
-    qr_files,
-    remove_bundle,
-    render_profile,
-    write_bundle,
-)
+from provisioning._audited import AuditedWorkflows, WorkflowRefused
+from provisioning._bundle import BundleError, check_bundle_dir, qr_files, render_profile
 from provisioning.interfaces import (
     SessionHistory,
     SessionSummary,
@@ -47,12 +39,8 @@ ACCOUNT_STATUSES = ("active", "suspended", "cancelled")
 SEARCH_LIMIT = 200
 
 
-class ProvisioningRefused(Exception):
+class ProvisioningRefused(WorkflowRefused):
     """The operation is not allowed in the current state; ``reason`` is a code."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class ProvisioningInputError(ValueError):
@@ -94,23 +82,11 @@ class AccountView:
     sessions: list[SessionSummary] = field(default_factory=list)
 
 
-class _Transaction:
-    """An open transaction plus the bundle directories written during it."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.bundles: list[Path] = []
-
-    def write_bundle(self, path: Path, files: dict[str, bytes]) -> None:
-        write_bundle(path, files)
-        self.bundles.append(path)
-
-
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-class Provisioner:
+class Provisioner(AuditedWorkflows):
     """Carrier workflows over the auth, certs and audit stores."""
 
     def __init__(
@@ -129,26 +105,15 @@ class Provisioner:
         history: SessionHistory | None = None,
         session_ref: str = "",
     ) -> None:
-        self._engine = engine
+        super().__init__(engine=engine, clock=clock, actor=actor, session_ref=session_ref)
         self._ca = ca
         self._box = box
         self._hasher = hasher
         self._units = units
         self._settings = settings
         self._publish_crl = publish_crl
-        self._clock = clock
-        self._actor = actor
         self._sessions = sessions
         self._history = history
-        self._session_ref = session_ref
-
-    def acting_as(self, actor: str, *, session_ref: str = "") -> Provisioner:
-        """The same workflows with *actor* (and the console *session_ref*) on every audit
-        event and kill request they make."""
-        other = copy.copy(self)
-        other._actor = actor
-        other._session_ref = session_ref
-        return other
 
     @property
     def settings(self) -> ProvisioningSettings:
@@ -177,60 +142,6 @@ class Provisioner:
         problem = auth.check_password_strength(password)
         if problem:
             raise ProvisioningInputError(f"password refused: {problem}")
-
-    def _event(
-        self,
-        conn: Connection,
-        action: str,
-        subject: str,
-        *,
-        outcome: str = "ok",
-        reason: str = "",
-        unit: str = "",
-        **details: str | int | None,
-    ) -> None:
-        audit.append(
-            conn,
-            audit.AuditEvent(
-                at=self._clock(),
-                actor=self._actor,
-                action=action,
-                subject=subject,
-                outcome=outcome,
-                reason=reason,
-                unit=unit,
-                session_id=self._session_ref,
-                details=details,
-            ),
-        )
-
-    @contextmanager
-    def _action(self, action: str, subject: str, unit: str = "") -> Iterator[_Transaction]:
-        """One transaction for an action.
-
-        Bundles written inside it are removed again if the transaction does not commit,
-        and a refusal is recorded as an audit event after the rollback.
-        """
-        tx: _Transaction | None = None
-        try:
-            with self._engine.begin() as conn:
-                tx = _Transaction(conn)
-                yield tx
-        except BaseException as failure:
-            if tx is not None:
-                for path in tx.bundles:
-                    remove_bundle(path)
-            if isinstance(failure, ProvisioningRefused):
-                with self._engine.begin() as conn:
-                    self._event(
-                        conn,
-                        action,
-                        subject,
-                        outcome="refused",
-                        reason=failure.reason,
-                        unit=unit,
-                    )
-            raise
 
     def _account(self, conn: Connection, name: auth.AccountName) -> auth.AccountRecord:
         record = auth.get_account(conn, str(name))

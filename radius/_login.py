@@ -7,7 +7,9 @@ rows: the account's source policy (``allowed_sources``, applied to the
 authenticate` on the runner's login pool (account active, lockout and per-source
 throttle, password, TOTP and its replay guard — one ``last used step`` per account,
 so a code used on the channel is refused here and the reverse), then the unit's
-approval for online service in the database pool.
+approval for online service in the database pool, then ``max_sessions`` over the
+account's open sessions and its Access-Accepts still waiting for their accounting
+Start (:func:`~radius._usage_store.awaiting_start`).
 
 Every verdict is one ``login`` audit event, as the channel writes, so the officers'
 pages, the brute-force and spraying rules and ``ssgate audit logins`` see dial-in
@@ -33,6 +35,7 @@ from twisted.logger import Logger
 import audit
 import auth
 from radius._access import Attempt
+from radius._usage_store import awaiting_start
 
 SOURCE_DENIED = "source-denied"
 UNIT_UNAPPROVED = "unit-unapproved"
@@ -135,7 +138,7 @@ class DialInLogin:
             return Verdict(False, UNIT_UNAPPROVED, unit_code=unit)
         if self._open_sessions is not None:
             count: int = await self._runner.run(
-                self._open_sessions, attempt.account, self._clock.seconds()
+                self._sessions_in_use, attempt.account, self._clock.seconds()
             )
             if count >= policy.max_sessions:
                 return Verdict(False, TOO_MANY_SESSIONS, unit_code=unit)
@@ -147,6 +150,12 @@ class DialInLogin:
             session_timeout=int(policy.max_lifetime_seconds),
             idle_timeout=int(policy.idle_timeout_seconds),
         )
+
+    def _sessions_in_use(self, conn: Connection, account: str, now: float) -> int:
+        """The account's open sessions (channel and dial-in, from the registry) and its
+        Access-Accepts still waiting for their accounting Start, in one transaction."""
+        assert self._open_sessions is not None
+        return self._open_sessions(conn, account, now) + awaiting_start(conn, account, now=now)
 
     async def _record(self, attempt: Attempt, verdict: Verdict) -> None:
         try:

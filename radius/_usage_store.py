@@ -36,6 +36,11 @@ NAS_RESTARTED = "nas-restarted"
 
 NAS_RESTART_REASON = "nas-reboot"
 
+# How long an Access-Accept counts towards the account's ``max_sessions`` while its
+# accounting Start has not come: a NAS sends the Start as soon as the link is up (a
+# few seconds of PPP negotiation); one that never sends it holds the place this long.
+AWAITING_START_SECONDS = 60.0
+
 
 class DialInSessions(Protocol):
     """The session registry as dial-in accounting writes it (``ssgate`` backs it with
@@ -97,6 +102,27 @@ def record_usage(conn: Connection, usage: Usage, *, sessions: DialInSessions, no
     assert row is not None
     _end(conn, row, usage.end_reason or "nas-other", usage, sessions=sessions, now=now)
     return ENDED
+
+
+def awaiting_start(
+    conn: Connection, account: str, *, now: float, window: float = AWAITING_START_SECONDS
+) -> int:
+    """The dial-in sessions granted to *account* within *window* seconds (``ok``
+    ``login`` events of a NAS, ``radius:<nas>``) whose accounting Start has not been
+    recorded yet: the registry does not hold them, but the user is (or is about to be)
+    connected, so they count towards ``max_sessions`` with the open ones."""
+    granted = {
+        r.event.session_id
+        for r in audit.query(
+            conn, actions=["login"], subject=account, outcome="ok", since=now - window
+        )
+        if r.event.actor.startswith("radius:") and r.event.session_id
+    }
+    if not granted:
+        return 0
+    c = radius_sessions.c
+    started = set(conn.execute(select(c.session_id).where(c.session_id.in_(granted))).scalars())
+    return len(granted - started)
 
 
 def _find(conn: Connection, usage: Usage) -> Row[Any] | None:

@@ -25,9 +25,7 @@ page is ``Cache-Control: no-store`` as every console answer is.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import PackageLoader
@@ -44,6 +42,7 @@ from staffing._workflows import (
     StaffView,
 )
 from web import Response, StaffCtx
+from web._changes import ChangeAction, ConfirmedChanges, one_time_files, reason_problem
 from web._time import shown
 
 STAFF = "/staff"
@@ -57,16 +56,8 @@ _NAME = r"[a-z][a-z0-9._-]{1,31}"
 STATUS_TEXT: Mapping[str, str] = {"active": "正常", "disabled": "已停用"}
 
 
-@dataclass(frozen=True)
-class Action:
-    """A change a member's page offers: its words and the statuses it applies to."""
-
-    name: str
-    title: str
-    explain: str
-    statuses: tuple[str, ...]
-    grave: bool = False
-
+# A change a member's page offers: its words and the statuses it applies to.
+Action = ChangeAction
 
 ACTIONS: Mapping[str, Action] = {
     a.name: a
@@ -125,10 +116,7 @@ def when(ts: float | None) -> str:
 
 def check_reason(text: str) -> str:
     """The problem with a reason the administrator typed, in Chinese; empty if none."""
-    if not text:
-        return "请填写办理原因（将记入审计日志）。"
-    problem = web.note_problem(text, what="办理原因", max_chars=MAX_REASON)
-    return f"{problem}。" if problem else ""
+    return reason_problem(text, max_chars=MAX_REASON)
 
 
 def refusal_text(refusal: StaffRefused) -> str:
@@ -148,23 +136,17 @@ def lockout_text(view: StaffView, now: float) -> str:
     return "未锁定"
 
 
-def _data_url(media_type: str, data: bytes) -> str:
-    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
-
-
 def _handed_out(issued: StaffIssued) -> dict[str, Any]:
     """What the one-time page shows of *issued*: the password, the QR, the zip link."""
     files = issued.files
-    qr = files.get("otp-qr.png")
     return {
         "name": issued.name,
         "issued_role": ROLE_TITLES.get(issued.role, issued.role),
         "password": issued.password or "",
-        "qr": _data_url("image/png", qr) if qr is not None else "",
-        "zip": _data_url("application/zip", bundle_zip(issued.name, files)) if files else "",
-        "zip_name": f"{issued.name}-otp.zip",
-        "zip_files": sorted(files),
         "sessions_ended": issued.sessions_ended,
+        **one_time_files(
+            files, zipped=bundle_zip(issued.name, files), zip_name=f"{issued.name}-otp.zip"
+        ),
     }
 
 
@@ -195,8 +177,15 @@ def staff_section(admin: StaffAdministration) -> web.ConsoleSection:
     )
 
 
-class StaffPages:
+class StaffPages(ConfirmedChanges):
     """The handlers of :func:`staff_section` over one :class:`StaffAdministration`."""
+
+    param = "name"
+    base = MEMBERS
+    unknown = "unknown-staff"
+    refused = StaffRefused
+    input_errors = (StaffInputError,)
+    max_reason = MAX_REASON
 
     def __init__(self, admin: StaffAdministration) -> None:
         self._admin = admin
@@ -341,89 +330,14 @@ class StaffPages:
 
     # -- the other changes: a confirmation with a reason, then the workflow -------------
 
-    def _confirm_page(
-        self,
-        ctx: StaffCtx,
-        name: str,
-        action: Action,
-        *,
-        reason: str = "",
-        error: str = "",
-        field_error: str = "",
-        status: int = 200,
-    ) -> Response:
-        return self._page(
-            ctx,
-            "confirm.html",
-            f"{action.title}：{name}",
-            status,
-            name=name,
-            action=action,
-            form_reason=reason,
-            error=error,
-            field_error=field_error,
-        )
+    async def _change(self, ctx: StaffCtx, action: ChangeAction, subject: str, reason: str) -> Any:
+        return await ctx.runner.call(run_action, self._acting(ctx), action.name, subject, reason)
 
-    def confirm(self, action: Action) -> web.ConsoleHandler:
-        async def get(ctx: StaffCtx, name: str) -> Response:
-            return self._confirm_page(ctx, name, action)
+    def _one_time_values(self, result: Any) -> dict[str, Any] | None:
+        return _handed_out(result) if isinstance(result, StaffIssued) else None
 
-        get.__name__ = f"confirm_{action.name.replace('-', '_')}"
-        return get
-
-    def perform(self, action: Action) -> web.ConsoleHandler:
-        async def post(ctx: StaffCtx, name: str) -> Response:
-            return await self._perform(ctx, action, name)
-
-        post.__name__ = action.name.replace("-", "_")
-        return post
-
-    async def _perform(self, ctx: StaffCtx, action: Action, name: str) -> Response:
-        reason = ctx.form.get("reason", "").strip()
-        problem = check_reason(reason)
-        if problem:
-            return self._confirm_page(
-                ctx,
-                name,
-                action,
-                reason=reason[:MAX_REASON],
-                error="请按提示修改后再确认。",
-                field_error=problem,
-                status=400,
-            )
-        try:
-            result = await ctx.runner.call(run_action, self._acting(ctx), action.name, name, reason)
-        except StaffRefused as refusal:
-            if refusal.reason == "unknown-staff":
-                return self._missing(ctx, name)
-            return self._confirm_page(
-                ctx,
-                name,
-                action,
-                reason=reason,
-                error=f"未能办理：{refusal_text(refusal)}",
-                status=409,
-            )
-        except StaffInputError:
-            # The name fits the route and the reason passed check_reason: not reached
-            # unless the two rules drift apart; a 400, never a 500.
-            return self._confirm_page(
-                ctx,
-                name,
-                action,
-                reason=reason[:MAX_REASON],
-                error="请按提示修改后再确认。",
-                status=400,
-            )
-        if isinstance(result, StaffIssued):
-            return self._page(
-                ctx,
-                "issued.html",
-                f"{action.title}：{name}",
-                done=f"已{action.title}。",
-                **_handed_out(result),
-            )
-        return web.see_other(f"{MEMBERS}/{name}?done={action.name}")
+    def _refusal_text(self, refusal: Any) -> str:
+        return refusal_text(refusal)
 
 
 def run_action(admin: StaffAdministration, action: str, name: str, reason: str) -> object:

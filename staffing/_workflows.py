@@ -9,7 +9,8 @@ the same methods, and :meth:`StaffAdministration.acting_as` names who acts
 Each change is one database transaction that also appends its audit event, so a
 change and its record commit together.  A refusal rolls the change back (and removes
 an OTP bundle written for it) and then appends a ``refused`` event with the reason
-code in a transaction of its own.  Disabling a member, or resetting their password
+code in a transaction of its own (``provisioning.AuditedWorkflows``, the carrier's
+workflows' base too).  Disabling a member, or resetting their password
 or OTP, ends every console session of theirs in that same transaction
 (:func:`auth.end_staff_console_sessions` marks the rows): the next request with any
 of their cookies, on any node, is sent to the login page.
@@ -25,19 +26,15 @@ through ``runner.call``, never on the reactor.
 from __future__ import annotations
 
 import builtins
-import copy
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 from sqlalchemy import Connection, Engine
 
-import audit
 import auth
-from provisioning import BundleError, check_bundle_dir, qr_files, remove_bundle, write_bundle
+from provisioning import AuditedWorkflows, BundleError, WorkflowRefused, check_bundle_dir, qr_files
 
 #: What ends a member's console sessions, as ``console_sessions.end_reason`` keeps it.
 END_DISABLED = "staff-disabled"
@@ -49,14 +46,10 @@ MAX_REASON = 200  # as the console's reason field takes
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-class StaffRefused(Exception):
+class StaffRefused(WorkflowRefused):
     """The change is not allowed in the current state; ``reason`` is the audit code
     (``unknown-staff``, ``staff-exists``, ``bad-transition``, ``own-account``,
     ``not-locked``, ``password-in-directory``)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class StaffInputError(ValueError):
@@ -115,19 +108,7 @@ class StatusChange:
     sessions_ended: int = 0
 
 
-class _Transaction:
-    """An open transaction plus the bundle directories written during it."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.bundles: list[Path] = []
-
-    def write_bundle(self, path: Path, files: Mapping[str, bytes]) -> None:
-        write_bundle(path, files)
-        self.bundles.append(path)
-
-
-class StaffAdministration:
+class StaffAdministration(AuditedWorkflows):
     """The staff workflows over the auth and audit stores."""
 
     def __init__(
@@ -141,21 +122,10 @@ class StaffAdministration:
         actor: str,
         session_ref: str = "",
     ) -> None:
-        self._engine = engine
+        super().__init__(engine=engine, clock=clock, actor=actor, session_ref=session_ref)
         self._box = box
         self._hasher = hasher
         self._settings = settings
-        self._clock = clock
-        self._actor = actor
-        self._session_ref = session_ref
-
-    def acting_as(self, actor: str, *, session_ref: str = "") -> StaffAdministration:
-        """The same workflows with *actor* (and the console *session_ref*) on every
-        audit event they write."""
-        other = copy.copy(self)
-        other._actor = actor
-        other._session_ref = session_ref
-        return other
 
     @property
     def settings(self) -> StaffSettings:
@@ -370,56 +340,6 @@ class StaffAdministration:
             check_bundle_dir(out)
         except BundleError as e:
             raise StaffInputError(str(e)) from None
-
-    def _event(
-        self,
-        conn: Connection,
-        action: str,
-        subject: str,
-        *,
-        outcome: str = "ok",
-        reason: str = "",
-        **details: str | int | None,
-    ) -> None:
-        audit.append(
-            conn,
-            audit.AuditEvent(
-                at=self._clock(),
-                actor=self._actor,
-                action=action,
-                subject=subject,
-                outcome=outcome,
-                reason=reason,
-                session_id=self._session_ref,
-                details=details,
-            ),
-        )
-
-    @contextmanager
-    def _action(self, action: str, subject: str) -> Iterator[_Transaction]:
-        """One transaction for a change.
-
-        Bundles written inside it are removed again if it does not commit, and a
-        refusal is recorded as an audit event after the rollback.
-        """
-        tx: _Transaction | None = None
-        try:
-            with self._engine.begin() as conn:
-                tx = _Transaction(conn)
-                yield tx
-        except BaseException as failure:
-            if tx is not None:
-                for path in tx.bundles:
-                    remove_bundle(path)
-            if isinstance(failure, StaffRefused):
-                self._refuse(action, subject, failure)
-            raise
-
-    def _refuse(self, action: str, subject: str, refusal: StaffRefused) -> NoReturn:
-        """Record *refusal* in a transaction of its own (the change's has rolled back)."""
-        with self._engine.begin() as conn:
-            self._event(conn, action, subject, outcome="refused", reason=refusal.reason)
-        raise refusal
 
 
 def check_name(name: str) -> None:

@@ -130,3 +130,33 @@ def test_officer_bench_smoke_measures_every_page(db: str, short_tmp: Path) -> No
         value = line.removeprefix(prefix)
         assert value == "not yet" or value.replace(".", "", 1).isdigit(), line
     assert list(short_tmp.iterdir()) == [], "the runner left its temporary directory behind"
+
+
+RADIUS_RATIO = "ratio RADIUS Access-Requests/s / argon2id verifications/s "
+
+
+def test_radius_bench_smoke_accepts_every_request_and_cleans_up(short_tmp: Path) -> None:
+    """``bench/run.py radius --smoke``: ``ssgate serve`` with ``[radius]`` accepts every
+    signed PAP Access-Request (password + code, one account each), the ratio to argon2id
+    alone is printed as a number, nothing is logged as a warning or error, and no child
+    process or temporary directory is left behind."""
+    env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
+    env["TMPDIR"] = str(short_tmp)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "radius", "--smoke"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stdout.splitlines()
+    line = next((x for x in lines if x.startswith(RADIUS_RATIO)), None)
+    assert line is not None, f"no line starting {RADIUS_RATIO!r} in:\n{proc.stdout}"
+    assert line.removeprefix(RADIUS_RATIO).split()[0].replace(".", "", 1).isdigit(), line
+    assert not [x for x in lines if x.startswith("warning:")], proc.stdout
+    assert processes_mentioning(str(short_tmp)) == []
+    assert list(short_tmp.iterdir()) == [], "the runner left its temporary directory behind"

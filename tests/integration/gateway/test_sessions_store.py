@@ -101,7 +101,7 @@ def test_sessions_of_a_crashed_node_stop_counting_after_the_stale_period(db: Eng
     later = 1000.0 + s.STALE_AFTER_SECONDS + 1
     assert _start(db, "c", now=later)
     with db.begin() as conn:
-        assert s.reap_stale(conn, now=later) == 2
+        assert s.reap_stale_recorded(conn, now=later, actor="gateway:gw2:9") == 2
         assert s.get_session(conn, "a").end_reason == "node-lost"  # type: ignore[union-attr]
 
 

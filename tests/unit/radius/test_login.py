@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
+import audit
 import auth
+from radius._usage_store import AWAITING_START_SECONDS, awaiting_start
 from radius.testing import TESTBED_ACCOUNT, TESTBED_NAS, DialInTestbed, TestPolicy
 
 
@@ -150,7 +152,7 @@ def test_hashing_runs_on_the_login_pool_and_the_database_work_on_the_database_po
     assert bed.runner.calls == [
         "call:authenticate",
         "_unit_admitted",
-        "_open_sessions",
+        "_sessions_in_use",
         "append",
     ]
 
@@ -176,3 +178,58 @@ def test_the_concurrent_session_limit_counts_open_sessions(sqlite_engine: Engine
     bed.clock.advance(30)
     assert bed.ask(bed.password + bed.otp()).code_name == "Access-Reject"  # type: ignore[union-attr]
     assert bed.logins()[-1].event.reason == "too-many-sessions"
+
+
+def test_an_accept_whose_accounting_start_has_not_come_counts_towards_the_limit(
+    sqlite_engine: Engine,
+) -> None:
+    """max_sessions = 1: an Access-Accept without its accounting Start yet holds the
+    place, so a second login a step later is refused; once the Start has not come for
+    AWAITING_START_SECONDS the place is free again."""
+    bed = DialInTestbed(sqlite_engine, policy=TestPolicy(max_sessions=1))
+    first = bed.ask(bed.password + bed.otp())
+    assert first is not None and first.code_name == "Access-Accept"
+    bed.clock.advance(30)
+    assert bed.ask(bed.password + bed.otp()).code_name == "Access-Reject"  # type: ignore[union-attr]
+    assert bed.logins()[-1].event.reason == "too-many-sessions"
+    bed.clock.advance(AWAITING_START_SECONDS)
+    assert bed.ask(bed.password + bed.otp()).code_name == "Access-Accept"  # type: ignore[union-attr]
+
+
+def test_a_started_dial_in_session_is_counted_once_not_as_open_and_awaiting(
+    sqlite_engine: Engine,
+) -> None:
+    """max_sessions = 2: after the first Accept's Start the session is in the registry and
+    no longer awaited, so a second login is accepted and a third refused."""
+    bed = DialInTestbed(sqlite_engine, policy=TestPolicy(max_sessions=2))
+    first = bed.ask(bed.password + bed.otp())
+    assert first is not None and first.code_name == "Access-Accept"
+    bed.report(bed.nas.accounting(1, session_class=first.session_class)[1])
+    bed.clock.advance(30)
+    assert bed.ask(bed.password + bed.otp()).code_name == "Access-Accept"  # type: ignore[union-attr]
+    bed.clock.advance(30)
+    assert bed.ask(bed.password + bed.otp()).code_name == "Access-Reject"  # type: ignore[union-attr]
+    assert bed.logins()[-1].event.reason == "too-many-sessions"
+
+
+def test_a_refused_or_channel_login_is_not_a_session_awaiting_its_start(
+    bed: DialInTestbed,
+) -> None:
+    """Only a NAS's ok login is awaited: refusals and the channel's own logins (which the
+    gateway records in the registry itself) are not counted."""
+    assert bed.ask("wrong" + bed.otp()).code_name == "Access-Reject"  # type: ignore[union-attr]
+    assert bed.channel_login(bed.password, bed.otp(1)).ok
+    with bed.engine.begin() as conn:  # the event the gateway writes for that login
+        audit.append(
+            conn,
+            audit.AuditEvent(
+                at=bed.clock.seconds(),
+                actor=f"channel:{TESTBED_ACCOUNT}",
+                action="login",
+                subject=TESTBED_ACCOUNT,
+                outcome="ok",
+                session_id="c" * 32,
+            ),
+        )
+    with bed.engine.begin() as conn:
+        assert awaiting_start(conn, TESTBED_ACCOUNT, now=bed.clock.seconds()) == 0

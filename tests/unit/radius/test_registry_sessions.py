@@ -67,13 +67,13 @@ def test_keep_alive_saves_open_dial_in_sessions_from_the_reaper(registry: Engine
     later = NOW + 600
     with registry.begin() as conn:
         assert keep_alive(conn, sessions=RegistrySessions(), now=later) == 1
-        assert _sessions.reap_stale(conn, now=later + 60) == 0
+        assert _sessions.reap_stale_recorded(conn, now=later + 60, actor="gateway:gw:1") == 0
         assert gateway.list_sessions(conn, account=ACCOUNT)[0].bytes_out == 20
     # Not reported for longer than the report timeout: no longer kept alive.
     much_later = NOW + 7200 + 1
     with registry.begin() as conn:
         assert keep_alive(conn, sessions=RegistrySessions(), now=much_later) == 0
-        assert _sessions.reap_stale(conn, now=much_later + 200) == 1
+        assert _sessions.reap_stale_recorded(conn, now=much_later + 200, actor="gateway:gw:1") == 1
 
 
 @pytest.mark.parametrize(
