@@ -384,7 +384,7 @@ def start(
         handshake_timeout=config.policy.handshake_timeout_seconds,
         auth_timeout=config.policy.auth_timeout_seconds,
     )
-    node = GatewayNode(ctx)
+    node = GatewayNode(ctx, drain_seconds=config.gateway.drain_seconds)
     tls = ReloadingServerTLS(material.options)
 
     def on_crl(crl: x509.CertificateRevocationList | None) -> None:
