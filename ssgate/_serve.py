@@ -178,7 +178,8 @@ class Serving:
     dial_in: RadiusListener | None = None  # UDP, while [radius] has clients
 
     def stop(self) -> Deferred[Any]:
-        """Stop listening, end the live sessions (GOAWAY, recorded), then the pools.
+        """Stop listening, drain the live sessions (MOVE to another node, or GOAWAY for
+        clients older than protocol version 3; recorded either way), then the pools.
 
         ``/readyz`` says "draining" from the first moment, and the ops listener is the
         last to close, so the balancer sees the node leave rather than vanish.

@@ -223,7 +223,8 @@ def test_sigterm_moves_every_client_to_the_other_node_in_the_same_session(
     state_a, state_b = tmp_path / "state", tmp_path / "state-b"
     run("init", "--hostname", "localhost", "--database-url", pg_url, check_rc=0)
     front = listening_socket()  # the balancer's address, in every client's profile
-    configure(state_a, public_port=front.getsockname()[1], drain_seconds=20)
+    # A long drain: A exiting within WAIT shows it left once its streams were done.
+    configure(state_a, public_port=front.getsockname()[1], drain_seconds=600)
     channel = Channel(tmp_path, state_a, run)
     try:
         accounts = [channel.open_account() for _ in range(CLIENTS)]
@@ -278,7 +279,6 @@ def test_sigterm_moves_every_client_to_the_other_node_in_the_same_session(
             b"Content-Type: application/json\r\nX-CSRF-Token: " + held.token.encode() + b"\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10]
         )
-        time_zero = time.monotonic()
 
         os.kill(node_a.popen.pid, signal.SIGTERM)
         line = node_a.wait_for(r"draining: \{moved\} sessions moved").string
@@ -289,13 +289,12 @@ def test_sigterm_moves_every_client_to_the_other_node_in_the_same_session(
 
         for client, session_id in zip(clients, sessions, strict=True):
             client.wait_for(rf"reconnected, same session {session_id}")
-        # The held request finishes on A, well within drain_seconds.
+        # The held request finishes on A, and A exits without waiting out drain_seconds.
         raw.sendall(body[10:])
         answer = read_response(raw)
         raw.close()
         assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
         assert node_a.wait_exit(WAIT) == 0
-        assert time.monotonic() - time_zero < 20  # A did not wait out its drain_seconds
 
         # Every client goes on through B: a few more declarations each.
         marks = [len(e.posted) for e in employers]

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ServerFactory
 
+from gateway._client import MAX_PARKED
 from gateway._frames import AuthOk, HelloOk, Move, encode
 from gateway._machine import (
     AuthAccepted,
@@ -248,3 +249,20 @@ def test_local_connections_made_while_the_session_moves_wait_for_it(
     bed.run()
     assert bytes(bed.services[-1].received) == b"GET /"
     assert not done.called
+
+
+def test_at_most_max_parked_local_connections_wait_while_the_session_moves(
+    bed: ChannelTestbed,
+) -> None:
+    """The held connections are bounded: one past MAX_PARKED is closed at once."""
+    nodes = TwoNodes(bed)
+    client, _done, _session_id = start_client(bed)
+    nodes.endpoint_b.hold = True
+    nodes.stop_a()
+    bed.run()
+    ends = [bed.browse(client)[1] for _ in range(MAX_PARKED + 1)]  # type: ignore[arg-type]
+    bed.run()
+    assert [end.connected for end in ends] == [True] * MAX_PARKED + [False]
+    nodes.endpoint_b.release()
+    bed.run()
+    assert len(bed.services) == MAX_PARKED  # each carried over B once it was back
