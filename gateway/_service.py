@@ -833,8 +833,10 @@ class GatewayTunnel(TunnelProtocol):
     def _write_detach(
         self, session: ChannelSession, counters: tuple[int, int, int], details: dict[str, str | int]
     ) -> Deferred[Any]:
-        """The session detached, with its counters and ``session.detach`` event."""
-        event = self._event("session.detach", session.account, "ok", "network-lost", **details)
+        """The session detached, with its counters and ``session.detach`` event (reason
+        ``gateway-drain`` when it was moved away from this node, else ``network-lost``)."""
+        why = "gateway-drain" if self.machine.moved else "network-lost"
+        event = self._event("session.detach", session.account, "ok", why, **details)
         if event is None:  # pragma: no cover - our own values always make an event
             return self._write_end(session, Reason.NETWORK_LOST, counters, details)
         b_in, b_out, streams = counters

@@ -245,6 +245,9 @@ def test_local_connections_made_while_the_session_moves_wait_for_it(
     browser.transport.write(b"GET /")  # type: ignore[union-attr]
     bed.run()
     assert local_end.connected and bed.services == []
+    # The old connection closed before the session was back: a detach, not an end.
+    [detach] = bed.audit_events("session.detach")
+    assert detach.reason == "gateway-drain" and bed.audit_events("session.end") == []
     nodes.endpoint_b.release()
     bed.run()
     assert bytes(bed.services[-1].received) == b"GET /"
