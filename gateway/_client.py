@@ -4,7 +4,10 @@
 enrolment bundle), logs in with password + one-time code, then listens on loopback
 and carries each local TCP connection as a stream to the ``declare`` service.  After a
 network drop it reconnects by itself with the single-use resume token, without a new
-code, keeping the session id.  Every end is told in one plain sentence (Chinese and
+code, keeping the session id.  When the gateway node it is on drains (MOVE, protocol
+version 3) it does the same at once with the token MOVE carries, lets the streams
+already open finish on the old connection, and holds new local connections until
+the session is back.  Every end is told in one plain sentence (Chinese and
 English) and a distinct exit status (:attr:`Reason.exit_code`).
 """
 
@@ -30,13 +33,19 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import certs
-from gateway._frames import RETRY_AFTER_CALL_CARRIER, terminal_text
+from gateway._frames import (
+    MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+    RETRY_AFTER_CALL_CARRIER,
+    terminal_text,
+)
 from gateway._machine import (
     AuthAccepted,
     AuthRejected,
     ClientMachine,
     HandshakeCompleted,
     MachineUsageError,
+    MoveRequested,
     PongReceived,
     StreamOpened,
     StreamRefused,
@@ -49,6 +58,9 @@ RESUME_WINDOW = 110.0  # a little under the token's 120 s validity
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_DEAD_AFTER = 45.0
 SERVICE = "declare"
+# Local connections held while the session moves to another gateway node; past this
+# many, new ones are closed (a browser opens a handful per page).
+MAX_PARKED = 64
 
 # Exit statuses of 'ssgate connect' for failures before any session exists.
 EXIT_SETUP = 2  # bad profile, bundle or passphrase
@@ -256,10 +268,38 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 class LocalConnection(StreamConnection):
-    """A browser connection on 127.0.0.1, carried as one stream."""
+    """A browser connection on 127.0.0.1, carried as one stream.
+
+    A *parked* one arrived while the session was moving to another node: it is not
+    read from (so nothing is buffered) until :meth:`attach` gives it the new tunnel;
+    meanwhile its ``tunnel`` is the old one, which it never uses without a stream id.
+    """
+
+    def __init__(
+        self, tunnel: TunnelProtocol, *, park: Callable[[LocalConnection], None] | None = None
+    ) -> None:
+        super().__init__(tunnel)
+        self._park = park
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        if self._park is not None:
+            assert self.transport is not None
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+            self.reading_paused = True
+            self._park(self)
+            return
+        self._open_stream()
+
+    def attach(self, tunnel: TunnelProtocol) -> None:
+        """The session is back (on another node): carry this connection there."""
+        self._park = None
+        if self.closed or self.transport is None:
+            return
+        self.tunnel = tunnel
+        self._open_stream()
+
+    def _open_stream(self) -> None:
         tunnel = self.tunnel
         try:
             sid = tunnel.machine.open_stream(SERVICE)
@@ -277,10 +317,11 @@ class ClientTunnel(TunnelProtocol):
     def __init__(self, client: ConnectClient, *, resume_token: bytes | None) -> None:
         super().__init__()
         self.client = client
-        self.machine = ClientMachine()
+        self.machine = ClientMachine(versions=client.protocol_versions)
         self.open = False
         self.last_heard = client.clock.seconds()
         self.last_ping = self.last_heard
+        self._close_when_drained = False  # moved: close once the last stream ends
         if resume_token is not None:
             self.machine.resume(resume_token)
         else:
@@ -296,6 +337,8 @@ class ClientTunnel(TunnelProtocol):
             self.client.connected(self, event)
         elif isinstance(event, AuthRejected):
             self.client.rejected(event)
+        elif isinstance(event, MoveRequested):
+            self.client.moving(self, event)
         elif isinstance(event, StreamRefused):
             stream = self.streams.pop(event.stream_id, None)
             self.client.say(f"{event.reason.bilingual}")
@@ -306,8 +349,27 @@ class ClientTunnel(TunnelProtocol):
 
     def session_closed(self, reason: Reason, message: str, *, by_peer: bool) -> None:
         self.open = False
-        self.client.ended(reason, message if by_peer else "")
+        if not self.machine.moving:  # a moved connection's end is not the session's
+            self.client.ended(reason, message if by_peer else "")
         super().session_closed(reason, message, by_peer=by_peer)
+
+    # -- after MOVE: this connection only finishes its streams --------------------------
+
+    def close_when_drained(self) -> None:
+        """Close this (moved) connection once its last stream has ended."""
+        self.open = False
+        self._close_when_drained = True
+        self._close_if_drained()
+
+    def stream_ended(self, stream: StreamConnection, how: str) -> None:
+        if self._close_when_drained and not self.streams:
+            # Not from inside the stream's unwinding, which may still write a frame.
+            self.client.clock.callLater(0, self._close_if_drained)
+
+    def _close_if_drained(self) -> None:
+        if not self.streams and self.transport is not None and not self._closing:
+            # No GOAWAY: the session goes on elsewhere; the gateway records a detach.
+            self.close_transport()
 
     def terminate(self, reason: Reason, message: str = "") -> None:
         self.open = False
@@ -380,6 +442,11 @@ class ConnectClient:
         self._keepalive: Any = None
         self._retry: Any = None  # the pending redial
         self._told: Reason | None = None  # already printed
+        # The protocol versions offered in HELLO (tests pose as an older client).
+        self.protocol_versions = (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION)
+        self._parked: list[LocalConnection] = []  # waiting for the moved session
+        self._moving = False  # MOVE received; the session is not back yet
+        self._moved_from: ClientTunnel | None = None  # the connection MOVE came on
         self.ending_note = ""  # the officer's note of a kill
 
     def say(self, line: str) -> None:
@@ -456,7 +523,12 @@ class ConnectClient:
         self._retry_delay = 1.0
         if self.lost_at is not None:
             self.lost_at = None
+            self._moving = False
+            self._moved_from = None
             self.say(f"已重新连接，会话不变 / reconnected, same session {event.session_id}")
+            parked, self._parked = self._parked, []
+            for connection in parked:
+                connection.attach(tunnel)
             return
         self.session_id = event.session_id
         self.password = self.otp = ""  # not needed again: resumes use the token
@@ -475,9 +547,32 @@ class ConnectClient:
 
     def _local_connection(self) -> Protocol:
         tunnel = self.tunnel
-        if tunnel is None or not tunnel.open:
-            return _Refuse()
-        return LocalConnection(tunnel)
+        if tunnel is not None and tunnel.open:
+            return LocalConnection(tunnel)
+        if self._moving and self._moved_from is not None and len(self._parked) < MAX_PARKED:
+            return LocalConnection(self._moved_from, park=self._parked.append)
+        return _Refuse()
+
+    def moving(self, tunnel: ClientTunnel, event: MoveRequested) -> None:
+        """The gateway node drains (MOVE): resume the session on a new connection now,
+        through the same address (the balancer picks another node), with the token
+        MOVE carried; the old connection finishes its streams, then closes."""
+        if tunnel is not self.tunnel or self.done.called:
+            return
+        self.resume_token = event.resume_token
+        self.tunnel = None
+        self._moving = True
+        self._moved_from = tunnel
+        self.say(
+            "网关节点正在停机维护，正在将会话转移到其他节点，无需重新登录…"
+            " The gateway node is going down for maintenance; moving the session to "
+            "another node, no new login needed…"
+        )
+        tunnel.close_when_drained()
+        if self.lost_at is None:  # the resume window counts from here
+            self.lost_at = self.clock.seconds()
+        self._retry_delay = 1.0
+        self._dial()
 
     def _tick(self) -> None:
         if self.tunnel is not None:
@@ -551,6 +646,9 @@ class ConnectClient:
         if self.port is not None:
             self.port.stopListening()
             self.port = None
+        parked, self._parked = self._parked, []
+        for connection in parked:
+            connection.close_local()
         if not self.done.called:
             self.done.callback(status)
 

@@ -24,6 +24,9 @@ one-time codes and resume tokens are left out of every ``repr``.
 Version 2 adds one field, ``retry_after`` at the end of AUTH_FAIL.  The parser reads
 either layout (the payload's length says which: 3 or 7 bytes), so it needs no
 version; the machine, which knows the negotiated version, refuses the wrong one.
+Version 3 adds one frame, MOVE (a draining gateway node hands the client a fresh
+resume token and asks it to reconnect); the parser reads it in any version and the
+client machine refuses it below version 3.
 :func:`terminal_text` makes text that came over the wire safe to print.
 """
 
@@ -51,6 +54,7 @@ __all__ = [
     "MIN_INITIAL_WINDOW",
     "MIN_MAX_PAYLOAD",
     "MIN_PROTOCOL_VERSION",
+    "MOVE_VERSION",
     "PROTOCOL_VERSION",
     "RETRY_AFTER_CALL_CARRIER",
     "RETRY_AFTER_UNKNOWN",
@@ -65,6 +69,7 @@ __all__ = [
     "GoAway",
     "Hello",
     "HelloOk",
+    "Move",
     "Open",
     "OpenFail",
     "OpenOk",
@@ -81,7 +86,8 @@ __all__ = [
 
 MAGIC = b"SSGT"
 MIN_PROTOCOL_VERSION = 1
-PROTOCOL_VERSION = 2  # the highest version this code speaks (docs/protocol.md §11)
+PROTOCOL_VERSION = 3  # the highest version this code speaks (docs/protocol.md §11)
+MOVE_VERSION = 3  # the first version with MOVE
 
 _HEADER = struct.Struct(">BBII")
 HEADER_SIZE = _HEADER.size  # 10
@@ -133,6 +139,7 @@ class FrameType(enum.IntEnum):
     PING = 0x20
     PONG = 0x21
     GOAWAY = 0x22
+    MOVE = 0x23
 
 
 CONTROL_TYPES = frozenset(
@@ -146,6 +153,7 @@ CONTROL_TYPES = frozenset(
         FrameType.PING,
         FrameType.PONG,
         FrameType.GOAWAY,
+        FrameType.MOVE,
     }
 )
 _KNOWN_TYPES = frozenset(int(t) for t in FrameType)
@@ -415,6 +423,25 @@ class GoAway:
         return self.reason.code.to_bytes(2, "big") + _str16(self.message.encode())
 
 
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Gateway → client (version 3): this node is draining; resume the session on a new
+    connection to the same address with *resume_token* (not in repr).  The streams
+    already open here may finish within *drain_seconds*; open no new ones here."""
+
+    TYPE: ClassVar[FrameType] = FrameType.MOVE
+    stream_id: ClassVar[int] = 0
+    resume_token: bytes = field(repr=False)
+    drain_seconds: int
+
+    def __post_init__(self) -> None:
+        _bytes("resume_token", self.resume_token, 1, MAX_TOKEN_BYTES)
+        _int("drain_seconds", self.drain_seconds, 0, 2**32 - 1)
+
+    def encode_payload(self) -> bytes:
+        return _str8(self.resume_token) + self.drain_seconds.to_bytes(4, "big")
+
+
 # -- stream frames (stream id != 0) ------------------------------------------------------
 
 
@@ -534,6 +561,7 @@ Frame: TypeAlias = (
     | Ping
     | Pong
     | GoAway
+    | Move
     | Open
     | OpenOk
     | OpenFail
@@ -678,6 +706,7 @@ _DECODERS: dict[FrameType, Callable[[_Reader, int], Frame]] = {
     FrameType.PING: lambda r, _: Ping(r.raw(PING_SIZE, "opaque")),
     FrameType.PONG: lambda r, _: Pong(r.raw(PING_SIZE, "opaque")),
     FrameType.GOAWAY: lambda r, _: GoAway(r.reason(), r.str16("message")),
+    FrameType.MOVE: lambda r, _: Move(r.bytes8("resume_token"), r.u32("drain_seconds")),
     FrameType.OPEN: _open,
     FrameType.OPEN_OK: lambda r, sid: OpenOk(sid),
     FrameType.OPEN_FAIL: lambda r, sid: OpenFail(sid, r.reason()),

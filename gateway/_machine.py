@@ -47,6 +47,12 @@ Client side, :class:`ClientMachine`: HELLO is queued at construction;
 ``authenticate(...)`` or ``resume(token)`` (allowed right away, before HELLO_OK) →
 ``AuthAccepted`` or ``AuthRejected`` → ``open_stream(service) -> stream_id`` (data may
 follow at once) → ``StreamOpened`` or ``StreamRefused``.
+
+Draining (version 3): the gateway calls ``move(resume_token, drain_seconds)``, which
+sends MOVE when the client speaks version 3 and says whether it did (if not, the
+adapter ends the session with GOAWAY(``gateway-shutdown``) as before).  The client
+gets ``MoveRequested``; its streams here go on, it may open no new one here
+(``open_stream`` raises) and resumes the session on a new connection.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from ._frames import (
     MAX_NOTE_CHARS,
     MAX_STREAM_ID,
     MIN_PROTOCOL_VERSION,
+    MOVE_VERSION,
     PROTOCOL_VERSION,
     RETRY_AFTER_UNKNOWN,
     Auth,
@@ -77,6 +84,7 @@ from ._frames import (
     GoAway,
     Hello,
     HelloOk,
+    Move,
     Open,
     OpenFail,
     OpenOk,
@@ -101,6 +109,7 @@ __all__ = [
     "GatewayMachine",
     "HandshakeCompleted",
     "MachineUsageError",
+    "MoveRequested",
     "PongReceived",
     "ResumeRequested",
     "SessionClosed",
@@ -245,6 +254,16 @@ class StreamReset:
 
 
 @dataclass(frozen=True, slots=True)
+class MoveRequested:
+    """Client (version 3): the gateway node is draining.  Resume the session with
+    *resume_token* on a new connection; the streams open here may finish within
+    *drain_seconds*, after which the gateway closes this connection."""
+
+    resume_token: bytes = field(repr=False)
+    drain_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class PongReceived:
     opaque: bytes
 
@@ -276,6 +295,7 @@ Event: TypeAlias = (
     | StreamFin
     | StreamReset
     | PongReceived
+    | MoveRequested
     | SessionClosed
 )
 
@@ -620,6 +640,7 @@ class GatewayMachine(_TunnelMachine):
         self._max_auth_attempts = max_auth_attempts
         self._auth_attempts = 0
         self._auth_pending = False
+        self._moved = False
         self.version: int | None = None
 
     @property
@@ -750,6 +771,27 @@ class GatewayMachine(_TunnelMachine):
             del self._streams[stream_id]
             self._send(OpenFail(stream_id, reason))
 
+    @property
+    def moved(self) -> bool:
+        """MOVE was sent: the session is to resume elsewhere; this connection drains."""
+        return self._moved
+
+    def move(self, resume_token: bytes, drain_seconds: int) -> bool:
+        """Ask the client to resume the session elsewhere (this node is draining).
+
+        Sends MOVE and returns True when the session is open and the client speaks
+        version 3 (once per connection: a second call returns True and sends nothing).
+        Otherwise returns False and sends nothing: the adapter then ends the session
+        with GOAWAY(``gateway-shutdown``), which every version understands."""
+        frame = Move(resume_token, drain_seconds)  # checks the fields first
+        if self._moved:
+            return True
+        if self._state is not State.OPEN or (self.version or 0) < MOVE_VERSION:
+            return False
+        self._moved = True
+        self._send(frame)
+        return True
+
 
 # -- the client -----------------------------------------------------------------------
 
@@ -761,7 +803,7 @@ class ClientMachine(_TunnelMachine):
         State.AWAITING_HELLO: frozenset({HelloOk, GoAway}),
         State.AUTHENTICATING: frozenset({AuthOk, AuthFail, Ping, Pong, GoAway}),
         State.OPEN: frozenset(
-            {OpenOk, OpenFail, Data, WindowUpdate, Fin, Reset, Ping, Pong, GoAway}
+            {OpenOk, OpenFail, Data, WindowUpdate, Fin, Reset, Ping, Pong, GoAway, Move}
         ),
     }
 
@@ -778,6 +820,7 @@ class ClientMachine(_TunnelMachine):
         self._versions = versions
         self._auth_outstanding = False
         self._attempts_left: int | None = None  # unknown until the first AUTH_FAIL
+        self._moving = False  # MOVE received: no new streams on this connection
         self.version: int | None = None
         self.session_id: str | None = None
         self._send(hello)
@@ -802,6 +845,8 @@ class ClientMachine(_TunnelMachine):
         """Open a stream to *service*; DATA may be sent on it before ``StreamOpened``."""
         if self._state is not State.OPEN:
             raise MachineUsageError(f"no streams in state {self._state.value}")
+        if self._moving:
+            raise MachineUsageError("the gateway moved this session: no new streams here")
         if len(self._streams) >= self._max_streams:
             raise StreamLimitError(f"{self._max_streams} streams are open already")
         stream_id = self._last_stream_id + 2 if self._last_stream_id else 1
@@ -812,8 +857,25 @@ class ClientMachine(_TunnelMachine):
         self._send(frame)
         return stream_id
 
+    @property
+    def moving(self) -> bool:
+        """The gateway sent MOVE: this connection only drains its open streams."""
+        return self._moving
+
+    def _on_move(self, frame: Move, events: list[Event]) -> None:
+        if (self.version or 0) < MOVE_VERSION:
+            raise ProtocolError(
+                Reason.PROTOCOL_ERROR, f"MOVE is not part of protocol version {self.version}"
+            )
+        if self._moving:
+            raise ProtocolError(Reason.PROTOCOL_ERROR, "a second MOVE")
+        self._moving = True
+        events.append(MoveRequested(frame.resume_token, frame.drain_seconds))
+
     def _handle_side(self, frame: Frame, events: list[Event]) -> None:
-        if isinstance(frame, HelloOk):
+        if isinstance(frame, Move):
+            self._on_move(frame, events)
+        elif isinstance(frame, HelloOk):
             low, high = self._versions
             if not low <= frame.version <= high:
                 raise ProtocolError(
@@ -853,19 +915,22 @@ class ClientMachine(_TunnelMachine):
                 events.append(AuthRejected(frame.reason, frame.attempts_left, frame.retry_after))
         else:
             assert isinstance(frame, OpenOk | OpenFail)
-            stream = self._peer_stream(frame)
-            if stream is None:
-                return  # we reset it meanwhile
-            if stream.accepted:
-                raise ProtocolError(
-                    Reason.PROTOCOL_ERROR, f"{frame.TYPE.name} for open stream {stream.id}"
-                )
-            if isinstance(frame, OpenOk):
-                stream.accepted = True
-                events.append(StreamOpened(stream.id))
-            else:
-                del self._streams[stream.id]
-                events.append(StreamRefused(stream.id, frame.reason))
+            self._on_open_answer(frame, events)
+
+    def _on_open_answer(self, frame: OpenOk | OpenFail, events: list[Event]) -> None:
+        stream = self._peer_stream(frame)
+        if stream is None:
+            return  # we reset it meanwhile
+        if stream.accepted:
+            raise ProtocolError(
+                Reason.PROTOCOL_ERROR, f"{frame.TYPE.name} for open stream {stream.id}"
+            )
+        if isinstance(frame, OpenOk):
+            stream.accepted = True
+            events.append(StreamOpened(stream.id))
+        else:
+            del self._streams[stream.id]
+            events.append(StreamRefused(stream.id, frame.reason))
 
     def _check_peer_may_send(self, stream: _Stream, what: str) -> None:
         if not stream.accepted:

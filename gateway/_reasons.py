@@ -303,6 +303,8 @@ REASON_WORDS: Mapping[str, str] = MappingProxyType(
         "gateway-shutdown": "网关停机维护",
         "network-lost": "网络中断",
         "node-lost": "网关节点失联",
+        # a draining node handed the session to another one (``session.move``)
+        "gateway-drain": "网关节点维护，会话已转移",
         # logins: what the gateway answered, and which factor failed (the officer's view)
         "auth-failed": "账号、密码或动态口令不正确",
         "too-many-attempts": "本次连接失败次数过多",

@@ -104,6 +104,8 @@ KEEPALIVE_DEAD_AFTER = 90.0
 STREAM_CONNECT_TIMEOUT = 10.0
 # On stop, how long tunnels get to deliver their GOAWAY before they are cut.
 SHUTDOWN_GRACE = 5.0
+# On stop, how long a moved session's open streams may go on ([gateway] drain_seconds).
+DEFAULT_DRAIN_SECONDS = 30.0
 
 # Refusals decided by the gateway itself (not by auth.Authenticator).
 _GATEWAY_REFUSALS = {
@@ -319,6 +321,7 @@ class GatewayTunnel(TunnelProtocol):
         self.last_heard = 0.0
         self.last_ping = 0.0
         self._offsets = (0, 0, 0)  # counters carried over from before a resume
+        self.generation = 0  # of the resume token handed out last (AUTH_OK, MOVE)
         self._handshake = HandshakeDeadline(ctx.clock, ctx.handshake_timeout)
         self._login_deadline: Any = None
         self._is_finished = False
@@ -454,6 +457,7 @@ class GatewayTunnel(TunnelProtocol):
 
     def _open_session(self, session: ChannelSession, *, generation: int) -> None:
         self.session = session
+        self.generation = generation
         if self._login_deadline is not None and self._login_deadline.active():
             self._login_deadline.cancel()
         self._login_deadline = None
@@ -709,6 +713,55 @@ class GatewayTunnel(TunnelProtocol):
             streams + self.machine.streams_opened,
         )
 
+    # -- draining --------------------------------------------------------------------------
+
+    def move_elsewhere(self, drain_seconds: int) -> bool:
+        """This node drains: MOVE with a fresh resume token (protocol version 3), so the
+        client resumes the same session through the balancer on another node.
+
+        The connection leaves :attr:`GatewayContext.live` (the session is no longer
+        this node's to tick, heartbeat or kill); its open streams go on until they end
+        or the node's drain deadline, and its end is recorded as a detach, never as an
+        end.  False, nothing sent, when the client cannot move (not logged in, or an
+        older protocol version): the node ends that session as before."""
+        session = self.session
+        if session is None or self.transport is None:
+            return False
+        token = issue_resume_token(
+            self.ctx.resume_key,
+            session_id=session.session_id,
+            generation=self.generation,
+            fingerprint=self.cert_fingerprint,
+            now=self.ctx.clock.seconds(),
+        )
+        if not self.machine.move(token, drain_seconds):
+            return False
+        self.flush()
+        if self.ctx.live.get(session.session_id) is self:
+            del self.ctx.live[session.session_id]
+        d = self._audit(
+            "session.move",
+            session.account,
+            "ok",
+            "gateway-drain",
+            node=self.ctx.node,
+            streams=len(self.streams),
+        )
+        if not d.called:  # written before the session's last records are waited for
+            self._stream_writes.add(d)
+
+            def written(result: object) -> object:
+                self._stream_writes.discard(d)
+                return result
+
+            d.addBoth(written)
+        return True
+
+    @property
+    def finished(self) -> bool:
+        """The connection is gone and its session's records are written."""
+        return self._is_finished
+
     # -- the end -------------------------------------------------------------------------
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
@@ -736,8 +789,9 @@ class GatewayTunnel(TunnelProtocol):
         stream_writes = list(self._stream_writes)
         unitemised = self._unitemised_details()
         counters = self.counters()
-        if ended_by is None:
-            # The network dropped without GOAWAY: keep the session resumable for a while.
+        if ended_by is None or self.machine.moved:
+            # The network dropped without GOAWAY, or the session moved to another node
+            # (MOVE): keep it resumable; a no-op if it was resumed elsewhere already.
             self._finished([*stream_writes, self._write_detach(session, counters, unitemised)])
             return
         self._finished([*stream_writes, self._write_end(session, ended_by, counters, unitemised)])
@@ -779,8 +833,10 @@ class GatewayTunnel(TunnelProtocol):
     def _write_detach(
         self, session: ChannelSession, counters: tuple[int, int, int], details: dict[str, str | int]
     ) -> Deferred[Any]:
-        """The session detached, with its counters and ``session.detach`` event."""
-        event = self._event("session.detach", session.account, "ok", "network-lost", **details)
+        """The session detached, with its counters and ``session.detach`` event (reason
+        ``gateway-drain`` when it was moved away from this node, else ``network-lost``)."""
+        why = "gateway-drain" if self.machine.moved else "network-lost"
+        event = self._event("session.detach", session.account, "ok", why, **details)
         if event is None:  # pragma: no cover - our own values always make an event
             return self._write_end(session, Reason.NETWORK_LOST, counters, details)
         b_in, b_out, streams = counters
@@ -862,8 +918,10 @@ class GatewayNode(Service):
         *,
         poll_interval: float = 1.0,
         process_alive: Callable[[int], bool] = process_alive,
+        drain_seconds: float = DEFAULT_DRAIN_SECONDS,
     ) -> None:
         self.ctx = ctx
+        self.drain_seconds = drain_seconds
         self._poll_interval = poll_interval
         self._process_alive = process_alive
         # Fires once the sessions of stopped processes are ended (see startService);
@@ -893,34 +951,82 @@ class GatewayNode(Service):
         )
 
     def stopService(self) -> Deferred[None]:
-        """GOAWAY(gateway-shutdown) to every session; fires once their ends are recorded.
+        """Drain (:meth:`drain`), then stop polling; fires once every session's end or
+        move is recorded.
 
-        A tunnel that has not closed within :data:`SHUTDOWN_GRACE` seconds is cut.  Wait
-        for this before closing the database, or the sessions stay ``live`` and count
-        against their accounts' limits until another node reaps them.
+        Wait for this before closing the database, or the sessions stay ``live`` and
+        count against their accounts' limits until another node reaps them.  Stop
+        listening first, so the clients that move reach another node.
         """
         Service.stopService(self)
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        d = self.drain(self.drain_seconds)
+
+        def stop_polling(result: object) -> object:
+            if self._loop is not None and self._loop.running:
+                self._loop.stop()
+            return result
+
+        return d.addBoth(stop_polling).addBoth(self._last_writes)
+
+    def drain(self, drain_seconds: float) -> Deferred[None]:
+        """Hand every live session to another node; fires once all are gone.
+
+        A client that speaks protocol version 3 gets MOVE with a fresh resume token:
+        it resumes the same session through the balancer elsewhere, without a new code,
+        and its streams still open here get up to *drain_seconds* to finish.  An older
+        client gets GOAWAY(``gateway-shutdown``) as before (it is told why, and logs in
+        again).  What is still connected at the deadline gets GOAWAY(``gateway-shutdown``)
+        (a moved session stays resumable: its record is a detach, not an end), and what
+        has not closed :data:`SHUTDOWN_GRACE` seconds later is cut.
+        """
         tunnels = list(self.ctx.live.values())
+        moved = 0
         for tunnel in tunnels:
-            tunnel.terminate(Reason.GATEWAY_SHUTDOWN)
+            if tunnel.move_elsewhere(max(0, int(drain_seconds))):
+                moved += 1
+            else:
+                tunnel.terminate(Reason.GATEWAY_SHUTDOWN)
+        if tunnels:
+            self.log.info(
+                "draining: {moved} sessions moved, {ended} ended (older clients); "
+                "open streams get {seconds} s",
+                moved=moved,
+                ended=len(tunnels) - moved,
+                seconds=drain_seconds,
+            )
+        done: Deferred[None] = Deferred()
         if not tunnels:
-            return self._last_writes(None)
+            done.callback(None)
+            return done
+        clock = self.ctx.clock
 
         def cut() -> None:
             for tunnel in tunnels:
-                if tunnel.transport is not None and not tunnel._is_finished:
+                if tunnel.transport is not None and not tunnel.finished:
                     tunnel.transport.abortConnection()  # type: ignore[attr-defined]
 
-        deadline = self.ctx.clock.callLater(SHUTDOWN_GRACE, cut)
-        done = gatherResults([t.when_finished() for t in tunnels], consumeErrors=True)
+        def deadline() -> None:
+            for tunnel in tunnels:
+                if not tunnel.finished:
+                    tunnel.terminate(Reason.GATEWAY_SHUTDOWN)
+            timers.append(clock.callLater(SHUTDOWN_GRACE, cut))
 
-        def stopped(_: object) -> None:
-            if deadline.active():
-                deadline.cancel()
+        # Old clients were told at once: they only need the grace to read their GOAWAY.
+        timers = [
+            clock.callLater(drain_seconds, deadline)
+            if moved
+            else clock.callLater(SHUTDOWN_GRACE, cut)
+        ]
+        all_gone = gatherResults([t.when_finished() for t in tunnels], consumeErrors=True)
 
-        return done.addBoth(stopped).addBoth(self._last_writes)
+        def gone(_: object) -> None:
+            for timer in timers:
+                if timer.active():
+                    timer.cancel()
+            done.callback(None)
+
+        all_gone.addBoth(gone)
+        return done
 
     def _last_writes(self, _: object) -> Deferred[None]:
         """One more try for the session changes the database refused (what still fails

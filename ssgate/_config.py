@@ -28,6 +28,8 @@ class GatewayConfig:
     listen: str = "tcp:8443"
     public_host: str = "localhost"
     public_port: int = 8443
+    # On SIGTERM or 'ssgate node drain': how long moved sessions' open streams may finish.
+    drain_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -415,6 +417,7 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         "listen": _matching(_ENDPOINT, 'a Twisted endpoint string such as "tcp:8443"'),
         "public_host": _matching(_HOST, "a host name or IP address clients dial"),
         "public_port": _int_in(1, 65535),
+        "drain_seconds": _number_in(0, 3600),
     },
     "console": {
         "listen": _matching(
@@ -814,6 +817,9 @@ listen = "tcp:8443"
 # The address written into each account's profile.toml.
 public_host = "{hostname}"
 public_port = 8443
+# On SIGTERM or 'ssgate node drain', clients move to another node (no new login) and
+# the streams they have open here get this long to finish before the node exits.
+drain_seconds = 30
 
 [console]
 # Staff console (carriers, auditors, officers), TLS with the server certificate.

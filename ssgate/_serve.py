@@ -178,7 +178,8 @@ class Serving:
     dial_in: RadiusListener | None = None  # UDP, while [radius] has clients
 
     def stop(self) -> Deferred[Any]:
-        """Stop listening, end the live sessions (GOAWAY, recorded), then the pools.
+        """Stop listening, drain the live sessions (MOVE to another node, or GOAWAY for
+        clients older than protocol version 3; recorded either way), then the pools.
 
         ``/readyz`` says "draining" from the first moment, and the ops listener is the
         last to close, so the balancer sees the node leave rather than vanish.
@@ -384,7 +385,7 @@ def start(
         handshake_timeout=config.policy.handshake_timeout_seconds,
         auth_timeout=config.policy.auth_timeout_seconds,
     )
-    node = GatewayNode(ctx)
+    node = GatewayNode(ctx, drain_seconds=config.gateway.drain_seconds)
     tls = ReloadingServerTLS(material.options)
 
     def on_crl(crl: x509.CertificateRevocationList | None) -> None:

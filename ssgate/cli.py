@@ -152,6 +152,43 @@ def cmd_serve(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
         raise CliError(EXIT_REFUSED, str(e)) from None
 
 
+def cmd_node_drain(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    """Ask the node on this state directory to drain (SIGTERM to the lock's holder)."""
+    from ssgate._drain import NodeNotRunning, request_drain
+
+    state.require()
+    try:
+        pid, exited = request_drain(state.path, wait_seconds=args.wait)
+    except NodeNotRunning as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
+    if exited:
+        out.write(f"node (process {pid}) drained and exited\n")
+    elif args.wait is not None:
+        raise CliError(EXIT_REFUSED, f"node (process {pid}) still running after {args.wait:g} s")
+    else:
+        out.write(f"node (process {pid}) is draining: clients move to other nodes\n")
+    return EXIT_OK
+
+
+def _node_drain_parser(
+    add: Callable[..., _Parser], actions: argparse._SubParsersAction[_Parser]
+) -> None:
+    p = add(
+        "drain",
+        "ask the node running on this state directory to drain: clients move to another "
+        "node without a new login, open streams get [gateway] drain_seconds, then it exits",
+        cmd_node_drain,
+        actions,
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help="wait up to SECONDS for the node to exit (exit status 1 if it has not)",
+    )
+
+
 def cmd_connect(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     from ssgate._connect import run_connect
 
@@ -1446,6 +1483,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_routes,
     )
     _backup_parsers(add)
+    node = add("node", "this gateway node: drain it", cmd_node_drain)
+    node_actions = node.add_subparsers(
+        dest="node_command", metavar="ACTION", required=True, parser_class=_Parser
+    )
+    _node_drain_parser(add, node_actions)
 
     from ssgate._declare_cli import add_declare_parser
 

@@ -501,19 +501,29 @@ def test_demo_serves_and_its_printed_connect_command_works(channel: Channel) -> 
     assert "12345678" in page.stdout and session_id in page.stdout
 
 
-def test_stopping_the_gateway_tells_the_client_and_records_the_end(channel: Channel) -> None:
-    """SIGTERM on ``ssgate serve``: the client is told (exit 17), the session is ended."""
+def test_stopping_the_gateway_moves_the_client_which_resumes_when_it_is_back(
+    channel: Channel,
+) -> None:
+    """SIGTERM on ``ssgate serve`` drains it (issue 13): the client is told to move, not
+    that the session is over; with no other node it keeps trying the same address, and
+    when serve is back it resumes the same session without a new code.  Nothing ends
+    the session as gateway-shutdown.  (A client older than protocol version 3 is still
+    told gateway-shutdown: tests/unit/gateway/test_tunnel_relay.py.)"""
     serve = channel.start()
     account = channel.open_account()
     client = channel.connect(account)
-    session_id, _ = channel.connected(client)
+    session_id, port = channel.connected(client)
     serve.popen.terminate()
     assert serve.wait_exit() == 0, serve.output
-    assert client.wait_exit() == 17, client.output
-    assert "shutting down" in client.output
+    client.wait_for("moving the session to another node")
+    channel.start()  # the same listening socket: the client's redial waits in its backlog
+    m = client.wait_for(r"reconnected, same session ([0-9a-f]+)", timeout=120)
+    assert m.group(1) == session_id
+    assert session_id in curl(port).stdout
+    assert client.popen.poll() is None
     sessions = channel.run("audit", "sessions", check_rc=0).stdout
     row = next(line for line in sessions.splitlines() if line.startswith(session_id))
-    assert "gateway-shutdown" in row
+    assert "gateway-shutdown" not in row
 
 
 def test_a_second_signal_while_stopping_is_harmless(channel: Channel) -> None:

@@ -131,12 +131,12 @@ def test_a_full_conversation_between_client_and_gateway() -> None:
     client.authenticate(ACCOUNT, "wrong", "123456")
     events = pump(client, gateway)
     assert events == [
-        HandshakeCompleted(2, "ssgate-connect 0.1"),
+        HandshakeCompleted(3, "ssgate-connect 0.1"),
         AuthRequested(ACCOUNT, "wrong", "123456"),
     ]
     assert gateway.reject_auth(Reason.AUTH_FAILED) == 2
     assert pump(gateway, client) == [
-        HandshakeCompleted(2, "gw-1"),
+        HandshakeCompleted(3, "gw-1"),
         AuthRejected(Reason.AUTH_FAILED, 2, retry_after=0),
     ]
 
@@ -247,15 +247,15 @@ def test_a_lost_connection_ends_the_session_as_network_lost() -> None:
 
 
 def test_no_common_version_is_refused_with_version_unsupported() -> None:
-    client = ClientMachine(versions=(3, 4))
+    client = ClientMachine(versions=(4, 5))
     gateway = GatewayMachine()
     events = pump(client, gateway)
     assert closed_by_us(events, Reason.VERSION_UNSUPPORTED).message == (
-        "this gateway speaks protocol versions 1-2"
+        "this gateway speaks protocol versions 1-3"
     )
     assert pump(gateway, client) == [
         SessionClosed(
-            Reason.VERSION_UNSUPPORTED, "this gateway speaks protocol versions 1-2", by_peer=True
+            Reason.VERSION_UNSUPPORTED, "this gateway speaks protocol versions 1-3", by_peer=True
         )
     ]
 
@@ -270,7 +270,7 @@ def test_the_highest_common_version_is_chosen() -> None:
 
 def test_a_client_refuses_a_version_it_did_not_offer() -> None:
     client = ClientMachine()
-    closed_by_us(client.receive(encode(HelloOk(3, "g"))), Reason.PROTOCOL_ERROR)
+    closed_by_us(client.receive(encode(HelloOk(4, "g"))), Reason.PROTOCOL_ERROR)
 
 
 def test_each_side_sends_frames_no_larger_than_the_peer_accepts() -> None:

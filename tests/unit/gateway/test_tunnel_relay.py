@@ -591,7 +591,11 @@ def test_end_sessions_terminates_with_the_verdicts_reason_and_treats_unknown_one
 def test_stopping_the_node_says_gateway_shutdown_and_waits_until_the_ends_are_recorded(
     bed: ChannelTestbed,
 ) -> None:
-    c = connect(bed)
+    """A client of protocol version 2 cannot move (MOVE is version 3): it is told
+    gateway-shutdown as before, and its session ends so."""
+    client = bed.client()
+    client.protocol_versions = (1, 2)
+    c = Connected(bed, client)
     stopped = bed.node.stopService()
     assert not stopped.called
     bed.run()
