@@ -51,6 +51,7 @@ ACTIONS: Mapping[str, str] = {
     "stream.refused": "拒绝数据流",
     "stream.end": "数据流结束",
     "session.detach": "网络中断（可恢复）",
+    "session.move": "节点停止服务，会话迁往其他节点",
     "session.end": "会话结束",
     "session.kill": "安全员终止会话",
     "declare.create": "新建申报",
