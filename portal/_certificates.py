@@ -158,7 +158,8 @@ def find_certificate(conn: Connection, code: str) -> CertificateRecord | None:
         pdf_sha256=row.pdf_sha256,
         issued_at=float(row.issued_at),
         valid_until=float(row.valid_until),
-        intact=content_sha256(content) == row.content_sha256,
+        # The stored text is canonical: hash it as stored, so any edit shows.
+        intact=hashlib.sha256(row.content.encode("utf-8")).hexdigest() == row.content_sha256,
     )
 
 
@@ -191,6 +192,7 @@ def certificate_pdf(content: Mapping[str, Any], *, code: str, verify_url: str) -
     out = io.BytesIO()
     canvas = Canvas(out, pagesize=A4, invariant=True)
     canvas.setTitle("社会保险参保证明")
+    canvas.setSubject(f"verification code {code}")
     width, height = A4
     y = height - 72
     canvas.setFont(font, 20)

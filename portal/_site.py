@@ -608,7 +608,7 @@ class PortalShell:
         pdf = await self.runner.run(issue)
         if pdf is None:
             return self.message(404, "无记录", "未找到您的参保记录。")
-        return web.attachment("application/pdf", "canbao-zhengming.pdf", pdf)
+        return web.attachment("application/pdf", f"canbao-zhengming-{code}.pdf", pdf)
 
     async def _verify(self, ctx: PersonCtx, code: str) -> web.Response:
         normal = normalise_code(code)

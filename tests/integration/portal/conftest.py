@@ -119,6 +119,29 @@ class World:
 def build_world(engine: Engine) -> World:
     for metadata in all_metadata():
         metadata.create_all(engine)
+    numbers, ids = declare_persons(engine)
+    hasher = auth.PasswordHasher(auth.Argon2Params())
+    box = auth.SecretBox(auth.SecretBox.generate_key())
+    people: dict[str, Person] = {}
+    for key, id_number in (("a", ID_A), ("b", ID_B)):
+        counter = portal.PersonCounter(
+            engine=engine, box=box, hasher=hasher, totp_issuer="ssgate-test",
+            clock=lambda: NOW - 50, actor="os:counter",
+        )
+        issued = counter.enrol(id_number)
+        assert issued.otp_uri is not None
+        secret = re.search(r"secret=([A-Z2-7]+)", issued.otp_uri)
+        assert secret is not None
+        people[key] = Person(
+            id_number, numbers[id_number], issued.principal, issued.password, secret.group(1)
+        )
+    return World(engine, hasher, box, people, ids)
+
+
+def declare_persons(engine: Engine) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Units A and B approved; persons A (unit A), B and C (unit B) added by applied
+    person-add declarations in January 2025; January to March closed.  The 个人编号
+    and the declaration ids by ID number."""
     rates = declare_app.demo_rate_table()
     jan = datetime(2025, 1, 10, 10, 0, tzinfo=CHINA_TIME).timestamp()
     workflow = Declarations(rates, clock=lambda: jan)
@@ -155,22 +178,7 @@ def build_world(engine: Engine) -> World:
                 conn, YearMonth(2025, month), rates=rates, current=YearMonth(2025, 4),
                 actor="system", now=NOW - 100,
             )
-    hasher = auth.PasswordHasher(auth.Argon2Params())
-    box = auth.SecretBox(auth.SecretBox.generate_key())
-    people: dict[str, Person] = {}
-    for key, id_number in (("a", ID_A), ("b", ID_B)):
-        counter = portal.PersonCounter(
-            engine=engine, box=box, hasher=hasher, totp_issuer="ssgate-test",
-            clock=lambda: NOW - 50, actor="os:counter",
-        )
-        issued = counter.enrol(id_number)
-        assert issued.otp_uri is not None
-        secret = re.search(r"secret=([A-Z2-7]+)", issued.otp_uri)
-        assert secret is not None
-        people[key] = Person(
-            id_number, numbers[id_number], issued.principal, issued.password, secret.group(1)
-        )
-    return World(engine, hasher, box, people, ids)
+    return numbers, ids
 
 
 @pytest.fixture
