@@ -82,7 +82,9 @@ class SteppedClock:
         return self._reactor.getDelayedCalls()
 
 
-def person_add(id_number: str, name: str, start: str, wage: str, staff_kind: str = "B") -> dict[str, Any]:
+def person_add(
+    id_number: str, name: str, start: str, wage: str, staff_kind: str = "B"
+) -> dict[str, Any]:
     return {
         "name": name,
         "id_number": id_number,
@@ -125,8 +127,12 @@ def build_world(engine: Engine) -> World:
     people: dict[str, Person] = {}
     for key, id_number in (("a", ID_A), ("b", ID_B)):
         counter = portal.PersonCounter(
-            engine=engine, box=box, hasher=hasher, totp_issuer="ssgate-test",
-            clock=lambda: NOW - 50, actor="os:counter",
+            engine=engine,
+            box=box,
+            hasher=hasher,
+            totp_issuer="ssgate-test",
+            clock=lambda: NOW - 50,
+            actor="os:counter",
         )
         issued = counter.enrol(id_number)
         assert issued.otp_uri is not None
@@ -155,8 +161,14 @@ def declare_persons(engine: Engine) -> tuple[dict[str, str], dict[str, list[str]
     with engine.begin() as conn:
         for code, name in ((UNIT_A, "上虞示范机械厂"), (UNIT_B, "上虞另一家公司")):
             declare_app.register_unit(
-                conn, code, name=name, region=REGION, credit_code=None, actor="os:t",
-                now=1.0, injury_risk_class=3,
+                conn,
+                code,
+                name=name,
+                region=REGION,
+                credit_code=None,
+                actor="os:t",
+                now=1.0,
+                injury_risk_class=3,
             )
             declare_app.approve_unit(conn, code, actor="os:t", now=2.0)
         for id_number, name, unit, wage in (
@@ -166,7 +178,11 @@ def declare_persons(engine: Engine) -> tuple[dict[str, str], dict[str, list[str]
         ):
             actor = employers[unit]
             d = workflow.create_draft(
-                conn, actor, DeclarationType.PERSON_ADD, person_add(id_number, name, "2025-01", wage), now=jan
+                conn,
+                actor,
+                DeclarationType.PERSON_ADD,
+                person_add(id_number, name, "2025-01", wage),
+                now=jan,
             )
             workflow.submit(conn, actor, d.id, now=jan)
             workflow.claim(conn, auditor, d.id, now=jan)
@@ -175,8 +191,12 @@ def declare_persons(engine: Engine) -> tuple[dict[str, str], dict[str, list[str]
             ids.setdefault(id_number, []).append(d.id)
         for month in (1, 2, 3):
             declare_app.close_month(
-                conn, YearMonth(2025, month), rates=rates, current=YearMonth(2025, 4),
-                actor="system", now=NOW - 100,
+                conn,
+                YearMonth(2025, month),
+                rates=rates,
+                current=YearMonth(2025, 4),
+                actor="system",
+                now=NOW - 100,
             )
     return numbers, ids
 
@@ -196,7 +216,10 @@ class Browser:
         self.headers: dict[str, str] = {}
 
     def request(
-        self, method: str, path: str, form: dict[str, str] | None = None,
+        self,
+        method: str,
+        path: str,
+        form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, list[str]], bytes]:
         conn = http.client.HTTPSConnection("localhost", self.port, context=self.context, timeout=30)
@@ -236,10 +259,13 @@ class Browser:
         assert match is not None, page
         return match.group(1)
 
-    def log_in(self, id_number: str, password: str, code: str) -> tuple[int, dict[str, list[str]], bytes]:
+    def log_in(
+        self, id_number: str, password: str, code: str
+    ) -> tuple[int, dict[str, list[str]], bytes]:
         token = self.csrf("/login")
         return self.request(
-            "POST", "/login",
+            "POST",
+            "/login",
             {"csrf_token": token, "id_number": id_number, "password": password, "otp": code},
         )
 

@@ -70,7 +70,9 @@ def test_enrol_writes_the_otp_files_shows_the_password_once_and_audits_without_t
     assert not any(ID_A in repr(e) for e in every)
 
 
-def test_bad_and_unknown_id_numbers_are_one_line_refusals(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_and_unknown_id_numbers_are_one_line_refusals(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert _ssgate("--state", str(state), "persons", "enrol", "12345")[0] == 2
     assert "18-character" in capsys.readouterr().err
     # Valid shape, not in the persons table.
