@@ -289,7 +289,15 @@ class Served:
 
 
 @pytest.fixture
-def served(world: World, tmp_path: Path) -> Iterator[Served]:
+def lockout_policy(request: pytest.FixtureRequest) -> auth.LockoutPolicy:
+    """The default lockout, with source throttling out of the way unless a test
+    passes its own policy (indirect parametrisation)."""
+    given = getattr(request, "param", None)
+    return given if given is not None else auth.LockoutPolicy(source_max_failures=1000)
+
+
+@pytest.fixture
+def served(world: World, tmp_path: Path, lockout_policy: auth.LockoutPolicy) -> Iterator[Served]:
     from twisted.internet import reactor
 
     now = datetime.now(UTC)
@@ -304,9 +312,7 @@ def served(world: World, tmp_path: Path) -> Iterator[Served]:
     import os
 
     shell = portal.PortalShell(
-        authenticator=auth.Authenticator(
-            world.engine, world.hasher, world.box, auth.LockoutPolicy(source_max_failures=1000)
-        ),
+        authenticator=auth.Authenticator(world.engine, world.hasher, world.box, lockout_policy),
         runner=runner,
         clock=clock,  # type: ignore[arg-type]
         form_key=bytes(range(32)),
