@@ -214,6 +214,20 @@ class Browser:
         self.context = ssl.create_default_context(cafile=str(ca_file))
         self.cookies: dict[str, str] = {}
         self.headers: dict[str, str] = {}
+        self._conn: http.client.HTTPSConnection | None = None
+
+    def _connection(self) -> http.client.HTTPSConnection:
+        """One kept-alive connection, as a browser keeps one."""
+        if self._conn is None:
+            self._conn = http.client.HTTPSConnection(
+                "localhost", self.port, context=self.context, timeout=30
+            )
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def request(
         self,
@@ -222,7 +236,7 @@ class Browser:
         form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, list[str]], bytes]:
-        conn = http.client.HTTPSConnection("localhost", self.port, context=self.context, timeout=30)
+        conn = self._connection()
         sent = dict(self.headers)
         sent.update(headers or {})
         if self.cookies:
@@ -235,11 +249,17 @@ class Browser:
             conn.request(method, path, body=body, headers=sent)
             response = conn.getresponse()
             data = response.read()
-            got: dict[str, list[str]] = {}
-            for name, value in response.getheaders():
-                got.setdefault(name.lower(), []).append(value)
-        finally:
-            conn.close()
+        except (http.client.HTTPException, OSError):
+            self.close()  # the server closed a kept-alive connection: once more, afresh
+            conn = self._connection()
+            conn.request(method, path, body=body, headers=sent)
+            response = conn.getresponse()
+            data = response.read()
+        got: dict[str, list[str]] = {}
+        for name, value in response.getheaders():
+            got.setdefault(name.lower(), []).append(value)
+        if response.will_close:
+            self.close()
         for line in got.get("set-cookie", []):
             pair, *attrs = [p.strip() for p in line.split(";")]
             name, _, value = pair.partition("=")
