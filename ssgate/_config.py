@@ -1014,18 +1014,18 @@ challenge_timeout_seconds = 60
 # require_message_authenticator = true
 # disconnect_port = 3799                  # its Disconnect-Request (RFC 5176) port
 
-[portal]
-# The insured persons' portal (参保人员个人服务): login with ID number + password +
-# one-time code (accounts opened at the counter with 'ssgate persons enrol'), own
-# records only, and /verify/CODE for anyone checking a 参保证明.  Off while empty;
-# TLS with the server certificate is added by ssgate.  Loopback for a first look, e.g.
-# listen = "tcp:8446:interface=127.0.0.1"; in production behind the balancer.
-listen = ""
-idle_timeout_seconds = 900
-max_lifetime_seconds = 28800
-
 [pki]
 client_cert_days = 730
 server_cert_days = 365
 crl_next_update_days = 7
+
+[portal]
+# The insured persons' portal (参保人员个人服务): login with ID number + password +
+# one-time code (accounts opened at the counter with 'ssgate persons enrol'), own
+# records only, and /verify/CODE for anyone checking a 参保证明.  Off while empty;
+# TLS with the server certificate is added by ssgate.  For a first look on this host
+# only, the endpoint "tcp:8446:interface=127.0.0.1"; in production behind the balancer.
+listen = ""
+idle_timeout_seconds = 900
+max_lifetime_seconds = 28800
 """
