@@ -71,6 +71,7 @@ from ._schema import metadata
 from ._secretbox import SecretBox, SecretBoxError
 from ._store import (
     ACCOUNT_STATUSES,
+    PERSON_PREFIX,
     STAFF_ROLES,
     STAFF_STATUSES,
     AccountExistsError,
@@ -86,6 +87,7 @@ from ._store import (
     check_staff_name,
     clear_lockout,
     create_account,
+    create_person_credentials,
     create_staff,
     get_account,
     get_credential_state,
@@ -111,6 +113,7 @@ from ._totp import (
 __all__ = [
     "ACCOUNT_STATUSES",
     "DIRECTORY_UNAVAILABLE",
+    "PERSON_PREFIX",
     "REASONS",
     "STAFF_ROLES",
     "STAFF_STATUSES",
@@ -159,6 +162,7 @@ __all__ = [
     "clear_lockout",
     "create_account",
     "create_console_session",
+    "create_person_credentials",
     "create_staff",
     "current_code",
     "encode_assertion",

@@ -142,6 +142,7 @@ class Authenticator:
         self._verifiers: dict[str, PasswordVerifier] = {
             "account": sql,
             "staff": staff_passwords if staff_passwords is not None else sql,
+            "person": sql,  # insured persons (the portal): always the stored hash
         }
 
     def __repr__(self) -> str:

@@ -53,7 +53,7 @@ credentials = Table(
     Column("password_changed_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     PrimaryKeyConstraint("principal", name="pk_credentials"),
-    CheckConstraint("kind IN ('account', 'staff')", name="ck_credentials_kind"),
+    CheckConstraint("kind IN ('account', 'staff', 'person')", name="ck_credentials_kind"),
     CheckConstraint(
         "consecutive_failures >= 0 AND total_failures >= 0 AND lock_count >= 0",
         name="ck_credentials_counters",

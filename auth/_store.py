@@ -49,7 +49,9 @@ from ._secretbox import TOKEN_PREFIX
 ACCOUNT_STATUSES = ("active", "suspended", "cancelled")
 STAFF_ROLES = ("carrier", "auditor", "officer", "admin")
 STAFF_STATUSES = ("active", "disabled")
-PRINCIPAL_KINDS = ("account", "staff")
+# "person": an insured person's portal account (``portal/``): always active here; the
+# portal owns who the principal is (``person:<ref>``, never an ID number).
+PRINCIPAL_KINDS = ("account", "staff", "person")
 MAX_REASON_LENGTH = 500
 
 # (from, to) pairs a carrier may apply; cancelled is terminal.
@@ -359,6 +361,38 @@ def set_account_status(
     return record
 
 
+# -- insured persons (the portal) ----------------------------------------------------------
+
+PERSON_PREFIX = "person:"
+
+
+def create_person_credentials(
+    conn: Connection,
+    principal: str,
+    *,
+    password_hash: str,
+    totp_secret_sealed: str,
+    now: float,
+) -> None:
+    """The proofs of an insured person's portal login; *principal* is ``person:<ref>``
+    (a reference the portal made up, never an ID number).  Raises
+    :class:`AccountExistsError` if the principal exists."""
+    if not principal.startswith(PERSON_PREFIX) or not is_storable(principal, PRINCIPAL_LENGTH):
+        raise AuthStoreError("a person's principal is 'person:' and a reference")
+    _check_proof_formats(password_hash=password_hash, totp_secret_sealed=totp_secret_sealed)
+    try:
+        _insert_credentials(
+            conn,
+            principal,
+            "person",
+            password_hash=password_hash,
+            totp_secret_sealed=totp_secret_sealed,
+            now=now,
+        )
+    except exc.IntegrityError:
+        raise AccountExistsError(f"{principal} already exists") from None
+
+
 # -- staff ---------------------------------------------------------------------------------
 
 
@@ -536,7 +570,8 @@ def get_credential_state(conn: Connection, principal: str) -> CredentialState | 
 def load_login(
     conn: Connection, principal: str, kind: str, *, for_update: bool = False
 ) -> LoginRecord | None:
-    """The login record of an account (``kind="account"``) or staff member, or None."""
+    """The login record of an account (``kind="account"``), staff member or insured
+    person (``kind="person"``), or None."""
     if kind not in PRINCIPAL_KINDS:
         raise ValueError(f"kind must be one of {PRINCIPAL_KINDS}, got {kind!r}")
     if not is_storable(principal, PRINCIPAL_LENGTH):
@@ -550,6 +585,15 @@ def load_login(
             c.password_hash,
             c.totp_secret_sealed,
         ).join_from(credentials, accounts, accounts.c.name == c.principal)
+    elif kind == "person":
+        # The portal's account row decides who may log in; auth keeps only the proofs.
+        query = select(
+            c.principal,
+            literal("active").label("status"),
+            literal(None).label("unit_code"),
+            c.password_hash,
+            c.totp_secret_sealed,
+        ).select_from(credentials)
     else:
         query = select(
             c.principal,

@@ -218,6 +218,24 @@ class OpsConfig:
 
 
 @dataclass(frozen=True)
+class PortalConfig:
+    """``[portal]``: the insured persons' portal (``portal/``, ``ssgate._portal``).
+
+    Off by default (``listen = ""``): it is a public-facing site, so an operator turns
+    it on deliberately — loopback for a first look, behind the balancer in production.
+    Served with TLS and the server certificate whenever it listens.
+    """
+
+    listen: str = ""
+    idle_timeout_seconds: float = 900.0
+    max_lifetime_seconds: float = 28800.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.listen)
+
+
+@dataclass(frozen=True)
 class RadiusClientConfig:
     """``[[radius.client]]``: one NAS of the carrier's dial-in equipment."""
 
@@ -263,6 +281,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     radius: RadiusConfig = field(default_factory=RadiusConfig)
+    portal: PortalConfig = field(default_factory=PortalConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -564,6 +583,15 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         "readiness_timeout_seconds": _number_in(0.1, 30),
         "metrics_refresh_seconds": _number_in(1, 3600),
     },
+    "portal": {
+        "listen": (
+            '"" (off) or a Twisted endpoint string such as "tcp:8446:interface=127.0.0.1" '
+            "(TLS with the server certificate is added by ssgate)",
+            lambda v: isinstance(v, str) and (v == "" or _ENDPOINT.fullmatch(v) is not None),
+        ),
+        "idle_timeout_seconds": _number_in(60, 86400),
+        "max_lifetime_seconds": _number_in(300, 604800),
+    },
     "radius": {
         "interface": ('an IP address to listen on, such as "127.0.0.1"', _is_ip_address),
         # 0: any free port (tests); the NAS must be told the real one.
@@ -597,6 +625,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "display": DisplayConfig,
     "audit": AuditConfig,
     "ops": OpsConfig,
+    "portal": PortalConfig,
 }
 
 
@@ -995,4 +1024,14 @@ challenge_timeout_seconds = 60
 client_cert_days = 730
 server_cert_days = 365
 crl_next_update_days = 7
+
+[portal]
+# The insured persons' portal (参保人员个人服务): login with ID number + password +
+# one-time code (accounts opened at the counter with 'ssgate persons enrol'), own
+# records only, and /verify/CODE for anyone checking a 参保证明.  Off while empty;
+# TLS with the server certificate is added by ssgate.  For a first look on this host
+# only, the endpoint "tcp:8446:interface=127.0.0.1"; in production behind the balancer.
+listen = ""
+idle_timeout_seconds = 900
+max_lifetime_seconds = 28800
 """

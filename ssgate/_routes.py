@@ -38,8 +38,19 @@ def console_table() -> web.RouteTable:
     return shell.table
 
 
+def portal_table() -> web.RouteTable:
+    """The personal portal's routes (``[portal] listen``)."""
+    import portal
+
+    idle: Any = _NotServing()
+    shell = portal.PortalShell(
+        authenticator=idle, runner=idle, clock=idle, form_key=bytes(32), random_bytes=idle
+    )
+    return shell.table
+
+
 def route_tables() -> list[web.RouteTable]:
-    return [EMPLOYER_ROUTES, console_table()]
+    return [EMPLOYER_ROUTES, console_table(), portal_table()]
 
 
 def format_routes(tables: list[web.RouteTable]) -> str:

@@ -19,6 +19,7 @@ def all_metadata() -> list[MetaData]:
     from certs._schema import metadata as certs_metadata
     from declare_app._schema import metadata as declare_metadata
     from gateway import metadata as gateway_metadata
+    from portal._schema import metadata as portal_metadata
     from radius import metadata as radius_metadata
 
     return [
@@ -28,6 +29,7 @@ def all_metadata() -> list[MetaData]:
         declare_metadata,
         gateway_metadata,
         radius_metadata,
+        portal_metadata,
     ]
 
 

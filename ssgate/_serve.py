@@ -83,6 +83,7 @@ from ssgate._console import (
 from ssgate._db import Database, ReadStream, WorkerPool
 from ssgate._monthly_close import monthly_close_service
 from ssgate._ops import Ops, exposure_warning, is_loopback_listen, node_ops
+from ssgate._portal import start_portal  # the insured persons' portal (issue 18)
 from ssgate._radius import RadiusListener, start_radius
 from ssgate._state import StateDir, StateError
 from ssgate._syslog import SyslogSetupError, syslog_service
@@ -176,6 +177,7 @@ class Serving:
     ops_port: IListeningPort
     ops: Ops  # readiness (draining) and the metrics registry
     dial_in: RadiusListener | None = None  # UDP, while [radius] has clients
+    portal: IListeningPort | None = None  # [portal] listen, while configured
 
     def stop(self) -> Deferred[Any]:
         """Stop listening, drain the live sessions (MOVE to another node, or GOAWAY for
@@ -418,6 +420,15 @@ def start(
         running.addService(monthly_close_service(runner, reactor, rates, config.declare.close_day))
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
     dial_in = _start_radius(app, reactor, ports, authenticator, runner)
+    portal_port = start_portal(
+        app,
+        reactor,
+        ports.listen,
+        runner=site_runner,
+        authenticator=authenticator,
+        services=running,
+        access_log=access.writer("portal"),
+    )
     if dial_in is not None:
         running.addService(dial_in.services)  # keep-alive and disconnect timers
     running.startService()
@@ -431,6 +442,7 @@ def start(
         ops_port,
         ops,
         dial_in,
+        portal_port,
     )
 
 
@@ -562,6 +574,8 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
             "(PAP password + code, Message-Authenticator), "
             f"accounting on udp:{describe(serving.dial_in.accounting_port)}\n"
         )
+    if serving.portal is not None:
+        out.write(f"personal portal on https://{describe(serving.portal)}/ (TLS)\n")
     if banner:
         out.write(banner)
     out.write("Ctrl-C stops the gateway.\n")

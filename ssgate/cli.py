@@ -527,6 +527,73 @@ def _staff_add(app: App, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_persons(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    """``ssgate persons enrol|reset-password ID_NUMBER``: the agency counter opens or
+    resets an insured person's portal account (audited with the OS user as actor)."""
+    import portal
+    from ssgate._portal import person_counter
+
+    app = App(state)
+    try:
+        counter = person_counter(app)
+        if args.persons_command == "enrol":
+            issued = counter.enrol(
+                args.id_number, out=Path(args.out) if args.out else None, reason=args.reason or ""
+            )
+            out.write(f"portal account opened for {issued.masked_id} ({issued.principal})\n")
+        else:
+            issued = counter.reset_password(args.id_number, reason=args.reason or "")
+            out.write(f"portal password reset for {issued.masked_id} ({issued.principal})\n")
+            if issued.sessions_ended:
+                out.write(f"portal sessions:  {issued.sessions_ended} ended\n")
+        out.write(
+            f"initial password: {issued.password}   (shown once; the person must change it "
+            "at the first login)\n"
+        )
+        if issued.otp_uri:
+            out.write(f"TOTP URI:         {issued.otp_uri}\n")
+        if issued.bundle_dir:
+            names = ", ".join(sorted(p.name for p in issued.bundle_dir.iterdir()))
+            out.write(f"OTP files:        {issued.bundle_dir}/ ({names})\n")
+        return EXIT_OK
+    except portal.PersonInputError as e:
+        raise CliError(EXIT_USAGE, str(e)) from None
+    except portal.PersonRefused as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
+    finally:
+        app.close()
+
+
+def _persons_parser(add: Callable[..., _Parser]) -> None:
+    persons = add(
+        "persons",
+        "agency counter: open or reset an insured person's portal account (audited with "
+        "the OS user as actor; the ID number is never logged)",
+        cmd_persons,
+    )
+    ps = persons.add_subparsers(
+        dest="persons_command", metavar="ACTION", required=True, parser_class=_Parser
+    )
+    p = add(
+        "enrol",
+        "open the portal account of a person known to the declaration service: initial "
+        "password shown once, TOTP QR codes written to --out",
+        cmd_persons,
+        ps,
+    )
+    p.add_argument("id_number", metavar="ID_NUMBER")
+    p.add_argument("--out", metavar="DIR", help="new directory for otpauth.txt, otp-qr.png/.svg")
+    p.add_argument("--reason", help="recorded in the audit log")
+    p = add(
+        "reset-password",
+        "give a new initial password (shown once); clears the lockout, ends portal sessions",
+        cmd_persons,
+        ps,
+    )
+    p.add_argument("id_number", metavar="ID_NUMBER")
+    p.add_argument("--reason", help="recorded in the audit log")
+
+
 def cmd_audit(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     app = App(state)
     try:
@@ -1500,6 +1567,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ssgate._radius import add_radius_commands
 
     add_radius_commands(add, _Parser)
+    _persons_parser(add)
     return parser
 
 
