@@ -333,13 +333,29 @@ class GatewayTunnel(TunnelProtocol):
         super().connectionMade()
         now = self.ctx.clock.seconds()
         self.last_activity = self.last_heard = self.last_ping = now
+        # Provisional: behind a ``haproxy:`` listener the PROXY header has not been
+        # read yet (the wrapper connects the TLS protocol, and so this one, before
+        # any byte arrives), so this is the balancer's address.  _take_peer reads it
+        # again once the header is in.
         self.peer = transport_peer(self.transport)
         assert self.transport is not None
         self._handshake.start(self.transport)
         self._login_deadline = self.ctx.clock.callLater(self.ctx.auth_timeout, self._login_timeout)
 
+    def _take_peer(self) -> None:
+        """The client's address, from the PROXY header when a balancer sent one.
+
+        Called when the TLS handshake completes (its bytes come after the header, so
+        the wrapper has parsed it) and when a connection ends before that: every
+        record of the client's address (session, audit events, source throttle,
+        ``allowed_sources``, alerts) is made after one of the two.
+        """
+        if self.transport is not None:
+            self.peer = transport_peer(self.transport)
+
     def handshakeCompleted(self) -> None:
         self._handshake.stop()
+        self._take_peer()
         cert = peer_certificate(self.transport)
         if cert is None:  # the TLS options require one; never trust a missing one
             self.terminate(Reason.AUTH_FAILED, "no client certificate")
@@ -723,6 +739,7 @@ class GatewayTunnel(TunnelProtocol):
         session = self.session
         if session is None:
             if self.certificate is None:
+                self._take_peer()
                 self._tls_refused(reason)
             self._finished([])
             return
