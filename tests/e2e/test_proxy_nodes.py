@@ -350,7 +350,6 @@ def client_address_is_recorded_fenced_and_throttled(cluster: Cluster) -> None:
     assert ok == 3
     nodes = {labels for a in after for (n, labels) in a if n == "ssgate_node_info"}
     assert len(nodes) == 2  # each node names itself
-    assert any(v for (n, _), v in after[0].items() if n == "ssgate_sessions")
 
 
 def same_code_to_both_nodes_logs_in_once_per_round(cluster: Cluster) -> None:
