@@ -39,7 +39,13 @@ from ._cred import AccountPolicyView
 from ._portal import AccountPolicySettings, channel_portal, policy_view
 from ._reasons import REASON_WORDS, Reason
 from ._schema import metadata
-from ._service import GatewayContext, GatewayNode, default_node_name
+from ._service import (
+    GatewayContext,
+    GatewayNode,
+    GatewayObserver,
+    NoObserver,
+    default_node_name,
+)
 from ._sessions import (
     SessionRecord,
     SessionRegistryView,
@@ -70,6 +76,8 @@ __all__ = [
     "ConnectClient",
     "GatewayContext",
     "GatewayNode",
+    "GatewayObserver",
+    "NoObserver",
     "Profile",
     "Reason",
     "ReloadingServerTLS",

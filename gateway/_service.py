@@ -27,7 +27,7 @@ import secrets
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from sqlalchemy import Connection, select
@@ -151,6 +151,51 @@ def process_alive(pid: int) -> bool:
 SessionWrite = Callable[[Connection], object]
 
 
+class GatewayObserver(Protocol):
+    """What the gateway tells whoever counts (``ssgate._metrics.GatewayMetrics`` turns
+    it into Prometheus metrics; ``gateway/`` imports no metrics library).  Each call
+    carries a code from a closed set: a TLS refusal reason, ``ok`` or a
+    :class:`Reason` slug, a service name, ``in``/``out``.  Called on the reactor
+    thread; must not block or raise."""
+
+    def handshake_completed(self) -> None: ...
+    def handshake_failed(self, reason: str) -> None: ...
+    def login(self, outcome: str) -> None: ...
+    def stream_opened(self, service: str) -> None: ...
+    def stream_closed(self, service: str) -> None: ...
+    def stream_refused(self, reason: str) -> None: ...
+    def bytes_relayed(self, direction: str, count: int) -> None: ...
+    def audit_written(self, seconds: float) -> None: ...
+
+
+class NoObserver:
+    """The :class:`GatewayObserver` that counts nothing (tests, benchmarks)."""
+
+    def handshake_completed(self) -> None:
+        pass
+
+    def handshake_failed(self, reason: str) -> None:
+        pass
+
+    def login(self, outcome: str) -> None:
+        pass
+
+    def stream_opened(self, service: str) -> None:
+        pass
+
+    def stream_closed(self, service: str) -> None:
+        pass
+
+    def stream_refused(self, reason: str) -> None:
+        pass
+
+    def bytes_relayed(self, direction: str, count: int) -> None:
+        pass
+
+    def audit_written(self, seconds: float) -> None:
+        pass
+
+
 class TlsRefusalBudget:
     """Which refused TLS connections of an :data:`TLS_AUDITED_REFUSALS` kind become
     ``tls.refused`` audit events, so that a flood cannot grow the permanent log
@@ -254,9 +299,19 @@ class GatewayContext:
     # Beyond this many, the oldest is given up: the reaper ends it (node-lost) later.
     max_unwritten: int = 10_000
     tls_refusals: TlsRefusalBudget = field(default_factory=TlsRefusalBudget)
+    # Who counts handshakes, logins, streams, bytes and audit writes (the metrics).
+    observer: GatewayObserver = field(default_factory=NoObserver)
 
     def record(self, event: audit.AuditEvent) -> Deferred[Any]:
+        asked = self.clock.seconds()
         d: Deferred[Any] = self.db.run(audit.append, event)
+
+        def written(result: object) -> object:
+            # From asking to committed: the wait for a pool thread is part of it.
+            self.observer.audit_written(self.clock.seconds() - asked)
+            return result
+
+        d.addCallback(written)
         d.addErrback(lambda f: GatewayTunnel.log.failure("audit append failed", f))
         return d
 
@@ -292,6 +347,7 @@ class UpstreamConnection(StreamConnection):
         super().__init__(tunnel, stream_id)
         self._header = header
         self.service = service
+        self.counted = False  # in the observer's open streams (until it ends)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -336,17 +392,34 @@ class GatewayTunnel(TunnelProtocol):
         super().connectionMade()
         now = self.ctx.clock.seconds()
         self.last_activity = self.last_heard = self.last_ping = now
+        # Provisional: behind a ``haproxy:`` listener the PROXY header has not been
+        # read yet (the wrapper connects the TLS protocol, and so this one, before
+        # any byte arrives), so this is the balancer's address.  _take_peer reads it
+        # again once the header is in.
         self.peer = transport_peer(self.transport)
         assert self.transport is not None
         self._handshake.start(self.transport)
         self._login_deadline = self.ctx.clock.callLater(self.ctx.auth_timeout, self._login_timeout)
 
+    def _take_peer(self) -> None:
+        """The client's address, from the PROXY header when a balancer sent one.
+
+        Called when the TLS handshake completes (its bytes come after the header, so
+        the wrapper has parsed it) and when a connection ends before that: every
+        record of the client's address (session, audit events, source throttle,
+        ``allowed_sources``, alerts) is made after one of the two.
+        """
+        if self.transport is not None:
+            self.peer = transport_peer(self.transport)
+
     def handshakeCompleted(self) -> None:
         self._handshake.stop()
+        self._take_peer()
         cert = peer_certificate(self.transport)
         if cert is None:  # the TLS options require one; never trust a missing one
             self.terminate(Reason.AUTH_FAILED, "no client certificate")
             return
+        self.ctx.observer.handshake_completed()
         self.certificate = cert
         self.cert_account = certs.account_of(cert)
         self.cert_serial = certs.serial_hex_of(cert.serial_number)
@@ -365,6 +438,7 @@ class GatewayTunnel(TunnelProtocol):
         self._login_deadline = None
         if self.session is None:
             self._audit("login", self.cert_account or "-", "refused", "auth-timeout")
+            self.ctx.observer.login(Reason.AUTH_TIMEOUT.slug)
             self.terminate(Reason.AUTH_TIMEOUT)
 
     def dataReceived(self, data: bytes) -> None:
@@ -453,6 +527,7 @@ class GatewayTunnel(TunnelProtocol):
             self.session = session
             self._write_end(session, ended_by, (0, 0, 0), {})
             return
+        self.ctx.observer.login("ok")
         self._open_session(session, generation=0)
 
     def _open_session(self, session: ChannelSession, *, generation: int) -> None:
@@ -500,6 +575,7 @@ class GatewayTunnel(TunnelProtocol):
             facts["retry_after"] = retry_after
         self._audit("login", account, "refused", code, **facts)
         reason = Reason.INTERNAL_ERROR if code == "internal-error" else refusal_reason(code)
+        self.ctx.observer.login(reason.slug)
         left = self.machine.reject_auth(reason, retry_after=retry_after)
         self.flush()
         if left == 0:
@@ -603,11 +679,19 @@ class GatewayTunnel(TunnelProtocol):
     def stream_ended(self, stream: StreamConnection, how: str) -> None:
         """Record the stream's end: one ``stream.end`` event (service, bytes each way,
         duration, how it ended) within the connection's budget, else only counted."""
-        session = self.session
-        if session is None or not isinstance(stream, UpstreamConnection):
+        if not isinstance(stream, UpstreamConnection):
             return
         # Towards the service is what the client sent (in); from it, what it got (out).
         bytes_in, bytes_out = stream.bytes_to_local, stream.bytes_from_local
+        observer = self.ctx.observer
+        if stream.counted:
+            stream.counted = False
+            observer.stream_closed(stream.service)
+        observer.bytes_relayed("in", bytes_in)
+        observer.bytes_relayed("out", bytes_out)
+        session = self.session
+        if session is None:
+            return
         if self._stream_events >= STREAM_EVENTS_PER_CONNECTION:
             for i, n in enumerate((1, bytes_in, bytes_out)):
                 self._unitemised[i] += n
@@ -646,6 +730,7 @@ class GatewayTunnel(TunnelProtocol):
 
     def _refuse_stream(self, sid: int, service: str, reason: Reason) -> None:
         assert self.session is not None
+        self.ctx.observer.stream_refused(reason.slug)
         self._audit("stream.refused", self.session.account, "refused", reason.slug, service=service)
         self.machine.reject_open(sid, reason)
         self.flush()
@@ -671,6 +756,9 @@ class GatewayTunnel(TunnelProtocol):
             upstream.close_local()
             return
         self.machine.accept_open(sid)
+        if not upstream.ended:  # an end already seen would never balance the gauge
+            upstream.counted = True
+            self.ctx.observer.stream_opened(upstream.service)
         upstream.stream_ready(sid)
         self.flush()
 
@@ -776,6 +864,7 @@ class GatewayTunnel(TunnelProtocol):
         session = self.session
         if session is None:
             if self.certificate is None:
+                self._take_peer()
                 self._tls_refused(reason)
             self._finished([])
             return
@@ -862,6 +951,7 @@ class GatewayTunnel(TunnelProtocol):
         serial = refused_revoked_serial(self.transport)
         if serial:
             code = "cert-revoked"
+        self.ctx.observer.handshake_failed(code)
         self.log.warn(
             "refused TLS connection from {peer}: {reason}",
             peer=self.peer,

@@ -10,8 +10,10 @@ Two kinds:
   than shown stale; ``ssgate_database_up`` says which.
 * **What only the gateway sees** (:class:`GatewayMetrics`): TLS handshakes and their
   failures by reason, channel logins by outcome, streams, bytes relayed, audit write
-  latency.  The metric objects are defined and registered here, with methods that
-  keep every label value in a known set; the gateway is to be handed the object.
+  latency, the tunnels this process holds.  The metric objects are defined and
+  registered here, with methods that keep every label value in a known set; the
+  gateway calls them as its :class:`gateway.GatewayObserver` (``GatewayContext.observer``,
+  set by ``serve``), so ``gateway/`` imports no metrics library.
 
 Privacy and cardinality: no label carries an account, a unit, an address or a
 session id.  Labels are node names, reason and outcome codes, declaration types and
@@ -67,12 +69,12 @@ def _known(value: str, known: frozenset[str]) -> str:
 
 
 class GatewayMetrics:
-    """The gateway's counters on *registry*.
+    """The gateway's counters on *registry*: a :class:`gateway.GatewayObserver`.
 
-    Nothing in ``gateway/`` calls these yet: the gateway is to take this object (or
-    anything with the same methods) through its context and call them where the
-    events happen.  Each method takes the code the gateway already has; an unknown
-    code is counted as ``other`` so a bug cannot create unbounded series.
+    The gateway calls these through ``GatewayContext.observer`` where the events
+    happen.  Each method takes the code the gateway already has; an unknown code is
+    counted as ``other`` so a bug cannot create unbounded series.  Bytes are counted
+    when each stream ends (what a stream still open carries shows at its end).
     """
 
     def __init__(self, registry: CollectorRegistry, *, services: Iterable[str] = ("declare",)):
@@ -124,6 +126,16 @@ class GatewayMetrics:
             buckets=AUDIT_WRITE_BUCKETS,
             registry=registry,
         )
+
+        self.tunnels = Gauge(
+            "ssgate_gateway_tunnels",
+            "Logged-in channel sessions this process carries now (its own tunnels).",
+            registry=registry,
+        )
+
+    def watch_tunnels(self, count: Callable[[], int]) -> None:
+        """Read :attr:`tunnels` from *count* at each scrape (``len`` of the live map)."""
+        self.tunnels.set_function(lambda: float(count()))
 
     def handshake_completed(self) -> None:
         self.tls_handshakes.inc()

@@ -415,7 +415,9 @@ def start(
             node=node_name,
         )
     )
-    ops, ops_port = _start_ops(app, reactor, ports, runner, node_name=node_name, watcher=watcher)
+    ops, ops_port = _start_ops(
+        app, reactor, ports, runner, node_name=node_name, watcher=watcher, gateway=ctx
+    )
     if config.declare.close_day:  # the contribution ledger's monthly close (issue 14)
         running.addService(monthly_close_service(runner, reactor, rates, config.declare.close_day))
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
@@ -447,9 +449,17 @@ def start(
 
 
 def _start_ops(
-    app: App, reactor: Any, ports: _Ports, runner: Runner, *, node_name: str, watcher: Any
+    app: App,
+    reactor: Any,
+    ports: _Ports,
+    runner: Runner,
+    *,
+    node_name: str,
+    watcher: Any,
+    gateway: GatewayContext,
 ) -> tuple[Ops, IListeningPort]:
-    """Health, readiness and metrics on ``[ops] listen`` (a warning when not loopback)."""
+    """Health, readiness and metrics on ``[ops] listen`` (a warning when not loopback);
+    the *gateway* reports its handshakes, logins, streams, bytes and audit writes there."""
     ops = node_ops(
         runner,
         reactor,
@@ -460,6 +470,8 @@ def _start_ops(
         ca=x509.load_pem_x509_certificate(app.state.ca_cert_path.read_bytes()),
         crl=lambda: watcher.current_crl,
     )
+    gateway.observer = ops.metrics.gateway
+    ops.metrics.gateway.watch_tunnels(lambda: len(gateway.live))
     ops_port = ports.listen(app.config.ops.listen, ops.site, "ops listener")
     exposed = exposure_warning(app.config.ops.listen)
     if exposed is not None:
