@@ -55,6 +55,8 @@ from ._sessions import (
 from ._tls import (
     ReloadingServerTLS,
     ServerTLSMaterial,
+    SharedCrl,
+    SharedCrlWatcher,
     load_state_server_tls,
     state_crl_watcher,
 )
@@ -76,6 +78,8 @@ __all__ = [
     "ServerTLSMaterial",
     "SessionRecord",
     "SessionRegistryView",
+    "SharedCrl",
+    "SharedCrlWatcher",
     "channel_portal",
     "default_node_name",
     "end_session",
