@@ -443,10 +443,11 @@ class NodeRegistry(Service):
             return None
         self._busy = True
         now = self._clock.seconds()
-        if self._registered:
-            d: Deferred[Any] = self._db.run(node_heartbeat, name=self.node_name, now=now)
-        else:
-            d = self._db.run(
+        if not self._registered:
+            # Registering only: the gateway's own start-up recovery, queued just before,
+            # ends the sessions of this host's dead processes first, as a restart
+            # (``ended_by: "restart"``); reaping starts one interval later.
+            d: Deferred[Any] = self._db.run(
                 register_node,
                 name=self.node_name,
                 host=self._host,
@@ -455,13 +456,16 @@ class NodeRegistry(Service):
                 now=now,
             )
             d.addCallback(lambda _: setattr(self, "_registered", True))
+            d.addCallback(lambda _: {})
+        else:
+            d = self._db.run(node_heartbeat, name=self.node_name, now=now)
 
-        def reap(_: object) -> Deferred[dict[str, int]]:
-            return self._db.run(
-                reap_lost_nodes, me=self.node_name, now=now, lost_after=self._lost_after
-            )
+            def reap(_: object) -> Deferred[dict[str, int]]:
+                return self._db.run(
+                    reap_lost_nodes, me=self.node_name, now=now, lost_after=self._lost_after
+                )
 
-        d.addCallback(reap)
+            d.addCallback(reap)
         d.addCallbacks(self._reaped, self._failed)
         d.addBoth(self._done)
         return d
