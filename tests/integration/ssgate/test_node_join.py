@@ -166,3 +166,24 @@ def test_join_refuses_a_state_directory_already_in_use(
     )  # fmt: skip
     assert code == 1 and "not empty" in capsys.readouterr().err
     assert sorted(p.name for p in node_a.iterdir()) == before
+
+
+def test_node_policy_compares_this_file_with_the_shared_copy_and_replace_stores_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "alone"
+    assert ssgate("--state", str(state), "init")[0] == 0
+    code, text = ssgate("--state", str(state), "node", "policy")
+    assert code == 0 and "no policy stored yet" in text
+    code, text = ssgate("--state", str(state), "node", "policy", "--replace")
+    assert code == 0 and "the one every node shares" in text
+    config = state / "ssgate.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("max_sessions = 2", "max_sessions = 5"),
+        encoding="utf-8",
+    )
+    code, text = ssgate("--state", str(state), "node", "policy")
+    assert code == 1 and "policy.max_sessions: here 5, shared 2" in text, text
+    code, text = ssgate("--state", str(state), "node", "policy", "--replace")
+    assert code == 0 and "changed: policy.max_sessions" in text
+    assert ssgate("--state", str(state), "node", "policy")[0] == 0
