@@ -494,6 +494,7 @@ class NodeRegistry(Service):
 
 
 def node_host() -> str:
+    """This machine's name, as the registry's ``host`` column and a node name carry it."""
     return socket.gethostname()
 
 
@@ -593,7 +594,6 @@ def export_node(state: StateDir, out: Path, passphrase: str, *, now: float, acto
         Path(tmp).unlink(missing_ok=True)
         raise
     _audit_offline(
-        state,
         config.database.url,
         audit.AuditEvent(
             at=now,
@@ -718,7 +718,6 @@ def join_node(target: Path, export: Path, passphrase: str, *, now: float, actor:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _audit_offline(
-        StateDir(target),
         url,
         audit.AuditEvent(
             at=now,
@@ -732,7 +731,8 @@ def join_node(target: Path, export: Path, passphrase: str, *, now: float, actor:
     return url
 
 
-def _audit_offline(state: StateDir, url: str, event: audit.AuditEvent) -> None:
+def _audit_offline(url: str, event: audit.AuditEvent) -> None:
+    """*event* in the audit log, from a command (no pools: the reactor is not running)."""
     from ssgate._db import make_engine
 
     engine = make_engine(url)
