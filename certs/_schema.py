@@ -1,4 +1,4 @@
-"""The PKI tables: every certificate the CA issued, and the CRL counter.
+"""The PKI tables: every certificate the CA issued, the CRL counter, the current CRL.
 
 SQLAlchemy Core. Every constraint is named (pk_/ix_/ck_<table>_…) so Alembic can
 alter it on SQLite and PostgreSQL alike. Instants are Float epoch seconds UTC, the
@@ -81,4 +81,21 @@ crl_state = Table(
     PrimaryKeyConstraint("id", name="pk_crl_state"),
     CheckConstraint("id = 1", name="ck_crl_state_single_row"),
     CheckConstraint("crl_number >= 1", name="ck_crl_state_crl_number"),
+)
+
+# The CRL every gateway node checks client certificates against (issue 13): one row,
+# replaced whole each time a CRL is signed.  ``crl_number`` doubles as the version
+# nodes poll (a cheap primary-key read); a row never goes back to a lower number.
+crls = Table(
+    "crls",
+    metadata,
+    Column("id", Integer, nullable=False, autoincrement=False),
+    Column("crl_number", BigInteger, nullable=False),
+    Column("pem", Text, nullable=False),
+    Column("this_update_at", Float, nullable=False),
+    Column("next_update_at", Float, nullable=False),
+    Column("stored_at", Float, nullable=False),
+    PrimaryKeyConstraint("id", name="pk_crls"),
+    CheckConstraint("id = 1", name="ck_crls_single_row"),
+    CheckConstraint("crl_number >= 1", name="ck_crls_crl_number"),
 )

@@ -1,4 +1,5 @@
-"""The certificate register: what the CA issued, what is revoked, the CRL counter.
+"""The certificate register: what the CA issued, what is revoked, the CRL counter, and
+the current CRL every gateway node checks against (``crls``, issue 13).
 
 Each function takes a ``Connection`` inside the caller's transaction and returns
 plain frozen values, never rows. State changes are single conditional statements
@@ -9,7 +10,7 @@ nodes sharing PostgreSQL cannot revoke twice or hand out one CRL number twice.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -17,12 +18,12 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from certs._authority import account_of
+from certs._authority import CertificateAuthority, account_of
 from certs._errors import CertificateError
 from certs._identifiers import fingerprint_sha256_of, normalize_serial_hex, serial_hex_of
 from certs._instants import from_epoch, to_epoch
-from certs._revocation import RevokedEntry, require_reason
-from certs._schema import KINDS, STATUSES, certificates, crl_state
+from certs._revocation import RevokedEntry, crl_pem, require_reason
+from certs._schema import KINDS, STATUSES, certificates, crl_state, crls
 
 _MAX_SUBJECT_LENGTH = 1024
 
@@ -240,6 +241,121 @@ def current_crl_state(conn: Connection) -> CrlState | None:
     if row is None:
         return None
     return CrlState(crl_number=int(row.crl_number), issued_at=row.issued_at)
+
+
+@dataclass(frozen=True)
+class StoredCrl:
+    """The current CRL as stored: its number, PEM and validity (epoch seconds UTC)."""
+
+    crl_number: int
+    pem: bytes = field(repr=False)
+    this_update_at: float
+    next_update_at: float
+
+    def crl(self) -> x509.CertificateRevocationList:
+        return x509.load_pem_x509_crl(self.pem)
+
+
+def _crl_number_of(crl: x509.CertificateRevocationList) -> int:
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        raise CertificateError("the CRL carries no CRL number; refusing to store it") from None
+
+
+def store_crl(conn: Connection, crl: x509.CertificateRevocationList, *, now: datetime) -> bool:
+    """Make *crl* the current CRL unless a CRL with a number at least as high is stored.
+
+    One conditional upsert: two nodes storing at once leave the higher number, never
+    an older CRL over a newer one.  True if *crl* is now the current one.
+    """
+    next_update = crl.next_update_utc
+    if next_update is None:
+        raise CertificateError("the CRL has no nextUpdate; refusing to store it")
+    number = _crl_number_of(crl)
+    values = {
+        "id": 1,
+        "crl_number": number,
+        "pem": crl_pem(crl).decode("ascii"),
+        "this_update_at": crl.last_update_utc.timestamp(),
+        "next_update_at": next_update.timestamp(),
+        "stored_at": to_epoch(now),
+    }
+    statement = _upsert(conn, crls).values(values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[crls.c.id],
+        set_={k: statement.excluded[k] for k in values if k != "id"},
+        where=crls.c.crl_number < statement.excluded.crl_number,
+    )
+    # RETURNING, not rowcount: psycopg does not count an upsert's insert reliably.
+    return conn.execute(statement.returning(crls.c.crl_number)).first() is not None
+
+
+def current_crl(conn: Connection) -> StoredCrl | None:
+    """The current CRL, or None before one was stored."""
+    row = conn.execute(select(crls).where(crls.c.id == 1)).first()
+    if row is None:
+        return None
+    return StoredCrl(
+        crl_number=int(row.crl_number),
+        pem=row.pem.encode("ascii"),
+        this_update_at=float(row.this_update_at),
+        next_update_at=float(row.next_update_at),
+    )
+
+
+def current_crl_version(conn: Connection) -> tuple[int, float] | None:
+    """(number, nextUpdate) of the current CRL: the cheap read nodes poll."""
+    row = conn.execute(
+        select(crls.c.crl_number, crls.c.next_update_at).where(crls.c.id == 1)
+    ).first()
+    return None if row is None else (int(row.crl_number), float(row.next_update_at))
+
+
+def sign_crl(
+    conn: Connection, ca: CertificateAuthority, *, now: datetime, next_update: timedelta
+) -> x509.CertificateRevocationList:
+    """Sign a CRL of every revoked certificate with the next number and store it as the
+    current one, in the caller's transaction; the CRL signed comes back."""
+    crl = ca.build_crl(
+        revoked_entries(conn),
+        now=now,
+        next_update=next_update,
+        crl_number=next_crl_number(conn, now=now),
+    )
+    store_crl(conn, crl, now=now)
+    return crl
+
+
+def renew_crl_if_due(
+    conn: Connection,
+    ca: CertificateAuthority,
+    *,
+    now: datetime,
+    next_update: timedelta,
+    renew_before: timedelta,
+) -> x509.CertificateRevocationList | None:
+    """Re-sign the current CRL if less than *renew_before* is left before its nextUpdate.
+
+    Whichever node gets there first renews it: the current row is read ``FOR UPDATE``
+    (PostgreSQL; SQLite's write transaction is exclusive already), so a second node
+    waits, then sees the renewed CRL and does nothing.  The new CRL, or None.
+    """
+    row = conn.execute(
+        select(crls.c.next_update_at).where(crls.c.id == 1).with_for_update()
+    ).first()
+    if row is not None and float(row.next_update_at) - to_epoch(now) > renew_before.total_seconds():
+        return None
+    return sign_crl(conn, ca, now=now, next_update=next_update)
+
+
+def _upsert(conn: Connection, table: Any) -> Any:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"no upsert for the {dialect} dialect")
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

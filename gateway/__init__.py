@@ -61,6 +61,8 @@ from ._sessions import (
 from ._tls import (
     ReloadingServerTLS,
     ServerTLSMaterial,
+    SharedCrl,
+    SharedCrlWatcher,
     load_state_server_tls,
     state_crl_watcher,
 )
@@ -84,6 +86,8 @@ __all__ = [
     "ServerTLSMaterial",
     "SessionRecord",
     "SessionRegistryView",
+    "SharedCrl",
+    "SharedCrlWatcher",
     "channel_portal",
     "default_node_name",
     "end_session",

@@ -773,3 +773,21 @@ def recover_sessions(
             still=still,
         )
     return ended
+
+
+def end_lost_node_sessions_recorded(conn: Connection, *, node: str, now: float, actor: str) -> int:
+    """End, each with its ``session.end`` event (``node-lost``), the sessions still
+    ``live`` on *node*, which the node registry found gone (no heartbeat: a ``kill
+    -9``, a crash, a lost host) — sooner than :func:`reap_stale_recorded`.  A session
+    its client resumed on another node meanwhile is no longer *node*'s and stays.  At
+    most :data:`ABANDONED_BATCH` per call; how many were ended."""
+    rows = conn.execute(
+        select(sessions)
+        .where(sessions.c.status == "live", sessions.c.node == node)
+        .order_by(sessions.c.started_at)
+        .limit(ABANDONED_BATCH)
+    ).all()
+    return sum(
+        _end_abandoned(conn, row, reason="node-lost", now=now, actor=actor, ended_by="node-lost")
+        for row in rows
+    )

@@ -8,8 +8,10 @@ not listed on the current CRL; OpenSSL's X509 store does the CRL check
 
 An OpenSSL context cannot be changed once it has made a connection and its store
 cannot forget a CRL, so a new CRL means new options: :class:`ReloadingServerTLS`
-hands new connections whatever options it holds now, and :class:`CrlWatcher` polls
-the state directory and swaps fresh options in when a file changes. Connections
+hands new connections whatever options it holds now, and :class:`SharedCrlWatcher`
+polls the database's CRL version (and the state directory's certificate files) and
+swaps fresh options in when either changes (:class:`CrlWatcher` does the same for a
+crl.pem file alone). Connections
 already up keep their context; the gateway ends the sessions of newly revoked
 certificates itself, through ``on_change``.
 
@@ -32,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from OpenSSL import SSL, crypto
 from twisted.application.service import Service
 from twisted.internet._sslverify import IOpenSSLTrustRoot
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IDelayedCall,
     IOpenSSLClientConnectionCreator,
@@ -58,6 +61,8 @@ __all__ = [
     "HandshakeDeadline",
     "ReloadingServerTLS",
     "ServerTLSMaterial",
+    "SharedCrl",
+    "SharedCrlWatcher",
     "client_tls_options",
     "load_state_server_tls",
     "peer_certificate",
@@ -248,12 +253,16 @@ class ServerTLSMaterial(NamedTuple):
 
 
 def load_state_server_tls(
-    state_dir: Path, *, require_client_cert: bool = True
+    state_dir: Path,
+    *,
+    require_client_cert: bool = True,
+    crl: x509.CertificateRevocationList | None = None,
 ) -> ServerTLSMaterial:
     """Server options from the state directory's server.pem, server-key.pem, ca.pem, crl.pem.
 
-    With *require_client_cert*, crl.pem must exist and carry the CA's signature: the
-    gateway never runs without a revocation check. Raises :class:`ValueError` naming
+    With *require_client_cert*, the CRL (*crl*, the shared one from the database, or
+    else crl.pem) must carry the CA's signature: the gateway never runs without a
+    revocation check. Raises :class:`ValueError` naming
     the file on unreadable or inconsistent input, :class:`OSError` when a file cannot
     be read, :class:`OpenSSL.SSL.Error` when OpenSSL refuses the key or certificate.
     The options' context is built before returning.
@@ -264,11 +273,14 @@ def load_state_server_tls(
         lambda pem: serialization.load_pem_private_key(pem, password=None),
     )
     ca = _read(state_dir / CA_FILE, x509.load_pem_x509_certificate)
-    crl: x509.CertificateRevocationList | None = None
-    if require_client_cert:
+    if not require_client_cert:
+        crl = None
+    elif crl is None:
         crl = _read(state_dir / CRL_FILE, x509.load_pem_x509_crl)
         if crl.issuer != ca.subject or not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
             raise ValueError(f"{state_dir / CRL_FILE}: not signed by the CA in {CA_FILE}")
+    elif crl.issuer != ca.subject or not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
+        raise ValueError(f"the shared CRL is not signed by the CA in {state_dir / CA_FILE}")
     options = server_tls_options(
         certificate=certificate,
         key=key,
@@ -427,6 +439,136 @@ def state_crl_watcher(
         interval=interval,
         on_change=on_change,
     )
+
+
+class SharedCrl(NamedTuple):
+    """The current CRL as the database holds it, with its number (the version polled)."""
+
+    number: int
+    crl: x509.CertificateRevocationList
+
+
+class SharedCrlWatcher(Service):
+    """Keeps the gateway's TLS options on the CRL the database holds (issue 13).
+
+    Every *interval* seconds on *clock* it asks *fetch* (given the CRL number in use)
+    for a newer CRL — one cheap read of a version number, done off the reactor by the
+    caller's database pool — and fingerprints the state directory's TLS files
+    (*paths*: server certificate and key, CA).  On a newer CRL or a changed file,
+    *build* makes fresh options for the CRL, they replace the old ones in *tls* for new
+    connections, and *on_change* gets a CRL that differs from the one in use, so the
+    gateway ends the live sessions whose certificate it now lists.  A fetch that fails
+    (the database down) or options that cannot be built keep the old ones: the next
+    poll tries again.  One fetch at a time: a slow database does not pile up queries.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        tls: ReloadingServerTLS,
+        initial: SharedCrl,
+        fetch: Callable[[int], Deferred[SharedCrl | None]],
+        build: Callable[[x509.CertificateRevocationList], CertificateOptions],
+        *,
+        paths: Sequence[Path] = (),
+        interval: float = CRL_POLL_INTERVAL,
+        on_change: Callable[[x509.CertificateRevocationList | None], object] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._tls = tls
+        self._current = initial
+        self._fetch = fetch
+        self._build = build
+        self._paths = tuple(paths)
+        self._interval = interval
+        self._on_change = on_change
+        self._seen: _Snapshot = self._snapshot()
+        self._busy = False
+        self._failing = False
+        self._loop: LoopingCall | None = None
+
+    @property
+    def current_crl(self) -> x509.CertificateRevocationList | None:
+        """The CRL the options in use check against."""
+        return self._current.crl
+
+    @property
+    def current_number(self) -> int:
+        return self._current.number
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        loop = LoopingCall(self.poll)
+        loop.clock = self._clock
+        loop.start(self._interval, now=False).addErrback(
+            lambda f: self.log.failure("shared CRL watcher stopped", f)
+        )
+        self._loop = loop
+
+    def stopService(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        super().stopService()  # type: ignore[no-untyped-call]
+
+    def poll(self) -> Deferred[Any] | None:
+        """Check once (unless a check is under way); fires when this check is done."""
+        if self._busy:
+            return None
+        self._busy = True
+        d = self._fetch(self._current.number)
+        d.addCallbacks(self._fetched, self._fetch_failed)
+        d.addBoth(self._done)
+        return d
+
+    def _done(self, _: object) -> None:
+        self._busy = False
+
+    def _fetch_failed(self, failure: Any) -> None:
+        if not self._failing:  # once per outage, not every second
+            self._failing = True
+            self.log.warn(
+                "reading the shared CRL failed; keeping the one in use: {error}",
+                error=str(failure.value) or type(failure.value).__name__,
+            )
+
+    def _fetched(self, newer: SharedCrl | None) -> None:
+        if self._failing:
+            self._failing = False
+            self.log.info("reading the shared CRL works again")
+        snapshot = self._snapshot()
+        if newer is None and snapshot == self._seen:
+            return
+        chosen = newer if newer is not None else self._current
+        try:
+            self._tls.reload(self._build(chosen.crl))
+        except (OSError, ValueError, TypeError, SSL.Error, crypto.Error) as e:
+            self.log.warn(
+                "new TLS options cannot be used; keeping the previous ones: {error}",
+                error=str(e) or type(e).__name__,
+            )
+            return
+        except Exception:
+            self.log.failure("building TLS options failed; keeping the previous ones")
+            return
+        self._seen = snapshot
+        previous, self._current = self._current, chosen
+        self.log.info(
+            "TLS options loaded; CRL number {crl_number}, {revoked} revoked",
+            crl_number=chosen.number,
+            revoked=len(chosen.crl),
+        )
+        if self._on_change is None or chosen.crl == previous.crl:
+            return
+        try:
+            self._on_change(chosen.crl)
+        except Exception:
+            self.log.failure("CRL change callback failed")
+
+    def _snapshot(self) -> _Snapshot:
+        return tuple(_fingerprint(path) for path in self._paths)
 
 
 # OpenSSL's words for why a handshake failed → our reason codes (first match wins).

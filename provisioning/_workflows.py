@@ -172,11 +172,13 @@ class Provisioner(AuditedWorkflows):
 
     def _refresh_crl(self, conn: Connection) -> None:
         now = _utc(self._clock())
-        crl = self._ca.build_crl(
-            certs.revoked_entries(conn),
+        # Stored in this transaction as the current CRL, which every node reloads
+        # within seconds (issue 13); the file is this host's copy for other readers.
+        crl = certs.sign_crl(
+            conn,
+            self._ca,
             now=now,
             next_update=timedelta(days=self._settings.crl_next_update_days),
-            crl_number=certs.next_crl_number(conn),
         )
         self._publish_crl(certs.crl_pem(crl))
 

@@ -1035,3 +1035,40 @@ listen = ""
 idle_timeout_seconds = 900
 max_lifetime_seconds = 28800
 """
+
+
+# -- [policy] as one comparable document (issue 13) --------------------------------------
+#
+# Every node sharing a database must apply the same [policy]: the database keeps one
+# copy (ssgate._nodes) and a node whose file differs refuses to start, naming the keys.
+# The document is of the parsed values, so formatting, comments, key order, 2 vs 2.0
+# and [[policy.account]] order never count as a difference.
+
+
+def policy_document(policy: PolicyConfig) -> dict[str, Any]:
+    """*policy* flattened to dotted keys as the file spells them, values JSON-ready:
+    ``policy.max_sessions``, ``policy.account[NAME].services``, …"""
+    document: dict[str, Any] = {
+        "policy.handshake_timeout_seconds": float(policy.handshake_timeout_seconds),
+        "policy.auth_timeout_seconds": float(policy.auth_timeout_seconds),
+    }
+    document.update(_account_policy_keys("policy", policy.default))
+    for name in sorted(policy.accounts):
+        document.update(_account_policy_keys(f"policy.account[{name}]", policy.accounts[name]))
+    return document
+
+
+def _account_policy_keys(prefix: str, policy: AccountPolicy) -> dict[str, Any]:
+    return {
+        f"{prefix}.max_sessions": int(policy.max_sessions),
+        f"{prefix}.idle_timeout_seconds": float(policy.idle_timeout_seconds),
+        f"{prefix}.max_lifetime_seconds": float(policy.max_lifetime_seconds),
+        f"{prefix}.allowed_sources": sorted(policy.allowed_sources),
+        f"{prefix}.services": sorted(policy.services),
+    }
+
+
+def policy_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two :func:`policy_document` results
+    (a key only one of them has counts), sorted."""
+    return sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))

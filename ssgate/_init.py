@@ -139,11 +139,9 @@ def _populate(
                 subject=",".join(server_hostnames(hostname)),
                 now=now,
             )
-            crl = ca.build_crl(
-                [],
-                now=now,
-                next_update=timedelta(days=config.pki.crl_next_update_days),
-                crl_number=certs.next_crl_number(conn),
+            # Stored as the current CRL, which every node sharing the database uses.
+            crl = certs.sign_crl(
+                conn, ca, now=now, next_update=timedelta(days=config.pki.crl_next_update_days)
             )
             for action, subject in (
                 ("pki.create-ca", ca_subject(ca)),

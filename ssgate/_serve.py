@@ -5,8 +5,10 @@ with TLS 1.2/1.3 and required client certificates on ``[gateway] listen``; the
 ``declare`` service listens on ``[declare] listen`` (default: a Unix socket in the
 state directory, so only this host can reach it) behind the identity guard, which
 admits only connections that start with the gateway's signed identity header.  A
-watcher reloads the TLS files and the CRL within seconds and ends the sessions of
-revoked certificates.  The alert evaluator (:mod:`ssgate._alerting`) judges new audit
+watcher reloads the TLS files and the CRL the nodes share in the database within
+seconds and ends the sessions of revoked certificates; the node registry
+(:mod:`ssgate._nodes`) keeps this node's heartbeat and ends the sessions of nodes that
+died.  The alert evaluator (:mod:`ssgate._alerting`) judges new audit
 records every ``[alerts] interval_seconds``; the syslog forwarders (:mod:`ssgate._syslog`)
 send every audit record to the ``[syslog]`` collectors.  Once a day the audit log's
 retention and a signed checkpoint run (:mod:`ssgate._audit_daily`).
@@ -19,10 +21,12 @@ registry's polling and a slow database cannot stall hashing.
 from __future__ import annotations
 
 import hmac
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, TextIO, TypeVar, cast
 
 from cryptography import x509
@@ -61,11 +65,12 @@ from gateway import (
     GatewayNode,
     ReloadingServerTLS,
     ServerTLSMaterial,
+    SharedCrl,
+    SharedCrlWatcher,
     channel_portal,
     default_node_name,
     load_state_server_tls,
     policy_view,
-    state_crl_watcher,
 )
 from ssgate._alerting import alert_service
 from ssgate._app import App
@@ -82,6 +87,14 @@ from ssgate._console import (
 )
 from ssgate._db import Database, ReadStream, WorkerPool
 from ssgate._monthly_close import monthly_close_service
+from ssgate._nodes import (
+    NodeRegistry,
+    PolicyMismatch,
+    check_policy,
+    crl_fetcher,
+    node_host,
+    shared_crl_at_start,
+)
 from ssgate._ops import Ops, exposure_warning, is_loopback_listen, node_ops
 from ssgate._portal import start_portal  # the insured persons' portal (issue 18)
 from ssgate._radius import RadiusListener, start_radius
@@ -279,12 +292,15 @@ class _Ports:
         return port
 
 
-def _load_files(app: App) -> tuple[ServerTLSMaterial, Any, declare_app.RateTable]:
-    """Everything read from the state directory, checked before anything listens."""
+def _load_files(
+    app: App, crl: x509.CertificateRevocationList | None = None
+) -> tuple[ServerTLSMaterial, Any, declare_app.RateTable]:
+    """Everything read from the state directory, checked before anything listens;
+    *crl* (the shared one from the database) instead of crl.pem."""
     state = app.state
     try:
         check_console_listen(app.config.console.listen, tls=True)
-        material = load_state_server_tls(state.path)
+        material = load_state_server_tls(state.path, crl=crl)
         console_tls = load_state_server_tls(state.path, require_client_cert=False).options
         rates = app.rate_table
     except FileNotFoundError as e:
@@ -308,7 +324,9 @@ def start(
     for the benchmarks, which put their own target behind the gateway.
     """
     config, state = app.config, app.state
-    material, console_tls, rates = _load_files(app)
+    node_name = default_node_name()
+    shared_crl = _shared_state_at_start(app, reactor, node_name)
+    material, console_tls, rates = _load_files(app, shared_crl.crl)
     identity_key = state.key("identity.key")
     audit_key = state.audit_signing_key()  # created here for a state dir that predates it
     authenticator = make_authenticator(app)
@@ -317,7 +335,6 @@ def start(
     except OSError as e:
         raise ServeError(f"{state.path / ACCESS_LOG}: cannot be written: {e.strerror}") from None
     runner = Runner(Database(app.engine, reactor), reactor)
-    node_name = default_node_name()
     try:
         forwarding = syslog_service(
             runner, reactor, config.syslog, state_path=state.path, node=node_name
@@ -397,8 +414,16 @@ def start(
     running = MultiService()
     running.addService(access)  # closes the file on stop
     running.addService(node)
-    watcher = state_crl_watcher(reactor, tls, state.path, on_change=on_crl)
-    running.addService(watcher)
+    watcher = _shared_state_services(
+        app,
+        reactor,
+        runner,
+        running,
+        tls=tls,
+        shared_crl=shared_crl,
+        on_crl=on_crl,
+        node_name=node_name,
+    )
     running.addService(session_sweeper(runner, reactor, console_policy))
     # The officers' alert rules, once across every node sharing the database.
     running.addService(alert_service(runner, reactor, config.alerts))
@@ -446,6 +471,66 @@ def start(
         dial_in,
         portal_port,
     )
+
+
+def _shared_state_services(
+    app: App,
+    reactor: Any,
+    runner: Runner,
+    running: MultiService,
+    *,
+    tls: ReloadingServerTLS,
+    shared_crl: SharedCrl,
+    on_crl: Callable[[x509.CertificateRevocationList | None], None],
+    node_name: str,
+) -> SharedCrlWatcher:
+    """The shared CRL's watcher and the node registry (issue 13), added to *running*."""
+    state = app.state
+    # Reloaded within seconds of a change in the database, renewed by whichever node
+    # finds it due first; the server certificate files are still watched here.
+    watcher = SharedCrlWatcher(
+        reactor,
+        tls,
+        shared_crl,
+        crl_fetcher(
+            runner,
+            app.ca,
+            reactor,
+            next_update=timedelta(days=app.config.pki.crl_next_update_days),
+        ),
+        lambda crl: load_state_server_tls(state.path, crl=crl).options,
+        paths=[state.server_cert_path, state.server_key_path, state.ca_cert_path],
+        on_change=on_crl,
+    )
+    running.addService(watcher)
+    # This node in the registry; the sessions of nodes that stop reporting end node-lost.
+    running.addService(
+        NodeRegistry(runner, reactor, name=node_name, host=node_host(), pid=os.getpid())
+    )
+    return watcher
+
+
+def _shared_state_at_start(app: App, reactor: Any, node_name: str) -> SharedCrl:
+    """The shared CRL (signed now if the database has none or it is due) and the
+    policy check (issue 13), before anything listens."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    next_update = timedelta(days=app.config.pki.crl_next_update_days)
+    try:
+        with app.engine.begin() as conn:
+            check_policy(
+                conn, app.config.policy, now=reactor.seconds(), actor=f"gateway:{node_name}"
+            )
+        return shared_crl_at_start(
+            app.engine, app.ca, now=reactor.seconds(), next_update=next_update
+        )
+    except PolicyMismatch as e:
+        raise ServeError(str(e)) from None
+    except SQLAlchemyError as e:
+        raise ServeError(
+            "the database cannot be reached, and a node needs it at start for the shared CRL "
+            f"and policy: {type(e).__name__}"
+        ) from None
 
 
 def _start_ops(
@@ -532,9 +617,25 @@ def with_failure_cause(observer: ILogObserver) -> ILogObserver:
     return cast(ILogObserver, implementer(ILogObserver)(observe))
 
 
-def start_logging(out: TextIO) -> None:
-    """Log to *out* (:func:`log_observer`), at info and above."""
+def with_node_name(observer: ILogObserver, node: str) -> ILogObserver:
+    """*observer* with this node's name on every event: ``node`` in each JSON line, and
+    as the ``[system]`` of a terminal line, so the lines of several nodes can be told
+    apart once collected."""
+
+    def observe(event: LogEvent) -> None:
+        event = {**event, "node": node}
+        if event.get("log_system") in (None, "-"):
+            event["log_system"] = node
+        observer(event)
+
+    return cast(ILogObserver, implementer(ILogObserver)(observe))
+
+
+def start_logging(out: TextIO, *, node: str = "") -> None:
+    """Log to *out* (:func:`log_observer`), at info and above, each line naming *node*."""
     observer = log_observer(out)
+    if node:
+        observer = with_node_name(observer, node)
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(observer, [predicate])], redirectStandardIO=False
@@ -592,7 +693,7 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
         out.write(banner)
     out.write("Ctrl-C stops the gateway.\n")
     out.flush()
-    start_logging(sys.stderr)
+    start_logging(sys.stderr, node=serving.node.ctx.node)
     reactor.addSystemEventTrigger("before", "shutdown", serving.stop)
     reactor.run(installSignalHandlers=False)
     app.close()

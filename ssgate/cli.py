@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine
@@ -109,6 +109,9 @@ def cmd_init(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     from ssgate._app import operator_name
     from ssgate._init import init_state
 
+    if getattr(args, "join", None):
+        return cmd_init_join(args, state, out)
+
     init_state(
         state.path,
         hostname=args.hostname,
@@ -123,6 +126,119 @@ def cmd_init(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
         "(ssgate provision open …)\n"
     )
     return EXIT_OK
+
+
+def cmd_init_join(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    """``ssgate init --join FILE``: a new node's state directory from a node export."""
+    import getpass
+
+    from ssgate._app import operator_name
+    from ssgate._nodes import NodeExportError, NodeExportInputError, join_node, read_passphrase
+
+    try:
+        passphrase = read_passphrase(args.passphrase_file, confirm=False, prompt=getpass.getpass)
+        join_node(state.path, Path(args.join), passphrase, now=time.time(), actor=operator_name())
+    except NodeExportInputError as e:
+        raise CliError(EXIT_USAGE, str(e)) from None
+    except NodeExportError as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
+    out.write(
+        f"joined: {state.path} has the CA, keys and configuration of the exporting node and "
+        "uses the same database; 'ssgate serve' starts this node under its own name "
+        "(host:pid)\n"
+    )
+    return EXIT_OK
+
+
+def cmd_node_export(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    """``ssgate node export --out FILE``: keys and configuration, passphrase-sealed."""
+    import getpass
+
+    from ssgate._app import operator_name
+    from ssgate._nodes import NodeExportError, NodeExportInputError, export_node, read_passphrase
+
+    state.require()
+    try:
+        passphrase = read_passphrase(args.passphrase_file, confirm=True, prompt=getpass.getpass)
+        count = export_node(
+            state, Path(args.out), passphrase, now=time.time(), actor=operator_name()
+        )
+    except NodeExportInputError as e:
+        raise CliError(EXIT_USAGE, str(e)) from None
+    except NodeExportError as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
+    out.write(
+        f"exported {count} files (configuration, CA and keys) to {args.out}, sealed with the "
+        "passphrase (mode 0600; it holds every key: move it to the new host and delete it); "
+        "there: ssgate init --join FILE\n"
+    )
+    return EXIT_OK
+
+
+def cmd_node_policy(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    """``ssgate node policy [--replace]``: this file's [policy] against the shared one."""
+    from ssgate._app import operator_name
+    from ssgate._config import policy_differences, policy_document
+    from ssgate._nodes import replace_policy, stored_policy
+
+    app = App(state)
+    try:
+        ours = policy_document(app.config.policy)
+        with app.engine.begin() as conn:
+            if args.replace:
+                changed = replace_policy(
+                    conn, app.config.policy, now=app.clock(), actor=operator_name()
+                )
+                out.write(
+                    "this file's [policy] is now the one every node shares"
+                    + (f"; changed: {', '.join(changed)}" if changed else " (it was already)")
+                    + "\nrestart the other nodes with the same [policy] to apply it there\n"
+                )
+                return EXIT_OK
+            stored = stored_policy(conn)
+        if stored is None:
+            out.write("no policy stored yet: the first node to start stores its own\n")
+            return EXIT_OK
+        differing = policy_differences(ours, stored)
+        if not differing:
+            out.write("this file's [policy] is the one every node shares\n")
+            return EXIT_OK
+        out.write("this file's [policy] differs from the shared one at:\n")
+        for key in differing:
+            out.write(f"  {key}: here {ours.get(key)!r}, shared {stored.get(key)!r}\n")
+        out.write("'ssgate node policy --replace' makes this file's the shared one\n")
+        return EXIT_REFUSED
+    finally:
+        app.close()
+
+
+def _node_export_parsers(add: Callable[..., _Parser], node_sub: Any) -> None:
+    """``node export`` and ``node policy`` (issue 13)."""
+    p = add(
+        "export",
+        "write this node's configuration, CA and keys, sealed with a passphrase (scrypt, "
+        "AES-256-GCM), for 'ssgate init --join FILE' on a new host; never the database, "
+        "sockets or locks",
+        cmd_node_export,
+        node_sub,
+    )
+    p.add_argument("--out", metavar="FILE", required=True, help="the export file to write")
+    p.add_argument(
+        "--passphrase-file",
+        metavar="F",
+        help="read the passphrase from the first line of F (default: ask, without echo)",
+    )
+    p = add(
+        "policy",
+        "compare this file's [policy] with the one every node shares (in the database)",
+        cmd_node_policy,
+        node_sub,
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="make this file's [policy] the one every node shares (audited)",
+    )
 
 
 def cmd_demo(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
@@ -1037,11 +1153,12 @@ def _pki_crl(app: App, args: argparse.Namespace, out: TextIO) -> int:
 
     if args.renew:
         with app.engine.begin() as conn:
-            crl = app.ca.build_crl(
-                certs.revoked_entries(conn),
+            # Stored as the current CRL: every node reloads it within seconds.
+            renewed = certs.sign_crl(
+                conn,
+                app.ca,
                 now=datetime.fromtimestamp(app.clock(), UTC),
                 next_update=timedelta(days=app.config.pki.crl_next_update_days),
-                crl_number=certs.next_crl_number(conn),
             )
             audit.append(
                 conn,
@@ -1053,19 +1170,28 @@ def _pki_crl(app: App, args: argparse.Namespace, out: TextIO) -> int:
                     outcome="ok",
                 ),
             )
-            app.state.write_public("crl.pem", certs.crl_pem(crl))
+        app.state.write_public("crl.pem", certs.crl_pem(renewed))
+    # The database's copy is the one the gateways use (issue 13); crl.pem is this
+    # host's copy, the only one before a node of this version first started.
+    with app.engine.connect() as conn:
+        stored = certs.current_crl(conn)
+    source = "the database (every node uses it)"
     try:
-        pem = app.state.crl_path.read_bytes()
+        if stored is not None:
+            pem = stored.pem
+        else:
+            source = str(app.state.crl_path)
+            pem = app.state.crl_path.read_bytes()
         crl = x509.load_pem_x509_crl(pem)
     except (OSError, ValueError) as e:
         raise CliError(
-            EXIT_REFUSED, f"{app.state.crl_path}: no valid CRL ({e}); run 'ssgate pki crl --renew'"
+            EXIT_REFUSED, f"{source}: no valid CRL ({e}); run 'ssgate pki crl --renew'"
         ) from None
     if args.pem:
         out.write(pem.decode())
         return EXIT_OK
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    out.write(f"CRL file:     {app.state.crl_path}\n")
+    out.write(f"CRL from:     {source}\n")
     out.write(f"CRL number:   {number}\n")
     out.write(f"this update:  {crl.last_update_utc:%Y-%m-%d %H:%M:%SZ}\n")
     next_update = crl.next_update_utc
@@ -1272,6 +1398,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url",
         metavar="URL",
         help="postgresql+psycopg://… instead of SQLite in the state directory",
+    )
+    p.add_argument(
+        "--join",
+        metavar="FILE",
+        help="a new node: the configuration, CA and keys from 'ssgate node export' (the "
+        "database is the exporting node's; --hostname and --database-url do not apply)",
+    )
+    p.add_argument(
+        "--passphrase-file",
+        metavar="F",
+        help="with --join: the export's passphrase, first line of F (default: ask)",
     )
     p = add(
         "demo",
@@ -1550,11 +1687,16 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_routes,
     )
     _backup_parsers(add)
-    node = add("node", "this gateway node: drain it", cmd_node_drain)
+    node = add(
+        "node",
+        "this gateway node among the nodes sharing the database: drain, export, policy",
+        cmd_node_drain,
+    )
     node_actions = node.add_subparsers(
         dest="node_command", metavar="ACTION", required=True, parser_class=_Parser
     )
     _node_drain_parser(add, node_actions)
+    _node_export_parsers(add, node_actions)
 
     from ssgate._declare_cli import add_declare_parser
 

@@ -689,3 +689,146 @@ def test_a_handshake_that_never_came_or_timed_out_has_its_own_reason_code() -> N
 
     assert tls_refusal_reason(ConnectionDone()) == "closed-before-handshake"
     assert tls_refusal_reason(None, timed_out=True) == "tls-timeout"
+
+
+# --- the CRL shared in the database (issue 13) ---------------------------------------
+
+from twisted.internet.defer import Deferred, fail, succeed  # noqa: E402
+
+from gateway._tls import SharedCrl, SharedCrlWatcher  # noqa: E402
+
+
+class FakeCrlSource:
+    """The database's CRL as the watcher's fetch sees it: a number and a CRL, and the
+    fetches asked for (each answered at once unless *hold* is set)."""
+
+    def __init__(self, crl: SharedCrl) -> None:
+        self.current = crl
+        self.asked: list[int] = []
+        self.hold: Deferred[SharedCrl | None] | None = None
+        self.broken = False
+
+    def fetch(self, known: int) -> Deferred[SharedCrl | None]:
+        self.asked.append(known)
+        if self.broken:
+            return fail(ConnectionError("database down"))
+        if self.hold is not None:
+            return self.hold
+        return succeed(None if self.current.number == known else self.current)
+
+
+def shared_watcher(
+    pki: Pki, source: FakeCrlSource, clock: task.Clock
+) -> tuple[SharedCrlWatcher, ReloadingServerTLS, list[x509.CertificateRevocationList | None]]:
+    tls = ReloadingServerTLS(pki.server_options(source.current.crl))
+    changes: list[x509.CertificateRevocationList | None] = []
+    watcher = SharedCrlWatcher(
+        clock,
+        tls,
+        source.current,
+        source.fetch,
+        pki.server_options,
+        on_change=changes.append,
+    )
+    return watcher, tls, changes
+
+
+def test_shared_crl_watcher_applies_a_newer_database_crl_at_the_next_poll(pki: Pki) -> None:
+    """A CRL stored with a higher number refuses its certificates on new connections
+    after one poll, and the gateway is told once (to end live sessions)."""
+    clock = task.Clock()
+    source = FakeCrlSource(SharedCrl(1, pki.empty_crl))
+    watcher, tls, changes = shared_watcher(pki, source, clock)
+    watcher.startService()
+    try:
+        clock.advance(1.0)
+        assert source.asked == [1] and changes == []
+        assert connect(tls, pki.client_options(pki.good)).server.handshake_done
+
+        revoking = pki.crl_revoking(pki.good, number=9)
+        source.current = SharedCrl(9, revoking)
+        clock.advance(1.0)
+
+        assert changes == [revoking]
+        assert (watcher.current_number, watcher.current_crl) == (9, revoking)
+        assert_refused(connect(tls, pki.client_options(pki.good)), "certificate revoked")
+        clock.advance(3.0)
+        assert changes == [revoking] and source.asked[-1] == 9
+    finally:
+        watcher.stopService()
+    assert not clock.getDelayedCalls()
+
+
+def test_shared_crl_watcher_keeps_its_crl_while_the_database_fails_and_logs_once(
+    pki: Pki, logged: Sequence[LogEvent]
+) -> None:
+    """A failing fetch keeps the options in use (one warning per outage); the first
+    poll after recovery applies what changed meanwhile."""
+    clock = task.Clock()
+    source = FakeCrlSource(SharedCrl(1, pki.empty_crl))
+    watcher, tls, changes = shared_watcher(pki, source, clock)
+    watcher.startService()
+    try:
+        before = tls.options
+        source.broken = True
+        clock.advance(1.0)
+        clock.advance(1.0)
+        assert tls.options is before
+        assert len([w for w in warnings_in(logged) if "shared CRL" in w]) == 1
+        source.broken = False
+        source.current = SharedCrl(2, pki.crl)
+        clock.advance(1.0)
+        assert changes == [pki.crl] and tls.options is not before
+    finally:
+        watcher.stopService()
+
+
+def test_shared_crl_watcher_asks_once_at_a_time_when_the_database_is_slow(pki: Pki) -> None:
+    """While a fetch is unanswered, polls do not pile further queries on the database."""
+    clock = task.Clock()
+    source = FakeCrlSource(SharedCrl(1, pki.empty_crl))
+    source.hold = Deferred()
+    watcher, _, changes = shared_watcher(pki, source, clock)
+    watcher.startService()
+    try:
+        clock.advance(1.0)
+        clock.advance(1.0)
+        clock.advance(1.0)
+        assert source.asked == [1]
+        source.hold.callback(SharedCrl(2, pki.crl))
+        assert changes == [pki.crl]
+        source.hold = None
+        clock.advance(1.0)
+        assert source.asked == [1, 2]
+    finally:
+        watcher.stopService()
+
+
+def test_shared_crl_watcher_keeps_the_old_options_for_a_crl_it_cannot_use(
+    pki: Pki, logged: Sequence[LogEvent]
+) -> None:
+    """A stored CRL that the options refuse (another CA's) is not swapped in, and the
+    gateway is not told to end sessions over it."""
+    clock = task.Clock()
+    other = CertificateAuthority.create("another CA", now=NOW).build_crl([], now=NOW, crl_number=5)
+    source = FakeCrlSource(SharedCrl(1, pki.empty_crl))
+
+    def build(crl: x509.CertificateRevocationList) -> CertificateOptions:
+        if crl is other:
+            raise ValueError("the shared CRL is not signed by the CA")
+        return pki.server_options(crl)
+
+    tls = ReloadingServerTLS(pki.server_options(pki.empty_crl))
+    changes: list[x509.CertificateRevocationList | None] = []
+    watcher = SharedCrlWatcher(
+        clock, tls, source.current, source.fetch, build, on_change=changes.append
+    )
+    watcher.startService()
+    try:
+        before = tls.options
+        source.current = SharedCrl(5, other)
+        clock.advance(1.0)
+        assert tls.options is before and changes == [] and watcher.current_number == 1
+        assert any("not signed by the CA" in w for w in warnings_in(logged))
+    finally:
+        watcher.stopService()

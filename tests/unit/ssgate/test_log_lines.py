@@ -47,3 +47,26 @@ def test_a_logged_database_failure_carries_its_cause_and_no_parameters() -> None
         "message": "(builtins.Exception) database or disk is full",
     }
     assert id_number not in line
+
+
+def test_every_line_names_the_node_in_json_and_as_the_system_on_a_terminal() -> None:
+    """Issue 13: several nodes' lines, once collected, say which node wrote each."""
+    from twisted.logger import formatEventAsClassicLogText
+
+    from ssgate._serve import with_node_name
+
+    out = io.StringIO()
+    log = Logger(namespace="test", observer=with_node_name(log_observer(out), "gw1:4242"))
+    log.info("hello {n}", n=1)
+    [event] = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert (event["node"], event["log_system"]) == ("gw1:4242", "gw1:4242")
+
+    seen: list[str] = []
+    text_log = Logger(
+        namespace="test",
+        observer=with_node_name(
+            lambda e: seen.append(formatEventAsClassicLogText(e) or ""), "gw1:4242"
+        ),  # type: ignore[arg-type]
+    )
+    text_log.info("hello")
+    assert "[gw1:4242] hello" in seen[0]
