@@ -24,8 +24,38 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = tmp_path_factory.mktemp("cli-declare") / "state"
     code, text = _ssgate("--state", str(state), "init", "--hostname", "localhost")
     assert code == 0, text
-    (state / "rates.toml").write_text(RATES_2026, encoding="utf-8")
+    figures = state.parent / "rates-2026.toml"
+    figures.write_text(RATES_2026, encoding="utf-8")
+    code, text = _ssgate("--state", str(state), "declare", "rates", "--install", str(figures))
+    assert code == 0, text
+    assert "NOT VERIFIED" in text and "restart it" in text
     return state
+
+
+def test_install_refuses_a_file_that_is_not_a_rates_file_and_keeps_the_live_one(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (state / "rates.toml").read_bytes()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[region.330682]\nrate = "x"\n', encoding="utf-8")
+    code, _ = _ssgate("--state", str(state), "declare", "rates", "--install", str(bad))
+    assert code == 2
+    assert "bad.toml" in capsys.readouterr().err
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing\n", encoding="utf-8")
+    code, _ = _ssgate("--state", str(state), "declare", "rates", "--install", str(empty))
+    assert code == 2
+    assert "no [region.CODE] figures" in capsys.readouterr().err
+    code, _ = _ssgate("--state", str(state), "declare", "rates")
+    assert code == 2
+    assert (state / "rates.toml").read_bytes() == before
+
+
+def test_rates_prints_the_year_s_interest_rate_and_marks_it_unverified(state: Path) -> None:
+    code, text = _ssgate("--state", str(state), "declare", "rates", "2024-07")
+    assert code == 1  # the test figures start in 2026
+    code, text = _ssgate("--state", str(state), "declare", "rates", "2026-07")
+    assert "记账利率 2026: not published yet: add the 2026 rate to" in text
 
 
 def test_rates_prints_the_figures_in_force_and_their_sources(state: Path) -> None:
