@@ -19,7 +19,7 @@ reads rows, calls these functions and writes what they return.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -341,4 +341,30 @@ def interest_in_force(tables: PensionTables, year: int, *, source: str) -> Figur
         f"{year}-01 to {year}-12",
         found.verified,
         found.source,
+    )
+
+
+def declaration_month(payload: Mapping[str, object], fallback: YearMonth) -> YearMonth:
+    """The month whose figures a declaration uses: its start, stop or from month, a
+    年度缴费基数申报's January, else *fallback* (the month it was filed)."""
+    for key in ("start_month", "stop_month", "from_month"):
+        value = payload.get(key)
+        if isinstance(value, str) and len(value) == 7 and value[4] == "-":
+            try:
+                return parse_month(value)
+            except ValueError:
+                continue
+    year = payload.get("year")
+    if isinstance(year, str) and year.isdigit() and len(year) == 4:
+        return YearMonth(int(year), 1)
+    return fallback
+
+
+def unverified_in_force(table: RateTable, month: YearMonth) -> tuple[str, ...]:
+    """What is in force in *month* (any region) but not verified: for staff pages."""
+    return tuple(
+        f"{region} {f.what}"
+        for region in sorted(table.regions)
+        for f in figures_in_force(table, region, month)
+        if f.in_force and not f.verified
     )
