@@ -246,7 +246,6 @@ def rates_template() -> str:
     return resources.files("declare_app").joinpath(RATES_TEMPLATE_FILE).read_text("utf-8")
 
 
-
 @dataclass(frozen=True)
 class FigureInForce:
     """One configured figure as it stands in a month, or why there is none."""
