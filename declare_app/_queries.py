@@ -411,11 +411,13 @@ class StatementPeriod:
 class AccountStatementView:
     """养老个人帐户对帐单 (DOMAIN §4.3) for one year, computed from the ledger.
 
-    The balance starts at 0 with the person's first credited year in the ledger and
-    is carried year by year with :func:`annual_statement`; ``opening_principal`` and
-    ``opening_interest`` split the opening balance into credits and interest.  For the
-    current year ``provisional`` is true: the year's interest is credited at year end.
-    ``deemed_months`` (视同缴费月数) is not recorded anywhere yet: ``None``.  A year
+    The balance starts at 0 with the person's first credited year in the ledger — or
+    at the balance imported from the old system at an earlier year end
+    (``import-legacy``) — and is carried year by year with :func:`annual_statement`;
+    ``opening_principal`` and ``opening_interest`` split the opening balance into
+    credits and interest (an imported balance counts as principal).  For the current
+    year ``provisional`` is true: the year's interest is credited at year end.
+    ``deemed_months`` (视同缴费月数) is the imported one, ``None`` when none was.  A year
     whose 记账利率 is not yet published (DOMAIN §4.2) answers with its credits and
     ``rate_status`` ``"unpublished"``: no rate, no interest, closing = opening + credits.
     """
@@ -1414,9 +1416,10 @@ class EmployerQueries:
         credits = _account_credits(conn, row.person_number, before=retired)
         actual = sum(len(m) for m in credits.values())
         balance: Decimal | None = None  # no credit on record: unknown, not zero
-        if credits:
+        legacy = legacy_opening(conn, row.person_number)  # the old system's (issue 14)
+        if credits or (legacy is not None and legacy.balance_fen is not None):
             try:
-                carried = self._carry(credits, retired.year)
+                carried = self._carry(credits, retired.year, legacy)
                 balance = carried.balance + sum(credits.get(retired.year, {}).values(), _ZERO)
             except DeclarationError:  # a year's 记账利率 is not configured
                 balance = None
@@ -1444,7 +1447,7 @@ class EmployerQueries:
             statutory_month=month_text(statutory),
             age_at_retirement_months=age,
             actual_months=actual,
-            deemed_months=None,
+            deemed_months=None if legacy is None else legacy.deemed_months,
             average_index=None,
             account_balance=balance,
             payout_months=payout,
