@@ -296,28 +296,34 @@ def _check_persons(
 ) -> set[str]:
     """Check the person records; the 个人编号 known afterwards (database and file)."""
     known = _existing(conn, persons.c.person_number, person_numbers)
-    ids_known = _existing(
-        conn,
-        persons.c.id_number,
-        [ln.values.get("aac002", "") for ln in lines if ln.record == "person"],
-    )
-    in_file: set[str] = set()
-    ids_in_file: set[str] = set()
+    rows: dict[int, dict[str, Any]] = {}
     for line in lines:
         number = line.values.get("aac001", "")
         if number and not _PERSON_NUMBER.fullmatch(number):
             line.problems.append("aac001 must be 1-20 letters or digits")
-        if line.record != "person" or not line.accepted:
+        if line.record == "person" and line.accepted:
+            row = _person(line, today=today, now=now)
+            if row is not None:
+                rows[line.number] = row
+    # ID numbers as stored (a 15-digit one upgraded), so a duplicate is found either way
+    ids_known = _existing(conn, persons.c.id_number, [r["id_number"] for r in rows.values()])
+    in_file: set[str] = set()
+    ids_in_file: set[str] = set()
+    for line in lines:
+        if line.record != "person":
             continue
-        row = _person(line, today=today, now=now)
+        number = line.values.get("aac001", "")
         if number in known or number in in_file:
             line.problems.append("aac001 is already a person (in the database or above)")
-        if row is not None and (row["id_number"] in ids_known or row["id_number"] in ids_in_file):
-            line.problems.append("aac002 is already a person (in the database or above)")
         in_file.add(number)
-        if row is not None and line.accepted:
-            ids_in_file.add(row["id_number"])
-            plan.persons.append(row)
+        found = rows.get(line.number)
+        if found is None:
+            continue
+        if found["id_number"] in ids_known or found["id_number"] in ids_in_file:
+            line.problems.append("aac002 is already a person (in the database or above)")
+        ids_in_file.add(found["id_number"])
+        if line.accepted:
+            plan.persons.append(found)
     return known | in_file
 
 

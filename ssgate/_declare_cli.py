@@ -270,6 +270,12 @@ def cmd_import_legacy(args: argparse.Namespace, state: StateDir, out: TextIO) ->
                     raise _RollBack  # a dry run, or a refused line: nothing stays
         except _RollBack:
             pass
+        except sa_exc.IntegrityError:  # an approval wrote the same person or line meanwhile
+            raise DeclareCommandError(
+                EXIT_REFUSED,
+                f"{path}: conflicts with data written meanwhile; nothing was imported, "
+                "run it again to see which lines",
+            ) from None
         if write or not result.written:
             with app.engine.begin() as conn:
                 audit.append(
