@@ -142,6 +142,11 @@ class Declarations:
 
     # -- employer calls -------------------------------------------------------------
 
+    @property
+    def rate_table(self) -> RateTable:
+        """The rates the workflow checks with (staff pages mark unverified ones)."""
+        return self._rates
+
     def create_draft(
         self,
         conn: Connection,

@@ -19,10 +19,11 @@ reads rows, calls these functions and writes what they return.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from importlib import resources
 from typing import Final, Literal
 
 from declare_app._contributions import (
@@ -32,7 +33,7 @@ from declare_app._contributions import (
     RateTable,
     monthly_contribution,
 )
-from declare_app._pension_account import account_credit
+from declare_app._pension_account import PensionTables, account_credit
 from declare_app._retirement import YearMonth
 
 ZERO: Final = Decimal("0.00")
@@ -234,6 +235,16 @@ def adjustment(owed: Due, booked: Sequence[Due]) -> Adjustment | None:
 
 # -- what is in force (``ssgate declare rates``) --------------------------------------------
 
+# What ``ssgate init`` writes as the live rates file: the shape, commented, and no
+# figure — a new installation refuses every month until the agency installs its own
+# (``ssgate declare rates --install FILE``).  The demo installs its own demo figures.
+RATES_TEMPLATE_FILE: Final = "rates_template.toml"
+
+
+def rates_template() -> str:
+    """The text of the figure-less rates file ``ssgate init`` writes."""
+    return resources.files("declare_app").joinpath(RATES_TEMPLATE_FILE).read_text("utf-8")
+
 
 @dataclass(frozen=True)
 class FigureInForce:
@@ -312,3 +323,47 @@ def figures_in_force(table: RateTable, region: str, month: YearMonth) -> tuple[F
             )
         )
     return tuple(out)
+
+
+def interest_in_force(tables: PensionTables, year: int, *, source: str) -> FigureInForce:
+    """The 记账利率 of *year* (DOMAIN §4.2) as a figure; a year not yet published says so
+    plainly (the account statement then credits without interest)."""
+    what = f"记账利率 {year}"
+    found = tables.interest_rates.get(year)
+    if found is None:
+        return FigureInForce(
+            what, "", "", False, "", f"not published yet: add the {year} rate to {source}"
+        )
+    return FigureInForce(
+        what,
+        f"{found.rate} ({found.status})",
+        f"{year}-01 to {year}-12",
+        found.verified,
+        found.source,
+    )
+
+
+def declaration_month(payload: Mapping[str, object], fallback: YearMonth) -> YearMonth:
+    """The month whose figures a declaration uses: its start, stop or from month, a
+    年度缴费基数申报's January, else *fallback* (the month it was filed)."""
+    for key in ("start_month", "stop_month", "from_month"):
+        value = payload.get(key)
+        if isinstance(value, str) and len(value) == 7 and value[4] == "-":
+            try:
+                return parse_month(value)
+            except ValueError:
+                continue
+    year = payload.get("year")
+    if isinstance(year, str) and year.isdigit() and len(year) == 4:
+        return YearMonth(int(year), 1)
+    return fallback
+
+
+def unverified_in_force(table: RateTable, month: YearMonth) -> tuple[str, ...]:
+    """What is in force in *month* (any region) but not verified: for staff pages."""
+    return tuple(
+        f"{region} {f.what}"
+        for region in sorted(table.regions)
+        for f in figures_in_force(table, region, month)
+        if f.in_force and not f.verified
+    )

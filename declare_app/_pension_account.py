@@ -21,6 +21,7 @@ read in the same style as the contribution rates::
     rate = "0.0262"
     status = "official"      # or "reported": not yet confirmed
     source = "…"             # optional
+    verified = false         # optional, default false: checked against the announcement
 
     [payout]
     month_level_from = 2025-01-01
@@ -48,6 +49,7 @@ from declare_app._contributions import (
     MissingRateError,
     Rates,
     RatesConfigError,
+    _bool,
     _check_amount,
     _fen,
     _fraction,
@@ -220,6 +222,9 @@ class InterestRate:
     rate: Decimal
     status: Literal["official", "reported"]
     source: str = ""
+    # Checked by the agency against the 人社部 / 财政部 announcement: the shipped table
+    # is the consensus of public sources (DOMAIN §4.2), so every entry says false.
+    verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -318,7 +323,7 @@ def parse_pension_tables(data: Mapping[str, Any], *, source: str) -> PensionTabl
     rates: dict[int, InterestRate] = {}
     for key, item in reader.list_of_tables("interest_rate"):
         entry = _TableReader(
-            item, source=source, key=key, allowed=("year", "rate", "status", "source")
+            item, source=source, key=key, allowed=("year", "rate", "status", "source", "verified")
         )
         year = entry.require("year", _year, "a year from 1990 to 2200")
         if year in rates:
@@ -328,6 +333,7 @@ def parse_pension_tables(data: Mapping[str, Any], *, source: str) -> PensionTabl
             rate=entry.require("rate", _fraction, _FRACTION_FORM),
             status=entry.require("status", _status, '"official" or "reported"'),
             source=entry.get("source", _text, "a string naming the notice", ""),
+            verified=entry.get("verified", _bool, "true or false", False),
         )
     if "payout" not in reader.raw:
         raise RatesConfigError(source, "payout", "is required ([payout] with [payout.months])")

@@ -81,6 +81,7 @@ from declare_app._contributions import (
 )
 from declare_app._declarations import _audit_actor, _bounded
 from declare_app._ledger_store import account_adjustments, credited_condition
+from declare_app._legacy import LegacyOpening, legacy_opening
 from declare_app._pension_account import (
     AccountStatementLine,
     InterestRate,
@@ -410,11 +411,13 @@ class StatementPeriod:
 class AccountStatementView:
     """养老个人帐户对帐单 (DOMAIN §4.3) for one year, computed from the ledger.
 
-    The balance starts at 0 with the person's first credited year in the ledger and
-    is carried year by year with :func:`annual_statement`; ``opening_principal`` and
-    ``opening_interest`` split the opening balance into credits and interest.  For the
-    current year ``provisional`` is true: the year's interest is credited at year end.
-    ``deemed_months`` (视同缴费月数) is not recorded anywhere yet: ``None``.  A year
+    The balance starts at 0 with the person's first credited year in the ledger — or
+    at the balance imported from the old system at an earlier year end
+    (``import-legacy``) — and is carried year by year with :func:`annual_statement`;
+    ``opening_principal`` and ``opening_interest`` split the opening balance into
+    credits and interest (an imported balance counts as principal).  For the current
+    year ``provisional`` is true: the year's interest is credited at year end.
+    ``deemed_months`` (视同缴费月数) is the imported one, ``None`` when none was.  A year
     whose 记账利率 is not yet published (DOMAIN §4.2) answers with its credits and
     ``rate_status`` ``"unpublished"``: no rate, no interest, closing = opening + credits.
     """
@@ -1233,7 +1236,8 @@ class EmployerQueries:
         self, conn: Connection, unit: UnitStanding, person: PersonRef, year: int, today: date
     ) -> AccountStatementView:
         credits = _account_credits(conn, person.person_number)
-        carried = self._carry(credits, year)
+        legacy = legacy_opening(conn, person.person_number)  # the old system's (issue 14)
+        carried = self._carry(credits, year, legacy)
         rate = self._tables.interest_rates.get(year)
         statement = annual_statement(
             carried.balance, credits.get(year, {}), year, _ZERO if rate is None else rate.rate
@@ -1256,7 +1260,7 @@ class EmployerQueries:
             closing=statement.closing,
             total_months=before + this_year,
             actual_months=before + this_year,
-            deemed_months=None,
+            deemed_months=None if legacy is None else legacy.deemed_months,
             periods=_statement_periods(conn, unit, person.person_number, year),
             lines=statement.lines,
             provisional=year >= today.year,
@@ -1270,12 +1274,29 @@ class EmployerQueries:
                 "rate-missing", f"未配置{year}年度的记账利率，暂不能计算对帐单"
             ) from None
 
-    def _carry(self, credits: Mapping[int, Mapping[int, Decimal]], year: int) -> _Carried:
-        """The balance at the end of ``year - 1``, year by year from the first credit."""
+    def _carry(
+        self,
+        credits: Mapping[int, Mapping[int, Decimal]],
+        year: int,
+        legacy: LegacyOpening | None = None,
+    ) -> _Carried:
+        """The balance at the end of ``year - 1``, year by year from the first credit —
+        or from the old system's balance at an earlier year end, which replaces every
+        credit up to that year end (it already holds them and their interest)."""
         carried = _Carried(_ZERO, _ZERO, _ZERO)
-        if not credits:
+        first = min(credits) if credits else year
+        if (
+            legacy is not None
+            and legacy.year is not None
+            and legacy.balance_fen is not None
+            and legacy.year < year
+        ):
+            opening = _yuan(legacy.balance_fen)
+            carried = _Carried(opening, opening, _ZERO)  # its split is not imported
+            first = legacy.year + 1
+        if first >= year:
             return carried
-        for y in range(min(credits), year):
+        for y in range(first, year):
             statement = annual_statement(carried.balance, credits.get(y, {}), y, self._rate(y).rate)
             carried = _Carried(
                 statement.closing,
@@ -1395,9 +1416,10 @@ class EmployerQueries:
         credits = _account_credits(conn, row.person_number, before=retired)
         actual = sum(len(m) for m in credits.values())
         balance: Decimal | None = None  # no credit on record: unknown, not zero
-        if credits:
+        legacy = legacy_opening(conn, row.person_number)  # the old system's (issue 14)
+        if credits or (legacy is not None and legacy.balance_fen is not None):
             try:
-                carried = self._carry(credits, retired.year)
+                carried = self._carry(credits, retired.year, legacy)
                 balance = carried.balance + sum(credits.get(retired.year, {}).values(), _ZERO)
             except DeclarationError:  # a year's 记账利率 is not configured
                 balance = None
@@ -1425,7 +1447,7 @@ class EmployerQueries:
             statutory_month=month_text(statutory),
             age_at_retirement_months=age,
             actual_months=actual,
-            deemed_months=None,
+            deemed_months=None if legacy is None else legacy.deemed_months,
             average_index=None,
             account_balance=balance,
             payout_months=payout,

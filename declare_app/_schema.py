@@ -468,3 +468,30 @@ contribution_adjustments = Table(
     Index("ix_contribution_adjustments_unit_month", "unit_code", "month"),
     Index("ix_contribution_adjustments_person", "person_number", "insurance", "month"),
 )
+
+# Opening data from the old system (``ssgate declare import-legacy``, issue 14): the
+# pension account balance at a year end (上年末累计储存额, the statement's opening
+# balance of the next year) and the 视同缴费 months.  One row per person; insert-only.
+legacy_accounts = Table(
+    "legacy_accounts",
+    metadata,
+    Column("person_number", String(PERSON_NUMBER_LENGTH), nullable=False),
+    Column("balance_date", Date, nullable=True),  # a 12-31: the balance's year end
+    Column("balance_fen", BigInteger, nullable=True),
+    Column("deemed_months", Integer, nullable=True),  # 视同缴费月数
+    Column("import_id", String(32), nullable=False),
+    Column("imported_at", Float, nullable=False),
+    Column("imported_by", String(ACTOR_LENGTH), nullable=False),
+    PrimaryKeyConstraint("person_number", name="pk_legacy_accounts"),
+    ForeignKeyConstraint(
+        ["person_number"], ["persons.person_number"], name="fk_legacy_accounts_person_number"
+    ),
+    CheckConstraint(
+        "(balance_date IS NULL) = (balance_fen IS NULL)", name="ck_legacy_accounts_balance"
+    ),
+    CheckConstraint("balance_fen IS NULL OR balance_fen >= 0", name="ck_legacy_accounts_amount"),
+    CheckConstraint(
+        "deemed_months IS NULL OR deemed_months BETWEEN 0 AND 1200",
+        name="ck_legacy_accounts_deemed_months",
+    ),
+)

@@ -891,8 +891,8 @@ issuer = "ssgate"
 # declare.sock in the state directory.
 listen = ""
 # Contribution rates and base floor/ceiling per region, effective-dated.  'ssgate init'
-# writes a demo seed for region 330682 (every entry verified = false, each with its
-# source): check it against the provincial notices before real use.
+# writes it with no figures: install the agency's own with
+# 'ssgate declare rates --install FILE' (each entry with its source and verified flag).
 rates_file = "rates.toml"
 # The day of each month (1-28) on which 'serve' closes that month's contributions by
 # itself ('ssgate declare close-month YYYY-MM' does it by hand); 0: only by hand.

@@ -21,6 +21,7 @@ import audit
 import auth
 import declare_app
 from auth._store import load_login
+from declare_app._contributions import DEMO_330682_FILE
 from declare_app._demo_data import load_demo, unit_counts
 from ssgate._app import App, operator_name
 from ssgate._init import init_state
@@ -124,6 +125,8 @@ def run_demo(state: StateDir, out: TextIO, *, serve: bool = True) -> int:
         out.write(f"initialised {state.path}\n")
     logins = state.path / LOGINS_FILE
     if not logins.exists():
+        if _install_demo_rates(state):
+            out.write(f"installed the demo rates ({DEMO_330682_FILE}, none verified)\n")
         text = _load_demo(App(state))
         state.write_secret(LOGINS_FILE, text.encode())
     out.write(demo_banner(state))
@@ -153,6 +156,19 @@ def run_demo(state: StateDir, out: TextIO, *, serve: bool = True) -> int:
 
     out.write("\n")
     return run_serve(state, out, banner=banner + "\n")
+
+
+def _install_demo_rates(state: StateDir) -> bool:
+    """The demo's own figures (every one ``verified = false``) into the rates file, when
+    that has none — ``ssgate init`` installs no figures, and an operator's own stay."""
+    app = App(state)
+    try:
+        if app.rate_table.regions:
+            return False
+        state.write_public(app.config.declare.rates_file, declare_app.DEMO_330682.encode())
+        return True
+    finally:
+        app.close()
 
 
 def _on_loopback(spec: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import audit
 import certs
-import declare_app
+from declare_app._ledger import rates_template
 from ssgate._config import CONFIG_FILE, parse_config, render_default_config
 from ssgate._db import DatabaseURLError, make_engine
 from ssgate._schema import upgrade
@@ -120,7 +120,9 @@ def _populate(
     for name in KEY_FILES:
         state.write_secret(name, new_key())
     state.audit_signing_key()  # audit.key and audit-key.pub.pem: checkpoints
-    state.write_public(config.declare.rates_file, declare_app.DEMO_330682.encode())
+    # No figures: a new installation refuses every month until the agency installs its
+    # own ('ssgate declare rates --install FILE'); only 'ssgate demo' installs demo ones.
+    state.write_public(config.declare.rates_file, rates_template().encode())
 
     try:
         engine = make_engine(state.database_url(config))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from jinja2 import PackageLoader
@@ -30,7 +31,10 @@ from sqlalchemy import Connection
 import web
 from auth.console import StaffMember
 from declare_app import _vocabulary as vocabulary
-from declare_app._china_time import local_text
+from declare_app._china_time import CHINA_TIME, local_text
+from declare_app._contributions import RateTable
+from declare_app._ledger import declaration_month, unverified_in_force
+from declare_app._retirement import YearMonth
 from declare_app._rules import FORM_SPECS
 from declare_app.interfaces import (
     Actor,
@@ -248,6 +252,15 @@ async def _call(ctx: StaffCtx, call: Callable[..., _T], *args: Any, **kwargs: An
     return result
 
 
+def _unverified_figures(workflow: DeclarationWorkflow, d: Declaration) -> tuple[str, ...]:
+    """The figures in force for the declaration's month not marked verified (issue 14)."""
+    table = getattr(workflow, "rate_table", None)  # Declarations has one; fakes may not
+    if not isinstance(table, RateTable):
+        return ()
+    filed = datetime.fromtimestamp(d.submitted_at or d.created_at, CHINA_TIME).date()
+    return unverified_in_force(table, declaration_month(d.payload, YearMonth.of(filed)))
+
+
 def review_section(workflow: DeclarationWorkflow) -> web.ConsoleSection:
     """The auditors' review pages (see the module docstring) as a console section."""
 
@@ -298,6 +311,7 @@ def review_section(workflow: DeclarationWorkflow) -> web.ConsoleSection:
             f"{d.type.chinese} 审核",
             status,
             d=d,
+            unverified=_unverified_figures(workflow, d),
             payload=payload_sections(d),
             history=[_history_line(h) for h in d.history],
             notice=notice,

@@ -16,6 +16,15 @@ SSGATE = shutil.which("ssgate", path=str(Path(sys.executable).parent)) or "ssgat
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
+# ``ssgate init`` installs no contribution figures (issue 14): a state that declares
+# installs the demo figures explicitly, as an operator installs the agency's own.
+DEMO_RATES = Path(__file__).resolve().parents[2] / "declare_app" / "rates_330682_demo.toml"
+
+
+def install_demo_rates(run: Run, state: Path | None = None) -> None:
+    """``ssgate declare rates --install`` the demo figures (every one unverified)."""
+    run("declare", "rates", "--install", str(DEMO_RATES), state=state, check_rc=0)
+
 
 @pytest.fixture
 def run(tmp_path: Path) -> Run:
@@ -356,6 +365,7 @@ class Channel:
 @pytest.fixture
 def channel(tmp_path: Path, run: Run) -> Iterator[Channel]:
     run("init", "--hostname", "localhost", check_rc=0)
+    install_demo_rates(run)
     ch = Channel(tmp_path, tmp_path / "state", run)
     ch.configure()
     try:
@@ -371,6 +381,7 @@ def channel_on(request: pytest.FixtureRequest, tmp_path: Path, run: Run) -> Iter
     if request.param == "postgresql":
         args += ["--database-url", request.getfixturevalue("pg_url")]
     run(*args, check_rc=0)
+    install_demo_rates(run)
     ch = Channel(tmp_path, tmp_path / "state", run)
     ch.configure()
     try:

@@ -92,20 +92,17 @@ def test_init_creates_the_state_directory_with_safe_modes(state: Path) -> None:
     assert "DNS:gw.example.test" in text
 
 
-def test_init_writes_the_demo_rate_table_that_the_configuration_names(state: Path) -> None:
-    """Rates and base limits are configuration (``[declare] rates_file``), seeded with the
-    DOMAIN demo values for region 330682; the file loads as the service will load it."""
-    from datetime import date
+def test_init_installs_no_figures_and_a_month_without_them_is_refused(
+    state: Path, run: Run
+) -> None:
+    """``ssgate init`` writes the rates file the configuration names with no figure in
+    it (issue 14: no demo figures as live ones), so ``declare rates`` refuses a month
+    naming the year and the file; ``--install`` of a checked file makes it live."""
+    from declare_app._ledger import rates_template
 
-    from ssgate._app import App
-    from ssgate._state import StateDir
-
-    app = App(StateDir(state))
-    try:
-        limits = app.rate_table.base_limits("330682", date(2024, 7, 1))
-        assert limits.floor < limits.ceiling
-    finally:
-        app.close()
+    assert (state / "rates.toml").read_text(encoding="utf-8") == rates_template()
+    result = run("declare", "rates", "2026-07", check_rc=1)
+    assert "add the 2026 figures to" in result.stderr and "rates.toml" in result.stderr
 
 
 def test_a_second_init_exits_1_and_changes_nothing(state: Path, run: Run) -> None:

@@ -204,3 +204,14 @@ def test_unknown_ids_are_404_and_every_view_is_audited(console: Console) -> None
     views = console.events("declare.view")
     assert [(e.actor, e.subject, e.outcome) for e in views][-1] == ("staff:zhang", d.id, "ok")
     assert any(e.outcome == "refused" for e in views)
+
+
+def test_the_review_page_marks_the_figures_in_force_that_are_not_verified(
+    console: Console,
+) -> None:
+    """Issue 14: the demo figures (all ``verified = false``) in force for the
+    declaration's month are named on the auditor's page as NOT VERIFIED."""
+    d = console.submitted()
+    page = console.login("zhang").get(f"/review/{d.id}")
+    assert 'id="unverified-figures"' in page.text
+    assert "NOT VERIFIED" in page.text and "330682 110 企业职工基本养老保险" in page.text

@@ -98,3 +98,14 @@ def test_a_state_that_listens_beyond_loopback_is_pointed_out(tmp_path: Path) -> 
     again = io.StringIO()
     assert run_demo(state, again, serve=False) == 0
     assert "not loopback" not in again.getvalue()
+
+
+def test_the_demo_installs_its_own_unverified_figures(demo: tuple[StateDir, str]) -> None:
+    """``init`` installs no figures (issue 14); the demo installs the demo file and
+    says so, and an operator's own figures would be kept (it installs only into a file
+    without any)."""
+    import declare_app
+
+    state, out = demo
+    assert (state.path / "rates.toml").read_text(encoding="utf-8") == declare_app.DEMO_330682
+    assert "installed the demo rates (rates_330682_demo.toml, none verified)" in out
