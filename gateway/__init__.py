@@ -39,6 +39,7 @@ from ._cred import AccountPolicyView
 from ._portal import AccountPolicySettings, channel_portal, policy_view
 from ._reasons import REASON_WORDS, Reason
 from ._schema import metadata
+from ._schema import sessions as sessions_table
 from ._service import (
     GatewayContext,
     GatewayNode,
@@ -49,6 +50,7 @@ from ._service import (
 from ._sessions import (
     SessionRecord,
     SessionRegistryView,
+    end_lost_node_sessions_recorded,
     end_session,
     heartbeat,
     kill_session,
@@ -90,6 +92,7 @@ __all__ = [
     "SharedCrlWatcher",
     "channel_portal",
     "default_node_name",
+    "end_lost_node_sessions_recorded",
     "end_session",
     "heartbeat",
     "kill_session",
@@ -103,6 +106,7 @@ __all__ = [
     "request_kill",
     "request_kill_account",
     "search_sessions",
+    "sessions_table",
     "start_session",
     "state_crl_watcher",
 ]

@@ -55,9 +55,8 @@ from twisted.logger import Logger
 
 import audit
 import certs
-from gateway import SharedCrl
-from gateway._schema import sessions
-from gateway._sessions import end_lost_node_sessions_recorded
+from gateway import SharedCrl, end_lost_node_sessions_recorded
+from gateway import sessions_table as sessions
 from ssgate import __version__
 from ssgate._config import (
     CONFIG_FILE,
