@@ -115,6 +115,7 @@ class EmployerApp:
     queries: EmployerQueries | None = None
     change_password: ChangePassword | None = None
     reader: Reader | None = None  # without it, queries read on the write path
+    agency_name: str = "社会保险经办机构"  # the 经办机构 on vouchers ([agency] name)
 
     def login_runner(self) -> LoginRunner:
         """The runner's login pool (checked by ``employer_site`` when a password

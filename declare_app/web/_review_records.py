@@ -1,0 +1,137 @@
+"""The review console's pages beyond the decision itself (issue 14):
+
+* ``GET /review/<id>/attachments/<n>`` — an uploaded file, served to save
+  (``Content-Disposition: attachment``, the content type its check found);
+* ``POST /review/<id>/injury-decision`` — the 工伤认定决定 (number, date, outcome) on
+  an accepted 工伤认定申请, its own audited step (工伤保险条例 Arts. 17, 20);
+* ``POST /review/<id>/pension-award`` — the pension award after a retirement
+  reduction, its own audited step.
+
+:func:`review_extras` reads what the detail page shows of these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection
+
+import web
+from declare_app._agency_records import (
+    OUTCOMES,
+    injury_application,
+    pension_award,
+    record_injury_decision,
+    record_pension_award,
+)
+from declare_app.interfaces import (
+    Actor,
+    Attachment,
+    DeclarationError,
+    DeclarationWorkflow,
+    EvidenceWorkflow,
+    NotFound,
+)
+from declare_app.web._evidence_pages import file_response
+from declare_app.web._review import REVIEW, _call, _missing, _page, _refused, staff_actor
+from web import Response, StaffCtx
+
+
+@dataclass(frozen=True)
+class Extras:
+    attachments: list[Attachment] | None
+    injury: dict[str, Any] | None
+    pension: dict[str, Any] | None
+
+
+def review_extras(
+    conn: Connection, workflow: DeclarationWorkflow, actor: Actor, declaration_id: str
+) -> Extras:
+    """The files, the injury application and the pension award of a declaration the
+    actor may read (the workflow checks that first)."""
+    attachments = None
+    if isinstance(workflow, EvidenceWorkflow):
+        attachments = workflow.attachments(conn, actor, declaration_id)
+    else:
+        workflow.get(conn, actor, declaration_id)
+    return Extras(
+        attachments,
+        injury_application(conn, declaration_id),
+        pension_award(conn, declaration_id),
+    )
+
+
+async def extras(ctx: StaffCtx, workflow: DeclarationWorkflow, id: str) -> Extras:
+    found: Extras = await _call(ctx, review_extras, workflow, staff_actor(ctx.staff), id)
+    return found
+
+
+def routes(workflow: DeclarationWorkflow, roles: tuple[str, ...]) -> tuple[web.Route, ...]:
+    async def evidence_file(ctx: StaffCtx, id: str, n: str) -> Response:
+        """One uploaded file, to save (never rendered inline); the read is audited."""
+        if not isinstance(workflow, EvidenceWorkflow):
+            return _missing(ctx)
+        try:
+            found, data = await _call(
+                ctx, workflow.attachment_file, staff_actor(ctx.staff), id, int(n)
+            )
+        except NotFound:
+            return _page(ctx, "missing.html", "附件不存在", 404, message="该附件不存在。")
+        except DeclarationError as refusal:
+            return _refused(ctx, refusal)
+        return file_response(found, data)
+
+    async def injury_decision(ctx: StaffCtx, id: str) -> Response:
+        try:
+            decided = date.fromisoformat(ctx.form.get("decided_on", "").strip())
+        except ValueError:
+            return await _again(ctx, id, "决定日期应为YYYY-MM-DD")
+        try:
+            await _call(
+                ctx,
+                record_injury_decision,
+                staff_actor(ctx.staff),
+                id,
+                decision_no=ctx.form.get("decision_no", ""),
+                decided_on=decided,
+                outcome=ctx.form.get("outcome", ""),
+                now=ctx.now,
+            )
+        except NotFound:
+            return _missing(ctx)
+        except DeclarationError as e:
+            return await _again(ctx, id, e.message)
+        return web.see_other(f"{REVIEW}/{id}?done=decision")
+
+    async def pension(ctx: StaffCtx, id: str) -> Response:
+        try:
+            await _call(
+                ctx,
+                record_pension_award,
+                staff_actor(ctx.staff),
+                id,
+                from_month=ctx.form.get("from_month", ""),
+                reference=ctx.form.get("reference", ""),
+                now=ctx.now,
+            )
+        except NotFound:
+            return _missing(ctx)
+        except DeclarationError as e:
+            return await _again(ctx, id, e.message)
+        return web.see_other(f"{REVIEW}/{id}?done=award")
+
+    async def _again(ctx: StaffCtx, id: str, message: str) -> Response:
+        from declare_app.web._review import show_detail
+
+        return await show_detail(ctx, workflow, id, error=f"操作未完成：{message}", status=409)
+
+    return (
+        web.Route("GET", f"{REVIEW}/<rid:id>/attachments/<num:n>", roles, evidence_file),
+        web.Route("POST", f"{REVIEW}/<rid:id>/injury-decision", roles, injury_decision),
+        web.Route("POST", f"{REVIEW}/<rid:id>/pension-award", roles, pension),
+    )
+
+
+__all__ = ["OUTCOMES", "Extras", "extras", "review_extras", "routes"]
