@@ -259,6 +259,9 @@ _STATUS_OF_CODE = {
     "no-lines": 422,
     "too-many-lines": 413,
     "batch-refused": 422,
+    # evidence (declare_app._evidence): not PDF/JPEG/PNG by content, or too many files
+    "bad-evidence": 422,
+    "too-many-files": 422,
 }
 
 
