@@ -270,7 +270,7 @@ async def show_detail(
 
     try:
         d = await _call(ctx, workflow.get, staff_actor(staff), id)
-        more = await extras(ctx, workflow, id)
+        more = await extras(ctx, workflow, d)
     except NotFound:
         return _missing(ctx)
     except DeclarationError as refusal:

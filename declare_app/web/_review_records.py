@@ -29,10 +29,13 @@ from declare_app._agency_records import (
 from declare_app.interfaces import (
     Actor,
     Attachment,
+    Declaration,
     DeclarationError,
+    DeclarationType,
     DeclarationWorkflow,
     EvidenceWorkflow,
     NotFound,
+    Status,
 )
 from declare_app.web._evidence_pages import file_response
 from declare_app.web._review import REVIEW, _call, _missing, _page, _refused, staff_actor
@@ -47,24 +50,25 @@ class Extras:
 
 
 def review_extras(
-    conn: Connection, workflow: DeclarationWorkflow, actor: Actor, declaration_id: str
+    conn: Connection, workflow: DeclarationWorkflow, actor: Actor, d: Declaration
 ) -> Extras:
     """The files, the injury application and the pension award of a declaration the
-    actor may read (the workflow checks that first)."""
+    actor has just read through the workflow (a workflow without evidence: none; an
+    injury report or a reduction not applied yet: no decision to record)."""
     attachments = None
     if isinstance(workflow, EvidenceWorkflow):
-        attachments = workflow.attachments(conn, actor, declaration_id)
-    else:
-        workflow.get(conn, actor, declaration_id)
-    return Extras(
-        attachments,
-        injury_application(conn, declaration_id),
-        pension_award(conn, declaration_id),
-    )
+        attachments = workflow.attachments(conn, actor, d.id)
+    applied = d.status is Status.APPLIED
+    injury = pension = None
+    if applied and d.type is DeclarationType.INJURY_ACCIDENT:
+        injury = injury_application(conn, d.id)
+    if applied and d.type is DeclarationType.PERSON_REDUCE:
+        pension = pension_award(conn, d.id)
+    return Extras(attachments, injury, pension)
 
 
-async def extras(ctx: StaffCtx, workflow: DeclarationWorkflow, id: str) -> Extras:
-    found: Extras = await _call(ctx, review_extras, workflow, staff_actor(ctx.staff), id)
+async def extras(ctx: StaffCtx, workflow: DeclarationWorkflow, d: Declaration) -> Extras:
+    found: Extras = await _call(ctx, review_extras, workflow, staff_actor(ctx.staff), d)
     return found
 
 
