@@ -59,7 +59,7 @@ def sniff(data: bytes) -> str:
     """The media type of *data* (one of :data:`MEDIA_TYPES`), or refused with a
     :class:`DeclarationError` ``bad-evidence`` saying why."""
     if not data:
-        raise _refuse("附件是空文件")
+        raise _refuse("请选择要上传的 PDF、JPEG 或 PNG 文件（未选择文件或文件为空）")
     if len(data) > MAX_FILE_BYTES:
         raise DeclarationError("too-large", f"附件不能超过 {MAX_FILE_BYTES >> 20} MB")
     if data.startswith(_PNG_SIGNATURE):

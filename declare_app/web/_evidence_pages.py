@@ -57,16 +57,16 @@ async def _back_with_notice(ctx: Ctx, id: str, error: Exception) -> Response:
 async def upload(ctx: Ctx, id: str) -> Response:
     workflow = _evidence(ctx)
     upload = ctx.upload
-    if upload is None or not upload.file:
-        raise HttpError(422, "no-file", "请选择要上传的 PDF、JPEG 或 PNG 文件")
+    # No file is the workflow's refusal too, after it found the declaration: another
+    # unit's id must answer 404 whatever the body (no hint that it exists).
     try:
         await ctx.run(
             workflow.attach,
             ctx.actor,
             id,
-            label=upload.field("label") or "",
-            filename=upload.filename,
-            data=upload.file,
+            label=(upload.field("label") if upload else None) or "",
+            filename=upload.filename if upload else "",
+            data=(upload.file if upload else None) or b"",
             now=ctx.now(),
         )
     except Exception as e:

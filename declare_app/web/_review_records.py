@@ -76,7 +76,7 @@ def routes(workflow: DeclarationWorkflow, roles: tuple[str, ...]) -> tuple[web.R
     async def evidence_file(ctx: StaffCtx, id: str, n: str) -> Response:
         """One uploaded file, to save (never rendered inline); the read is audited."""
         if not isinstance(workflow, EvidenceWorkflow):
-            return _missing(ctx)
+            return _page(ctx, "missing.html", "附件不存在", 404, message="该附件不存在。")
         try:
             found, data = await _call(
                 ctx, workflow.attachment_file, staff_actor(ctx.staff), id, int(n)
@@ -87,7 +87,23 @@ def routes(workflow: DeclarationWorkflow, roles: tuple[str, ...]) -> tuple[web.R
             return _refused(ctx, refusal)
         return file_response(found, data)
 
+    async def not_recordable(ctx: StaffCtx, id: str, type: DeclarationType) -> Response | None:
+        """The page refusing the record (None: the declaration takes it), read through
+        the workflow first so that its own refusals and scoping apply."""
+        try:
+            d = await _call(ctx, workflow.get, staff_actor(ctx.staff), id)
+        except NotFound:
+            return _missing(ctx)
+        except DeclarationError as refusal:
+            return _refused(ctx, refusal)
+        if d.status is not Status.APPLIED or d.type is not type:
+            return await _again(ctx, id, f"只有已办结的{type.chinese}可以记录此项决定")
+        return None
+
     async def injury_decision(ctx: StaffCtx, id: str) -> Response:
+        stop = await not_recordable(ctx, id, DeclarationType.INJURY_ACCIDENT)
+        if stop is not None:
+            return stop
         try:
             decided = date.fromisoformat(ctx.form.get("decided_on", "").strip())
         except ValueError:
@@ -110,6 +126,9 @@ def routes(workflow: DeclarationWorkflow, roles: tuple[str, ...]) -> tuple[web.R
         return web.see_other(f"{REVIEW}/{id}?done=decision")
 
     async def pension(ctx: StaffCtx, id: str) -> Response:
+        stop = await not_recordable(ctx, id, DeclarationType.PERSON_REDUCE)
+        if stop is not None:
+            return stop
         try:
             await _call(
                 ctx,
