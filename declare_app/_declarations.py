@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from sqlalchemy import Connection, Engine, exc, insert, select, update
 
 import audit
+from declare_app import _evidence as evidence
 from declare_app import _vocabulary as vocabulary
 from declare_app._china_time import CHINA_TIME
 from declare_app._contributions import RateTable
@@ -62,6 +63,7 @@ from declare_app._rules._master import next_number
 from declare_app._schema import declaration_events, declarations, vouchers
 from declare_app.interfaces import (
     Actor,
+    Attachment,
     BatchLine,
     BatchRefused,
     BatchResult,
@@ -421,6 +423,7 @@ class Declarations:
                 version=version,
                 previous_id=declaration_id,
             )
+            kept = evidence.carry_over(conn, declaration_id, new_id)  # issue 14, defect 8
             self._event(
                 conn,
                 declaration_id,
@@ -437,7 +440,7 @@ class Declarations:
                 now=now,
                 from_status=None,
                 to_status=Status.DRAFT,
-                note=f"重新申报（第{version}版）",
+                note=f"重新申报（第{version}版）" + (f"，保留附件{kept}个" if kept else ""),
             )
             self._ok(
                 conn,
@@ -453,6 +456,118 @@ class Declarations:
                 },
             )
             return self._get(conn, new_id)
+
+    # -- evidence (issue 14, defect 8; _evidence.py) ----------------------------------
+
+    def attach(
+        self,
+        conn: Connection,
+        actor: Actor,
+        declaration_id: str,
+        *,
+        label: str,
+        filename: str,
+        data: bytes,
+        now: float,
+    ) -> Attachment:
+        """An uploaded file onto the unit's draft, checked by content."""
+        with self._action(conn, actor, "declare.attach", declaration_id, now):
+            unit = self._employer_unit(conn, actor)
+            loaded = self._load(conn, declaration_id, unit=unit.code)
+            self._require(loaded, Status.DRAFT, "只有草稿可以上传附件")
+            assert actor.name is not None
+            added = evidence.store(
+                conn,
+                declaration_id,
+                label=label,
+                filename=filename,
+                data=data,
+                uploaded_by=actor.name,
+                session_id=actor.session_id,
+                now=now,
+            )
+            self._event(
+                conn,
+                declaration_id,
+                actor=actor,
+                now=now,
+                from_status=Status.DRAFT,
+                to_status=Status.DRAFT,
+                note=f"上传附件：{added.label}（{added.size}字节，SHA-256 {added.sha256[:16]}…）",
+            )
+            self._ok(
+                conn,
+                actor,
+                "declare.attach",
+                declaration_id,
+                now,
+                unit=unit.code,
+                details={
+                    "attachment": added.id,
+                    "media_type": added.media_type,
+                    "size": added.size,
+                    "sha256": added.sha256,
+                },
+            )
+            return added
+
+    def detach(
+        self, conn: Connection, actor: Actor, declaration_id: str, attachment_id: int, *, now: float
+    ) -> Attachment:
+        with self._action(conn, actor, "declare.detach", declaration_id, now):
+            unit = self._employer_unit(conn, actor)
+            loaded = self._load(conn, declaration_id, unit=unit.code)
+            self._require(loaded, Status.DRAFT, "只有草稿可以删除附件")
+            removed = evidence.remove(conn, declaration_id, attachment_id)
+            if removed is None:
+                raise NotFound("附件")
+            self._event(
+                conn,
+                declaration_id,
+                actor=actor,
+                now=now,
+                from_status=Status.DRAFT,
+                to_status=Status.DRAFT,
+                note=f"删除附件：{removed.label}",
+            )
+            self._ok(
+                conn,
+                actor,
+                "declare.detach",
+                declaration_id,
+                now,
+                unit=unit.code,
+                details={"attachment": removed.id, "sha256": removed.sha256},
+            )
+            return removed
+
+    def attachments(self, conn: Connection, actor: Actor, declaration_id: str) -> list[Attachment]:
+        """The files of a declaration version: the unit's own, or any for staff."""
+        unit_code = self._reader_scope(conn, actor)
+        self._load(conn, declaration_id, unit=unit_code, lock=False)
+        return evidence.attachments_of(conn, declaration_id)
+
+    def attachment_file(
+        self, conn: Connection, actor: Actor, declaration_id: str, attachment_id: int
+    ) -> tuple[Attachment, bytes]:
+        """One file's content; reading evidence is reading personal data: audited."""
+        now = self._clock()
+        with self._action(conn, actor, "declare.evidence-view", declaration_id, now) as scope:
+            unit_code = self._reader_scope(conn, actor)
+            loaded = self._load(conn, declaration_id, unit=unit_code, lock=False, scope=scope)
+            found = evidence.content_of(conn, declaration_id, attachment_id)
+            if found is None:
+                raise NotFound("附件")
+            self._ok(
+                conn,
+                actor,
+                "declare.evidence-view",
+                declaration_id,
+                now,
+                unit=loaded.row.unit_code,
+                details={"attachment": attachment_id, "sha256": found[0].sha256},
+            )
+            return found
 
     # -- reads ----------------------------------------------------------------------
 

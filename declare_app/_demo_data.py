@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from declare_app._agency_records import record_injury_decision
 from declare_app._china_time import CHINA_TIME
 from declare_app._contributions import (
     Insurance,
@@ -763,13 +764,23 @@ class _Filing:
             },
             250,
         )
+        # Approval only accepts the application; the decision is recorded as its own step.
+        decision = record_injury_decision(
+            self.conn,
+            self.auditor,
+            done.id,
+            decision_no=f"上人社工伤认字〔{self.today.year}〕{(done.voucher_no or '0000')[-4:]}号",
+            decided_on=date.fromisoformat(done.result["accepted_on"]),
+            outcome="recognised",
+            now=self._at(260),
+        )
         stable = self.today - timedelta(days=1)
         d = self._draft(
             DeclarationType.INJURY_APPRAISAL,
             {
                 **self._unit_person(p),
-                "decision_no": done.result["decision_no"],
-                "decision_date": done.result["decided_on"],
+                "decision_no": decision["decision_no"],
+                "decision_date": decision["decided_on"],
                 "injury_part": "右前臂",
                 "hospital": "上虞区人民医院",
                 "stable_date": stable.isoformat(),

@@ -36,6 +36,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -336,19 +337,30 @@ vouchers = Table(
     Index("ix_vouchers_unit_code", "unit_code"),
 )
 
-# 工伤认定: one row per recognised accident or occupational disease.
+# 工伤认定决定: one row per decision of the 社会保险行政部门 on an accident or an
+# occupational disease (工伤保险条例 Arts. 17, 20), recorded by staff as its own step
+# after the application was accepted (``injury_applications``), or issued outside this
+# system and cited by an appraisal (``issued_by`` names the body; no accident date).
 injury_cases = Table(
     "injury_cases",
     metadata,
     Column("decision_no", String(32), nullable=False),  # 工伤认定决定书编号
     Column("person_number", String(PERSON_NUMBER_LENGTH), nullable=False),
     Column("unit_code", String(8), nullable=False),
-    Column("accident_date", Date, nullable=False),
+    Column("accident_date", Date, nullable=True),
     Column("diagnosis_date", Date, nullable=True),
     Column("decided_on", Date, nullable=False),
     Column("late", Boolean(create_constraint=False), nullable=False, server_default=false()),
     Column("declaration_id", String(DECLARATION_ID_LENGTH), nullable=True),
+    # recognised 认定为工伤 / not-recognised 不予认定; only a recognised case is appraised
+    Column("outcome", String(16), nullable=False, server_default=text("'recognised'")),
+    Column("issued_by", String(100), nullable=True),  # 作出决定的机构
+    Column("application_no", String(32), nullable=True),  # the accepted application
+    Column("recorded_by", String(ACTOR_LENGTH), nullable=True),
+    Column("recorded_at", Float, nullable=True),
     PrimaryKeyConstraint("decision_no", name="pk_injury_cases"),
+    CheckConstraint("outcome IN ('recognised', 'not-recognised')", name="ck_injury_cases_outcome"),
+    UniqueConstraint("application_no", name="uq_injury_cases_application_no"),
     ForeignKeyConstraint(
         ["person_number"], ["persons.person_number"], name="fk_injury_cases_person_number"
     ),
@@ -494,4 +506,90 @@ legacy_accounts = Table(
         "deemed_months IS NULL OR deemed_months BETWEEN 0 AND 1200",
         name="ck_legacy_accounts_deemed_months",
     ),
+)
+
+# -- evidence and the agency's own decisions (issue 14, defects 2, 7, 8) ----------------
+# Uploaded evidence, one row per distinct content (by SHA-256): kept in the database
+# rather than the state directory so that backups, restores and several nodes on one
+# PostgreSQL see the same files with no second store to keep in step.  Insert-only.
+evidence_blobs = Table(
+    "evidence_blobs",
+    metadata,
+    Column("sha256", String(64), nullable=False),
+    Column("media_type", String(32), nullable=False),  # from the content, never the client
+    Column("size", Integer, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("stored_at", Float, nullable=False),
+    PrimaryKeyConstraint("sha256", name="pk_evidence_blobs"),
+    CheckConstraint(
+        "media_type IN ('application/pdf', 'image/jpeg', 'image/png')",
+        name="ck_evidence_blobs_media_type",
+    ),
+    CheckConstraint("size > 0", name="ck_evidence_blobs_size"),
+)
+
+# A declaration version's attachments.  A resubmission copies the rows to the new
+# version (``carried_from``), so every version keeps the files it was decided on.
+declaration_attachments = Table(
+    "declaration_attachments",
+    metadata,
+    Column("id", Integer, nullable=False, autoincrement=True),
+    Column("declaration_id", String(DECLARATION_ID_LENGTH), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("label", String(50), nullable=False),  # 材料名称, as the employer chose it
+    Column("filename", String(200), nullable=False),  # as sent; shown, never trusted
+    Column("uploaded_at", Float, nullable=False),
+    Column("uploaded_by", String(ACTOR_LENGTH), nullable=False),
+    Column("session_id", String(128), nullable=True),
+    Column("carried_from", Integer, nullable=True),
+    PrimaryKeyConstraint("id", name="pk_declaration_attachments"),
+    ForeignKeyConstraint(
+        ["declaration_id"], ["declarations.id"], name="fk_declaration_attachments_declaration_id"
+    ),
+    ForeignKeyConstraint(
+        ["sha256"], ["evidence_blobs.sha256"], name="fk_declaration_attachments_sha256"
+    ),
+    Index("ix_declaration_attachments_declaration_id", "declaration_id", "id"),
+)
+
+# 工伤认定申请 accepted (受理) on approval of a 工伤事故申报; the decision follows as
+# ``injury_cases`` (``decided`` then set).
+injury_applications = Table(
+    "injury_applications",
+    metadata,
+    Column("application_no", String(32), nullable=False),  # GSSL + voucher date and sequence
+    Column("declaration_id", String(DECLARATION_ID_LENGTH), nullable=False),
+    Column("person_number", String(PERSON_NUMBER_LENGTH), nullable=False),
+    Column("unit_code", String(8), nullable=False),
+    Column("accident_date", Date, nullable=False),
+    Column("diagnosis_date", Date, nullable=True),
+    Column("accepted_on", Date, nullable=False),
+    Column("late", Boolean(create_constraint=False), nullable=False, server_default=false()),
+    Column("decision_no", String(32), nullable=True),
+    PrimaryKeyConstraint("application_no", name="pk_injury_applications"),
+    UniqueConstraint("declaration_id", name="uq_injury_applications_declaration_id"),
+    ForeignKeyConstraint(
+        ["person_number"], ["persons.person_number"], name="fk_injury_applications_person_number"
+    ),
+    ForeignKeyConstraint(["unit_code"], ["units.code"], name="fk_injury_applications_unit_code"),
+    Index("ix_injury_applications_person", "person_number", "accident_date"),
+)
+
+# 养老保险待遇核定: the agency's award of a pension, recorded by staff (never by a
+# 人员减少 for retirement, which only ends the contributions).
+pension_awards = Table(
+    "pension_awards",
+    metadata,
+    Column("id", Integer, nullable=False, autoincrement=True),
+    Column("person_number", String(PERSON_NUMBER_LENGTH), nullable=False),
+    Column("from_month", String(7), nullable=False),  # 待遇开始年月
+    Column("reference", String(64), nullable=False),  # 核定文号
+    Column("declaration_id", String(DECLARATION_ID_LENGTH), nullable=True),  # the reduce
+    Column("recorded_by", String(ACTOR_LENGTH), nullable=False),
+    Column("recorded_at", Float, nullable=False),
+    PrimaryKeyConstraint("id", name="pk_pension_awards"),
+    ForeignKeyConstraint(
+        ["person_number"], ["persons.person_number"], name="fk_pension_awards_person_number"
+    ),
+    UniqueConstraint("person_number", name="uq_pension_awards_person_number"),
 )

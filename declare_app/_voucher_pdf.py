@@ -96,10 +96,13 @@ class VoucherView:
     auditor: str
     session_id: str | None
     details: Sequence[tuple[str, str]] = ()
+    agency_name: str = "—"  # 经办机构 ([agency] name)
+    submitted_at: datetime | None = None  # timezone-aware, like applied_at
 
     def __post_init__(self) -> None:
-        if self.applied_at.tzinfo is None or self.applied_at.utcoffset() is None:
-            raise ValueError("applied_at must be timezone-aware")
+        for at in (self.applied_at, self.submitted_at):
+            if at is not None and (at.tzinfo is None or at.utcoffset() is None):
+                raise ValueError("applied_at and submitted_at must be timezone-aware")
         # A frozen value should not share a caller's mutable list.
         object.__setattr__(
             self, "details", tuple((str(label), str(value)) for label, value in self.details)
@@ -192,7 +195,9 @@ def voucher_pdf(voucher: VoucherView) -> bytes:
         ("申报编号", voucher.declaration_id),
         ("单位编号", voucher.unit_code),
         ("单位名称", voucher.unit_name),
-        ("办结时间", applied.strftime("%Y-%m-%d %H:%M:%S") + "（北京时间）"),
+        ("经办机构", voucher.agency_name),
+        ("提交时间", _when(voucher.submitted_at)),
+        ("办结时间", _when(applied)),
         ("审核人", voucher.auditor),
         ("申报会话", voucher.session_id or "—"),
     ]
@@ -218,6 +223,13 @@ def voucher_pdf(voucher: VoucherView) -> bytes:
     canvas.showPage()
     canvas.save()
     return buffer.getvalue()
+
+
+def _when(at: datetime | None) -> str:
+    """Beijing time with its offset, as on the HTML voucher: ``2026-03-10 14:30:00 +08:00``."""
+    if at is None:
+        return "—"
+    return at.astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M:%S") + " +08:00"
 
 
 def _clean(text: str, limit: int) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import Connection
 
@@ -307,3 +307,61 @@ class DeclarationWorkflow(Protocol):
     ) -> Declaration:
         """Under-review → returned with a reason code R01-R99 and text (R99 needs text)."""
         ...
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One uploaded evidence file of a declaration version (DOMAIN §5, V-RED-01,
+    工伤保险条例 Art. 18).  ``media_type`` comes from the content, never the client;
+    ``filename`` is what the client sent, shown only.  ``carried_from``: the
+    attachment of the earlier version a resubmission kept."""
+
+    id: int
+    declaration_id: str
+    label: str
+    filename: str
+    media_type: str
+    size: int
+    sha256: str
+    uploaded_at: float
+    uploaded_by: str
+    carried_from: int | None = None
+
+    @property
+    def extension(self) -> str:
+        return {"application/pdf": "pdf", "image/jpeg": "jpg", "image/png": "png"}.get(
+            self.media_type, "bin"
+        )
+
+
+@runtime_checkable
+class EvidenceWorkflow(Protocol):
+    """The evidence calls of a workflow (:class:`declare_app.Declarations` has them);
+    the pages offer uploads only when their workflow is one.  Same transaction and
+    refusal contract as :class:`DeclarationWorkflow`."""
+
+    def attach(
+        self,
+        conn: Connection,
+        actor: Actor,
+        declaration_id: str,
+        *,
+        label: str,
+        filename: str,
+        data: bytes,
+        now: float,
+    ) -> Attachment:
+        """A file onto the unit's draft; refused unless PDF/JPEG/PNG by content."""
+        ...
+
+    def detach(
+        self, conn: Connection, actor: Actor, declaration_id: str, attachment_id: int, *, now: float
+    ) -> Attachment: ...
+
+    def attachments(
+        self, conn: Connection, actor: Actor, declaration_id: str
+    ) -> list[Attachment]: ...
+
+    def attachment_file(
+        self, conn: Connection, actor: Actor, declaration_id: str, attachment_id: int
+    ) -> tuple[Attachment, bytes]: ...

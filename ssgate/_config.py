@@ -92,6 +92,15 @@ class DeclareConfig:
 
 
 @dataclass(frozen=True)
+class AgencyConfig:
+    # The 经办机构 named on vouchers (HTML and PDF).
+    name: str = "社会保险经办机构"
+    # V-WIN-01: the monthly acceptance window [first day, last day], e.g. [5, 25];
+    # empty: none (filings are handled in the month they arrive).
+    submission_window: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class AccountPolicy:
     """What one channel account may do; ``[policy]`` holds the defaults."""
 
@@ -273,6 +282,7 @@ class Config:
     totp: TotpConfig = field(default_factory=TotpConfig)
     pki: PkiConfig = field(default_factory=PkiConfig)
     declare: DeclareConfig = field(default_factory=DeclareConfig)
+    agency: AgencyConfig = field(default_factory=AgencyConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
@@ -490,6 +500,26 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         ),
         "close_day": _int_in(0, 28),
     },
+    "agency": {
+        "name": (
+            "the agency's name, 1-100 characters",
+            lambda v: isinstance(v, str) and 0 < len(v.strip()) <= 100 and v.isprintable(),
+        ),
+        "submission_window": (
+            "[] or [FIRST_DAY, LAST_DAY] with 1 <= FIRST_DAY <= LAST_DAY <= 31",
+            lambda v: (
+                isinstance(v, list)
+                and (
+                    v == []
+                    or (
+                        len(v) == 2
+                        and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+                        and 1 <= v[0] <= v[1] <= 31
+                    )
+                )
+            ),
+        ),
+    },
     "policy": {
         **_POLICY_KEYS,
         "handshake_timeout_seconds": _number_in(1, 120),
@@ -620,6 +650,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "totp": TotpConfig,
     "pki": PkiConfig,
     "declare": DeclareConfig,
+    "agency": AgencyConfig,
     "directory": DirectoryConfig,
     "alerts": AlertsConfig,
     "display": DisplayConfig,
@@ -897,6 +928,13 @@ rates_file = "rates.toml"
 # The day of each month (1-28) on which 'serve' closes that month's contributions by
 # itself ('ssgate declare close-month YYYY-MM' does it by hand); 0: only by hand.
 close_day = 0
+
+[agency]
+# The 经办机构 named on vouchers.
+name = "社会保险经办机构"
+# V-WIN-01: the monthly acceptance window, e.g. [5, 25] (filings outside it are
+# accepted with a warning that they count toward the next month); []: none.
+submission_window = []
 
 [policy]
 # Defaults for every channel account; override per account with [[policy.account]].

@@ -75,7 +75,7 @@ from gateway import (
 from ssgate._alerting import alert_service
 from ssgate._app import App
 from ssgate._audit_daily import DailyPaths, audit_daily_service
-from ssgate._config import ConfigError
+from ssgate._config import Config, ConfigError
 from ssgate._console import (
     ConsoleListenError,
     SessionPolicy,
@@ -343,7 +343,7 @@ def start(
         runner.close()
         raise ServeError(str(e)) from None
     ports = _Ports(reactor, runner)
-    workflow = Declarations(rates, clock=reactor.seconds)
+    workflow = Declarations(rates, settings=agency_rule_settings(config), clock=reactor.seconds)
     # What the web sites get: a database outage is their 503, not a 500 (web._outage).
     site_runner = web.OutageRunner(runner, clock=reactor.seconds)
 
@@ -353,6 +353,7 @@ def start(
         clock=reactor,
         csrf_key=hmac.digest(identity_key, b"ssgate employer csrf v1", "sha256"),
         unit_names=registry_unit_name,
+        agency_name=config.agency.name,
         queries=declare_app.EmployerQueries(rates),
         change_password=authenticator.change_password,
         access_log=access.writer("employer"),
@@ -698,3 +699,11 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
     reactor.run(installSignalHandlers=False)
     app.close()
     return 0
+
+
+def agency_rule_settings(config: Config) -> declare_app.RuleSettings:
+    """The declaration rules' local settings from ``[agency]`` (V-WIN-01)."""
+    window = config.agency.submission_window
+    return declare_app.RuleSettings(
+        submission_window=(window[0], window[1]) if len(window) == 2 else None
+    )

@@ -74,7 +74,34 @@ def unit_findings(ctx: RuleContext) -> list[Finding]:
         message = "单位参保状态为暂停，不能办理申报，请到经办机构办理"
     elif unit.arrears:
         message = "单位存在欠费，暂不能办理网上申报，请先补缴"
-    return [] if message is None else [Finding("V-UNIT-01", "", "error", message)]
+    found = [] if message is None else [Finding("V-UNIT-01", "", "error", message)]
+    return found + window_findings(ctx)
+
+
+WINDOW_RULE: Final = "V-WIN-01"
+
+
+def window_findings(ctx: RuleContext) -> list[Finding]:
+    """V-WIN-01 (DOMAIN §6, §7 timing): outside the monthly acceptance window (many
+    cities accept the 5th to the 25th; Chengdu, Zhuzhou forms) a filing still goes in
+    but is handled in the following month.  Off unless configured
+    (``RuleSettings.submission_window``): Shaoxing's window is to be verified (§10
+    item 7)."""
+    window = ctx.settings.submission_window
+    if window is None:
+        return []
+    first, last = window
+    day = ctx.filed_on.day
+    if first <= day <= last:
+        return []
+    return [
+        Finding(
+            WINDOW_RULE,
+            "",
+            "warning",
+            f"本月受理期为{first}日至{last}日，今日（{day}日）提交的申报将计入下月办理",
+        )
+    ]
 
 
 RISK_CLASS_RULE: Final = "V-RATE-02"

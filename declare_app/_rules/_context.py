@@ -30,6 +30,16 @@ class RuleSettings:
     reappraisal_days: int = 15  # V-APP-01, art. 26
     max_lines: int = 10_000  # 年度缴费基数申报 lines in one declaration (typed or uploaded)
     max_batch_lines: int = 10_000  # 人员增加 lines in one batch declaration (uploaded)
+    # V-WIN-01: the monthly acceptance window (first day, last day), e.g. (5, 25) as in
+    # Chengdu and Zhuzhou; None: no window (the default until Shaoxing's is verified).
+    submission_window: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        window = self.submission_window
+        if window is not None and not 1 <= window[0] <= window[1] <= 31:
+            raise ValueError(
+                "submission_window must be (first, last) with 1 <= first <= last <= 31"
+            )
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,19 @@
 
 An accident declaration is the employer's 工伤认定申请: due within 30 days of the
 accident, or of the diagnosis for an occupational disease (工伤保险条例 art. 17).
-A late one is still accepted, flagged ``late`` (V-INJ-02).  Applying it records the
-recognised case under a 工伤认定决定书 number derived from the voucher
-(``GSRD`` + date + sequence), which an appraisal then cites (V-APP-01).
+A late one is still accepted, flagged ``late`` (V-INJ-02).  Approving it records the
+application as accepted (受理) under an application number derived from the voucher
+(``GSSL`` + date + sequence); it does not recognise anything: recognition is the
+社会保险行政部门's decision within 60 days of acceptance (工伤保险条例 Arts. 17, 20),
+which staff record later as its own audited step (``_agency_records``).  An
+appraisal (V-APP-01) cites a recognised decision recorded that way, or one issued
+outside this system (number, date and the issuing body).
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any, Final
@@ -44,11 +50,18 @@ from declare_app._rules._spec import (
     choices_of,
     computed,
 )
-from declare_app._schema import injury_appraisals, injury_cases
+from declare_app._schema import injury_applications, injury_appraisals, injury_cases
 from declare_app.interfaces import DeclarationType
 
 INJ_REQUIRED: Final = "V-INJ-01"
 APP_RULE: Final = "V-APP-01"
+
+# 社会保障卡号: the 工伤认定申请表 carries the worker's 社会保险号 (DOMAIN §5.6) and
+# the 鉴定 form the 个人编号 (§5.7); the card number is what the worker holds.
+SS_CARD_FIELD: Final = FieldSpec(
+    "ss_card_no", "社会保障卡号", max_length=20, hint="选填，社会保障卡正面的卡号"
+)
+_SS_CARD: Final = re.compile(r"[0-9A-Z]{6,20}")
 
 _CONTACT: Final = (
     FieldSpec("contact_name", "联系人", required=True, max_length=50),
@@ -71,6 +84,7 @@ ACCIDENT_SPEC: Final = FormSpec(
                 ),
                 FieldSpec("birth_date", "出生日期", FieldKind.DATE, required=True),
                 ID_NUMBER_FIELD,
+                SS_CARD_FIELD,
                 FieldSpec(
                     "job",
                     "职业/工种/工作岗位",
@@ -148,12 +162,18 @@ APPRAISAL_SPEC: Final = FormSpec(
     "（工伤保险条例第21条）。再次鉴定应在收到鉴定结论之日起15日内申请；"
     "复查鉴定须在鉴定结论作出1年后申请。",
     (
-        Section("职工", unit_person_fields()),
+        Section("职工", (*unit_person_fields(), SS_CARD_FIELD)),
         Section(
             "工伤认定",
             (
                 FieldSpec("decision_no", "工伤认定决定书编号", required=True, max_length=32),
                 FieldSpec("decision_date", "工伤认定决定日期", FieldKind.DATE, required=True),
+                FieldSpec(
+                    "issuing_body",
+                    "作出认定决定的机构",
+                    max_length=100,
+                    hint="决定书不是本系统受理的工伤认定申请作出的，请填写作出决定的社会保险行政部门",
+                ),
                 FieldSpec("injury_part", "受伤部位", required=True, max_length=100),
                 FieldSpec("hospital", "治疗医院", required=True, max_length=100),
                 FieldSpec("stable_date", "治疗终结/伤情稳定日期", FieldKind.DATE, required=True),
@@ -213,6 +233,7 @@ class InjuryAccidentRules:
         )
         r.findings.extend(unit_findings(ctx))
         found = read_unit_person(r, ctx)
+        _card(r)
         gender = r.choice("gender", aliases=GENDER_ALIASES)
         birth = r.date("birth_date")
         for name in ("job", "accident_place", "accident_cause", "injury_part", "injury_degree"):
@@ -306,7 +327,7 @@ class InjuryAccidentRules:
     def _duplicates(
         self, r: FormReader, ctx: RuleContext, person_number: str, id_number: str, accident: date
     ) -> None:
-        """V-DUP-03: the same accident pending or already recognised."""
+        """V-DUP-03: the same accident pending, accepted or already decided."""
         recognised = ctx.conn.execute(
             select(injury_cases.c.decision_no).where(
                 injury_cases.c.person_number == person_number,
@@ -317,6 +338,20 @@ class InjuryAccidentRules:
         if recognised is not None:
             r.error("accident_time", "V-DUP-03", f"该事故已认定（{recognised[0]}），请勿重复申报")
             return
+        accepted = ctx.conn.execute(
+            select(injury_applications.c.application_no).where(
+                injury_applications.c.person_number == person_number,
+                injury_applications.c.unit_code == ctx.unit.code,
+                injury_applications.c.accident_date == accident,
+            )
+        ).first()
+        if accepted is not None:
+            r.error(
+                "accident_time",
+                "V-DUP-03",
+                f"该事故的工伤认定申请已受理（{accepted[0]}），请勿重复申报",
+            )
+            return
         for other in pending_payloads(
             ctx.conn, ctx.unit.code, self.type.value, subject=id_number, exclude=ctx.declaration_id
         ):
@@ -326,23 +361,25 @@ class InjuryAccidentRules:
 
     def apply(self, ctx: RuleContext, checked: Checked) -> dict[str, Any]:
         p = checked.payload
-        assert ctx.voucher_no is not None
-        decision_no = "GSRD" + ctx.voucher_no[2:]
+        assert ctx.voucher_no is not None and ctx.declaration_id is not None
+        # 受理 only: the 工伤认定决定 is the administrative department's, recorded later
+        # (工伤保险条例 Arts. 17, 20).
+        application_no = "GSSL" + ctx.voucher_no[2:]
         ctx.conn.execute(
-            insert(injury_cases).values(
-                decision_no=decision_no,
+            insert(injury_applications).values(
+                application_no=application_no,
+                declaration_id=ctx.declaration_id,
                 person_number=p["person_no"],
                 unit_code=ctx.unit.code,
                 accident_date=date.fromisoformat(p["accident_time"][:10]),
                 diagnosis_date=date.fromisoformat(p["diagnosis_date"]),
-                decided_on=ctx.today,
+                accepted_on=ctx.today,
                 late=bool(p["late"]),
-                declaration_id=ctx.declaration_id,
             )
         )
         return {
-            "decision_no": decision_no,
-            "decided_on": ctx.today.isoformat(),
+            "application_no": application_no,
+            "accepted_on": ctx.today.isoformat(),
             "late": bool(p["late"]),
         }
 
@@ -358,8 +395,10 @@ class InjuryAppraisalRules:
         r = FormReader(payload, APPRAISAL_SPEC.fields)
         r.findings.extend(unit_findings(ctx))
         found = read_unit_person(r, ctx)
+        _card(r)
         number = r.text("decision_no")
         decided = r.date("decision_date")
+        issuer = r.text("issuing_body")
         r.text("injury_part")
         r.text("hospital")
         stable = r.date("stable_date")
@@ -377,19 +416,44 @@ class InjuryAppraisalRules:
             return Checked(r.out, tuple(r.findings), None)
         person = found[0]
         case = ctx.conn.execute(
-            select(injury_cases).where(
-                injury_cases.c.decision_no == number,
-                injury_cases.c.person_number == person.person_number,
-                injury_cases.c.unit_code == ctx.unit.code,
-            )
+            select(injury_cases).where(injury_cases.c.decision_no == number)
         ).first()
-        if case is None:
+        if case is not None and (
+            case.person_number != person.person_number or case.unit_code != ctx.unit.code
+        ):
             r.error("decision_no", APP_RULE, "未找到该职工在本单位的工伤认定决定，请核对决定书编号")
             return Checked(r.out, tuple(r.findings), number)
-        if decided is not None and decided != case.decided_on:
-            r.error("decision_date", APP_RULE, "工伤认定决定日期与决定书不符")
-        if stable is not None and stable < case.accident_date:
-            r.error("stable_date", FORM_INVALID, "治疗终结/伤情稳定日期不能早于事故日期")
+        if case is None:
+            if issuer is None:
+                r.error(
+                    "decision_no",
+                    APP_RULE,
+                    "未找到该职工在本单位的工伤认定决定，请核对决定书编号；"
+                    "系统外作出的决定请填写作出认定决定的机构",
+                )
+                return Checked(r.out, tuple(r.findings), number)
+            if decided is not None and decided > ctx.filed_on:
+                r.error("decision_date", APP_RULE, "工伤认定决定日期不能晚于申报日期")
+            r.warn(
+                "issuing_body",
+                APP_RULE,
+                f"工伤认定决定由{issuer}作出（本系统无记录），经办机构将核对决定书，请上传决定书",
+            )
+        else:
+            if case.outcome != "recognised":
+                r.error(
+                    "decision_no",
+                    APP_RULE,
+                    "该决定为不予认定工伤，不能申请劳动能力鉴定（工伤保险条例第二十三条）",
+                )
+            if decided is not None and decided != case.decided_on:
+                r.error("decision_date", APP_RULE, "工伤认定决定日期与决定书不符")
+            if (
+                stable is not None
+                and case.accident_date is not None
+                and stable < case.accident_date
+            ):
+                r.error("stable_date", FORM_INVALID, "治疗终结/伤情稳定日期不能早于事故日期")
         self._kind(r, ctx, number, kind, previous)
         return Checked(r.out, tuple(r.findings), number)
 
@@ -454,6 +518,22 @@ class InjuryAppraisalRules:
     def apply(self, ctx: RuleContext, checked: Checked) -> dict[str, Any]:
         p = checked.payload
         kind = _KIND_NAMES[p["appraisal_kind"]]
+        known = ctx.conn.execute(
+            select(injury_cases.c.decision_no).where(injury_cases.c.decision_no == p["decision_no"])
+        ).first()
+        if known is None:  # issued outside this system: kept as cited, with its body
+            ctx.conn.execute(
+                insert(injury_cases).values(
+                    decision_no=p["decision_no"],
+                    person_number=p["person_no"],
+                    unit_code=ctx.unit.code,
+                    accident_date=None,
+                    decided_on=date.fromisoformat(p["decision_date"]),
+                    outcome="recognised",
+                    issued_by=p.get("issuing_body"),
+                    declaration_id=ctx.declaration_id,
+                )
+            )
         ctx.conn.execute(
             insert(injury_appraisals).values(
                 decision_no=p["decision_no"],
@@ -465,6 +545,18 @@ class InjuryAppraisalRules:
             )
         )
         return {"decision_no": p["decision_no"], "kind": kind}
+
+
+def _card(r: FormReader) -> None:
+    """社会保障卡号: optional; letters and digits only (full-width folded, upper case)."""
+    raw = r.text("ss_card_no")
+    if raw is None or r.has_error("ss_card_no"):
+        return
+    card = unicodedata.normalize("NFKC", raw).replace(" ", "").upper()
+    if not _SS_CARD.fullmatch(card):
+        r.error("ss_card_no", FORM_INVALID, "社会保障卡号应为6至20位数字或大写字母")
+        return
+    r.out["ss_card_no"] = card
 
 
 def _as_on_record(

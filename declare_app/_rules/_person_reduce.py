@@ -177,9 +177,9 @@ class PersonReduceRules:
                 )
                 closed.append(e.insurance.value)
         if status == "3":
+            # Not receiving_pension: the award is the agency's own decision, recorded by
+            # staff afterwards (_agency_records.record_pension_award; issue 14, defect 7).
             values: dict[str, Any] = {"terminal_reason": reason, "updated_at": ctx.now}
-            if reason == "31":
-                values["receiving_pension"] = True
             update_person(ctx.conn, person.person_number, values)
         return {
             "person_no": person.person_number,

@@ -115,6 +115,7 @@ class EmployerApp:
     queries: EmployerQueries | None = None
     change_password: ChangePassword | None = None
     reader: Reader | None = None  # without it, queries read on the write path
+    agency_name: str = "社会保险经办机构"  # the 经办机构 on vouchers ([agency] name)
 
     def login_runner(self) -> LoginRunner:
         """The runner's login pool (checked by ``employer_site`` when a password
@@ -258,6 +259,9 @@ _STATUS_OF_CODE = {
     "no-lines": 422,
     "too-many-lines": 413,
     "batch-refused": 422,
+    # evidence (declare_app._evidence): not PDF/JPEG/PNG by content, or too many files
+    "bad-evidence": 422,
+    "too-many-files": 422,
 }
 
 

@@ -18,13 +18,16 @@ from urllib.parse import quote
 from sqlalchemy import Connection
 
 from declare_app._china_time import local_datetime
+from declare_app._evidence import MAX_FILE_BYTES
 from declare_app._rules import FORM_SPECS, FormSpec
 from declare_app._voucher_pdf import VoucherView, voucher_pdf
 from declare_app.interfaces import (
     Actor,
+    Attachment,
     Declaration,
     DeclarationType,
     DeclarationWorkflow,
+    EvidenceWorkflow,
     Finding,
     InvalidDeclaration,
     Status,
@@ -54,11 +57,29 @@ from declare_app.web._views import (
 
 MAX_VERSIONS = 50  # how far back the detail page follows a resubmission chain
 
+# The materials each form asks for (工伤保险条例 Art. 18; DOMAIN §5.4, §5.6, §5.7):
+# offered as suggestions beside the upload, any short name is accepted.
+EVIDENCE_LABELS: Mapping[DeclarationType, tuple[str, ...]] = {
+    DeclarationType.INJURY_ACCIDENT: (
+        "劳动合同或劳动关系证明",
+        "医疗诊断证明书",
+        "事故报告",
+        "身份证复印件",
+        "延期批准文件",
+    ),
+    DeclarationType.INJURY_APPRAISAL: ("工伤认定决定书", "病历材料", "检查报告"),
+    DeclarationType.PERSON_REDUCE: ("解除劳动合同证明", "退休审批表", "死亡证明"),
+    DeclarationType.PERSON_ADD: ("劳动合同",),
+    DeclarationType.UNIT_CHANGE: ("营业执照", "变更通知书"),
+}
+
 FLASH = {
     "saved": "草稿已保存。",
     "submitted": "已提交，请等待经办机构审核。",
     "withdrawn": "已撤回。",
     "resubmitted": "已重新申报，请等待经办机构审核。",
+    "attached": "附件已上传。",
+    "detached": "附件已删除。",
 }
 
 _STYLE = style_sheet()
@@ -108,6 +129,17 @@ def with_versions(
         seen.add(current.id)
         versions.append(current)
     return decl, versions
+
+
+def with_evidence(
+    conn: Connection, workflow: DeclarationWorkflow, actor: Actor, declaration_id: str
+) -> tuple[Declaration, list[Declaration], list[Attachment] | None]:
+    """:func:`with_versions` and the version's attachments (None: the workflow keeps
+    no evidence)."""
+    decl, versions = with_versions(conn, workflow, actor, declaration_id)
+    if not isinstance(workflow, EvidenceWorkflow):
+        return decl, versions, None
+    return decl, versions, workflow.attachments(conn, actor, declaration_id)
 
 
 # -- simple pages ---------------------------------------------------------------------------
@@ -367,6 +399,7 @@ def _detail(
     ctx: Ctx,
     decl: Declaration,
     versions: list[Declaration],
+    attachments: list[Attachment] | None = None,
     *,
     findings: tuple[Finding, ...] | None = None,
     status: int = 200,
@@ -386,28 +419,35 @@ def _detail(
         has_errors=any(f.severity == "error" for f in shown),
         history=history_rows(decl.history),
         versions=versions if len(versions) > 1 else [],
+        attachments=attachments,
+        evidence_labels=EVIDENCE_LABELS.get(decl.type, ()),
+        max_evidence_mib=MAX_FILE_BYTES >> 20,
         flash=flash,
         notice=notice,
     )
 
 
 async def detail(ctx: Ctx, id: str) -> Response:
-    decl, versions = await ctx.run(with_versions, ctx.app.workflow, ctx.actor, id)
-    return _detail(ctx, decl, versions)
+    decl, versions, attachments = await ctx.run(with_evidence, ctx.app.workflow, ctx.actor, id)
+    return _detail(ctx, decl, versions, attachments)
 
 
 async def _transition(ctx: Ctx, id: str, fn: Callable[..., Any], done: str) -> Response:
     try:
         decl: Declaration = await ctx.run(fn, ctx.actor, id, now=ctx.now())
     except InvalidDeclaration as e:
-        current, versions = await ctx.run(with_versions, ctx.app.workflow, ctx.actor, id)
-        return _detail(ctx, current, versions, findings=e.findings, status=422, notice=e.message)
+        current, versions, atts = await ctx.run(with_evidence, ctx.app.workflow, ctx.actor, id)
+        return _detail(
+            ctx, current, versions, atts, findings=e.findings, status=422, notice=e.message
+        )
     except Exception as e:
         refusal = workflow_refusal(e)
         if refusal is None or status_for(refusal) == 404:
             raise
-        current, versions = await ctx.run(with_versions, ctx.app.workflow, ctx.actor, id)
-        return _detail(ctx, current, versions, status=status_for(refusal), notice=refusal.message)
+        current, versions, atts = await ctx.run(with_evidence, ctx.app.workflow, ctx.actor, id)
+        return _detail(
+            ctx, current, versions, atts, status=status_for(refusal), notice=refusal.message
+        )
     return redirect(f"/declarations/{quote(decl.id, safe='')}?msg={done}")
 
 
@@ -419,8 +459,23 @@ async def withdraw(ctx: Ctx, id: str) -> Response:
     return await _transition(ctx, id, ctx.app.workflow.withdraw, "withdrawn")
 
 
+def with_unit_name(
+    conn: Connection,
+    workflow: DeclarationWorkflow,
+    actor: Actor,
+    declaration_id: str,
+    unit_names: UnitNames | None,
+) -> tuple[Declaration, str]:
+    """A declaration and its unit's registered name (``—`` when unknown)."""
+    decl = workflow.get(conn, actor, declaration_id)
+    name = unit_names(conn, decl.unit_code) if unit_names else None
+    return decl, name or "—"
+
+
 async def voucher(ctx: Ctx, id: str) -> Response:
-    decl = await _get(ctx, id)
+    decl, unit_name = await ctx.run(
+        with_unit_name, ctx.app.workflow, ctx.actor, id, ctx.app.unit_names
+    )
     if decl.status is not Status.APPLIED or not decl.voucher_no:
         return message_page(
             ctx,
@@ -434,6 +489,8 @@ async def voucher(ctx: Ctx, id: str) -> Response:
     return ctx.page(
         "voucher.html",
         d=decl,
+        unit_name=unit_name,
+        agency_name=ctx.app.agency_name,
         # The ID numbers masked as on the PDF: a voucher is printed and handed on.
         sections=display_sections(
             spec, decl.payload, skip_empty=True, max_lines=MAX_SHOWN_LINES, mask_ids=True
@@ -447,6 +504,8 @@ def voucher_document(
     actor: Actor,
     declaration_id: str,
     unit_names: UnitNames | None,
+    *,
+    agency_name: str = "—",
 ) -> tuple[str, bytes] | None:
     """(voucher number, the one-page PDF) of an applied declaration, else None; read
     and drawn on the pool, off the reactor."""
@@ -461,6 +520,8 @@ def voucher_document(
         unit_code=decl.unit_code,
         unit_name=unit_name or "—",
         applied_at=local_datetime(decl.decided_at),
+        submitted_at=None if decl.submitted_at is None else local_datetime(decl.submitted_at),
+        agency_name=agency_name,
         auditor=decl.decided_by or "—",
         session_id=decl.created_session,
         details=voucher_details(FORM_SPECS[decl.type], decl.payload, decl.result),
@@ -469,7 +530,14 @@ def voucher_document(
 
 
 async def voucher_pdf_download(ctx: Ctx, id: str) -> Response:
-    found = await ctx.run(voucher_document, ctx.app.workflow, ctx.actor, id, ctx.app.unit_names)
+    found = await ctx.run(
+        voucher_document,
+        ctx.app.workflow,
+        ctx.actor,
+        id,
+        ctx.app.unit_names,
+        agency_name=ctx.app.agency_name,
+    )
     if found is None:
         raise HttpError(404, "no-voucher", "该申报尚未办结，没有办理凭证。")
     number, pdf = found

@@ -60,6 +60,8 @@ _DONE = {
     "claimed": "已领取，请审核后作出决定。",
     "approved": "已审核通过并办结。",
     "returned": "已退回，单位将看到退回原因。",
+    "decision": "已记录工伤认定决定。",
+    "award": "已记录养老金待遇核定。",
 }
 _LISTS = {"applied": Status.APPLIED, "returned": Status.RETURNED}
 
@@ -261,6 +263,58 @@ def _unverified_figures(workflow: DeclarationWorkflow, d: Declaration) -> tuple[
     return unverified_in_force(table, declaration_month(d.payload, YearMonth.of(filed)))
 
 
+async def show_detail(
+    ctx: StaffCtx,
+    workflow: DeclarationWorkflow,
+    id: str,
+    *,
+    notice: str = "",
+    error: str = "",
+    field_errors: Mapping[str, str] | None = None,
+    form_code: str = "",
+    form_text: str = "",
+    status: int = 200,
+) -> Response:
+    """A declaration's review page with the actions its state allows."""
+    staff = ctx.staff
+    if not notice and ctx.request.method in (b"GET", b"HEAD"):
+        notice = _DONE.get(ctx.query.get("done", ""), "")
+    from declare_app.web._review_records import OUTCOMES, extras
+
+    try:
+        d = await _call(ctx, workflow.get, staff_actor(staff), id)
+        more = await extras(ctx, workflow, d)
+    except NotFound:
+        return _missing(ctx)
+    except DeclarationError as refusal:
+        return _refused(ctx, refusal)
+    return _page(
+        ctx,
+        "detail.html",
+        f"{d.type.chinese} 审核",
+        status,
+        d=d,
+        unverified=_unverified_figures(workflow, d),
+        payload=payload_sections(d),
+        history=[_history_line(h) for h in d.history],
+        notice=notice,
+        error=error,
+        field_errors=dict(field_errors or {}),
+        form_code=form_code,
+        form_text=form_text,
+        result=result_rows(d.result),
+        attachments=more.attachments,
+        injury=more.injury,
+        pension=more.pension,
+        outcomes=OUTCOMES,
+        can_claim=d.status is Status.PENDING_REVIEW
+        or (
+            d.status is Status.UNDER_REVIEW and d.claimed_by != staff.name and staff.role == "admin"
+        ),
+        can_decide=d.status is Status.UNDER_REVIEW and d.claimed_by == staff.name,
+    )
+
+
 def review_section(workflow: DeclarationWorkflow) -> web.ConsoleSection:
     """The auditors' review pages (see the module docstring) as a console section."""
 
@@ -285,49 +339,8 @@ def review_section(workflow: DeclarationWorkflow) -> web.ConsoleSection:
             return _refused(ctx, refusal)
         return _page(ctx, "queue.html", "申报审核", sections=sections, error="")
 
-    async def detail(
-        ctx: StaffCtx,
-        id: str,
-        *,
-        notice: str = "",
-        error: str = "",
-        field_errors: Mapping[str, str] | None = None,
-        form_code: str = "",
-        form_text: str = "",
-        status: int = 200,
-    ) -> Response:
-        staff = ctx.staff
-        if not notice and ctx.request.method in (b"GET", b"HEAD"):
-            notice = _DONE.get(ctx.query.get("done", ""), "")
-        try:
-            d = await _call(ctx, workflow.get, staff_actor(staff), id)
-        except NotFound:
-            return _missing(ctx)
-        except DeclarationError as refusal:
-            return _refused(ctx, refusal)
-        return _page(
-            ctx,
-            "detail.html",
-            f"{d.type.chinese} 审核",
-            status,
-            d=d,
-            unverified=_unverified_figures(workflow, d),
-            payload=payload_sections(d),
-            history=[_history_line(h) for h in d.history],
-            notice=notice,
-            error=error,
-            field_errors=dict(field_errors or {}),
-            form_code=form_code,
-            form_text=form_text,
-            result=result_rows(d.result),
-            can_claim=d.status is Status.PENDING_REVIEW
-            or (
-                d.status is Status.UNDER_REVIEW
-                and d.claimed_by != staff.name
-                and staff.role == "admin"
-            ),
-            can_decide=d.status is Status.UNDER_REVIEW and d.claimed_by == staff.name,
-        )
+    async def detail(ctx: StaffCtx, id: str, **values: Any) -> Response:
+        return await show_detail(ctx, workflow, id, **values)
 
     def decision(action: str) -> web.ConsoleHandler:
         async def post(ctx: StaffCtx, id: str) -> Response:
@@ -385,14 +398,21 @@ def review_section(workflow: DeclarationWorkflow) -> web.ConsoleSection:
         routes=(
             web.Route("GET", REVIEW, roles, queue),
             web.Route("GET", f"{REVIEW}/<rid:id>", roles, show),
+            *_records_routes(workflow, roles),
             *(
                 web.Route("POST", f"{REVIEW}/<rid:id>/{action}", roles, decision(action))
                 for action in ("claim", "approve", "return")
             ),
         ),
         templates=PackageLoader("declare_app.web", "templates"),
-        converters={"rid": _ID},
+        converters={"rid": _ID, "num": r"[0-9]{1,9}"},
     )
+
+
+def _records_routes(workflow: DeclarationWorkflow, roles: tuple[str, ...]) -> tuple[web.Route, ...]:
+    from declare_app.web._review_records import routes  # imports this module
+
+    return routes(workflow, roles)
 
 
 def _refused(ctx: StaffCtx, refusal: DeclarationError) -> Response:

@@ -12,9 +12,9 @@ Every request passes the same gate, in this order, before a handler runs:
    body (:func:`web.read_body`): pages take ``application/x-www-form-urlencoded``
    with the ``csrf_token`` field, the API takes ``application/json`` (or nothing)
    with the ``X-CSRF-Token`` header (wrong type 415, unreadable 400, bad or missing
-   token 403).  The batch import routes alone also take ``multipart/form-data`` (the
-   token in the header or the ``csrf_token`` part) and a body up to
-   ``_imports.IMPORT_MAX_BODY``.
+   token 403).  The batch import routes and the evidence upload alone also take
+   ``multipart/form-data`` (the token in the header or the ``csrf_token`` part) and a
+   body up to ``_imports.IMPORT_MAX_BODY`` / ``_evidence_pages.EVIDENCE_MAX_BODY``.
 
 Bodies over their route's cap are refused with 413 as soon as their length is known
 (:class:`web.CappedRequest`).  Handlers run as coroutines; a refusal by the workflow
@@ -38,7 +38,14 @@ from declare_app._guard import identity_of
 from declare_app._queries import EmployerQueries
 from declare_app._units import get_unit
 from declare_app.interfaces import DeclarationWorkflow, InvalidDeclaration
-from declare_app.web import _api, _imports, _pages, _password_page, _query_pages
+from declare_app.web import (
+    _api,
+    _evidence_pages,
+    _imports,
+    _pages,
+    _password_page,
+    _query_pages,
+)
 from declare_app.web._app import (
     ChangePassword,
     Ctx,
@@ -56,6 +63,7 @@ from declare_app.web._templates import template_environment
 
 DEFAULT_MAX_BODY = 1024 * 1024  # 1 MiB: a 10 000-line annual-base batch fits
 DEFAULT_HOST_NAMES = ("localhost",)
+DEFAULT_AGENCY_NAME = "社会保险经办机构"
 EMPLOYER = "employer"  # the one role: the unit of the gateway session
 
 _INTERNAL_MESSAGE = "服务器内部错误，请稍后重试。如问题持续，请联系经办机构。"
@@ -66,6 +74,7 @@ def _r(method: str, path: str, handler: web.Handler, **kw: Any) -> web.Route:
 
 
 _IMPORT = {"max_body": _imports.IMPORT_MAX_BODY, "multipart": True}
+_EVIDENCE = {"max_body": _evidence_pages.EVIDENCE_MAX_BODY, "multipart": True}
 
 ROUTES = web.RouteTable(
     site="employer",
@@ -77,6 +86,7 @@ ROUTES = web.RouteTable(
         "id": r"(?!(?:preview|import)$)[A-Za-z0-9_~-][A-Za-z0-9_.~-]{0,127}",
         "slug": r"[a-z][a-z-]{0,31}",
         "ext": r"xlsx|csv",
+        "n": r"[0-9]{1,9}",
     },
     routes=(
         _r("GET", "/", _pages.home),
@@ -96,6 +106,9 @@ ROUTES = web.RouteTable(
         _r("POST", "/declarations/<id:id>/withdraw", _pages.withdraw),
         _r("GET", "/declarations/<id:id>/resubmit", _pages.resubmit_form),
         _r("POST", "/declarations/<id:id>/resubmit", _pages.resubmit_post),
+        _r("POST", "/declarations/<id:id>/attachments", _evidence_pages.upload, **_EVIDENCE),
+        _r("GET", "/declarations/<id:id>/attachments/<n:n>", _evidence_pages.download),
+        _r("POST", "/declarations/<id:id>/attachments/<n:n>/delete", _evidence_pages.remove),
         _r("GET", "/declarations/<id:id>/voucher", _pages.voucher),
         _r("GET", "/declarations/<id:id>/voucher.pdf", _pages.voucher_pdf_download),
         _r("GET", "/password", _password_page.password_form),
@@ -226,7 +239,7 @@ class EmployerDispatcher:
         body = web.read_body(
             request,
             api=ctx.api,
-            multipart=_imports.MULTIPART_LIMITS if route.multipart else None,
+            multipart=_multipart_limits(route),
             check_token=check_token,
         )
         ctx.form, ctx.json, ctx.has_json = body.form, body.json, body.has_json
@@ -285,6 +298,15 @@ class EmployerDispatcher:
             return _plain(500, api, "internal", _INTERNAL_MESSAGE)
 
 
+def _multipart_limits(route: web.Route) -> web.MultipartLimits | None:
+    """The part caps of a route that takes a file: evidence (5 MB) or a batch."""
+    if not route.multipart:
+        return None
+    if route.path.endswith("/attachments"):
+        return _evidence_pages.MULTIPART_LIMITS
+    return _imports.MULTIPART_LIMITS
+
+
 def _too_large(path: bytes, limit: int) -> Response:
     message = f"请求内容过大，不能超过 {limit // 1024} KiB"
     return _plain(413, path.startswith(b"/api/"), "too-large", message)
@@ -303,6 +325,7 @@ def employer_site(
     change_password: ChangePassword | None = None,
     access_log: Callable[[str], None] | None = None,
     reader: Reader | None = None,
+    agency_name: str = DEFAULT_AGENCY_NAME,
 ) -> Site:
     """The employer web application and JSON API, to serve behind
     :class:`declare_app._guard.IdentityGuardFactory`.
@@ -319,7 +342,8 @@ def employer_site(
     *access_log* (:meth:`web.AccessLog.writer`) gets one line per request, its query
     values and anything in its path that could name a person masked.  *reader*
     (``ssgate._serve.Runner``) runs the queries' reads in read-only transactions on
-    the database's read pool; without it they run on *runner*.
+    the database's read pool; without it they run on *runner*.  *agency_name* is the
+    经办机构 the vouchers name (``[agency] name``).
     """
     if max_body < 1024:
         raise ValueError("max_body must be at least 1 KiB")
@@ -337,6 +361,7 @@ def employer_site(
         queries=queries,
         change_password=change_password,
         reader=reader,
+        agency_name=agency_name,
     )
     table = ROUTES if max_body == ROUTES.max_body else _with_max_body(ROUTES, max_body)
     routed = web.RoutedResource(table, EmployerDispatcher(app), tls=False)

@@ -88,12 +88,13 @@ _HIDDEN_HISTORY_KEYS = frozenset({"declaration_id", "actor_kind"})
 _ACTION_KEYS = ("action", "event", "transition", "what")
 
 
-def fmt_time(ts: Any, *, seconds: bool = False) -> str:
-    """Epoch seconds as Beijing time (the forms' time), or "" when absent."""
+def fmt_time(ts: Any, *, seconds: bool = False, offset: bool = False) -> str:
+    """Epoch seconds as Beijing time (the forms' time; ``+08:00`` appended with
+    *offset*, for what is printed and handed on), or "" when absent."""
     if not isinstance(ts, int | float) or isinstance(ts, bool):
         return ""
     try:
-        return local_text(float(ts), seconds=seconds)
+        return local_text(float(ts), seconds=seconds, offset=offset)
     except (OverflowError, OSError, ValueError):
         return ""
 
@@ -454,6 +455,8 @@ _RESULT_FIELDS: dict[str, tuple[str, Any]] = {
     "field": ("变更项目", _listed(_codes(UNIT_FIELDS))),
     "old_value": ("变更前内容", _text),
     "new_value": ("变更后内容", _text),
+    "application_no": ("工伤认定申请受理编号", _text),
+    "accepted_on": ("受理日期", _text),
     "decision_no": ("工伤认定决定书编号", _text),
     "decided_on": ("决定日期", _text),
     "late": ("逾期申报", _text),

@@ -215,3 +215,68 @@ def test_the_review_page_marks_the_figures_in_force_that_are_not_verified(
     page = console.login("zhang").get(f"/review/{d.id}")
     assert 'id="unverified-figures"' in page.text
     assert "NOT VERIFIED" in page.text and "330682 110 企业职工基本养老保险" in page.text
+
+
+# -- evidence and the agency's own decisions (issue 14, defects 2 and 8) --------------------
+
+
+def _png() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
+    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"")
+
+
+PNG_1x1 = _png()
+
+
+def test_the_auditor_sees_the_units_evidence_and_downloads_it_as_an_attachment(
+    console: Console,
+) -> None:
+    """DOMAIN §7 (the auditor decides on the materials, 工伤保险条例 Art. 18): the file
+    the unit uploaded is listed with its SHA-256 and saved, never rendered: the
+    content type its check found, Content-Disposition attachment; the read is audited."""
+    import hashlib
+
+    with console.engine.begin() as conn:
+        d = console.workflow.create_draft(
+            conn, console.employer, DeclarationType.PERSON_ADD, form(), now=NOW
+        )
+        added = console.workflow.attach(
+            conn,
+            console.employer,
+            d.id,
+            label="劳动合同",
+            filename="合同<script>.png",
+            data=PNG_1x1,
+            now=NOW,
+        )
+        console.workflow.submit(conn, console.employer, d.id, now=NOW)
+    c = console.login("zhang")
+    page = c.get(f"/review/{d.id}")
+    assert page.status == 200
+    assert hashlib.sha256(PNG_1x1).hexdigest() in page.text
+    assert "合同&lt;script&gt;.png" in page.text  # the client's name, escaped
+    link = f"/review/{d.id}/attachments/{added.id}"
+    assert f'href="{link}"' in page.text
+    got = c.get(link)
+    assert got.status == 200
+    assert got.body == PNG_1x1
+    assert got.header("content-type") == "image/png"
+    assert got.header("content-disposition") == f'attachment; filename="evidence-{added.id}.png"'
+    assert got.header("x-content-type-options") == "nosniff"
+    assert [e.outcome for e in console.events("declare.evidence-view")] == ["ok"]
+    assert c.get(f"/review/{d.id}/attachments/999999").status == 404
+
+
+def test_a_pending_declaration_has_no_decision_forms(console: Console) -> None:
+    d = console.submitted()
+    page = console.login("zhang").get(f"/review/{d.id}")
+    assert 'id="injury-decision"' not in page.text
+    assert 'id="pension-award-form"' not in page.text

@@ -1,5 +1,7 @@
 """工伤事故申报 and 工伤鉴定 (DOMAIN §5.6, §5.7): V-INJ-01/02, the 30-day late flag,
-V-APP-01 — on SQLite and PostgreSQL."""
+V-APP-01 — on SQLite and PostgreSQL.  Approval accepts the application (受理); the
+工伤认定决定 is the 社会保险行政部门's, recorded later by staff (工伤保险条例 Arts. 17,
+20; issue 14, defect 2)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import pytest
 from sqlalchemy import Engine, insert, select, update
 
 from declare_app import person_id_check_char
+from declare_app._agency_records import record_injury_decision
 from declare_app._declarations import CHINA_TIME, Declarations
-from declare_app._schema import enrolments, injury_appraisals, injury_cases
-from declare_app.interfaces import Actor, Declaration, DeclarationType, Finding
+from declare_app._schema import enrolments, injury_applications, injury_appraisals, injury_cases
+from declare_app.interfaces import Actor, Declaration, DeclarationError, DeclarationType, Finding
 
 UNIT_A = "12345678"
 NOW = datetime(2025, 3, 10, 10, 0, tzinfo=CHINA_TIME).timestamp()
@@ -94,13 +97,18 @@ def insured(employer_a: Actor, enrol: Callable[..., str]) -> tuple[str, str]:
     return enrol(employer_a, idn), idn
 
 
-def test_an_accident_in_time_is_recognised_under_a_decision_number(
+DECISION = "上人社工伤认字〔2025〕1号"
+
+
+def test_approving_an_accident_report_accepts_the_application_and_recognises_nothing(
     decl_db: Engine,
     workflow: Declarations,
     employer_a: Actor,
     insured: tuple[str, str],
     decide: Callable[..., Declaration],
 ) -> None:
+    """工伤保险条例 Arts. 17, 20: the employer applies, the 社会保险行政部门 decides within
+    60 days of acceptance; approving the declaration is the acceptance (受理) only."""
     number, idn = insured
     normalised, findings = check(decl_db, workflow, employer_a, ACCIDENT, accident(number, idn))
     assert findings == ()
@@ -108,18 +116,89 @@ def test_an_accident_in_time_is_recognised_under_a_decision_number(
     assert normalised["accident_time"] == "2025-03-01T14:30"
     done = decide(employer_a, ACCIDENT, accident(number, idn))
     assert done.result == {
-        "decision_no": "GSRD20250310000001",
-        "decided_on": "2025-03-10",
+        "application_no": "GSSL20250310000001",
+        "accepted_on": "2025-03-10",
         "late": False,
     }
     with decl_db.begin() as conn:
+        assert conn.execute(select(injury_cases)).all() == []  # no 工伤认定决定书
+        application = conn.execute(select(injury_applications)).one()
+    assert (
+        application.person_number,
+        application.unit_code,
+        application.accident_date,
+        application.decision_no,
+    ) == (number, UNIT_A, date(2025, 3, 1), None)
+
+
+def test_staff_record_the_decision_as_its_own_audited_step(
+    decl_db: Engine,
+    *,
+    workflow: Declarations,
+    employer_a: Actor,
+    auditor: Actor,
+    insured: tuple[str, str],
+    decide: Callable[..., Declaration],
+) -> None:
+    """The decision (number, date, outcome) is recorded once, by staff, with an audit
+    event and a history line; an employer cannot record it (Art. 20)."""
+    import audit
+
+    number, idn = insured
+    done = decide(employer_a, ACCIDENT, accident(number, idn))
+    with decl_db.begin() as conn, pytest.raises(DeclarationError) as refused:
+        record_injury_decision(
+            conn,
+            employer_a,
+            done.id,
+            decision_no=DECISION,
+            decided_on=date(2025, 3, 10),
+            outcome="recognised",
+            now=NOW,
+        )
+    assert refused.value.code == "forbidden"
+    with decl_db.begin() as conn:
+        recorded = record_injury_decision(
+            conn,
+            auditor,
+            done.id,
+            decision_no=DECISION,
+            decided_on=date(2025, 3, 10),
+            outcome="recognised",
+            now=NOW,
+        )
+    assert recorded["decision_no"] == DECISION
+    with decl_db.begin() as conn, pytest.raises(DeclarationError) as again:
+        record_injury_decision(
+            conn,
+            auditor,
+            done.id,
+            decision_no="X2",
+            decided_on=date(2025, 3, 10),
+            outcome="recognised",
+            now=NOW,
+        )
+    assert again.value.code == "decided"
+    with decl_db.begin() as conn:
         case = conn.execute(select(injury_cases)).one()
-    assert (case.person_number, case.unit_code, case.accident_date, case.late) == (
-        number,
-        UNIT_A,
-        date(2025, 3, 1),
-        False,
+        actions = [
+            (r.event.action, r.event.outcome)
+            for r in audit.query(conn)
+            if r.event.action == "declare.injury-decision"
+        ]
+        history = workflow.get(conn, auditor, done.id).history
+    assert (case.decision_no, case.outcome, case.recorded_by, case.application_no) == (
+        DECISION,
+        "recognised",
+        "zhang",
+        "GSSL20250310000001",
     )
+    assert sorted(actions) == [
+        ("declare.injury-decision", "ok"),
+        ("declare.injury-decision", "refused"),
+        ("declare.injury-decision", "refused"),
+    ]
+    assert any(DECISION in str(h["note"]) for h in history)
 
 
 def test_a_late_report_is_accepted_and_flagged(
@@ -145,7 +224,7 @@ def test_a_late_report_is_accepted_and_flagged(
     assert errors(findings, "warning") == {("V-INJ-02", "extension_ref")}
     assert decide(employer_a, ACCIDENT, late).result["late"] is True
     with decl_db.begin() as conn:
-        assert conn.execute(select(injury_cases.c.late)).scalar() is True
+        assert conn.execute(select(injury_applications.c.late)).scalar() is True
 
 
 def test_seven_days_before_the_deadline_warns(
@@ -271,11 +350,104 @@ def test_the_same_accident_twice_and_a_person_of_another_unit(
 
 @pytest.fixture
 def case(
-    employer_a: Actor, insured: tuple[str, str], decide: Callable[..., Declaration]
+    decl_db: Engine,
+    employer_a: Actor,
+    auditor: Actor,
+    insured: tuple[str, str],
+    decide: Callable[..., Declaration],
 ) -> tuple[str, str, str]:
+    """An accepted application whose recognition decision staff recorded."""
     number, idn = insured
     done = decide(employer_a, ACCIDENT, accident(number, idn))
-    return number, idn, done.result["decision_no"]
+    with decl_db.begin() as conn:
+        record_injury_decision(
+            conn,
+            auditor,
+            done.id,
+            decision_no=DECISION,
+            decided_on=date(2025, 3, 10),
+            outcome="recognised",
+            now=NOW,
+        )
+    return number, idn, DECISION
+
+
+def test_an_accepted_application_without_a_decision_cannot_be_appraised(
+    decl_db: Engine,
+    workflow: Declarations,
+    employer_a: Actor,
+    insured: tuple[str, str],
+    decide: Callable[..., Declaration],
+) -> None:
+    """Art. 23: appraisal needs the 工伤认定决定; the acceptance number is not one."""
+    number, idn = insured
+    done = decide(employer_a, ACCIDENT, accident(number, idn))
+    application = done.result["application_no"]
+    _, findings = check(
+        decl_db, workflow, employer_a, APPRAISAL, appraisal(number, idn, application)
+    )
+    assert ("V-APP-01", "decision_no") in errors(findings)
+
+
+def test_a_not_recognised_decision_cannot_be_appraised(
+    decl_db: Engine,
+    *,
+    workflow: Declarations,
+    employer_a: Actor,
+    auditor: Actor,
+    insured: tuple[str, str],
+    decide: Callable[..., Declaration],
+) -> None:
+    number, idn = insured
+    done = decide(employer_a, ACCIDENT, accident(number, idn))
+    with decl_db.begin() as conn:
+        record_injury_decision(
+            conn,
+            auditor,
+            done.id,
+            decision_no="不予认定1号",
+            decided_on=date(2025, 3, 10),
+            outcome="not-recognised",
+            now=NOW,
+        )
+    _, findings = check(
+        decl_db, workflow, employer_a, APPRAISAL, appraisal(number, idn, "不予认定1号")
+    )
+    assert errors(findings) == {("V-APP-01", "decision_no")}
+
+
+def test_a_decision_issued_outside_the_system_is_cited_with_its_issuing_body(
+    decl_db: Engine,
+    workflow: Declarations,
+    employer_a: Actor,
+    insured: tuple[str, str],
+    decide: Callable[..., Declaration],
+) -> None:
+    """Art. 23: the applicant brings the 工伤认定决定, wherever it was made: number, date
+    and issuing body; the appraisal is accepted with a warning to check the original."""
+    number, idn = insured
+    outside = appraisal(
+        number,
+        idn,
+        "绍人社工伤认字〔2024〕88号",
+        decision_date="2024-11-02",
+        stable_date="2025-02-01",
+    )
+    _, findings = check(decl_db, workflow, employer_a, APPRAISAL, outside)
+    assert ("V-APP-01", "decision_no") in errors(findings)  # without the issuing body
+    outside["issuing_body"] = "绍兴市人力资源和社会保障局"
+    _, findings = check(decl_db, workflow, employer_a, APPRAISAL, outside)
+    assert errors(findings) == set()
+    assert ("V-APP-01", "issuing_body") in errors(findings, "warning")
+    done = decide(employer_a, APPRAISAL, outside)
+    assert done.result == {"decision_no": "绍人社工伤认字〔2024〕88号", "kind": "initial"}
+    with decl_db.begin() as conn:
+        case = conn.execute(select(injury_cases)).one()
+    assert (case.issued_by, case.decided_on, case.accident_date) == (
+        "绍兴市人力资源和社会保障局",
+        date(2024, 11, 2),
+        None,
+    )
 
 
 def test_an_initial_appraisal_cites_the_units_recognised_case(

@@ -262,6 +262,7 @@ def _paths(route: Route, b: UnitB) -> list[str]:
         "type": [t.value for t in DeclarationType],
         "name": list(SPECS),
         "ext": ["csv", "xlsx"],
+        "n": ["1", "2"],  # evidence: attachment numbers, B's or nobody's
     }
     paths = [route.path]
     while True:

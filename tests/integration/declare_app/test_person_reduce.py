@@ -10,10 +10,19 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+import audit
 from declare_app import person_id_check_char
+from declare_app._agency_records import record_pension_award
 from declare_app._declarations import CHINA_TIME, Declarations
-from declare_app._schema import enrolments, persons
-from declare_app.interfaces import Actor, Declaration, DeclarationType, Finding, Status
+from declare_app._schema import enrolments, pension_awards, persons
+from declare_app.interfaces import (
+    Actor,
+    Declaration,
+    DeclarationError,
+    DeclarationType,
+    Finding,
+    Status,
+)
 
 UNIT_A = "12345678"
 NOW = datetime(2025, 3, 10, 10, 0, tzinfo=CHINA_TIME).timestamp()
@@ -111,13 +120,19 @@ def test_every_reason_but_31_32_33_suspends(
     assert done.result["status"] == "2"
 
 
-def test_retirement_terminates_marks_the_pension_and_warns_before_the_statutory_month(
+def test_retirement_terminates_warns_before_the_statutory_month_and_awards_nothing(
     decl_db: Engine,
+    *,
     workflow: Declarations,
     employer_a: Actor,
+    auditor: Actor,
     enrol: Callable[..., str],
     decide: Callable[..., Declaration],
 ) -> None:
+    """A 人员减少 for retirement ends the contributions (AAC031 3); whether the person
+    receives a basic pension is the agency's award (社会保险法 Art. 16), recorded by
+    staff as its own audited step — only then is the person a pensioner (V-AGE-01)
+    (issue 14, defect 7)."""
     idn = make_id()
     number = enrol(employer_a, idn)
     form = reduce_form(number, idn, reason="31", evidence="")
@@ -131,7 +146,32 @@ def test_retirement_terminates_marks_the_pension_and_warns_before_the_statutory_
     assert done.result["status"] == "3"
     with decl_db.begin() as conn:
         person = conn.execute(select(persons)).one()
-    assert (person.terminal_reason, person.receiving_pension) == ("31", True)
+    assert (person.terminal_reason, person.receiving_pension) == ("31", False)
+    with decl_db.begin() as conn, pytest.raises(DeclarationError) as refused:
+        record_pension_award(
+            conn,
+            employer_a,
+            done.id,
+            from_month="2025-04",
+            reference="上社养核〔2025〕17号",
+            now=NOW,
+        )
+    assert refused.value.code == "forbidden"
+    with decl_db.begin() as conn:
+        record_pension_award(
+            conn,
+            auditor,
+            done.id,
+            from_month="2025-04",
+            reference="上社养核〔2025〕17号",
+            now=NOW,
+        )
+        person = conn.execute(select(persons)).one()
+        award = conn.execute(select(pension_awards)).one()
+        events = [r.event for r in audit.query(conn) if r.event.action == "declare.pension-award"]
+    assert person.receiving_pension is True
+    assert (award.from_month, award.recorded_by) == ("2025-04", "zhang")
+    assert [e.outcome for e in events] == ["refused", "ok"]
     again = {
         "name": "张三",
         "id_number": idn,
