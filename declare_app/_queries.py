@@ -573,7 +573,7 @@ class EmployerQueries:
         ).first()
         values: Mapping[str, Any] = {} if profile is None else dict(profile._mapping)
         # The counts the triggers keep (unit_enrolment_counts: a few rows), and each
-        # insurance's first month by one probe of ix_enrolments_unit_insurance: never
+        # insurance's first month by one probe of ix_enrolments_insurance_unit: never
         # the unit's enrolments counted.
         e, n = enrolments.c, unit_enrolment_counts.c
         first_month = (
@@ -2121,6 +2121,11 @@ def _roster_rows(
     query in 个人编号 order (``ix_unit_persons_status_name`` or the primary key, then each
     person's rows by key), grouped here as they arrive."""
     u, e, p = unit_persons.c, enrolments.c, persons.c
+    # SQLite plans by rule (no statistics): given an index that starts with unit_code it
+    # may drive this join from the unit's every enrolment and sort them all before the
+    # first row.  ``unit_code || ''`` cannot use an index, so the unit_persons range,
+    # already in 个人编号 order, drives, and each person's rows are read by key.
+    enrolment_unit = e.unit_code.concat("") if conn.dialect.name == "sqlite" else e.unit_code
     statement = (
         select(
             p.person_number,
@@ -2139,7 +2144,7 @@ def _roster_rows(
         )
         .select_from(
             unit_persons.join(persons, p.person_number == u.person_number).join(
-                enrolments, and_(e.unit_code == unit_code, e.person_number == u.person_number)
+                enrolments, and_(enrolment_unit == unit_code, e.person_number == u.person_number)
             )
         )
         .where(*conditions)

@@ -196,11 +196,14 @@ enrolments = Table(
     Index("ix_enrolments_unit_person", "unit_code", "person_number"),
     # 单位基本信息's first month per insurance (one probe each), and the retirees of a
     # unit (a range of its retirement stops, never its every terminated enrolment).
-    Index("ix_enrolments_unit_insurance", "unit_code", "insurance", "start_month"),
+    # Neither leads with unit_code: SQLite plans without statistics, and an index on
+    # (unit_code, …) wider than ix_enrolments_unit_person made it drive the roster
+    # export from the unit's enrolments and sort them all before the first row.
+    Index("ix_enrolments_insurance_unit", "insurance", "unit_code", "start_month"),
     Index(
-        "ix_enrolments_unit_stop",
-        "unit_code",
+        "ix_enrolments_stop_unit",
         "stop_reason",
+        "unit_code",
         "status",
         "person_number",
         "end_month",

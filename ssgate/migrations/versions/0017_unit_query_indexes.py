@@ -6,8 +6,8 @@
   every person; ``ix_unit_persons_person`` for copying a new name to a person's rows;
 - ``unit_enrolment_counts`` (enrolments per unit, insurance and status, kept by the
   triggers): 单位基本信息 reads a handful of rows instead of counting the unit;
-- ``ix_enrolments_unit_insurance`` (the first month per insurance, one probe each),
-  ``ix_enrolments_unit_stop`` (the unit's retirements) and
+- ``ix_enrolments_insurance_unit`` (the first month per insurance, one probe each),
+  ``ix_enrolments_stop_unit`` (the unit's retirements) and
   ``ix_contributions_unit_ledger`` (单位缴费 grouped straight from a covering index);
 - the triggers replaced: on PostgreSQL, inserts are folded in by a statement trigger
   over the inserted rows (a batch approval's bulk insert costs one grouped upsert per
@@ -356,11 +356,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("enrolments", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_enrolments_unit_insurance", ["unit_code", "insurance", "start_month"], unique=False
+            "ix_enrolments_insurance_unit", ["insurance", "unit_code", "start_month"], unique=False
         )
         batch_op.create_index(
-            "ix_enrolments_unit_stop",
-            ["unit_code", "stop_reason", "status", "person_number", "end_month"],
+            "ix_enrolments_stop_unit",
+            ["stop_reason", "unit_code", "status", "person_number", "end_month"],
             unique=False,
         )
     with op.batch_alter_table("contributions", schema=None) as batch_op:
@@ -406,8 +406,8 @@ def downgrade() -> None:
     with op.batch_alter_table("contributions", schema=None) as batch_op:
         batch_op.drop_index("ix_contributions_unit_ledger")
     with op.batch_alter_table("enrolments", schema=None) as batch_op:
-        batch_op.drop_index("ix_enrolments_unit_stop")
-        batch_op.drop_index("ix_enrolments_unit_insurance")
+        batch_op.drop_index("ix_enrolments_stop_unit")
+        batch_op.drop_index("ix_enrolments_insurance_unit")
     op.drop_table("unit_enrolment_counts")
     with op.batch_alter_table("unit_persons", schema=None) as batch_op:
         batch_op.drop_index("ix_unit_persons_person")

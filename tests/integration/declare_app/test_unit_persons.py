@@ -380,3 +380,22 @@ def test_the_unit_queries_read_index_ranges(
     for sql, params in statements:
         plan = _plan(with_ledger, sql, params)
         assert _full_scans(with_ledger, plan, _READ) == [], f"{sql}\n{plan}"
+
+
+def test_the_roster_export_reads_the_unit_persons_range_in_order(big_enough: Engine) -> None:
+    """The export's one query walks the unit's persons in 个人编号 order and reads each
+    person's rows by key: no whole table, and on SQLite no sort of the unit's rows
+    before the first one goes out."""
+    queries = EmployerQueries(declare_app.demo_rate_table())
+    actor = Actor("employer", f"{REGION}{UNIT_A}@sxlss", unit_code=UNIT_A, session_id="s")
+
+    def export(conn: Connection) -> None:
+        _summary, rows = queries.reading([]).roster_export(conn, actor, status=None, now=NOW)
+        assert len(list(rows)) > 100
+
+    statements = _statements(big_enough, export)
+    streamed = [s for s in statements if "JOIN enrolments" in s[0]]
+    assert len(streamed) == 1
+    plan = _plan(big_enough, *streamed[0])
+    assert _full_scans(big_enough, plan, _READ) == [], plan
+    assert "TEMP B-TREE" not in plan, plan
