@@ -17,7 +17,12 @@ written, so a figure is the query's own cost without HTTP, thread hops or templa
   row) once, with the time to the first row;
 - another unit's home page data (:func:`declare_app.web._pages.home_data`, on the
   write path as the service runs it), alone and then in a second thread while the
-  big unit's export runs, median and p99.
+  big unit's export runs, median and p99;
+- ``--batch N`` (default 10,000; 0 skips it): a 人员增加 batch of N new persons (four
+  insurances each: the bench units have no 工伤 risk class) imported into a small
+  unit, submitted and claimed, then its approval (:meth:`Declarations.approve`, the
+  bulk apply path) timed in its own write transaction, after the views so it does
+  not change what they read.
 
 ``--explain`` prints the roster's and the searches' plans on the database measured.
 """
@@ -34,6 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +61,7 @@ from sqlalchemy import Connection, Engine
 import audit
 import declare_app
 from declare_app._declarations import Declarations
-from declare_app.interfaces import Actor
+from declare_app.interfaces import Actor, BatchLine, DeclarationType
 from declare_app.web._pages import home_data
 from declare_app.web._query_pages import SPECS, text
 from ssgate._db import in_transaction, make_engine, read_engine
@@ -207,6 +213,54 @@ def measure_export(paths: Paths, home_count: int) -> dict[str, Any]:
     }
 
 
+def _batch_lines(count: int) -> list[BatchLine]:
+    """*count* 人员增加 lines of new persons (ID numbers no bench person has)."""
+    lines = []
+    for i in range(count):
+        born = date(1990, 1, 1) + timedelta(days=i // 500)
+        body = f"{REGION}{born:%Y%m%d}{500 + i % 500:03d}"
+        values = {
+            "name": "批量" + "甲乙丙丁戊己庚辛壬癸"[i % 10],
+            "id_number": body + declare_app.person_id_check_char(body),
+            "id_type": "01",
+            "nation": "01",
+            "hukou_type": "A",
+            "staff_kind": "B",
+            "hire_date": "2025-01-02",
+            "insurances": "110 210 310 510",
+            "add_type": "A",
+            "start_month": "2025-01",
+            "monthly_wage": "6000",
+            "phone": "13800000000",
+        }
+        lines.append(BatchLine(number=i + 2, values=values))
+    return lines
+
+
+def measure_batch(paths: Paths, count: int) -> float:
+    """Seconds to approve a *count*-line 人员增加 batch of a small unit (the approval's
+    transaction only: import, submit and claim before it are not counted)."""
+    workflow = Declarations(declare_app.demo_rate_table())
+    employer = _actor(SMALL_UNITS[1])
+    auditor = Actor("staff", "bench-auditor", role="auditor")
+    lines = _batch_lines(count)
+    result = paths.write(
+        lambda c: workflow.import_batch(
+            c, employer, DeclarationType.PERSON_ADD, lines, common={}, now=NOW
+        )
+    )
+    if result.refused:
+        raise SystemExit(f"bench batch: {result.refused} lines refused, expected none")
+    draft = result.declaration.id
+    paths.write(lambda c: workflow.submit(c, employer, draft, now=NOW))
+    paths.write(lambda c: workflow.claim(c, auditor, draft, now=NOW))
+    started = time.perf_counter()
+    paths.write(lambda c: workflow.approve(c, auditor, draft, now=NOW))
+    seconds = time.perf_counter() - started
+    say(f"  batch approval: {count} lines in {seconds:.2f} s")
+    return seconds
+
+
 def explain(engine: Engine, marks: Landmarks, out: Any) -> None:
     from sqlalchemy import event
 
@@ -241,6 +295,7 @@ def report(
     marks: Landmarks,
     results: dict[str, list[float]],
     export: dict[str, Any] | None,
+    batch: float | None = None,
 ) -> None:
     print(
         f"declare: {args.db}, path {args.path}, {marks.persons} persons "
@@ -259,6 +314,8 @@ def report(
         )
         print(f"{'home page alone':24} {_ms(export['alone'])}")
         print(f"{'home page during export':24} {_ms(export['during'])}")
+    if batch is not None:
+        print(f"batch approval: {args.batch} lines in {batch:.2f} s")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -273,6 +330,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-export", action="store_true", help="skip the export run")
     parser.add_argument("--no-cache", action="store_true", help="build SQLite afresh")
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument(
+        "--batch", type=int, default=10_000, metavar="N", help="batch approval lines (0: skip)"
+    )
     parser.add_argument(
         "--skip", action="append", default=[], metavar="VIEW", help="a view not to measure"
     )
@@ -297,7 +357,8 @@ def main(argv: list[str]) -> int:
                 say("views of the big unit (median, p99 ms):")
                 results = measure_views(paths, marks, args.repeat, args.skip)
                 export = None if args.no_export else measure_export(paths, args.repeat)
-                report(args, marks, results, export)
+                batch = measure_batch(paths, args.batch) if args.batch > 0 else None
+                report(args, marks, results, export, batch)
             finally:
                 paths.close()
                 engine.dispose()

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select
 
+from declare_app._bulk import insert_rows
 from declare_app._contributions import Insurance, Rates, RateTable
 from declare_app._ledger import (
     NOTHING,
@@ -309,8 +310,7 @@ def _replace_plans(
         for key, segments in plans.items()
         for s in segments
     ]
-    if rows:
-        conn.execute(insert(contribution_plans), rows)
+    insert_rows(conn, contribution_plans, rows)  # COPY on PostgreSQL (a batch: thousands)
 
 
 def _reconcile(

@@ -59,7 +59,6 @@ from sqlalchemy import (
     case,
     cast,
     distinct,
-    false,
     func,
     literal,
     null,
@@ -114,6 +113,7 @@ from declare_app._schema import (
     declarations,
     enrolments,
     persons,
+    unit_enrolment_counts,
     unit_persons,
     unit_profiles,
 )
@@ -575,17 +575,26 @@ class EmployerQueries:
             select(unit_profiles).where(unit_profiles.c.unit_code == unit.code)
         ).first()
         values: Mapping[str, Any] = {} if profile is None else dict(profile._mapping)
-        e = enrolments.c
+        # The counts the triggers keep (unit_enrolment_counts: a few rows), and each
+        # insurance's first month by one probe of ix_enrolments_insurance_unit: never
+        # the unit's enrolments counted.
+        e, n = enrolments.c, unit_enrolment_counts.c
+        first_month = (
+            select(func.min(e.start_month))
+            .where(e.unit_code == unit.code, e.insurance == n.insurance)
+            .scalar_subquery()
+        )
         per_type = {
             row.insurance: row
             for row in conn.execute(
                 select(
-                    e.insurance,
-                    func.min(e.start_month).label("first_month"),
-                    func.sum(case((e.status == "1", 1), else_=0)).label("contributing"),
+                    n.insurance,
+                    first_month.label("first_month"),
+                    func.sum(case((n.status == "1", n.n), else_=0)).label("contributing"),
                 )
-                .where(e.unit_code == unit.code)
-                .group_by(e.insurance)
+                .where(n.unit_code == unit.code)
+                .group_by(n.insurance)
+                .having(func.sum(n.n) > 0)
             )
         }
         insurances = []
@@ -858,35 +867,22 @@ class EmployerQueries:
         if status is not None:
             conditions.append(c.status == status)
         where = and_(*conditions)
-        # The month's lines and the ledger's 补缴/退费 of it (always due) together.
-        ledger = _unit_ledger(unit_code, months, insurance, status)
-        g = ledger.c
-        regular = g.kind == "regular"
-        unpaid = case((g.status == "paid", 0), else_=g.employer_fen + g.employee_fen)
-        groups = select(
-            g.month,
-            g.insurance,
-            func.count(distinct(g.person_number)).label("persons"),
-            func.sum(case((regular, g.base_fen), else_=0)).label("base"),
-            func.sum(g.employer_fen).label("employer"),
-            func.sum(g.employee_fen).label("employee"),
-            func.count().label("lines"),
-            func.sum(case((g.status == "paid", 1), else_=0)).label("paid_lines"),
-            func.max(g.paid_on).label("paid_on"),
-        ).group_by(g.month, g.insurance)
-        total = int(conn.execute(select(func.count()).select_from(groups.subquery())).scalar_one())
+        groups = _ledger_groups(conn, unit_code, months, insurance, status)
+        total = len(groups)
         limit, offset = page
-        rows = conn.execute(
-            groups.order_by(g.month.desc(), g.insurance).limit(limit).offset(offset)
-        ).all()
-        sums = conn.execute(
-            select(
-                func.coalesce(func.sum(case((regular, g.base_fen), else_=0)), 0).label("base"),
-                func.coalesce(func.sum(g.employer_fen), 0).label("employer"),
-                func.coalesce(func.sum(g.employee_fen), 0).label("employee"),
-                func.coalesce(func.sum(unpaid), 0).label("unpaid"),
-            )
-        ).one()
+        rows = groups[offset : offset + limit]
+        sums = _LedgerGroup(
+            month="",
+            insurance="",
+            persons=0,
+            base=sum(r.base for r in groups),
+            employer=sum(r.employer for r in groups),
+            employee=sum(r.employee for r in groups),
+            lines=0,
+            paid_lines=0,
+            paid_on=None,
+            unpaid=sum(r.unpaid for r in groups),
+        )
         late = self._late_fees(conn, where, today)
         out = []
         for row in rows:
@@ -1053,10 +1049,10 @@ class EmployerQueries:
         name: str | None,
         page: tuple[int, int],
     ) -> Roster:
-        """Two ranges of ``ix_unit_persons_status`` (the counts per status, which give
-        the total too; the page's keys), then the page's persons and enrolments by
+        """Two ranges of ``ix_unit_persons_status_name`` (the counts per status, which
+        give the total too; the page's keys), then the page's persons and enrolments by
         key.  An ID number narrows to one person through ``uq_persons_id_number``; a
-        name fragment reads the persons whose name contains it."""
+        name fragment is tested on the name kept in that index (the unit's range)."""
         u, e, p = unit_persons.c, enrolments.c, persons.c
         conditions = _roster_where(unit_code, insurance=insurance, id_number=id_number, name=name)
         counts = _roster_counts(conn, conditions)
@@ -1575,6 +1571,21 @@ class EmployerQueries:
 # -- helpers --------------------------------------------------------------------------
 
 
+class _LedgerGroup(NamedTuple):
+    """One 费款所属期 × 险种 of a unit's ledger: its lines and its 补缴/退费 together."""
+
+    month: str
+    insurance: str
+    persons: int
+    base: int  # fen, of the month's lines (an adjustment adds no base)
+    employer: int
+    employee: int
+    lines: int
+    paid_lines: int
+    paid_on: date | None
+    unpaid: int
+
+
 class _Carried(NamedTuple):
     balance: Decimal
     principal: Decimal
@@ -1795,45 +1806,106 @@ def _person_of_unit(
     return PersonRef(row.person_number, row.name, row.id_number)
 
 
-def _unit_ledger(
+def _ledger_groups(
+    conn: Connection,
     unit_code: str,
     months: tuple[str | None, str | None],
     insurance: str | None,
     status: str | None,
-) -> Any:
-    """The unit's ledger as one subquery: every month's lines (``kind`` regular) and
-    the adjustments of closed months (arrears / refund, always due)."""
+) -> list[_LedgerGroup]:
+    """The unit's ledger per month × 险种, newest month first: the month's lines
+    (``kind`` regular) and the adjustments of closed months (arrears / refund, always
+    due).
+
+    Two grouped reads, each one index range: the lines through the covering
+    ``ix_contributions_unit_ledger`` in (month, 险种) order, so no sort and no table
+    row is read; the adjustments (few) through their unit index.  A month's line is
+    one per person (``uq_contributions_line``), so its persons are its lines, plus the
+    persons with only an adjustment of that month (a probe of the same unique index
+    each) — where ``count(DISTINCT person)`` over both sorted every line of the unit.
+    """
     c, a = contributions.c, contribution_adjustments.c
-    regular = select(
-        c.month,
-        c.insurance,
-        c.person_number,
-        c.base_fen,
-        c.employer_fen,
-        c.employee_fen,
-        c.status,
-        c.paid_on,
-        literal("regular", String).label("kind"),
-    ).where(c.unit_code == unit_code, *_month_conditions(c.month, months))
-    later = select(
-        a.month,
-        a.insurance,
-        a.person_number,
-        a.base_fen,
-        a.employer_fen,
-        a.employee_fen,
-        literal("due", String).label("status"),
-        cast(null(), Date).label("paid_on"),
-        a.kind,
-    ).where(a.unit_code == unit_code, *_month_conditions(a.month, months))
+    line_where: list[ColumnElement[bool]] = [c.unit_code == unit_code]
+    line_where += _month_conditions(c.month, months)
     if insurance is not None:
-        regular = regular.where(c.insurance == insurance)
-        later = later.where(a.insurance == insurance)
+        line_where.append(c.insurance == insurance)
     if status is not None:
-        regular = regular.where(c.status == status)
-        if status != "due":
-            later = later.where(false())
-    return union_all(regular, later).subquery("ledger")
+        line_where.append(c.status == status)
+    paid = c.status == "paid"
+    groups: dict[tuple[str, str], _LedgerGroup] = {}
+    for row in conn.execute(
+        select(
+            c.month,
+            c.insurance,
+            func.count().label("lines"),
+            func.sum(c.base_fen).label("base"),
+            func.sum(c.employer_fen).label("employer"),
+            func.sum(c.employee_fen).label("employee"),
+            func.sum(case((paid, 1), else_=0)).label("paid_lines"),
+            func.max(c.paid_on).label("paid_on"),
+            func.sum(case((paid, 0), else_=c.employer_fen + c.employee_fen)).label("unpaid"),
+        )
+        .where(*line_where)
+        .group_by(c.month, c.insurance)
+    ):
+        groups[(row.month, row.insurance)] = _LedgerGroup(
+            row.month,
+            row.insurance,
+            int(row.lines),
+            int(row.base or 0),
+            int(row.employer or 0),
+            int(row.employee or 0),
+            int(row.lines),
+            int(row.paid_lines or 0),
+            row.paid_on,
+            int(row.unpaid or 0),
+        )
+    if status in (None, "due"):  # adjustments are always due
+        line = contributions.alias("line")
+        has_line = (
+            select(line.c.id)
+            .where(
+                line.c.person_number == a.person_number,
+                line.c.unit_code == a.unit_code,
+                line.c.insurance == a.insurance,
+                line.c.month == a.month,
+                *([] if status is None else [line.c.status == status]),
+            )
+            .exists()
+        )
+        adjust_where: list[ColumnElement[bool]] = [a.unit_code == unit_code]
+        adjust_where += _month_conditions(a.month, months)
+        if insurance is not None:
+            adjust_where.append(a.insurance == insurance)
+        for row in conn.execute(
+            select(
+                a.month,
+                a.insurance,
+                func.count().label("lines"),
+                func.count(distinct(case((~has_line, a.person_number)))).label("persons"),
+                func.sum(a.employer_fen).label("employer"),
+                func.sum(a.employee_fen).label("employee"),
+            )
+            .where(*adjust_where)
+            .group_by(a.month, a.insurance)
+        ):
+            employer, employee = int(row.employer or 0), int(row.employee or 0)
+            was = groups.get((row.month, row.insurance))
+            groups[(row.month, row.insurance)] = _LedgerGroup(
+                row.month,
+                row.insurance,
+                int(row.persons) + (was.persons if was else 0),
+                was.base if was else 0,
+                employer + (was.employer if was else 0),
+                employee + (was.employee if was else 0),
+                int(row.lines) + (was.lines if was else 0),
+                was.paid_lines if was else 0,
+                was.paid_on if was else None,
+                employer + employee + (was.unpaid if was else 0),
+            )
+    # Newest month first, then 险种 (month text sorts chronologically).
+    by_insurance = sorted(groups.values(), key=lambda g: g.insurance)
+    return sorted(by_insurance, key=lambda g: g.month, reverse=True)
 
 
 def _person_ledger(
@@ -2021,11 +2093,12 @@ def _roster_where(
             u.person_number.in_(select(p.person_number).where(p.id_number == id_number))
         )
     if name is not None:
-        conditions.append(
-            u.person_number.in_(
-                select(p.person_number).where(p.name.contains(name, autoescape=True))
-            )
-        )
+        # The copy of the name in unit_persons: the fragment is tested on the unit's
+        # own range of ix_unit_persons_status_name (covering), never on the pool's every
+        # person.  A fragment anywhere in the name has no index order to seek on
+        # (a given name is the end of a Chinese name), so this range is the bound:
+        # the unit's size, with exact counts, at a few milliseconds per 10,000 persons.
+        conditions.append(u.name.contains(name, autoescape=True))
     if insurance is not None:
         open_of_type = (
             select(e.id)
@@ -2042,7 +2115,7 @@ def _roster_where(
 
 
 def _roster_counts(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> dict[str, int]:
-    """Persons per AAC031 under *conditions*: one range of ``ix_unit_persons_status``."""
+    """Persons per AAC031 under *conditions*: one range of ``ix_unit_persons_status_name``."""
     u = unit_persons.c
     return {
         row.status: int(row.n)
@@ -2067,9 +2140,14 @@ def _roster_rows(
     conn: Connection, unit_code: str, conditions: Sequence[ColumnElement[bool]]
 ) -> Iterator[RosterRow]:
     """Every person under *conditions* with their enrolments in the unit, by one
-    query in 个人编号 order (``ix_unit_persons_status`` or the primary key, then each
+    query in 个人编号 order (``ix_unit_persons_status_name`` or the primary key, then each
     person's rows by key), grouped here as they arrive."""
     u, e, p = unit_persons.c, enrolments.c, persons.c
+    # SQLite plans by rule (no statistics): given an index that starts with unit_code it
+    # may drive this join from the unit's every enrolment and sort them all before the
+    # first row.  ``unit_code || ''`` cannot use an index, so the unit_persons range,
+    # already in 个人编号 order, drives, and each person's rows are read by key.
+    enrolment_unit = e.unit_code.concat("") if conn.dialect.name == "sqlite" else e.unit_code
     statement = (
         select(
             p.person_number,
@@ -2088,7 +2166,7 @@ def _roster_rows(
         )
         .select_from(
             unit_persons.join(persons, p.person_number == u.person_number).join(
-                enrolments, and_(e.unit_code == unit_code, e.person_number == u.person_number)
+                enrolments, and_(enrolment_unit == unit_code, e.person_number == u.person_number)
             )
         )
         .where(*conditions)

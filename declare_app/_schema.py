@@ -13,8 +13,10 @@ chronologically; money is integer fen (``*_fen``), exact on both databases.
   monthly ledger), ``injury_cases`` and ``injury_appraisals`` (工伤认定 and 鉴定).
 * The intermediate store: ``declarations`` (payload and findings as JSON text),
   ``declaration_events`` (insert-only transitions), ``vouchers`` (办理凭证).
-* ``unit_persons``: each person's roster status per unit, derived from ``enrolments``
-  by triggers (``_unit_persons.py``), never written by the application.
+* ``unit_persons``: each person's roster status (and name) per unit, and
+  ``unit_enrolment_counts``: enrolments per unit, insurance and status; both derived
+  from ``enrolments`` by triggers (``_unit_persons.py``), never written by the
+  application.
 * ``number_sequences`` hands out 个人编号 and per-day voucher sequences.
 * The ledger (issue 14): ``contribution_plans`` (per person, unit and insurance type:
   from which month, until which, on which base — written on approval),
@@ -193,6 +195,20 @@ enrolments = Table(
     # A page's persons' enrolments, and the unit_persons triggers' recomputation of one
     # (unit, person): an exact range, never the unit's whole enrolment set.
     Index("ix_enrolments_unit_person", "unit_code", "person_number"),
+    # 单位基本信息's first month per insurance (one probe each), and the retirees of a
+    # unit (a range of its retirement stops, never its every terminated enrolment).
+    # Neither leads with unit_code: SQLite plans without statistics, and an index on
+    # (unit_code, …) wider than ix_enrolments_unit_person made it drive the roster
+    # export from the unit's enrolments and sort them all before the first row.
+    Index("ix_enrolments_insurance_unit", "insurance", "unit_code", "start_month"),
+    Index(
+        "ix_enrolments_stop_unit",
+        "stop_reason",
+        "unit_code",
+        "status",
+        "person_number",
+        "end_month",
+    ),
     Index(
         "uq_enrolments_one_open",
         "person_number",
@@ -206,8 +222,9 @@ enrolments = Table(
 # Each person's standing in each unit, derived from ``enrolments`` and kept current by
 # triggers on it (``_unit_persons.py``): ``status`` is the roster's AAC031 (1 while an
 # enrolment in the unit is open, else 3 if one was terminated, else 2), ``start_month``
-# the first month in the unit.  A roster page or a count per status is one range of
-# ``ix_unit_persons_status`` instead of a grouping of the unit's enrolments.
+# the first month in the unit, ``name`` a copy of the person's (for the name search).
+# A roster page or a count per status, with or without a name fragment, is one range
+# of ``ix_unit_persons_status_name`` instead of a grouping of the unit's enrolments.
 unit_persons = Table(
     "unit_persons",
     metadata,
@@ -215,13 +232,28 @@ unit_persons = Table(
     Column("person_number", String(PERSON_NUMBER_LENGTH), nullable=False),
     Column("status", String(1), nullable=False),
     Column("start_month", String(7), nullable=False),
+    Column("name", String(100), nullable=True),  # NULL only between 0017's steps
     PrimaryKeyConstraint("unit_code", "person_number", name="pk_unit_persons"),
     ForeignKeyConstraint(["unit_code"], ["units.code"], name="fk_unit_persons_unit_code"),
     ForeignKeyConstraint(
         ["person_number"], ["persons.person_number"], name="fk_unit_persons_person_number"
     ),
     CheckConstraint("status IN ('1', '2', '3')", name="ck_unit_persons_status"),
-    Index("ix_unit_persons_status", "unit_code", "status", "person_number"),
+    Index("ix_unit_persons_status_name", "unit_code", "status", "person_number", "name"),
+    Index("ix_unit_persons_person", "person_number"),  # a new name, copied to its rows
+)
+
+# Enrolments per (unit, insurance, status), kept by the same triggers: 单位基本信息's
+# persons contributing per insurance without counting the unit's enrolments.
+unit_enrolment_counts = Table(
+    "unit_enrolment_counts",
+    metadata,
+    Column("unit_code", String(8), nullable=False),
+    Column("insurance", String(3), nullable=False),
+    Column("status", String(1), nullable=False),
+    Column("n", Integer, nullable=False),
+    PrimaryKeyConstraint("unit_code", "insurance", "status", name="pk_unit_enrolment_counts"),
+    ForeignKeyConstraint(["unit_code"], ["units.code"], name="fk_unit_enrolment_counts_unit_code"),
 )
 keep_current_on_create(metadata)
 
@@ -251,6 +283,19 @@ contributions = Table(
     CheckConstraint(_INSURANCE_CHECK, name="ck_contributions_insurance"),
     CheckConstraint("status IN ('due', 'paid')", name="ck_contributions_status"),
     Index("ix_contributions_unit_month", "unit_code", "month"),
+    # 单位缴费: the unit's lines grouped by month and 险种 straight from the index, in
+    # its order (covering: no table row read, no sort).
+    Index(
+        "ix_contributions_unit_ledger",
+        "unit_code",
+        "month",
+        "insurance",
+        "status",
+        "base_fen",
+        "employer_fen",
+        "employee_fen",
+        "paid_on",
+    ),
 )
 
 declarations = Table(

@@ -17,6 +17,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from declare_app._bulk import insert_rows
 from declare_app._contributions import Insurance
 from declare_app._schema import (
     declarations,
@@ -223,9 +224,8 @@ def update_person(conn: Connection, person_number: str, values: dict[str, Any]) 
 
 
 def insert_persons(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Many new persons in one statement (each row with the same keys)."""
-    if rows:
-        conn.execute(insert(persons), list(rows))
+    """Many new persons at once (each row with the same keys; COPY on PostgreSQL)."""
+    insert_rows(conn, persons, rows)
 
 
 def open_enrolment(conn: Connection, values: dict[str, Any]) -> None:
@@ -233,9 +233,9 @@ def open_enrolment(conn: Connection, values: dict[str, Any]) -> None:
 
 
 def open_enrolments(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Many enrolments opened in one statement, in order (each row with the same keys)."""
-    if rows:
-        conn.execute(insert(enrolments), [{"status": "1", "end_month": None, **r} for r in rows])
+    """Many enrolments opened at once, in order (each row with the same keys; COPY on
+    PostgreSQL)."""
+    insert_rows(conn, enrolments, [{"status": "1", "end_month": None, **r} for r in rows])
 
 
 def close_enrolment(

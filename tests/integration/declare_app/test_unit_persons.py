@@ -17,11 +17,19 @@ from datetime import date
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, delete, event, insert, select, update
+from sqlalchemy import Connection, Engine, delete, event, func, insert, select, update
 
 import declare_app
+from declare_app._bulk import insert_rows
 from declare_app._queries import EmployerQueries
-from declare_app._schema import enrolments, persons, unit_persons
+from declare_app._schema import (
+    contribution_adjustments,
+    contributions,
+    enrolments,
+    persons,
+    unit_enrolment_counts,
+    unit_persons,
+)
 from declare_app.interfaces import Actor
 
 from .conftest import REGION, UNIT_A, UNIT_B
@@ -91,6 +99,34 @@ def _kept(conn: Connection) -> set[tuple[str, str, str, str]]:
     }
 
 
+def _names_kept(conn: Connection) -> bool:
+    """Every unit_persons row carries its person's name as it is now."""
+    u, p = unit_persons.c, persons.c
+    rows = conn.execute(
+        select(u.name, p.name.label("actual")).join(persons, p.person_number == u.person_number)
+    ).all()
+    return all(row.name == row.actual for row in rows)
+
+
+def _counts_kept(conn: Connection) -> bool:
+    """unit_enrolment_counts equals the enrolments counted per unit, insurance, status."""
+    e, n = enrolments.c, unit_enrolment_counts.c
+    counted = {
+        (r.unit_code, r.insurance, r.status): r.n
+        for r in conn.execute(
+            select(e.unit_code, e.insurance, e.status, func.count().label("n")).group_by(
+                e.unit_code, e.insurance, e.status
+            )
+        )
+    }
+    kept = {
+        (r.unit_code, r.insurance, r.status): r.n
+        for r in conn.execute(select(n.unit_code, n.insurance, n.status, n.n))
+        if r.n != 0
+    }
+    return counted == kept
+
+
 def test_the_triggers_keep_unit_persons_equal_to_the_enrolments(decl_db: Engine) -> None:
     """After each kind of change the kept rows are exactly the derived ones."""
     with decl_db.begin() as conn:
@@ -119,6 +155,35 @@ def test_the_triggers_keep_unit_persons_equal_to_the_enrolments(decl_db: Engine)
         conn.execute(delete(enrolments).where(enrolments.c.id == moved))
         assert not any(unit == UNIT_B for unit, *_ in _kept(conn))
         assert _kept(conn) == _derived(conn)
+        assert _counts_kept(conn) and _names_kept(conn)
+        # a bulk insert (COPY on PostgreSQL: one statement trigger over every row)
+        many = [_person(conn, 10 + i) for i in range(60)]
+        insert_rows(
+            conn,
+            enrolments,
+            [
+                {
+                    "person_number": number,
+                    "unit_code": UNIT_B,
+                    "insurance": insurance,
+                    "status": "1",
+                    "start_month": f"2020-{1 + i % 12:02d}",
+                    "end_month": None,
+                    "base_fen": 500_000,
+                    "updated_at": NOW,
+                }
+                for i, number in enumerate(many)
+                for insurance in ("110", "210")
+            ],
+        )
+        assert _kept(conn) == _derived(conn)
+        assert _counts_kept(conn) and _names_kept(conn)
+        # a person's new name reaches every unit's row of theirs
+        conn.execute(update(persons).where(persons.c.person_number == a).values(name="改名后"))
+        assert _names_kept(conn)
+        assert conn.execute(
+            select(unit_persons.c.name).where(unit_persons.c.person_number == a)
+        ).scalars().all() == ["改名后"]
 
 
 @pytest.fixture
@@ -205,3 +270,132 @@ def test_the_roster_reads_index_ranges(
     for sql, params in roster:
         plan = _plan(big_enough, sql, params)
         assert _full_scans(big_enough, plan, whole) == [], f"{sql}\n{plan}"
+
+
+@pytest.fixture
+def with_ledger(big_enough: Engine) -> Iterator[Engine]:
+    """Ledger lines, an adjustment and a retirement in UNIT_A, for the queries' plans."""
+    with big_enough.begin() as conn:
+        numbers = (
+            conn.execute(
+                select(unit_persons.c.person_number).where(unit_persons.c.unit_code == UNIT_A)
+            )
+            .scalars()
+            .all()
+        )
+        for month in ("2025-01", "2025-02"):
+            conn.execute(
+                insert(contributions),
+                [
+                    {
+                        "person_number": n,
+                        "unit_code": UNIT_A,
+                        "insurance": "110",
+                        "month": month,
+                        "base_fen": 500_000,
+                        "employer_fen": 80_000,
+                        "employee_fen": 40_000,
+                        "to_account_fen": 40_000,
+                        "status": "paid" if month == "2025-01" else "due",
+                    }
+                    for n in numbers
+                ],
+            )
+        conn.execute(
+            insert(contribution_adjustments),
+            {
+                "person_number": numbers[0],
+                "unit_code": UNIT_A,
+                "insurance": "110",
+                "month": "2025-01",
+                "kind": "arrears",
+                "base_fen": 0,
+                "employer_fen": 1_000,
+                "employee_fen": 500,
+                "to_account_fen": 500,
+                "declaration_id": None,
+                "booked_at": NOW,
+            },
+        )
+        conn.execute(
+            update(enrolments)
+            .where(enrolments.c.person_number == numbers[1])
+            .values(status="3", end_month="2024-12", stop_reason="31")
+        )
+    if big_enough.dialect.name == "postgresql":
+        with big_enough.begin() as conn:
+            for table in ("contributions", "contribution_adjustments", "unit_enrolment_counts"):
+                conn.exec_driver_sql(f"ANALYZE {table}")
+    yield big_enough
+
+
+_READ: tuple[str, ...] = ("enrolments", "unit_persons", "persons", "contributions", "line")
+
+
+@pytest.mark.parametrize(
+    ("query", "kwargs"),
+    [
+        ("roster", {"name": "测试1", "limit": 10}),
+        ("roster", {"name": "测试1", "status": None, "limit": 10, "offset": 10}),
+        ("unit_info", {}),
+        ("unit_payments", {"limit": 10}),
+        ("unit_payments", {"status": "due", "limit": 10}),
+        ("retirees", {"limit": 10}),
+        ("changes", {"limit": 10}),
+        ("person_payments", {"id_number": "ID"}),
+        ("account_statement", {"id_number": "ID", "year": 2025}),
+    ],
+    ids=[
+        "name fragment",
+        "name fragment, every status",
+        "unit-info",
+        "unit-payments",
+        "unit-payments due",
+        "retirees",
+        "changes",
+        "person-payments",
+        "account-statement",
+    ],
+)
+def test_the_unit_queries_read_index_ranges(
+    with_ledger: Engine, query: str, kwargs: dict[str, Any]
+) -> None:
+    """Every statement of the query reads index ranges: no whole table of enrolments,
+    unit_persons, persons or the ledger, nor (SQLite) the unit's every enrolment."""
+    with with_ledger.begin() as conn:
+        some_id = conn.execute(
+            select(persons.c.id_number)
+            .join(unit_persons, unit_persons.c.person_number == persons.c.person_number)
+            .where(unit_persons.c.unit_code == UNIT_A)
+            .limit(1)
+        ).scalar_one()
+    call_kwargs = {k: (some_id if v == "ID" else v) for k, v in kwargs.items()}
+    queries = EmployerQueries(declare_app.demo_rate_table())
+    actor = Actor("employer", f"{REGION}{UNIT_A}@sxlss", unit_code=UNIT_A, session_id="s")
+    statements = _statements(
+        with_ledger,
+        lambda conn: getattr(queries.reading([]), query)(conn, actor, now=NOW, **call_kwargs),
+    )
+    assert statements
+    for sql, params in statements:
+        plan = _plan(with_ledger, sql, params)
+        assert _full_scans(with_ledger, plan, _READ) == [], f"{sql}\n{plan}"
+
+
+def test_the_roster_export_reads_the_unit_persons_range_in_order(big_enough: Engine) -> None:
+    """The export's one query walks the unit's persons in 个人编号 order and reads each
+    person's rows by key: no whole table, and on SQLite no sort of the unit's rows
+    before the first one goes out."""
+    queries = EmployerQueries(declare_app.demo_rate_table())
+    actor = Actor("employer", f"{REGION}{UNIT_A}@sxlss", unit_code=UNIT_A, session_id="s")
+
+    def export(conn: Connection) -> None:
+        _summary, rows = queries.reading([]).roster_export(conn, actor, status=None, now=NOW)
+        assert len(list(rows)) > 100
+
+    statements = _statements(big_enough, export)
+    streamed = [s for s in statements if "JOIN enrolments" in s[0]]
+    assert len(streamed) == 1
+    plan = _plan(big_enough, *streamed[0])
+    assert _full_scans(big_enough, plan, _READ) == [], plan
+    assert "TEMP B-TREE" not in plan, plan
