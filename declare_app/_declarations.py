@@ -59,6 +59,7 @@ from declare_app._rules import (
     rules_for,
     unit_standing,
 )
+from declare_app._rules._common import REDUCE_EVIDENCE
 from declare_app._rules._master import next_number
 from declare_app._schema import declaration_events, declarations, vouchers
 from declare_app.interfaces import (
@@ -343,8 +344,9 @@ class Declarations:
             checked = rules.check(
                 self._context(conn, unit, now, declaration_id), json.loads(loaded.row.payload)
             )
-            if checked.errors:
-                raise InvalidDeclaration(checked.findings)
+            missing = missing_evidence(conn, declaration_id, loaded.row.type, checked.payload)
+            if checked.errors or missing:
+                raise InvalidDeclaration((*checked.findings, *missing))
             self._store_checked(conn, declaration_id, checked, now)
             self._transition(
                 conn,
@@ -1265,3 +1267,24 @@ def _bounded(text: str, limit: int) -> str:
     """Fit *text* into an audit field: no NUL, valid UTF-8, at most *limit* characters."""
     clean = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
     return clean[:limit]
+
+
+def missing_evidence(
+    conn: Connection, declaration_id: str, type_value: str, payload: Mapping[str, Any]
+) -> tuple[Finding, ...]:
+    """V-RED-01 (DOMAIN §6): a 人员减少 whose reason needs evidence (解除劳动合同证明,
+    退休审批表, 死亡证明) is submitted only with a file uploaded onto the draft; a typed
+    description is not evidence (issue 14, defect 8)."""
+    if type_value != DeclarationType.PERSON_REDUCE.value:
+        return ()
+    needed = REDUCE_EVIDENCE.get(str(payload.get("reason", "")))
+    if needed is None or evidence.attachments_of(conn, declaration_id):
+        return ()
+    return (
+        Finding(
+            "V-RED-01",
+            "evidence",
+            "error",
+            f"减员原因须上传{needed}（PDF、JPEG 或 PNG），请在草稿页上传后再提交",
+        ),
+    )

@@ -46,7 +46,7 @@ from declare_app._schema import (
     unit_profiles,
 )
 from declare_app._units import get_unit
-from declare_app.interfaces import Actor, Declaration, DeclarationType
+from declare_app.interfaces import Actor, Declaration, DeclarationType, Status
 
 DEMO_PERSONS: Final = 300
 LEDGER_MONTHS: Final = 6
@@ -539,6 +539,17 @@ class _Filing:
         return self.wf.create_draft(self.conn, self.employer, type, payload, now=self._at(minutes))
 
     def _submit(self, d: Declaration, minutes: int) -> Declaration:
+        if d.type is DeclarationType.PERSON_REDUCE and d.status is Status.DRAFT:
+            # V-RED-01: a reduce is submitted with its evidence uploaded (a stand-in scan).
+            self.wf.attach(
+                self.conn,
+                self.employer,
+                d.id,
+                label="解除劳动合同证明",
+                filename="解除劳动合同证明.png",
+                data=_stand_in_scan(),
+                now=self._at(minutes),
+            )
         return self.wf.submit(self.conn, self.employer, d.id, now=self._at(minutes))
 
     def _claim(self, d: Declaration, minutes: int) -> Declaration:
@@ -793,3 +804,22 @@ class _Filing:
             300,
         )
         self._keep(self._submit(d, 301))
+
+
+def _stand_in_scan() -> bytes:
+    """A valid 1×1 grey PNG: the demo's stand-in for a scanned certificate."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00\x80"))
+        + chunk(b"IEND", b"")
+    )

@@ -13,7 +13,6 @@ from typing import Any, Final
 
 from declare_app._retirement import YearMonth
 from declare_app._rules._common import (
-    REDUCE_EVIDENCE,
     REDUCE_REASONS,
     STATUS_RULE,
     TERMINATING_REASONS,
@@ -62,10 +61,11 @@ SPEC: Final = FormSpec(
                 FieldSpec("leave_date", "离职日期", FieldKind.DATE),
                 FieldSpec(
                     "evidence",
-                    "证明材料",
+                    "证明材料说明",
                     FieldKind.TEXTAREA,
                     max_length=500,
-                    hint="如解除劳动合同证明、退休审批表、死亡证明的名称与编号",
+                    hint="材料的名称与编号；材料本身请在草稿页上传（PDF、JPEG 或 PNG），"
+                    "解除劳动合同、退休、死亡的减员提交前须上传",
                 ),
                 FieldSpec(
                     "remark",
@@ -81,7 +81,11 @@ SPEC: Final = FormSpec(
 
 
 class PersonReduceRules:
-    """DOMAIN §5.4 with V-RED-01/02, V-DATE-01, V-DUP-03, V-STAT-01, V-UNIT-01."""
+    """DOMAIN §5.4 with V-RED-02, V-DATE-01, V-DUP-03, V-STAT-01, V-UNIT-01.
+
+    V-RED-01 (the reason's evidence) is checked at submit, against the files uploaded
+    onto the draft (:func:`declare_app._declarations.missing_evidence`): evidence is
+    uploaded, not typed (issue 14, defect 8)."""
 
     type: DeclarationType = DeclarationType.PERSON_REDUCE
     spec: FormSpec = SPEC
@@ -93,10 +97,8 @@ class PersonReduceRules:
         reason = r.choice("reason")
         stop = r.month("stop_month")
         leave = r.date("leave_date")
-        evidence = r.text("evidence")
+        r.text("evidence")  # a description only: V-RED-01 wants the uploaded file (submit)
         r.text("remark", required=reason == "99")
-        if reason in REDUCE_EVIDENCE and evidence is None:
-            r.error("evidence", "V-RED-01", f"减员原因须提供{REDUCE_EVIDENCE[reason]}")
         if stop is not None:
             month_window(r, "stop_month", stop, ctx)
             if leave is not None and stop < YearMonth.of(leave):

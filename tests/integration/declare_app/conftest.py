@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 import declare_app
 from declare_app._declarations import CHINA_TIME, Declarations
@@ -89,11 +89,42 @@ def decide(decl_db: Engine, workflow: Declarations, auditor: Actor) -> Callable[
     ) -> Declaration:
         with decl_db.begin() as conn:
             d = workflow.create_draft(conn, employer, type, payload, now=now)
+            if type is DeclarationType.PERSON_REDUCE:
+                attach_evidence(conn, workflow, employer, d.id, now=now)
             workflow.submit(conn, employer, d.id, now=now)
             workflow.claim(conn, auditor, d.id, now=now)
             return workflow.approve(conn, auditor, d.id, now=now)
 
     return run
+
+
+def evidence_png() -> bytes:
+    """A valid 1×1 PNG: the smallest file the evidence check accepts."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
+    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"")
+
+
+def attach_evidence(
+    conn: Connection, workflow: Declarations, employer: Actor, declaration_id: str, *, now: float
+) -> None:
+    """Upload the reduce's evidence onto its draft, as V-RED-01 requires before submit."""
+    workflow.attach(
+        conn,
+        employer,
+        declaration_id,
+        label="解除劳动合同证明",
+        filename="证明.png",
+        data=evidence_png(),
+        now=now,
+    )
 
 
 @pytest.fixture

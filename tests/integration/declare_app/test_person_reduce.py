@@ -21,8 +21,11 @@ from declare_app.interfaces import (
     DeclarationError,
     DeclarationType,
     Finding,
+    InvalidDeclaration,
     Status,
 )
+
+from .conftest import attach_evidence
 
 UNIT_A = "12345678"
 NOW = datetime(2025, 3, 10, 10, 0, tzinfo=CHINA_TIME).timestamp()
@@ -135,10 +138,7 @@ def test_retirement_terminates_warns_before_the_statutory_month_and_awards_nothi
     (issue 14, defect 7)."""
     idn = make_id()
     number = enrol(employer_a, idn)
-    form = reduce_form(number, idn, reason="31", evidence="")
-    findings = check(decl_db, workflow, employer_a, form)
-    assert errors(findings) == {("V-RED-01", "evidence")}
-    form["evidence"] = "退休审批表 2025-017"
+    form = reduce_form(number, idn, reason="31", evidence="退休审批表 2025-017")
     findings = check(decl_db, workflow, employer_a, form)
     assert errors(findings) == set()
     assert ("V-RED-02", "stop_month") in errors(findings, "warning")  # born 1990
@@ -342,6 +342,7 @@ def test_nothing_open_nothing_to_reduce_and_no_duplicate_pending_reduce(
     number = enrol(employer_a, idn)
     with decl_db.begin() as conn:
         d = workflow.create_draft(conn, employer_a, REDUCE, reduce_form(number, idn), now=NOW)
+        attach_evidence(conn, workflow, employer_a, d.id, now=NOW)
         workflow.submit(conn, employer_a, d.id, now=NOW)
         second = workflow.create_draft(conn, employer_a, REDUCE, reduce_form(number, idn), now=NOW)
     assert ("V-DUP-03", "person_no") in errors(second.findings)
@@ -350,3 +351,33 @@ def test_nothing_open_nothing_to_reduce_and_no_duplicate_pending_reduce(
     decide(employer_a, REDUCE, reduce_form(number, idn))
     findings = check(decl_db, workflow, employer_a, reduce_form(number, idn))
     assert ("V-STAT-01", "person_no") in errors(findings)
+
+
+@pytest.mark.parametrize(
+    ("reason", "needed"), [("12", "解除（终止）劳动合同证明"), ("32", "死亡证明")]
+)
+def test_a_reduce_whose_reason_needs_evidence_is_submitted_only_with_an_uploaded_file(
+    decl_db: Engine,
+    *,
+    workflow: Declarations,
+    employer_a: Actor,
+    enrol: Callable[..., str],
+    reason: str,
+    needed: str,
+) -> None:
+    """V-RED-01 (DOMAIN §6; issue 14, defect 8): evidence is uploaded, not typed — a
+    description alone is refused at submit, naming the document; with the file it goes."""
+    idn = make_id()
+    number = enrol(employer_a, idn)
+    form = reduce_form(number, idn, reason=reason, evidence="证明编号 2026-001")
+    with decl_db.begin() as conn:
+        d = workflow.create_draft(conn, employer_a, REDUCE, form, now=NOW)
+    assert ("V-RED-01", "evidence") not in errors(d.findings)  # the draft may wait for it
+    with pytest.raises(InvalidDeclaration) as refused, decl_db.begin() as conn:
+        workflow.submit(conn, employer_a, d.id, now=NOW)
+    [finding] = [f for f in refused.value.findings if f.rule == "V-RED-01"]
+    assert finding.field == "evidence" and needed in finding.message and "上传" in finding.message
+    with decl_db.begin() as conn:
+        attach_evidence(conn, workflow, employer_a, d.id, now=NOW)
+        submitted = workflow.submit(conn, employer_a, d.id, now=NOW)
+    assert submitted.status is Status.PENDING_REVIEW
