@@ -51,6 +51,7 @@ from declare_app._voucher_pdf import mask_id_number
 from declare_app.interfaces import DeclarationType
 
 _ZERO = Decimal("0.00")
+_INSURANCE = {i.value: i for i in Insurance}
 # What a person sees of a declaration about them: only those the agency applied (a
 # draft or one under review is the unit's internal business).
 _SHOWN_STATUS = "applied"
@@ -247,7 +248,7 @@ class LedgerRecords:
                 month=r.month,
                 unit_code=r.unit_code,
                 unit_name=r.unit_name,
-                insurance=Insurance(r.insurance),
+                insurance=_INSURANCE[r.insurance],
                 base=_yuan(r.base_fen),
                 employer=_yuan(r.employer_fen),
                 employee=_yuan(r.employee_fen),
@@ -352,7 +353,9 @@ class LedgerRecords:
 
 
 def _yuan(fen: Any) -> Decimal:
-    return (Decimal(int(fen or 0)) / 100).quantize(Decimal("0.01"))
+    # Exact: a whole number of fen is a Decimal with two places (no division, no
+    # rounding); called four times a line, 1,800 lines for 30 years.
+    return Decimal(int(fen or 0)).scaleb(-2)
 
 
 def rows_csv(rows: Sequence[ContributionRow]) -> bytes:

@@ -75,6 +75,10 @@ MAX_BODY = 16 * 1024
 MAX_FIELDS = 32
 MAX_PASSWORD = 1024
 MAX_OTP = 16
+# The contributions page lists at most this many lines, the newest (about eight years
+# of five insurances); the totals still cover the whole filter and the CSV every
+# line.  Thirty years of lines as HTML took the page past 100 ms (docs/benchmarks.md).
+MAX_SHOWN_LINES = 500
 UNKNOWN_PRINCIPAL = "person:(unknown)"
 SITE_TITLE = "社会保险个人服务"
 REFUSED = (
@@ -472,6 +476,7 @@ class PortalShell:
             "contributions.html",
             title="缴费记录",
             result=result,
+            shown=result.rows[-MAX_SHOWN_LINES:],
             filters=filters,
             names=INSURANCE_NAMES,
             csv_query=_query_text(filters),
