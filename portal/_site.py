@@ -449,7 +449,7 @@ class PortalShell:
         out["insurance"] = insurance or None
         return out
 
-    async def _ledger(self, ctx: PersonCtx, page: str) -> Any:
+    async def _ledger(self, ctx: PersonCtx, page: str, newest: int | None = None) -> Any:
         filters = self._filters(ctx)
         if filters is None:
             raise web.MalformedInput("bad-filter", "bad filter")
@@ -464,19 +464,19 @@ class PortalShell:
                 to_month=filters["to"],
                 insurance=filters["insurance"],
                 unit_code=filters["unit"],
+                newest=newest,
             ),
             details,
         )
         return filters, result
 
     async def _contributions(self, ctx: PersonCtx) -> web.Response:
-        filters, result = await self._ledger(ctx, "contributions")
+        filters, result = await self._ledger(ctx, "contributions", MAX_SHOWN_LINES)
         return self.page(
             ctx,
             "contributions.html",
             title="缴费记录",
             result=result,
-            shown=result.rows[-MAX_SHOWN_LINES:],
             filters=filters,
             names=INSURANCE_NAMES,
             csv_query=_query_text(filters),
