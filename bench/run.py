@@ -13,6 +13,9 @@
                                    # RADIUS Access-Requests/s against ssgate serve and
                                    # argon2id verifications/s alone, same threads
                                    # (bench/_radius.py; a separate scenario)
+    python bench/run.py portal --db sqlite|postgresql [--years 30]
+                                   # the personal portal's pages for a person with 30
+                                   # years of contributions (bench/_portal.py)
 
 Everything runs on loopback, in one temporary directory, started and stopped here:
 
@@ -508,6 +511,10 @@ def main(argv: list[str]) -> int:
         from _radius import main as radius_main
 
         return radius_main(argv[1:])
+    if argv[:1] == ["portal"]:
+        from _portal import main as portal_main
+
+        return portal_main(argv[1:])
     args = parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     overrides = {

@@ -3,6 +3,7 @@
 
 * :mod:`portal._accounts` — the counter's workflows (``ssgate persons enrol`` /
   ``reset-password``): the account, its initial password and TOTP enrolment.
+* :mod:`portal._counter` — the same counter workflows as console pages (``/persons``).
 * :mod:`portal._sessions` — browser sessions in the database.
 * :mod:`portal._records` — the person's own data, across every unit, read from the
   declaration service's tables through its public read functions.
@@ -21,6 +22,7 @@ from ._accounts import (
     principal_of,
 )
 from ._certificates import certificate_pdf, find_certificate, pdf_matches
+from ._counter import persons_section
 from ._records import LedgerRecords
 from ._schema import metadata
 from ._sessions import SessionPolicy, sweep_sessions
@@ -41,6 +43,7 @@ __all__ = [
     "metadata",
     "normalise_id_number",
     "pdf_matches",
+    "persons_section",
     "principal_of",
     "sweep_sessions",
 ]

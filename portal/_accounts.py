@@ -94,6 +94,7 @@ class PersonCounter:
         totp_issuer: str,
         clock: Callable[[], float],
         actor: str,
+        session_ref: str = "",
     ) -> None:
         self._engine = engine
         self._box = box
@@ -101,6 +102,24 @@ class PersonCounter:
         self._issuer = totp_issuer
         self._clock = clock
         self._actor = actor
+        self._session_ref = session_ref
+
+    @property
+    def totp_issuer(self) -> str:
+        return self._issuer
+
+    def acting_as(self, actor: str, *, session_ref: str = "") -> PersonCounter:
+        """The same workflows audited as *actor* (``staff:<name>`` at the console,
+        in its session *session_ref*)."""
+        return PersonCounter(
+            engine=self._engine,
+            box=self._box,
+            hasher=self._hasher,
+            totp_issuer=self._issuer,
+            clock=self._clock,
+            actor=actor,
+            session_ref=session_ref,
+        )
 
     def enrol(self, id_number: str, *, out: Path | None = None, reason: str = "") -> PersonIssued:
         """Open the portal account of the insured person with *id_number*: an initial
@@ -218,6 +237,7 @@ class PersonCounter:
                 subject=subject,
                 outcome=outcome,
                 reason=reason,
+                session_id=self._session_ref,
                 details=details,
             ),
         )

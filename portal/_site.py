@@ -75,6 +75,10 @@ MAX_BODY = 16 * 1024
 MAX_FIELDS = 32
 MAX_PASSWORD = 1024
 MAX_OTP = 16
+# The contributions page lists at most this many lines, the newest (about eight years
+# of five insurances); the totals still cover the whole filter and the CSV every
+# line.  Thirty years of lines as HTML took the page past 100 ms (docs/benchmarks.md).
+MAX_SHOWN_LINES = 500
 UNKNOWN_PRINCIPAL = "person:(unknown)"
 SITE_TITLE = "社会保险个人服务"
 REFUSED = (
@@ -445,7 +449,7 @@ class PortalShell:
         out["insurance"] = insurance or None
         return out
 
-    async def _ledger(self, ctx: PersonCtx, page: str) -> Any:
+    async def _ledger(self, ctx: PersonCtx, page: str, newest: int | None = None) -> Any:
         filters = self._filters(ctx)
         if filters is None:
             raise web.MalformedInput("bad-filter", "bad filter")
@@ -460,13 +464,14 @@ class PortalShell:
                 to_month=filters["to"],
                 insurance=filters["insurance"],
                 unit_code=filters["unit"],
+                newest=newest,
             ),
             details,
         )
         return filters, result
 
     async def _contributions(self, ctx: PersonCtx) -> web.Response:
-        filters, result = await self._ledger(ctx, "contributions")
+        filters, result = await self._ledger(ctx, "contributions", MAX_SHOWN_LINES)
         return self.page(
             ctx,
             "contributions.html",

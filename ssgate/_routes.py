@@ -31,6 +31,7 @@ def console_table() -> web.RouteTable:
         workflow=idle,
         provisioner=idle,
         staff_admin=idle,
+        person_counter=idle,
         clock=idle,
         secure=True,
         login_form_key=bytes(32),  # never used: nothing is served

@@ -96,7 +96,7 @@ from ssgate._nodes import (
     shared_crl_at_start,
 )
 from ssgate._ops import Ops, exposure_warning, is_loopback_listen, node_ops
-from ssgate._portal import start_portal  # the insured persons' portal (issue 18)
+from ssgate._portal import person_counter, start_portal  # the insured persons' portal (issue 18)
 from ssgate._radius import RadiusListener, start_radius
 from ssgate._state import StateDir, StateError
 from ssgate._syslog import SyslogSetupError, syslog_service
@@ -376,6 +376,8 @@ def start(
         provisioner=app.provisioner(),
         # The administrators' staff pages: the same workflows ``ssgate staff`` runs.
         staff_admin=app.staff_admin(),
+        # The counter's portal enrolment: the same workflows ``ssgate persons`` runs.
+        person_counter=person_counter(app),
         # The login page's lockout help and the officers' view of throttled sources.
         lockout=authenticator.policy,
         # The officers' integrity page has a verdict from the start (audited as system).

@@ -51,6 +51,7 @@ from ._sessions import DatabaseSessions, SessionPolicy, login_form_key, session_
 
 if TYPE_CHECKING:
     from declare_app.interfaces import DeclarationWorkflow
+    from portal import PersonCounter
     from provisioning import Provisioner
     from staffing import StaffAdministration
 
@@ -106,6 +107,7 @@ def console_shell(
     clock: IReactorTime,
     provisioner: Provisioner | None = None,
     staff_admin: StaffAdministration | None = None,
+    person_counter: PersonCounter | None = None,
     lockout: auth.LockoutPolicy | None = None,
     login_form_key: bytes,
     sections: Sequence[web.ConsoleSection] = (),
@@ -148,6 +150,11 @@ def console_shell(
         from staffing import staff_section
 
         mounted.append(staff_section(staff_admin))
+    if person_counter is not None:
+        # The agency counter's portal enrolment: the same workflows ``ssgate persons`` runs.
+        from portal import persons_section
+
+        mounted.append(persons_section(person_counter))
     mounted.extend(sections)
     return web.ConsoleShell(
         authenticator=authenticator,

@@ -160,3 +160,49 @@ def test_radius_bench_smoke_accepts_every_request_and_cleans_up(short_tmp: Path)
     assert not [x for x in lines if x.startswith("warning:")], proc.stdout
     assert processes_mentioning(str(short_tmp)) == []
     assert list(short_tmp.iterdir()) == [], "the runner left its temporary directory behind"
+
+
+PORTAL_PAGES = (
+    "home /",
+    "enrolments",
+    "contributions (all)",
+    "contributions 1 year",
+    "contributions.csv (all)",
+    "account (latest year)",
+    "retirement",
+    "declarations",
+    "certificate form",
+    "certificate PDF (30 years; incl. form)",
+    "verify (no login)",
+)
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_portal_bench_smoke_measures_every_page(db: str, short_tmp: Path) -> None:
+    """``bench/run.py portal`` with a small data set: loads the person's 30 years of
+    ledger, opens their account at the counter, logs in (password, code, password
+    change), prints a median and p99 for every portal page, and leaves no temporary
+    directory behind (PostgreSQL: its schema is made in the test database and dropped)."""
+    env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
+    env["TMPDIR"] = str(short_tmp)
+    args = ["portal", "--db", db, "--others", "20", "--repeats", "2", "--warmup", "0"]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), *args, "--pg-url", PG_ADMIN_URL],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "one person with 360 months (1800 ledger lines, 3 units)" in lines[0], lines[0]
+    for name in PORTAL_PAGES:
+        line = next((x for x in lines if x.startswith(f"{name} ")), None)
+        assert line is not None, f"no line for {name!r} in:\n{proc.stdout}"
+        median, p99 = line.removeprefix(name).split()[:2]
+        assert float(median) > 0 and float(p99) >= float(median), line
+    assert any(x.startswith("pages over 100 ms median: ") for x in lines), proc.stdout
+    assert list(short_tmp.iterdir()) == [], "the runner left its temporary directory behind"

@@ -1,9 +1,10 @@
 """Issue 18, acceptance 1, in a real browser against real processes.
 
-``ssgate demo --no-serve`` loads the demo units, persons and ledger; the auditor enrols
-a demo person at the counter (``ssgate persons enrol``); ``ssgate serve`` runs with
-``[portal] listen``.  Headless Chromium logs the person in with password and code,
-changes the initial password, opens the enrolments, contributions and account
+``ssgate demo --no-serve`` loads the demo units, persons and ledger; ``ssgate serve``
+runs with ``[portal] listen``; an auditor enrols a demo person at the counter on the
+staff console's ``/persons`` page in Chromium (the initial password and the TOTP
+files shown once, the files downloaded as the zip).  The person logs in with password
+and code, changes the initial password, opens the enrolments, contributions and account
 statement — whose figures are the employer's own 个人缴费 and 对帐单 for the same
 person, computed by the declaration service's queries — and downloads a 参保证明.  A
 second browser, never logged in, verifies it at ``/verify/CODE``.  Screenshots are
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 import urllib.parse
+import zipfile
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +37,22 @@ if TYPE_CHECKING:  # conftest is not importable under --import-mode=importlib
 pytestmark = [pytest.mark.slow]
 
 NEW_PASSWORD = "Portal-Person-Pass-2025"
+AUDITOR = "counter1"
+AUDITOR_PASSWORD = "Counter-Pass-4711!"
+
+
+def _add_auditor(channel: Channel) -> pyotp.TOTP:
+    """``ssgate staff add counter1 --role auditor``; the TOTP from its otpauth.txt."""
+    password_file = channel.tmp / "auditor-password"
+    password_file.write_text(AUDITOR_PASSWORD + "\n", encoding="utf-8")
+    password_file.chmod(0o600)
+    out = channel.tmp / "staff-counter1"
+    channel.run(
+        "staff", "add", AUDITOR, "--role", "auditor",
+        "--password-file", str(password_file), "--out", str(out), check_rc=0,
+    )  # fmt: skip
+    uri = (out / "otpauth.txt").read_text(encoding="utf-8").strip()
+    return pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
 
 
 def _demo_person(state: Path) -> tuple[str, str, str, str]:
@@ -79,12 +97,7 @@ def test_a_person_enrolled_at_the_counter_sees_their_records_and_a_stranger_veri
 ) -> None:
     channel.run("demo", "--no-serve", check_rc=0)
     id_number, name, person_number, unit = _demo_person(channel.state)
-    otp_dir = channel.tmp / "person-otp"
-    enrolled = channel.run("persons", "enrol", id_number, "--out", str(otp_dir), check_rc=0)
-    password = re.search(r"initial password: (\S+)", enrolled.stdout)
-    assert password is not None and id_number not in enrolled.stdout
-    uri = (otp_dir / "otpauth.txt").read_text(encoding="utf-8").strip()
-    totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
+    auditor_totp = _add_auditor(channel)
 
     config = channel.state / "ssgate.toml"
     head, tail = config.read_text(encoding="utf-8").split("\n[portal]\n")
@@ -94,16 +107,49 @@ def test_a_person_enrolled_at_the_counter_sees_their_records_and_a_stranger_veri
     port = int(serve.wait_for(r"personal portal on https://127\.0\.0\.1:(\d+)/").group(1))
     base = f"https://localhost:{port}"
 
+    # -- the counter: the auditor checks the identity document and opens the account -------
+    console = f"https://127.0.0.1:{channel.console_port}"
+    counter = new_page(ignore_https_errors=True, accept_downloads=True)
+    counter.goto(f"{console}/login")
+    counter.fill("#name", AUDITOR)
+    counter.fill("#password", AUDITOR_PASSWORD)
+    counter.fill("#otp", auditor_totp.now())
+    with counter.expect_navigation():
+        counter.get_by_role("button", name="登录").click()
+    with counter.expect_navigation():
+        counter.get_by_role("navigation", name="功能菜单").get_by_role(
+            "link", name="个人账户"
+        ).click()
+    with counter.expect_navigation():
+        counter.get_by_role("link", name="开通个人网上服务账户").click()
+    counter.fill("#id_number", id_number)
+    counter.fill("#reason", "参保人持居民身份证到柜台申请开通")
+    with counter.expect_navigation():
+        counter.get_by_role("button", name="下一步").click()
+    assert id_number not in counter.url
+    screenshots.take(counter, "counter-confirm")
+    with counter.expect_navigation():
+        counter.get_by_role("button", name="确认开通个人网上服务账户").click()
+    initial = counter.locator("#issued-password").inner_text()
+    assert initial and counter.locator("#issued-qr").count() == 1
+    assert id_number not in counter.locator("main").inner_text()
+    screenshots.take(counter, "counter-enrolled-shown-once")
+    with counter.expect_download() as got:
+        counter.locator("#otp-download").click()
+    with zipfile.ZipFile(got.value.path()) as files:
+        uri = files.read("portal-otp/otpauth.txt").decode("utf-8").strip()
+    totp = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0])
+
     page = new_page(ignore_https_errors=True)
     page.goto(f"{base}/login")
     page.fill("input[name=id_number]", id_number)
-    page.fill("input[name=password]", password.group(1))
+    page.fill("input[name=password]", initial)
     page.fill("input[name=otp]", totp.now())
     screenshots.take(page, "login")
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/password")
     screenshots.take(page, "must-change-password")
-    page.fill("input[name=password]", password.group(1))
+    page.fill("input[name=password]", initial)
     page.fill("input[name=new_password]", NEW_PASSWORD)
     page.fill("input[name=new_password2]", NEW_PASSWORD)
     page.fill("input[name=otp]", totp.at(time.time() + 30))  # the next step: never the same code

@@ -24,6 +24,7 @@ import audit
 import auth
 import declare_app
 import gateway
+import portal
 import web
 from audit._schema import alerts
 from auth.testing import SynchronousRunner
@@ -135,6 +136,15 @@ def _world(tmp_path: Path) -> tuple[web.ConsoleShell, ConsoleClient, dict[str, s
         workflow=workflow,
         provisioner=provisioner,
         staff_admin=make_staff_admin(engine, clock=clock.seconds, hasher=hasher, box=box),
+        # The counter's portal enrolment (issue 18): a POST without an ID number changes nothing.
+        person_counter=portal.PersonCounter(
+            engine=engine,
+            box=box,
+            hasher=hasher,
+            totp_issuer="ssgate-test",
+            clock=clock.seconds,
+            actor="os:tester",
+        ),
         clock=clock,
         secure=False,
         refusal_delay=0,
