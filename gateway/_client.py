@@ -344,6 +344,9 @@ class ClientTunnel(TunnelProtocol):
             self.client.say(f"{event.reason.bilingual}")
             if stream is not None:
                 stream.close_local()
+            if self._close_when_drained and not self.streams:
+                # A moved connection whose last stream was refused has nothing left.
+                self.client.clock.callLater(0, self._close_if_drained)
         elif isinstance(event, StreamOpened | HandshakeCompleted | PongReceived):
             pass
 

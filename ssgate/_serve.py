@@ -204,7 +204,6 @@ class Serving:
         self.ops.readiness.start_draining()
         waits = [
             maybeDeferred(self.gateway.stopListening),
-            maybeDeferred(self.declare.stopListening),
             maybeDeferred(self.console.stopListening),
             *(
                 maybeDeferred(port.stopListening)
@@ -213,6 +212,9 @@ class Serving:
             maybeDeferred(self.services.stopService),  # the node waits for session ends
         ]
         d: Deferred[Any] = gatherResults(waits, consumeErrors=True)
+        # The declaration service listens until the sessions have drained: a stream the
+        # client opened on a moving connection just before MOVE still gets its answer.
+        d.addBoth(lambda _: self.declare.stopListening())
         d.addBoth(lambda _: self.ops_port.stopListening())
         d.addBoth(self._closed)
         return d

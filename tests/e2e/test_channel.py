@@ -350,10 +350,10 @@ def test_the_service_answers_only_a_valid_fresh_identity_header(channel: Channel
     gets nothing; with a valid one it gets the page (so the port really is the service)."""
     config = channel.state / "ssgate.toml"
     text = config.read_text(encoding="utf-8")
-    assert text.count('listen = ""') == 1  # the [declare] table's
-    config.write_text(
-        text.replace('listen = ""', 'listen = "tcp:0:interface=127.0.0.1"'), encoding="utf-8"
-    )
+    head, table, rest = text.partition("\n[declare]\n")
+    assert table and 'listen = ""' in rest.split("\n[", 1)[0]  # the [declare] table's
+    rest = rest.replace('listen = ""', 'listen = "tcp:0:interface=127.0.0.1"', 1)
+    config.write_text(head + table + rest, encoding="utf-8")
     serve = channel.start()
     declare_port = int(serve.wait_for(r"declare service on 127\.0\.0\.1:(\d+) ").group(1))
     key = (channel.state / "identity.key").read_bytes()

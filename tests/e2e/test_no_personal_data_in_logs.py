@@ -167,9 +167,12 @@ def test_no_id_number_name_person_number_or_password_in_any_log(channel: Channel
     refused = channel.connect(account, otp=account.code(2), password_file=wrong)
     assert refused.wait_exit() == 20, refused.output
 
+    # The employer ends the session (Ctrl-C), then the node stops: a client still
+    # connected when its only node drains would wait to resume elsewhere.
+    client.popen.send_signal(signal.SIGINT)
+    assert client.wait_exit() == 0, client.output
     serve.popen.send_signal(signal.SIGTERM)
     assert serve.wait_exit() == 0, serve.output
-    client.wait_exit()
 
     # Off a terminal, the process log is plain JSON lines (after the banner on stdout).
     banner_end = serve.lines.index("Ctrl-C stops the gateway.")
