@@ -1153,6 +1153,8 @@ class GatewayNode(Service):
                 self.log.warn(
                     "ended {count} sessions left live by a stopped gateway process", count=ended
                 )
+            else:
+                self.log.info("start-up recovery: no session left live by a stopped process")
             return ended
 
         def failed(failure: Failure) -> int:

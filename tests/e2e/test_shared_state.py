@@ -172,6 +172,9 @@ def test_kill_9_of_node_b_ends_its_unresumed_sessions_node_lost_and_clients_resu
     a = ch.start()  # A now shares the port
     a_name = a.wait_for(r'"node": "([^"]+)"').group(1)
     assert a_name != b_name
+    # B dies while A runs, not while A starts: A's start-up recovery (which ends at once
+    # what dead processes of this host left live) has looked, and found B alive.
+    a.wait_for(r"start-up recovery: no session left live by a stopped process")
 
     os.kill(frozen.popen.pid, signal.SIGSTOP)  # its client cannot resume: only A can end it
     try:
