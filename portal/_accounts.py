@@ -22,11 +22,18 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-import audit
 import auth
 from declare_app._schema import persons
 from declare_app._voucher_pdf import mask_id_number
-from provisioning import BundleError, check_bundle_dir, qr_files, remove_bundle, write_bundle
+from provisioning import (
+    AuditedWorkflows,
+    BundleError,
+    WorkflowRefused,
+    check_bundle_dir,
+    qr_files,
+    remove_bundle,
+    write_bundle,
+)
 
 from ._schema import person_accounts, portal_sessions
 
@@ -38,13 +45,13 @@ class PersonInputError(ValueError):
     """The counter's input is malformed (an ID number, ``--out``); exit status 2."""
 
 
-class PersonRefused(Exception):
+class PersonRefused(WorkflowRefused):
     """The change is not possible; ``reason`` is the audit code (``unknown-person``,
     ``already-enrolled``, ``not-enrolled``)."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+
+# A refusal's subject: never the ID number the counter typed, which never enters the log.
+_BY_ID_NUMBER = "person:(by-id-number)"
 
 
 @dataclass(frozen=True)
@@ -82,8 +89,12 @@ def principal_of(conn: Connection, id_number: str) -> tuple[str, str] | None:
     return None if row is None else (row.principal, row.person_number)
 
 
-class PersonCounter:
-    """The counter's workflows over the declaration service's persons, auth and audit."""
+class PersonCounter(AuditedWorkflows):
+    """The counter's workflows over the declaration service's persons, auth and audit.
+
+    Who acts and how each change is audited come from
+    :class:`provisioning.AuditedWorkflows` (``acting_as``, ``_event``), as for the
+    carrier's and the administrator's workflows."""
 
     def __init__(
         self,
@@ -96,30 +107,14 @@ class PersonCounter:
         actor: str,
         session_ref: str = "",
     ) -> None:
-        self._engine = engine
+        super().__init__(engine=engine, clock=clock, actor=actor, session_ref=session_ref)
         self._box = box
         self._hasher = hasher
         self._issuer = totp_issuer
-        self._clock = clock
-        self._actor = actor
-        self._session_ref = session_ref
 
     @property
     def totp_issuer(self) -> str:
         return self._issuer
-
-    def acting_as(self, actor: str, *, session_ref: str = "") -> PersonCounter:
-        """The same workflows audited as *actor* (``staff:<name>`` at the console,
-        in its session *session_ref*)."""
-        return PersonCounter(
-            engine=self._engine,
-            box=self._box,
-            hasher=self._hasher,
-            totp_issuer=self._issuer,
-            clock=self._clock,
-            actor=actor,
-            session_ref=session_ref,
-        )
 
     def enrol(self, id_number: str, *, out: Path | None = None, reason: str = "") -> PersonIssued:
         """Open the portal account of the insured person with *id_number*: an initial
@@ -181,7 +176,7 @@ class PersonCounter:
             if written is not None:
                 remove_bundle(written)
             if isinstance(failure, PersonRefused):
-                self._refuse("person.enrol", failure)
+                self._refuse("person.enrol", _BY_ID_NUMBER, failure)
             raise
         return PersonIssued(principal, masked, password, uri, out, files)
 
@@ -213,42 +208,10 @@ class PersonCounter:
                 ).rowcount
                 self._event(conn, "person.reset-password", principal, reason=reason, sessions=ended)
         except PersonRefused as refused:
-            self._refuse("person.reset-password", refused)
+            self._refuse("person.reset-password", _BY_ID_NUMBER, refused)
         return PersonIssued(principal, mask_id_number(number), password, sessions_ended=ended)
 
     # -- pieces --------------------------------------------------------------------------
-
-    def _event(
-        self,
-        conn: Connection,
-        action: str,
-        subject: str,
-        *,
-        outcome: str = "ok",
-        reason: str = "",
-        **details: str | int | None,
-    ) -> None:
-        audit.append(
-            conn,
-            audit.AuditEvent(
-                at=self._clock(),
-                actor=self._actor,
-                action=action,
-                subject=subject,
-                outcome=outcome,
-                reason=reason,
-                session_id=self._session_ref,
-                details=details,
-            ),
-        )
-
-    def _refuse(self, action: str, refusal: PersonRefused) -> None:
-        # The subject is not the ID number the counter typed: that never enters the log.
-        with self._engine.begin() as conn:
-            self._event(
-                conn, action, "person:(by-id-number)", outcome="refused", reason=refusal.reason
-            )
-        raise refusal
 
 
 def _checked(id_number: str, reason: str) -> str:
