@@ -66,7 +66,7 @@ from ._passwords import (
     check_password_strength,
     generate_password,
 )
-from ._runner import Runner
+from ._runner import Runner, RunnerClosed
 from ._schema import metadata
 from ._secretbox import SecretBox, SecretBoxError
 from ._store import (
@@ -148,6 +148,7 @@ __all__ = [
     "PrincipalNotFoundError",
     "RepeatedFailureLog",
     "Runner",
+    "RunnerClosed",
     "SecretBox",
     "SecretBoxError",
     "SqlPasswords",

@@ -27,6 +27,12 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+class RunnerClosed(Exception):
+    """The runner was closed (the process is stopping): the work was not started.
+
+    A background job that meets it at shutdown ends quietly; it is no fault."""
+
+
 class Runner(Protocol):
     """Runs blocking callables off the reactor thread; each returns a Deferred of the
     callable's plain result (or its exception)."""

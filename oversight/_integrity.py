@@ -118,6 +118,14 @@ class ChainVerification:
                 await deferLater(self._clock, self._pause, lambda: None)
                 walk = await self._runner.run(audit.verify_batch, walk, limit=self._batch)
                 self.state = replace(self.state, checked=walk.checked)
+        except auth.RunnerClosed:
+            self.log.info(
+                "audit chain verification {job} cut short: the process is stopping", job=job
+            )
+            self.state = replace(
+                self.state, finished_at=self._clock.seconds(), error="校验中断：服务正在停止。"
+            )
+            return
         except Exception:
             self.log.failure("audit chain verification {job} stopped", job=job)
             self.state = replace(

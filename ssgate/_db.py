@@ -28,6 +28,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
+from auth import RunnerClosed
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -194,17 +196,24 @@ class WorkerPool:
             # transaction cut there is rolled back by the database, never half-written.
             self._pool.threadFactory = _DaemonThread
         self._started = False
+        self._stopped = False
 
     def defer(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Any:
         """``fn(*args, **kwargs)`` on the pool; a Deferred of its result."""
+        from twisted.internet.defer import fail
         from twisted.internet.threads import deferToThreadPool
 
+        if self._stopped:
+            # Twisted's own AlreadyQuit would say nothing of why; a job that outlives
+            # the pool (a verification still walking at shutdown) ends quietly on this.
+            return fail(RunnerClosed(f"{self._pool.name}: stopped, the process is stopping"))
         if not self._started:
             self._pool.start()
             self._started = True
         return deferToThreadPool(self._reactor, self._pool, fn, *args, **kwargs)
 
     def stop(self) -> None:
+        self._stopped = True
         if self._started:
             self._pool.stop()
             self._started = False

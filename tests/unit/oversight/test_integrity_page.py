@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, capturedLogs
 
 import audit
 import auth
@@ -194,3 +195,34 @@ def test_a_console_built_to_verify_at_start_verifies_the_chain_by_itself(tmp_pat
     page = world.login("olga").get("/integrity")
     assert page.status == 200 and "system" in page.text
     engine.dispose()
+
+
+class _ClosingRunner:
+    """A runner that closes (the process stops) after *left* transactions."""
+
+    def __init__(self, runner: SynchronousRunner, left: int) -> None:
+        self._runner = runner
+        self.left = left
+
+    def run(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        from twisted.internet.defer import fail
+
+        if self.left == 0:
+            return fail(auth.RunnerClosed("ssgate-db: stopped, the process is stopping"))
+        self.left -= 1
+        return self._runner.run(fn, *args, **kwargs)
+
+
+def test_a_verification_cut_short_by_the_process_stopping_ends_quietly(world: World) -> None:
+    """Shutdown closes the database pool under a running job: that is no fault, so no
+    ``critical`` log line (a stopping ``ssgate serve`` would print one), and the job
+    is simply over."""
+    runner = _ClosingRunner(SynchronousRunner(world.engine), left=2)
+    job = oversight.ChainVerification(runner, world.clock, batch=10)  # type: ignore[arg-type]
+    with capturedLogs() as events:
+        assert job.start("system")
+        for _ in range(5):
+            world.clock.advance(0)
+    assert [e["log_level"] for e in events] == [LogLevel.info]
+    assert "cut short" in events[0]["log_format"]
+    assert not job.state.running and job.state.error == "校验中断：服务正在停止。"
