@@ -45,7 +45,13 @@ from provisioning._workflows import (
     ProvisioningRefused,
 )
 from web import Response, StaffCtx
-from web._changes import ChangeAction, ConfirmedChanges, one_time_files, reason_problem
+from web._changes import (
+    ChangeAction,
+    ConfirmedChanges,
+    lockout_text,
+    one_time_files,
+    reason_problem,
+)
 from web._time import shown
 
 ACCOUNTS = "/accounts"
@@ -142,8 +148,8 @@ REFUSALS: Mapping[str, str] = {
 
 
 def when(ts: float | None) -> str:
-    """Epoch seconds as Beijing time, ``2026-01-01 08:00``; ``—`` for none."""
-    return shown(ts)
+    """Epoch seconds as Beijing time with its offset; ``—`` for none."""
+    return shown(ts, offset=True)
 
 
 def check_reason(text: str) -> str:
@@ -153,19 +159,6 @@ def check_reason(text: str) -> str:
 
 def refusal_text(refusal: ProvisioningRefused) -> str:
     return REFUSALS.get(refusal.reason, "该操作未被允许。")
-
-
-def _lockout(view: AccountView, now: float) -> str:
-    c = view.credential
-    if c is None:
-        return "—"
-    if c.hard_locked:
-        return f"已永久锁定（连续失败 {c.consecutive_failures} 次），须解除锁定或重置密码"
-    if c.locked_until_at is not None and c.locked_until_at > now:
-        return f"临时锁定至 {when(c.locked_until_at)}（连续失败 {c.consecutive_failures} 次）"
-    if c.consecutive_failures:
-        return f"未锁定（连续失败 {c.consecutive_failures} 次）"
-    return "未锁定"
 
 
 def _handed_out(issued: Issued) -> dict[str, Any]:
@@ -307,7 +300,7 @@ class AccountPages(ConfirmedChanges):
             "account.html",
             f"专网账号 {account}",
             view=view,
-            lockout=_lockout(view, ctx.now),
+            lockout=lockout_text(view.credential, ctx.now),
             locked=c is not None and (c.is_locked(ctx.now) or c.consecutive_failures > 0),
             actions=[a for a in ACTIONS.values() if status in a.statuses],
             notice=f"已{done.title}。" if done is not None else "",

@@ -42,7 +42,13 @@ from staffing._workflows import (
     StaffView,
 )
 from web import Response, StaffCtx
-from web._changes import ChangeAction, ConfirmedChanges, one_time_files, reason_problem
+from web._changes import (
+    ChangeAction,
+    ConfirmedChanges,
+    lockout_text,
+    one_time_files,
+    reason_problem,
+)
 from web._time import shown
 
 STAFF = "/staff"
@@ -121,19 +127,6 @@ def check_reason(text: str) -> str:
 
 def refusal_text(refusal: StaffRefused) -> str:
     return REFUSALS.get(refusal.reason, "该操作未被允许。")
-
-
-def lockout_text(view: StaffView, now: float) -> str:
-    c = view.credential
-    if c is None:
-        return "—"
-    if c.hard_locked:
-        return f"已永久锁定（累计失败 {c.total_failures} 次），须解除锁定或重置密码"
-    if c.locked_until_at is not None and c.locked_until_at > now:
-        return f"临时锁定至 {when(c.locked_until_at)}（连续失败 {c.consecutive_failures} 次）"
-    if c.consecutive_failures:
-        return f"未锁定（连续失败 {c.consecutive_failures} 次）"
-    return "未锁定"
 
 
 def _handed_out(issued: StaffIssued) -> dict[str, Any]:
@@ -222,7 +215,7 @@ class StaffPages(ConfirmedChanges):
             "list.html",
             "工作人员",
             rows=rows,
-            lockout=lambda view: lockout_text(view, ctx.now),
+            lockout=lambda view: lockout_text(view.credential, ctx.now),
         )
 
     async def show(self, ctx: StaffCtx, name: str) -> Response:
@@ -236,7 +229,7 @@ class StaffPages(ConfirmedChanges):
             "member.html",
             f"工作人员 {name}",
             view=view,
-            lockout=lockout_text(view, ctx.now),
+            lockout=lockout_text(view.credential, ctx.now),
             actions=[
                 a
                 for a in ACTIONS.values()

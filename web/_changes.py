@@ -19,11 +19,15 @@ import base64
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from web._answers import Response, see_other
 from web._console import ConsoleHandler, StaffCtx
 from web._decode import note_problem
+from web._time import shown
+
+if TYPE_CHECKING:
+    from auth import CredentialState
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,25 @@ def reason_problem(text: str, *, max_chars: int) -> str:
         return "请填写办理原因（将记入审计日志）。"
     problem = note_problem(text, what="办理原因", max_chars=max_chars)
     return f"{problem}。" if problem else ""
+
+
+def lockout_text(credential: CredentialState | None, now: float) -> str:
+    """A principal's lockout as the staff pages show it (an account, a staff member):
+    when a temporary lock ends, in Beijing time with the offset; ``—`` for none."""
+    c = credential
+    if c is None:
+        return "—"
+    if c.hard_locked:
+        return (
+            f"已永久锁定（连续失败 {c.consecutive_failures} 次，累计 {c.total_failures} 次），"
+            "须解除锁定或重置密码"
+        )
+    if c.locked_until_at is not None and c.locked_until_at > now:
+        until = shown(c.locked_until_at, offset=True)
+        return f"临时锁定至 {until}（连续失败 {c.consecutive_failures} 次）"
+    if c.consecutive_failures:
+        return f"未锁定（连续失败 {c.consecutive_failures} 次）"
+    return "未锁定"
 
 
 def data_url(media_type: str, data: bytes) -> str:
