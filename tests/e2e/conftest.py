@@ -362,10 +362,41 @@ class Channel:
         return m.group(1), int(m.group(2))
 
 
+@pytest.fixture(scope="session")
+def initialised_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state directory after ``ssgate init --hostname localhost`` and the demo rates
+    on the SQLite default, made once per run: a channel on SQLite starts from a copy
+    (two processes, keys, a CA and every migration saved per test).  Every copy has
+    the same keys and certificates, which no test tells apart; the tests of ``init``
+    itself run it."""
+    state = tmp_path_factory.mktemp("initialised") / "state"
+    env = {k: v for k, v in os.environ.items() if k != "SSGATE_DEBUG"}
+    for args in (
+        ["init", "--hostname", "localhost"],
+        ["declare", "rates", "--install", str(DEMO_RATES)],
+    ):
+        done = subprocess.run(
+            [SSGATE, "--state", str(state), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, (done.stdout, done.stderr)
+    return state
+
+
+def fresh_state(initialised: Path, tmp_path: Path) -> Path:
+    """A copy of *initialised* at ``tmp_path/state`` (modes kept: keys stay 0600)."""
+    state = tmp_path / "state"
+    shutil.copytree(initialised, state)
+    return state
+
+
 @pytest.fixture
-def channel(tmp_path: Path, run: Run) -> Iterator[Channel]:
-    run("init", "--hostname", "localhost", check_rc=0)
-    install_demo_rates(run)
+def channel(tmp_path: Path, run: Run, initialised_state: Path) -> Iterator[Channel]:
+    fresh_state(initialised_state, tmp_path)
     ch = Channel(tmp_path, tmp_path / "state", run)
     ch.configure()
     try:
@@ -377,11 +408,12 @@ def channel(tmp_path: Path, run: Run) -> Iterator[Channel]:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def channel_on(request: pytest.FixtureRequest, tmp_path: Path, run: Run) -> Iterator[Channel]:
     """:func:`channel` on SQLite, and again on a fresh PostgreSQL schema."""
-    args = ["init", "--hostname", "localhost"]
     if request.param == "postgresql":
-        args += ["--database-url", request.getfixturevalue("pg_url")]
-    run(*args, check_rc=0)
-    install_demo_rates(run)
+        url = request.getfixturevalue("pg_url")
+        run("init", "--hostname", "localhost", "--database-url", url, check_rc=0)
+        install_demo_rates(run)
+    else:
+        fresh_state(request.getfixturevalue("initialised_state"), tmp_path)
     ch = Channel(tmp_path, tmp_path / "state", run)
     ch.configure()
     try:
