@@ -62,9 +62,10 @@ def default_reserve(limit: int) -> int:
 class DescriptorBudget:
     """Whether the gateway may take one more connection: ``in use < limit - reserve``.
 
-    *limit* ``None`` reads the soft limit now (after ``ssgate serve`` raised it);
-    an unlimited one, or a counter that cannot tell (``-1``), admits everything.
-    *clock* is seconds (the reactor's ``seconds``).
+    *limit* ``None`` follows the process's soft limit (read again at each recount, so
+    an operator's ``prlimit`` on the running process counts too); an unlimited one,
+    or a counter that cannot tell (``-1``), admits everything.  *reserve* ``None`` is
+    :func:`default_reserve` of the limit.  *clock* is seconds (the reactor's).
     """
 
     recount_every = 32
@@ -76,16 +77,28 @@ class DescriptorBudget:
         *,
         reserve: int | None = None,
         count_open: Callable[[], int] = count_open_descriptors,
+        read_limit: Callable[[], int] = open_files_limit,
         clock: Callable[[], float],
     ) -> None:
-        self.limit = open_files_limit() if limit is None else limit
-        self.reserve = default_reserve(self.limit) if reserve is None else reserve
+        self._fixed_limit = limit
+        self._fixed_reserve = reserve
+        self._read_limit = read_limit
         self._count_open = count_open
         self._clock = clock
+        self.limit = 0
+        self.reserve = 0
+        self._read_limits()
         self._counted = 0  # descriptors in use at the last count
         self._counted_at: float | None = None
         self._since = 0  # admissions since that count
         self.refused = 0  # connections refused so far
+
+    def _read_limits(self) -> None:
+        self.limit = self._read_limit() if self._fixed_limit is None else self._fixed_limit
+        if self._fixed_reserve is not None:
+            self.reserve = self._fixed_reserve
+        else:
+            self.reserve = default_reserve(self.limit)
 
     @property
     def threshold(self) -> int:
@@ -99,8 +112,6 @@ class DescriptorBudget:
 
     def admit(self) -> bool:
         """One more connection: True to serve it, False to refuse it (``gateway-full``)."""
-        if self.limit < 0:
-            return True
         now = self._clock()
         near = self.in_use + 1 >= self.threshold - self.reserve
         if (
@@ -109,10 +120,14 @@ class DescriptorBudget:
             or self._since >= self.recount_every
             or now - self._counted_at >= self.recount_after
         ):
-            counted = self._count_open()
+            self._read_limits()
+            counted = self._count_open() if self.limit >= 0 else -1
             if counted < 0:
+                self._counted_at, self._since = now, 0
                 return True
             self._counted, self._counted_at, self._since = counted, now, 0
+        if self.limit < 0:
+            return True
         if self.in_use + 1 > self.threshold:
             self.refused += 1
             return False
