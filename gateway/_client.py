@@ -350,10 +350,10 @@ class StreamQueue:
         return self._waiting[0] if self._waiting else None
 
     def remove(self, connection: LocalConnection) -> None:
-        timer = self._timers.pop(connection, None)
-        if timer is None:
+        if connection not in self._timers:
             return
-        if timer.active():
+        timer = self._timers.pop(connection)
+        if timer is not None and timer.active():
             timer.cancel()
         self._waiting.remove(connection)
         if not self._waiting:
