@@ -69,7 +69,7 @@ class GatewayFullRefusal(Protocol):
 
     def handshakeCompleted(self) -> None:
         self._deadline.stop()
-        if self.transport is None:
+        if self.transport is None or self._at_once:
             return
         self.transport.write(GOAWAY_GATEWAY_FULL)
         self.told = True
