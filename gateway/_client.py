@@ -305,8 +305,10 @@ def parse_listen(text: str) -> tuple[str, int]:
 class StreamQueue:
     """Local connections waiting for a free stream, oldest first, at most *limit*.
 
-    Each waits at most *timeout* seconds (then :attr:`expired` is called with it).
-    :attr:`peak` and :attr:`timed_out` say how it went, for the log and the tests."""
+    Each waits at most *timeout* seconds, then is answered 503.  :attr:`peak`,
+    :attr:`timed_out` and :attr:`refused` say how it went.  When connections start
+    waiting and when none waits any more it is logged, and told with *say* (the
+    user's terminal: ``ssgate connect`` has no log of its own)."""
 
     log = Logger()
 
@@ -316,8 +318,10 @@ class StreamQueue:
         *,
         limit: int = MAX_WAITING,
         timeout: float = STREAM_WAIT_TIMEOUT,
+        say: Callable[[str], object] | None = None,
     ) -> None:
         self.clock = clock
+        self._say = say
         self.limit = limit
         self.timeout = timeout
         self._waiting: deque[LocalConnection] = deque()
@@ -341,6 +345,11 @@ class StreamQueue:
                 limit=self.limit,
                 timeout=self.timeout,
             )
+            if self._say is not None:
+                self._say(
+                    "安全通道的连接数已满，新的本地连接正在排队等待… The secure channel's "
+                    "streams are all in use; new local connections wait for a free one…"
+                )
         self._waiting.append(connection)
         self._timers[connection] = self.clock.callLater(self.timeout, self._expire, connection)
         self.peak = max(self.peak, len(self._waiting))
@@ -364,6 +373,12 @@ class StreamQueue:
                 timed_out=self.timed_out,
                 refused=self.refused,
             )
+            if self._say is not None:
+                self._say(
+                    f"排队的本地连接已处理完毕（最多 {self.peak} 个同时等待）。 No local "
+                    f"connection waits any more (at most {self.peak} waited at once; "
+                    f"{self.timed_out} timed out so far)."
+                )
 
     def _expire(self, connection: LocalConnection) -> None:
         self._timers[connection] = None  # fired: remove() must not cancel it
@@ -373,6 +388,7 @@ class StreamQueue:
 
     def clear(self, reason: Reason) -> None:
         """The session is over: answer every waiting connection with *reason*."""
+        self._say = None  # the user has been told why the session ended
         while self._waiting:
             connection = self._waiting[0]
             self.remove(connection)
@@ -657,7 +673,7 @@ class ConnectClient:
         self._moved_from: ClientTunnel | None = None  # the connection MOVE came on
         self.ending_note = ""  # the officer's note of a kill
         # Local connections waiting for a free stream (see the module docstring).
-        self.stream_queue = StreamQueue(reactor)
+        self.stream_queue = StreamQueue(reactor, say=self.say)
         self._admitting: Any = None  # the pending admission of waiting connections
 
     @property

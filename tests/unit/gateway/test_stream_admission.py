@@ -135,6 +135,9 @@ def test_three_hundred_concurrent_requests_through_one_session_are_all_answered(
     assert bed.client.stream_queue.peak == 300 - STREAM_LIMIT
     assert bed.client.stream_queue.timed_out == 0
     assert bed.client.tunnel is not None and bed.client.tunnel.open
+    told = bed.client.out.getvalue()  # type: ignore[attr-defined]
+    assert "new local connections wait for a free one" in told
+    assert "at most 200 waited at once; 0 timed out" in told
 
 
 def test_a_connection_that_waits_too_long_is_answered_503_and_the_others_go_on(
