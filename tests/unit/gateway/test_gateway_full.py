@@ -258,3 +258,9 @@ def _factory_of(protocol: RecordingProtocol) -> Any:
     from twisted.internet.protocol import Factory
 
     return Factory.forProtocol(lambda: protocol)
+
+
+def test_ssgate_connect_lists_the_gateway_full_exit_status_in_its_help() -> None:
+    from ssgate._connect import exit_status_help
+
+    assert f"   28  gateway-full: {Reason.GATEWAY_FULL.chinese}" in exit_status_help()
