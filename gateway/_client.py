@@ -9,6 +9,14 @@ version 3) it does the same at once with the token MOVE carries, lets the stream
 already open finish on the old connection, and holds new local connections until
 the session is back.  Every end is told in one plain sentence (Chinese and
 English) and a distinct exit status (:attr:`Reason.exit_code`).
+
+Stream admission: a session carries at most ``max_streams`` (100) streams at once.  A
+local connection beyond that waits, unread, in a bounded queue (:class:`StreamQueue`,
+first come first served) until a stream ends, for at most :data:`STREAM_WAIT_TIMEOUT`
+seconds; when the wait expires or the queue is full it gets an HTTP 503 answer (the
+browser shows why and may retry) instead of a bare close.  So does a stream the
+gateway refuses.  The queue length is :attr:`ConnectClient.waiting_streams`, and the
+client logs when local connections start and stop waiting.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import hashlib
 import ipaddress
 import math
 import tomllib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +56,7 @@ from gateway._machine import (
     MachineUsageError,
     MoveRequested,
     PongReceived,
+    StreamLimitError,
     StreamOpened,
     StreamRefused,
 )
@@ -61,6 +71,14 @@ SERVICE = "declare"
 # Local connections held while the session moves to another gateway node; past this
 # many, new ones are closed (a browser opens a handful per page).
 MAX_PARKED = 64
+# Local connections beyond the session's stream limit wait this long for a free
+# stream, at most this many of them; then they are answered 503 (see the docstring).
+STREAM_WAIT_TIMEOUT = 30.0
+MAX_WAITING = 1024
+# After a 503 the request may still be arriving: read and drop it for at most this
+# long, so that closing with unread bytes does not reset the connection (and lose
+# the answer) before the browser has read it.
+ANSWER_LINGER = 2.0
 
 # Exit statuses of 'ssgate connect' for failures before any session exists.
 EXIT_SETUP = 2  # bad profile, bundle or passphrase
@@ -116,6 +134,23 @@ def officer_kill_text(note: str) -> str:
     if not note:
         return Reason.OFFICER_KILL.bilingual
     return f"会话已被安全管理员终止 / Terminated by a security officer: {note}"
+
+
+def unavailable_answer(reason: Reason) -> bytes:
+    """The HTTP 503 a local connection gets when no stream can carry it: the reason's
+    sentence in Chinese and English, the slug in ``X-Ssgate-Reason``, a retry hint."""
+    body = f"{reason.chinese}\n{reason.english}\n".encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Retry-After: 5\r\n"
+        "Cache-Control: no-store\r\n"
+        f"X-Ssgate-Reason: {reason.slug}\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+    )
+    return head.encode("ascii") + body
 
 
 class ClientSetupError(Exception):
@@ -267,29 +302,137 @@ def parse_listen(text: str) -> tuple[str, int]:
     return str(address), int(port_text)
 
 
+class StreamQueue:
+    """Local connections waiting for a free stream, oldest first, at most *limit*.
+
+    Each waits at most *timeout* seconds, then is answered 503.  :attr:`peak`,
+    :attr:`timed_out` and :attr:`refused` say how it went.  When connections start
+    waiting and when none waits any more it is logged, and told with *say* (the
+    user's terminal: ``ssgate connect`` has no log of its own)."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: Any,
+        *,
+        limit: int = MAX_WAITING,
+        timeout: float = STREAM_WAIT_TIMEOUT,
+        say: Callable[[str], object] | None = None,
+    ) -> None:
+        self.clock = clock
+        self._say = say
+        self.limit = limit
+        self.timeout = timeout
+        self._waiting: deque[LocalConnection] = deque()
+        self._timers: dict[LocalConnection, Any] = {}
+        self.peak = 0
+        self.timed_out = 0
+        self.refused = 0  # answered 503 at once: the queue was full
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self, connection: LocalConnection) -> bool:
+        """Queue *connection*; False (and nothing queued) if the queue is full."""
+        if len(self._waiting) >= self.limit:
+            self.refused += 1
+            return False
+        if not self._waiting:
+            self.log.info(
+                "the session's streams are all in use; local connections wait for one "
+                "(at most {limit}, {timeout} s each)",
+                limit=self.limit,
+                timeout=self.timeout,
+            )
+            if self._say is not None:
+                self._say(
+                    "安全通道的连接数已满，新的本地连接正在排队等待… The secure channel's "
+                    "streams are all in use; new local connections wait for a free one…"
+                )
+        self._waiting.append(connection)
+        self._timers[connection] = self.clock.callLater(self.timeout, self._expire, connection)
+        self.peak = max(self.peak, len(self._waiting))
+        return True
+
+    def first(self) -> LocalConnection | None:
+        return self._waiting[0] if self._waiting else None
+
+    def remove(self, connection: LocalConnection) -> None:
+        if connection not in self._timers:
+            return
+        timer = self._timers.pop(connection)
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._waiting.remove(connection)
+        if not self._waiting:
+            self.log.info(
+                "no local connection waits for a stream any more (peak {peak}, "
+                "{timed_out} timed out, {refused} refused with the queue full)",
+                peak=self.peak,
+                timed_out=self.timed_out,
+                refused=self.refused,
+            )
+            if self._say is not None:
+                self._say(
+                    f"排队的本地连接已处理完毕（最多 {self.peak} 个同时等待）。 No local "
+                    f"connection waits any more (at most {self.peak} waited at once; "
+                    f"{self.timed_out} timed out so far)."
+                )
+
+    def _expire(self, connection: LocalConnection) -> None:
+        self._timers[connection] = None  # fired: remove() must not cancel it
+        self.timed_out += 1
+        self.remove(connection)
+        connection.answer_unavailable(Reason.TOO_MANY_STREAMS)
+
+    def clear(self, reason: Reason) -> None:
+        """The session is over: answer every waiting connection with *reason*."""
+        self._say = None  # the user has been told why the session ended
+        while self._waiting:
+            connection = self._waiting[0]
+            self.remove(connection)
+            connection.answer_unavailable(reason)
+
+
 class LocalConnection(StreamConnection):
     """A browser connection on 127.0.0.1, carried as one stream.
 
     A *parked* one arrived while the session was moving to another node: it is not
     read from (so nothing is buffered) until :meth:`attach` gives it the new tunnel;
     meanwhile its ``tunnel`` is the old one, which it never uses without a stream id.
+    A *waiting* one arrived when the session's streams were all in use: it is not read
+    from either, and waits in *queue* until :meth:`admit` finds a free stream.  One
+    that can get no stream is answered HTTP 503 (:meth:`answer_unavailable`).
     """
 
     def __init__(
-        self, tunnel: TunnelProtocol, *, park: Callable[[LocalConnection], None] | None = None
+        self,
+        tunnel: TunnelProtocol,
+        *,
+        park: Callable[[LocalConnection], None] | None = None,
+        queue: StreamQueue | None = None,
     ) -> None:
         super().__init__(tunnel)
         self._park = park
+        self._queue = queue
+        self.waiting = False
+        self.answered = False  # a 503 went out; the rest of the request is dropped
+        self._linger: Any = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
         if self._park is not None:
-            assert self.transport is not None
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
-            self.reading_paused = True
+            self._pause_unread()
             self._park(self)
             return
         self._open_stream()
+
+    def _pause_unread(self) -> None:
+        assert self.transport is not None
+        if not self.reading_paused:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+            self.reading_paused = True
 
     def attach(self, tunnel: TunnelProtocol) -> None:
         """The session is back (on another node): carry this connection there."""
@@ -299,16 +442,90 @@ class LocalConnection(StreamConnection):
         self.tunnel = tunnel
         self._open_stream()
 
+    def admit(self, tunnel: TunnelProtocol) -> bool:
+        """A stream may be free on *tunnel*: open one.  False if there is none yet
+        (the connection keeps waiting); True once it left the queue either way."""
+        if self.closed or self.transport is None:
+            return True
+        try:
+            sid = tunnel.machine.open_stream(SERVICE)
+        except StreamLimitError:
+            return False
+        except MachineUsageError:  # the session is ending: it says why elsewhere
+            return False
+        self.waiting = False
+        self.tunnel = tunnel
+        self._carry(tunnel, sid)
+        return True
+
     def _open_stream(self) -> None:
         tunnel = self.tunnel
         try:
             sid = tunnel.machine.open_stream(SERVICE)
-        except MachineUsageError:  # the stream limit, or the session is ending
-            self.close_local()
+        except StreamLimitError:
+            self._wait()
             return
+        except MachineUsageError:  # the session is ending
+            self.answer_unavailable(Reason.SERVICE_UNAVAILABLE)
+            return
+        self._carry(tunnel, sid)
+
+    def _carry(self, tunnel: TunnelProtocol, sid: int) -> None:
         tunnel.streams[sid] = self
         self.stream_ready(sid)
         tunnel.flush()
+
+    def _wait(self) -> None:
+        if self._queue is None or not self._queue.add(self):
+            self.answer_unavailable(Reason.TOO_MANY_STREAMS)
+            return
+        self.waiting = True
+        self._pause_unread()
+
+    def answer_unavailable(self, reason: Reason) -> None:
+        """Answer HTTP 503 saying *reason*, then close (never a bare close)."""
+        if self.transport is None or self.closed or self.answered:
+            return
+        self.answered = True
+        self.waiting = False
+        self._early = []
+        self._stop_producing_for_local()
+        transport: Any = self.transport
+        transport.write(unavailable_answer(reason))
+        half_close = getattr(transport, "loseWriteConnection", None)
+        if not self.reading_paused or half_close is None:
+            # What the browser sent has been read: a plain close ends it cleanly.
+            transport.loseConnection()
+            return
+        # Unread bytes (a waiting connection's request) would make the close a reset
+        # that can destroy the answer: half-close, and read and drop until the browser
+        # closes too (or the linger ends).
+        self.reading_paused = False
+        transport.resumeProducing()
+        half_close()
+        clock = self._queue.clock if self._queue is not None else None
+        if clock is not None:
+            self._linger = clock.callLater(ANSWER_LINGER, self.close_local)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.answered:
+            return  # the rest of a request we answered 503
+        super().dataReceived(data)
+
+    def readConnectionLost(self) -> None:
+        if self.answered:
+            self.close_local()
+            return
+        super().readConnectionLost()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        self._linger = None
+        if self.waiting and self._queue is not None:
+            self.waiting = False
+            self._queue.remove(self)  # the browser gave up waiting
+        super().connectionLost(reason)
 
 
 class ClientTunnel(TunnelProtocol):
@@ -342,8 +559,11 @@ class ClientTunnel(TunnelProtocol):
         elif isinstance(event, StreamRefused):
             stream = self.streams.pop(event.stream_id, None)
             self.client.say(f"{event.reason.bilingual}")
-            if stream is not None:
+            if isinstance(stream, LocalConnection):
+                stream.answer_unavailable(event.reason)  # the browser reads why
+            elif stream is not None:
                 stream.close_local()
+            self.client.stream_freed(self)
             if self._close_when_drained and not self.streams:
                 # A moved connection whose last stream was refused has nothing left.
                 self.client.clock.callLater(0, self._close_if_drained)
@@ -365,6 +585,7 @@ class ClientTunnel(TunnelProtocol):
         self._close_if_drained()
 
     def stream_ended(self, stream: StreamConnection, how: str) -> None:
+        self.client.stream_freed(self)
         if self._close_when_drained and not self.streams:
             # Not from inside the stream's unwinding, which may still write a frame.
             self.client.clock.callLater(0, self._close_if_drained)
@@ -451,6 +672,14 @@ class ConnectClient:
         self._moving = False  # MOVE received; the session is not back yet
         self._moved_from: ClientTunnel | None = None  # the connection MOVE came on
         self.ending_note = ""  # the officer's note of a kill
+        # Local connections waiting for a free stream (see the module docstring).
+        self.stream_queue = StreamQueue(reactor, say=self.say)
+        self._admitting: Any = None  # the pending admission of waiting connections
+
+    @property
+    def waiting_streams(self) -> int:
+        """How many local connections wait for a free stream now (the queue length)."""
+        return len(self.stream_queue)
 
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -532,6 +761,7 @@ class ConnectClient:
             parked, self._parked = self._parked, []
             for connection in parked:
                 connection.attach(tunnel)
+            self.stream_freed(tunnel)  # those that waited for a stream meanwhile
             return
         self.session_id = event.session_id
         self.password = self.otp = ""  # not needed again: resumes use the token
@@ -551,10 +781,29 @@ class ConnectClient:
     def _local_connection(self) -> Protocol:
         tunnel = self.tunnel
         if tunnel is not None and tunnel.open:
-            return LocalConnection(tunnel)
+            return LocalConnection(tunnel, queue=self.stream_queue)
         if self._moving and self._moved_from is not None and len(self._parked) < MAX_PARKED:
-            return LocalConnection(self._moved_from, park=self._parked.append)
+            return LocalConnection(
+                self._moved_from, park=self._parked.append, queue=self.stream_queue
+            )
         return _Refuse()
+
+    def stream_freed(self, tunnel: ClientTunnel) -> None:
+        """A stream of *tunnel* ended (or was refused): admit waiting connections.
+
+        Not at once: this is called while the tunnel unwinds that stream's end."""
+        if tunnel is self.tunnel and len(self.stream_queue) and self._admitting is None:
+            self._admitting = self.clock.callLater(0, self._admit_waiting)
+
+    def _admit_waiting(self) -> None:
+        self._admitting = None
+        tunnel = self.tunnel
+        if tunnel is None or not tunnel.open:
+            return  # they wait for the session to come back (or for their timeout)
+        while (connection := self.stream_queue.first()) is not None:
+            if not connection.admit(tunnel):
+                break  # every stream is in use again
+            self.stream_queue.remove(connection)
 
     def moving(self, tunnel: ClientTunnel, event: MoveRequested) -> None:
         """The gateway node drains (MOVE): resume the session on a new connection now,
@@ -652,15 +901,22 @@ class ConnectClient:
         parked, self._parked = self._parked, []
         for connection in parked:
             connection.close_local()
+        if self._admitting is not None and self._admitting.active():
+            self._admitting.cancel()
+        self._admitting = None
+        self.stream_queue.clear(self.ending or Reason.NETWORK_LOST)
         if not self.done.called:
             self.done.callback(status)
 
 
 class _Refuse(Protocol):
-    """A local connection while the tunnel is down: close it at once."""
+    """A local connection while the tunnel is down, or past :data:`MAX_PARKED` while
+    the session moves: answer 503 (the network to the gateway is lost; the client is
+    reconnecting) and close at once, keeping nothing."""
 
     def connectionMade(self) -> None:
         assert self.transport is not None
+        self.transport.write(unavailable_answer(Reason.NETWORK_LOST))
         self.transport.loseConnection()
 
 

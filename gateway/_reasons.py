@@ -167,6 +167,12 @@ class Reason(enum.Enum):
         "原会话已无法恢复，请重新登录。",
         True,
     )
+    GATEWAY_FULL = (
+        28,
+        "gateway-full",
+        "The gateway is full right now; please try again in a few minutes.",
+        "网关当前连接已满，请稍后再试。",
+    )
 
     # -- streams (40-49) -------------------------------------------------------------
     SERVICE_DENIED = (
@@ -314,6 +320,8 @@ REASON_WORDS: Mapping[str, str] = MappingProxyType(
         "too-many-sessions": "在线会话数已达上限",
         "source-denied": "来源地址不在允许范围内",
         "resume-invalid": "会话已无法恢复",
+        # a connection refused before any login: the process is near its open-files limit
+        "gateway-full": "网关连接已满",
         "unknown-account": "账号不存在",
         "bad-password": "密码错误",
         "bad-otp": "动态口令错误",

@@ -62,6 +62,8 @@ from gateway._cred import (
     LoginRefused,
     factor_outcomes,
 )
+from gateway._full import GatewayFullRefusal
+from gateway._limits import DescriptorBudget
 from gateway._machine import (
     AuthRequested,
     GatewayMachine,
@@ -166,6 +168,7 @@ class GatewayObserver(Protocol):
     def stream_refused(self, reason: str) -> None: ...
     def bytes_relayed(self, direction: str, count: int) -> None: ...
     def audit_written(self, seconds: float) -> None: ...
+    def connection_refused(self, reason: str) -> None: ...
 
 
 class NoObserver:
@@ -193,6 +196,9 @@ class NoObserver:
         pass
 
     def audit_written(self, seconds: float) -> None:
+        pass
+
+    def connection_refused(self, reason: str) -> None:
         pass
 
 
@@ -997,6 +1003,58 @@ class GatewayTunnel(TunnelProtocol):
         return d
 
 
+class _AdmittingFactory(ServerFactory):
+    """A tunnel per connection while the descriptor budget has room; past it, the
+    connection is told GOAWAY(``gateway-full``) (:mod:`gateway._full`) and the live
+    sessions keep the reserve.  Each refusal is logged with its reason code (at most
+    one line a second; the others are counted on it) and counted by the observer."""
+
+    log = Logger()
+
+    def __init__(self, ctx: GatewayContext, budget: DescriptorBudget) -> None:
+        self.ctx = ctx
+        self.budget = budget
+        self.refusing = 0  # refusals still connected (a descriptor each)
+        self._logged_at: float | None = None
+        self._unlogged = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if self.budget.admit():
+            tunnel = GatewayTunnel(self.ctx)
+            tunnel.factory = self
+            return tunnel
+        self.ctx.observer.connection_refused(Reason.GATEWAY_FULL.slug)
+        self._log_refusal(addr)
+        self.refusing += 1
+        return GatewayFullRefusal(
+            self.ctx.clock,
+            handshake_timeout=min(self.ctx.handshake_timeout, 5.0),
+            on_lost=self._refusal_gone,
+            # A flood: cut at once, keep the reserve for the live sessions.
+            at_once=self.refusing > max(1, self.budget.reserve // 2),
+        )
+
+    def _refusal_gone(self) -> None:
+        self.refusing -= 1
+
+    def _log_refusal(self, addr: Any) -> None:
+        now = self.ctx.clock.seconds()
+        if self._logged_at is not None and now - self._logged_at < 1.0:
+            self._unlogged += 1
+            return
+        self.log.warn(
+            "refused connection from {peer}: {reason} ({in_use} descriptors in use, limit "
+            "{limit}, reserve {reserve}; {suppressed} more refused since the last line)",
+            peer=f"{getattr(addr, 'host', addr)}:{getattr(addr, 'port', '')}",
+            reason=Reason.GATEWAY_FULL.slug,
+            in_use=self.budget.in_use,
+            limit=self.budget.limit,
+            reserve=self.budget.reserve,
+            suppressed=self._unlogged,
+        )
+        self._logged_at, self._unlogged = now, 0
+
+
 class GatewayNode(Service):
     """This process's gateway: live tunnels, kill requests, timers, heartbeats."""
 
@@ -1026,9 +1084,13 @@ class GatewayNode(Service):
         # a person can read (the first in full, a summary a minute, the recovery).
         self._poll_failures = RepeatedFailureLog(self.log, "session poll", clock=ctx.clock.seconds)
 
-    def factory(self, tls: ReloadingServerTLS) -> TLSMemoryBIOFactory:
-        inner = ServerFactory.forProtocol(lambda: GatewayTunnel(self.ctx))
-        return TLSMemoryBIOFactory(tls, False, inner)
+    def factory(
+        self, tls: ReloadingServerTLS, *, descriptors: DescriptorBudget | None = None
+    ) -> TLSMemoryBIOFactory:
+        """The listener's factory; past *descriptors* (default: this process's open-files
+        limit, read now) new connections get GOAWAY(``gateway-full``)."""
+        budget = descriptors or DescriptorBudget(clock=self.ctx.clock.seconds)
+        return TLSMemoryBIOFactory(tls, False, _AdmittingFactory(self.ctx, budget))
 
     def startService(self) -> None:
         Service.startService(self)

@@ -10,10 +10,12 @@ Two kinds:
   than shown stale; ``ssgate_database_up`` says which.
 * **What only the gateway sees** (:class:`GatewayMetrics`): TLS handshakes and their
   failures by reason, channel logins by outcome, streams, bytes relayed, audit write
-  latency, the tunnels this process holds.  The metric objects are defined and
-  registered here, with methods that keep every label value in a known set; the
-  gateway calls them as its :class:`gateway.GatewayObserver` (``GatewayContext.observer``,
-  set by ``serve``), so ``gateway/`` imports no metrics library.
+  latency, the tunnels this process holds, connections refused before any login
+  (``gateway-full``); with the node: open files and the open-files limit.  The
+  metric objects are defined and registered here, with methods that keep every label
+  value in a known set; the gateway calls them as its
+  :class:`gateway.GatewayObserver` (``GatewayContext.observer``, set by ``serve``), so
+  ``gateway/`` imports no metrics library.
 
 Privacy and cardinality: no label carries an account, a unit, an address or a
 session id.  Labels are node names, reason and outcome codes, declaration types and
@@ -23,6 +25,7 @@ states, and directions — all small closed sets.
 from __future__ import annotations
 
 import platform
+import resource
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +41,7 @@ import audit
 import auth
 import declare_app
 import gateway
+from ssgate._limits import count_open_descriptors
 
 OTHER = "other"  # the label value for anything outside a metric's known set
 
@@ -127,6 +131,13 @@ class GatewayMetrics:
             registry=registry,
         )
 
+        self.connections_refused = Counter(
+            "ssgate_gateway_connections_refused",
+            "Gateway connections refused before any login, by reason code "
+            "(gateway-full: the process was near its open-files limit).",
+            ["reason"],
+            registry=registry,
+        )
         self.tunnels = Gauge(
             "ssgate_gateway_tunnels",
             "Logged-in channel sessions this process carries now (its own tunnels).",
@@ -163,6 +174,9 @@ class GatewayMetrics:
 
     def audit_written(self, seconds: float) -> None:
         self.audit_write_seconds.observe(max(seconds, 0.0))
+
+    def connection_refused(self, reason: str) -> None:
+        self.connections_refused.labels(_known(reason, STREAM_REFUSALS)).inc()
 
 
 # -- what the database says --------------------------------------------------------------
@@ -339,6 +353,21 @@ class NodeCollector(Collector):
         )
         started.add_metric([], self._started_at)
         yield started
+        # The gateway refuses new connections (gateway-full) some way below the limit.
+        open_files = count_open_descriptors()
+        if open_files >= 0:
+            in_use = GaugeMetricFamily(
+                "ssgate_open_files", "File descriptors this process has open."
+            )
+            in_use.add_metric([], open_files)
+            yield in_use
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY:
+            limit = GaugeMetricFamily(
+                "ssgate_open_files_limit", "This process's open-files limit (soft RLIMIT_NOFILE)."
+            )
+            limit.add_metric([], soft)
+            yield limit
 
 
 def build_info() -> dict[str, str]:

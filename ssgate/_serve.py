@@ -654,6 +654,11 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
     reactor: Any = global_reactor  # the running reactor: threads, signals, run options
 
     app = App(state)
+    # Issue 16 (wt/edge): soft RLIMIT_NOFILE up to the hard limit, logged, before any
+    # listener; the gateway then refuses new connections (gateway-full) below it.
+    from ssgate._limits import raise_and_log_open_files_limit
+
+    raise_and_log_open_files_limit()
     try:
         serving = start(app, reactor)
     except StateError:
