@@ -291,14 +291,14 @@ class _Ports:
     ) -> None:
         self._reactor = reactor
         self._runner = runner
-        self._inherited = dict(inherited or {})  # a worker's sockets from its parent
+        self._inherited = dict(inherited or {})  # a worker's sockets by what they serve
         self.opened: list[IListeningPort] = []
 
     def listen(self, spec: str, factory: Any, what: str) -> IListeningPort:
         from twisted.internet.error import CannotListenError
 
         try:
-            fd = self._inherited.pop(spec, None)
+            fd = self._inherited.pop(what, None)
             if fd is not None:
                 port = adopt_listener(self._reactor, spec, fd, factory)
             else:

@@ -92,7 +92,8 @@ def worker_node_name(configured: str, index: int | None, default: Callable[[], s
 @dataclass(frozen=True)
 class WorkerSeat:
     """What worker *index* of *count* gets from its parent: its node name (or "" for
-    ``host:pid``) and each listener's endpoint string → inherited file descriptor."""
+    ``host:pid``) and each listener (what it serves, as ``stream_listeners`` names it)
+    → inherited file descriptor."""
 
     index: int
     count: int
@@ -282,6 +283,8 @@ class WorkerSupervisor:
         """Worker *index* serves (its ready line arrived)."""
         slot = self._slots[index]
         slot.ready = True
+        if self._all_ready_once:
+            self.log.info("worker {index} serves again", index=index)
         if not self._all_ready_once and all(s.ready for s in self._slots):
             self._all_ready_once = True
             self._on_all_ready()
@@ -476,7 +479,7 @@ def run_workers(
 ) -> int:
     """The parent: start *count* workers on *listeners*, supervise them until
     SIGTERM/SIGINT, stop them; the exit status."""
-    fds = {spec: port.fileno() for spec, port in listeners.values()}  # type: ignore[attr-defined]
+    fds = {what: port.fileno() for what, (_, port) in listeners.items()}  # type: ignore[attr-defined]
     ref: list[WorkerSupervisor] = []
 
     def all_ready() -> None:
