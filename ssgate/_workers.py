@@ -311,8 +311,8 @@ class WorkerSupervisor:
                 index=index,
                 status=status,
             )
+            self._status = 1  # before stop(), which may finish at once
             self.stop(reason="a worker failed to start")
-            self._status = 1
             return
         ran = self._clock.seconds() - slot.started_at
         slot.failures = 1 if ran >= self._stable else slot.failures + 1
