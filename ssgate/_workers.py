@@ -197,9 +197,10 @@ def bind_listeners(
 class WorkerProcess(Protocol):
     """A started worker, as the supervisor needs it."""
 
-    pid: int | None
+    @property
+    def pid(self) -> int | None: ...
 
-    def signalProcess(self, signal: Any) -> None: ...
+    def signalProcess(self, signal: Any, /) -> None: ...
 
 
 Spawn = Callable[[int], WorkerProcess]
