@@ -25,6 +25,9 @@ import math
 import multiprocessing
 import os
 import platform
+import re
+import resource
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -42,11 +45,13 @@ class Sizes:
     handshakes: int  # per server
     concurrency: int
     parts: int  # slices each server's handshakes are run in, taking turns
+    seconds: int  # per slice, with --client openssl
+    client: str = "openssl"  # openssl: s_time processes; python: the gateway bench's
 
 
-FULL = Sizes(handshakes=3000, concurrency=16, parts=6)
-QUICK = Sizes(handshakes=800, concurrency=16, parts=4)
-SMOKE = Sizes(handshakes=40, concurrency=4, parts=2)
+FULL = Sizes(handshakes=3000, concurrency=16, parts=6, seconds=10)
+QUICK = Sizes(handshakes=800, concurrency=16, parts=4, seconds=4)
+SMOKE = Sizes(handshakes=40, concurrency=4, parts=2, seconds=1)
 WORKERS = (1, 2)
 
 
@@ -108,6 +113,35 @@ def _burst(
     return rate, sum(cpu for _, cpu in results)
 
 
+def _s_time_burst(
+    route: m.Route, files: tuple[Path, Path, Path], seconds: int, c: int
+) -> tuple[m.Rate, float]:
+    """*c* ``openssl s_time -new`` clients (C, one full mutual-TLS handshake after
+    another, no HELLO) for *seconds*; the rate and the clients' CPU seconds."""
+    ca, cert, key = files
+    command = [
+        "openssl", "s_time", "-connect", f"{route.host}:{route.port}", "-new",
+        "-time", str(seconds), "-cert", str(cert), "-key", str(key), "-CAfile", str(ca),
+    ]  # fmt: skip
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for _ in range(c)
+    ]
+    outputs = [p.communicate()[0] for p in procs]
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    count = 0
+    for output in outputs:
+        found = re.search(r"(\d+) connections in [\d.]+ real seconds", output)
+        if found is None:
+            raise RuntimeError(f"openssl s_time said:\n{output}")
+        count += int(found.group(1))
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    return m.Rate(count, c, wall, ()), cpu
+
+
 def run(sizes: Sizes, tmp: Path, children: Children) -> Figures:
     servers: dict[str, m.Route] = {}
     files: dict[str, tuple[Path, Path, Path]] = {}
@@ -137,9 +171,12 @@ def run(sizes: Sizes, tmp: Path, children: Children) -> Figures:
         for name, route in servers.items():  # warm-up: processes, connections, workers
             _burst(pool, route, files[name], c * 4, c)
         say(
-            f"{sizes.handshakes} mutual-TLS handshakes + HELLO per server, {c} client "
-            f"processes, in {sizes.parts} alternating slices each"
+            f"{c} openssl s_time clients, {sizes.seconds} s per slice"
+            if sizes.client == "openssl"
+            else f"{sizes.handshakes} mutual-TLS handshakes + HELLO per server, {c} client "
+            "processes"
         )
+        say(f"  in {sizes.parts} alternating slices per server")
         slices: dict[str, list[m.Rate]] = {name: [] for name in servers}
         server_cpu = dict.fromkeys(servers, 0.0)
         client_cpu = dict.fromkeys(servers, 0.0)
@@ -147,7 +184,10 @@ def run(sizes: Sizes, tmp: Path, children: Children) -> Figures:
         for _ in range(sizes.parts):
             for name, route in servers.items():
                 before = _tree_cpu(pids[name])
-                rate, clients = _burst(pool, route, files[name], size, c)
+                if sizes.client == "openssl":
+                    rate, clients = _s_time_burst(route, files[name], sizes.seconds, c)
+                else:
+                    rate, clients = _burst(pool, route, files[name], size, c)
                 slices[name].append(rate)
                 server_cpu[name] += _tree_cpu(pids[name]) - before
                 client_cpu[name] += clients
@@ -192,8 +232,13 @@ def report(figures: Figures, out: TextIO) -> None:
     for key, value in figures.machine.items():
         w(f"  {key + ':':8} {value}\n")
     rates = figures.rates
+    what = (
+        "mutual-TLS handshake (openssl s_time -new)"
+        if figures.sizes.client == "openssl"
+        else "mutual-TLS handshake + HELLO (Python)"
+    )
     rows = {
-        f"mutual-TLS handshake + HELLO, {name} [{rate.count}, {rate.concurrency} at a time]": (
+        f"{what}, {name} [{rate.count}, {rate.concurrency} at a time]": (
             name,
             rate,
         )
@@ -204,9 +249,13 @@ def report(figures: Figures, out: TextIO) -> None:
     for text, (name, rate) in rows.items():
         w(
             f"{text:{width}}{rate.per_second:9.1f}"
-            f"{m.percentile(rate.latencies, 50) * 1000:9.1f}"
-            f"{m.percentile(rate.latencies, 99) * 1000:9.1f}"
-            f"{figures.cpu[name][0]:16.2f}{figures.cpu[name][1]:8.2f}\n"
+            + (
+                f"{m.percentile(rate.latencies, 50) * 1000:9.1f}"
+                f"{m.percentile(rate.latencies, 99) * 1000:9.1f}"
+                if rate.latencies
+                else f"{'-':>9}{'-':>9}"
+            )
+            + f"{figures.cpu[name][0]:16.2f}{figures.cpu[name][1]:8.2f}\n"
         )
     ratio = rates["2 workers"].per_second / rates["1 worker"].per_second
     w(f"\nratio handshakes/s 2 workers / 1 worker {ratio:.2f} (target: 1.3 or more)\n")
@@ -226,6 +275,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--handshakes", type=int, metavar="N", help="handshakes per server")
     parser.add_argument("--concurrency", type=int, metavar="N", help="handshakes in flight")
     parser.add_argument(
+        "--client",
+        choices=("openssl", "python"),
+        default="openssl",
+        help="openssl: 'openssl s_time -new' processes, timed slices (cheap clients, so "
+        "the servers are what is measured); python: the gateway bench's handshake + HELLO "
+        "in client processes (--handshakes per server)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (logs) and say where"
     )
     args = parser.parse_args(argv)
@@ -243,6 +300,8 @@ def main(argv: list[str]) -> int:
         handshakes=args.handshakes or sizes.handshakes,
         concurrency=args.concurrency or sizes.concurrency,
         parts=sizes.parts,
+        seconds=sizes.seconds,
+        client=args.client,
     )
     started = time.perf_counter()
     with run_directory(keep=args.keep, say=say) as (tmp, children):
