@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest_twisted  # type: ignore[import-untyped, unused-ignore]
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.protocol import Factory, Protocol
 
 from ssgate._workers import adopt_listener
@@ -60,7 +61,7 @@ async def test_an_adopted_unix_socket_keeps_its_mode_and_file_when_the_worker_st
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     got = await threads.deferToThread(_read_all, socket.AF_UNIX, str(path))
     assert got == b"hello"
-    await port.stopListening()
+    await maybeDeferred(port.stopListening)
     assert path.exists()  # the parent's, removed by the parent
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     parent.close()
@@ -81,5 +82,5 @@ async def test_an_adopted_tcp_socket_serves_on_the_parents_port() -> None:
     assert port.getHost().port == address[1]  # type: ignore[attr-defined]
     got = await threads.deferToThread(_read_all, socket.AF_INET, address)
     assert got == b"hello"
-    await port.stopListening()
+    await maybeDeferred(port.stopListening)
     parent.close()
