@@ -784,10 +784,7 @@ def _run_parent(state: StateDir, out: TextIO, reactor: Any, *, workers: int, ban
     app = App(state)
     try:
         config = app.config
-        try:
-            check_console_listen(config.console.listen, tls=True)
-        except (ConsoleListenError, ConfigError) as e:
-            raise ServeError(str(e)) from None
+        _load_files(app)  # a missing or bad file: said once, here, before any worker
         try:
             listeners = bind_listeners(reactor, stream_listeners(app), _listen_now)
         except WorkersError as e:
