@@ -48,7 +48,9 @@ from typing import Any, Protocol, TextIO
 from twisted.internet import tcp, unix
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
+from twisted.internet.process import reapAllProcesses
 from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -60,6 +62,7 @@ BACKOFF_MAX = 30.0
 STABLE_SECONDS = 60.0  # a worker that ran this long restarts after BACKOFF_FIRST again
 KILL_MARGIN_SECONDS = 30.0
 PARENT_CHECK_SECONDS = 1.0
+REAP_SECONDS = 0.5
 
 
 class WorkersError(Exception):
@@ -451,8 +454,6 @@ def spawner(
 def watch_parent(reactor: Any, stop: Callable[[], None]) -> Any:
     """In a worker: drain and stop once the parent is gone (``kill -9`` of the parent
     leaves the worker to init), checked every :data:`PARENT_CHECK_SECONDS`."""
-    from twisted.internet.task import LoopingCall
-
     parent = os.getppid()
 
     def check() -> None:
@@ -516,5 +517,11 @@ def run_workers(
     signal.signal(signal.SIGTERM, interrupted)
     supervisor.finished.addCallback(finished)
     reactor.callWhenRunning(supervisor.start)
+    # Twisted reaps children on SIGCHLD only with its own signal handlers, which this
+    # process does without (its SIGTERM is a drain); a worker closes its pipes a moment
+    # before it exits, so the reap attempt at that moment can come too early.
+    reaper = LoopingCall(reapAllProcesses)
+    reaper.clock = reactor
+    reactor.callWhenRunning(reaper.start, REAP_SECONDS, now=False)
     reactor.run(installSignalHandlers=False)
     return status[0] if status else 1
