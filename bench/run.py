@@ -16,6 +16,9 @@
     python bench/run.py portal --db sqlite|postgresql [--years 30]
                                    # the personal portal's pages for a person with 30
                                    # years of contributions (bench/_portal.py)
+    python bench/run.py workers [--quick|--smoke] [--handshakes N]
+                                   # mutual-TLS handshakes/s with serve --workers 2
+                                   # against one worker, same run (bench/_workers.py)
 
 Everything runs on loopback, in one temporary directory, started and stopped here:
 
@@ -515,6 +518,10 @@ def main(argv: list[str]) -> int:
         from _portal import main as portal_main
 
         return portal_main(argv[1:])
+    if argv[:1] == ["workers"]:
+        from _workers import main as workers_main
+
+        return workers_main(argv[1:])
     args = parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     overrides = {

@@ -227,6 +227,16 @@ class OpsConfig:
 
 
 @dataclass(frozen=True)
+class NodeConfig:
+    """``[node]``: this node among those sharing the database (``ssgate._nodes``)."""
+
+    # The operator's name for this node: its name in the registry, every log line and
+    # audit event.  Empty: ``host:pid``.  With ``serve --workers N`` worker i is
+    # ``<name>-<i>`` (or ``host:pid`` each while empty).
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class PortalConfig:
     """``[portal]``: the insured persons' portal (``portal/``, ``ssgate._portal``).
 
@@ -292,6 +302,7 @@ class Config:
     ops: OpsConfig = field(default_factory=OpsConfig)
     radius: RadiusConfig = field(default_factory=RadiusConfig)
     portal: PortalConfig = field(default_factory=PortalConfig)
+    node: NodeConfig = field(default_factory=NodeConfig)
 
 
 # -- the schema: (section, key) -> (form description, checker) -----------------------------
@@ -300,6 +311,7 @@ Checker = Callable[[Any], bool]
 
 _ENDPOINT = re.compile(r"^(tcp|unix|ssl|haproxy|systemd|tcp6):\S+$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9A-Fa-f:.]+\]?$")
+_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$")
 _REALM = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _REGION = re.compile(r"^[1-9][0-9]{5}$")
 
@@ -613,6 +625,13 @@ _SCHEMA: Mapping[str, Mapping[str, tuple[str, Checker]]] = {
         "readiness_timeout_seconds": _number_in(0.1, 30),
         "metrics_refresh_seconds": _number_in(1, 3600),
     },
+    "node": {
+        "name": (
+            '"" (host:pid) or a name of letters, digits, ".", "_" and "-" (up to 60), '
+            "unique among the nodes sharing the database",
+            lambda v: isinstance(v, str) and (v == "" or _NODE_NAME.fullmatch(v) is not None),
+        ),
+    },
     "portal": {
         "listen": (
             '"" (off) or a Twisted endpoint string such as "tcp:8446:interface=127.0.0.1" '
@@ -657,6 +676,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "audit": AuditConfig,
     "ops": OpsConfig,
     "portal": PortalConfig,
+    "node": NodeConfig,
 }
 
 
@@ -1032,6 +1052,11 @@ archive_dir = ""
 # audit-key.pub.pem; each is also an audit.checkpoint event, so syslog carries it off
 # the host.  Pin the key id that 'ssgate audit checkpoint' prints, keep a copy of
 # checkpoints/ off the host, and check with 'ssgate audit verify --checkpoints DIR'.
+
+[node]
+# This node's name in the node registry, log lines and audit events; empty: host:pid.
+# With 'ssgate serve --workers N' each worker is a node of its own, named <name>-<i>.
+name = ""
 
 [ops]
 # Health checks and metrics without login: /healthz, /readyz (for the balancer's check)

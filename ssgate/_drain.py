@@ -6,7 +6,9 @@ client to MOVE to another node with its resume token, lets open streams finish w
 sends it SIGTERM.  The process is the one holding the state directory's socket lock
 (``declare.sock.lock``, a symbolic link to the holder's process id that Twisted writes
 when it listens on ``declare.sock``): the lock is exactly "the node running on this
-state directory", with no pid file to go stale.
+state directory", with no pid file to go stale.  Under ``serve --workers N`` the lock
+names the parent (it binds the socket; :mod:`ssgate._workers`), whose SIGTERM drains
+every worker before it exits.
 
 It works on the node's own host, as systemd's ``systemctl stop`` does (which sends
 SIGTERM too); for a node on another host, run it there (``ssh host ssgate node drain``).

@@ -100,6 +100,17 @@ from ssgate._portal import person_counter, start_portal  # the insured persons' 
 from ssgate._radius import RadiusListener, start_radius
 from ssgate._state import StateDir, StateError
 from ssgate._syslog import SyslogSetupError, syslog_service
+from ssgate._workers import (
+    KILL_MARGIN_SECONDS,
+    READY_LINE,
+    WorkerSeat,
+    WorkersError,
+    adopt_listener,
+    bind_listeners,
+    run_workers,
+    watch_parent,
+    worker_node_name,
+)
 
 DECLARE_SOCKET = "declare.sock"
 ACCESS_LOG = "logs/access.log"  # both sites' requests, one masked line each
@@ -275,16 +286,23 @@ def staff_directory(app: App) -> auth.PasswordVerifier | None:
 class _Ports:
     """Listens one by one; if one fails, closes the ones already open."""
 
-    def __init__(self, reactor: Any, runner: Runner) -> None:
+    def __init__(
+        self, reactor: Any, runner: Runner, inherited: Mapping[str, int] | None = None
+    ) -> None:
         self._reactor = reactor
         self._runner = runner
+        self._inherited = dict(inherited or {})  # a worker's sockets by what they serve
         self.opened: list[IListeningPort] = []
 
     def listen(self, spec: str, factory: Any, what: str) -> IListeningPort:
         from twisted.internet.error import CannotListenError
 
         try:
-            port = _listen_now(self._reactor, spec, factory)
+            fd = self._inherited.pop(what, None)
+            if fd is not None:
+                port = adopt_listener(self._reactor, spec, fd, factory)
+            else:
+                port = _listen_now(self._reactor, spec, factory)
         except (CannotListenError, OSError, ValueError) as e:
             for other in self.opened:
                 other.stopListening()
@@ -319,23 +337,26 @@ def start(
     reactor: Any,
     *,
     services: Mapping[str, Callable[[], IStreamClientEndpoint]] | None = None,
+    seat: WorkerSeat | None = None,
 ) -> Serving:
     """Listen and start everything; raise :class:`ServeError` on bad files or busy ports.
 
     *services* replaces the service endpoints (``declare`` → the built-in service) —
-    for the benchmarks, which put their own target behind the gateway.
+    for the benchmarks, which put their own target behind the gateway.  *seat*: this
+    process is a worker of ``serve --workers N`` (:mod:`ssgate._workers`): it adopts
+    its parent's listening sockets, names itself after its index and writes its own
+    access log.
     """
     config, state = app.config, app.state
-    node_name = default_node_name()
+    node_name = worker_node_name(
+        config.node.name, None if seat is None else seat.index, default_node_name
+    )
     shared_crl = _shared_state_at_start(app, reactor, node_name)
     material, console_tls, rates = _load_files(app, shared_crl.crl)
     identity_key = state.key("identity.key")
     audit_key = state.audit_signing_key()  # created here for a state dir that predates it
     authenticator = make_authenticator(app)
-    try:
-        access = web.AccessLog(state.path / ACCESS_LOG, clock=reactor.seconds)
-    except OSError as e:
-        raise ServeError(f"{state.path / ACCESS_LOG}: cannot be written: {e.strerror}") from None
+    access = _access_log(state, reactor, seat)
     runner = Runner(Database(app.engine, reactor), reactor)
     try:
         forwarding = syslog_service(
@@ -344,7 +365,7 @@ def start(
     except SyslogSetupError as e:
         runner.close()
         raise ServeError(str(e)) from None
-    ports = _Ports(reactor, runner)
+    ports = _Ports(reactor, runner, None if seat is None else seat.listeners)
     workflow = Declarations(rates, settings=agency_rule_settings(config), clock=reactor.seconds)
     # What the web sites get: a database outage is their 503, not a 500 (web._outage).
     site_runner = web.OutageRunner(runner, clock=reactor.seconds)
@@ -362,7 +383,7 @@ def start(
         reader=runner,
     )
     declare_port = ports.listen(
-        config.declare.listen or f"unix:{state.path / DECLARE_SOCKET}:mode=600:lockfile=1",
+        declare_listen(app),
         IdentityGuardFactory(site, key=identity_key, clock=reactor),
         "declare service",
     )
@@ -451,7 +472,12 @@ def start(
     if config.declare.close_day:  # the contribution ledger's monthly close (issue 14)
         running.addService(monthly_close_service(runner, reactor, rates, config.declare.close_day))
     gateway_port = ports.listen(config.gateway.listen, node.factory(tls), "gateway")
-    dial_in = _start_radius(app, reactor, ports, authenticator, runner)
+    # RADIUS in one process only: an Access-Challenge's state lives where it was sent.
+    dial_in = (
+        _start_radius(app, reactor, ports, authenticator, runner)
+        if seat is None or seat.index == 0
+        else None
+    )
     portal_port = start_portal(
         app,
         reactor,
@@ -476,6 +502,37 @@ def start(
         dial_in,
         portal_port,
     )
+
+
+def _access_log(state: StateDir, reactor: Any, seat: WorkerSeat | None) -> web.AccessLog:
+    """Both sites' access log; a worker's own (the file rotates per process)."""
+    path = state.path / (ACCESS_LOG if seat is None else seat.access_log)
+    try:
+        return web.AccessLog(path, clock=reactor.seconds)
+    except OSError as e:
+        raise ServeError(f"{path}: cannot be written: {e.strerror}") from None
+
+
+def declare_listen(app: App) -> str:
+    """``[declare] listen``, else the state directory's socket (whose lock names the
+    process serving it, which ``ssgate node drain`` signals)."""
+    return app.config.declare.listen or (
+        f"unix:{app.state.path / DECLARE_SOCKET}:mode=600:lockfile=1"
+    )
+
+
+def stream_listeners(app: App) -> dict[str, str]:
+    """What ``serve --workers N``'s parent binds for its workers: what → endpoint."""
+    config = app.config
+    specs = {
+        "declare service": declare_listen(app),
+        "staff console": config.console.listen,
+        "ops listener": config.ops.listen,
+        "gateway": config.gateway.listen,
+    }
+    if config.portal.listen:
+        specs["portal"] = config.portal.listen
+    return specs
 
 
 def _shared_state_services(
@@ -647,12 +704,19 @@ def start_logging(out: TextIO, *, node: str = "") -> None:
     )
 
 
-def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
-    """Run until SIGINT/SIGTERM; 0 after an orderly stop."""
+def run_serve(state: StateDir, out: TextIO, *, banner: str = "", workers: int = 1) -> int:
+    """Run until SIGINT/SIGTERM; 0 after an orderly stop.
+
+    *workers* > 1: this process supervises that many worker processes sharing its
+    listening sockets (:mod:`ssgate._workers`).  A process started as such a worker
+    (``$SSGATE_WORKER``) serves on the sockets it inherited."""
     from twisted.internet import reactor as global_reactor
 
     reactor: Any = global_reactor  # the running reactor: threads, signals, run options
 
+    seat = WorkerSeat.from_env()
+    if seat is None and workers > 1:
+        return _run_parent(state, out, reactor, workers=workers, banner=banner)
     app = App(state)
     # Issue 16 (wt/edge): soft RLIMIT_NOFILE up to the hard limit, logged, before any
     # listener; the gateway then refuses new connections (gateway-full) below it.
@@ -660,7 +724,7 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
 
     raise_and_log_open_files_limit()
     try:
-        serving = start(app, reactor)
+        serving = start(app, reactor, seat=seat)
     except StateError:
         app.close()
         raise
@@ -683,6 +747,15 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
     # Before the banner, which tells supervisors and tests that signals are welcome.
     signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)
+    if seat is not None:  # the parent printed the banner; it waits for this line
+        watch_parent(reactor, lambda: interrupted(signal.SIGTERM, None))
+        out.write(f"{READY_LINE}{serving.node.ctx.node}\n")
+        out.flush()
+        start_logging(sys.stderr, node=serving.node.ctx.node)
+        reactor.addSystemEventTrigger("before", "shutdown", serving.stop)
+        reactor.run(installSignalHandlers=False)
+        app.close()
+        return 0
     out.write(
         f"ssgate gateway listening on {describe(serving.gateway)} "
         "(TLS 1.2/1.3, client certificate + password + one-time code)\n"
@@ -708,6 +781,61 @@ def run_serve(state: StateDir, out: TextIO, *, banner: str = "") -> int:
     reactor.run(installSignalHandlers=False)
     app.close()
     return 0
+
+
+def _run_parent(state: StateDir, out: TextIO, reactor: Any, *, workers: int, banner: str) -> int:
+    """``serve --workers N``'s parent: bind, start the workers, print the banner once
+    they all serve, supervise until SIGTERM/SIGINT."""
+    app = App(state)
+    try:
+        config = app.config
+        _load_files(app)  # a missing or bad file: said once, here, before any worker
+        try:
+            listeners = bind_listeners(reactor, stream_listeners(app), _listen_now)
+        except WorkersError as e:
+            raise ServeError(str(e)) from None
+    finally:
+        app.close()
+    parent_name = config.node.name or default_node_name()
+    start_logging(sys.stderr, node=parent_name)
+    by_what = {what: port for what, (_, port) in listeners.items()}
+
+    def banner_text() -> str:
+        lines = [
+            f"ssgate gateway listening on {describe(by_what['gateway'])} "
+            "(TLS 1.2/1.3, client certificate + password + one-time code)\n",
+            f"declare service on {describe(by_what['declare service'])} (identity-guarded)\n",
+            f"staff console on https://{describe(by_what['staff console'])}/ "
+            "(TLS, staff password + code)\n",
+            f"ops on http://{describe(by_what['ops listener'])}/ (healthz, readyz, metrics"
+            f"{'' if is_loopback_listen(config.ops.listen) else '; NOT loopback'}; "
+            "each answer from one worker)\n",
+        ]
+        if "portal" in by_what:
+            lines.append(f"personal portal on https://{describe(by_what['portal'])}/ (TLS)\n")
+        if config.radius.enabled:
+            lines.append("RADIUS access server in worker 0\n")
+        lines.append(
+            f"{workers} workers, each a node: "
+            + (
+                f"{config.node.name}-0 … {config.node.name}-{workers - 1}"
+                if config.node.name
+                else "host:pid each"
+            )
+            + "\n"
+        )
+        return "".join(lines) + banner + "Ctrl-C stops the gateway (every worker drains).\n"
+
+    return run_workers(
+        reactor=reactor,
+        state_path=str(state.path),
+        out=out,
+        count=workers,
+        name=config.node.name,
+        listeners=listeners,
+        banner=banner_text,
+        kill_after=config.gateway.drain_seconds + KILL_MARGIN_SECONDS,
+    )
 
 
 def agency_rule_settings(config: Config) -> declare_app.RuleSettings:

@@ -263,7 +263,7 @@ def cmd_serve(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
 
     state.require()
     try:
-        return run_serve(state, out)
+        return run_serve(state, out, workers=args.workers)
     except ServeError as e:
         raise CliError(EXIT_REFUSED, str(e)) from None
 
@@ -1315,6 +1315,12 @@ def _time_filters(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _worker_count(value: str) -> int:
+    if value.strip().isdigit() and 1 <= int(value) <= 256:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"must be a number of processes from 1 to 256, not {value!r}")
+
+
 def _risk_class(value: str) -> int:
     if value.strip() in {str(n) for n in range(1, 9)}:
         return int(value)
@@ -1423,7 +1429,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--auditor", action="store_true", help="with --code: the demo auditor's code instead"
     )
-    add("serve", "run the gateway and the declare service until Ctrl-C / SIGTERM", cmd_serve)
+    p = add("serve", "run the gateway and the declare service until Ctrl-C / SIGTERM", cmd_serve)
+    from ssgate._workers import default_workers
+
+    p.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=default_workers(),
+        metavar="N",
+        help="worker processes sharing the listening sockets, each a node of its own "
+        "(<[node] name>-<i>, or host:pid); this process binds the listeners, starts the "
+        "workers, starts again one that dies (with a back-off) and on SIGTERM/SIGINT or "
+        "'ssgate node drain' drains them all. 1: one process, no supervisor. Default: "
+        "$SSGATE_WORKERS, else the number of cores (here %(default)s)",
+    )
     from ssgate._connect import configure_parser
 
     p = add(

@@ -62,6 +62,8 @@ from dataclasses import dataclass, field  # noqa: E402
 import pyotp  # noqa: E402
 
 WAIT = 30.0  # seconds any single step may take on a loaded CI machine
+# 'ssgate serve' is one process (as before --workers) unless a test asks for workers.
+os.environ.setdefault("SSGATE_WORKERS", "1")
 
 
 GATEWAY_SOCKET = "gateway"  # the name serve's [gateway] listen adopts the socket by
