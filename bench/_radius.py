@@ -35,6 +35,7 @@ import argparse
 import functools
 import os
 import platform
+import shutil
 import socket
 import sys
 import time
@@ -135,7 +136,9 @@ class Figures:
     warnings: list[str]
 
 
-def run(sizes: Sizes, tmp: Path, children: Children) -> Figures:
+def run(
+    sizes: Sizes, tmp: Path, children: Children, *, profile: Path | None = None, py_spy: str = ""
+) -> Figures:
     state = tmp / "state"
     say(f"ssgate init in {state}")
     init_state(ssgate_binary(), state, env=children.env)
@@ -143,7 +146,7 @@ def run(sizes: Sizes, tmp: Path, children: Children) -> Figures:
     # Started before the runner has any thread (see _procs.Child); it boots while the
     # accounts are opened.
     serve = children.start("serve", [ssgate_binary(), "--state", str(state), "serve"])
-    count = sizes.warmup + sizes.requests
+    count = sizes.warmup + sizes.requests + (sizes.requests if profile is not None else 0)
     say(f"opening {count} accounts (argon2id hashes, client certificates)")
     started = time.perf_counter()
     accounts = open_accounts(state, count, tmp, workers=os.cpu_count() or 2)
@@ -156,7 +159,9 @@ def run(sizes: Sizes, tmp: Path, children: Children) -> Figures:
     def requests(batch: list[BenchAccount]) -> list[Callable[[], float]]:
         return [functools.partial(access_request, server, a) for a in batch]
 
-    warm, measured = accounts[: sizes.warmup], accounts[sizes.warmup :]
+    warm = accounts[: sizes.warmup]
+    measured = accounts[sizes.warmup : sizes.warmup + sizes.requests]
+    extra = accounts[sizes.warmup + sizes.requests :]
     c = sizes.concurrency
     # Warm-up: the server's first transactions, thread starts, the runner's sockets.
     m.concurrently(requests(warm), min(c, len(warm)))
@@ -173,6 +178,19 @@ def run(sizes: Sizes, tmp: Path, children: Children) -> Figures:
     )
     for name, rate in rates.items():
         say(f"  {name}: {rate.per_second:.1f}/s")
+    if profile is not None:
+        # After the measurement, so the sampler does not disturb it: as many requests
+        # again, on accounts of their own (each account's code is used once).
+        from _profile import profile_run
+
+        say(f"profiling ssgate serve with py-spy into {profile}")
+        text = profile_run(
+            py_spy,
+            {"serve": serve.pid},
+            profile,
+            lambda: m.concurrently(requests(extra), c),
+        )
+        sys.stderr.write(text)
     serve.check_running()
     warnings = []
     errors = logged_errors(serve.output())
@@ -238,6 +256,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (logs) and say where"
     )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        type=Path,
+        help="afterwards, sample ssgate serve with py-spy during as many requests again; "
+        "stacks and a summary of every thread in DIR",
+    )
+    parser.add_argument(
+        "--py-spy", metavar="PATH", help="the py-spy binary (default: py-spy on PATH)"
+    )
     args = parser.parse_args(argv)
     for name in ("requests", "concurrency", "argon2"):
         value = getattr(args, name)
@@ -255,9 +283,14 @@ def main(argv: list[str]) -> int:
         argon2=args.argon2 or sizes.argon2,
         warmup=sizes.warmup,
     )
+    py_spy = ""
+    if args.profile is not None:
+        py_spy = args.py_spy or shutil.which("py-spy") or ""
+        if not py_spy:
+            raise SystemExit("bench: --profile needs py-spy (pip install py-spy, or --py-spy PATH)")
     started = time.perf_counter()
     with run_directory(keep=args.keep, say=say) as (tmp, children):
-        figures = run(sizes, tmp, children)
+        figures = run(sizes, tmp, children, profile=args.profile, py_spy=py_spy)
     say(f"done in {time.perf_counter() - started:.0f} s")
     report(figures, sys.stdout)
     return 0
