@@ -188,7 +188,7 @@ def run(
             py_spy,
             {"serve": serve.pid},
             profile,
-            lambda: m.concurrently(requests(extra), c),
+            lambda: None if m.concurrently(requests(extra), c) else None,
         )
         sys.stderr.write(text)
     serve.check_running()

@@ -169,7 +169,7 @@ def test_an_event_that_cannot_be_written_sends_no_accept(
         raise RuntimeError("the audit table is gone")
 
     monkeypatch.setattr(audit, "append", broken)
-    request, data = bed.nas.request(TESTBED_ACCOUNT, bed.password + bed.otp())
+    _request, data = bed.nas.request(TESTBED_ACCOUNT, bed.password + bed.otp())
     assert bed.exchange(data) == []
     with bed.engine.begin() as conn:
         state = auth.get_credential_state(conn, TESTBED_ACCOUNT)
