@@ -183,12 +183,15 @@ def run(
         # again, on accounts of their own (each account's code is used once).
         from _profile import profile_run
 
+        def again() -> None:
+            m.concurrently(requests(extra), c)
+
         say(f"profiling ssgate serve with py-spy into {profile}")
         text = profile_run(
             py_spy,
             {"serve": serve.pid},
             profile,
-            lambda: None if m.concurrently(requests(extra), c) else None,
+            again,
         )
         sys.stderr.write(text)
     serve.check_running()
