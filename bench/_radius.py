@@ -134,6 +134,7 @@ class Figures:
     machine: dict[str, str]
     rates: dict[str, m.Rate]
     warnings: list[str]
+    cpu_ms: dict[str, float]
 
 
 def run(
@@ -170,14 +171,18 @@ def run(
         f"{len(measured)} Access-Requests ({c} in flight) and {sizes.argon2} argon2id "
         f"verifications ({LOGIN_THREADS} threads), in alternating halves"
     )
-    rates = m.interleaved(
+    rates, cpu = interleaved_with_cpu(
         {
             "radius": (requests(measured), c),
             "argon2 verify": (m.argon2_jobs(hasher, sizes.argon2), LOGIN_THREADS),
-        }
+        },
+        {"radius": serve.cpu_seconds, "argon2 verify": own_cpu_seconds},
     )
     for name, rate in rates.items():
         say(f"  {name}: {rate.per_second:.1f}/s")
+    # CPU per request (ssgate serve, every thread) and per verification (this process):
+    # unlike the rates, these hardly move with what else the machine is running.
+    cpu_ms = {name: 1000 * cpu[name] / rates[name].count for name in rates}
     if profile is not None:
         # After the measurement, so the sampler does not disturb it: as many requests
         # again, on accounts of their own (each account's code is used once).
@@ -208,7 +213,41 @@ def run(
         "([passwords] of ssgate init)",
         "login pool": f"{LOGIN_THREADS} threads (ssgate serve)",
     }
-    return Figures(sizes, machine, rates, warnings)
+    return Figures(sizes, machine, rates, warnings, cpu_ms)
+
+
+def own_cpu_seconds() -> tuple[float, float]:
+    times = os.times()
+    return times.user, times.system
+
+
+def interleaved_with_cpu(
+    plans: dict[str, tuple[list[Callable[[], float]], int]],
+    cpu_of: dict[str, Callable[[], tuple[float, float]]],
+    parts: int = 2,
+) -> tuple[dict[str, m.Rate], dict[str, float]]:
+    """:func:`_measure.interleaved`, plus the CPU seconds (user + system) that
+    ``cpu_of[name]`` counted during *name*'s slices."""
+    rates: dict[str, list[m.Rate]] = {name: [] for name in plans}
+    cpu = dict.fromkeys(plans, 0.0)
+    for part in range(parts):
+        for name, (jobs, concurrency) in plans.items():
+            size = -(-len(jobs) // parts)
+            chunk = jobs[part * size : (part + 1) * size]
+            if chunk:
+                before = sum(cpu_of[name]())
+                rates[name].append(m.concurrently(chunk, concurrency))
+                cpu[name] += sum(cpu_of[name]()) - before
+    merged = {
+        name: m.Rate(
+            count=sum(r.count for r in slices),
+            concurrency=plans[name][1],
+            seconds=sum(r.seconds for r in slices),
+            latencies=tuple(x for r in slices for x in r.latencies),
+        )
+        for name, slices in rates.items()
+    }
+    return merged, cpu
 
 
 def report(figures: Figures, out: TextIO) -> None:
@@ -237,6 +276,12 @@ def report(figures: Figures, out: TextIO) -> None:
     w(
         f"\nratio RADIUS Access-Requests/s / argon2id verifications/s {ratio:.2f} "
         "(target: 0.9 or more)\n"
+    )
+    cpu = figures.cpu_ms
+    w(
+        f"CPU ms: ssgate serve per Access-Request {cpu['radius']:.1f} (all threads), "
+        f"argon2id per verification {cpu['argon2 verify']:.1f}, "
+        f"so {cpu['radius'] - cpu['argon2 verify']:.1f} per request beyond the hash\n"
     )
     for warning in figures.warnings:
         w(f"warning: {warning}\n")
