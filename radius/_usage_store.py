@@ -112,6 +112,10 @@ _RECENT_GRANTS = select(_events.c.actor, _events.c.session_id).where(
     _events.c.at >= bindparam("p_since", type_=Float),
 )
 
+_STARTED = select(radius_sessions.c.session_id).where(
+    radius_sessions.c.session_id.in_(bindparam("p_ids", expanding=True))
+)
+
 
 def awaiting_start(
     conn: Connection, account: str, *, now: float, window: float = AWAITING_START_SECONDS
@@ -131,8 +135,7 @@ def awaiting_start(
     }
     if not granted:
         return 0
-    c = radius_sessions.c
-    started = set(conn.execute(select(c.session_id).where(c.session_id.in_(granted))).scalars())
+    started = set(conn.execute(_STARTED, {"p_ids": sorted(granted)}).scalars())
     return len(granted - started)
 
 
