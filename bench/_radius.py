@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TextIO
 
 import _measure as m
+from _cpu import interleaved_with_cpu, own_cpu_seconds
 from _procs import Children, logged_errors, run_directory
 from _setup import BenchAccount, init_state, open_accounts, password_hasher, ssgate_binary
 
@@ -214,40 +215,6 @@ def run(
         "login pool": f"{LOGIN_THREADS} threads (ssgate serve)",
     }
     return Figures(sizes, machine, rates, warnings, cpu_ms)
-
-
-def own_cpu_seconds() -> tuple[float, float]:
-    times = os.times()
-    return times.user, times.system
-
-
-def interleaved_with_cpu(
-    plans: dict[str, tuple[list[Callable[[], float]], int]],
-    cpu_of: dict[str, Callable[[], tuple[float, float]]],
-    parts: int = 2,
-) -> tuple[dict[str, m.Rate], dict[str, float]]:
-    """:func:`_measure.interleaved`, plus the CPU seconds (user + system) that
-    ``cpu_of[name]`` counted during *name*'s slices."""
-    rates: dict[str, list[m.Rate]] = {name: [] for name in plans}
-    cpu = dict.fromkeys(plans, 0.0)
-    for part in range(parts):
-        for name, (jobs, concurrency) in plans.items():
-            size = -(-len(jobs) // parts)
-            chunk = jobs[part * size : (part + 1) * size]
-            if chunk:
-                before = sum(cpu_of[name]())
-                rates[name].append(m.concurrently(chunk, concurrency))
-                cpu[name] += sum(cpu_of[name]()) - before
-    merged = {
-        name: m.Rate(
-            count=sum(r.count for r in slices),
-            concurrency=plans[name][1],
-            seconds=sum(r.seconds for r in slices),
-            latencies=tuple(x for r in slices for x in r.latencies),
-        )
-        for name, slices in rates.items()
-    }
-    return merged, cpu
 
 
 def report(figures: Figures, out: TextIO) -> None:
