@@ -26,7 +26,9 @@ from ._authenticator import (
     REASONS,
     Authenticator,
     AuthOutcome,
+    Checked,
     DirectoryPasswordError,
+    Reserved,
     WeakPasswordError,
 )
 from ._console_sessions import (
@@ -127,6 +129,7 @@ __all__ = [
     "AuthOutcome",
     "AuthStoreError",
     "Authenticator",
+    "Checked",
     "ConsoleSession",
     "ConsoleSessionLookup",
     "ConsoleSessionPolicy",
@@ -147,6 +150,7 @@ __all__ = [
     "PasswordVerifier",
     "PrincipalNotFoundError",
     "RepeatedFailureLog",
+    "Reserved",
     "Runner",
     "RunnerClosed",
     "SecretBox",

@@ -35,7 +35,7 @@ are not secret the way channel passwords are, and the source throttle still appl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine
 
@@ -117,6 +117,32 @@ class AuthOutcome:
     totp_step: int | None
 
 
+@dataclass(frozen=True)
+class Reserved:
+    """What :meth:`Authenticator.reserve` decided: a refusal (``refusal``), or one
+    attempt reserved for ``login``.  Holds the password hash and sealed secret, never
+    in its repr."""
+
+    principal: str
+    kind: str
+    source: str
+    refusal: str | None
+    login: LoginRecord | None = field(repr=False)
+    before: LockoutCounters | None = field(default=None, repr=False)
+    after: LockoutCounters | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What :meth:`Authenticator.check` found: the password's answer and the code's
+    matched time-step; ``settled`` is the outcome when step 1 refused already."""
+
+    reserved: Reserved
+    password: PasswordCheck | None
+    step: int | None = field(repr=False)
+    settled: AuthOutcome | None
+
+
 class Authenticator:
     """Checks password + TOTP for accounts and staff against the database.
 
@@ -172,58 +198,113 @@ class Authenticator:
         authenticator's key: a configuration error, not a login failure (the attempt
         stays counted).
         """
-        if kind not in PRINCIPAL_KINDS:
-            raise ValueError(f"kind must be one of {PRINCIPAL_KINDS}, got {kind!r}")
-
-        verifier = self._verifiers[kind]
-        # A directory may fail to answer: then keep what the reservation changed, to
-        # take it back.  (The stored hash always answers: that path reads nothing more.)
-        refundable = not isinstance(verifier, SqlPasswords)
-
         # 1. Decide and reserve, in one short transaction.
         with self._engine.begin() as conn:
-            before = lockout_counters(conn, principal) if refundable else None
-            refusal, login = self._decide(
-                conn, principal, password, kind=kind, source=source, now=now
-            )
-            after = lockout_counters(conn, principal) if refundable else None
-        if refusal in (THROTTLED, LOCKED):
-            return _outcome(refusal, principal, login)  # nothing evaluated, nothing burnt
-        if refusal is not None:
-            self._hasher.burn(password)  # the same cost as a wrong password
-            return _outcome(refusal, principal, login)
-        assert login is not None
-
+            reserved = self.reserve(conn, principal, password, kind=kind, source=source, now=now)
         # 2. Evaluate, outside any transaction (argon2 or the directory is the slow part).
-        checked = verifier.check(login, password)
+        checked = self.check(reserved, password, otp, now=now)
+        if checked.settled is not None:
+            return checked.settled
+        # 3. Commit the result.
+        with self._engine.begin() as conn:
+            return self.settle(conn, checked, now=now)
+
+    # -- the three steps, for callers that run the transactions themselves ----------------
+    #
+    # The gateway and the dial-in server run :meth:`reserve` and :meth:`settle` in
+    # transactions on their database pool (each folded with the rest of that login's
+    # database work: the certificate check, the session record, the audit event) and
+    # only :meth:`check` on the login pool: the hashing threads never wait for the
+    # database, and on SQLite never sleep in its busy handler behind the one writer.
+
+    def reserve(
+        self,
+        conn: Connection,
+        principal: str,
+        password: str,
+        *,
+        source: str,
+        now: float,
+        kind: str = "account",
+    ) -> Reserved:
+        """Step 1 in the caller's transaction: the source throttle, the principal, and
+        one reserved attempt (a pre-charged failure).  Commit it before :meth:`check`:
+        the reservation is what bounds the guesses per lock period."""
+        if kind not in PRINCIPAL_KINDS:
+            raise ValueError(f"kind must be one of {PRINCIPAL_KINDS}, got {kind!r}")
+        # A directory may fail to answer: then keep what the reservation changed, to
+        # take it back.  (The stored hash always answers: that path reads nothing more.)
+        refundable = not isinstance(self._verifiers[kind], SqlPasswords)
+        before = lockout_counters(conn, principal) if refundable else None
+        refusal, login = self._decide(conn, principal, password, kind=kind, source=source, now=now)
+        after = lockout_counters(conn, principal) if refundable else None
+        return Reserved(
+            principal=principal,
+            kind=kind,
+            source=source,
+            refusal=refusal,
+            login=login,
+            before=before,
+            after=after,
+        )
+
+    def check(self, reserved: Reserved, password: str, otp: str, *, now: float) -> Checked:
+        """Step 2, blocking, without the database: verify the password (or burn the
+        same cost for a refused principal) and match the code.  ``settled`` is the
+        outcome already when nothing is left to commit (a refusal of step 1)."""
+        login = reserved.login
+        if reserved.refusal in (THROTTLED, LOCKED):
+            # Nothing evaluated, nothing burnt.
+            return Checked(
+                reserved, None, None, _outcome(reserved.refusal, reserved.principal, login)
+            )
+        if reserved.refusal is not None:
+            self._hasher.burn(password)  # the same cost as a wrong password
+            return Checked(
+                reserved, None, None, _outcome(reserved.refusal, reserved.principal, login)
+            )
+        assert login is not None
+        checked = self._verifiers[reserved.kind].check(login, password)
         if checked is PasswordCheck.UNAVAILABLE:
-            self._refund(login, before, after, now)
-            return _outcome(DIRECTORY_UNAVAILABLE, principal, login)
-        password_ok = checked is PasswordCheck.RIGHT
+            return Checked(reserved, checked, None, None)
         secret = self._box.open(
             login.totp_secret_sealed, context=totp_secret_context(login.principal)
         )
         step = match_totp(secret, otp, now=now)
         del secret
+        return Checked(reserved, checked, step, None)
 
-        # 3. Commit the result.
-        with self._engine.begin() as conn:
-            if not password_ok:
-                reason = BAD_PASSWORD
-            elif step is None:
-                reason = BAD_OTP
-            else:
-                reason = self._accept(conn, login, step, now)
-                if reason == OK:
-                    return AuthOutcome(
-                        ok=True,
-                        reason=OK,
-                        principal=login.principal,
-                        unit_code=login.unit_code,
-                        totp_step=step,
-                    )
-            self._count_source_failure(conn, source, now)
-        return _outcome(reason, principal, login, step if reason == OTP_REUSED else None)
+    def settle(self, conn: Connection, checked: Checked, *, now: float) -> AuthOutcome:
+        """Step 3 in the caller's transaction: accept the code's time-step (once) and
+        clear the counters, or count the failure against the source."""
+        if checked.settled is not None:
+            return checked.settled
+        reserved = checked.reserved
+        login = reserved.login
+        assert login is not None
+        if checked.password is PasswordCheck.UNAVAILABLE:
+            if reserved.before is not None and reserved.after is not None:
+                refund_attempt(
+                    conn, login.principal, before=reserved.before, after=reserved.after, now=now
+                )
+            return _outcome(DIRECTORY_UNAVAILABLE, reserved.principal, login)
+        step = checked.step
+        if checked.password is not PasswordCheck.RIGHT:
+            reason = BAD_PASSWORD
+        elif step is None:
+            reason = BAD_OTP
+        else:
+            reason = self._accept(conn, login, step, now)
+            if reason == OK:
+                return AuthOutcome(
+                    ok=True,
+                    reason=OK,
+                    principal=login.principal,
+                    unit_code=login.unit_code,
+                    totp_step=step,
+                )
+        self._count_source_failure(conn, reserved.source, now)
+        return _outcome(reason, reserved.principal, login, step if reason == OTP_REUSED else None)
 
     def change_password(
         self,
@@ -287,18 +368,6 @@ class Authenticator:
             return LOCKED, login
         self._count_source_failure(conn, source, now)
         return refusal, login
-
-    def _refund(
-        self,
-        login: LoginRecord,
-        before: LockoutCounters | None,
-        after: LockoutCounters | None,
-        now: float,
-    ) -> None:
-        if before is None or after is None:
-            return
-        with self._engine.begin() as conn:
-            refund_attempt(conn, login.principal, before=before, after=after, now=now)
 
     def _is_throttled(self, conn: Connection, source: str, now: float) -> bool:
         count = source_failure_count(

@@ -14,6 +14,7 @@ before the statement, on both databases.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -25,7 +26,10 @@ from sqlalchemy import (
     Connection,
     Float,
     Row,
+    Select,
+    Update,
     and_,
+    bindparam,
     case,
     delete,
     exc,
@@ -567,15 +571,13 @@ def get_credential_state(conn: Connection, principal: str) -> CredentialState | 
 # -- logins (used by the authenticator) ----------------------------------------------------
 
 
-def load_login(
-    conn: Connection, principal: str, kind: str, *, for_update: bool = False
-) -> LoginRecord | None:
-    """The login record of an account (``kind="account"``), staff member or insured
-    person (``kind="person"``), or None."""
-    if kind not in PRINCIPAL_KINDS:
-        raise ValueError(f"kind must be one of {PRINCIPAL_KINDS}, got {kind!r}")
-    if not is_storable(principal, PRINCIPAL_LENGTH):
-        return None
+# The login path's statements are built once (per kind, per lockout policy) with bound
+# parameters: building a SQLAlchemy expression and its cache key costs far more CPU
+# than SQLite takes to run it, and a login runs them on every attempt.
+
+
+@functools.cache
+def _login_query(kind: str, for_update: bool) -> Select[Any]:
     c = credentials.c
     if kind == "account":
         query = select(
@@ -602,10 +604,22 @@ def load_login(
             c.password_hash,
             c.totp_secret_sealed,
         ).join_from(credentials, staff, staff.c.name == c.principal)
-    query = query.where(c.principal == principal, c.kind == kind)
+    query = query.where(c.principal == bindparam("p_principal"), c.kind == kind)
     if for_update:
         query = query.with_for_update()
-    row = conn.execute(query).first()
+    return query
+
+
+def load_login(
+    conn: Connection, principal: str, kind: str, *, for_update: bool = False
+) -> LoginRecord | None:
+    """The login record of an account (``kind="account"``), staff member or insured
+    person (``kind="person"``), or None."""
+    if kind not in PRINCIPAL_KINDS:
+        raise ValueError(f"kind must be one of {PRINCIPAL_KINDS}, got {kind!r}")
+    if not is_storable(principal, PRINCIPAL_LENGTH):
+        return None
+    row = conn.execute(_login_query(kind, for_update), {"p_principal": principal}).first()
     if row is None:
         return None
     return LoginRecord(
@@ -630,6 +644,38 @@ def _lock_seconds_expr(policy: LockoutPolicy) -> ColumnElement[Any]:
     )
 
 
+@functools.cache
+def _reserve_statement(policy: LockoutPolicy) -> Update:
+    c = credentials.c
+    now = bindparam("p_now", type_=Float)
+    next_consecutive = case(
+        (c.locked_until_at.is_(None), c.consecutive_failures + 1), else_=literal(1)
+    )
+    reaches_threshold = next_consecutive >= policy.threshold
+    return (
+        update(credentials)
+        .where(
+            c.principal == bindparam("p_principal"),
+            c.hard_locked == false(),
+            or_(
+                and_(c.locked_until_at.is_(None), c.consecutive_failures < policy.threshold),
+                c.locked_until_at <= now,
+            ),
+        )
+        .values(
+            consecutive_failures=next_consecutive,
+            total_failures=c.total_failures + 1,
+            locked_until_at=case(
+                (reaches_threshold, now + _lock_seconds_expr(policy)),
+                else_=null(),
+            ),
+            lock_count=case((reaches_threshold, c.lock_count + 1), else_=c.lock_count),
+            hard_locked=case((c.total_failures + 1 >= policy.hard_cap, true()), else_=false()),
+            updated_at=now,
+        )
+    )
+
+
 def reserve_attempt(conn: Connection, principal: str, *, policy: LockoutPolicy, now: float) -> bool:
     """Pre-charge one failure before a password is evaluated; False if locked.
 
@@ -641,34 +687,25 @@ def reserve_attempt(conn: Connection, principal: str, *, policy: LockoutPolicy, 
     ``threshold`` are ever granted per lock period.  A success refunds (see
     :func:`accept_totp_step`); a failure leaves the charge in place.
     """
-    c = credentials.c
-    next_consecutive = case(
-        (c.locked_until_at.is_(None), c.consecutive_failures + 1), else_=literal(1)
-    )
-    reaches_threshold = next_consecutive >= policy.threshold
-    result = conn.execute(
-        update(credentials)
-        .where(
-            c.principal == principal,
-            c.hard_locked == false(),
-            or_(
-                and_(c.locked_until_at.is_(None), c.consecutive_failures < policy.threshold),
-                c.locked_until_at <= now,
-            ),
-        )
-        .values(
-            consecutive_failures=next_consecutive,
-            total_failures=c.total_failures + 1,
-            locked_until_at=case(
-                (reaches_threshold, literal(float(now), Float) + _lock_seconds_expr(policy)),
-                else_=null(),
-            ),
-            lock_count=case((reaches_threshold, c.lock_count + 1), else_=c.lock_count),
-            hard_locked=case((c.total_failures + 1 >= policy.hard_cap, true()), else_=false()),
-            updated_at=now,
-        )
-    )
+    result = conn.execute(_reserve_statement(policy), {"p_principal": principal, "p_now": now})
     return result.rowcount == 1
+
+
+_ACCEPT_STEP = (
+    update(credentials)
+    .where(
+        credentials.c.principal == bindparam("p_principal"),
+        or_(
+            credentials.c.totp_last_step.is_(None),
+            credentials.c.totp_last_step < bindparam("p_step"),
+        ),
+    )
+    .values(
+        totp_last_step=bindparam("p_step"),
+        updated_at=bindparam("p_now", type_=Float),
+        **_CLEARED_LOCKOUT,
+    )
+)
 
 
 def accept_totp_step(conn: Connection, principal: str, step: int, *, now: float) -> bool:
@@ -679,30 +716,23 @@ def accept_totp_step(conn: Connection, principal: str, step: int, *, now: float)
     resets every lockout counter, so the hard cap counts failures since the last
     success or carrier reset.
     """
-    c = credentials.c
-    result = conn.execute(
-        update(credentials)
-        .where(
-            c.principal == principal,
-            or_(c.totp_last_step.is_(None), c.totp_last_step < step),
-        )
-        .values(totp_last_step=step, updated_at=now, **_CLEARED_LOCKOUT)
-    )
+    result = conn.execute(_ACCEPT_STEP, {"p_principal": principal, "p_step": step, "p_now": now})
     return result.rowcount == 1
 
 
 # -- source addresses ----------------------------------------------------------------------
 
 
+_SOURCE_FAILURES = select(source_failures.c.window_started_at, source_failures.c.failures).where(
+    source_failures.c.source == bindparam("p_source")
+)
+
+
 def source_failure_count(
     conn: Connection, source: str, *, now: float, window_seconds: float
 ) -> int:
     """Refused attempts from *source* in its current window (0 if the window expired)."""
-    row = conn.execute(
-        select(source_failures.c.window_started_at, source_failures.c.failures).where(
-            source_failures.c.source == source_key(source)
-        )
-    ).first()
+    row = conn.execute(_SOURCE_FAILURES, {"p_source": source_key(source)}).first()
     if row is None or float(row.window_started_at) + window_seconds <= now:
         return 0
     return int(row.failures)

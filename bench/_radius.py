@@ -35,6 +35,7 @@ import argparse
 import functools
 import os
 import platform
+import shutil
 import socket
 import sys
 import time
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import TextIO
 
 import _measure as m
+from _cpu import interleaved_with_cpu, own_cpu_seconds
 from _procs import Children, logged_errors, run_directory
 from _setup import BenchAccount, init_state, open_accounts, password_hasher, ssgate_binary
 
@@ -133,9 +135,12 @@ class Figures:
     machine: dict[str, str]
     rates: dict[str, m.Rate]
     warnings: list[str]
+    cpu_ms: dict[str, float]
 
 
-def run(sizes: Sizes, tmp: Path, children: Children) -> Figures:
+def run(
+    sizes: Sizes, tmp: Path, children: Children, *, profile: Path | None = None, py_spy: str = ""
+) -> Figures:
     state = tmp / "state"
     say(f"ssgate init in {state}")
     init_state(ssgate_binary(), state, env=children.env)
@@ -143,7 +148,7 @@ def run(sizes: Sizes, tmp: Path, children: Children) -> Figures:
     # Started before the runner has any thread (see _procs.Child); it boots while the
     # accounts are opened.
     serve = children.start("serve", [ssgate_binary(), "--state", str(state), "serve"])
-    count = sizes.warmup + sizes.requests
+    count = sizes.warmup + sizes.requests + (sizes.requests if profile is not None else 0)
     say(f"opening {count} accounts (argon2id hashes, client certificates)")
     started = time.perf_counter()
     accounts = open_accounts(state, count, tmp, workers=os.cpu_count() or 2)
@@ -156,7 +161,9 @@ def run(sizes: Sizes, tmp: Path, children: Children) -> Figures:
     def requests(batch: list[BenchAccount]) -> list[Callable[[], float]]:
         return [functools.partial(access_request, server, a) for a in batch]
 
-    warm, measured = accounts[: sizes.warmup], accounts[sizes.warmup :]
+    warm = accounts[: sizes.warmup]
+    measured = accounts[sizes.warmup : sizes.warmup + sizes.requests]
+    extra = accounts[sizes.warmup + sizes.requests :]
     c = sizes.concurrency
     # Warm-up: the server's first transactions, thread starts, the runner's sockets.
     m.concurrently(requests(warm), min(c, len(warm)))
@@ -165,14 +172,34 @@ def run(sizes: Sizes, tmp: Path, children: Children) -> Figures:
         f"{len(measured)} Access-Requests ({c} in flight) and {sizes.argon2} argon2id "
         f"verifications ({LOGIN_THREADS} threads), in alternating halves"
     )
-    rates = m.interleaved(
+    rates, cpu = interleaved_with_cpu(
         {
             "radius": (requests(measured), c),
             "argon2 verify": (m.argon2_jobs(hasher, sizes.argon2), LOGIN_THREADS),
-        }
+        },
+        {"radius": serve.cpu_seconds, "argon2 verify": own_cpu_seconds},
     )
     for name, rate in rates.items():
         say(f"  {name}: {rate.per_second:.1f}/s")
+    # CPU per request (ssgate serve, every thread) and per verification (this process):
+    # unlike the rates, these hardly move with what else the machine is running.
+    cpu_ms = {name: 1000 * cpu[name] / rates[name].count for name in rates}
+    if profile is not None:
+        # After the measurement, so the sampler does not disturb it: as many requests
+        # again, on accounts of their own (each account's code is used once).
+        from _profile import profile_run
+
+        def again() -> None:
+            m.concurrently(requests(extra), c)
+
+        say(f"profiling ssgate serve with py-spy into {profile}")
+        text = profile_run(
+            py_spy,
+            {"serve": serve.pid},
+            profile,
+            again,
+        )
+        sys.stderr.write(text)
     serve.check_running()
     warnings = []
     errors = logged_errors(serve.output())
@@ -187,7 +214,7 @@ def run(sizes: Sizes, tmp: Path, children: Children) -> Figures:
         "([passwords] of ssgate init)",
         "login pool": f"{LOGIN_THREADS} threads (ssgate serve)",
     }
-    return Figures(sizes, machine, rates, warnings)
+    return Figures(sizes, machine, rates, warnings, cpu_ms)
 
 
 def report(figures: Figures, out: TextIO) -> None:
@@ -217,6 +244,12 @@ def report(figures: Figures, out: TextIO) -> None:
         f"\nratio RADIUS Access-Requests/s / argon2id verifications/s {ratio:.2f} "
         "(target: 0.9 or more)\n"
     )
+    cpu = figures.cpu_ms
+    w(
+        f"CPU ms: ssgate serve per Access-Request {cpu['radius']:.1f} (all threads), "
+        f"argon2id per verification {cpu['argon2 verify']:.1f}, "
+        f"so {cpu['radius'] - cpu['argon2 verify']:.1f} per request beyond the hash\n"
+    )
     for warning in figures.warnings:
         w(f"warning: {warning}\n")
     out.flush()
@@ -238,6 +271,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (logs) and say where"
     )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        type=Path,
+        help="afterwards, sample ssgate serve with py-spy during as many requests again; "
+        "stacks and a summary of every thread in DIR",
+    )
+    parser.add_argument(
+        "--py-spy", metavar="PATH", help="the py-spy binary (default: py-spy on PATH)"
+    )
     args = parser.parse_args(argv)
     for name in ("requests", "concurrency", "argon2"):
         value = getattr(args, name)
@@ -255,9 +298,14 @@ def main(argv: list[str]) -> int:
         argon2=args.argon2 or sizes.argon2,
         warmup=sizes.warmup,
     )
+    py_spy = ""
+    if args.profile is not None:
+        py_spy = args.py_spy or shutil.which("py-spy") or ""
+        if not py_spy:
+            raise SystemExit("bench: --profile needs py-spy (pip install py-spy, or --py-spy PATH)")
     started = time.perf_counter()
     with run_directory(keep=args.keep, say=say) as (tmp, children):
-        figures = run(sizes, tmp, children)
+        figures = run(sizes, tmp, children, profile=args.profile, py_spy=py_spy)
     say(f"done in {time.perf_counter() - started:.0f} s")
     report(figures, sys.stdout)
     return 0

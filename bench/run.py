@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import _measure as m
+from _cpu import interleaved_with_cpu, own_cpu_seconds
 from _procs import Child, Children, logged_errors, run_directory
 from _setup import (
     BenchAccount,
@@ -140,6 +141,7 @@ class Results:
     # processes, per repeat
     cpu: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
     rates: dict[str, m.Rate] = field(default_factory=dict)
+    login_cpu_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -333,14 +335,18 @@ def measure(sizes: Sizes, world: World, results: Results) -> None:
 
     hasher = password_hasher(world.state)
     login_jobs = [login(a, ctx) for a, ctx in zip(logins, contexts[1:], strict=True)]
-    results.rates.update(
-        m.interleaved(
-            {
-                "ssgate login": (login_jobs, c),
-                "argon2 verify": (m.argon2_jobs(hasher, sizes.argon2), LOGIN_THREADS),
-            }
-        )
+    gateway = world.children["gateway"]
+    login_rates, cpu = interleaved_with_cpu(
+        {
+            "ssgate login": (login_jobs, c),
+            "argon2 verify": (m.argon2_jobs(hasher, sizes.argon2), LOGIN_THREADS),
+        },
+        {"ssgate login": gateway.cpu_seconds, "argon2 verify": own_cpu_seconds},
     )
+    results.rates.update(login_rates)
+    # CPU per login (the gateway, every thread) and per verification (this process):
+    # far steadier than the rates on a shared machine.
+    results.login_cpu_ms = {k: 1000 * cpu[k] / login_rates[k].count for k in login_rates}
     for name in (*handshakes, "ssgate login", "argon2 verify"):
         say(f"  {name}: {results.rates[name].per_second:.1f}/s")
     p = hasher.params
@@ -452,6 +458,12 @@ def report(results: Results, out: Any) -> None:
         f"{_ratio(per_s['ssgate login'], per_s['stunnel handshake'])}"
         f"  ssgate full logins / argon2id verifications "
         f"{_ratio(per_s['ssgate login'], per_s['argon2 verify'])}\n"
+    )
+    cpu = results.login_cpu_ms
+    w(
+        f"CPU ms: gateway per full login {cpu['ssgate login']:.1f} (all threads), argon2id per "
+        f"verification {cpu['argon2 verify']:.1f}, so "
+        f"{cpu['ssgate login'] - cpu['argon2 verify']:.1f} per login beyond the hash\n"
     )
     w(
         "ratio handshakes/s: ssgate gateway / stunnel server "

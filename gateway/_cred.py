@@ -189,36 +189,84 @@ class ChannelChecker:
 
     @inlineCallbacks
     def requestAvatarId(self, credentials: ChannelCredentials) -> Any:
+        """Two transactions on the database pool around the hash on the login pool:
+        the certificate, the source policy and the reserved attempt
+        (:meth:`auth.Authenticator.reserve`) in the first; the password and code
+        (:meth:`~auth.Authenticator.check`) on the login pool, which waits for no
+        database; the time-step or the failure (:meth:`~auth.Authenticator.settle`) in
+        the second."""
         account = credentials.account
         # The certificate binds the login: a unit's certificate logs in only its account.
         if credentials.certificate_account != account:
             raise LoginRefused("cert-mismatch", account)
-        status = yield self._db.run(_certificate_status, credentials.certificate_serial, account)
-        if status != "ok":
-            raise LoginRefused(status, account)
         host = credentials.source.rsplit(":", 1)[0].strip("[]")
-        if not source_allowed(host, self._policy_for(account).allowed_sources):
-            raise LoginRefused("source-denied", account)
-        outcome: auth.AuthOutcome = yield self._db.call(
-            self._authenticator.authenticate,
+        allowed = self._policy_for(account).allowed_sources
+        now = self._clock()
+        first: _FirstStep = yield self._db.run(
+            self._reserve,
+            credentials.certificate_serial,
             account,
             credentials.password,
-            credentials.otp,
-            source=host,
-            now=self._clock(),
+            host=host,
+            allowed=allowed,
+            now=now,
         )
+        if first.refusal is not None:
+            raise LoginRefused(first.refusal, account)
+        assert first.reserved is not None
+        checked: auth.Checked = yield self._db.call(
+            self._authenticator.check,
+            first.reserved,
+            credentials.password,
+            credentials.otp,
+            now=now,
+        )
+        outcome = checked.settled
+        if outcome is None:
+            outcome = yield self._db.run(self._authenticator.settle, checked, now=self._clock())
+        assert outcome is not None
         if not outcome.ok:
-            retry_after = RETRY_AFTER_UNKNOWN
-            if outcome.reason == "locked":
-                state = yield self._db.run(auth.get_credential_state, account)
-                retry_after = lock_wait(state, self._clock())
-            elif outcome.reason == "throttled":
-                wait = yield self._db.run(
-                    _source_wait, host, self._clock(), self._authenticator.policy
-                )
-                retry_after = throttle_wait(wait)
-            raise LoginRefused(outcome.reason, account, outcome.unit_code, retry_after=retry_after)
+            raise LoginRefused(
+                outcome.reason, account, outcome.unit_code, retry_after=first.retry_after
+            )
         return (account, outcome.unit_code, credentials.certificate_serial, credentials.source)
+
+    def _reserve(
+        self,
+        conn: Connection,
+        serial: str,
+        account: str,
+        password: str,
+        *,
+        host: str,
+        allowed: tuple[str, ...],
+        now: float,
+    ) -> _FirstStep:
+        """The certificate's status, the source policy, then the authenticator's
+        reservation, in the order the login has always checked them; for a ``locked``
+        or ``throttled`` refusal, how long it lasts (AUTH_FAIL's ``retry_after``)."""
+        status = _certificate_status(conn, serial, account)
+        if status != "ok":
+            return _FirstStep(status)
+        if not source_allowed(host, allowed):
+            return _FirstStep("source-denied")
+        reserved = self._authenticator.reserve(conn, account, password, source=host, now=now)
+        retry_after = RETRY_AFTER_UNKNOWN
+        if reserved.refusal == "locked":
+            retry_after = lock_wait(auth.get_credential_state(conn, account), now)
+        elif reserved.refusal == "throttled":
+            retry_after = throttle_wait(_source_wait(conn, host, now, self._authenticator.policy))
+        return _FirstStep(None, reserved, retry_after)
+
+
+@dataclass(frozen=True)
+class _FirstStep:
+    """The first transaction's answer: a refusal of the certificate or the source, or
+    the authenticator's reservation (which may itself be a refusal)."""
+
+    refusal: str | None
+    reserved: auth.Reserved | None = None
+    retry_after: int = RETRY_AFTER_UNKNOWN
 
 
 @implementer(IRealm)

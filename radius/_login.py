@@ -87,12 +87,31 @@ def source_allowed(calling_station: str | None, allowed: tuple[str, ...]) -> boo
 
 
 class DialInLogin:
+    """Decides dial-in logins (see the module docstring).
+
+    With *authenticator* (what ``ssgate serve`` passes) a login is two transactions on
+    the database pool around the hash on the login pool: the reservation
+    (:meth:`auth.Authenticator.reserve`), then :meth:`~auth.Authenticator.check` on
+    the login pool (argon2id and the code; it waits for no database), then one
+    transaction that settles the attempt, checks the unit's approval and
+    ``max_sessions`` and appends the ``login`` event.  Every outcome is audited in the
+    transaction that decides it: if that transaction fails nothing of it stays (the
+    code is not used, no Accept is sent, the NAS retries), so no dial-in session is
+    ever granted without its event.
+
+    With *authenticate* (any blocking ``authenticate(account, password, otp, source=,
+    now=)``) the whole authentication is one call on the login pool, then the unit,
+    the sessions in use and the event each in a transaction of their own; a failure to
+    write the event is logged and the answer still sent.
+    """
+
     log = Logger()
 
     def __init__(
         self,
         *,
-        authenticate: Authenticate,
+        authenticate: Authenticate | None = None,
+        authenticator: auth.Authenticator | None = None,
         runner: auth.Runner,
         policy_for: Callable[[str], DialInPolicy],
         unit_admitted: Callable[[Connection, str], bool],
@@ -100,7 +119,10 @@ class DialInLogin:
         clock: IReactorTime,
         new_session_id: Callable[[], str] = lambda: secrets.token_hex(16),
     ) -> None:
+        if (authenticate is None) == (authenticator is None):
+            raise TypeError("DialInLogin needs exactly one of authenticate and authenticator")
         self._authenticate = authenticate
+        self._authenticator = authenticator
         self._runner = runner
         self._policy_for = policy_for
         self._unit_admitted = unit_admitted
@@ -109,19 +131,87 @@ class DialInLogin:
         self._new_session_id = new_session_id
 
     def decide(self, attempt: Attempt) -> Deferred[Verdict]:
+        if self._authenticator is not None:
+            return Deferred.fromCoroutine(self._decide_in_two(attempt, self._authenticator))
         return Deferred.fromCoroutine(self._decide(attempt))
+
+    # -- two transactions around the hash (with an authenticator) -------------------------
+
+    async def _decide_in_two(self, attempt: Attempt, authenticator: auth.Authenticator) -> Verdict:
+        early = self._refused_early(attempt)
+        if early is not None:
+            await self._record(attempt, early)
+            return early
+        now = self._clock.seconds()
+        reserved: auth.Reserved = await self._runner.run(
+            authenticator.reserve,
+            attempt.account,
+            attempt.password,
+            source=throttle_source(attempt),
+            now=now,
+        )
+        checked: auth.Checked = await self._runner.call(
+            authenticator.check, reserved, attempt.password, attempt.otp, now=now
+        )
+        verdict: Verdict = await self._runner.run(
+            self._settled, attempt, checked, authenticator, now=self._clock.seconds()
+        )
+        return verdict
+
+    def _settled(
+        self,
+        conn: Connection,
+        attempt: Attempt,
+        checked: auth.Checked,
+        authenticator: auth.Authenticator,
+        *,
+        now: float,
+    ) -> Verdict:
+        """The second transaction: the attempt settled, the unit, ``max_sessions``, and
+        the ``login`` event of whatever came of it."""
+        outcome = authenticator.settle(conn, checked, now=now)
+        verdict = self._granted(conn, attempt, outcome, now)
+        audit.append(conn, login_event(attempt, verdict, at=now))
+        return verdict
+
+    def _granted(
+        self, conn: Connection, attempt: Attempt, outcome: auth.AuthOutcome, now: float
+    ) -> Verdict:
+        unit = outcome.unit_code or ""
+        if not outcome.ok:
+            return Verdict(False, outcome.reason, unit_code=unit)
+        if not self._unit_admitted(conn, unit):
+            return Verdict(False, UNIT_UNAPPROVED, unit_code=unit)
+        policy = self._policy_for(attempt.account)
+        in_use = (
+            0 if self._open_sessions is None else self._sessions_in_use(conn, attempt.account, now)
+        )
+        if self._open_sessions is not None and in_use >= policy.max_sessions:
+            return Verdict(False, TOO_MANY_SESSIONS, unit_code=unit)
+        return self._accepted(unit, policy)
+
+    # -- one call on the login pool (with an authenticate callable) -----------------------
 
     async def _decide(self, attempt: Attempt) -> Verdict:
         verdict = await self._check(attempt)
         await self._record(attempt, verdict)
         return verdict
 
-    async def _check(self, attempt: Attempt) -> Verdict:
+    def _refused_early(self, attempt: Attempt) -> Verdict | None:
+        """A refusal before any account work: the request's own, or the source policy."""
         if attempt.refusal is not None:
             return Verdict(False, attempt.refusal)
         policy = self._policy_for(attempt.account)
         if not source_allowed(attempt.calling_station, policy.allowed_sources):
             return Verdict(False, SOURCE_DENIED)
+        return None
+
+    async def _check(self, attempt: Attempt) -> Verdict:
+        early = self._refused_early(attempt)
+        if early is not None:
+            return early
+        assert self._authenticate is not None
+        policy = self._policy_for(attempt.account)
         outcome: auth.AuthOutcome = await self._runner.call(
             self._authenticate,
             attempt.account,
@@ -142,6 +232,9 @@ class DialInLogin:
             )
             if count >= policy.max_sessions:
                 return Verdict(False, TOO_MANY_SESSIONS, unit_code=unit)
+        return self._accepted(unit, policy)
+
+    def _accepted(self, unit: str, policy: DialInPolicy) -> Verdict:
         return Verdict(
             True,
             "ok",

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Float, Row, bindparam, insert, select, update
 
 import audit
 from radius._accounting import Usage
@@ -104,6 +104,19 @@ def record_usage(conn: Connection, usage: Usage, *, sessions: DialInSessions, no
     return ENDED
 
 
+_events = audit.metadata.tables["audit_events"]
+_RECENT_GRANTS = select(_events.c.actor, _events.c.session_id).where(
+    _events.c.action == "login",
+    _events.c.subject == bindparam("p_subject"),
+    _events.c.outcome == "ok",
+    _events.c.at >= bindparam("p_since", type_=Float),
+)
+
+_STARTED = select(radius_sessions.c.session_id).where(
+    radius_sessions.c.session_id.in_(bindparam("p_ids", expanding=True))
+)
+
+
 def awaiting_start(
     conn: Connection, account: str, *, now: float, window: float = AWAITING_START_SECONDS
 ) -> int:
@@ -111,17 +124,18 @@ def awaiting_start(
     ``login`` events of a NAS, ``radius:<nas>``) whose accounting Start has not been
     recorded yet: the registry does not hold them, but the user is (or is about to be)
     connected, so they count towards ``max_sessions`` with the open ones."""
+    # Two columns of the NAS grants, by a statement built once (audit.query would
+    # build one and read back every column of every event, per login).
     granted = {
-        r.event.session_id
-        for r in audit.query(
-            conn, actions=["login"], subject=account, outcome="ok", since=now - window
+        session_id
+        for actor, session_id in conn.execute(
+            _RECENT_GRANTS, {"p_subject": account, "p_since": now - window}
         )
-        if r.event.actor.startswith("radius:") and r.event.session_id
+        if actor.startswith("radius:") and session_id
     }
     if not granted:
         return 0
-    c = radius_sessions.c
-    started = set(conn.execute(select(c.session_id).where(c.session_id.in_(granted))).scalars())
+    started = set(conn.execute(_STARTED, {"p_ids": sorted(granted)}).scalars())
     return len(granted - started)
 
 

@@ -232,6 +232,7 @@ class DialInTestbed:
         policy: TestPolicy | None = None,
         require_message_authenticator: bool = True,
         lockout: auth.LockoutPolicy | None = None,
+        two_transactions: bool = False,
     ) -> None:
         for metadata in (auth.metadata, audit.metadata, radius_metadata):
             metadata.create_all(engine)
@@ -271,8 +272,12 @@ class DialInTestbed:
         )
         self.nas_directory = NasDirectory([self.nas_client])
         self.server = AccessServer(self.nas_directory, random=secrets.token_bytes)
+        # two_transactions: as ``ssgate serve`` runs it (the reservation and the
+        # settlement on the database pool, only the hash on the login pool); else the
+        # whole authentication as one login-pool call.
         self.login = DialInLogin(
-            authenticate=self.authenticator.authenticate,
+            authenticate=None if two_transactions else self.authenticator.authenticate,
+            authenticator=self.authenticator if two_transactions else None,
             runner=self.runner,
             policy_for=lambda account: self.policy,
             unit_admitted=self._unit_admitted,

@@ -200,7 +200,7 @@ def start_radius(
         challenge_timeout=config.challenge_timeout_seconds,
     )
     login = radius.DialInLogin(
-        authenticate=authenticator.authenticate,
+        authenticator=authenticator,
         runner=runner,
         policy_for=app.config.policy.for_account,
         unit_admitted=unit_approved,
