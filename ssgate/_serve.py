@@ -515,9 +515,11 @@ def _access_log(state: StateDir, reactor: Any, seat: WorkerSeat | None) -> web.A
 
 def declare_listen(app: App) -> str:
     """``[declare] listen``, else the state directory's socket (whose lock names the
-    process serving it, which ``ssgate node drain`` signals)."""
+    process serving it, which ``ssgate node drain`` signals).  Its backlog holds the
+    burst of one session's 100 streams opening at once: Twisted's default of 50 would
+    refuse half of them (``service-unavailable``)."""
     return app.config.declare.listen or (
-        f"unix:{app.state.path / DECLARE_SOCKET}:mode=600:lockfile=1"
+        f"unix:{app.state.path / DECLARE_SOCKET}:mode=600:lockfile=1:backlog=1024"
     )
 
 

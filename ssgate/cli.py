@@ -212,8 +212,60 @@ def cmd_node_policy(args: argparse.Namespace, state: StateDir, out: TextIO) -> i
         app.close()
 
 
+def cmd_node_list(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
+    """``ssgate node list``: every node sharing the database, as the registry has it."""
+    from ssgate._nodes import LOST_AFTER_SECONDS, list_nodes
+
+    app = App(state)
+    try:
+        now = app.clock()
+        zone = app.config.display.zone
+        with app.engine.begin() as conn:
+            records = list_nodes(conn)
+    finally:
+        app.close()
+
+    def status(r: Any) -> str:
+        if r.stopped_at is not None:
+            return "lost" if r.stop_reason == "lost" else "stopped"  # lost: reaped by others
+        if now - r.last_heartbeat_at > LOST_AFTER_SECONDS:
+            return "silent"  # about to be reaped: its sessions become node-lost
+        return "draining" if r.draining else "running"
+
+    if args.json:
+        for r in records:
+            row = {
+                "name": r.name,
+                "host": r.host,
+                "pid": r.pid,
+                "version": r.version,
+                "status": status(r),
+                "started_at": datetime.fromtimestamp(r.started_at, zone).isoformat(),
+                "last_heartbeat_at": datetime.fromtimestamp(r.last_heartbeat_at, zone).isoformat(),
+            }
+            out.write(_json_dump(row) + "\n")
+        return EXIT_OK
+    if not records:
+        out.write("no node has started on this database yet\n")
+        return EXIT_OK
+    rows = [
+        (
+            r.name,
+            r.host,
+            str(r.pid),
+            status(r),
+            _local_time(r.started_at, zone),
+            _local_time(r.last_heartbeat_at, zone),
+            r.version,
+        )
+        for r in records
+    ]
+    _table(rows, ("NODE", "HOST", "PID", "STATUS", "STARTED", "LAST HEARD", "VERSION"), out)
+    return EXIT_OK
+
+
 def _node_export_parsers(add: Callable[..., _Parser], node_sub: Any) -> None:
-    """``node export`` and ``node policy`` (issue 13)."""
+    """``node export``, ``node list`` and ``node policy`` (issue 13)."""
     p = add(
         "export",
         "write this node's configuration, CA and keys, sealed with a passphrase (scrypt, "
@@ -228,6 +280,14 @@ def _node_export_parsers(add: Callable[..., _Parser], node_sub: Any) -> None:
         metavar="F",
         help="read the passphrase from the first line of F (default: ask, without echo)",
     )
+    p = add(
+        "list",
+        "every gateway node on this database: running, draining, silent (no heartbeat for "
+        "15 s), lost (the others ended its sessions as node-lost) or stopped",
+        cmd_node_list,
+        node_sub,
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
     p = add(
         "policy",
         "compare this file's [policy] with the one every node shares (in the database)",
@@ -1708,7 +1768,7 @@ def build_parser() -> argparse.ArgumentParser:
     _backup_parsers(add)
     node = add(
         "node",
-        "this gateway node among the nodes sharing the database: drain, export, policy",
+        "this gateway node among the nodes sharing the database: drain, list, export, policy",
         cmd_node_drain,
     )
     node_actions = node.add_subparsers(

@@ -45,23 +45,6 @@ def reason_of(answer: bytes) -> str:
 def test_three_hundred_concurrent_requests_through_one_session_are_all_answered(
     channel: Channel,
 ) -> None:
-    # The declaration service's Unix socket with a listen backlog above the 100
-    # connections one session's streams make at once.  The built-in default
-    # (``unix:…:mode=600:lockfile=1``) has Twisted's backlog of 50: a burst of 100
-    # connects overflows it and some streams are refused ``service-unavailable``
-    # (answered 503 by the client, not by the service).  Until that default carries a
-    # backlog too (issue 16, reported for ssgate/_serve.py), this test sets it.
-    config = channel.state / "ssgate.toml"
-    socket_path = channel.state / "declare.sock"
-    config.write_text(
-        config.read_text(encoding="utf-8").replace(
-            "[declare]\n# The declaration service, reached only by the gateway.  Empty: a Unix socket\n"
-            '# declare.sock in the state directory.\nlisten = ""',
-            f'[declare]\nlisten = "unix:{socket_path}:mode=600:lockfile=1:backlog=1024"',
-        ),
-        encoding="utf-8",
-    )
-    assert "backlog=1024" in config.read_text(encoding="utf-8")
     account = channel.open_account()
     channel.start()
     client = channel.connect(account)

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sqlite3
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -42,11 +43,17 @@ def session_row(state: Path, session: str) -> tuple[str, str]:
     return str(row[0]), str(row[1])
 
 
-def nodes(state: Path) -> dict[str, tuple[int, float | None, str | None]]:
-    """The node registry: name → (pid, stopped_at, stop_reason)."""
-    with _db(state) as conn:
-        rows = conn.execute("SELECT name, pid, stopped_at, stop_reason FROM nodes").fetchall()
-    return {name: (pid, stopped, reason) for name, pid, stopped, reason in rows}
+def nodes(state: Path) -> dict[str, tuple[int, str]]:
+    """The node registry as ``ssgate node list --json`` prints it: name → (pid, status)."""
+    listed = subprocess.run(
+        [Channel.ssgate, "--state", str(state), "node", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=True,
+    )
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    return {row["name"]: (row["pid"], row["status"]) for row in rows}
 
 
 def works(port: int) -> None:
@@ -148,7 +155,7 @@ def test_two_workers_share_the_socket_survive_a_kill_and_stop_together(
     works(b_port)
     registry = nodes(channel.state)
     assert {"gw-0", "gw-1"} <= set(registry)
-    assert registry["gw-0"][1] is None and registry["gw-1"][1] is None  # both running
+    assert registry["gw-0"][1] == registry["gw-1"][1] == "running"
     assert registry[f"gw-{a_index}"][0] == pids[a_index]
 
     # kill -9 of A's worker: the parent starts it again; B's session is not touched.
@@ -173,7 +180,7 @@ def test_two_workers_share_the_socket_survive_a_kill_and_stop_together(
     assert serve.wait_exit(timeout=60) == 0
     registry = nodes(channel.state)
     for name in ("gw-0", "gw-1"):
-        assert registry[name][2] == "stopped", (name, registry[name])
+        assert registry[name][1] == "stopped", (name, registry[name])
     for pid in (restarted, pids[b_index]):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
