@@ -92,6 +92,7 @@ from declare_app._pension_account import (
 from declare_app._person_id import Gender
 from declare_app._retirement import (
     InsuredPerson,
+    RetirementCategory,
     RetirementRow,
     StaffKind,
     YearMonth,
@@ -114,9 +115,12 @@ from declare_app._schema import (
     enrolments,
     persons,
     unit_enrolment_counts,
+    unit_ledger_totals,
+    unit_person_counts,
     unit_persons,
     unit_profiles,
 )
+from declare_app._unit_totals import NOT_PAID
 from declare_app.interfaces import (
     Actor,
     DeclarationError,
@@ -859,14 +863,7 @@ class EmployerQueries:
         page: tuple[int, int],
         today: date,
     ) -> UnitPayments:
-        c = contributions.c
-        conditions: list[ColumnElement[bool]] = [c.unit_code == unit_code]
-        conditions += _month_conditions(c.month, months)
-        if insurance is not None:
-            conditions.append(c.insurance == insurance)
-        if status is not None:
-            conditions.append(c.status == status)
-        where = and_(*conditions)
+        where = _totals_where(unit_code, months, insurance, status)
         groups = _ledger_groups(conn, unit_code, months, insurance, status)
         total = len(groups)
         limit, offset = page
@@ -922,20 +919,21 @@ class EmployerQueries:
         lines paid the same day."""
         if self._deadline is None:
             return None
-        c = contributions.c
+        t = unit_ledger_totals.c
         fees: dict[tuple[str, str], Decimal] = defaultdict(lambda: _ZERO)
         for row in conn.execute(
             select(
-                c.month,
-                c.insurance,
-                c.paid_on,
-                func.sum(c.employer_fen + c.employee_fen).label("amount"),
+                t.month,
+                t.insurance,
+                t.paid_on,
+                func.sum(t.employer_fen + t.employee_fen).label("amount"),
             )
             .where(where)
-            .group_by(c.month, c.insurance, c.paid_on)
+            .group_by(t.month, t.insurance, t.paid_on)
         ):
             deadline = self._deadline(_parse_month(row.month))
-            days = ((row.paid_on or today) - deadline).days
+            paid_on = None if row.paid_on == NOT_PAID else row.paid_on
+            days = ((paid_on or today) - deadline).days
             if days > 0:
                 fee = (_yuan(row.amount) * LATE_FEE_PER_DAY * days).quantize(
                     Decimal("0.01"), rounding=ROUND_HALF_UP
@@ -1028,7 +1026,7 @@ class EmployerQueries:
             conditions = _roster_where(
                 unit.code, insurance=wanted_insurance, id_number=idn, name=who
             )
-            counts = _roster_counts(conn, conditions)
+            counts = _roster_counts(conn, unit.code, conditions)
             total = sum(counts.values()) if wanted_status is None else counts.get(wanted_status, 0)
             record.details.update(total=total)
             if wanted_status is not None:
@@ -1055,7 +1053,7 @@ class EmployerQueries:
         name fragment is tested on the name kept in that index (the unit's range)."""
         u, e, p = unit_persons.c, enrolments.c, persons.c
         conditions = _roster_where(unit_code, insurance=insurance, id_number=id_number, name=name)
-        counts = _roster_counts(conn, conditions)
+        counts = _roster_counts(conn, unit_code, conditions)
         total = sum(counts.values()) if status is None else counts.get(status, 0)
         if status is not None:
             conditions.append(u.status == status)
@@ -1495,7 +1493,11 @@ class EmployerQueries:
                 )
             )
             every = _persons_reaching_retirement(
-                _insured_persons(conn, unit.code),
+                _insured_persons(
+                    conn,
+                    unit.code,
+                    _birth_ranges(window, current, include_overdue=include_overdue),
+                ),
                 from_month=window[0],
                 to_month=window[1],
                 current_month=current,
@@ -1817,36 +1819,32 @@ def _ledger_groups(
     (``kind`` regular) and the adjustments of closed months (arrears / refund, always
     due).
 
-    Two grouped reads, each one index range: the lines through the covering
-    ``ix_contributions_unit_ledger`` in (month, 险种) order, so no sort and no table
-    row is read; the adjustments (few) through their unit index.  A month's line is
+    Two grouped reads, each one index range: the lines' sums from
+    ``unit_ledger_totals`` (kept by triggers on ``contributions``: a few rows per
+    month, never the unit's every line); the adjustments (few) through their unit
+    index.  A month's line is
     one per person (``uq_contributions_line``), so its persons are its lines, plus the
     persons with only an adjustment of that month (a probe of the same unique index
     each) — where ``count(DISTINCT person)`` over both sorted every line of the unit.
     """
-    c, a = contributions.c, contribution_adjustments.c
-    line_where: list[ColumnElement[bool]] = [c.unit_code == unit_code]
-    line_where += _month_conditions(c.month, months)
-    if insurance is not None:
-        line_where.append(c.insurance == insurance)
-    if status is not None:
-        line_where.append(c.status == status)
-    paid = c.status == "paid"
+    a = contribution_adjustments.c
+    t = unit_ledger_totals.c
+    paid = t.status == "paid"
     groups: dict[tuple[str, str], _LedgerGroup] = {}
     for row in conn.execute(
         select(
-            c.month,
-            c.insurance,
-            func.count().label("lines"),
-            func.sum(c.base_fen).label("base"),
-            func.sum(c.employer_fen).label("employer"),
-            func.sum(c.employee_fen).label("employee"),
-            func.sum(case((paid, 1), else_=0)).label("paid_lines"),
-            func.max(c.paid_on).label("paid_on"),
-            func.sum(case((paid, 0), else_=c.employer_fen + c.employee_fen)).label("unpaid"),
+            t.month,
+            t.insurance,
+            func.sum(t.lines).label("lines"),
+            func.sum(t.base_fen).label("base"),
+            func.sum(t.employer_fen).label("employer"),
+            func.sum(t.employee_fen).label("employee"),
+            func.sum(case((paid, t.lines), else_=0)).label("paid_lines"),
+            func.max(case((t.paid_on != NOT_PAID, t.paid_on))).label("paid_on"),
+            func.sum(case((paid, 0), else_=t.employer_fen + t.employee_fen)).label("unpaid"),
         )
-        .where(*line_where)
-        .group_by(c.month, c.insurance)
+        .where(_totals_where(unit_code, months, insurance, status))
+        .group_by(t.month, t.insurance)
     ):
         groups[(row.month, row.insurance)] = _LedgerGroup(
             row.month,
@@ -1906,6 +1904,23 @@ def _ledger_groups(
     # Newest month first, then 险种 (month text sorts chronologically).
     by_insurance = sorted(groups.values(), key=lambda g: g.insurance)
     return sorted(by_insurance, key=lambda g: g.month, reverse=True)
+
+
+def _totals_where(
+    unit_code: str,
+    months: tuple[str | None, str | None],
+    insurance: str | None,
+    status: str | None,
+) -> ColumnElement[bool]:
+    """单位缴费's filters on ``unit_ledger_totals`` (a range of its primary key)."""
+    t = unit_ledger_totals.c
+    conditions: list[ColumnElement[bool]] = [t.unit_code == unit_code]
+    conditions += _month_conditions(t.month, months)
+    if insurance is not None:
+        conditions.append(t.insurance == insurance)
+    if status is not None:
+        conditions.append(t.status == status)
+    return and_(*conditions)
 
 
 def _person_ledger(
@@ -2026,14 +2041,86 @@ def _statement_periods(
     return tuple(periods)
 
 
-def _insured_persons(conn: Connection, unit_code: str) -> list[InsuredPerson]:
-    """Every person contributing in the unit (an open enrolment there), with the
-    months of their paid pension lines in any unit."""
-    e, p, c = enrolments.c, persons.c, contributions.c
+# The 2025 law's three groups as the persons table codes them (gender 1 男 / 2 女,
+# staff_kind A 干部 / B 工人), with a person of each for the schedule.
+_CATEGORY_OF: Final = (
+    (RetirementCategory.MALE, "1", None),
+    (RetirementCategory.FEMALE_55, "2", "A"),
+    (RetirementCategory.FEMALE_50, "2", "B"),
+)
+
+
+class _BirthRange(NamedTuple):
+    gender: str
+    staff_kind: str | None  # None: either
+    first: date | None  # None: no lower bound
+    before: date  # exclusive
+
+
+def _birth_ranges(
+    window: tuple[YearMonth, YearMonth], current: YearMonth, *, include_overdue: bool
+) -> list[_BirthRange]:
+    """Per retirement group, the birth dates whose statutory month falls in *window*
+    (or, with *include_overdue*, before *current*).  The statutory month only grows
+    with the month of birth (the age never shrinks for a later birth), so each is one
+    range of birth months, found by walking the months that can reach the window
+    (ages 50 to 63 years)."""
+    out: list[_BirthRange] = []
+    for category, gender, kind in _CATEGORY_OF:
+        first: YearMonth | None = None
+        last: YearMonth | None = None
+        birth = window[0].plus_months(-64 * 12)
+        end = window[1].plus_months(-49 * 12)
+        while birth <= end:
+            month = retirement_month(date(birth.year, birth.month, 1), category)
+            wanted = window[0] <= month <= window[1] or (include_overdue and month < current)
+            if wanted:
+                first = birth if first is None else first
+                last = birth
+            birth = birth.plus_months(1)
+        if last is None:
+            continue
+        after = last.plus_months(1)
+        out.append(
+            _BirthRange(
+                gender,
+                kind,
+                None if include_overdue else date(first.year, first.month, 1),  # type: ignore[union-attr]
+                date(after.year, after.month, 1),
+            )
+        )
+    return out
+
+
+def _insured_persons(
+    conn: Connection, unit_code: str, births: Sequence[_BirthRange]
+) -> list[InsuredPerson]:
+    """The persons contributing in the unit (status 1 in ``unit_persons``) who may be
+    in the window: born in one of *births* (``ix_persons_birth_date``) or with an
+    override month (``ix_persons_retirement_override``), each checked against the
+    unit by its primary key — never the unit's every person; with the months of their
+    paid pension lines in any unit.  The caller's rule decides exactly who is in."""
+    u, p, c = unit_persons.c, persons.c, contributions.c
+    born: list[ColumnElement[bool]] = []
+    for r in births:
+        condition = [p.gender == r.gender, p.birth_date < r.before]
+        if r.first is not None:
+            condition.append(p.birth_date >= r.first)
+        if r.staff_kind is not None:
+            condition.append(p.staff_kind == r.staff_kind)
+        born.append(and_(*condition))
+    candidates = (
+        select(p.person_number)
+        .where(or_(p.retirement_override_month.is_not(None), *born))
+        .subquery()
+    )
     active = (
-        select(e.person_number)
-        .where(e.unit_code == unit_code, e.status == "1")
-        .distinct()
+        select(u.person_number)
+        .where(
+            u.unit_code == unit_code,
+            u.status == "1",
+            u.person_number.in_(select(candidates.c.person_number)),
+        )
         .subquery()
     )
     months = (
@@ -2114,8 +2201,18 @@ def _roster_where(
     return conditions
 
 
-def _roster_counts(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> dict[str, int]:
-    """Persons per AAC031 under *conditions*: one range of ``ix_unit_persons_status_name``."""
+def _roster_counts(
+    conn: Connection, unit_code: str, conditions: Sequence[ColumnElement[bool]]
+) -> dict[str, int]:
+    """Persons per AAC031 under *conditions*: without a filter (the unit's condition
+    only), the counts the triggers keep in ``unit_person_counts`` (a few rows);
+    otherwise one range of ``ix_unit_persons_status_name``."""
+    if len(conditions) == 1:
+        n = unit_person_counts.c
+        return {
+            row.status: int(row.n)
+            for row in conn.execute(select(n.status, n.n).where(n.unit_code == unit_code, n.n > 0))
+        }
     u = unit_persons.c
     return {
         row.status: int(row.n)
