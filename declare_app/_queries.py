@@ -66,6 +66,7 @@ from sqlalchemy import (
     select,
     true,
     type_coerce,
+    union,
     union_all,
 )
 from sqlalchemy.dialects import postgresql
@@ -2121,19 +2122,18 @@ def _insured_persons(
     unit by its primary key — never the unit's every person; with the months of their
     paid pension lines in any unit.  The caller's rule decides exactly who is in."""
     u, p, c = unit_persons.c, persons.c, contributions.c
-    born: list[ColumnElement[bool]] = []
+    # One range per group and one of the overrides, as a UNION (SQLite reads an OR of
+    # these by scanning persons whole, and ``IS NOT NULL`` too: ``> ''`` is the same
+    # persons, an override being a month, as a range of its index).
+    ranges: list[Select[Any]] = [select(p.person_number).where(p.retirement_override_month > "")]
     for r in births:
-        condition = [p.gender == r.gender, p.birth_date < r.before]
+        condition = [p.birth_date < r.before, p.gender == r.gender]
         if r.first is not None:
             condition.append(p.birth_date >= r.first)
         if r.staff_kind is not None:
             condition.append(p.staff_kind == r.staff_kind)
-        born.append(and_(*condition))
-    candidates = (
-        select(p.person_number)
-        .where(or_(p.retirement_override_month.is_not(None), *born))
-        .subquery()
-    )
+        ranges.append(select(p.person_number).where(*condition))
+    candidates = union(*ranges).subquery()
     active = (
         select(u.person_number)
         .where(
