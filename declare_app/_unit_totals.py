@@ -80,8 +80,8 @@ _SIGNED_NEW: Final = (
     " 1 AS dl, base_fen AS db, employer_fen AS de, employee_fen AS dp FROM new_rows"
 )
 _SIGNED_OLD: Final = (
-    f"SELECT unit_code, month, insurance, status, COALESCE(paid_on, {_NOT_PAID_SQL}),"
-    " -1, -base_fen, -employer_fen, -employee_fen FROM old_rows"
+    f"SELECT unit_code, month, insurance, status, COALESCE(paid_on, {_NOT_PAID_SQL}) AS paid_on,"
+    " -1 AS dl, -base_fen AS db, -employer_fen AS de, -employee_fen AS dp FROM old_rows"
 )
 _PG_APPLY: Final = f"""
     INSERT INTO unit_ledger_totals ({_KEY}, {_SUMS})

@@ -184,7 +184,7 @@ $$""",
 BEGIN
 
     INSERT INTO unit_ledger_totals (unit_code, month, insurance, status, paid_on, lines, base_fen, employer_fen, employee_fen)
-    SELECT unit_code, month, insurance, status, paid_on, sum(dl), sum(db), sum(de), sum(dp) FROM (SELECT unit_code, month, insurance, status, COALESCE(paid_on, '0001-01-01') AS paid_on, 1 AS dl, base_fen AS db, employer_fen AS de, employee_fen AS dp FROM new_rows UNION ALL SELECT unit_code, month, insurance, status, COALESCE(paid_on, '0001-01-01'), -1, -base_fen, -employer_fen, -employee_fen FROM old_rows) AS delta
+    SELECT unit_code, month, insurance, status, paid_on, sum(dl), sum(db), sum(de), sum(dp) FROM (SELECT unit_code, month, insurance, status, COALESCE(paid_on, '0001-01-01') AS paid_on, 1 AS dl, base_fen AS db, employer_fen AS de, employee_fen AS dp FROM new_rows UNION ALL SELECT unit_code, month, insurance, status, COALESCE(paid_on, '0001-01-01') AS paid_on, -1 AS dl, -base_fen AS db, -employer_fen AS de, -employee_fen AS dp FROM old_rows) AS delta
     GROUP BY unit_code, month, insurance, status, paid_on
     HAVING sum(dl) <> 0 OR sum(db) <> 0 OR sum(de) <> 0 OR sum(dp) <> 0
     ORDER BY unit_code, month, insurance, status, paid_on
@@ -207,7 +207,7 @@ $$""",
 BEGIN
 
     INSERT INTO unit_ledger_totals (unit_code, month, insurance, status, paid_on, lines, base_fen, employer_fen, employee_fen)
-    SELECT unit_code, month, insurance, status, paid_on, sum(dl), sum(db), sum(de), sum(dp) FROM (SELECT unit_code, month, insurance, status, COALESCE(paid_on, '0001-01-01'), -1, -base_fen, -employer_fen, -employee_fen FROM old_rows) AS delta
+    SELECT unit_code, month, insurance, status, paid_on, sum(dl), sum(db), sum(de), sum(dp) FROM (SELECT unit_code, month, insurance, status, COALESCE(paid_on, '0001-01-01') AS paid_on, -1 AS dl, -base_fen AS db, -employer_fen AS de, -employee_fen AS dp FROM old_rows) AS delta
     GROUP BY unit_code, month, insurance, status, paid_on
     HAVING sum(dl) <> 0 OR sum(db) <> 0 OR sum(de) <> 0 OR sum(dp) <> 0
     ORDER BY unit_code, month, insurance, status, paid_on
