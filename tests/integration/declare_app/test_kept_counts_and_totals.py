@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 import declare_app
 from declare_app._bulk import insert_rows
+from declare_app._person_id import Gender
 from declare_app._queries import EmployerQueries
 from declare_app._retirement import (
     InsuredPerson,
@@ -22,7 +23,6 @@ from declare_app._retirement import (
     YearMonth,
     persons_reaching_retirement,
 )
-from declare_app._person_id import Gender
 from declare_app._schema import (
     contributions,
     enrolments,
@@ -44,9 +44,7 @@ ACTOR_A = Actor("employer", f"{REGION}{UNIT_A}@sxlss", unit_code=UNIT_A, session
 def _recounted(conn: Connection) -> dict[tuple[str, str], int]:
     u = unit_persons.c
     return dict(
-        Counter(
-            (r.unit_code, r.status) for r in conn.execute(select(u.unit_code, u.status))
-        )
+        Counter((r.unit_code, r.status) for r in conn.execute(select(u.unit_code, u.status)))
     )
 
 
@@ -60,8 +58,10 @@ def _counts(conn: Connection) -> dict[tuple[str, str], int]:
 
 
 def _roster_counts(conn: Connection) -> tuple[dict[str, int], int]:
-    roster = EmployerQueries(declare_app.demo_rate_table()).reading([]).roster(
-        conn, ACTOR_A, status=None, limit=10, now=NOW
+    roster = (
+        EmployerQueries(declare_app.demo_rate_table())
+        .reading([])
+        .roster(conn, ACTOR_A, status=None, limit=10, now=NOW)
     )
     return dict(roster.counts), roster.page.total
 
@@ -173,7 +173,6 @@ def _regrouped(conn: Connection) -> dict[tuple[Any, ...], tuple[int, int, int, i
 
 
 def _totals(conn: Connection) -> dict[tuple[Any, ...], tuple[int, int, int, int]]:
-    t = unit_ledger_totals.c
     return {
         (r.unit_code, r.month, r.insurance, r.status, r.paid_on): (
             r.lines,
@@ -399,6 +398,6 @@ def test_reaching_retirement_reads_index_ranges(retiring: Engine) -> None:
     assert statements
     for sql, params in statements:
         plan = _plan(retiring, sql, params)
-        assert (
-            _full_scans(retiring, plan, ("persons", "enrolments", "unit_persons")) == []
-        ), f"{sql}\n{plan}"
+        assert _full_scans(retiring, plan, ("persons", "enrolments", "unit_persons")) == [], (
+            f"{sql}\n{plan}"
+        )
