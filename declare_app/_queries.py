@@ -2143,15 +2143,17 @@ def _insured_persons(
         )
         .subquery()
     )
+    # Each candidate's paid pension months: a probe of the person's own lines
+    # (uq_contributions_line leads with person_number) per row, where a grouped
+    # subquery over every candidate was materialised and scanned per row.
     months = (
-        select(c.person_number, func.count(distinct(c.month)).label("months"))
+        select(func.count(distinct(c.month)))
         .where(
+            c.person_number == p.person_number,
             c.insurance == Insurance.PENSION.value,
             c.status == "paid",
-            c.person_number.in_(select(active.c.person_number)),
         )
-        .group_by(c.person_number)
-        .subquery()
+        .scalar_subquery()
     )
     query: Select[Any] = (
         select(
@@ -2162,13 +2164,9 @@ def _insured_persons(
             p.birth_date,
             p.staff_kind,
             p.retirement_override_month,
-            months.c.months,
+            months.label("months"),
         )
-        .select_from(
-            active.join(persons, p.person_number == active.c.person_number).outerjoin(
-                months, months.c.person_number == active.c.person_number
-            )
-        )
+        .select_from(active.join(persons, p.person_number == active.c.person_number))
         .order_by(p.person_number)
     )
     return [
