@@ -254,12 +254,17 @@ class LedgerRecords:
         )
 
     def year_rows(
-        self, conn: Connection, person_number: str, filters: _LineFilters, year: int
+        self,
+        conn: Connection,
+        person_number: str,
+        filters: _LineFilters,
+        year: int,
+        last_year: int | None = None,
     ) -> tuple[ContributionRow, ...]:
         """The lines of one year under *filters*, oldest first (at most twelve months of
         each unit and insurance, plus adjustments: a bounded read of the person's
         ``(person_number, month)`` range)."""
-        lines = _lines(person_number, filters.within(year)).subquery("lines")
+        lines = _lines(person_number, filters.within(year, last_year)).subquery("lines")
         ln, u = lines.c, units.c
         query = (
             select(lines, u.name.label("unit_name"))
@@ -284,22 +289,39 @@ class LedgerRecords:
 
     def csv_years(
         self, conn: Connection, person_number: str, filters: _LineFilters
-    ) -> tuple[int, ...]:
-        """The years that have lines under *filters*, oldest first (the CSV's pieces)."""
+    ) -> tuple[tuple[int, int], ...]:
+        """The CSV's pieces, oldest first: spans of consecutive years with lines under
+        *filters*, each of at most :data:`CSV_PIECE_LINES` lines (a larger year is a
+        piece of its own), so a 30-year ledger is two reads, not thirty."""
         lines = _lines(person_number, filters).subquery("lines")
         year_of = func.substr(lines.c.month, 1, 4)
-        return tuple(
-            sorted(
-                int(y)
-                for y in conn.execute(select(year_of).select_from(lines).distinct()).scalars()
+        counts = sorted(
+            (int(r[0]), int(r[1]))
+            for r in conn.execute(
+                select(year_of, func.count()).select_from(lines).group_by(year_of)
             )
         )
+        spans: list[tuple[int, int]] = []
+        size = 0
+        for year, n in counts:
+            if spans and size + n <= CSV_PIECE_LINES:
+                spans[-1] = (spans[-1][0], year)
+                size += n
+            else:
+                spans.append((year, year))
+                size = n
+        return tuple(spans)
 
     def csv_piece(
-        self, conn: Connection, person_number: str, filters: _LineFilters, year: int
+        self,
+        conn: Connection,
+        person_number: str,
+        filters: _LineFilters,
+        span: tuple[int, int],
     ) -> bytes:
-        """One year's lines as CSV rows (no heading), built off the reactor."""
-        return csv_rows(self.year_rows(conn, person_number, filters, year))
+        """The lines of a span of years as CSV rows (no heading), built off the
+        reactor."""
+        return csv_rows(self.year_rows(conn, person_number, filters, span[0], span[1]))
 
     def statement_years(self, conn: Connection, person_number: str) -> tuple[int, ...]:
         return tuple(sorted(_account_credits(conn, person_number)))
@@ -397,9 +419,10 @@ class _LineFilters:
     insurance: str | None = None
     unit_code: str | None = None
 
-    def within(self, year: int) -> _LineFilters:
-        """The same filters narrowed to *year*."""
-        first, last = f"{year:04d}-01", f"{year:04d}-12"
+    def within(self, year: int, last_year: int | None = None) -> _LineFilters:
+        """The same filters narrowed to *year* (to *last_year*, when given)."""
+        first = f"{year:04d}-01"
+        last = f"{year if last_year is None else last_year:04d}-12"
         return replace(
             self,
             from_month=max(first, self.from_month or first),
@@ -457,6 +480,8 @@ def _yuan(fen: Any) -> Decimal:
     return Decimal(int(fen or 0)).scaleb(-2)
 
 
+# Lines per piece of the streamed CSV (consecutive years together, up to this many).
+CSV_PIECE_LINES: Final = 1_000
 CSV_HEADING: Final = (
     "费款所属期",
     "单位编号",

@@ -485,17 +485,18 @@ class PortalShell:
         )
 
     async def _contributions_csv(self, ctx: PersonCtx) -> web.Response:
-        """Every line of the filter as CSV, streamed a year at a time (oldest first):
-        each piece one bounded read and its rows written on the database's thread,
+        """Every line of the filter as CSV, streamed in spans of years (oldest first,
+        up to ``CSV_PIECE_LINES`` lines a piece): each piece one bounded read and its
+        rows written on the database's thread,
         asked for only when the client's connection wants more, so the download has
-        no line cap and holds one year in memory.  One audit event, before the first
+        no line cap and holds one piece in memory.  One audit event, before the first
         byte."""
         given = self._filters(ctx)
         if given is None:
             raise web.MalformedInput("bad-filter", "bad filter")
         filters = LineFilters(given["from"], given["to"], given["insurance"], given["unit"])
         person_number = ctx.person_number
-        years = list(
+        spans = list(
             await self._view(
                 ctx,
                 "contributions.csv",
@@ -508,11 +509,10 @@ class PortalShell:
         async def chunks() -> bytes:
             if head:
                 return head.pop()
-            if not years:
+            if not spans:
                 return b""
-            year = years.pop(0)
             piece: bytes = await self.runner.run(
-                self.records.csv_piece, person_number, filters, year
+                self.records.csv_piece, person_number, filters, spans.pop(0)
             )
             return piece
 
