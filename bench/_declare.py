@@ -12,9 +12,9 @@ written, so a figure is the query's own cost without HTTP, thread hops or templa
 - roster page 1 and page 500 (50 rows a page, active persons), a search by name
   fragment and by ID number, and each of the eight queries, ``--repeat`` times each,
   median and p99;
-- the full roster CSV (the web layer's streamed export: one query,
-  :meth:`~declare_app.EmployerQueries.roster_export`, and the CSV cells of every
-  row) once, with the time to the first row;
+- the full roster CSV (the web layer's streamed export, ``_roster_pieces``: one
+  query, :meth:`~declare_app.EmployerQueries.roster_export`, each piece of 500 rows
+  written as CSV on the reading thread) once, with the time to the first piece;
 - another unit's home page data (:func:`declare_app.web._pages.home_data`, on the
   write path as the service runs it), alone and then in a second thread while the
   big unit's export runs, median and p99;
@@ -30,8 +30,6 @@ written, so a figure is the query's own cost without HTTP, thread hops or templa
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import shutil
 import statistics
 import sys
@@ -63,7 +61,7 @@ import declare_app
 from declare_app._declarations import Declarations
 from declare_app.interfaces import Actor, BatchLine, DeclarationType
 from declare_app.web._pages import home_data
-from declare_app.web._query_pages import SPECS, text
+from declare_app.web._query_pages import _roster_pieces
 from ssgate._db import in_transaction, make_engine, read_engine
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -146,25 +144,20 @@ def measure_views(
 
 def export_roster(paths: Paths, first_row: list[float]) -> int:
     """The roster CSV of every person (status all) as the web layer streams it
-    (:meth:`EmployerQueries.roster_export`, the cells of every row): rows written."""
+    (``_roster_pieces``: :meth:`EmployerQueries.roster_export` and each piece's CSV,
+    built on the reading thread): rows written."""
     queries = declare_app.EmployerQueries(declare_app.demo_rate_table())
     bound = queries.reading([])
-    spec = SPECS["roster"]
     started = time.perf_counter()
 
     def run(conn: Connection) -> int:
-        _summary, rows = bound.roster_export(conn, _actor(BIG_UNIT), status=None, now=NOW)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
+        items = _roster_pieces(conn, bound, _actor(BIG_UNIT), {"status": None}, NOW)
+        next(items)  # the counts
         n = 0
-        for row in rows:
+        for piece in items:  # a piece goes out; nothing is kept
             if n == 0:
                 first_row.append(time.perf_counter() - started)
-            writer.writerow([text(c.value(row)) for c in spec.columns])
-            n += 1
-            if n % 500 == 0:  # a piece goes out; nothing is kept
-                out.seek(0)
-                out.truncate()
+            n += piece.count(b"\r\n")
         return n
 
     return int(paths.read(run))

@@ -337,6 +337,7 @@ def pages(marks: Landmarks) -> list[tuple[str, str]]:
         ("enrolments", "/enrolments"),
         ("contributions (all)", "/contributions"),
         ("contributions 1 year", "/contributions?from=2024-01&to=2024-12"),
+        (f"contributions (year {first_year})", f"/contributions?year={first_year}"),
         ("contributions.csv (all)", "/contributions.csv"),
         ("account (latest year)", "/account"),
         (f"account ({first_year})", f"/account?year={first_year}"),

@@ -66,6 +66,7 @@ from sqlalchemy import (
     select,
     true,
     type_coerce,
+    union,
     union_all,
 )
 from sqlalchemy.dialects import postgresql
@@ -92,6 +93,7 @@ from declare_app._pension_account import (
 from declare_app._person_id import Gender
 from declare_app._retirement import (
     InsuredPerson,
+    RetirementCategory,
     RetirementRow,
     StaffKind,
     YearMonth,
@@ -114,9 +116,12 @@ from declare_app._schema import (
     enrolments,
     persons,
     unit_enrolment_counts,
+    unit_ledger_totals,
+    unit_person_counts,
     unit_persons,
     unit_profiles,
 )
+from declare_app._unit_totals import NOT_PAID
 from declare_app.interfaces import (
     Actor,
     DeclarationError,
@@ -338,6 +343,26 @@ class RosterRow:
     base: Decimal | None  # 当前基数: of the pension enrolment, else the largest
     status: str
     start_month: str  # first month enrolled in this unit
+
+    @property
+    def status_label(self) -> str:
+        return PaymentStatus(self.status).label
+
+
+class RosterLine(NamedTuple):
+    """A :class:`RosterRow` as the export yields it: the same fields, a tuple (50,000
+    of them are built per export; a frozen dataclass costs several times more)."""
+
+    person_number: str
+    name: str
+    id_number: str
+    gender: str
+    birth_month: str
+    staff_kind: str
+    insurances: tuple[str, ...]
+    base: Decimal | None
+    status: str
+    start_month: str
 
     @property
     def status_label(self) -> str:
@@ -859,14 +884,7 @@ class EmployerQueries:
         page: tuple[int, int],
         today: date,
     ) -> UnitPayments:
-        c = contributions.c
-        conditions: list[ColumnElement[bool]] = [c.unit_code == unit_code]
-        conditions += _month_conditions(c.month, months)
-        if insurance is not None:
-            conditions.append(c.insurance == insurance)
-        if status is not None:
-            conditions.append(c.status == status)
-        where = and_(*conditions)
+        where = _totals_where(unit_code, months, insurance, status)
         groups = _ledger_groups(conn, unit_code, months, insurance, status)
         total = len(groups)
         limit, offset = page
@@ -922,20 +940,21 @@ class EmployerQueries:
         lines paid the same day."""
         if self._deadline is None:
             return None
-        c = contributions.c
+        t = unit_ledger_totals.c
         fees: dict[tuple[str, str], Decimal] = defaultdict(lambda: _ZERO)
         for row in conn.execute(
             select(
-                c.month,
-                c.insurance,
-                c.paid_on,
-                func.sum(c.employer_fen + c.employee_fen).label("amount"),
+                t.month,
+                t.insurance,
+                t.paid_on,
+                func.sum(t.employer_fen + t.employee_fen).label("amount"),
             )
             .where(where)
-            .group_by(c.month, c.insurance, c.paid_on)
+            .group_by(t.month, t.insurance, t.paid_on)
         ):
             deadline = self._deadline(_parse_month(row.month))
-            days = ((row.paid_on or today) - deadline).days
+            paid_on = None if row.paid_on == NOT_PAID else row.paid_on
+            days = ((paid_on or today) - deadline).days
             if days > 0:
                 fee = (_yuan(row.amount) * LATE_FEE_PER_DAY * days).quantize(
                     Decimal("0.01"), rounding=ROUND_HALF_UP
@@ -1003,7 +1022,7 @@ class EmployerQueries:
         id_number: str | None = None,
         name: str | None = None,
         now: float,
-    ) -> tuple[Roster, Iterator[RosterRow]]:
+    ) -> tuple[Roster, Iterator[RosterLine]]:
         """The whole roster for a download, any size: the counts (a :class:`Roster`
         without rows) and every matching person, in 个人编号 order, read by one query
         as the iterator is consumed (so only while *conn*'s transaction is open).
@@ -1016,7 +1035,7 @@ class EmployerQueries:
         idn = f.id_number(id_number)
         who = f.name(name)
 
-        def body(unit: UnitStanding, record: _Record) -> tuple[Roster, Iterator[RosterRow]]:
+        def body(unit: UnitStanding, record: _Record) -> tuple[Roster, Iterator[RosterLine]]:
             f.raise_if_invalid()
             record.subject = unit.code
             record.details.update(export=True)
@@ -1028,7 +1047,7 @@ class EmployerQueries:
             conditions = _roster_where(
                 unit.code, insurance=wanted_insurance, id_number=idn, name=who
             )
-            counts = _roster_counts(conn, conditions)
+            counts = _roster_counts(conn, unit.code, conditions)
             total = sum(counts.values()) if wanted_status is None else counts.get(wanted_status, 0)
             record.details.update(total=total)
             if wanted_status is not None:
@@ -1055,7 +1074,7 @@ class EmployerQueries:
         name fragment is tested on the name kept in that index (the unit's range)."""
         u, e, p = unit_persons.c, enrolments.c, persons.c
         conditions = _roster_where(unit_code, insurance=insurance, id_number=id_number, name=name)
-        counts = _roster_counts(conn, conditions)
+        counts = _roster_counts(conn, unit_code, conditions)
         total = sum(counts.values()) if status is None else counts.get(status, 0)
         if status is not None:
             conditions.append(u.status == status)
@@ -1495,7 +1514,11 @@ class EmployerQueries:
                 )
             )
             every = _persons_reaching_retirement(
-                _insured_persons(conn, unit.code),
+                _insured_persons(
+                    conn,
+                    unit.code,
+                    _birth_ranges(window, current, include_overdue=include_overdue),
+                ),
                 from_month=window[0],
                 to_month=window[1],
                 current_month=current,
@@ -1817,36 +1840,32 @@ def _ledger_groups(
     (``kind`` regular) and the adjustments of closed months (arrears / refund, always
     due).
 
-    Two grouped reads, each one index range: the lines through the covering
-    ``ix_contributions_unit_ledger`` in (month, 险种) order, so no sort and no table
-    row is read; the adjustments (few) through their unit index.  A month's line is
+    Two grouped reads, each one index range: the lines' sums from
+    ``unit_ledger_totals`` (kept by triggers on ``contributions``: a few rows per
+    month, never the unit's every line); the adjustments (few) through their unit
+    index.  A month's line is
     one per person (``uq_contributions_line``), so its persons are its lines, plus the
     persons with only an adjustment of that month (a probe of the same unique index
     each) — where ``count(DISTINCT person)`` over both sorted every line of the unit.
     """
-    c, a = contributions.c, contribution_adjustments.c
-    line_where: list[ColumnElement[bool]] = [c.unit_code == unit_code]
-    line_where += _month_conditions(c.month, months)
-    if insurance is not None:
-        line_where.append(c.insurance == insurance)
-    if status is not None:
-        line_where.append(c.status == status)
-    paid = c.status == "paid"
+    a = contribution_adjustments.c
+    t = unit_ledger_totals.c
+    paid = t.status == "paid"
     groups: dict[tuple[str, str], _LedgerGroup] = {}
     for row in conn.execute(
         select(
-            c.month,
-            c.insurance,
-            func.count().label("lines"),
-            func.sum(c.base_fen).label("base"),
-            func.sum(c.employer_fen).label("employer"),
-            func.sum(c.employee_fen).label("employee"),
-            func.sum(case((paid, 1), else_=0)).label("paid_lines"),
-            func.max(c.paid_on).label("paid_on"),
-            func.sum(case((paid, 0), else_=c.employer_fen + c.employee_fen)).label("unpaid"),
+            t.month,
+            t.insurance,
+            func.sum(t.lines).label("lines"),
+            func.sum(t.base_fen).label("base"),
+            func.sum(t.employer_fen).label("employer"),
+            func.sum(t.employee_fen).label("employee"),
+            func.sum(case((paid, t.lines), else_=0)).label("paid_lines"),
+            func.max(case((t.paid_on != NOT_PAID, t.paid_on))).label("paid_on"),
+            func.sum(case((paid, 0), else_=t.employer_fen + t.employee_fen)).label("unpaid"),
         )
-        .where(*line_where)
-        .group_by(c.month, c.insurance)
+        .where(_totals_where(unit_code, months, insurance, status))
+        .group_by(t.month, t.insurance)
     ):
         groups[(row.month, row.insurance)] = _LedgerGroup(
             row.month,
@@ -1906,6 +1925,23 @@ def _ledger_groups(
     # Newest month first, then 险种 (month text sorts chronologically).
     by_insurance = sorted(groups.values(), key=lambda g: g.insurance)
     return sorted(by_insurance, key=lambda g: g.month, reverse=True)
+
+
+def _totals_where(
+    unit_code: str,
+    months: tuple[str | None, str | None],
+    insurance: str | None,
+    status: str | None,
+) -> ColumnElement[bool]:
+    """单位缴费's filters on ``unit_ledger_totals`` (a range of its primary key)."""
+    t = unit_ledger_totals.c
+    conditions: list[ColumnElement[bool]] = [t.unit_code == unit_code]
+    conditions += _month_conditions(t.month, months)
+    if insurance is not None:
+        conditions.append(t.insurance == insurance)
+    if status is not None:
+        conditions.append(t.status == status)
+    return and_(*conditions)
 
 
 def _person_ledger(
@@ -2026,25 +2062,98 @@ def _statement_periods(
     return tuple(periods)
 
 
-def _insured_persons(conn: Connection, unit_code: str) -> list[InsuredPerson]:
-    """Every person contributing in the unit (an open enrolment there), with the
-    months of their paid pension lines in any unit."""
-    e, p, c = enrolments.c, persons.c, contributions.c
+# The 2025 law's three groups as the persons table codes them (gender 1 男 / 2 女,
+# staff_kind A 干部 / B 工人), with a person of each for the schedule.
+_CATEGORY_OF: Final = (
+    (RetirementCategory.MALE, "1", None),
+    (RetirementCategory.FEMALE_55, "2", "A"),
+    (RetirementCategory.FEMALE_50, "2", "B"),
+)
+
+
+class _BirthRange(NamedTuple):
+    gender: str
+    staff_kind: str | None  # None: either
+    first: date | None  # None: no lower bound
+    before: date  # exclusive
+
+
+def _birth_ranges(
+    window: tuple[YearMonth, YearMonth], current: YearMonth, *, include_overdue: bool
+) -> list[_BirthRange]:
+    """Per retirement group, the birth dates whose statutory month falls in *window*
+    (or, with *include_overdue*, before *current*).  The statutory month only grows
+    with the month of birth (the age never shrinks for a later birth), so each is one
+    range of birth months, found by walking the months that can reach the window
+    (ages 50 to 63 years)."""
+    out: list[_BirthRange] = []
+    for category, gender, kind in _CATEGORY_OF:
+        first: YearMonth | None = None
+        last: YearMonth | None = None
+        birth = window[0].plus_months(-64 * 12)
+        end = window[1].plus_months(-49 * 12)
+        while birth <= end:
+            month = retirement_month(date(birth.year, birth.month, 1), category)
+            wanted = window[0] <= month <= window[1] or (include_overdue and month < current)
+            if wanted:
+                first = birth if first is None else first
+                last = birth
+            birth = birth.plus_months(1)
+        if last is None:
+            continue
+        after = last.plus_months(1)
+        out.append(
+            _BirthRange(
+                gender,
+                kind,
+                None if include_overdue else date(first.year, first.month, 1),  # type: ignore[union-attr]
+                date(after.year, after.month, 1),
+            )
+        )
+    return out
+
+
+def _insured_persons(
+    conn: Connection, unit_code: str, births: Sequence[_BirthRange]
+) -> list[InsuredPerson]:
+    """The persons contributing in the unit (status 1 in ``unit_persons``) who may be
+    in the window: born in one of *births* (``ix_persons_birth_date``) or with an
+    override month (``ix_persons_retirement_override``), each checked against the
+    unit by its primary key — never the unit's every person; with the months of their
+    paid pension lines in any unit.  The caller's rule decides exactly who is in."""
+    u, p, c = unit_persons.c, persons.c, contributions.c
+    # One range per group and one of the overrides, as a UNION (SQLite reads an OR of
+    # these by scanning persons whole, and ``IS NOT NULL`` too: ``> ''`` is the same
+    # persons, an override being a month, as a range of its index).
+    ranges: list[Select[Any]] = [select(p.person_number).where(p.retirement_override_month > "")]
+    for r in births:
+        condition = [p.birth_date < r.before, p.gender == r.gender]
+        if r.first is not None:
+            condition.append(p.birth_date >= r.first)
+        if r.staff_kind is not None:
+            condition.append(p.staff_kind == r.staff_kind)
+        ranges.append(select(p.person_number).where(*condition))
+    candidates = union(*ranges).subquery()
     active = (
-        select(e.person_number)
-        .where(e.unit_code == unit_code, e.status == "1")
-        .distinct()
+        select(u.person_number)
+        .where(
+            u.unit_code == unit_code,
+            u.status == "1",
+            u.person_number.in_(select(candidates.c.person_number)),
+        )
         .subquery()
     )
+    # Each candidate's paid pension months: a probe of the person's own lines
+    # (uq_contributions_line leads with person_number) per row, where a grouped
+    # subquery over every candidate was materialised and scanned per row.
     months = (
-        select(c.person_number, func.count(distinct(c.month)).label("months"))
+        select(func.count(distinct(c.month)))
         .where(
+            c.person_number == p.person_number,
             c.insurance == Insurance.PENSION.value,
             c.status == "paid",
-            c.person_number.in_(select(active.c.person_number)),
         )
-        .group_by(c.person_number)
-        .subquery()
+        .scalar_subquery()
     )
     query: Select[Any] = (
         select(
@@ -2055,13 +2164,9 @@ def _insured_persons(conn: Connection, unit_code: str) -> list[InsuredPerson]:
             p.birth_date,
             p.staff_kind,
             p.retirement_override_month,
-            months.c.months,
+            months.label("months"),
         )
-        .select_from(
-            active.join(persons, p.person_number == active.c.person_number).outerjoin(
-                months, months.c.person_number == active.c.person_number
-            )
-        )
+        .select_from(active.join(persons, p.person_number == active.c.person_number))
         .order_by(p.person_number)
     )
     return [
@@ -2114,8 +2219,18 @@ def _roster_where(
     return conditions
 
 
-def _roster_counts(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> dict[str, int]:
-    """Persons per AAC031 under *conditions*: one range of ``ix_unit_persons_status_name``."""
+def _roster_counts(
+    conn: Connection, unit_code: str, conditions: Sequence[ColumnElement[bool]]
+) -> dict[str, int]:
+    """Persons per AAC031 under *conditions*: without a filter (the unit's condition
+    only), the counts the triggers keep in ``unit_person_counts`` (a few rows);
+    otherwise one range of ``ix_unit_persons_status_name``."""
+    if len(conditions) == 1:
+        n = unit_person_counts.c
+        return {
+            row.status: int(row.n)
+            for row in conn.execute(select(n.status, n.n).where(n.unit_code == unit_code, n.n > 0))
+        }
     u = unit_persons.c
     return {
         row.status: int(row.n)
@@ -2128,17 +2243,9 @@ def _roster_counts(conn: Connection, conditions: Sequence[ColumnElement[bool]]) 
 EXPORT_BATCH: Final = 1_000  # rows fetched at a time (a server-side cursor on PostgreSQL)
 
 
-class _Enrolment(NamedTuple):
-    insurance: str
-    status: str
-    end_month: str | None
-    base_fen: int
-    id: int
-
-
 def _roster_rows(
     conn: Connection, unit_code: str, conditions: Sequence[ColumnElement[bool]]
-) -> Iterator[RosterRow]:
+) -> Iterator[RosterLine]:
     """Every person under *conditions* with their enrolments in the unit, by one
     query in 个人编号 order (``ix_unit_persons_status_name`` or the primary key, then each
     person's rows by key), grouped here as they arrive."""
@@ -2173,34 +2280,51 @@ def _roster_rows(
         .order_by(u.person_number)
     )
     result = conn.execution_options(yield_per=EXPORT_BATCH).execute(statement)
+    # Positional tuples, each person's few enrolment rows kept as they come: the rows
+    # of a 50,000-person unit are 246,000, so nothing is built per enrolment row.
     person: Any = None
-    items: list[_Enrolment] = []
-    for row in result:
-        if person is not None and row.person_number != person.person_number:
-            yield _roster_row(person, items)
-            items = []
-        person = row
-        items.append(
-            _Enrolment(row.insurance, row.enrolment_status, row.end_month, row.base_fen, row.id)
-        )
+    items: list[Any] = []
+    for part in result.partitions():
+        for row in part:
+            if person is not None and row[0] != person[0]:
+                yield _roster_line(person, items)
+                items = []
+            person = row
+            items.append(row)
     if person is not None:
-        yield _roster_row(person, items)
+        yield _roster_line(person, items)
 
 
-def _roster_row(person: Any, items: list[_Enrolment]) -> RosterRow:
-    insurances, base = _current_enrolments(sorted(items, key=lambda i: i.id))
-    return RosterRow(
-        person_number=person.person_number,
-        name=person.name,
-        id_number=person.id_number,
-        gender=person.gender,
-        birth_month=month_text(YearMonth.of(person.birth_date)),
-        staff_kind=person.staff_kind,
-        insurances=insurances,
-        base=base,
-        status=person.status,
-        start_month=person.start_month,
+def _roster_line(person: Any, items: list[Any]) -> RosterLine:
+    """One person from their joined rows (columns as :func:`_roster_rows` selects)."""
+    # The current enrolments (as _current_enrolments): the open ones, else those that
+    # ended last; the pension's base (the latest id), else the largest.
+    current = [r for r in items if r[9] == "1"]
+    if not current:
+        last = max(r[10] for r in items)
+        current = [r for r in items if r[10] == last]
+    pension = [r for r in current if r[8] == _PENSION]
+    base_fen = max(pension, key=_ID)[11] if pension else max(r[11] for r in current)
+    birth = person[4]
+    return RosterLine(
+        person[0],
+        person[1],
+        person[2],
+        person[3],
+        f"{birth.year:04d}-{birth.month:02d}",
+        person[5],
+        tuple(sorted({r[8] for r in current})),
+        _yuan(base_fen),
+        person[7],
+        person[6],
     )
+
+
+_PENSION: Final = Insurance.PENSION.value
+
+
+def _ID(row: Any) -> int:
+    return int(row[12])
 
 
 def _current_enrolments(items: Sequence[Any]) -> tuple[tuple[str, ...], Decimal | None]:

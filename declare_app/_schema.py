@@ -154,6 +154,10 @@ persons = Table(
         "terminal_reason IS NULL OR terminal_reason IN ('31', '32', '33')",
         name="ck_persons_terminal_reason",
     ),
+    # 单位到龄人员查询 (migration 0018): the persons born in the months whose statutory
+    # retirement falls in the window, and the few with an override month.
+    Index("ix_persons_birth_date", "birth_date", "gender", "staff_kind"),
+    Index("ix_persons_retirement_override", "retirement_override_month"),
 )
 
 # One row per person, unit, insurance type and period of contribution.  A 续保 or
@@ -255,6 +259,18 @@ unit_enrolment_counts = Table(
     PrimaryKeyConstraint("unit_code", "insurance", "status", name="pk_unit_enrolment_counts"),
     ForeignKeyConstraint(["unit_code"], ["units.code"], name="fk_unit_enrolment_counts_unit_code"),
 )
+
+# Persons per (unit, AAC031 status), kept by triggers on unit_persons (migration 0018):
+# the roster's counts per status without reading the unit's range of unit_persons.
+unit_person_counts = Table(
+    "unit_person_counts",
+    metadata,
+    Column("unit_code", String(8), nullable=False),
+    Column("status", String(1), nullable=False),
+    Column("n", Integer, nullable=False),
+    PrimaryKeyConstraint("unit_code", "status", name="pk_unit_person_counts"),
+    ForeignKeyConstraint(["unit_code"], ["units.code"], name="fk_unit_person_counts_unit_code"),
+)
 keep_current_on_create(metadata)
 
 # The monthly ledger: what is due (and paid) per person, unit, insurance and month.
@@ -296,6 +312,28 @@ contributions = Table(
         "employee_fen",
         "paid_on",
     ),
+)
+
+# 单位缴费's sums per (unit, 费款所属期, 险种, line status, day paid), kept by triggers on
+# contributions (migration 0018, declare_app/_unit_totals.py): the page's groups,
+# totals and late fees read a few rows a month instead of every line of the unit.
+# ``paid_on`` is 0001-01-01 for lines not paid (a key column cannot be NULL).
+unit_ledger_totals = Table(
+    "unit_ledger_totals",
+    metadata,
+    Column("unit_code", String(8), nullable=False),
+    Column("month", String(7), nullable=False),
+    Column("insurance", String(3), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("paid_on", Date, nullable=False),
+    Column("lines", Integer, nullable=False),
+    Column("base_fen", BigInteger, nullable=False),
+    Column("employer_fen", BigInteger, nullable=False),
+    Column("employee_fen", BigInteger, nullable=False),
+    PrimaryKeyConstraint(
+        "unit_code", "month", "insurance", "status", "paid_on", name="pk_unit_ledger_totals"
+    ),
+    ForeignKeyConstraint(["unit_code"], ["units.code"], name="fk_unit_ledger_totals_unit_code"),
 )
 
 declarations = Table(

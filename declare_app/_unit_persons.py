@@ -1,5 +1,5 @@
-"""``unit_persons`` and ``unit_enrolment_counts``: what a unit's pages need, kept by
-the database itself.
+"""``unit_persons``, ``unit_person_counts`` and ``unit_enrolment_counts``: what a
+unit's pages need, kept by the database itself.
 
 The roster (单位花名册) lists a unit's persons with their status there (AAC031: ``1``
 while an enrolment in the unit is open, else ``3`` if one was terminated, else ``2``)
@@ -12,7 +12,9 @@ fragment — one covering scan of the unit's persons (never the whole pool of pe
 
 ``unit_enrolment_counts`` holds the number of enrolments per (unit, insurance,
 status), so 单位基本信息 (persons contributing per insurance) reads a handful of rows
-instead of counting the unit's enrolments.
+instead of counting the unit's enrolments.  ``unit_person_counts`` holds the number
+of persons per (unit, status), kept by triggers on ``unit_persons``: the roster's
+counts (and total) without a filter are two or three rows, not a range of the unit.
 
 Triggers keep both current in the same transaction as the change, whatever writes the
 enrolment (the apply path of every declaration type, an import, a correction by hand),
@@ -25,7 +27,7 @@ row.  A person's new name is copied to their rows (``ix_unit_persons_person``).
 Nothing in the application writes either table.
 
 :func:`install_triggers` is ``metadata.create_all``'s way to create them (idempotent);
-migration 0017 carries its own copy of this text, as migrations must.
+migrations 0017 and 0018 carry their own copies of this text, as migrations must.
 """
 
 # ruff: noqa: S608 - every statement here is constant text; the only pieces put into
@@ -35,6 +37,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from sqlalchemy import Connection, MetaData, event
+
+from . import _unit_totals
 
 # The recomputation of one (unit, person): the AAC031 rule of the roster, the first
 # month and the name; no row when the person has no enrolment left in the unit.
@@ -195,18 +199,129 @@ POSTGRESQL_DROP: Final = (
 )
 
 
+# ``unit_person_counts``: persons per (unit, AAC031 status), kept by triggers on
+# ``unit_persons`` itself (which only the triggers above write), so the roster's
+# counts without a filter are a few rows, not a range of the unit's persons.
+_PERSON_COUNT_ADD: Final = """
+    INSERT INTO unit_person_counts (unit_code, status, n)
+    VALUES ({row}.unit_code, {row}.status, 1)
+    ON CONFLICT (unit_code, status) DO UPDATE SET n = unit_person_counts.n + 1;
+"""
+_PERSON_COUNT_REMOVE: Final = """
+    UPDATE unit_person_counts SET n = n - 1
+    WHERE unit_code = {row}.unit_code AND status = {row}.status;
+"""
+SQLITE_COUNT_DROP: Final = tuple(
+    f"DROP TRIGGER IF EXISTS tr_unit_persons_counts_{kind}"
+    for kind in ("insert", "update", "delete")
+)
+SQLITE_COUNT_TRIGGERS: Final = (
+    "CREATE TRIGGER tr_unit_persons_counts_insert AFTER INSERT ON unit_persons BEGIN"
+    + _PERSON_COUNT_ADD.format(row="NEW")
+    + " END",
+    "CREATE TRIGGER tr_unit_persons_counts_update AFTER UPDATE OF unit_code, status"
+    " ON unit_persons BEGIN"
+    + _PERSON_COUNT_REMOVE.format(row="OLD")
+    + _PERSON_COUNT_ADD.format(row="NEW")
+    + " END",
+    "CREATE TRIGGER tr_unit_persons_counts_delete AFTER DELETE ON unit_persons BEGIN"
+    + _PERSON_COUNT_REMOVE.format(row="OLD")
+    + " END",
+)
+# PostgreSQL: statement triggers over the transition tables (an upsert fires the
+# insert trigger with the rows it inserted and the update trigger with those it
+# updated), each one grouped change per statement, in key order.
+_PG_DELTA: Final = """
+    INSERT INTO unit_person_counts (unit_code, status, n)
+    SELECT unit_code, status, sum(d) FROM ({rows}) AS delta
+    GROUP BY unit_code, status
+    HAVING sum(d) <> 0
+    ORDER BY unit_code, status
+    ON CONFLICT (unit_code, status) DO UPDATE SET n = unit_person_counts.n + excluded.n;
+"""
+POSTGRESQL_COUNT_TRIGGERS: Final = (
+    """
+CREATE OR REPLACE FUNCTION unit_person_counts_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+"""
+    + _PG_DELTA.format(rows="SELECT unit_code, status, 1 AS d FROM new_rows")
+    + """
+    RETURN NULL;
+END
+$$
+""",
+    """
+CREATE OR REPLACE FUNCTION unit_person_counts_updated() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+"""
+    + _PG_DELTA.format(
+        rows="SELECT unit_code, status, 1 AS d FROM new_rows"
+        " UNION ALL SELECT unit_code, status, -1 FROM old_rows"
+    )
+    + """
+    RETURN NULL;
+END
+$$
+""",
+    """
+CREATE OR REPLACE FUNCTION unit_person_counts_deleted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+"""
+    + _PG_DELTA.format(rows="SELECT unit_code, status, -1 AS d FROM old_rows")
+    + """
+    RETURN NULL;
+END
+$$
+""",
+    "CREATE OR REPLACE TRIGGER tr_unit_persons_counts_insert AFTER INSERT ON unit_persons"
+    " REFERENCING NEW TABLE AS new_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION unit_person_counts_inserted()",
+    "CREATE OR REPLACE TRIGGER tr_unit_persons_counts_update AFTER UPDATE ON unit_persons"
+    " REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION unit_person_counts_updated()",
+    "CREATE OR REPLACE TRIGGER tr_unit_persons_counts_delete AFTER DELETE ON unit_persons"
+    " REFERENCING OLD TABLE AS old_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION unit_person_counts_deleted()",
+)
+POSTGRESQL_COUNT_DROP: Final = (
+    *(
+        f"DROP TRIGGER IF EXISTS tr_unit_persons_counts_{kind} ON unit_persons"
+        for kind in ("insert", "update", "delete")
+    ),
+    *(
+        f"DROP FUNCTION IF EXISTS unit_person_counts_{kind}()"
+        for kind in ("inserted", "updated", "deleted")
+    ),
+)
+
+
 def install_triggers(conn: Connection) -> None:
     """Create (or replace) the triggers that keep both tables current."""
     if conn.dialect.name == "postgresql":
-        statements: tuple[str, ...] = POSTGRESQL_TRIGGERS
+        statements: tuple[str, ...] = (
+            POSTGRESQL_TRIGGERS + POSTGRESQL_COUNT_TRIGGERS + _unit_totals.POSTGRESQL_TRIGGERS
+        )
     else:
-        statements = SQLITE_DROP + SQLITE_TRIGGERS
+        statements = (
+            SQLITE_DROP
+            + SQLITE_TRIGGERS
+            + SQLITE_COUNT_DROP
+            + SQLITE_COUNT_TRIGGERS
+            + _unit_totals.SQLITE_DROP
+            + _unit_totals.SQLITE_TRIGGERS
+        )
     for sql in statements:
         conn.exec_driver_sql(sql)
 
 
 def drop_triggers(conn: Connection) -> None:
-    statements = POSTGRESQL_DROP if conn.dialect.name == "postgresql" else SQLITE_DROP
+    if conn.dialect.name == "postgresql":
+        statements = _unit_totals.POSTGRESQL_DROP + POSTGRESQL_COUNT_DROP + POSTGRESQL_DROP
+    else:
+        statements = _unit_totals.SQLITE_DROP + SQLITE_COUNT_DROP + SQLITE_DROP
     for sql in statements:
         conn.exec_driver_sql(sql)
 

@@ -13,11 +13,13 @@ one unit (the employer's view), so the person-wide ledger listing is a query her
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     Connection,
@@ -117,14 +119,17 @@ class ContributionRow:
 
 @dataclass(frozen=True)
 class Contributions:
-    """The lines read (``rows``) and the totals of every line the filter matches
-    (``lines`` of them: more than ``rows`` when only the newest were read)."""
+    """One year's lines (``rows``, of ``year``) and the totals of every line the
+    filter matches (``lines`` of them, in every year of ``years``)."""
 
     rows: tuple[ContributionRow, ...]
     months: int
     employer: Decimal
     employee: Decimal
     lines: int = 0
+    # (year, lines under the filter) for every year that has any, newest first.
+    years: tuple[tuple[int, int], ...] = ()
+    year: int | None = None  # the year ``rows`` are of
 
 
 @dataclass(frozen=True)
@@ -209,52 +214,17 @@ class LedgerRecords:
         to_month: str | None = None,
         insurance: str | None = None,
         unit_code: str | None = None,
-        limit: int = 2000,
-        newest: int | None = None,
+        year: int | None = None,
     ) -> Contributions:
-        """Every ledger line of the person (each unit), with the adjustments (补缴 /
-        退费) of closed months, oldest first; filters are exact values.  The rows are
-        the first *limit* lines, or with *newest* the newest that many; the totals
-        are summed by the database over every line the filter matches."""
-        c, a = contributions.c, contribution_adjustments.c
-        regular = select(
-            c.month,
-            c.unit_code,
-            c.insurance,
-            c.base_fen,
-            c.employer_fen,
-            c.employee_fen,
-            c.to_account_fen,
-            c.status,
-            literal("regular", String).label("kind"),
-        ).where(c.person_number == person_number)
-        later = select(
-            a.month,
-            a.unit_code,
-            a.insurance,
-            a.base_fen,
-            a.employer_fen,
-            a.employee_fen,
-            a.to_account_fen,
-            literal("due", String).label("status"),
-            a.kind,
-        ).where(a.person_number == person_number)
-        for column_c, column_a, op, value in (
-            (c.month, a.month, ">=", from_month),
-            (c.month, a.month, "<=", to_month),
-            (c.insurance, a.insurance, "==", insurance),
-            (c.unit_code, a.unit_code, "==", unit_code),
-        ):
-            if value is None:
-                continue
-            if op == ">=":
-                regular, later = regular.where(column_c >= value), later.where(column_a >= value)
-            elif op == "<=":
-                regular, later = regular.where(column_c <= value), later.where(column_a <= value)
-            else:
-                regular, later = regular.where(column_c == value), later.where(column_a == value)
-        lines = union_all(regular, later).subquery("lines")
-        ln, u = lines.c, units.c
+        """The person's ledger (each unit), with the adjustments (补缴 / 退费) of closed
+        months, a year at a time: the totals over every line the filter matches (summed
+        by the database), the years that have lines with their counts (newest first),
+        and the rows of one year, oldest first — *year*, or the newest year with lines
+        when it is None (a year without lines gives no rows).  Filters are exact
+        values."""
+        filters = _LineFilters(from_month, to_month, insurance, unit_code)
+        lines = _lines(person_number, filters).subquery("lines")
+        ln = lines.c
         totals = conn.execute(
             select(
                 func.count(),
@@ -263,16 +233,45 @@ class LedgerRecords:
                 func.coalesce(func.sum(ln.employee_fen), 0),
             ).select_from(lines)
         ).one()
-        order = (ln.month, ln.unit_code, ln.insurance, ln.kind)
-        query = select(lines, u.name.label("unit_name")).join_from(
-            lines, units, u.code == ln.unit_code
+        year_of = func.substr(ln.month, 1, 4)
+        years = tuple(
+            (int(r[0]), int(r[1]))
+            for r in conn.execute(
+                select(year_of, func.count()).select_from(lines).group_by(year_of)
+            )
         )
-        if newest is None:
-            rows = conn.execute(query.order_by(*order).limit(limit)).all()
-        else:
-            desc = [column.desc() for column in order]
-            rows = conn.execute(query.order_by(*desc).limit(newest)).all()[::-1]
-        out = tuple(
+        years = tuple(sorted(years, reverse=True))
+        shown = year if year is not None else (years[0][0] if years else None)
+        rows = () if shown is None else self.year_rows(conn, person_number, filters, shown)
+        return Contributions(
+            rows=rows,
+            months=int(totals[1]),
+            employer=_yuan(totals[2]),
+            employee=_yuan(totals[3]),
+            lines=int(totals[0]),
+            years=years,
+            year=shown,
+        )
+
+    def year_rows(
+        self,
+        conn: Connection,
+        person_number: str,
+        filters: _LineFilters,
+        year: int,
+        last_year: int | None = None,
+    ) -> tuple[ContributionRow, ...]:
+        """The lines of one year under *filters*, oldest first (at most twelve months of
+        each unit and insurance, plus adjustments: a bounded read of the person's
+        ``(person_number, month)`` range)."""
+        lines = _lines(person_number, filters.within(year, last_year)).subquery("lines")
+        ln, u = lines.c, units.c
+        query = (
+            select(lines, u.name.label("unit_name"))
+            .join_from(lines, units, u.code == ln.unit_code)
+            .order_by(ln.month, ln.unit_code, ln.insurance, ln.kind)
+        )
+        return tuple(
             ContributionRow(
                 month=r.month,
                 unit_code=r.unit_code,
@@ -285,15 +284,44 @@ class LedgerRecords:
                 status=r.status,
                 kind=r.kind,
             )
-            for r in rows
+            for r in conn.execute(query)
         )
-        return Contributions(
-            rows=out,
-            months=int(totals[1]),
-            employer=_yuan(totals[2]),
-            employee=_yuan(totals[3]),
-            lines=int(totals[0]),
+
+    def csv_years(
+        self, conn: Connection, person_number: str, filters: _LineFilters
+    ) -> tuple[tuple[int, int], ...]:
+        """The CSV's pieces, oldest first: spans of consecutive years with lines under
+        *filters*, each of at most :data:`CSV_PIECE_LINES` lines (a larger year is a
+        piece of its own), so a 30-year ledger is two reads, not thirty."""
+        lines = _lines(person_number, filters).subquery("lines")
+        year_of = func.substr(lines.c.month, 1, 4)
+        counts = sorted(
+            (int(r[0]), int(r[1]))
+            for r in conn.execute(
+                select(year_of, func.count()).select_from(lines).group_by(year_of)
+            )
         )
+        spans: list[tuple[int, int]] = []
+        size = 0
+        for year, n in counts:
+            if spans and size + n <= CSV_PIECE_LINES:
+                spans[-1] = (spans[-1][0], year)
+                size += n
+            else:
+                spans.append((year, year))
+                size = n
+        return tuple(spans)
+
+    def csv_piece(
+        self,
+        conn: Connection,
+        person_number: str,
+        filters: _LineFilters,
+        span: tuple[int, int],
+    ) -> bytes:
+        """The lines of a span of years as CSV rows (no heading), built off the
+        reactor."""
+        return csv_rows(self.year_rows(conn, person_number, filters, span[0], span[1]))
 
     def statement_years(self, conn: Connection, person_number: str) -> tuple[int, ...]:
         return tuple(sorted(_account_credits(conn, person_number)))
@@ -382,50 +410,123 @@ class LedgerRecords:
         return counts
 
 
+@dataclass(frozen=True)
+class _LineFilters:
+    """The contributions filters (exact values; months ``YYYY-MM``, inclusive)."""
+
+    from_month: str | None = None
+    to_month: str | None = None
+    insurance: str | None = None
+    unit_code: str | None = None
+
+    def within(self, year: int, last_year: int | None = None) -> _LineFilters:
+        """The same filters narrowed to *year* (to *last_year*, when given)."""
+        first = f"{year:04d}-01"
+        last = f"{year if last_year is None else last_year:04d}-12"
+        return replace(
+            self,
+            from_month=max(first, self.from_month or first),
+            to_month=min(last, self.to_month or last),
+        )
+
+
+LineFilters = _LineFilters
+
+
+def _lines(person_number: str, filters: _LineFilters) -> Any:
+    """The person's ledger lines and adjustments under *filters* (a UNION ALL), each
+    half a range of the person's own index."""
+    c, a = contributions.c, contribution_adjustments.c
+    regular = select(
+        c.month,
+        c.unit_code,
+        c.insurance,
+        c.base_fen,
+        c.employer_fen,
+        c.employee_fen,
+        c.to_account_fen,
+        c.status,
+        literal("regular", String).label("kind"),
+    ).where(c.person_number == person_number)
+    later = select(
+        a.month,
+        a.unit_code,
+        a.insurance,
+        a.base_fen,
+        a.employer_fen,
+        a.employee_fen,
+        a.to_account_fen,
+        literal("due", String).label("status"),
+        a.kind,
+    ).where(a.person_number == person_number)
+    if filters.from_month is not None:
+        regular = regular.where(c.month >= filters.from_month)
+        later = later.where(a.month >= filters.from_month)
+    if filters.to_month is not None:
+        regular = regular.where(c.month <= filters.to_month)
+        later = later.where(a.month <= filters.to_month)
+    if filters.insurance is not None:
+        regular = regular.where(c.insurance == filters.insurance)
+        later = later.where(a.insurance == filters.insurance)
+    if filters.unit_code is not None:
+        regular = regular.where(c.unit_code == filters.unit_code)
+        later = later.where(a.unit_code == filters.unit_code)
+    return union_all(regular, later)
+
+
 def _yuan(fen: Any) -> Decimal:
     # Exact: a whole number of fen is a Decimal with two places (no division, no
     # rounding); called four times a line, 1,800 lines for 30 years.
     return Decimal(int(fen or 0)).scaleb(-2)
 
 
-def rows_csv(rows: Sequence[ContributionRow]) -> bytes:
-    """The contribution lines as CSV (UTF-8 with BOM, so spreadsheet programs read the
-    Chinese headings)."""
-    import csv
-    import io
+# Lines per piece of the streamed CSV (consecutive years together, up to this many).
+CSV_PIECE_LINES: Final = 1_000
+CSV_HEADING: Final = (
+    "费款所属期",
+    "单位编号",
+    "单位名称",
+    "险种",
+    "缴费基数",
+    "单位缴费",
+    "个人缴费",
+    "划入个人账户",
+    "状态",
+    "类别",
+)
 
+
+def csv_heading() -> bytes:
+    """The CSV's first piece: the BOM (spreadsheet programs then read the Chinese
+    headings as UTF-8) and the heading row."""
+    return ("\ufeff" + ",".join(CSV_HEADING) + "\r\n").encode("utf-8")
+
+
+def csv_rows(rows: Sequence[ContributionRow]) -> bytes:
+    """Contribution lines as CSV rows (UTF-8, no heading)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(
-        [
-            "费款所属期",
-            "单位编号",
-            "单位名称",
-            "险种",
-            "缴费基数",
-            "单位缴费",
-            "个人缴费",
-            "划入个人账户",
-            "状态",
-            "类别",
-        ]
-    )
-    for r in rows:
-        writer.writerow(
-            [
-                r.month,
-                r.unit_code,
-                _csv_safe(r.unit_name),
-                r.insurance.value,
-                r.base,
-                r.employer,
-                r.employee,
-                r.to_account,
-                r.status,
-                r.kind,
-            ]
+    writer.writerows(
+        (
+            r.month,
+            r.unit_code,
+            _csv_safe(r.unit_name),
+            r.insurance.value,
+            r.base,
+            r.employer,
+            r.employee,
+            r.to_account,
+            r.status,
+            r.kind,
         )
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+        for r in rows
+    )
+    return out.getvalue().encode("utf-8")
+
+
+def rows_csv(rows: Sequence[ContributionRow]) -> bytes:
+    """The contribution lines as one CSV file (heading and rows)."""
+    return csv_heading() + csv_rows(rows)
 
 
 def _csv_safe(text: str) -> str:

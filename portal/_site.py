@@ -58,7 +58,7 @@ from ._certificates import (
     store_certificate,
     verify_throttled,
 )
-from ._records import LedgerRecords, rows_csv
+from ._records import LedgerRecords, LineFilters, csv_heading
 from ._sessions import (
     PortalSession,
     SessionPolicy,
@@ -75,10 +75,6 @@ MAX_BODY = 16 * 1024
 MAX_FIELDS = 32
 MAX_PASSWORD = 1024
 MAX_OTP = 16
-# The contributions page lists at most this many lines, the newest (about eight years
-# of five insurances); the totals still cover the whole filter and the CSV every
-# line.  Thirty years of lines as HTML took the page past 100 ms (docs/benchmarks.md).
-MAX_SHOWN_LINES = 500
 UNKNOWN_PRINCIPAL = "person:(unknown)"
 SITE_TITLE = "社会保险个人服务"
 REFUSED = (
@@ -449,14 +445,18 @@ class PortalShell:
         out["insurance"] = insurance or None
         return out
 
-    async def _ledger(self, ctx: PersonCtx, page: str, newest: int | None = None) -> Any:
+    async def _ledger(self, ctx: PersonCtx) -> Any:
         filters = self._filters(ctx)
         if filters is None:
             raise web.MalformedInput("bad-filter", "bad filter")
-        details = {k: v for k, v in filters.items() if v is not None}
+        wanted = ctx.query.get("year", "").strip()
+        if wanted and not _YEAR.fullmatch(wanted):
+            raise web.MalformedInput("bad-year", "bad year")
+        details: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
+        details["year"] = wanted or "latest"
         result = await self._view(
             ctx,
-            page,
+            "contributions",
             lambda conn: self.records.contributions(
                 conn,
                 ctx.person_number,
@@ -464,14 +464,15 @@ class PortalShell:
                 to_month=filters["to"],
                 insurance=filters["insurance"],
                 unit_code=filters["unit"],
-                newest=newest,
+                year=int(wanted) if wanted else None,
             ),
             details,
         )
         return filters, result
 
     async def _contributions(self, ctx: PersonCtx) -> web.Response:
-        filters, result = await self._ledger(ctx, "contributions", MAX_SHOWN_LINES)
+        filters, result = await self._ledger(ctx)
+        query = _query_text(filters)
         return self.page(
             ctx,
             "contributions.html",
@@ -479,12 +480,43 @@ class PortalShell:
             result=result,
             filters=filters,
             names=INSURANCE_NAMES,
-            csv_query=_query_text(filters),
+            csv_query=query,
+            year_query=query + "&" if query else "",
         )
 
     async def _contributions_csv(self, ctx: PersonCtx) -> web.Response:
-        _, result = await self._ledger(ctx, "contributions.csv")
-        return web.attachment("text/csv; charset=utf-8", "contributions.csv", rows_csv(result.rows))
+        """Every line of the filter as CSV, streamed in spans of years (oldest first,
+        up to ``CSV_PIECE_LINES`` lines a piece): each piece one bounded read and its
+        rows written on the database's thread,
+        asked for only when the client's connection wants more, so the download has
+        no line cap and holds one piece in memory.  One audit event, before the first
+        byte."""
+        given = self._filters(ctx)
+        if given is None:
+            raise web.MalformedInput("bad-filter", "bad filter")
+        filters = LineFilters(given["from"], given["to"], given["insurance"], given["unit"])
+        person_number = ctx.person_number
+        spans = list(
+            await self._view(
+                ctx,
+                "contributions.csv",
+                lambda conn: self.records.csv_years(conn, person_number, filters),
+                {k: v for k, v in given.items() if v is not None},
+            )
+        )
+        head = [csv_heading()]
+
+        async def chunks() -> bytes:
+            if head:
+                return head.pop()
+            if not spans:
+                return b""
+            piece: bytes = await self.runner.run(
+                self.records.csv_piece, person_number, filters, spans.pop(0)
+            )
+            return piece
+
+        return web.download("text/csv; charset=utf-8", "contributions.csv", chunks)
 
     async def _account(self, ctx: PersonCtx) -> web.Response:
         wanted = ctx.query.get("year", "").strip()

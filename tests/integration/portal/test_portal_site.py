@@ -6,13 +6,11 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import func, select, update
 from twisted.internet.threads import deferToThread
 
 import audit
 import portal
-import portal._site as portal_site
 from declare_app._person_id import Gender
 from declare_app._retirement import StaffKind, retirement_category, retirement_month
 from declare_app._schema import contributions
@@ -88,25 +86,6 @@ async def test_the_contributions_page_and_csv_match_the_ledger_and_filter(served
     assert {v.actor for v in views} == {a.principal}
     assert views[1].details["insurance"] == "110" and views[1].details["from"] == "2025-02"
     assert all(v.session_id.startswith("ps-") for v in views)
-
-
-@reactor_test
-async def test_a_long_ledger_lists_its_newest_lines_with_totals_over_all(
-    served: Served, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The page lists at most MAX_SHOWN_LINES lines (the newest) and says so; the
-    totals and the month count still cover every line (30 years would be 1,800)."""
-    monkeypatch.setattr(portal_site, "MAX_SHOWN_LINES", 4)
-    a = served.world.people["a"]
-    browser = await deferToThread(logged_in, served, a)
-    employer, employee, months = _ledger(served, a)
-    status, page = await deferToThread(browser.text, "GET", "/contributions")
-    assert status == 200
-    assert f"缴费月数 {months}" in page and f"单位缴费合计 {employer:,.2f} 元" in page
-    assert f"个人缴费合计 {employee:,.2f} 元" in page
-    assert "下表列出最近的 4 条" in page
-    body = page.split("<tbody>")[1].split("</tbody>")[0]
-    assert body.count("<tr>") == 4 and "2025-01" not in body and "2025-03" in body
 
 
 @reactor_test
