@@ -11,7 +11,7 @@ import json
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any, TypeAlias
 
-from sqlalchemy import Connection, Row, Select, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from audit._chain import GENESIS_HASH, canonical_bytes, canonical_details, digest, event_hash
@@ -54,6 +54,22 @@ _TEXT_COLUMNS = (
 # -- append ---------------------------------------------------------------------------
 
 
+# Built once: every login, declaration and refusal appends, and building these
+# statements anew each time cost more than running them.  Parameters of the head's
+# UPDATE are named apart from its columns (SQLAlchemy reserves the column names).
+_INSERT_EVENT = insert(audit_events)
+_MOVE_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.id == HEAD_ID)
+    .values(last_seq=bindparam("p_seq"), last_hash=bindparam("p_hash"))
+)
+_TOUCH_HEAD = (
+    update(audit_head).where(audit_head.c.id == HEAD_ID).values(last_seq=audit_head.c.last_seq)
+)
+_READ_HEAD = select(audit_head.c.last_seq, audit_head.c.last_hash).where(audit_head.c.id == HEAD_ID)
+_READ_HEAD_FOR_UPDATE = _READ_HEAD.with_for_update()
+
+
 def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     """Add *event* to the end of the chain and return the stored record.
 
@@ -72,26 +88,23 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     seq = last_seq + 1
     record_hash = event_hash(seq, event, last_hash)
     conn.execute(
-        insert(audit_events).values(
-            seq=seq,
-            at=event.at,
-            actor=event.actor,
-            action=event.action,
-            subject=event.subject,
-            outcome=event.outcome,
-            reason=event.reason,
-            unit=event.unit,
-            session_id=event.session_id,
-            details=canonical_details(event.details),
-            prev_hash=last_hash,
-            hash=record_hash,
-        )
+        _INSERT_EVENT,
+        {
+            "seq": seq,
+            "at": event.at,
+            "actor": event.actor,
+            "action": event.action,
+            "subject": event.subject,
+            "outcome": event.outcome,
+            "reason": event.reason,
+            "unit": event.unit,
+            "session_id": event.session_id,
+            "details": canonical_details(event.details),
+            "prev_hash": last_hash,
+            "hash": record_hash,
+        },
     )
-    conn.execute(
-        update(audit_head)
-        .where(audit_head.c.id == HEAD_ID)
-        .values(last_seq=seq, last_hash=record_hash)
-    )
+    conn.execute(_MOVE_HEAD, {"p_seq": seq, "p_hash": record_hash})
     return AuditRecord(seq=seq, event=event, prev_hash=last_hash, hash=record_hash)
 
 
@@ -114,17 +127,13 @@ def _lock_head(conn: Connection) -> tuple[int, str]:
 
 
 def _read_head_locked(conn: Connection) -> tuple[int, str] | None:
-    stmt = select(audit_head.c.last_seq, audit_head.c.last_hash).where(audit_head.c.id == HEAD_ID)
     if conn.dialect.name == "sqlite":
         # A write before the read: SQLite takes the write lock here (waiting out
         # busy_timeout) instead of failing later when a read lock cannot be upgraded.
-        conn.execute(
-            update(audit_head)
-            .where(audit_head.c.id == HEAD_ID)
-            .values(last_seq=audit_head.c.last_seq)
-        )
+        conn.execute(_TOUCH_HEAD)
+        stmt = _READ_HEAD
     else:
-        stmt = stmt.with_for_update()
+        stmt = _READ_HEAD_FOR_UPDATE
     row = conn.execute(stmt).one_or_none()
     if row is None:
         return None
