@@ -16,6 +16,10 @@
     python bench/run.py portal --db sqlite|postgresql [--years 30]
                                    # the personal portal's pages for a person with 30
                                    # years of contributions (bench/_portal.py)
+    python bench/run.py sessions [--quick] [--sessions N] [--idle SECONDS]
+                                   # N idle authenticated sessions to one gateway from
+                                   # one client process: KiB per session, idle CPU,
+                                   # fds, RSS after they end (bench/_sessions.py)
 
 Everything runs on loopback, in one temporary directory, started and stopped here:
 
@@ -515,6 +519,10 @@ def main(argv: list[str]) -> int:
         from _portal import main as portal_main
 
         return portal_main(argv[1:])
+    if argv[:1] == ["sessions"]:
+        from _sessions import main as sessions_main
+
+        return sessions_main(argv[1:])
     args = parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     overrides = {

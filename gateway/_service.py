@@ -62,6 +62,7 @@ from gateway._cred import (
     LoginRefused,
     factor_outcomes,
 )
+from gateway._deadlines import DeadlineQueue
 from gateway._machine import (
     AuthRequested,
     GatewayMachine,
@@ -301,6 +302,9 @@ class GatewayContext:
     tls_refusals: TlsRefusalBudget = field(default_factory=TlsRefusalBudget)
     # Who counts handshakes, logins, streams, bytes and audit writes (the metrics).
     observer: GatewayObserver = field(default_factory=NoObserver)
+    # The live tunnels by the earliest time one of their timers (idle, lifetime,
+    # keepalive) may be due: the node's poll looks only at those (GatewayTunnel.tick).
+    deadlines: DeadlineQueue[GatewayTunnel] = field(default_factory=DeadlineQueue)
 
     def record(self, event: audit.AuditEvent) -> Deferred[Any]:
         asked = self.clock.seconds()
@@ -559,6 +563,7 @@ class GatewayTunnel(TunnelProtocol):
         self.ctx.live[session.session_id] = self
         self.ctx.unwritten.pop(session.session_id, None)  # a failed detach: live again
         self.last_activity = self.ctx.clock.seconds()
+        self.ctx.deadlines.file(self, self.next_due())
 
     def _login_refused(self, failure: Failure, account: str) -> None:
         retry_after = 0
@@ -776,6 +781,22 @@ class GatewayTunnel(TunnelProtocol):
 
     # -- timers (driven by the node once a second) ---------------------------------------
 
+    def next_due(self) -> float:
+        """The earliest time :meth:`tick` may have something to do: each check below
+        fires once *now* is past its time, and activity only moves a time later."""
+        due = min(self.last_heard + KEEPALIVE_DEAD_AFTER, self.last_ping + KEEPALIVE_INTERVAL)
+        session = self.session
+        if session is not None:
+            idle, lifetime = (
+                session.policy.idle_timeout_seconds,
+                session.policy.max_lifetime_seconds,
+            )
+            if idle:
+                due = min(due, self.last_activity + idle)
+            if lifetime:
+                due = min(due, session.started_at + lifetime)
+        return due
+
     def tick(self, now: float) -> None:
         session = self.session
         if session is None:
@@ -827,6 +848,7 @@ class GatewayTunnel(TunnelProtocol):
         self.flush()
         if self.ctx.live.get(session.session_id) is self:
             del self.ctx.live[session.session_id]
+        self.ctx.deadlines.discard(self)
         d = self._audit(
             "session.move",
             session.account,
@@ -870,6 +892,7 @@ class GatewayTunnel(TunnelProtocol):
             return
         if self.ctx.live.get(session.session_id) is self:
             del self.ctx.live[session.session_id]
+        self.ctx.deadlines.discard(self)
         if self.replaced:
             self._finished([])
             return
@@ -1166,12 +1189,23 @@ class GatewayNode(Service):
 
     def _poll(self) -> None:
         now = self.ctx.clock.seconds()
-        for tunnel in list(self.ctx.live.values()):
+        live, deadlines = self.ctx.live, self.ctx.deadlines
+        # Only the tunnels whose earliest timer may be due (not all of them, every
+        # second); each is filed again under its next time, also when nothing was
+        # due yet (its activity moved the time on) or it is still ending.
+        for tunnel in deadlines.due(now):
+            session = tunnel.session
+            if session is None or live.get(session.session_id) is not tunnel:
+                continue
             try:
                 tunnel.tick(now)
             except Exception:
                 # One broken tunnel must not stop the loop that ends all the others.
                 self.log.failure("tick failed for {peer}", peer=tunnel.peer)
+            if live.get(session.session_id) is tunnel:
+                # Past due still (a check is strict, or the end is under way): the
+                # next poll looks again, as the loop over every tunnel did.
+                deadlines.file(tunnel, max(tunnel.next_due(), now))
         self._ticks += 1
         if self._polling:
             return  # the database is slow; don't pile up queries
