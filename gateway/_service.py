@@ -394,6 +394,12 @@ class GatewayTunnel(TunnelProtocol):
 
     # -- connection and TLS --------------------------------------------------------------
 
+    @property
+    def certificate(self) -> x509.Certificate | None:
+        """The client certificate of a completed handshake (read again from the TLS
+        connection when asked: an idle session does not keep a parsed copy)."""
+        return peer_certificate(self.transport) if self.certified else None
+
     def connectionMade(self) -> None:
         super().connectionMade()
         now = self.ctx.clock.seconds()
