@@ -201,11 +201,15 @@ async def open_sessions(logins: list[Login], count: int, concurrency: int) -> li
         login = logins[i % len(logins)]
         await login.lock.acquire()
         try:
-            await login_once(login)
+            # A login the gateway could not complete (e.g. its database busy on a
+            # loaded machine) is tried again, up to three times; each is counted.
+            for _ in range(3):
+                if await login_once(login):
+                    return
         finally:
             login.lock.release()
 
-    async def login_once(login: Login) -> None:
+    async def login_once(login: Login) -> bool:
         code = login.next_code()
         while code is None:  # this account used its three steps: wait for the next
             await deferLater(reactor, 1.0, lambda: None)
@@ -231,8 +235,9 @@ async def open_sessions(logins: list[Login], count: int, concurrency: int) -> li
         client.start()
         if await client.ready:
             clients.append(client)
-        else:
-            failures.append(f"{login.account.name}: exit status {client.done.result}")
+            return True
+        failures.append(f"{login.account.name}: exit status {client.done.result}")
+        return False
 
     def limited(i: int) -> Deferred[None]:
         return gate.run(lambda: ensureDeferred(one(i)))
@@ -248,9 +253,11 @@ async def open_sessions(logins: list[Login], count: int, concurrency: int) -> li
         if done >= next_report or done == count:
             next_report += count / 10
             rate = done / (time.perf_counter() - started)
-            say(f"  {done}/{count} sessions open ({rate:.0f}/s), {len(failures)} refused")
+            say(f"  {done}/{count} sessions open ({rate:.1f}/s), {len(failures)} failed")
+    if len(clients) < count:
+        raise RuntimeError(f"{count - len(clients)} sessions not opened; first: {failures[0]}")
     if failures:
-        raise RuntimeError(f"{len(failures)} logins failed; first: {failures[0]}")
+        say(f"  {len(failures)} login(s) failed and were tried again; first: {failures[0]}")
     return clients
 
 
