@@ -43,6 +43,7 @@ import os
 import platform
 import resource
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ from gateway._client import (
 from gateway._tls import client_tls_options
 
 BENCH = Path(__file__).resolve().parent
+BASELINE_IDLE = 10.0  # seconds of the gateway's idle CPU measured with no session
 PER_ACCOUNT = 3  # sessions per account ([policy] max_sessions)
 STEP = 30  # TOTP seconds per step
 reactor: Any = _reactor
@@ -294,6 +296,7 @@ class Figures:
     loaded_kib: int = 0
     after_kib: int = 0
     idle_cpu: float = 0.0  # fraction of one core
+    baseline_cpu: float = 0.0  # the same, at the warm baseline (no session)
     fds_baseline: int = 0
     fds_loaded: int = 0
     live_after_idle: int = 0
@@ -318,7 +321,13 @@ async def drive(args: argparse.Namespace, gateway: Child, logins: list[Login], f
     await end_sessions(warm)
     await settle(gateway)
     f.baseline_kib, f.fds_baseline = rss_kib(pid), fd_count(pid)
-    say(f"  warm baseline: RSS {f.baseline_kib / 1024:.1f} MiB, {f.fds_baseline} fds")
+    before = cpu_total(gateway)
+    await deferLater(reactor, BASELINE_IDLE, lambda: None)
+    f.baseline_cpu = (cpu_total(gateway) - before) / BASELINE_IDLE
+    say(
+        f"  warm baseline: RSS {f.baseline_kib / 1024:.1f} MiB, {f.fds_baseline} fds, "
+        f"idle CPU {f.baseline_cpu * 100:.2f} % of a core without sessions"
+    )
 
     say(f"opening {f.sessions} sessions, {args.concurrency} logins at a time")
     started = time.perf_counter()
@@ -326,11 +335,33 @@ async def drive(args: argparse.Namespace, gateway: Child, logins: list[Login], f
     f.open_seconds = time.perf_counter() - started
     await deferLater(reactor, 5.0, lambda: None)  # the last logins' writes
     say(f"idle for {f.idle_seconds:g} s")
+    spy = None
+    if args.py_spy:
+        spy = subprocess.Popen(
+            [
+                args.py_spy,
+                "record",
+                "--nonblocking",
+                "-d",
+                str(int(f.idle_seconds)),
+                "-p",
+                str(pid),
+                "-f",
+                "raw",
+                "-o",
+                str(args.py_spy_out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     before = cpu_total(gateway)
     await deferLater(reactor, f.idle_seconds, lambda: None)
     f.idle_cpu = (cpu_total(gateway) - before) / f.idle_seconds
     f.loaded_kib, f.fds_loaded = rss_kib(pid), fd_count(pid)
     f.live_after_idle = sum(1 for c in clients if c.live)
+    if spy is not None:
+        spy.wait(30)
+        say(f"  py-spy samples of the idle gateway in {args.py_spy_out}")
     say(
         f"  {f.live_after_idle}/{f.sessions} live; RSS {f.loaded_kib / 1024:.1f} MiB, "
         f"{f.fds_loaded} fds, idle CPU {f.idle_cpu * 100:.2f} % of a core"
@@ -343,6 +374,8 @@ async def drive(args: argparse.Namespace, gateway: Child, logins: list[Login], f
     say("ending every session")
     await end_sessions(clients)
     await settle(gateway)
+    # The node gives freed memory back at its next 30-second mark (malloc_trim).
+    await deferLater(reactor, 35.0, lambda: None)
     f.after_kib = rss_kib(pid)
     say(f"  after: RSS {f.after_kib / 1024:.1f} MiB")
 
@@ -412,7 +445,10 @@ def report(f: Figures, out: Any) -> None:
     w(f"  warm baseline RSS      {f.baseline_kib / 1024:.1f} MiB ({f.fds_baseline} fds)\n")
     w(f"  RSS with the sessions  {f.loaded_kib / 1024:.1f} MiB ({f.fds_loaded} fds)\n")
     w(f"  per session            {grown / f.sessions:.1f} KiB over the warm baseline\n")
-    w(f"  idle CPU               {f.idle_cpu * 100:.2f} % of one core\n")
+    w(
+        f"  idle CPU               {f.idle_cpu * 100:.2f} % of one core "
+        f"({f.baseline_cpu * 100:.2f} % without sessions)\n"
+    )
     w(
         f"  RSS after they ended   {f.after_kib / 1024:.1f} MiB "
         f"({(f.after_kib / f.baseline_kib - 1) * 100:+.1f} % of the baseline)\n"
@@ -437,6 +473,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--tracemalloc", action="store_true", help="allocation sites (slow)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        help="sample the gateway during the idle window with this py-spy (adds its cost)",
+    )
+    parser.add_argument("--py-spy-out", type=Path, default=Path("gateway-idle.txt"))
     args = parser.parse_args(argv)
     if args.quick:
         args.sessions = 1000 if "--sessions" not in argv else args.sessions

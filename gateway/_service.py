@@ -21,6 +21,7 @@ after the stale period, by any node (:func:`~gateway._sessions.reap_stale_record
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import secrets
@@ -130,6 +131,24 @@ def _host_of(peer: str) -> str:
 
 def default_node_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere): it hands the free pages inside the
+    heap back to the kernel, which ``free`` alone does not do for memory below the
+    top of the heap (where the sessions' buffers were)."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_malloc_trim = _load_malloc_trim()
+# After this many sessions ended (and at least a quarter of the most there were), the
+# node gives their memory back (RSS comes back down after a rush).
+TRIM_AFTER_ENDED = 256
 
 
 def process_alive(pid: int) -> bool:
@@ -1059,6 +1078,7 @@ class GatewayNode(Service):
         self._loop: LoopingCall | None = None
         self._ticks = 0
         self._polling = False
+        self._most_live = 0  # live sessions at most since memory was last given back
         # While the database is down the poll fails every second: log that at a rate
         # a person can read (the first in full, a summary a minute, the recovery).
         self._poll_failures = RepeatedFailureLog(self.log, "session poll", clock=ctx.clock.seconds)
@@ -1221,6 +1241,9 @@ class GatewayNode(Service):
                 # next poll looks again, as the loop over every tunnel did.
                 deadlines.file(tunnel, max(tunnel.next_due(), now))
         self._ticks += 1
+        self._most_live = max(self._most_live, len(live))
+        if self._ticks % 30 == 0:
+            self._give_memory_back()
         if self._polling:
             return  # the database is slow; don't pile up queries
         self._polling = True
@@ -1241,6 +1264,17 @@ class GatewayNode(Service):
             d.addCallback(lambda _: self._write_again())
         d.addCallbacks(self._poll_failures.succeeded, self._poll_failures.failed)
         d.addBoth(self._polled)
+
+    def _give_memory_back(self) -> None:
+        """Once many sessions have ended since the most there were, hand the heap's
+        free pages back to the kernel (glibc's ``malloc_trim``; a few ms, on the
+        reactor, once after a rush rather than at every end)."""
+        live = len(self.ctx.live)
+        ended = self._most_live - live
+        if _malloc_trim is None or ended < max(TRIM_AFTER_ENDED, self._most_live // 4):
+            return
+        self._most_live = live
+        _malloc_trim(0)
 
     def _polled(self, result: object) -> None:
         self._polling = False
