@@ -368,8 +368,12 @@ async def drive(args: argparse.Namespace, gateway: Child, logins: list[Login], f
     )
     if args.tracemalloc:
         gateway.popen.send_signal(signal.SIGUSR1)
-        await deferLater(reactor, 10.0, lambda: None)
-        f.traced = gateway.output().rpartition("--- tracemalloc top ---")[2]
+        for _ in range(120):  # a snapshot of every trace takes a while
+            await deferLater(reactor, 1.0, lambda: None)
+            if "--- tracemalloc top ---" in gateway.output():
+                await deferLater(reactor, 2.0, lambda: None)
+                break
+        f.traced = gateway.output().partition("--- tracemalloc top ---")[2][:6000]
 
     say("ending every session")
     await end_sessions(clients)
