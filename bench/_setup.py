@@ -102,9 +102,42 @@ def set_public_port(state: Path, port: int) -> None:
     config.write_text(text, encoding="utf-8")
 
 
-def open_accounts(state: Path, count: int, out: Path, *, workers: int) -> list[BenchAccount]:
-    """Register, approve and open *count* accounts (units 10000001…), *workers* at a time."""
+class _HashOnce(auth.PasswordHasher):
+    """A hasher that hashes each password once (the hash carries its own salt, so
+    accounts sharing a password may share it): opening thousands of accounts for the
+    sessions benchmark would otherwise cost thousands of argon2id hashes."""
+
+    def __init__(self, inner: auth.PasswordHasher) -> None:
+        super().__init__(inner.params)
+        self._done: dict[str, str] = {}
+
+    def hash(self, password: str) -> str:
+        if password not in self._done:
+            self._done[password] = super().hash(password)
+        return self._done[password]
+
+
+def set_max_sessions(state: Path, limit: int) -> None:
+    """``[policy] max_sessions = limit``: how many sessions each account may hold at once."""
+    config = state / "ssgate.toml"
+    text, found = re.subn(
+        r"(?m)^max_sessions = 2$", f"max_sessions = {limit}", config.read_text(encoding="utf-8")
+    )
+    if found != 1:
+        raise RuntimeError(f"{config}: no [policy] max_sessions default to replace")
+    config.write_text(text, encoding="utf-8")
+
+
+def open_accounts(
+    state: Path, count: int, out: Path, *, workers: int, shared_password: bool = False
+) -> list[BenchAccount]:
+    """Register, approve and open *count* accounts (units 10000001…), *workers* at a time.
+
+    *shared_password*: every account gets the same password, hashed once (the sessions
+    benchmark opens thousands of accounts; their logins still verify it each time)."""
     with _app(state) as app:
+        if shared_password:
+            app.__dict__["hasher"] = _HashOnce(app.hasher)  # a cached_property
         codes = [str(FIRST_UNIT + i) for i in range(count)]
         now = time.time()
         with app.engine.begin() as conn:
@@ -134,7 +167,7 @@ def open_accounts(state: Path, count: int, out: Path, *, workers: int) -> list[B
 
         def open_one(code: str) -> BenchAccount:
             name = f"{REGION}{code}@sxlss"
-            password = f"Bench-Horse-{code}!"
+            password = "Bench-Horse-shared!" if shared_password else f"Bench-Horse-{code}!"
             bundle = out / f"bundle-{code}"
             issued = provisioner.open(
                 name, bundle, password=password, p12_passphrase=P12_PASSPHRASE

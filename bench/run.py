@@ -19,6 +19,10 @@
     python bench/run.py workers [--quick|--smoke] [--handshakes N]
                                    # mutual-TLS handshakes/s with serve --workers 2
                                    # against one worker, same run (bench/_workers.py)
+    python bench/run.py sessions [--quick] [--sessions N] [--idle SECONDS]
+                                   # N idle authenticated sessions to one gateway from
+                                   # one client process: KiB per session, idle CPU,
+                                   # fds, RSS after they end (bench/_sessions.py)
 
 Everything runs on loopback, in one temporary directory, started and stopped here:
 
@@ -47,6 +51,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib
 import math
 import os
 import platform
@@ -509,31 +514,27 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally that stops the children
 
 
+# The separate scenarios: the first argument → the module whose main() runs it.
+SCENARIOS = {
+    "declare": "_declare",
+    "officer": "_officer",
+    "radius": "_radius",
+    "portal": "_portal",
+    "workers": "_workers",
+    "sessions": "_sessions",
+}
+
+
 def main(argv: list[str]) -> int:
     # SIGTERM and SIGHUP unwind through the finally clauses that stop the children and
     # remove temporary directories and schemas, in either scenario.
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
-    if argv[:1] == ["declare"]:
-        from _declare import main as declare_main
-
-        return declare_main(argv[1:])
-    if argv[:1] == ["officer"]:
-        from _officer import main as officer_main
-
-        return officer_main(argv[1:])
-    if argv[:1] == ["radius"]:
-        from _radius import main as radius_main
-
-        return radius_main(argv[1:])
-    if argv[:1] == ["portal"]:
-        from _portal import main as portal_main
-
-        return portal_main(argv[1:])
-    if argv[:1] == ["workers"]:
-        from _workers import main as workers_main
-
-        return workers_main(argv[1:])
+    if argv[:1] and argv[0] in SCENARIOS:
+        # Each separate scenario lives in its own module, imported only when asked for.
+        module = importlib.import_module(SCENARIOS[argv[0]])
+        scenario_main: Callable[[list[str]], int] = module.main
+        return scenario_main(argv[1:])
     args = parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     overrides = {

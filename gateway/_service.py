@@ -21,6 +21,7 @@ after the stale period, by any node (:func:`~gateway._sessions.reap_stale_record
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import secrets
@@ -62,6 +63,7 @@ from gateway._cred import (
     LoginRefused,
     factor_outcomes,
 )
+from gateway._deadlines import DeadlineQueue
 from gateway._full import GatewayFullRefusal
 from gateway._limits import DescriptorBudget
 from gateway._machine import (
@@ -131,6 +133,41 @@ def _host_of(peer: str) -> str:
 
 def default_node_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere): it hands the free pages inside the
+    heap back to the kernel, which ``free`` alone does not do for memory below the
+    top of the heap (where the sessions' buffers were)."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_malloc_trim = _load_malloc_trim()
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_THRESHOLD = 1 << 20
+
+
+def map_large_allocations() -> bool:
+    """Have glibc map every allocation of 1 MiB or more on its own (and unmap it when
+    freed) instead of raising its threshold as it goes: argon2id's 19 MiB per login
+    otherwise ends up inside each login thread's heap and stays resident (about
+    75 MiB with four threads, measured with ``bench/run.py sessions``).  False where
+    there is no glibc."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
+
+# After this many sessions ended (and at least a quarter of the most there were), the
+# node gives their memory back (RSS comes back down after a rush).
+TRIM_AFTER_ENDED = 256
 
 
 def process_alive(pid: int) -> bool:
@@ -307,6 +344,9 @@ class GatewayContext:
     tls_refusals: TlsRefusalBudget = field(default_factory=TlsRefusalBudget)
     # Who counts handshakes, logins, streams, bytes and audit writes (the metrics).
     observer: GatewayObserver = field(default_factory=NoObserver)
+    # The live tunnels by the earliest time one of their timers (idle, lifetime,
+    # keepalive) may be due: the node's poll looks only at those (GatewayTunnel.tick).
+    deadlines: DeadlineQueue[GatewayTunnel] = field(default_factory=DeadlineQueue)
 
     def record(self, event: audit.AuditEvent) -> Deferred[Any]:
         asked = self.clock.seconds()
@@ -371,7 +411,9 @@ class GatewayTunnel(TunnelProtocol):
         self.ctx = ctx
         self.machine = GatewayMachine()
         self.session: ChannelSession | None = None
-        self.certificate: x509.Certificate | None = None
+        # The handshake completed with a client certificate (what the tunnel needs
+        # of it is read into the fields below; the object itself is not kept).
+        self.certified = False
         self.cert_account: str | None = None
         self.cert_serial = ""
         self.cert_fingerprint = ""
@@ -393,6 +435,12 @@ class GatewayTunnel(TunnelProtocol):
         self._stream_writes: set[Deferred[Any]] = set()  # stream.end events being written
 
     # -- connection and TLS --------------------------------------------------------------
+
+    @property
+    def certificate(self) -> x509.Certificate | None:
+        """The client certificate of a completed handshake (read again from the TLS
+        connection when asked: an idle session does not keep a parsed copy)."""
+        return peer_certificate(self.transport) if self.certified else None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -426,7 +474,7 @@ class GatewayTunnel(TunnelProtocol):
             self.terminate(Reason.AUTH_FAILED, "no client certificate")
             return
         self.ctx.observer.handshake_completed()
-        self.certificate = cert
+        self.certified = True
         self.cert_account = certs.account_of(cert)
         self.cert_serial = certs.serial_hex_of(cert.serial_number)
         self.cert_fingerprint = certs.fingerprint_sha256_of(cert)
@@ -565,6 +613,7 @@ class GatewayTunnel(TunnelProtocol):
         self.ctx.live[session.session_id] = self
         self.ctx.unwritten.pop(session.session_id, None)  # a failed detach: live again
         self.last_activity = self.ctx.clock.seconds()
+        self.ctx.deadlines.file(self, self.next_due())
 
     def _login_refused(self, failure: Failure, account: str) -> None:
         retry_after = 0
@@ -782,6 +831,25 @@ class GatewayTunnel(TunnelProtocol):
 
     # -- timers (driven by the node once a second) ---------------------------------------
 
+    def next_due(self) -> float:
+        """The earliest time :meth:`tick` may have something to do: each check below
+        fires once *now* is past its time, and activity only moves a time later."""
+        due = min(
+            self.last_heard + KEEPALIVE_DEAD_AFTER,
+            max(self.last_ping, self.last_heard) + KEEPALIVE_INTERVAL,
+        )
+        session = self.session
+        if session is not None:
+            idle, lifetime = (
+                session.policy.idle_timeout_seconds,
+                session.policy.max_lifetime_seconds,
+            )
+            if idle:
+                due = min(due, self.last_activity + idle)
+            if lifetime:
+                due = min(due, session.started_at + lifetime)
+        return due
+
     def tick(self, now: float) -> None:
         session = self.session
         if session is None:
@@ -794,7 +862,10 @@ class GatewayTunnel(TunnelProtocol):
         elif now - self.last_heard > KEEPALIVE_DEAD_AFTER:
             if self.transport is not None:
                 self.transport.abortConnection()  # type: ignore[attr-defined]
-        elif now - self.last_ping > KEEPALIVE_INTERVAL:
+        elif now - max(self.last_ping, self.last_heard) > KEEPALIVE_INTERVAL:
+            # Only when the client has been silent that long: a client that pings by
+            # itself (every 15 s) already shows it is there and keeps the path open,
+            # and 10,000 idle sessions need not cost 333 more round trips a second.
             self.last_ping = now
             self.machine.ping(secrets.token_bytes(8))
             self.flush()
@@ -833,6 +904,7 @@ class GatewayTunnel(TunnelProtocol):
         self.flush()
         if self.ctx.live.get(session.session_id) is self:
             del self.ctx.live[session.session_id]
+        self.ctx.deadlines.discard(self)
         d = self._audit(
             "session.move",
             session.account,
@@ -869,13 +941,14 @@ class GatewayTunnel(TunnelProtocol):
         self.machine.connection_lost()
         session = self.session
         if session is None:
-            if self.certificate is None:
+            if not self.certified:
                 self._take_peer()
                 self._tls_refused(reason)
             self._finished([])
             return
         if self.ctx.live.get(session.session_id) is self:
             del self.ctx.live[session.session_id]
+        self.ctx.deadlines.discard(self)
         if self.replaced:
             self._finished([])
             return
@@ -1080,6 +1153,7 @@ class GatewayNode(Service):
         self._loop: LoopingCall | None = None
         self._ticks = 0
         self._polling = False
+        self._most_live = 0  # live sessions at most since memory was last given back
         # While the database is down the poll fails every second: log that at a rate
         # a person can read (the first in full, a summary a minute, the recovery).
         self._poll_failures = RepeatedFailureLog(self.log, "session poll", clock=ctx.clock.seconds)
@@ -1094,6 +1168,7 @@ class GatewayNode(Service):
 
     def startService(self) -> None:
         Service.startService(self)
+        map_large_allocations()  # before the first login hashes
         self._booted_at = self.ctx.clock.seconds()
         self.recovered = self._recover()
         self._loop = LoopingCall(self._poll)
@@ -1228,13 +1303,27 @@ class GatewayNode(Service):
 
     def _poll(self) -> None:
         now = self.ctx.clock.seconds()
-        for tunnel in list(self.ctx.live.values()):
+        live, deadlines = self.ctx.live, self.ctx.deadlines
+        # Only the tunnels whose earliest timer may be due (not all of them, every
+        # second); each is filed again under its next time, also when nothing was
+        # due yet (its activity moved the time on) or it is still ending.
+        for tunnel in deadlines.due(now):
+            session = tunnel.session
+            if session is None or live.get(session.session_id) is not tunnel:
+                continue
             try:
                 tunnel.tick(now)
             except Exception:
                 # One broken tunnel must not stop the loop that ends all the others.
                 self.log.failure("tick failed for {peer}", peer=tunnel.peer)
+            if live.get(session.session_id) is tunnel:
+                # Past due still (a check is strict, or the end is under way): the
+                # next poll looks again, as the loop over every tunnel did.
+                deadlines.file(tunnel, max(tunnel.next_due(), now))
         self._ticks += 1
+        self._most_live = max(self._most_live, len(live))
+        if self._ticks % 30 == 0:
+            self._give_memory_back()
         if self._polling:
             return  # the database is slow; don't pile up queries
         self._polling = True
@@ -1255,6 +1344,17 @@ class GatewayNode(Service):
             d.addCallback(lambda _: self._write_again())
         d.addCallbacks(self._poll_failures.succeeded, self._poll_failures.failed)
         d.addBoth(self._polled)
+
+    def _give_memory_back(self) -> None:
+        """Once many sessions have ended since the most there were, hand the heap's
+        free pages back to the kernel (glibc's ``malloc_trim``; a few ms, on the
+        reactor, once after a rush rather than at every end)."""
+        live = len(self.ctx.live)
+        ended = self._most_live - live
+        if _malloc_trim is None or ended < max(TRIM_AFTER_ENDED, self._most_live // 4):
+            return
+        self._most_live = live
+        _malloc_trim(0)
 
     def _polled(self, result: object) -> None:
         self._polling = False

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Connection,
     String,
     and_,
+    bindparam,
     case,
     func,
     insert,
@@ -197,15 +198,26 @@ def resume_session(
 
 
 def heartbeat(conn: Connection, stats: dict[str, tuple[int, int, int]], *, now: float) -> None:
-    """Refresh ``last_seen_at`` and counters (bytes in, bytes out, streams) of live sessions."""
-    for session_id, (bytes_in, bytes_out, streams) in stats.items():
-        conn.execute(
-            update(sessions)
-            .where(sessions.c.id == session_id, sessions.c.status != "ended")
-            .values(
-                last_seen_at=now, bytes_in=bytes_in, bytes_out=bytes_out, streams_opened=streams
-            )
-        )
+    """Refresh ``last_seen_at`` and counters (bytes in, bytes out, streams) of live sessions.
+
+    One statement run for all of them (an ``executemany``): with 10,000 sessions a
+    statement each cost the gateway a second of CPU every heartbeat."""
+    if not stats:
+        return
+    conn.execute(
+        update(sessions)
+        .where(sessions.c.id == bindparam("b_id"), sessions.c.status != "ended")
+        .values(
+            last_seen_at=bindparam("b_now"),
+            bytes_in=bindparam("b_in"),
+            bytes_out=bindparam("b_out"),
+            streams_opened=bindparam("b_streams"),
+        ),
+        [
+            {"b_id": sid, "b_now": now, "b_in": b_in, "b_out": b_out, "b_streams": streams}
+            for sid, (b_in, b_out, streams) in stats.items()
+        ],
+    )
 
 
 def request_kill(
