@@ -21,6 +21,7 @@ where Twisted's TLS machinery needs it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -365,7 +366,10 @@ class CrlWatcher(Service):
 
     def poll(self) -> None:
         """Check the files once; reload if any changed since the last check."""
-        snapshot = self._snapshot()
+        try:
+            snapshot = self._snapshot()
+        except _OutOfDescriptors:
+            return  # the gateway is full; the next poll looks again
         if snapshot == self._seen:
             return
         self._seen = snapshot
@@ -403,12 +407,19 @@ class CrlWatcher(Service):
         return tuple(_fingerprint(path) for path in self._paths)
 
 
+class _OutOfDescriptors(OSError):
+    """The process has no descriptor free to read a file with: the files did not
+    change, so the poll skips this turn instead of reporting them missing."""
+
+
 def _fingerprint(path: Path) -> tuple[int, int, bytes] | None:
     try:
         with path.open("rb") as f:
             st = os.fstat(f.fileno())
             digest = hashlib.sha256(f.read()).digest()
-    except OSError:
+    except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENFILE):
+            raise _OutOfDescriptors(e.errno, e.strerror, str(path)) from None
         return None
     return (st.st_mtime_ns, st.st_size, digest)
 
@@ -538,7 +549,10 @@ class SharedCrlWatcher(Service):
         if self._failing:
             self._failing = False
             self.log.info("reading the shared CRL works again")
-        snapshot = self._snapshot()
+        try:
+            snapshot = self._snapshot()
+        except _OutOfDescriptors:
+            return  # the gateway is full; the next poll looks again
         if newer is None and snapshot == self._seen:
             return
         chosen = newer if newer is not None else self._current

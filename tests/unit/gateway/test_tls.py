@@ -557,6 +557,39 @@ def test_watcher_keeps_the_old_options_when_crl_disappears(
         watcher.stopService()
 
 
+def test_a_poll_without_a_free_descriptor_is_skipped_not_a_missing_file(
+    state_dir: Path, pki: Pki, logged: Sequence[LogEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway at its descriptor limit cannot open crl.pem: that is no change (no
+    warning that the files are unusable, no reload), and the next poll with a
+    descriptor free sees a real change as usual."""
+    import errno
+
+    clock = task.Clock()
+    tls = ReloadingServerTLS(load_state_server_tls(state_dir).options)
+    changes: list[x509.CertificateRevocationList | None] = []
+    watcher = state_crl_watcher(clock, tls, state_dir, on_change=changes.append)
+    watcher.startService()
+    try:
+        kept = tls.options
+        real_open = Path.open
+
+        def no_descriptor(self: Path, *args: object, **kwargs: object) -> object:
+            raise OSError(errno.EMFILE, "Too many open files", str(self))
+
+        monkeypatch.setattr(Path, "open", no_descriptor)
+        clock.advance(1.0)
+        assert tls.options is kept and warnings_in(logged) == []
+
+        monkeypatch.setattr(Path, "open", real_open)
+        new_crl = pki.crl_revoking(pki.good, number=9)
+        write_atomically(state_dir / "crl.pem", crl_pem(new_crl))
+        clock.advance(1.0)
+        assert changes == [new_crl] and warnings_in(logged) == []
+    finally:
+        watcher.stopService()
+
+
 def test_watcher_survives_a_failing_on_change(
     state_dir: Path, pki: Pki, logged: Sequence[LogEvent]
 ) -> None:
