@@ -480,8 +480,11 @@ def _yuan(fen: Any) -> Decimal:
     return Decimal(int(fen or 0)).scaleb(-2)
 
 
-# Lines per piece of the streamed CSV (consecutive years together, up to this many).
-CSV_PIECE_LINES: Final = 1_000
+# Lines per piece of the streamed CSV (consecutive years together, up to this many):
+# a whole working life (45 years of five insurances, 2,700 lines, some 250 KB) is one
+# read, as each read is a transaction on the pool; only a longer history (transfers,
+# corrections) is read in more pieces, one in memory at a time.
+CSV_PIECE_LINES: Final = 5_000
 CSV_HEADING: Final = (
     "费款所属期",
     "单位编号",
