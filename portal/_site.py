@@ -626,13 +626,13 @@ class PortalShell:
                 pdf=pdf,
                 issued_at=ctx.now,
             )
-            _append(
+            audit.append_event(
                 conn,
-                ctx.now,
-                ctx.principal,
-                "portal.certificate",
-                ctx.principal,
-                "ok",
+                at=ctx.now,
+                actor=ctx.principal,
+                action="portal.certificate",
+                subject=ctx.principal,
+                outcome="ok",
                 session_ref=ctx.session.ref if ctx.session else "",
                 details={
                     "from": start,
@@ -662,13 +662,13 @@ class PortalShell:
                 if record is None:
                     count_verify_failure(conn, ctx.source, now=ctx.now)
                 outcome = "found" if record is not None else "not-found"
-            _append(
+            audit.append_event(
                 conn,
-                ctx.now,
-                "public",
-                "portal.verify",
-                subject,
-                "ok" if outcome == "found" else "refused",
+                at=ctx.now,
+                actor="public",
+                action="portal.verify",
+                subject=subject,
+                outcome="ok" if outcome == "found" else "refused",
                 reason="" if outcome == "found" else outcome,
                 details={"source": ctx.source},
             )
@@ -712,13 +712,13 @@ class PortalShell:
 
         def body(conn: Connection) -> Any:
             result = read(conn)
-            _append(
+            audit.append_event(
                 conn,
-                ctx.now,
-                ctx.principal,
-                "portal.view",
-                page,
-                "ok",
+                at=ctx.now,
+                actor=ctx.principal,
+                action="portal.view",
+                subject=page,
+                outcome="ok",
                 session_ref=session_ref,
                 details={"source": ctx.source, **(details or {})},
             )
@@ -737,12 +737,12 @@ class PortalShell:
     ) -> None:
         actor = ctx.principal if ctx.session else UNKNOWN_PRINCIPAL
         await self.runner.run(
-            _append,
-            ctx.now,
-            actor,
-            action,
-            actor,
-            outcome,
+            audit.append_event,
+            at=ctx.now,
+            actor=actor,
+            action=action,
+            subject=actor,
+            outcome=outcome,
             reason=reason,
             session_ref=ctx.session.ref if ctx.session else "",
             details={"source": ctx.source, **(details or {})},
@@ -759,7 +759,14 @@ class PortalShell:
         details: Mapping[str, Any] | None = None,
     ) -> None:
         await self.runner.run(
-            _append, now, actor, action, actor, outcome, reason=reason, details=details
+            audit.append_event,
+            at=now,
+            actor=actor,
+            action=action,
+            subject=actor,
+            outcome=outcome,
+            reason=reason,
+            details=details,
         )
 
     def _form_token(self, prelogin: str) -> str:
@@ -808,13 +815,13 @@ def _open(
     conn: Connection, principal: str, session_id: str, *, now: float, replaces: str, source: str
 ) -> PortalSession | None:
     session = start_session(conn, principal, session_id, now=now, replaces=replaces)
-    _append(
+    audit.append_event(
         conn,
-        now,
-        principal,
-        "portal.login",
-        principal,
-        "ok" if session else "refused",
+        at=now,
+        actor=principal,
+        action="portal.login",
+        subject=principal,
+        outcome="ok" if session else "refused",
         reason="" if session else "account-closed",
         session_ref=session.ref if session else "",
         details={"source": source},
@@ -826,41 +833,14 @@ def _changed(
     conn: Connection, principal: str, session: PortalSession | None, *, now: float
 ) -> None:
     password_changed(conn, principal, now=now)
-    _append(
+    audit.append_event(
         conn,
-        now,
-        principal,
-        "portal.password",
-        principal,
-        "ok",
+        at=now,
+        actor=principal,
+        action="portal.password",
+        subject=principal,
+        outcome="ok",
         session_ref=session.ref if session else "",
-    )
-
-
-def _append(  # noqa: PLR0917 - an audit event's fields, in the log's order
-    conn: Connection,
-    at: float,
-    actor: str,
-    action: str,
-    subject: str,
-    outcome: str,
-    *,
-    reason: str = "",
-    session_ref: str = "",
-    details: Mapping[str, Any] | None = None,
-) -> None:
-    audit.append(
-        conn,
-        audit.AuditEvent(
-            at=at,
-            actor=actor,
-            action=action,
-            subject=subject,
-            outcome=outcome,
-            reason=reason,
-            session_id=session_ref,
-            details=dict(details or {}),
-        ),
     )
 
 
