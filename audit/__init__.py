@@ -100,7 +100,7 @@ from audit._export import (
     record_dict,
     spreadsheet_cell,
 )
-from audit._log import append, archived_base, query, verify
+from audit._log import append, append_event, archived_base, query, verify
 from audit._query import (
     VIEW_FIELDS,
     EventFilter,
@@ -177,6 +177,7 @@ __all__ = [
     "VerifyReport",
     "advance_syslog_cursor",
     "append",
+    "append_event",
     "archive_batch",
     "archived_base",
     "begin_verify",

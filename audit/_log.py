@@ -8,7 +8,7 @@ together.  Results are plain values, never Rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from sqlalchemy import Connection, Row, Select, bindparam, delete, func, insert, select, update
@@ -106,6 +106,35 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     )
     conn.execute(_MOVE_HEAD, {"p_seq": seq, "p_hash": record_hash})
     return AuditRecord(seq=seq, event=event, prev_hash=last_hash, hash=record_hash)
+
+
+def append_event(
+    conn: Connection,
+    *,
+    at: float,
+    actor: str,
+    action: str,
+    subject: str,
+    outcome: str,
+    reason: str = "",
+    session_ref: str = "",
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """:func:`append` an event given field by field, the session as *session_ref*: the
+    one writer the staff console's audit trail and the people's portal share."""
+    append(
+        conn,
+        AuditEvent(
+            at=at,
+            actor=actor,
+            action=action,
+            subject=subject,
+            outcome=outcome,
+            reason=reason,
+            session_id=session_ref,
+            details=dict(details or {}),
+        ),
+    )
 
 
 def _lock_head(conn: Connection) -> tuple[int, str]:

@@ -547,7 +547,7 @@ class _Filing:
                 d.id,
                 label="解除劳动合同证明",
                 filename="解除劳动合同证明.png",
-                data=_stand_in_scan(),
+                data=one_pixel_png(0x80),  # a grey stand-in for a scanned certificate
                 now=self._at(minutes),
             )
         return self.wf.submit(self.conn, self.employer, d.id, now=self._at(minutes))
@@ -806,20 +806,17 @@ class _Filing:
         self._keep(self._submit(d, 301))
 
 
-def _stand_in_scan() -> bytes:
-    """A valid 1×1 grey PNG: the demo's stand-in for a scanned certificate."""
+def one_pixel_png(level: int = 0x00) -> bytes:
+    """A valid 1×1 greyscale PNG whose one pixel is *level* (0 black, 255 white): the
+    smallest file the evidence check accepts.  The demo's stand-in for a scanned
+    certificate, and the tests' evidence file."""
     import struct
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
 
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00\x80"))
-        + chunk(b"IEND", b"")
-    )
+    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes((0, level))))
+    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"")

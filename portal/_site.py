@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.resources import files
 from typing import Any, Protocol
-from urllib.parse import unquote_to_bytes
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import Connection
@@ -81,7 +80,6 @@ REFUSED = (
     "登录失败：身份证号、密码或动态口令不正确，或账户暂时不能登录。"
     "请核对后重试；如多次失败，请携带身份证件到经办窗口办理。"
 )
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 _UNIT = re.compile(r"^[0-9]{8}$")
 _YEAR = re.compile(r"^(19|20)[0-9]{2}$")
@@ -203,8 +201,14 @@ class PortalShell:
         self, request: Any, route: Route, params: Mapping[str, str]
     ) -> web.Response:
         try:
-            _check_segments(request.path)
-            ctx = PersonCtx(request, None, _source(request), self._clock.seconds(), _query(request))
+            web.check_path(request.path)
+            ctx = PersonCtx(
+                request,
+                None,
+                web.client_source(request),
+                self._clock.seconds(),
+                web.query_values(request.uri, max_fields=MAX_FIELDS),
+            )
             if PUBLIC in route.roles:
                 return await route.handler(ctx, **params)
             found = await self._session(request, ctx.now)
@@ -225,7 +229,7 @@ class PortalShell:
                 return self.message(
                     503, "暂停服务", web.OUTAGE_MESSAGE, headers=web.retry_after_headers()
                 )
-            self.log.failure("portal request failed: {path}", path=_ascii(request.path))
+            self.log.failure("portal request failed: {path}", path=web.log_text(request.path))
             return self.message(500, "系统错误", "系统暂时无法处理该请求，请稍后再试。")
 
     async def unrouted(self, request: Any, status: int, allowed: Any) -> web.Response:
@@ -263,16 +267,14 @@ class PortalShell:
     async def _check_write(self, request: Any, ctx: PersonCtx) -> web.Response | None:
         form = _form(request)
         assert ctx.session is not None
-        cross = not web.origin_allowed(
-            request.getHeader(b"origin"), request.getHeader(b"referer"), request.getHeader(b"host")
-        )
-        if cross or not web.same_token(ctx.session.csrf_token, form.get(web.CSRF_FIELD, "")):
+        refusal = web.write_refusal(request, ctx.session.csrf_token, form)
+        if refusal is not None:
             await self.audit(
                 ctx,
                 "portal.csrf",
                 "refused",
-                reason="cross-origin" if cross else "csrf-token",
-                details={"path": _ascii(request.path)[:100]},
+                reason=refusal,
+                details={"path": web.log_text(request.path)[:100]},
             )
             return self.message(
                 403, "请求已失效", "表单已过期或来源不明，操作未执行。请刷新页面后重试。"
@@ -589,7 +591,7 @@ class PortalShell:
                 default_to=end,
             )
         code = new_code(self._random)
-        host = _ascii(ctx.request.getHeader(b"host")) or "localhost"
+        host = web.log_text(ctx.request.getHeader(b"host")) or "localhost"
         verify_url = f"https://{host}/verify/{code}"
 
         def issue(conn: Connection) -> bytes | None:
@@ -626,13 +628,13 @@ class PortalShell:
                 pdf=pdf,
                 issued_at=ctx.now,
             )
-            _append(
+            audit.append_event(
                 conn,
-                ctx.now,
-                ctx.principal,
-                "portal.certificate",
-                ctx.principal,
-                "ok",
+                at=ctx.now,
+                actor=ctx.principal,
+                action="portal.certificate",
+                subject=ctx.principal,
+                outcome="ok",
                 session_ref=ctx.session.ref if ctx.session else "",
                 details={
                     "from": start,
@@ -662,13 +664,13 @@ class PortalShell:
                 if record is None:
                     count_verify_failure(conn, ctx.source, now=ctx.now)
                 outcome = "found" if record is not None else "not-found"
-            _append(
+            audit.append_event(
                 conn,
-                ctx.now,
-                "public",
-                "portal.verify",
-                subject,
-                "ok" if outcome == "found" else "refused",
+                at=ctx.now,
+                actor="public",
+                action="portal.verify",
+                subject=subject,
+                outcome="ok" if outcome == "found" else "refused",
                 reason="" if outcome == "found" else outcome,
                 details={"source": ctx.source},
             )
@@ -712,13 +714,13 @@ class PortalShell:
 
         def body(conn: Connection) -> Any:
             result = read(conn)
-            _append(
+            audit.append_event(
                 conn,
-                ctx.now,
-                ctx.principal,
-                "portal.view",
-                page,
-                "ok",
+                at=ctx.now,
+                actor=ctx.principal,
+                action="portal.view",
+                subject=page,
+                outcome="ok",
                 session_ref=session_ref,
                 details={"source": ctx.source, **(details or {})},
             )
@@ -737,12 +739,12 @@ class PortalShell:
     ) -> None:
         actor = ctx.principal if ctx.session else UNKNOWN_PRINCIPAL
         await self.runner.run(
-            _append,
-            ctx.now,
-            actor,
-            action,
-            actor,
-            outcome,
+            audit.append_event,
+            at=ctx.now,
+            actor=actor,
+            action=action,
+            subject=actor,
+            outcome=outcome,
             reason=reason,
             session_ref=ctx.session.ref if ctx.session else "",
             details={"source": ctx.source, **(details or {})},
@@ -759,7 +761,14 @@ class PortalShell:
         details: Mapping[str, Any] | None = None,
     ) -> None:
         await self.runner.run(
-            _append, now, actor, action, actor, outcome, reason=reason, details=details
+            audit.append_event,
+            at=now,
+            actor=actor,
+            action=action,
+            subject=actor,
+            outcome=outcome,
+            reason=reason,
+            details=details,
         )
 
     def _form_token(self, prelogin: str) -> str:
@@ -771,11 +780,7 @@ class PortalShell:
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
     def _cookie(self, request: Any, name: str) -> str:
-        raw = request.getCookie(name.encode())
-        if raw is None:
-            return ""
-        value = raw.decode("ascii", "replace")
-        return value if _TOKEN.fullmatch(value) else ""
+        return web.token_cookie(request, name)
 
     def render(
         self, template: str, status: int, ctx: PersonCtx | None, **values: Any
@@ -808,13 +813,13 @@ def _open(
     conn: Connection, principal: str, session_id: str, *, now: float, replaces: str, source: str
 ) -> PortalSession | None:
     session = start_session(conn, principal, session_id, now=now, replaces=replaces)
-    _append(
+    audit.append_event(
         conn,
-        now,
-        principal,
-        "portal.login",
-        principal,
-        "ok" if session else "refused",
+        at=now,
+        actor=principal,
+        action="portal.login",
+        subject=principal,
+        outcome="ok" if session else "refused",
         reason="" if session else "account-closed",
         session_ref=session.ref if session else "",
         details={"source": source},
@@ -826,83 +831,25 @@ def _changed(
     conn: Connection, principal: str, session: PortalSession | None, *, now: float
 ) -> None:
     password_changed(conn, principal, now=now)
-    _append(
+    audit.append_event(
         conn,
-        now,
-        principal,
-        "portal.password",
-        principal,
-        "ok",
+        at=now,
+        actor=principal,
+        action="portal.password",
+        subject=principal,
+        outcome="ok",
         session_ref=session.ref if session else "",
     )
 
 
-def _append(  # noqa: PLR0917 - an audit event's fields, in the log's order
-    conn: Connection,
-    at: float,
-    actor: str,
-    action: str,
-    subject: str,
-    outcome: str,
-    *,
-    reason: str = "",
-    session_ref: str = "",
-    details: Mapping[str, Any] | None = None,
-) -> None:
-    audit.append(
-        conn,
-        audit.AuditEvent(
-            at=at,
-            actor=actor,
-            action=action,
-            subject=subject,
-            outcome=outcome,
-            reason=reason,
-            session_id=session_ref,
-            details=dict(details or {}),
-        ),
-    )
-
-
 def _form(request: Any) -> Mapping[str, str]:
-    media, charset = web.media_type(request.getHeader(b"content-type"))
-    if media != "application/x-www-form-urlencoded" or charset not in ("", "utf-8"):
-        raise web.MalformedInput("not-a-form", "not a form")
-    content = request.content
-    body = content.read(MAX_BODY + 1) if content is not None else b""
-    return web.single_values(web.parse_form_body(body), max_fields=MAX_FIELDS)
-
-
-def _query(request: Any) -> Mapping[str, str]:
-    pairs = [(k, v) for k, values in web.parse_query(request.uri).items() for v in values]
-    return web.single_values(pairs, max_fields=MAX_FIELDS)
+    return web.read_form(request, max_body=MAX_BODY, max_fields=MAX_FIELDS)
 
 
 def _query_text(filters: Mapping[str, str | None]) -> str:
     from urllib.parse import urlencode
 
     return urlencode({k: v for k, v in filters.items() if v})
-
-
-def _check_segments(path: bytes) -> None:
-    for raw in path.split(b"/"):
-        if not raw:
-            continue
-        try:
-            segment = unquote_to_bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            raise web.MalformedInput("bad-path", "bad path") from None
-        if any(c < " " or c in "/\\\x7f" for c in segment) or segment in (".", ".."):
-            raise web.MalformedInput("bad-path", "bad path")
-
-
-def _source(request: Any) -> str:
-    host = getattr(request.getClientAddress(), "host", None)
-    return str(host) if host else "local"
-
-
-def _ascii(value: bytes | None) -> str:
-    return (value or b"").decode("ascii", "replace")[:200]
 
 
 __all__ = ["PERSON", "PUBLIC", "Insurance", "PersonCtx", "PortalShell"]

@@ -128,20 +128,30 @@ def cmd_init(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _node_export_errors() -> Iterator[None]:
+    """``node export``'s and ``init --join``'s errors as the command's: bad input exits
+    as a usage error (2), a refusal as refused (1)."""
+    from ssgate._nodes import NodeExportError, NodeExportInputError
+
+    try:
+        yield
+    except NodeExportInputError as e:
+        raise CliError(EXIT_USAGE, str(e)) from None
+    except NodeExportError as e:
+        raise CliError(EXIT_REFUSED, str(e)) from None
+
+
 def cmd_init_join(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     """``ssgate init --join FILE``: a new node's state directory from a node export."""
     import getpass
 
     from ssgate._app import operator_name
-    from ssgate._nodes import NodeExportError, NodeExportInputError, join_node, read_passphrase
+    from ssgate._nodes import join_node, read_passphrase
 
-    try:
+    with _node_export_errors():
         passphrase = read_passphrase(args.passphrase_file, confirm=False, prompt=getpass.getpass)
         join_node(state.path, Path(args.join), passphrase, now=time.time(), actor=operator_name())
-    except NodeExportInputError as e:
-        raise CliError(EXIT_USAGE, str(e)) from None
-    except NodeExportError as e:
-        raise CliError(EXIT_REFUSED, str(e)) from None
     out.write(
         f"joined: {state.path} has the CA, keys and configuration of the exporting node and "
         "uses the same database; 'ssgate serve' starts this node under its own name "
@@ -155,18 +165,14 @@ def cmd_node_export(args: argparse.Namespace, state: StateDir, out: TextIO) -> i
     import getpass
 
     from ssgate._app import operator_name
-    from ssgate._nodes import NodeExportError, NodeExportInputError, export_node, read_passphrase
+    from ssgate._nodes import export_node, read_passphrase
 
     state.require()
-    try:
+    with _node_export_errors():
         passphrase = read_passphrase(args.passphrase_file, confirm=True, prompt=getpass.getpass)
         count = export_node(
             state, Path(args.out), passphrase, now=time.time(), actor=operator_name()
         )
-    except NodeExportInputError as e:
-        raise CliError(EXIT_USAGE, str(e)) from None
-    except NodeExportError as e:
-        raise CliError(EXIT_REFUSED, str(e)) from None
     out.write(
         f"exported {count} files (configuration, CA and keys) to {args.out}, sealed with the "
         "passphrase (mode 0600; it holds every key: move it to the new host and delete it); "

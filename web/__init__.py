@@ -60,6 +60,15 @@ from ._decode import (
     parse_query,
     single_values,
 )
+from ._gate import (
+    check_path,
+    client_source,
+    log_text,
+    query_values,
+    read_form,
+    token_cookie,
+    write_refusal,
+)
 from ._headers import security_headers
 from ._multipart import MultipartError, MultipartReader, Upload
 from ._origin import host_allowed, origin_allowed, same_origin
@@ -132,11 +141,14 @@ __all__ = [
     "Upload",
     "WebSite",
     "attachment",
+    "check_path",
+    "client_source",
     "content_disposition",
     "download",
     "finding_json",
     "host_allowed",
     "is_outage",
+    "log_text",
     "masked_target",
     "may_call",
     "media_type",
@@ -148,7 +160,9 @@ __all__ = [
     "parse_query",
     "plain",
     "problem",
+    "query_values",
     "read_body",
+    "read_form",
     "request_line",
     "retry_after_headers",
     "same_origin",
@@ -156,6 +170,8 @@ __all__ = [
     "security_headers",
     "see_other",
     "single_values",
+    "token_cookie",
     "write",
+    "write_refusal",
     "write_stream",
 ]

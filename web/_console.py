@@ -30,11 +30,9 @@ import base64
 import hashlib
 import hmac
 import math
-import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
-from urllib.parse import unquote_to_bytes
 
 from jinja2 import BaseLoader, ChoiceLoader, Environment, PackageLoader, StrictUndefined
 from sqlalchemy import Connection
@@ -54,7 +52,16 @@ from auth.console import ROLE_TITLES, StaffMember
 
 from ._answers import Cookie, HttpError, Response, see_other
 from ._csrf import CSRF_FIELD, same_token
-from ._decode import MalformedInput, media_type, parse_form_body, parse_query, single_values
+from ._decode import MalformedInput, media_type, parse_form_body, single_values
+from ._gate import (
+    check_path,
+    client_source,
+    log_text,
+    query_values,
+    read_form,
+    token_cookie,
+    write_refusal,
+)
 from ._headers import security_headers
 from ._origin import origin_allowed
 from ._outage import OUTAGE_MESSAGE, OUTAGE_TITLE, is_outage, retry_after_headers
@@ -74,7 +81,6 @@ MAX_PASSWORD = 1024
 MAX_OTP = 16
 REFUSED_MESSAGE = "登录失败：用户名、密码或动态口令不正确，或账号暂时不能登录。请核对后重试。"
 
-_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 256 bits, unpadded base64url
 _INVALID_ACTOR = "staff:(invalid-name)"
 PUBLIC_PATHS = frozenset({"/login", "/static/console.css"})  # another method: 405, no login
 
@@ -454,7 +460,7 @@ class ConsoleShell:
     ) -> Response:
         known: StaffCtx | None = None  # who asks, once the gate knows: the outage page's nav
         try:
-            _check_segments(request.path)
+            check_path(request.path)
             if PUBLIC in route.roles:
                 return await route.handler(self._public(request), **params)
             who = await self._logged_in(request)
@@ -475,7 +481,7 @@ class ConsoleShell:
                 if refused is not None:
                     return refused
             return await route.handler(who, **params)
-        except (MalformedInput, _BadPath):
+        except MalformedInput:
             return self.message(400, "请求无效", "请求格式不正确，请返回后重试。")
         except Exception as e:
             if is_outage(e):
@@ -484,24 +490,24 @@ class ConsoleShell:
                 return self.message(e.status, "无法办理", e.message, who=None, headers=e.headers)
             self.log.failure(
                 "console request failed: {method} {path}",
-                method=_ascii(request.method),
-                path=_ascii(request.path),
+                method=log_text(request.method),
+                path=log_text(request.path),
             )
             return self.message(500, "系统错误", "系统暂时无法处理该请求，请稍后再试。")
 
     async def unrouted(self, request: Any, status: int, allowed: Sequence[str]) -> Response:
         try:
-            _check_segments(request.path)
+            check_path(request.path)
             found = await self._logged_in(request)
-        except (MalformedInput, _BadPath):
+        except MalformedInput:
             return self.message(400, "请求无效", "请求格式不正确，请返回后重试。")
         except Exception as e:
             if is_outage(e):
                 return self.outage(request, None)
-            self.log.failure("console request failed: {path}", path=_ascii(request.path))
+            self.log.failure("console request failed: {path}", path=log_text(request.path))
             return self.message(500, "系统错误", "系统暂时无法处理该请求，请稍后再试。")
         who = found if isinstance(found, StaffCtx) else None
-        if isinstance(found, Response) and _ascii(request.path) not in PUBLIC_PATHS:
+        if isinstance(found, Response) and log_text(request.path) not in PUBLIC_PATHS:
             return found  # no session: to the login page, whatever the path
         if status == 405:
             return self.message(
@@ -522,15 +528,15 @@ class ConsoleShell:
             staff=StaffMember("", ""),
             session_ref="",
             csrf_token="",
-            source=_source(request),
+            source=client_source(request),
             now=self._clock.seconds(),
-            query=single_values(_query_pairs(request.uri), max_fields=MAX_FIELDS),
+            query=query_values(request.uri, max_fields=MAX_FIELDS),
         )
 
     async def _logged_in(self, request: Any) -> StaffCtx | Response:
         """The request's context from its live session, or where to send the browser."""
         now = self._clock.seconds()
-        query = single_values(_query_pairs(request.uri), max_fields=MAX_FIELDS)
+        query = query_values(request.uri, max_fields=MAX_FIELDS)
         session_id = self._cookie(request, self.session_cookie)
         if not session_id:
             return see_other("/login")
@@ -568,7 +574,7 @@ class ConsoleShell:
             staff=StaffMember(record.name, record.role),
             session_ref=session.ref,
             csrf_token=session.csrf_token,
-            source=_source(request),
+            source=client_source(request),
             now=now,
             query=query,
         )
@@ -596,21 +602,14 @@ class ConsoleShell:
 
     async def _check_write(self, request: Any, who: StaffCtx) -> Response | None:
         """Origin and the session's CSRF token; the form decoded into ``who.form``."""
-        media, charset = media_type(request.getHeader(b"content-type"))
-        if media != "application/x-www-form-urlencoded" or charset not in ("", "utf-8"):
-            raise MalformedInput("not-a-form", "not a form")
-        content = request.content
-        body = content.read(MAX_BODY_BYTES + 1) if content is not None else b""
-        form = single_values(parse_form_body(body), max_fields=MAX_FIELDS)
-        cross = not origin_allowed(
-            request.getHeader(b"origin"), request.getHeader(b"referer"), request.getHeader(b"host")
-        )
-        if cross or not same_token(who.csrf_token, form.get(CSRF_FIELD, "")):
+        form = read_form(request, max_body=MAX_BODY_BYTES, max_fields=MAX_FIELDS)
+        refusal = write_refusal(request, who.csrf_token, form)
+        if refusal is not None:
             await who.audit(
                 "console.csrf",
-                _ascii(request.path)[:250],
+                log_text(request.path)[:250],
                 "refused",
-                reason="cross-origin" if cross else "csrf-token",
+                reason=refusal,
                 details={"source": who.source},
             )
             return self.message(
@@ -782,11 +781,7 @@ class ConsoleShell:
         return same_token(self.login_form_token(prelogin), form_token)
 
     def _cookie(self, request: Any, name: str) -> str:
-        raw = request.getCookie(name.encode())
-        if raw is None:
-            return ""
-        value = raw.decode("ascii", "replace")
-        return value if _TOKEN_SHAPE.fullmatch(value) else ""
+        return token_cookie(request, name)
 
     async def audit(
         self,
@@ -864,8 +859,8 @@ class ConsoleShell:
         keeps the member's navigation; when the session itself could not be looked
         up, nobody is known and the page offers to try again.
         """
-        method = _ascii(request.method)
-        again = _ascii(request.uri) if method in ("GET", "HEAD") else "/"
+        method = log_text(request.method)
+        again = log_text(request.uri) if method in ("GET", "HEAD") else "/"
         if not again.startswith("/") or again.startswith("//"):
             again = "/"
         page = self.render(
@@ -946,28 +941,6 @@ def may_call(route: Route, role: str) -> bool:
     return role == "admin" or STAFF in route.roles or role in route.roles
 
 
-class _BadPath(Exception):
-    pass
-
-
-def _check_segments(path: bytes) -> None:
-    """Refuse path segments that are not UTF-8 or that smuggle a separator, a control
-    character or a dot segment."""
-    for raw in path.split(b"/"):
-        if not raw:
-            continue
-        try:
-            segment = unquote_to_bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            raise _BadPath() from None
-        if any(c < " " or c in "/\\\x7f" for c in segment) or segment in (".", ".."):
-            raise _BadPath()
-
-
-def _query_pairs(uri: bytes) -> list[tuple[str, str]]:
-    return [(k, v) for k, values in parse_query(uri).items() for v in values]
-
-
 def _append(conn: Connection, /, audit_trail: AuditTrail, **event: Any) -> None:
     audit_trail(conn, **event)
 
@@ -981,16 +954,6 @@ def _login_names(name: str) -> tuple[str, str]:
     except auth.StaffNameError:
         return _INVALID_ACTOR, "(invalid-name)"
     return f"staff:{name}", name
-
-
-def _ascii(value: bytes | None) -> str:
-    return (value or b"").decode("ascii", "replace")[:200]
-
-
-def _source(request: Request) -> str:
-    address = request.getClientAddress()
-    host = getattr(address, "host", None)
-    return str(host) if host else "local"
 
 
 ConsoleHandler = Callable[..., Awaitable[Response]]

@@ -26,10 +26,9 @@ database and the key serves any staff member, and a restart logs nobody out.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Site
 
@@ -60,7 +59,6 @@ __all__ = [
     "DatabaseSessions",
     "ListenCheck",
     "SessionPolicy",
-    "append_audit",
     "check_console_listen",
     "console_factory",
     "console_shell",
@@ -69,34 +67,6 @@ __all__ = [
     "login_form_key",
     "session_sweeper",
 ]
-
-
-def append_audit(
-    conn: Connection,
-    *,
-    at: float,
-    actor: str,
-    action: str,
-    subject: str,
-    outcome: str,
-    reason: str = "",
-    session_ref: str = "",
-    details: Mapping[str, Any] | None = None,
-) -> None:
-    """:class:`web.AuditTrail` on the hash-chained audit log."""
-    audit.append(
-        conn,
-        audit.AuditEvent(
-            at=at,
-            actor=actor,
-            action=action,
-            subject=subject,
-            outcome=outcome,
-            reason=reason,
-            session_id=session_ref,
-            details=dict(details or {}),
-        ),
-    )
 
 
 def console_shell(
@@ -160,7 +130,7 @@ def console_shell(
         authenticator=authenticator,
         runner=runner,
         sessions=DatabaseSessions(policy or SessionPolicy(), random_bytes=random_bytes),
-        audit_trail=append_audit,
+        audit_trail=audit.append_event,
         clock=clock,
         sections=mounted,
         secure=secure,

@@ -13,9 +13,7 @@ browser's.  Approval accepts the application (受理, 工伤保险条例 Arts. 1
 from __future__ import annotations
 
 import hashlib
-import struct
 import urllib.parse
-import zlib
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +21,7 @@ import pyotp
 import pytest
 
 from declare_app._person_id import person_id_check_char
+from declare_app.testing import one_pixel_png
 
 if TYPE_CHECKING:  # conftest is not importable under --import-mode=importlib
     from conftest import Channel, NewPage, Screenshots
@@ -36,16 +35,6 @@ AUDITOR_PASSWORD = "Auditor-Pass-4711!"
 CHINA = timezone(timedelta(hours=8))
 ID_BODY = "33068219900307123"
 ID_NUMBER = ID_BODY + person_id_check_char(ID_BODY)
-
-
-def png() -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
-    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
-    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"")
 
 
 def add_auditor(channel: Channel) -> pyotp.TOTP:
@@ -169,7 +158,7 @@ def test_an_injury_report_with_its_evidence_uploaded_and_seen_by_the_auditor(
     declaration_id = draft["id"]
     assert employer.goto(f"{base}/declarations/{declaration_id}") is not None
     assert "尚未上传证明材料" in text_of(employer)
-    evidence = png()
+    evidence = one_pixel_png()
     chosen = channel.tmp / "诊断证明.png"
     chosen.write_bytes(evidence)
     employer.set_input_files("#evidence-file", str(chosen))

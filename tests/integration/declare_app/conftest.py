@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine
 import declare_app
 from declare_app._declarations import CHINA_TIME, Declarations
 from declare_app.interfaces import Actor, Declaration, DeclarationType
+from declare_app.testing import one_pixel_png
 from ssgate._schema import all_metadata
 
 UNIT_A = "12345678"
@@ -100,16 +101,7 @@ def decide(decl_db: Engine, workflow: Declarations, auditor: Actor) -> Callable[
 
 def evidence_png() -> bytes:
     """A valid 1×1 PNG: the smallest file the evidence check accepts."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
-    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
-    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"")
+    return one_pixel_png()
 
 
 def attach_evidence(

@@ -26,6 +26,7 @@ from declare_app._declarations import CHINA_TIME, Declarations
 from declare_app._declarations import RETURN_REASONS as WORKFLOW_REASONS
 from declare_app._schema import persons
 from declare_app.interfaces import Actor, Declaration, DeclarationType, Status
+from declare_app.testing import one_pixel_png
 from declare_app.web._review import RETURN_REASONS
 from ssgate._console import console_site
 from ssgate._console.testing import ConsoleClient
@@ -220,20 +221,7 @@ def test_the_review_page_marks_the_figures_in_force_that_are_not_verified(
 # -- evidence and the agency's own decisions (issue 14, defects 2 and 8) --------------------
 
 
-def _png() -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
-    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
-    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"")
-
-
-PNG_1x1 = _png()
+PNG_1x1 = one_pixel_png()
 
 
 def test_the_auditor_sees_the_units_evidence_and_downloads_it_as_an_attachment(

@@ -6,44 +6,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine
-from twisted.internet.testing import MemoryReactorClock
 
 import audit
-import auth
-import gateway
-from auth.testing import SynchronousRunner
-from certs._schema import metadata as certs_metadata
-from ssgate._console import console_site
-from ssgate._console.testing import ConsoleClient, Reply, enrol_staff
-from ssgate._db import make_engine
+from ssgate._console.testing import Reply
+from tests.unit.oversight.conftest import ConsoleWorld, staffed
 
 NOW = 1_767_225_600.0  # 2026-01-01 08:00 in Beijing
 PASSWORD = "Correct-Horse-9-battery"
 ACCOUNTS = ("33068212345678@sxlss", "33068287654321@sxlss", "33068211112222@sxlss")
 
 
-@dataclass
-class World:
-    engine: Engine
-    clock: MemoryReactorClock
-    secrets: dict[str, str]
-    site: Any
-
-    def login(self, name: str) -> ConsoleClient:
-        c = ConsoleClient(self.site, clock=self.clock)
-        code = auth.current_code(self.secrets[name], self.clock.seconds())
-        reply = c.login(name, PASSWORD, code)
-        assert reply.status == 303, reply.text
-        self.clock.advance(30)
-        return c
-
+class World(ConsoleWorld):
     def attack(
         self, host: str = "198.51.100.4", *, at: float = NOW, accounts: tuple[str, ...] = ACCOUNTS
     ) -> None:
@@ -78,32 +55,10 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    engine = make_engine(f"sqlite:///{tmp_path}/alerts.db")
-    for metadata in (auth.metadata, audit.metadata, certs_metadata, gateway.metadata):
-        metadata.create_all(engine)
-    hasher = auth.PasswordHasher(auth.Argon2Params())
-    box = auth.SecretBox(auth.SecretBox.generate_key())
-    with engine.begin() as conn:
-        members = [
-            ("olga", "officer"),
-            ("adam", "admin"),
-            ("alice", "auditor"),
-            ("carl", "carrier"),
-        ]
-        secrets = enrol_staff(conn, members, password=PASSWORD, hasher=hasher, box=box, now=NOW)
-    clock = MemoryReactorClock()
-    clock.advance(NOW + 3600)
-    site = console_site(
-        login_form_key=bytes(range(32)),
-        authenticator=auth.Authenticator(engine, hasher, box),
-        runner=SynchronousRunner(engine),
-        workflow=None,
-        clock=clock,
-        secure=False,
-        refusal_delay=0,
-    )
-    yield World(engine, clock, secrets, site)
-    engine.dispose()
+    members = [("olga", "officer"), ("adam", "admin"), ("alice", "auditor"), ("carl", "carrier")]
+    with staffed(tmp_path / "alerts.db", members, now=NOW) as db:
+        site = db.site()
+        yield World(db.engine, db.clock, db.secrets, site)
 
 
 def alert_ids(reply: Reply) -> list[int]:

@@ -6,27 +6,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import Engine, text
-from twisted.internet.testing import MemoryReactorClock
+from sqlalchemy import text
 
 import audit
 import auth
-import gateway
 import oversight
 from auth._store import record_source_failure, reserve_attempt
-from auth.testing import SynchronousRunner
-from certs._schema import metadata as certs_metadata
 from provisioning.testing import MemoryUnits, RecordingSessions, make_provisioner
-from ssgate._console import console_site
-from ssgate._console.testing import ConsoleClient, Reply, enrol_staff
-from ssgate._db import make_engine
+from ssgate._console.testing import Reply
+from tests.unit.oversight.conftest import ConsoleWorld, staffed
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z = 08:00 in Beijing
 PASSWORD = "Correct-Horse-9-battery"
@@ -35,21 +28,7 @@ OTHER = "33068287654321@sxlss"
 POLICY = auth.LockoutPolicy()
 
 
-@dataclass
-class World:
-    engine: Engine
-    clock: MemoryReactorClock
-    secrets: dict[str, str]
-    site: Any
-
-    def login(self, name: str) -> ConsoleClient:
-        c = ConsoleClient(self.site, clock=self.clock)
-        code = auth.current_code(self.secrets[name], self.clock.seconds())
-        reply = c.login(name, PASSWORD, code)
-        assert reply.status == 303, reply.text
-        self.clock.advance(30)  # the next login of anyone uses a fresh time-step
-        return c
-
+class World(ConsoleWorld):
     def attempt(
         self, at: float, account: str, peer: str, *, outcome: str = "refused", reason: str = ""
     ) -> None:
@@ -84,39 +63,22 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    engine = make_engine(f"sqlite:///{tmp_path}/logins.db")
-    for metadata in (auth.metadata, audit.metadata, certs_metadata, gateway.metadata):
-        metadata.create_all(engine)
-    hasher = auth.PasswordHasher(auth.Argon2Params())
-    box = auth.SecretBox(auth.SecretBox.generate_key())
-    with engine.begin() as conn:
-        members = [("olga", "officer"), ("alice", "auditor"), ("adam", "admin")]
-        secrets = enrol_staff(conn, members, password=PASSWORD, hasher=hasher, box=box, now=NOW)
-    clock = MemoryReactorClock()
-    clock.advance(NOW + 3600)
-    provisioner = make_provisioner(
-        engine,
-        clock=clock.seconds,
-        units=MemoryUnits({"12345678": ("approved", "330682"), "87654321": ("approved", "330682")}),
-        sessions=RecordingSessions(),
-        hasher=hasher,
-        box=box,
-    )
-    provisioner.open(ACCOUNT)
-    provisioner.open(OTHER)
-    site = console_site(
-        login_form_key=bytes(range(32)),
-        authenticator=auth.Authenticator(engine, hasher, box, POLICY),
-        runner=SynchronousRunner(engine),
-        workflow=None,
-        provisioner=provisioner,
-        clock=clock,
-        secure=False,
-        refusal_delay=0,
-        lockout=POLICY,
-    )
-    yield World(engine, clock, secrets, site)
-    engine.dispose()
+    members = [("olga", "officer"), ("alice", "auditor"), ("adam", "admin")]
+    with staffed(tmp_path / "logins.db", members, now=NOW) as db:
+        provisioner = make_provisioner(
+            db.engine,
+            clock=db.clock.seconds,
+            units=MemoryUnits(
+                {"12345678": ("approved", "330682"), "87654321": ("approved", "330682")}
+            ),
+            sessions=RecordingSessions(),
+            hasher=db.hasher,
+            box=db.box,
+        )
+        provisioner.open(ACCOUNT)
+        provisioner.open(OTHER)
+        site = db.site(policy=POLICY, provisioner=provisioner)
+        yield World(db.engine, db.clock, db.secrets, site)
 
 
 def table_rows(reply: Reply, table_id: str) -> list[list[str]]:
