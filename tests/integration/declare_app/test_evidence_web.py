@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import struct
 import uuid
-import zlib
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -29,6 +27,7 @@ from declare_app import person_id_check_char
 from declare_app._declarations import CHINA_TIME, Declarations
 from declare_app._schema import declaration_attachments, evidence_blobs
 from declare_app.interfaces import Actor, DeclarationType
+from declare_app.testing import one_pixel_png
 from declare_app.web import employer_site, registry_unit_name
 from declare_app.web.testing import ALICE, CSRF_KEY, GuardedClient, HttpResponse, csrf_for
 
@@ -38,14 +37,7 @@ WEB_NOW = datetime(2025, 3, 10, 10, 0, tzinfo=CHINA_TIME).timestamp()
 EMPLOYER_A = replace(ALICE, account=f"{REGION}{UNIT_A}@sxlss", unit_code=UNIT_A, issued_at=WEB_NOW)
 
 
-def png() -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
-    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
-    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"")
+png = one_pixel_png
 
 
 def make_id() -> str:
