@@ -100,6 +100,30 @@ def count_open(conn: Connection, account: str, *, now: float) -> int:
     )
 
 
+# The login path's two statements, built once (``bindparam`` names apart from the
+# columns'): the account's open sessions, and the new session's row.
+_COUNT_OPEN = (
+    select(func.count())
+    .select_from(sessions)
+    .where(
+        sessions.c.account == bindparam("p_account"),
+        sessions.c.status.in_(("live", "detached")),
+        sessions.c.last_seen_at > bindparam("p_stale_before"),
+    )
+)
+_INSERT_SESSION = insert(sessions).values(
+    id=bindparam("p_id"),
+    account=bindparam("p_account"),
+    unit_code=bindparam("p_unit_code"),
+    peer=bindparam("p_peer"),
+    cert_serial=bindparam("p_cert_serial"),
+    node=bindparam("p_node"),
+    status="live",
+    started_at=bindparam("p_now"),
+    last_seen_at=bindparam("p_now"),
+)
+
+
 def start_session(
     conn: Connection,
     *,
@@ -114,20 +138,22 @@ def start_session(
 ) -> bool:
     """Record a new live session unless the account already has *max_concurrent* open."""
     _lock_account(conn, account)
-    if count_open(conn, account, now=now) >= max_concurrent:
+    open_now = conn.execute(
+        _COUNT_OPEN, {"p_account": account, "p_stale_before": now - STALE_AFTER_SECONDS}
+    ).scalar_one()
+    if int(open_now) >= max_concurrent:
         return False
     conn.execute(
-        insert(sessions).values(
-            id=session_id,
-            account=account,
-            unit_code=unit_code,
-            peer=peer[:64],
-            cert_serial=cert_serial,
-            node=node,
-            status="live",
-            started_at=now,
-            last_seen_at=now,
-        )
+        _INSERT_SESSION,
+        {
+            "p_id": session_id,
+            "p_account": account,
+            "p_unit_code": unit_code,
+            "p_peer": peer[:64],
+            "p_cert_serial": cert_serial,
+            "p_node": node,
+            "p_now": now,
+        },
     )
     return True
 
