@@ -70,6 +70,8 @@ certificates = Table(
 )
 Index("ix_certificates_subject", certificates.c.subject)
 Index("ix_certificates_status", certificates.c.status)
+# The gateway's kill poll: the certificates revoked since its last look (migration 0019).
+Index("ix_certificates_revoked_at", certificates.c.revoked_at)
 Index("ix_certificates_fingerprint_sha256", certificates.c.fingerprint_sha256, unique=True)
 
 crl_state = Table(

@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from certs._authority import CertificateAuthority, account_of
@@ -164,6 +164,16 @@ def list_certificates(
         _require_status(status)
         query = query.where(certificates.c.status == status)
     return [_record(row._asdict()) for row in conn.execute(query)]
+
+
+_BY_SERIAL = select(certificates).where(certificates.c.serial == bindparam("p_serial"))
+
+
+def get_certificate(conn: Connection, serial_hex: str) -> CertificateRecord | None:
+    """The certificate with serial *serial_hex* (as operators paste it: colons, upper
+    case, leading zeros), or ``None``: one primary-key read, whoever its subject."""
+    row = conn.execute(_BY_SERIAL, {"p_serial": normalize_serial_hex(serial_hex)}).first()
+    return None if row is None else _record(row._asdict())
 
 
 def current_client_certificate(

@@ -151,11 +151,17 @@ def source_allowed(source_host: str, allowed: tuple[str, ...]) -> bool:
 
 def _certificate_status(conn: Connection, serial: str, account: str) -> str:
     """``ok``, ``cert-revoked`` or ``cert-mismatch`` for the presented certificate."""
-    records = certs.list_certificates(conn, subject=account, kind="client")
-    for record in records:
-        if record.serial == serial:
-            return "ok" if record.status == "valid" else "cert-revoked"
-    return "cert-mismatch"
+    try:
+        record = certs.get_certificate(conn, serial)
+    except certs.CertificateError:  # not a serial at all
+        return "cert-mismatch"
+    if record is None or (record.serial, record.subject, record.kind) != (
+        serial,
+        account,
+        "client",
+    ):
+        return "cert-mismatch"
+    return "ok" if record.status == "valid" else "cert-revoked"
 
 
 @implementer(IChannelSession)

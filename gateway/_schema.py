@@ -18,6 +18,12 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# The kill requests no node has acted on yet: the condition of the partial index
+# ``ix_sessions_kill_pending`` (migration 0019), written once so that the kill poll's
+# query repeats it word for word (SQLite and PostgreSQL use a partial index only
+# for a query whose WHERE implies the index's, and a bound parameter implies nothing).
+KILL_PENDING = "kill_requested_at IS NOT NULL AND status <> 'ended'"
+
 sessions = Table(
     "sessions",
     metadata,
@@ -53,4 +59,12 @@ sessions = Table(
     Index("ix_sessions_peer", "peer"),
     # The charts' open-sessions count: the open ones and the day's ends (migration 0011).
     Index("ix_sessions_ended_at", "ended_at"),
+    # The kill poll's pending kill requests: a few rows whoever many sessions are
+    # open (migration 0019).
+    Index(
+        "ix_sessions_kill_pending",
+        "id",
+        sqlite_where=text(KILL_PENDING),
+        postgresql_where=text(KILL_PENDING),
+    ),
 )

@@ -38,7 +38,7 @@ import audit
 from auth._schema import accounts
 from certs._schema import certificates
 from gateway._reasons import REASON_WORDS, Reason
-from gateway._schema import sessions
+from gateway._schema import KILL_PENDING, sessions
 
 # A session whose node has not reported for this long is considered gone (node crash).
 STALE_AFTER_SECONDS = 120.0
@@ -100,6 +100,30 @@ def count_open(conn: Connection, account: str, *, now: float) -> int:
     )
 
 
+# The login path's two statements, built once (``bindparam`` names apart from the
+# columns'): the account's open sessions, and the new session's row.
+_COUNT_OPEN = (
+    select(func.count())
+    .select_from(sessions)
+    .where(
+        sessions.c.account == bindparam("p_account"),
+        sessions.c.status.in_(("live", "detached")),
+        sessions.c.last_seen_at > bindparam("p_stale_before"),
+    )
+)
+_INSERT_SESSION = insert(sessions).values(
+    id=bindparam("p_id"),
+    account=bindparam("p_account"),
+    unit_code=bindparam("p_unit_code"),
+    peer=bindparam("p_peer"),
+    cert_serial=bindparam("p_cert_serial"),
+    node=bindparam("p_node"),
+    status="live",
+    started_at=bindparam("p_now"),
+    last_seen_at=bindparam("p_now"),
+)
+
+
 def start_session(
     conn: Connection,
     *,
@@ -114,20 +138,22 @@ def start_session(
 ) -> bool:
     """Record a new live session unless the account already has *max_concurrent* open."""
     _lock_account(conn, account)
-    if count_open(conn, account, now=now) >= max_concurrent:
+    open_now = conn.execute(
+        _COUNT_OPEN, {"p_account": account, "p_stale_before": now - STALE_AFTER_SECONDS}
+    ).scalar_one()
+    if int(open_now) >= max_concurrent:
         return False
     conn.execute(
-        insert(sessions).values(
-            id=session_id,
-            account=account,
-            unit_code=unit_code,
-            peer=peer[:64],
-            cert_serial=cert_serial,
-            node=node,
-            status="live",
-            started_at=now,
-            last_seen_at=now,
-        )
+        _INSERT_SESSION,
+        {
+            "p_id": session_id,
+            "p_account": account,
+            "p_unit_code": unit_code,
+            "p_peer": peer[:64],
+            "p_cert_serial": cert_serial,
+            "p_node": node,
+            "p_now": now,
+        },
     )
     return True
 
@@ -357,6 +383,93 @@ def ends_due(conn: Connection, session_ids: list[str]) -> dict[str, SessionEnd]:
         else:
             verdict[row.id] = SessionEnd("gateway-shutdown")
     return verdict
+
+
+# The kill poll's look-back: a change stamped up to this long before the previous
+# poll began is still read.  It covers a writer's transaction that committed after
+# the poll read (its stamp is its start) and clocks of other hosts behind ours.
+KILL_POLL_LOOK_BACK_SECONDS = 120.0
+# Every this many polls, one reads every live session as :func:`ends_due` does: a
+# net for a change stamped further back than the look-back (a clock far behind).
+KILL_POLL_FULL_EVERY = 300
+
+_KILLS_PENDING = select(sessions.c.id).where(text(KILL_PENDING))
+_ENDED_SINCE = select(sessions.c.id).where(sessions.c.ended_at >= bindparam("p_since"))
+_ACCOUNTS_OUT_SINCE = select(accounts.c.name).where(
+    accounts.c.updated_at >= bindparam("p_since"), accounts.c.status != "active"
+)
+_REVOKED_SINCE = select(certificates.c.serial).where(
+    certificates.c.revoked_at >= bindparam("p_since")
+)
+
+
+class KillPoll:
+    """:func:`ends_due` for one node's every-second poll, at a cost that does not grow
+    with the number of idle sessions it holds.
+
+    The first call, and every :data:`KILL_POLL_FULL_EVERY`-th, is :func:`ends_due`
+    itself.  The others read only what changed: the kill requests not yet acted on (a
+    partial index, whatever their time stamp), the sessions ended, the accounts
+    suspended or cancelled and the certificates revoked since the previous poll began
+    (less :data:`KILL_POLL_LOOK_BACK_SECONDS`), and match them against the live set
+    through each session's account and certificate, read once when the session first
+    appears.  The sessions they name go through :func:`ends_due`, so the verdict and
+    its reason are the same as a full look's.
+
+    *clock* gives the epoch seconds the writers stamp their changes with (the node's
+    reactor clock).  One instance per node; calls must not overlap (the node's poll
+    runs one at a time), each on a pool thread with its own connection."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._since: float | None = None
+        self._calls = 0
+        # session id -> (account, certificate serial), for the live sessions
+        self._known: dict[str, tuple[str, str]] = {}
+
+    def __call__(self, conn: Connection, session_ids: list[str]) -> dict[str, SessionEnd]:
+        began = self._clock()
+        full = self._since is None or self._calls % KILL_POLL_FULL_EVERY == 0
+        self._calls += 1
+        live = set(session_ids)
+        self._learn(conn, live)
+        if full:
+            verdict = ends_due(conn, session_ids)
+        else:
+            verdict = ends_due(conn, sorted(self._changed(conn, live, since=self._since)))
+        self._since = began - KILL_POLL_LOOK_BACK_SECONDS
+        return verdict
+
+    def _learn(self, conn: Connection, live: set[str]) -> None:
+        """Forget the sessions gone from the live set; read account and certificate of
+        those new in it."""
+        for gone in self._known.keys() - live:
+            del self._known[gone]
+        new = sorted(live - self._known.keys())
+        # In slices: a parameter list of tens of thousands is refused by some drivers.
+        for at in range(0, len(new), 1000):
+            rows = conn.execute(
+                select(sessions.c.id, sessions.c.account, sessions.c.cert_serial).where(
+                    sessions.c.id.in_(new[at : at + 1000])
+                )
+            )
+            for row in rows:
+                self._known[row.id] = (row.account, row.cert_serial)
+
+    def _changed(self, conn: Connection, live: set[str], *, since: float | None) -> set[str]:
+        """The live sessions that a change since *since* may end."""
+        named = set(conn.execute(_KILLS_PENDING).scalars())
+        named.update(conn.execute(_ENDED_SINCE, {"p_since": since}).scalars())
+        out = set(conn.execute(_ACCOUNTS_OUT_SINCE, {"p_since": since}).scalars())
+        revoked = set(conn.execute(_REVOKED_SINCE, {"p_since": since}).scalars())
+        changed = named & live
+        if out or revoked:
+            changed.update(
+                sid
+                for sid, (account, serial) in self._known.items()
+                if account in out or serial in revoked
+            )
+        return changed
 
 
 def list_sessions(

@@ -16,6 +16,7 @@ from certs import (
     RevokedEntry,
     current_client_certificate,
     current_crl_state,
+    get_certificate,
     list_certificates,
     next_crl_number,
     record_certificate,
@@ -310,3 +311,25 @@ def test_schema_constraints_are_named_and_enforced(db: Engine) -> None:
     }
     with pytest.raises(exc.IntegrityError), db.begin() as conn:
         conn.execute(certificates.insert().values(row))
+
+
+def test_get_certificate_reads_one_certificate_by_serial(
+    db: Engine, ca: CertificateAuthority
+) -> None:
+    """One certificate by its serial, however it is spelled, whoever its subject; its
+    revocation shows; an unknown serial is ``None`` and a non-serial a clear error."""
+    alice = _client(db, ca, ALICE, NOW)
+    bob = _client(db, ca, BOB, NOW + timedelta(seconds=1))
+    with db.begin() as conn:
+        revoke(conn, bob.serial_hex, reason="key_compromise", now=NOW + timedelta(seconds=2))
+    with db.begin() as conn:
+        found = get_certificate(conn, alice.serial_hex)
+        assert found is not None
+        assert (found.subject, found.kind, found.status) == (ALICE, "client", "valid")
+        assert get_certificate(conn, "00:" + alice.serial_hex.upper()) == found
+        revoked = get_certificate(conn, bob.serial_hex)
+        assert revoked is not None
+        assert (revoked.subject, revoked.status) == (BOB, "revoked")
+        assert get_certificate(conn, "abcdef") is None
+        with pytest.raises(CertificateError, match="not a hexadecimal serial"):
+            get_certificate(conn, "not-a-serial")
