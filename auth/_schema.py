@@ -75,6 +75,7 @@ accounts = Table(
     ForeignKeyConstraint(["name"], ["credentials.principal"], name="fk_accounts_name"),
     CheckConstraint("status IN ('active', 'suspended', 'cancelled')", name="ck_accounts_status"),
     Index("ix_accounts_unit_code", "unit_code"),
+    Index("ix_accounts_updated_at", "updated_at"),  # the gateway's kill poll: what changed
 )
 
 staff = Table(

@@ -1153,6 +1153,8 @@ class GatewayNode(Service):
         self._loop: LoopingCall | None = None
         self._ticks = 0
         self._polling = False
+        # Which live sessions must end, reading only what changed (not every session).
+        self._kill_poll = _sessions.KillPoll(clock=ctx.clock.seconds)
         self._most_live = 0  # live sessions at most since memory was last given back
         # While the database is down the poll fails every second: log that at a rate
         # a person can read (the first in full, a summary a minute, the recovery).
@@ -1328,7 +1330,7 @@ class GatewayNode(Service):
             return  # the database is slow; don't pile up queries
         self._polling = True
         ids = list(self.ctx.live)
-        d: Deferred[Any] = self.ctx.db.run(_sessions.ends_due, ids)
+        d: Deferred[Any] = self.ctx.db.run(self._kill_poll, ids)
         d.addCallback(self._end_sessions)
         if self._ticks % 10 == 0:
             stats = {sid: t.counters() for sid, t in self.ctx.live.items()}

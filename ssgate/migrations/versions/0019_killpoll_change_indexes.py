@@ -8,7 +8,8 @@ since its last look and matches it against its live set in Python:
 - ``ix_sessions_kill_pending``: a partial index of the kill requests not yet acted
   on (``kill_requested_at IS NOT NULL AND status <> 'ended'``), a few rows however
   many sessions are open;
-- ``ix_certificates_revoked_at``: the certificates revoked since the last look.
+- ``ix_certificates_revoked_at``: the certificates revoked since the last look;
+- ``ix_accounts_updated_at``: the accounts changed since the last look.
 
 (The sessions ended since then are read through ``ix_sessions_ended_at``, 0011.)
 
@@ -41,9 +42,13 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("certificates", schema=None) as batch_op:
         batch_op.create_index("ix_certificates_revoked_at", ["revoked_at"], unique=False)
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.create_index("ix_accounts_updated_at", ["updated_at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_index("ix_accounts_updated_at")
     with op.batch_alter_table("certificates", schema=None) as batch_op:
         batch_op.drop_index("ix_certificates_revoked_at")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
