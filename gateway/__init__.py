@@ -36,6 +36,7 @@ from ._client import (
     parse_listen,
 )
 from ._cred import AccountPolicyView
+from ._limits import count_open_descriptors
 from ._portal import AccountPolicySettings, channel_portal, policy_view
 from ._reasons import REASON_WORDS, Reason
 from ._schema import metadata
@@ -91,6 +92,7 @@ __all__ = [
     "SharedCrl",
     "SharedCrlWatcher",
     "channel_portal",
+    "count_open_descriptors",
     "default_node_name",
     "end_lost_node_sessions_recorded",
     "end_session",

@@ -9,12 +9,13 @@ refuses new connections with ``gateway-full`` rather than running out.
 
 from __future__ import annotations
 
-import os
 import resource
 from collections.abc import Callable
 from typing import NamedTuple
 
 from twisted.logger import Logger
+
+from gateway import count_open_descriptors
 
 __all__ = [
     "OpenFilesLimit",
@@ -92,14 +93,3 @@ def raise_and_log_open_files_limit() -> OpenFilesLimit:
     else:
         log.info("open files limit {soft} (hard limit {hard})", soft=limit.soft, hard=limit.hard)
     return limit
-
-
-def count_open_descriptors() -> int:
-    """How many descriptors this process has open (``-1`` if it cannot tell)."""
-    for path in ("/proc/self/fd", "/dev/fd"):
-        try:
-            # The listing itself opens one descriptor, which it counts: take it off.
-            return len(os.listdir(path)) - 1
-        except OSError:
-            continue
-    return -1
