@@ -55,6 +55,9 @@ def test_the_schema_creates_on_sqlite_with_its_named_indexes() -> None:
     engine = create_engine("sqlite://")
     metadata.create_all(engine)
     inspector = inspect(engine)
-    assert {i["name"] for i in inspector.get_indexes("accounts")} == {"ix_accounts_unit_code"}
+    assert {i["name"] for i in inspector.get_indexes("accounts")} == {
+        "ix_accounts_unit_code",
+        "ix_accounts_updated_at",  # the gateway's kill poll (migration 0019)
+    }
     assert inspector.get_pk_constraint("credentials")["name"] == "pk_credentials"
     engine.dispose()
