@@ -220,7 +220,7 @@ def cmd_node_policy(args: argparse.Namespace, state: StateDir, out: TextIO) -> i
 
 def cmd_node_list(args: argparse.Namespace, state: StateDir, out: TextIO) -> int:
     """``ssgate node list``: every node sharing the database, as the registry has it."""
-    from ssgate._nodes import LOST_AFTER_SECONDS, list_nodes
+    from ssgate._nodes import LOST_AFTER_SECONDS, NodeRecord, list_nodes
 
     app = App(state)
     try:
@@ -231,7 +231,7 @@ def cmd_node_list(args: argparse.Namespace, state: StateDir, out: TextIO) -> int
     finally:
         app.close()
 
-    def status(r: Any) -> str:
+    def status(r: NodeRecord) -> str:
         if r.stopped_at is not None:
             return "lost" if r.stop_reason == "lost" else "stopped"  # lost: reaped by others
         if now - r.last_heartbeat_at > LOST_AFTER_SECONDS:
@@ -246,8 +246,8 @@ def cmd_node_list(args: argparse.Namespace, state: StateDir, out: TextIO) -> int
                 "pid": r.pid,
                 "version": r.version,
                 "status": status(r),
-                "started_at": datetime.fromtimestamp(r.started_at, zone).isoformat(),
-                "last_heartbeat_at": datetime.fromtimestamp(r.last_heartbeat_at, zone).isoformat(),
+                "started_at": audit.iso_time(r.started_at, zone),
+                "last_heartbeat_at": audit.iso_time(r.last_heartbeat_at, zone),
             }
             out.write(_json_dump(row) + "\n")
         return EXIT_OK

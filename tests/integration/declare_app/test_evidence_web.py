@@ -37,9 +37,6 @@ WEB_NOW = datetime(2025, 3, 10, 10, 0, tzinfo=CHINA_TIME).timestamp()
 EMPLOYER_A = replace(ALICE, account=f"{REGION}{UNIT_A}@sxlss", unit_code=UNIT_A, issued_at=WEB_NOW)
 
 
-png = one_pixel_png
-
-
 def make_id() -> str:
     body = "33068219900115123"
     return body + person_id_check_char(body)
@@ -133,7 +130,7 @@ def test_a_png_is_accepted_by_its_content_and_kept_with_its_hash(
     a: GuardedClient, decl_db: Engine, workflow: Declarations, employer_a: Actor
 ) -> None:
     d = draft(decl_db, workflow, employer_a)
-    data = png()
+    data = one_pixel_png()
     done = upload(a, d, data, filename="scan.txt", content_type="text/plain")
     assert done.status == 303, done.text
     page = a.get(f"/declarations/{d}")
@@ -164,7 +161,7 @@ def test_a_submitted_declaration_takes_no_more_files(
     d = draft(decl_db, workflow, employer_a)
     with decl_db.begin() as conn:
         workflow.submit(conn, employer_a, d, now=WEB_NOW)
-    refused = upload(a, d, png(), filename="a.png", content_type="image/png")
+    refused = upload(a, d, one_pixel_png(), filename="a.png", content_type="image/png")
     assert refused.status == 409
     assert "只有草稿可以上传附件" in refused.text
 
@@ -176,7 +173,13 @@ def test_a_resubmission_keeps_the_files_and_the_earlier_version_keeps_its_own(
     d = draft(decl_db, workflow, employer_a)
     with decl_db.begin() as conn:
         first = workflow.attach(
-            conn, employer_a, d, label="劳动合同", filename="a.png", data=png(), now=WEB_NOW
+            conn,
+            employer_a,
+            d,
+            label="劳动合同",
+            filename="a.png",
+            data=one_pixel_png(),
+            now=WEB_NOW,
         )
         workflow.submit(conn, employer_a, d, now=WEB_NOW)
         workflow.claim(conn, auditor, d, now=WEB_NOW)
